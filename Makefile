@@ -1,0 +1,39 @@
+# One-command set-up: every target creates .venv (once) with the CPU build of torch.
+# Elsewhere than on the project's machines, get a CPU torch from PyTorch's index with
+#   make test TORCH_PIP_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH_PIP_FLAGS ?=
+# pytest workers: the default suite is sized for 2 cores
+WORKERS ?= 2
+
+.PHONY: install demo test test-slow test-all bench-speed notebooks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_FLAGS) -c requirements/constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/attsolver demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -n $(WORKERS) -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench-speed: $(STAMP)
+	$(BIN)/attsolver bench speed --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,355 @@
+"""``solve()``: validate once at the boundary, build the stepper, run a lean step loop."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .steppers import get_method
+from .steppers.base import Stepper
+
+__all__ = ["solve", "NonFiniteSolutionError"]
+
+# Stage times are materialised as 0-d tensors this many steps at a time: cheap per step,
+# bounded memory for very long solves.
+_STAGE_CHUNK = 1024
+
+
+class NonFiniteSolutionError(FloatingPointError):
+    """The numerical solution became NaN or infinite.
+
+    Attributes:
+        step: index of the first solver step whose result is non-finite (0-based, counted
+            over the whole solve), or ``None`` for adaptive methods.
+        time: the time at the start of that step (adaptive methods: the first output time
+            whose value is non-finite).
+        partial: the solution up to the last finite output, shape ``[k, *y0.shape]``.
+    """
+
+    def __init__(self, message: str, *, step: int | None, time: float, partial: Tensor):
+        super().__init__(message)
+        self.step = step
+        self.time = time
+        self.partial = partial
+
+
+def solve(
+    f: Callable[[Tensor, Tensor], Tensor],
+    y0: Tensor,
+    t: Tensor,
+    *,
+    method: str = "rk4",
+    step_size: float | None = None,
+    corrector: Callable[..., Tensor] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Tensor:
+    """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
+
+    The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
+    ``torchdiffeq.odeint``.
+
+    Args:
+        f: right-hand side, ``f(t, y) -> dy/dt`` with ``t`` a 0-d tensor and the result
+            of ``y``'s shape and dtype.  For the spectral methods (``etdrk4``, ``ifrk4``)
+            ``f`` must be a semilinear PDE system (see :mod:`attsolver.systems`).
+        y0: initial state, any shape, batch dimensions first; a floating dtype.
+        t: 1-D strictly monotone times (increasing or decreasing), ``t[0]`` is the
+            initial time.
+        method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
+        step_size: fixed-step methods only.  Without it, one step is taken between
+            consecutive points of ``t``.  With it, each interval ``[t_i, t_{i+1}]`` is split
+            into ``n_i = ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned
+            value is an actual solver state (no interpolation, unlike torchdiffeq); when
+            ``step_size`` divides the intervals the steps are exactly ``step_size``.
+        corrector: a learned correction applied after every classical step,
+            ``y_{n+1} = y_n + dy_n + corrector(t_n, y_n, dy_n, h)`` where ``dy_n = h Phi`` is
+            the classical increment and ``h`` a Python float (negative when ``t``
+            decreases).  A corrector that records what it was trained for (a
+            ``check_compatible`` method) is refused for another method, step or shape.
+        options: fixed-step methods: ``check_finite`` (default ``True``: raise
+            :class:`NonFiniteSolutionError` naming the step and time if the solution
+            becomes NaN/inf), ``compile`` (default ``False``: compile the step with
+            ``torch.compile``), ``compile_chunk`` (steps fused per compiled call, default 8).
+            Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
+            pass-throughs.  Unknown keys are an error, not a warning.
+
+    Returns:
+        Tensor of shape ``[len(t), *y0.shape]``.
+
+    Raises:
+        TypeError / ValueError: bad input, naming the argument and the fix.
+        NonFiniteSolutionError: the solution became non-finite (unless
+            ``options={"check_finite": False}``).
+    """
+    spec = get_method(method)
+    y0, t = _check_y0_t(y0, t)
+    options = _check_options(options, spec)
+    check_finite = bool(options.get("check_finite", True))
+    _check_f(f, y0, t)
+
+    if spec.kind == "adaptive":
+        if step_size is not None:
+            raise ValueError(
+                f"step_size is for fixed-step methods; {method!r} is adaptive — control its "
+                "accuracy with options={'rtol': ..., 'atol': ...} or pick a fixed-step method"
+            )
+        if corrector is not None:
+            raise ValueError(
+                f"a corrector needs a fixed-step method, not the adaptive {method!r}; "
+                f"use one of {', '.join(_fixed_methods())}"
+            )
+        sol = spec.run(f, y0, t, options)
+        if check_finite:
+            _raise_if_nonfinite_adaptive(sol, t, method)
+        return sol
+
+    if len(t) == 1:
+        return y0.unsqueeze(0)
+
+    t_np = t.detach().cpu().double().numpy()
+    n_sub, h_int = _step_grid(t_np, step_size)
+    stepper = spec.build(f, y0)
+    if corrector is not None:
+        _check_corrector(corrector, method, h_int, n_sub, y0)
+
+    if options.get("compile", False):
+        from ._compile import compiled_loop
+
+        sol = compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int,
+                            chunk=int(options.get("compile_chunk", 8)))
+    else:
+        sol = _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int)
+    if check_finite and not bool(torch.isfinite(sol).all()):
+        _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method)
+    return sol
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
+                 h_int: np.ndarray, first_interval: int = 0) -> Iterator[Sequence[Tensor]]:
+    """Yield, step by step, the stage times ``t_n + c_i h`` as 0-d tensors in ``t``'s dtype."""
+    nodes = np.asarray(stepper.nodes, dtype=np.float64)
+    starts: list[np.ndarray] = []
+    hs: list[np.ndarray] = []
+    s = len(nodes)
+
+    def flush():
+        st = np.concatenate(starts)
+        hh = np.concatenate(hs)
+        grid = torch.as_tensor(st[:, None] + hh[:, None] * nodes[None, :], device=t.device).to(t.dtype)
+        flat = grid.reshape(-1).unbind(0)
+        starts.clear()
+        hs.clear()
+        return [flat[k * s:(k + 1) * s] for k in range(len(st))]
+
+    pending = 0
+    for i in range(first_interval, len(n_sub)):
+        n, h = int(n_sub[i]), float(h_int[i])
+        # chunk the interval so that one interval of 10^6 steps does not allocate 4e6 tensors
+        for k0 in range(0, n, _STAGE_CHUNK):
+            k = np.arange(k0, min(n, k0 + _STAGE_CHUNK), dtype=np.float64)
+            starts.append(t_np[i] + k * h)
+            hs.append(np.full(len(k), h))
+            pending += len(k)
+            if pending >= _STAGE_CHUNK:
+                yield from flush()
+                pending = 0
+    if pending:
+        yield from flush()
+
+
+def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
+    times = _stage_times(stepper, t, t_np, n_sub, h_int)
+    outputs = [y0]
+    if corrector is None:
+        step, from_state = stepper.step, stepper.from_state
+        state = stepper.to_state(y0)
+        for n, h in zip(n_sub.tolist(), h_int.tolist()):
+            for _ in range(n):
+                state = step(next(times), state, h)
+            outputs.append(from_state(state))
+    else:
+        increment = stepper.increment
+        y = y0
+        for n, h in zip(n_sub.tolist(), h_int.tolist()):
+            for _ in range(n):
+                ts = next(times)
+                dy = increment(ts, y, h)
+                y = y + dy + corrector(ts[0], y, dy, h)
+            outputs.append(y)
+    return torch.stack(outputs)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _fixed_methods() -> list[str]:
+    from .steppers import list_methods
+
+    return list_methods(kind="fixed")
+
+
+def _check_y0_t(y0, t) -> tuple[Tensor, Tensor]:
+    if not isinstance(y0, Tensor):
+        raise TypeError(
+            f"y0 must be a torch.Tensor, got {type(y0).__name__}; wrap it with "
+            "torch.as_tensor(y0, dtype=torch.float64)"
+        )
+    if not (y0.is_floating_point() or y0.is_complex()):
+        raise TypeError(
+            f"y0 must have a floating dtype, got {y0.dtype}; convert it with y0.double() or y0.float()"
+        )
+    if y0.numel() == 0:
+        raise ValueError("y0 is empty; give at least one state component")
+    if not bool(torch.isfinite(y0).all()):
+        raise ValueError("y0 contains NaN or infinite values; clean the initial state first")
+    if not isinstance(t, Tensor):
+        try:
+            t = torch.as_tensor(t, dtype=y0.real.dtype if y0.is_complex() else y0.dtype, device=y0.device)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"t must be a 1-D tensor of times, got {type(t).__name__} ({e})") from None
+    if not t.is_floating_point():
+        raise TypeError(f"t must have a floating dtype, got {t.dtype}; use torch.linspace(...) or t.double()")
+    if t.ndim != 1 or len(t) == 0:
+        raise ValueError(
+            f"t must be 1-D with at least one time, got shape {tuple(t.shape)}; "
+            "pass e.g. torch.linspace(0, 10, 101)"
+        )
+    if t.device != y0.device:
+        raise ValueError(f"t is on {t.device} but y0 on {y0.device}; move t with t.to(y0.device)")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("t contains NaN or infinite values; give finite times")
+    if len(t) > 1:
+        d = t[1:] - t[:-1]
+        if not (bool((d > 0).all()) or bool((d < 0).all())):
+            raise ValueError(
+                "t must be strictly monotone (all increasing or all decreasing, no repeats); "
+                "sort it and remove duplicates, e.g. torch.unique(t)"
+            )
+    return y0, t
+
+
+def _check_options(options, spec) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for method {spec.name!r}; "
+            f"it accepts: {', '.join(sorted(spec.options))}"
+        )
+    if "compile_chunk" in options:
+        c = options["compile_chunk"]
+        if not isinstance(c, numbers.Integral) or c < 1:
+            raise ValueError(f"options['compile_chunk'] must be a positive integer, got {c!r}")
+    return dict(options)
+
+
+def _check_f(f, y0: Tensor, t: Tensor) -> None:
+    if not callable(f):
+        raise TypeError(f"f must be callable as f(t, y), got {type(f).__name__}")
+    with torch.no_grad():
+        out = f(t[0], y0)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"f(t, y) must return a torch.Tensor, got {type(out).__name__}")
+    if out.shape != y0.shape:
+        raise ValueError(
+            f"f(t, y) returned shape {tuple(out.shape)} but y0 has shape {tuple(y0.shape)}; "
+            "f must return dy/dt with the same shape as y"
+        )
+    if out.dtype != y0.dtype:
+        raise TypeError(
+            f"f(t, y) returned dtype {out.dtype} but y0 is {y0.dtype}; make f keep y's dtype "
+            "(e.g. build its constants with dtype=y.dtype)"
+        )
+
+
+def _step_grid(t_np: np.ndarray, step_size) -> tuple[np.ndarray, np.ndarray]:
+    """Steps per output interval and the (signed) step in each."""
+    dt = np.diff(t_np)
+    if step_size is None:
+        return np.ones(len(dt), dtype=np.int64), dt
+    if isinstance(step_size, Tensor):
+        if step_size.numel() != 1:
+            raise ValueError("step_size must be a scalar")
+        step_size = float(step_size)
+    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real):
+        raise TypeError(f"step_size must be a positive number or None, got {type(step_size).__name__}")
+    step_size = float(step_size)
+    if not math.isfinite(step_size) or step_size <= 0:
+        raise ValueError(
+            f"step_size must be a positive finite number, got {step_size}; "
+            "its sign follows t automatically when t decreases"
+        )
+    ratio = np.abs(dt) / step_size
+    nearest = np.rint(ratio)
+    # an interval that is a whole number of steps up to rounding gets exactly that many
+    n_sub = np.where(np.abs(ratio - nearest) <= 1e-9 * np.maximum(1.0, ratio), nearest, np.ceil(ratio))
+    n_sub = np.maximum(n_sub, 1).astype(np.int64)
+    return n_sub, dt / n_sub
+
+
+def _check_corrector(corrector, method, h_int, n_sub, y0) -> None:
+    if not callable(corrector):
+        raise TypeError(f"corrector must be callable (an nn.Module), got {type(corrector).__name__}")
+    check = getattr(corrector, "check_compatible", None)
+    if check is not None:
+        check(method=method, step_sizes=np.unique(np.abs(h_int)), y0=y0)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method):
+    finite_rows = torch.isfinite(sol.reshape(len(sol), -1)).all(dim=1)
+    i = int((~finite_rows).nonzero()[0, 0])  # first non-finite output, i >= 1
+    first_step = int(n_sub[: i - 1].sum())
+    # Replay the interval step by step (no grad) to name the exact step.
+    times = _stage_times(stepper, t, t_np, n_sub, h_int, first_interval=i - 1)
+    h = float(h_int[i - 1])
+    k_bad = int(n_sub[i - 1]) - 1
+    with torch.no_grad():
+        y = sol[i - 1].detach()
+        state = y if corrector is not None else stepper.to_state(y)
+        for k in range(int(n_sub[i - 1])):
+            ts = next(times)
+            if corrector is None:
+                state = stepper.step(ts, state, h)
+                y = stepper.from_state(state)
+            else:
+                dy = stepper.increment(ts, y, h)
+                y = y + dy + corrector(ts[0], y, dy, h)
+            if not bool(torch.isfinite(y).all()):
+                k_bad = k
+                break
+    step = first_step + k_bad
+    t_step = float(t_np[i - 1] + k_bad * h)
+    raise NonFiniteSolutionError(
+        f"solution became non-finite at step {step} (t={t_step:.6g} -> {t_step + h:.6g}, "
+        f"h={h:.3g}, method {method!r}); reduce step_size, check f for overflow, or pass "
+        "options={'check_finite': False} to get the raw result",
+        step=step, time=t_step, partial=sol[:i],
+    )
+
+
+def _raise_if_nonfinite_adaptive(sol, t, method):
+    finite_rows = torch.isfinite(sol.reshape(len(sol), -1)).all(dim=1)
+    if bool(finite_rows.all()):
+        return
+    i = int((~finite_rows).nonzero()[0, 0])
+    time = float(t[i])
+    raise NonFiniteSolutionError(
+        f"solution became non-finite by output {i} (t={time:.6g}, method {method!r}); "
+        "tighten rtol/atol or check f, or pass options={'check_finite': False}",
+        step=None, time=time, partial=sol[:i],
+    )

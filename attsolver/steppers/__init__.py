@@ -1,0 +1,20 @@
+"""Classical integrators: explicit Runge–Kutta from tableaus, spectral steppers for
+periodic PDEs, and adaptive reference solvers delegated to torchdiffeq / SciPy."""
+
+from .base import ExplicitRK, Stepper
+from .registry import FIXED_OPTIONS, MethodSpec, get_method, list_methods, register_method
+from .tableau import TABLEAUS, ButcherTableau
+
+for _tab in TABLEAUS.values():
+    register_method(MethodSpec(
+        name=_tab.name, kind="fixed", order=_tab.order, description=_tab.description,
+        build=(lambda f, y0, _t=_tab: ExplicitRK(f, _t)), options=FIXED_OPTIONS,
+    ))
+
+from . import adaptive  # noqa: E402,F401  (registers dopri5/dopri8/scipy_*)
+from . import spectral  # noqa: E402,F401  (registers etdrk4/ifrk4)
+
+__all__ = [
+    "ButcherTableau", "ExplicitRK", "MethodSpec", "Stepper", "TABLEAUS",
+    "get_method", "list_methods", "register_method",
+]

@@ -1,0 +1,100 @@
+"""The :class:`System` base class and the system registry.
+
+A system is a small dataclass: its fields are the physical parameters (with the usual
+defaults), ``__call__(t, y)`` is the right-hand side ``dy/dt`` in torchdiffeq's convention
+(batch dimensions first, state last), and :meth:`sample_initial` draws initial
+conditions.  ``config()`` is a JSON-serialisable description that data files record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["System", "register_system", "make_system", "list_systems"]
+
+
+class System:
+    """Base class for a differential equation ``dy/dt = f(t, y)``.
+
+    Class attributes:
+        name: registry name (``"lorenz63"``...).
+        lyapunov_exponent: largest Lyapunov exponent of the default parameters for chaotic
+            systems (used for valid-prediction times in Lyapunov units), else ``None``.
+    """
+
+    name: ClassVar[str]
+    lyapunov_exponent: ClassVar[float | None] = None
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """Shape of one state (without batch dimensions)."""
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        """Number of state components, ``prod(state_shape)``."""
+        return math.prod(self.state_shape)
+
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample_initial(self, n: int, *, generator: torch.Generator | None = None,
+                       dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """``n`` initial states, shape ``[n, *state_shape]``."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}``; ``make_system(**config)`` rebuilds the system."""
+        params = {}
+        for fld in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, fld.name)
+            params[fld.name] = list(v) if isinstance(v, tuple) else v
+        return {"name": self.name, "params": params}
+
+    def _check_y(self, y: Tensor) -> None:
+        if tuple(y.shape[-len(self.state_shape):]) != self.state_shape:
+            raise ValueError(
+                f"{self.name}: state must end in shape {self.state_shape}, got {tuple(y.shape)}"
+            )
+
+
+_SYSTEMS: dict[str, type[System]] = {}
+
+
+def register_system(cls: type[System]) -> type[System]:
+    """Class decorator: make ``cls`` reachable as ``make_system(cls.name)``."""
+    if cls.name in _SYSTEMS:
+        raise ValueError(f"system {cls.name!r} is already registered")
+    _SYSTEMS[cls.name] = cls
+    return cls
+
+
+def list_systems(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _SYSTEMS if fnmatch.fnmatchcase(n, pattern))
+
+
+def make_system(name: str, params: dict[str, Any] | None = None, **kwargs: Any) -> System:
+    """Build a registered system, e.g. ``make_system("lorenz96", N=40, F=8.0)``.
+
+    ``make_system(**system.config())`` round-trips.  Unknown names or parameters raise
+    ``ValueError`` listing the valid ones.
+    """
+    try:
+        cls = _SYSTEMS[name]
+    except KeyError:
+        raise ValueError(f"unknown system {name!r}; choose one of: {', '.join(list_systems())}") from None
+    kw = dict(params or {}, **kwargs)
+    valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    bad = set(kw) - valid
+    if bad:
+        raise ValueError(f"system {name!r} has no parameter(s) {sorted(bad)}; valid: {sorted(valid)}")
+    for k, v in kw.items():
+        if isinstance(v, list):
+            kw[k] = tuple(v)
+    return cls(**kw)

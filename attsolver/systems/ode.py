@@ -1,0 +1,225 @@
+"""ODE benchmark systems: Lorenz-63, Lorenz-96, a spring-mass chain, an elastic
+pendulum and a linear system with a closed-form solution."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import System, register_system
+
+__all__ = ["Lorenz63", "Lorenz96", "SpringChain", "ElasticPendulum", "LinearSystem"]
+
+
+def _positive(name: str, **values: float) -> None:
+    for k, v in values.items():
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name}: parameter {k} must be a positive finite number, got {v!r}")
+
+
+@register_system
+@dataclass(frozen=True)
+class Lorenz63(System):
+    """Lorenz (1963): ``x' = sigma (y - x)``, ``y' = x (rho - z) - y``, ``z' = x y - beta z``.
+
+    With the classical parameters the largest Lyapunov exponent is about 0.906
+    (Lyapunov time about 1.1).
+    """
+
+    sigma: float = 10.0
+    rho: float = 28.0
+    beta: float = 8.0 / 3.0
+    name = "lorenz63"
+    lyapunov_exponent = 0.906
+
+    def __post_init__(self):
+        _positive(self.name, sigma=self.sigma, beta=self.beta)
+
+    @property
+    def state_shape(self):
+        return (3,)
+
+    def __call__(self, t, y):
+        x, yy, z = y.unbind(-1)
+        return torch.stack((self.sigma * (yy - x), x * (self.rho - z) - yy, x * yy - self.beta * z), dim=-1)
+
+    def sample_initial(self, n, *, generator=None, dtype=torch.float64, device=None):
+        """Points near the attractor: a Gaussian cloud around its centre (0, 0, 25) with
+        the attractor's spread; integrate a few time units first to land on it."""
+        mean = torch.tensor([0.0, 0.0, 25.0], dtype=dtype, device=device)
+        std = torch.tensor([8.0, 9.0, 8.5], dtype=dtype, device=device)
+        return mean + std * torch.randn(n, 3, generator=generator, dtype=dtype, device=device)
+
+
+@register_system
+@dataclass(frozen=True)
+class Lorenz96(System):
+    """Lorenz (1996): ``x_i' = (x_{i+1} - x_{i-2}) x_{i-1} - x_i + F``, periodic in ``i``.
+
+    For ``N=40, F=8`` the largest Lyapunov exponent is about 1.7.
+    """
+
+    N: int = 40
+    F: float = 8.0
+    name = "lorenz96"
+    lyapunov_exponent = 1.68
+
+    def __post_init__(self):
+        if not isinstance(self.N, int) or self.N < 4:
+            raise ValueError(f"lorenz96: N must be an integer >= 4, got {self.N!r}")
+
+    @property
+    def state_shape(self):
+        return (self.N,)
+
+    def __call__(self, t, y):
+        return (torch.roll(y, -1, -1) - torch.roll(y, 2, -1)) * torch.roll(y, 1, -1) - y + self.F
+
+    def sample_initial(self, n, *, generator=None, dtype=torch.float64, device=None):
+        """``F`` plus unit Gaussian perturbations (the usual spin-up start)."""
+        return self.F + torch.randn(n, self.N, generator=generator, dtype=dtype, device=device)
+
+
+@register_system
+@dataclass(frozen=True)
+class SpringChain(System):
+    """``n`` masses joined by ``n+1`` linear springs between two fixed walls.
+
+    State ``y = (p_1..p_n, q_1..q_n)`` (momenta first, as NeurVec's spring chain), with
+    Hamiltonian ``H = sum p_i^2 / (2 m_i) + sum_{i=0}^{n} k_i (q_{i+1} - q_i)^2 / 2`` and
+    ``q_0 = q_{n+1} = 0``.  ``masses``/``stiffness`` are scalars or per-mass / per-spring
+    tuples.  :meth:`energy` gives ``H`` (conserved exactly by the flow).
+    """
+
+    n: int = 20
+    masses: float | tuple[float, ...] = 1.0
+    stiffness: float | tuple[float, ...] = 1.0
+    name = "spring_chain"
+
+    def __post_init__(self):
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"spring_chain: n must be a positive integer, got {self.n!r}")
+        for label, v, length in (("masses", self.masses, self.n), ("stiffness", self.stiffness, self.n + 1)):
+            vals = v if isinstance(v, tuple) else (v,)
+            if isinstance(v, tuple) and len(v) != length:
+                raise ValueError(f"spring_chain: {label} needs {length} values, got {len(v)}")
+            _positive(self.name, **{f"{label}[{i}]": x for i, x in enumerate(vals)})
+
+    @property
+    def state_shape(self):
+        return (2 * self.n,)
+
+    def _mk(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        m = torch.as_tensor(self.masses, dtype=like.dtype, device=like.device).expand(self.n)
+        k = torch.as_tensor(self.stiffness, dtype=like.dtype, device=like.device).expand(self.n + 1)
+        return m, k
+
+    def __call__(self, t, y):
+        m, k = self._mk(y)
+        p, q = y[..., : self.n], y[..., self.n:]
+        # spring extensions q_{i+1} - q_i for i = 0..n with fixed walls
+        qpad = torch.nn.functional.pad(q, (1, 1))
+        tension = k * (qpad[..., 1:] - qpad[..., :-1])  # [.., n+1]
+        dp = tension[..., 1:] - tension[..., :-1]
+        return torch.cat((dp, p / m), dim=-1)
+
+    def energy(self, y: Tensor) -> Tensor:
+        """The Hamiltonian, shape ``y.shape[:-1]``."""
+        m, k = self._mk(y)
+        p, q = y[..., : self.n], y[..., self.n:]
+        qpad = torch.nn.functional.pad(q, (1, 1))
+        ext = qpad[..., 1:] - qpad[..., :-1]
+        return 0.5 * (p.square() / m).sum(-1) + 0.5 * (k * ext.square()).sum(-1)
+
+    def sample_initial(self, n, *, generator=None, dtype=torch.float64, device=None):
+        """Standard-normal momenta and displacements."""
+        return torch.randn(n, 2 * self.n, generator=generator, dtype=dtype, device=device)
+
+
+@register_system
+@dataclass(frozen=True)
+class ElasticPendulum(System):
+    """A mass on a spring swinging under gravity (the spring pendulum), in polar form.
+
+    State ``(r, theta, r', theta')`` with ``theta = 0`` hanging down:
+
+        r''     = r theta'^2 + g cos(theta) - (k/m)(r - L0)
+        theta'' = -(g sin(theta) + 2 r' theta') / r
+
+    The energy ``m (r'^2 + r^2 theta'^2)/2 - m g r cos(theta) + k (r - L0)^2 / 2`` is conserved.
+    """
+
+    g: float = 9.81
+    k: float = 40.0
+    m: float = 1.0
+    rest_length: float = 1.0
+    name = "elastic_pendulum"
+
+    def __post_init__(self):
+        _positive(self.name, g=self.g, k=self.k, m=self.m, rest_length=self.rest_length)
+
+    @property
+    def state_shape(self):
+        return (4,)
+
+    def __call__(self, t, y):
+        r, th, dr, dth = y.unbind(-1)
+        s, c = torch.sin(th), torch.cos(th)
+        ddr = r * dth * dth + self.g * c - (self.k / self.m) * (r - self.rest_length)
+        ddth = -(self.g * s + 2.0 * dr * dth) / r
+        return torch.stack((dr, dth, ddr, ddth), dim=-1)
+
+    def energy(self, y: Tensor) -> Tensor:
+        r, th, dr, dth = y.unbind(-1)
+        kin = 0.5 * self.m * (dr * dr + r * r * dth * dth)
+        return kin - self.m * self.g * r * torch.cos(th) + 0.5 * self.k * (r - self.rest_length) ** 2
+
+    def sample_initial(self, n, *, generator=None, dtype=torch.float64, device=None):
+        """Angles in +-60 degrees, stretch within +-20% of the static equilibrium, at rest
+        plus small velocities."""
+        u = torch.rand(n, 4, generator=generator, dtype=dtype, device=device) * 2 - 1
+        r_eq = self.rest_length + self.m * self.g / self.k
+        r = r_eq * (1 + 0.2 * u[:, 0])
+        th = (math.pi / 3) * u[:, 1]
+        return torch.stack((r, th, 0.5 * u[:, 2], 0.5 * u[:, 3]), dim=-1)
+
+
+@register_system
+@dataclass(frozen=True)
+class LinearSystem(System):
+    """``y' = A y`` with the closed-form solution ``y(t) = expm((t - t0) A) y0``.
+
+    The default ``A`` is a lightly damped oscillator, eigenvalues ``-0.1 +- 2i``.
+    """
+
+    A: tuple[tuple[float, ...], ...] = ((-0.1, 2.0), (-2.0, -0.1))
+    name = "linear"
+
+    def __post_init__(self):
+        rows = tuple(tuple(float(x) for x in r) for r in self.A)
+        if not rows or any(len(r) != len(rows) for r in rows):
+            raise ValueError(f"linear: A must be a non-empty square matrix, got {self.A!r}")
+        object.__setattr__(self, "A", rows)
+
+    @property
+    def state_shape(self):
+        return (len(self.A),)
+
+    def matrix(self, like: Tensor) -> Tensor:
+        return torch.as_tensor(self.A, dtype=like.dtype, device=like.device)
+
+    def __call__(self, t, y):
+        return y @ self.matrix(y).T
+
+    def exact(self, t: Tensor, y0: Tensor) -> Tensor:
+        """Exact solution at times ``t`` (1-D, ``t[0]`` initial), shape ``[len(t), *y0.shape]``."""
+        A = self.matrix(y0)
+        dt = (t - t[0]).to(y0.dtype)
+        P = torch.linalg.matrix_exp(dt[:, None, None] * A)  # [T, d, d]
+        return torch.einsum("tij,...j->t...i", P, y0)
+
+    def sample_initial(self, n, *, generator=None, dtype=torch.float64, device=None):
+        return torch.randn(n, len(self.A), generator=generator, dtype=dtype, device=device)
