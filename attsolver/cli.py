@@ -1,0 +1,90 @@
+"""The ``attsolver`` command: ``data`` (generate / inspect datasets), ``bench`` (run a
+benchmark suite), ``methods`` / ``systems`` (list what is registered), ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+_BENCH_SUITES = ("speed",)
+
+
+def _cmd_methods(args) -> int:
+    from .steppers import get_method, list_methods
+
+    for name in list_methods():
+        spec = get_method(name)
+        order = "-" if spec.order is None else str(spec.order)
+        print(f"{name:14s} {spec.kind:9s} order {order:2s} {spec.description}")
+    return 0
+
+
+def _cmd_systems(args) -> int:
+    from .systems import list_systems, make_system
+
+    for name in list_systems():
+        s = make_system(name)
+        print(f"{name:22s} state {s.state_shape}  {s.config()['params']}")
+    return 0
+
+
+def _benchmarks_dir() -> Path:
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not (root / "__init__.py").exists():
+        raise SystemExit(
+            "attsolver bench needs a source checkout (the benchmarks/ folder is not shipped in "
+            "the wheel): git clone the repository and `pip install -e .` it"
+        )
+    return root
+
+
+def _cmd_bench(args) -> int:
+    root = _benchmarks_dir()
+    path = root / f"{args.suite}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks.{args.suite}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return int(module.main(args.rest) or 0)
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return int(run_demo() or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attsolver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("methods", help="list the integration methods")
+    p.set_defaults(func=_cmd_methods)
+    p = sub.add_parser("systems", help="list the built-in systems and their default parameters")
+    p.set_defaults(func=_cmd_systems)
+
+    from .data.cli import add_data_parser
+
+    add_data_parser(sub)
+
+    p = sub.add_parser("bench", help="run a benchmark suite from benchmarks/ (source checkout)")
+    p.add_argument("suite", choices=_BENCH_SUITES)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite (see SUITE --help)")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("demo", help="solve Lorenz-63 several ways and print accuracy and speed")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reference trajectories, noise, datasets and HDF5 I/O.  Placeholder for the data work item."""
