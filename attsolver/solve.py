@@ -69,7 +69,8 @@ def solve(
             ``step_size`` divides the intervals the steps are exactly ``step_size``.
         corrector: a learned correction applied after every classical step,
             ``y_{n+1} = y_n + dy_n + corrector(t_n, y_n, dy_n, h)`` where ``dy_n = h Phi`` is
-            the classical increment and ``h`` a Python float (negative when ``t``
+            the classical increment (computed as the classical step minus ``y_n``, so a
+            zero correction reproduces the classical solution bit for bit) and ``h`` a Python float (negative when ``t``
             decreases).  A corrector that records what it was trained for (a
             ``check_compatible`` method) is refused for another method, step or shape.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
@@ -134,36 +135,47 @@ def solve(
 
 
 def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
-                 h_int: np.ndarray, first_interval: int = 0) -> Iterator[Sequence[Tensor]]:
-    """Yield, step by step, the stage times ``t_n + c_i h`` as 0-d tensors in ``t``'s dtype."""
+                 h_int: np.ndarray, first_interval: int = 0) -> Iterator[list[Tensor]]:
+    """Yield, step by step, the stage times ``t_n + c_i h`` as 0-d tensors in ``t``'s dtype.
+
+    Each distinct time is one tensor: stages with equal nodes share it, and inside an
+    output interval the ``c = 1`` time of a step is the ``c = 0`` time of the next (classic
+    RK4 makes two tensors per step, not four).  The times are computed with NumPy for
+    ``_STAGE_CHUNK`` steps at once, so memory stays bounded for very long solves.
+    """
     nodes = np.asarray(stepper.nodes, dtype=np.float64)
-    starts: list[np.ndarray] = []
-    hs: list[np.ndarray] = []
-    s = len(nodes)
+    inner = np.unique(nodes[nodes < 1.0])
+    if inner[0] != 0.0:
+        raise ValueError(f"{type(stepper).__name__}: the first node must be 0")
+    width = len(inner)
+    pos = [None if c == 1.0 else int(np.searchsorted(inner, c)) for c in nodes]
+    n_sub = n_sub[first_interval:]
+    interval_of_step = np.repeat(np.arange(len(n_sub)), n_sub) + first_interval
+    k_in_interval = np.arange(len(interval_of_step)) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
+    last_in_interval = k_in_interval == np.repeat(n_sub - 1, n_sub)
+    for s0 in range(0, len(interval_of_step), _STAGE_CHUNK):
+        idx = interval_of_step[s0:s0 + _STAGE_CHUNK]
+        k = k_in_interval[s0:s0 + _STAGE_CHUNK]
+        m = len(idx)
+        h = h_int[idx]
+        starts = t_np[idx] + h * k
+        # a step's c = 1 time is the next row's c = 0, except at the end of an interval or chunk
+        own_end = last_in_interval[s0:s0 + _STAGE_CHUNK].copy()
+        own_end[-1] = True
+        extra = np.flatnonzero(own_end)
+        one_index = np.arange(1, m + 1) * width
+        one_index[extra] = m * width + np.arange(len(extra))
+        values = np.concatenate(((starts[:, None] + h[:, None] * inner).ravel(), starts[extra] + h[extra]))
+        grid = torch.as_tensor(values, device=t.device).to(t.dtype).unbind(0)
+        for r in range(m):
+            b = r * width
+            yield [grid[b + p] if p is not None else grid[one_index[r]] for p in pos]
 
-    def flush():
-        st = np.concatenate(starts)
-        hh = np.concatenate(hs)
-        grid = torch.as_tensor(st[:, None] + hh[:, None] * nodes[None, :], device=t.device).to(t.dtype)
-        flat = grid.reshape(-1).unbind(0)
-        starts.clear()
-        hs.clear()
-        return [flat[k * s:(k + 1) * s] for k in range(len(st))]
 
-    pending = 0
-    for i in range(first_interval, len(n_sub)):
-        n, h = int(n_sub[i]), float(h_int[i])
-        # chunk the interval so that one interval of 10^6 steps does not allocate 4e6 tensors
-        for k0 in range(0, n, _STAGE_CHUNK):
-            k = np.arange(k0, min(n, k0 + _STAGE_CHUNK), dtype=np.float64)
-            starts.append(t_np[i] + k * h)
-            hs.append(np.full(len(k), h))
-            pending += len(k)
-            if pending >= _STAGE_CHUNK:
-                yield from flush()
-                pending = 0
-    if pending:
-        yield from flush()
+def _corrected_step(stepper, corrector, ts, y, h):
+    """``y* + C(t, y, y* - y, h)`` with ``y*`` the classical step (exact when ``C = 0``)."""
+    y_next = stepper.from_state(stepper.step(ts, stepper.to_state(y), h))
+    return y_next + corrector(ts[0], y, y_next - y, h)
 
 
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
@@ -177,13 +189,10 @@ def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
                 state = step(next(times), state, h)
             outputs.append(from_state(state))
     else:
-        increment = stepper.increment
         y = y0
         for n, h in zip(n_sub.tolist(), h_int.tolist()):
             for _ in range(n):
-                ts = next(times)
-                dy = increment(ts, y, h)
-                y = y + dy + corrector(ts[0], y, dy, h)
+                y = _corrected_step(stepper, corrector, next(times), y, h)
             outputs.append(y)
     return torch.stack(outputs)
 
@@ -327,8 +336,7 @@ def _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method):
                 state = stepper.step(ts, state, h)
                 y = stepper.from_state(state)
             else:
-                dy = stepper.increment(ts, y, h)
-                y = y + dy + corrector(ts[0], y, dy, h)
+                y = _corrected_step(stepper, corrector, ts, y, h)
             if not bool(torch.isfinite(y).all()):
                 k_bad = k
                 break
