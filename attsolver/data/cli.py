@@ -1,6 +1,234 @@
-"""``attsolver data ...``.  Placeholder for the data work item."""
+"""``attsolver data generate`` / ``attsolver data info``.
+
+Examples::
+
+    attsolver data generate lorenz63 --n 64 --noise 0.01 -o lorenz63.h5
+    attsolver data generate lorenz96 --param N=20 --param F=10 -o l96.h5
+    attsolver data generate burgers --n 16 --pdebench -o 1D_Burgers_Sols_Nu0.001.hdf5
+    attsolver data info lorenz63.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_data_parser"]
+
+# components listed one per line by `info`; larger states are shown head ... tail
+_MAX_COMPONENT_LINES = 12
 
 
-def add_data_parser(sub):
-    p = sub.add_parser("data", help="generate and inspect trajectory datasets")
-    p.set_defaults(func=lambda args: print("not implemented yet") or 1)
+class _CLIError(Exception):
+    """A user error with its message; printed on stderr, exit code 2."""
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise _CLIError(f"--param expects KEY=VALUE (e.g. --param F=8.0), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a plain string
+        params[key] = value
+    return params
+
+
+def _cmd_generate(args) -> int:
+    from ..steppers import get_method
+    from ..systems import make_system
+    from .generate import SYSTEM_DEFAULTS, default_method, generate_trajectories
+    from .h5 import save_h5
+    from .pdebench import write_pdebench
+
+    system = make_system(args.system, _parse_params(args.param))
+    defaults = SYSTEM_DEFAULTS.get(system.name, {})
+    dt = args.dt if args.dt is not None else defaults.get("dt")
+    t_final = args.t_final if args.t_final is not None else defaults.get("t_final")
+    if dt is None or t_final is None:
+        raise _CLIError(f"no default output grid for system {system.name!r}: pass --dt and --t-final")
+    spin_up = args.spin_up if args.spin_up is not None else defaults.get("spin_up", 0.0)
+    method = args.method or default_method(system)
+    refine = args.refine
+    if get_method(method).kind == "fixed" and args.step_size is None and refine is None:
+        refine = int(defaults.get("refine", 20))
+    if args.pdebench and system.name != "burgers":
+        raise _CLIError(f"--pdebench writes PDEBench's 1-D Burgers layout; system {system.name!r} is not burgers")
+
+    ds = generate_trajectories(
+        system, args.n, t_final=t_final, dt=dt, method=method, step_size=args.step_size,
+        refine=refine, spin_up=spin_up, noise_level=args.noise, seed=args.seed,
+        progress=not args.no_progress, batch_size=args.batch_size,
+    )
+    if args.pdebench:
+        if ds.y_clean is not None:
+            print("note: the PDEBench layout stores the noisy values only (no y_clean)", file=sys.stderr)
+        path = write_pdebench(ds, args.output)
+        layout = "PDEBench layout, float32"
+    else:
+        path = save_h5(ds, args.output, dtype="float32" if args.float32 else "float64")
+        layout = "float32" if args.float32 else "float64"
+    print(
+        f"wrote {len(ds)} trajectories of {system.name} ({ds.n_times} times, t in "
+        f"[0, {t_final:g}], dt {dt:g}, state {ds.state_shape}, noise {args.noise:g}, "
+        f"{method}, step {ds.config['step_size']}) to {path} ({layout})"
+    )
+    return 0
+
+
+def _fmt(v: float) -> str:
+    return f"{v: .6g}"
+
+
+def _component_label(i: int, shape: tuple[int, ...]) -> str:
+    if len(shape) <= 1:
+        return str(i)
+    return str(tuple(int(k) for k in np.unravel_index(i, shape)))
+
+
+def _print_stats(stats: dict[str, np.ndarray], out) -> None:
+    shape = tuple(np.shape(stats["mean"]))
+    flat = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in stats.items()}
+    n = len(flat["mean"])
+    print(f"per-component statistics of y over trajectories and times ({n} components):", file=out)
+    print(f"  {'component':>10s} {'mean':>13s} {'std':>13s} {'min':>13s} {'max':>13s}", file=out)
+    if n <= _MAX_COMPONENT_LINES:
+        rows: list[int | None] = list(range(n))
+    else:
+        rows = [0, 1, 2, 3, None, n - 2, n - 1]
+    for i in rows:
+        if i is None:
+            print(f"  {'...':>10s}", file=out)
+            continue
+        print(f"  {_component_label(i, shape):>10s} " + " ".join(
+            f"{_fmt(flat[k][i]):>13s}" for k in ("mean", "std", "min", "max")), file=out)
+    if n > _MAX_COMPONENT_LINES:
+        print(f"  {'all':>10s} mean of means {_fmt(flat['mean'].mean())}, std range "
+              f"[{_fmt(flat['std'].min())}, {_fmt(flat['std'].max())}], min {_fmt(flat['min'].min())}, "
+              f"max {_fmt(flat['max'].max())}", file=out)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _cmd_info(args) -> int:
+    from .h5 import inspect_file
+
+    info = inspect_file(args.file)
+    out = sys.stdout
+    if args.json:
+        print(json.dumps(_jsonable(info), indent=2), file=out)
+        return 0
+    tm = info["time"]
+    step = f", step {tm['step']:g}" if tm["step"] is not None else ", non-uniform"
+    print(f"file: {info['path']}", file=out)
+    if info["format"] == "attsolver":
+        print(f"format: attsolver trajectory file, schema {info['schema']!r} version "
+              f"{info['schema_version']} (created by {info['created_by']})", file=out)
+    else:
+        extra = " (t-coordinate holds one extra final time, dropped on read)" if info["t_coordinate_extra"] else ""
+        print(f"format: PDEBench 1-D file (tensor [samples, nt, nx]){extra}; read it with "
+              "attsolver.data.read_pdebench", file=out)
+        nu = info["pdebench_nu"]
+        if nu is None:
+            print("Nu: missing (no 'Nu' attribute or _Nu<value> in the file name)", file=out)
+        else:
+            print(f"Nu: {nu:g}  (PDEBench convention u_t + (u^2/2)_x = (Nu/pi) u_xx: "
+                  f"physical viscosity nu = {nu / np.pi:.6g})", file=out)
+    system = info.get("system")
+    if system is not None:
+        print(f"system: {system['name']}  params {json.dumps(system['params'])}", file=out)
+    shapes = "  ".join(f"{k} {list(v)}" for k, v in info["shapes"].items())
+    print(f"shapes: {shapes}", file=out)
+    print(f"dtype: {info['dtype']}", file=out)
+    print(f"time: {tm['start']:g} .. {tm['end']:g} ({tm['n']} times{step})", file=out)
+    clean = ""
+    if info["format"] == "attsolver":
+        clean = " (clean values stored in y_clean)" if info["has_clean"] else " (no y_clean)"
+    print(f"noise level: {info['noise_level']:g}{clean}", file=out)
+    if info["format"] == "attsolver":
+        print("config: " + json.dumps(info["config"], indent=2, sort_keys=True).replace("\n", "\n  "), file=out)
+    else:
+        print(f"attributes: {info['attrs']}", file=out)
+    _print_stats(info["stats"], out)
+    return 0
+
+
+def _guarded(func):
+    def run(args) -> int:
+        try:
+            return int(func(args) or 0)
+        except (_CLIError, ValueError, TypeError, OSError, FloatingPointError) as e:
+            print(f"attsolver data {args.data_command}: error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def add_data_parser(sub) -> argparse.ArgumentParser:
+    """Add ``data generate`` and ``data info`` to the ``attsolver`` command's subparsers."""
+    p = sub.add_parser("data", help="generate and inspect trajectory datasets",
+                       description="Generate reference-trajectory datasets and inspect HDF5 files.")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    g = dsub.add_parser(
+        "generate", help="integrate reference trajectories and write an HDF5 file",
+        description="Integrate reference trajectories of a built-in system (fine step, "
+                    "sampled every --dt), add relative noise and write them atomically to an "
+                    "HDF5 file.  Per-system defaults: " + "; ".join(
+                        f"{k} dt {v['dt']:g} t_final {v['t_final']:g} spin-up {v['spin_up']:g}"
+                        for k, v in _defaults_for_help().items()),
+    )
+    g.add_argument("system", help="system name (see `attsolver systems`)")
+    g.add_argument("--n", type=int, default=64, help="number of trajectories (default 64)")
+    g.add_argument("--noise", type=float, default=0.0,
+                   help="relative noise level sigma: y + sigma * std_component * N(0, 1) (default 0)")
+    g.add_argument("-o", "--output", required=True, help="output file (.h5)")
+    g.add_argument("--t-final", type=float, default=None, help="final time (default: per system)")
+    g.add_argument("--dt", type=float, default=None, help="output time step (default: per system)")
+    g.add_argument("--method", default=None, help="reference integrator (default rk4; etdrk4 for PDEs)")
+    g.add_argument("--refine", type=int, default=None,
+                   help="reference steps per output step (step = dt / refine; default per system, 20 for ODEs)")
+    g.add_argument("--step-size", type=float, default=None, help="reference step (instead of --refine)")
+    g.add_argument("--spin-up", type=float, default=None,
+                   help="time integrated and discarded first (default: per system)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initial conditions and noise (default 0)")
+    g.add_argument("--float32", action="store_true", help="store values as float32 (default float64)")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="system parameter, repeatable; VALUE parsed as JSON (number, list...)")
+    g.add_argument("--pdebench", action="store_true",
+                   help="write PDEBench's 1-D layout (burgers only; tensor/x-coordinate/t-coordinate, Nu = pi*nu)")
+    g.add_argument("--batch-size", type=int, default=256, help="trajectories integrated together (default 256)")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.set_defaults(func=_guarded(_cmd_generate))
+
+    i = dsub.add_parser("info", help="describe an attsolver or PDEBench HDF5 file",
+                        description="Print the schema, system, shapes, dtype, time grid, noise "
+                                    "level, config and per-component statistics of a file.")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.set_defaults(func=_guarded(_cmd_info))
+    return p
+
+
+def _defaults_for_help() -> dict[str, dict[str, float]]:
+    from .generate import SYSTEM_DEFAULTS
+
+    return SYSTEM_DEFAULTS
