@@ -105,16 +105,17 @@ def solve(
                 f"a corrector needs a fixed-step method, not the adaptive {method!r}; "
                 f"use one of {', '.join(_fixed_methods())}"
             )
+        if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
+            return y0.unsqueeze(0)
         sol = spec.run(f, y0, t, options)
         if check_finite:
             _raise_if_nonfinite_adaptive(sol, t, method)
         return sol
 
+    t_np = t.detach().cpu().double().numpy()
+    n_sub, h_int = _step_grid(t_np, step_size)  # validates step_size even when len(t) == 1
     if len(t) == 1:
         return y0.unsqueeze(0)
-
-    t_np = t.detach().cpu().double().numpy()
-    n_sub, h_int = _step_grid(t_np, step_size)
     stepper = spec.build(f, y0)
     if corrector is not None:
         _check_corrector(corrector, method, h_int, n_sub, y0)
@@ -144,10 +145,11 @@ def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarra
     ``_STAGE_CHUNK`` steps at once, so memory stays bounded for very long solves.
     """
     nodes = np.asarray(stepper.nodes, dtype=np.float64)
-    inner = np.unique(nodes[nodes < 1.0])
-    if inner[0] != 0.0:
-        raise ValueError(f"{type(stepper).__name__}: the first node must be 0")
+    inner = np.unique(nodes[nodes != 1.0])  # nodes may lie outside [0, 1] (e.g. c = 2)
+    if 0.0 not in inner:
+        raise ValueError(f"{type(stepper).__name__}: the nodes must include 0 (the step's start)")
     width = len(inner)
+    zero = int(np.searchsorted(inner, 0.0))  # column of the c = 0 time in each row
     pos = [None if c == 1.0 else int(np.searchsorted(inner, c)) for c in nodes]
     n_sub = n_sub[first_interval:]
     interval_of_step = np.repeat(np.arange(len(n_sub)), n_sub) + first_interval
@@ -163,7 +165,7 @@ def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarra
         own_end = last_in_interval[s0:s0 + _STAGE_CHUNK].copy()
         own_end[-1] = True
         extra = np.flatnonzero(own_end)
-        one_index = np.arange(1, m + 1) * width
+        one_index = np.arange(1, m + 1) * width + zero
         one_index[extra] = m * width + np.arange(len(extra))
         values = np.concatenate(((starts[:, None] + h[:, None] * inner).ravel(), starts[extra] + h[extra]))
         grid = torch.as_tensor(values, device=t.device).to(t.dtype).unbind(0)
@@ -254,7 +256,7 @@ def _check_options(options, spec) -> dict[str, Any]:
     unknown = set(options) - set(spec.options)
     if unknown:
         raise ValueError(
-            f"unknown option(s) {sorted(unknown)} for method {spec.name!r}; "
+            f"options: unknown key(s) {sorted(unknown)} for method {spec.name!r}; "
             f"it accepts: {', '.join(sorted(spec.options))}"
         )
     if "compile_chunk" in options:

@@ -50,9 +50,10 @@ class ButcherTableau:
                 raise ValueError(
                     f"tableau {self.name!r}: row {i} of a must have {i} entries (explicit method)"
                 )
-            if abs(sum(row) - self.c[i]) > _TOL:
+            # `not <=` so that a NaN entry is refused too
+            if not abs(sum(row) - self.c[i]) <= _TOL:
                 raise ValueError(f"tableau {self.name!r}: row {i} of a sums to {sum(row)}, not c[{i}]={self.c[i]}")
-        if abs(sum(self.b) - 1.0) > _TOL:
+        if not abs(sum(self.b) - 1.0) <= _TOL:
             raise ValueError(f"tableau {self.name!r}: weights b sum to {sum(self.b)}, not 1")
         if self.order < 1:
             raise ValueError(f"tableau {self.name!r}: order must be >= 1")
