@@ -48,7 +48,8 @@ def clear_compile_cache() -> None:
 
 def _chunk_function(stepper, corrector, h: float, chunk: int):
     nodes = tuple(float(c) for c in stepper.nodes)
-    step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
+    step = getattr(stepper, "step_for_compile", stepper.step)
+    to_state, from_state = stepper.to_state, stepper.from_state
 
     def advance(y, t0s):
         states = []

@@ -57,19 +57,30 @@ def _nonzero(row: Sequence[float]) -> tuple[tuple[int, float], ...]:
     return tuple((j, a) for j, a in enumerate(row) if a != 0.0)
 
 
-def _straight_line(tableau) -> Callable:
+def _straight_line(tableau, *, fused_alpha: bool = True) -> Callable:
     """Generate the ``step`` of one tableau as straight-line Python.
 
     The generic double loop over stages and coefficients costs a few microseconds of
     interpreter time per step, which is a sizeable part of a step on small systems; the
     generated code makes exactly the tensor calls the tableau needs and nothing else.
     Coefficients are written with ``repr`` (exact round-trip of the float64 values).
+
+    ``fused_alpha=False`` writes ``y + (h * a) * k`` instead of ``torch.add(y, k, alpha=h * a)``:
+    that is the variant handed to ``torch.compile``, because inductor (torch 2.13, CPU)
+    miscompiles ``torch.add(y, y @ A.T, alpha=a)`` for some shapes (a [2, 2] float64 batch
+    gave wrong numbers), while the plain expression compiles correctly and fuses the same.
     """
+
+    def axpy(acc: str, j: int, coef: float, first: bool) -> str:
+        if fused_alpha:
+            return f"torch.add({acc}, k{j}, alpha=h * {coef!r})"
+        return f"{acc} + (h * {coef!r}) * k{j}"
+
     lines = ["def _stages(f, ts, y, h):"]
     for i, row in enumerate(tableau.a):
         arg = "y"
         for j, aij in _nonzero(row):
-            lines.append(f"    y{i} = torch.add({arg}, k{j}, alpha=h * {aij!r})")
+            lines.append(f"    y{i} = {axpy(arg, j, aij, arg == 'y')}")
             arg = f"y{i}"
         lines.append(f"    k{i} = f(ts[{i}], {arg})")
     ks = ", ".join(f"k{i}" for i in range(tableau.stages))
@@ -77,8 +88,11 @@ def _straight_line(tableau) -> Callable:
     b = _nonzero(tableau.b)
     (j0, b0), rest = b[0], b[1:]
     lines += ["", "def step(f, ts, y, h):", f"    {ks}, = _stages(f, ts, y, h)",
-              f"    out = torch.add(y, k{j0}, alpha=h * {b0!r})"]
-    lines += [f"    out.add_(k{j}, alpha=h * {bj!r})" for j, bj in rest]
+              f"    out = {axpy('y', j0, b0, True)}"]
+    if fused_alpha:  # in place on the fresh tensor: no allocation per weight
+        lines += [f"    out.add_(k{j}, alpha=h * {bj!r})" for j, bj in rest]
+    else:
+        lines += [f"    out = {axpy('out', j, bj, False)}" for j, bj in rest]
     lines += ["    return out"]
     namespace: dict = {"torch": torch}
     exec(compile("\n".join(lines), f"<tableau {tableau.name}>", "exec"), namespace)
@@ -98,9 +112,16 @@ class ExplicitRK(Stepper):
         self.order = tableau.order
         self.nodes = tableau.c
         self._step = _CODE[tableau.name] if tableau.name in _CODE else _straight_line(tableau)
+        self._compile_step = None
 
     def step(self, ts, state, h):
         return self._step(self.f, ts, state, h)
+
+    def step_for_compile(self, ts, state, h):
+        """The same step written without ``alpha=`` (see :func:`_straight_line`)."""
+        if self._compile_step is None:
+            self._compile_step = _straight_line(self.tableau, fused_alpha=False)
+        return self._compile_step(self.f, ts, state, h)
 
 
 _CODE: dict[str, Callable] = {}
