@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+
+# One intra-op thread per test process: pytest-xdist already runs one worker per core, and
+# oversubscribed threads made single tests up to 25x slower on a loaded machine.
+torch.set_num_threads(1)
 
 
 def _fit_order(h, err) -> float:

@@ -603,3 +603,12 @@ def test_result_is_a_fresh_tensor_of_outputs_and_y0_first():
     assert torch.equal(sol[0], y0)
     sol[1] += 1.0
     assert torch.equal(y0, _y0_linear(3))  # y0 is untouched
+
+
+def test_scipy_path_stops_at_its_evaluation_budget_with_a_clear_error():
+    """An exploding problem makes solve_ivp shrink its step forever; the budget ends it."""
+    f = lambda t, y: y * y  # noqa: E731  blows up at t = 1 from y0 = 1
+    y0 = torch.ones(1, dtype=torch.float64)
+    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"budget of 500 evaluations.*reached only t=0\.99"):
+        attsolver.solve(f, y0, t, method="scipy_dop853", options={"max_evaluations": 500})

@@ -17,6 +17,13 @@ DEFAULT_RTOL = 1e-7
 DEFAULT_ATOL = 1e-9
 _TORCHDIFFEQ_PASSTHROUGH = frozenset({"first_step", "max_num_steps", "dtype", "safety", "ifactor", "dfactor"})
 _SCIPY_PASSTHROUGH = frozenset({"first_step", "max_step"})
+#: default cap on right-hand-side evaluations of the SciPy path: an unstable problem makes
+#: solve_ivp shrink its step without end, and this turns that into an error.
+DEFAULT_MAX_EVALUATIONS = 2_000_000
+
+
+class _Budget(Exception):
+    pass
 
 
 def _torchdiffeq_runner(name: str):
@@ -44,18 +51,31 @@ def _scipy_runner(scipy_name: str):
         rtol = opts.pop("rtol", DEFAULT_RTOL)
         atol = opts.pop("atol", DEFAULT_ATOL)
         opts.pop("check_finite", None)
+        budget = int(opts.pop("max_evaluations", DEFAULT_MAX_EVALUATIONS))
         shape, dtype, device = y0.shape, y0.dtype, y0.device
         t_np = t.detach().cpu().double().numpy()
+        count = [0, t_np[0]]
 
         def fun(tt, yy):
+            count[0] += 1
+            count[1] = tt
+            if count[0] > budget:
+                raise _Budget
             with torch.no_grad():
                 yt = torch.as_tensor(yy, dtype=dtype, device=device).reshape(shape)
                 tt_ = torch.as_tensor(tt, dtype=t.dtype, device=device)
                 return f(tt_, yt).reshape(-1).double().cpu().numpy()
 
         y_flat = y0.detach().reshape(-1).double().cpu().numpy()
-        sol = solve_ivp(fun, (t_np[0], t_np[-1]), y_flat, method=scipy_name, t_eval=t_np,
-                        rtol=rtol, atol=atol, **opts)
+        try:
+            sol = solve_ivp(fun, (t_np[0], t_np[-1]), y_flat, method=scipy_name, t_eval=t_np,
+                            rtol=rtol, atol=atol, **opts)
+        except _Budget:
+            raise RuntimeError(
+                f"scipy solve_ivp({scipy_name}) used its budget of {budget} evaluations of f and "
+                f"reached only t={count[1]:.6g} of [{t_np[0]:.6g}, {t_np[-1]:.6g}]: the problem may be "
+                "unstable or very stiff; check f, try scipy_radau, or raise options['max_evaluations']"
+            ) from None
         if sol.status != 0:
             raise RuntimeError(f"scipy solve_ivp({scipy_name}) failed: {sol.message}")
         out = np.ascontiguousarray(sol.y.T).reshape(len(t_np), *shape)
@@ -79,5 +99,5 @@ for _name, _scipy, _order, _desc in (
 ):
     register_method(MethodSpec(
         name=_name, kind="adaptive", order=_order, description=_desc, run=_scipy_runner(_scipy),
-        options=frozenset({"rtol", "atol", "check_finite"}) | _SCIPY_PASSTHROUGH,
+        options=frozenset({"rtol", "atol", "check_finite", "max_evaluations"}) | _SCIPY_PASSTHROUGH,
     ))

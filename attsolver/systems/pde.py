@@ -1,13 +1,411 @@
-"""Periodic 1-D semilinear PDEs.  Placeholder: filled in by the spectral work item."""
+"""Periodic 1-D semilinear PDEs ``u_t = L u + N(u)`` with ``L`` diagonal in Fourier space.
+
+The state is a real field ``u`` of shape ``[..., nx]`` sampled on the uniform periodic grid
+``x_j = j * length / nx`` (``j = 0..nx-1``), batch dimensions first.  Derivatives are
+pseudo-spectral: with the real FFT ``u_hat = rfft(u)`` (``nx // 2 + 1`` modes, mode ``m``
+has wavenumber ``k_m = 2 pi m / length``), ``d/dx`` is multiplication by ``i k``.
+
+The nonlinear term is dealiased with the 2/3 rule: the field is truncated to the modes
+``3 |m| < nx`` before the product is formed and the product is truncated to the same
+modes afterwards.  A product of two fields with ``3|m| < nx`` has modes ``|m| < 2 nx / 3``,
+which alias (``m -> m - nx``) onto ``|m| > nx / 3`` only, so after the second truncation
+the quadratic term is exact (free of aliasing) on the modes that are kept.
+
+Two consumers use the same semi-discrete system:
+
+* the explicit Runge–Kutta methods call ``system(t, u)``, the physical-space right-hand
+  side ``irfft(L u_hat + N_hat(u_hat))``;
+* the spectral steppers (:mod:`attsolver.steppers.spectral`: ETDRK4 of Cox & Matthews
+  2002 with the contour-integral coefficients of Kassam & Trefethen 2005, and an
+  integrating-factor RK4) treat ``L`` exactly and call :meth:`SemilinearPDE.nonlinear_op`.
+
+So ``solve(system, u0, t, method="rk4")`` and ``method="etdrk4"`` approximate the same
+ODE system and converge to the same solution as the step shrinks.
+
+References:
+    S. M. Cox and P. C. Matthews, "Exponential time differencing for stiff systems",
+    J. Comput. Phys. 176 (2002) 430–455.
+    A.-K. Kassam and L. N. Trefethen, "Fourth-order time-stepping for stiff PDEs",
+    SIAM J. Sci. Comput. 26 (2005) 1214–1233.
+    M. Takamoto et al., "PDEBench: an extensive benchmark for scientific machine
+    learning", NeurIPS Datasets and Benchmarks 2022 (the Burgers initial conditions).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .base import System, register_system
+
+__all__ = ["SemilinearPDE", "Burgers", "KuramotoSivashinsky"]
+
+#: smallest grid: the 2/3 rule keeps ``3|m| < nx``, i.e. only 6 modes (mean included) at 16.
+MIN_NX = 16
+
+NonlinearOp = Callable[[Tensor, Tensor], Tensor]
 
 
-class SemilinearPDE:  # replaced by the spectral work item
-    pass
+class _Constants(NamedTuple):
+    """Per-(dtype, device) tensors of one system, built once and reused by every call."""
+
+    wavenumbers: Tensor  # [nx//2+1] real, 2 pi m / length
+    symbol: Tensor  # [nx//2+1] real, the Fourier symbol of L
+    symbol_complex: Tensor  # the same as a complex tensor (faster in complex products)
+    nonlinear: NonlinearOp  # (t, u_hat) -> dealiased N_hat
 
 
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
+
+
+def _positive(system: str, name: str, value: Any, why: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{system}: {name} must be a positive finite number{why}, got {value!r}")
+    return float(value)
+
+
+class SemilinearPDE(System):
+    """Base class for periodic 1-D PDEs ``u_t = L u + N(u)`` with a Fourier-diagonal ``L``.
+
+    A subclass is a frozen dataclass with fields ``nx`` (grid points) and ``length``
+    (period), calls :meth:`_validate_grid` in ``__post_init__``, and implements
+    :meth:`_symbol` (the Fourier symbol of ``L``) and :meth:`_make_nonlinear` (the
+    dealiased ``N_hat``).  Everything else — grid, wavenumbers, the physical right-hand
+    side for explicit methods, caching of constant tensors — lives here.
+
+    Attributes:
+        nx: number of grid points (even, at least 16).
+        length: period of the domain, in the units of ``x``.
+    """
+
+    nx: int
+    length: float
+
+    # ------------------------------------------------------------------ set-up
+
+    def _validate_grid(self) -> None:
+        nx = self.nx
+        if isinstance(nx, bool) or not isinstance(nx, numbers.Integral) or nx < MIN_NX or nx % 2:
+            raise ValueError(
+                f"{self.name}: nx must be an even integer >= {MIN_NX}, got {nx!r}; the 2/3-rule "
+                f"dealiasing keeps only the modes |m| < nx/3 (6 at nx={MIN_NX}), and the real-FFT "
+                "layout assumes an even grid with a Nyquist mode — use e.g. nx=64, 128 or 256"
+            )
+        object.__setattr__(self, "nx", int(nx))
+        length = _positive(self.name, "length", self.length, " (the period of the domain)")
+        object.__setattr__(self, "length", length)
+        object.__setattr__(self, "_cache", {})
+
+    # A cached op is a closure; drop the cache when pickling or copying (it is rebuilt lazily).
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.nx,)
+
+    @property
+    def modes(self) -> int:
+        """Number of real-FFT modes, ``nx // 2 + 1``."""
+        return self.nx // 2 + 1
+
+    @property
+    def dealias_cutoff(self) -> int:
+        """Number of modes kept by the 2/3 rule: modes ``m = 0 .. cutoff-1`` (``3 m < nx``)."""
+        return (self.nx - 1) // 3 + 1
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    def _symbol(self, k: Tensor) -> Tensor:
+        """The Fourier symbol of ``L`` at wavenumbers ``k`` (float64)."""
+        raise NotImplementedError
+
+    def _make_nonlinear(self, wavenumbers: Tensor) -> NonlinearOp:
+        """Build ``(t, u_hat) -> N_hat`` for ``wavenumbers``' real dtype and device."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ constants
+
+    def _constants(self, dtype: torch.dtype, device=None) -> _Constants:
+        dtype = _real_dtype(dtype)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        key = (dtype, device)
+        c = self._cache.get(key)  # type: ignore[attr-defined]
+        if c is None:
+            k64 = (2.0 * math.pi / self.length) * torch.arange(self.modes, dtype=torch.float64)
+            k = k64.to(dtype=dtype, device=device)
+            complex_dtype = torch.promote_types(dtype, torch.complex64)
+            symbol = self._symbol(k64)
+            symbol = symbol.to(dtype=complex_dtype if symbol.is_complex() else dtype, device=device)
+            c = _Constants(k, symbol, symbol.to(complex_dtype), self._make_nonlinear(k))
+            self._cache[key] = c  # type: ignore[attr-defined]
+        return c
+
+    def grid(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """Grid points ``x_j = j * length / nx``, shape ``[nx]``."""
+        x = torch.arange(self.nx, dtype=torch.float64) * (self.length / self.nx)
+        return x.to(dtype=dtype, device=device)
+
+    def wavenumbers(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """Angular wavenumbers ``k_m = 2 pi m / length`` of the rfft modes, shape ``[nx//2+1]``."""
+        return self._constants(dtype, device).wavenumbers
+
+    def linear_symbol(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """The Fourier symbol of ``L``: ``(L u)_hat = symbol * u_hat``, shape ``[nx//2+1]``.
+
+        Real (of ``dtype``) for dissipative operators such as Burgers' and
+        Kuramoto–Sivashinsky's.  A subclass may return a complex symbol (odd derivatives:
+        advection, dispersion); it then comes back in the matching complex dtype, and the
+        Nyquist mode, whose imaginary part a real field cannot carry, is dropped by
+        ``irfft``.  The returned tensor is cached and shared: do not modify it in place.
+        """
+        return self._constants(dtype, device).symbol
+
+    def dealias_mask(self, device=None) -> Tensor:
+        """Boolean ``[nx//2+1]``: ``True`` for the modes the 2/3 rule keeps (``3 m < nx``)."""
+        return torch.arange(self.modes, device=device) < self.dealias_cutoff
+
+    def nonlinear_op(self, dtype: torch.dtype = torch.float64, device=None) -> NonlinearOp:
+        """The dealiased nonlinear term as a function ``(t, u_hat) -> N_hat``.
+
+        ``u_hat`` is ``rfft(u)``, complex, shape ``[..., nx//2+1]`` of the complex dtype that
+        matches ``dtype``; the result has the same shape and is zero on the modes the 2/3
+        rule removes.  The function holds its constant tensors, so a stepper fetches it
+        once and calls it in its hot loop without any look-up.
+        """
+        return self._constants(dtype, device).nonlinear
+
+    def nonlinear_hat(self, t: Tensor, u_hat: Tensor) -> Tensor:
+        """``rfft`` of the dealiased ``N(u)`` given ``u_hat = rfft(u)`` (``[..., nx//2+1]``)."""
+        return self._constants(u_hat.dtype, u_hat.device).nonlinear(t, u_hat)
+
+    # ------------------------------------------------------------------ right-hand side
+
+    def __call__(self, t: Tensor, u: Tensor) -> Tensor:
+        """Physical-space right-hand side ``irfft(L u_hat + N_hat)``, shape and dtype of ``u``.
+
+        Args:
+            t: time, a 0-d tensor (unused by autonomous systems).
+            u: real field ``[..., nx]`` on the grid :meth:`grid`.
+        """
+        if u.ndim == 0 or u.shape[-1] != self.nx or u.is_complex():
+            self._check_field(u, "u")
+        c = self._constants(u.dtype, u.device)
+        u_hat = torch.fft.rfft(u)
+        rhs = torch.addcmul(c.nonlinear(t, u_hat), c.symbol_complex, u_hat)
+        return torch.fft.irfft(rhs, n=self.nx)
+
+    def _check_field(self, u: Tensor, arg: str) -> None:
+        if u.is_complex() or not u.is_floating_point():
+            raise TypeError(
+                f"{self.name}: {arg} must be a real floating field [..., nx], got dtype {u.dtype}; "
+                "pass the physical-space values (e.g. u.real.double())"
+            )
+        if u.ndim == 0 or u.shape[-1] != self.nx:
+            raise ValueError(
+                f"{self.name}: {arg} must have last dimension nx={self.nx} (grid points), got shape "
+                f"{tuple(u.shape)}; sample states with system.sample_initial(n) or build the "
+                f"system with nx={u.shape[-1] if u.ndim else '...'}"
+            )
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def energy(self, u: Tensor) -> Tensor:
+        """``(1/2) * integral of u^2 dx`` (trapezoid rule = exact for trigonometric
+        polynomials of the grid), shape ``u.shape[:-1]``."""
+        return 0.5 * (self.length / self.nx) * u.square().sum(-1)
+
+    def dissipation_integral(self, u: Tensor) -> Tensor:
+        """``integral of u_x^2 dx`` computed spectrally, shape ``u.shape[:-1]``.
+
+        For Burgers ``d/dt (1/2) int u^2 = -nu int u_x^2`` (the advection term does no work).
+        """
+        k = self._constants(u.dtype, u.device).wavenumbers
+        u_hat = torch.fft.rfft(u)
+        w = torch.full_like(k, 2.0)  # each interior rfft mode stands for +-m
+        w[0] = 1.0
+        w[-1] = 1.0  # Nyquist (nx even) appears once
+        return (self.length / self.nx**2) * (w * k.square() * u_hat.abs().square()).sum(-1)
+
+
+def _advection_nonlinearity(nx: int, cutoff: int, wavenumbers: Tensor) -> NonlinearOp:
+    """``N(u) = -(1/2) (u^2)_x`` with 2/3-rule dealiasing, in Fourier space.
+
+    The input truncation is a multiplication by a 0/1 mask (measured faster than letting
+    ``irfft`` zero-pad a sliced input); the output truncation and the factor ``-i k / 2``
+    are one precomputed complex multiplier.  Both multipliers are complex because
+    complex-by-complex kernels beat the type-promoting complex-by-real ones.
+    """
+    kept = torch.arange(len(wavenumbers), device=wavenumbers.device) < cutoff
+    zero = torch.zeros_like(wavenumbers)
+    mask = torch.complex(kept.to(wavenumbers.dtype), zero)
+    g = torch.complex(zero, torch.where(kept, -0.5 * wavenumbers, zero))
+    irfft, rfft = torch.fft.irfft, torch.fft.rfft
+
+    def nonlinear(t: Tensor, u_hat: Tensor) -> Tensor:
+        u = irfft(u_hat * mask, n=nx)
+        return rfft(u * u).mul_(g)
+
+    return nonlinear
+
+
+def _grid_window(x: Tensor, left: Tensor, right: Tensor, width: float) -> Tensor:
+    return 0.5 * (torch.tanh((x - left) / width) - torch.tanh((x - right) / width))
+
+
+@register_system
+@dataclass(frozen=True)
 class Burgers(SemilinearPDE):
-    pass
+    """Viscous Burgers equation ``u_t + u u_x = nu u_xx`` on a periodic domain.
+
+    In semilinear form ``L = nu d^2/dx^2`` (symbol ``-nu k^2``) and ``N(u) = -(1/2)(u^2)_x``
+    (conservative form; its zero mode vanishes, so the spatial mean of ``u`` is invariant,
+    and ``int u N(u) dx = 0``, so the energy ``(1/2) int u^2`` decays at the rate
+    ``nu int u_x^2``).  The defaults follow PDEBench's 1-D Burgers set-up on ``[0, 1)``
+    (PDEBench stores the viscosity divided by pi, see METHODS.md).
+
+    Args:
+        nu: viscosity ``nu > 0``.
+        nx: grid points (even, >= 16).
+        length: domain period.
+    """
+
+    nu: float = 0.01
+    nx: int = 256
+    length: float = 1.0
+    name = "burgers"
+
+    def __post_init__(self) -> None:
+        self._validate_grid()
+        object.__setattr__(self, "nu", _positive(self.name, "nu", self.nu, " (the viscosity)"))
+
+    def _symbol(self, k: Tensor) -> Tensor:
+        return -self.nu * k.square()
+
+    def _make_nonlinear(self, wavenumbers: Tensor) -> NonlinearOp:
+        return _advection_nonlinearity(self.nx, self.dealias_cutoff, wavenumbers)
+
+    def sample_initial(self, n: int, *, generator: torch.Generator | None = None,
+                       dtype: torch.dtype = torch.float64, device=None, max_wavenumber: int = 4,
+                       waves: int = 2, abs_prob: float = 0.1, flip_prob: float = 0.5,
+                       window_prob: float = 0.1) -> Tensor:
+        """PDEBench-style random initial conditions, shape ``[n, nx]``.
+
+        Each field is ``sum_{i=1}^{waves} A_i sin(2 pi m_i x / length + phi_i)`` with
+        ``waves`` distinct integer wavenumbers ``m_i`` drawn from ``1..max_wavenumber``,
+        amplitudes ``A_i ~ U[0, 1)`` and phases ``phi_i ~ U[0, 2 pi)``.  Then, as in
+        PDEBench's ``init_multi``: with probability ``abs_prob`` the field is replaced by its
+        absolute value, with probability ``flip_prob`` its sign is flipped, and with
+        probability ``window_prob`` it is multiplied by the smooth window
+        ``(tanh((x - xL)/w) - tanh((x - xR)/w)) / 2`` with ``xL ~ U[0.1, 0.45] length``,
+        ``xR ~ U[0.55, 0.9] length`` and ``w = max(0.01 length, 2 length / nx)`` (PDEBench
+        uses ``w = 0.01``; the floor keeps the edge at least two cells wide on coarse grids).
+
+        Differences from PDEBench: the wavenumbers are distinct (PDEBench may draw the same
+        one twice, which doubles it), and the default ``max_wavenumber`` is 4.  Set the three
+        probabilities to 0 for band-limited smooth fields.
+
+        Args:
+            n: number of fields.
+            generator: optional ``torch.Generator`` for reproducible draws.
+            dtype, device: of the result.
+            max_wavenumber: largest integer wavenumber (in units of ``2 pi / length``).
+            waves: sine modes per field (at most ``max_wavenumber``).
+            abs_prob, flip_prob, window_prob: probabilities of the three modifications.
+        """
+        if not 1 <= waves <= max_wavenumber:
+            raise ValueError(f"burgers.sample_initial: need 1 <= waves <= max_wavenumber, got {waves}, {max_wavenumber}")
+        if max_wavenumber >= self.dealias_cutoff:
+            raise ValueError(
+                f"burgers.sample_initial: max_wavenumber={max_wavenumber} is not resolved by nx={self.nx} "
+                f"(the 2/3 rule keeps m < {self.dealias_cutoff}); use a smaller one or a larger nx"
+            )
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator, dtype=dtype, device=device)
+
+        x = self.grid(dtype, device)
+        m = rand(n, max_wavenumber).argsort(dim=-1)[:, :waves].to(dtype) + 1.0  # distinct 1..max
+        amp, phase = rand(n, waves), 2.0 * math.pi * rand(n, waves)
+        arg = (2.0 * math.pi / self.length) * m[:, :, None] * x + phase[:, :, None]
+        u = (amp[:, :, None] * torch.sin(arg)).sum(1)
+        u = torch.where(rand(n, 1) < abs_prob, u.abs(), u)
+        u = torch.where(rand(n, 1) < flip_prob, -u, u)
+        left = self.length * (0.1 + 0.35 * rand(n, 1))
+        right = self.length * (0.55 + 0.35 * rand(n, 1))
+        width = max(0.01 * self.length, 2.0 * self.length / self.nx)
+        window = _grid_window(x, left, right, width)
+        return torch.where(rand(n, 1) < window_prob, u * window, u)
 
 
+@register_system
+@dataclass(frozen=True)
 class KuramotoSivashinsky(SemilinearPDE):
-    pass
+    """Kuramoto–Sivashinsky equation ``u_t = -u u_x - u_xx - u_xxxx`` on a periodic domain.
+
+    ``L = -d^2/dx^2 - d^4/dx^4`` (symbol ``k^2 - k^4``: modes with ``0 < k < 1`` grow,
+    the rest are damped, strongly so at large ``k``) and ``N(u) = -(1/2)(u^2)_x``.  The
+    spatial mean is invariant.  The defaults are the Kassam & Trefethen (2005) set-up:
+    ``nx = 128`` points on ``[0, 32 pi)``, solved with ETDRK4 at ``h = 1/4`` from
+    :meth:`kassam_trefethen_initial`; the dynamics are spatio-temporally chaotic.
+
+    Args:
+        nx: grid points (even, >= 16).
+        length: domain period.
+    """
+
+    nx: int = 128
+    length: float = 32.0 * math.pi
+    name = "kuramoto_sivashinsky"
+
+    def __post_init__(self) -> None:
+        self._validate_grid()
+
+    def _symbol(self, k: Tensor) -> Tensor:
+        k2 = k.square()
+        return k2 - k2.square()
+
+    def _make_nonlinear(self, wavenumbers: Tensor) -> NonlinearOp:
+        return _advection_nonlinearity(self.nx, self.dealias_cutoff, wavenumbers)
+
+    def kassam_trefethen_initial(self, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """``u0 = cos(x/16) (1 + sin(x/16))`` of Kassam & Trefethen (2005), shape ``[nx]``.
+
+        Written as ``cos(2 pi x / length)(1 + sin(2 pi x / length))``, which is their formula
+        for the default ``length = 32 pi`` and stays periodic for any other length.
+        """
+        s = (2.0 * math.pi / self.length) * self.grid(torch.float64)
+        return (torch.cos(s) * (1.0 + torch.sin(s))).to(dtype=dtype, device=device)
+
+    def sample_initial(self, n: int, *, generator: torch.Generator | None = None,
+                       dtype: torch.dtype = torch.float64, device=None, max_wavenumber: int = 8) -> Tensor:
+        """Random smooth zero-mean fields, shape ``[n, nx]``.
+
+        ``u0 = sum_{m=1}^{M} a_m cos(2 pi m x / length) + b_m sin(2 pi m x / length)`` with
+        ``M = max_wavenumber`` and independent ``a_m, b_m ~ N(0, 1/M)``, so the expected
+        mean square of ``u0`` is 1 (the size of the Kassam–Trefethen initial condition).
+        With the default length ``32 pi`` and ``M = 8`` all modes lie in the linearly
+        unstable band ``k < 1``; the field leaves these modes within a few time units.
+        """
+        if not 1 <= max_wavenumber < self.dealias_cutoff:
+            raise ValueError(
+                f"kuramoto_sivashinsky.sample_initial: max_wavenumber must be in 1..{self.dealias_cutoff - 1} "
+                f"for nx={self.nx}, got {max_wavenumber}"
+            )
+        coef = torch.randn(n, 2, max_wavenumber, generator=generator, dtype=dtype, device=device)
+        coef = coef / math.sqrt(max_wavenumber)
+        m = torch.arange(1, max_wavenumber + 1, dtype=dtype, device=device)
+        arg = (2.0 * math.pi / self.length) * m[:, None] * self.grid(dtype, device)  # [M, nx]
+        return coef[:, 0] @ torch.cos(arg) + coef[:, 1] @ torch.sin(arg)
