@@ -1,5 +1,6 @@
-"""The ``attsolver`` command: ``data`` (generate / inspect datasets), ``bench`` (run a
-benchmark suite), ``methods`` / ``systems`` (list what is registered), ``demo``."""
+"""The ``attsolver`` command: ``data`` (generate / inspect datasets), ``train`` (fit a
+corrector), ``solve`` (integrate, optionally corrected), ``bench`` (run a benchmark
+suite), ``methods`` / ``systems`` (list what is registered), ``demo``."""
 
 from __future__ import annotations
 
@@ -67,9 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("systems", help="list the built-in systems and their default parameters")
     p.set_defaults(func=_cmd_systems)
 
+    from .correctors.cli import add_solve_parser, add_train_parser
     from .data.cli import add_data_parser
 
     add_data_parser(sub)
+    add_train_parser(sub)
+    add_solve_parser(sub)
 
     p = sub.add_parser("bench", help="run a benchmark suite from benchmarks/ (source checkout)")
     p.add_argument("suite", choices=_BENCH_SUITES)

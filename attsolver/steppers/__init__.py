@@ -1,12 +1,11 @@
 """Classical integrators: explicit Runge–Kutta from tableaus, spectral steppers for
 periodic PDEs, and adaptive reference solvers delegated to torchdiffeq / SciPy."""
 
-from .base import _CODE, ExplicitRK, Stepper, _straight_line
+from .base import ExplicitRK, Stepper
 from .registry import FIXED_OPTIONS, MethodSpec, get_method, list_methods, register_method
 from .tableau import TABLEAUS, ButcherTableau
 
 for _tab in TABLEAUS.values():
-    _CODE[_tab.name] = _straight_line(_tab)  # generated once, at import
     register_method(MethodSpec(
         name=_tab.name, kind="fixed", order=_tab.order, description=_tab.description,
         build=(lambda f, y0, _t=_tab: ExplicitRK(f, _t)), options=FIXED_OPTIONS,

@@ -111,17 +111,17 @@ class ExplicitRK(Stepper):
         self.tableau = tableau
         self.order = tableau.order
         self.nodes = tableau.c
-        self._step = _CODE[tableau.name] if tableau.name in _CODE else _straight_line(tableau)
-        self._compile_step = None
+        # generated once per tableau (at import for the registered ones); never during tracing
+        if tableau.name not in _CODE:
+            _CODE[tableau.name] = (_straight_line(tableau), _straight_line(tableau, fused_alpha=False))
+        self._step, self._compile_step = _CODE[tableau.name]
 
     def step(self, ts, state, h):
         return self._step(self.f, ts, state, h)
 
     def step_for_compile(self, ts, state, h):
         """The same step written without ``alpha=`` (see :func:`_straight_line`)."""
-        if self._compile_step is None:
-            self._compile_step = _straight_line(self.tableau, fused_alpha=False)
         return self._compile_step(self.f, ts, state, h)
 
 
-_CODE: dict[str, Callable] = {}
+_CODE: dict[str, tuple[Callable, Callable]] = {}

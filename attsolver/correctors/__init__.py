@@ -1,0 +1,26 @@
+"""Learned corrections added to every classical step by ``attsolver.solve(..., corrector=model)``.
+
+* :class:`NeurVec` — ``C = N(y_n)``, one wide hidden layer (Sci. Rep. 2023);
+* :class:`Hypersolver` — ``C = h^{p+1} g(h, y_n, Phi)`` (Poli et al., NeurIPS 2020);
+* :class:`AttSolver` — body + bounded attention gate + additive or multiplicative combine
+  (arXiv 2302.10184; the exact formula is this project's design, see docs/method.md).
+
+All record what they were trained for, start as an exact zero correction, and are saved /
+loaded with :meth:`Corrector.save` / :func:`load_corrector`.  Train them with
+:func:`attsolver.train.fit`.
+"""
+
+from .base import (
+    CHECKPOINT_FORMAT, FEATURES, FIT_CHECKPOINT_FORMAT, SCHEMA_VERSION, Corrector, get_corrector_class,
+    list_correctors, load_corrector, read_checkpoint, register_corrector,
+)
+from .neurvec import NeurVec
+from .hypersolver import Hypersolver
+from .att_solver import COMBINES, AttSolver, register_combine
+
+__all__ = [
+    "Corrector", "NeurVec", "Hypersolver", "AttSolver", "load_corrector",
+    "list_correctors", "get_corrector_class", "register_corrector", "read_checkpoint",
+    "COMBINES", "register_combine", "FEATURES", "CHECKPOINT_FORMAT", "FIT_CHECKPOINT_FORMAT",
+    "SCHEMA_VERSION",
+]

@@ -1,0 +1,207 @@
+"""``attsolver train`` and ``attsolver solve``: train a corrector from a data file, and solve
+with (or without) one.
+
+Examples::
+
+    attsolver data generate lorenz63 --n 32 --dt 0.05 --t-final 5 --noise 0.01 -o l63.h5
+    attsolver train lorenz63 --data l63.h5 --method rk4 --step 0.05 --corrector attsolver -o model.pt
+    attsolver data generate lorenz63 --n 8 --dt 0.05 --t-final 2 --seed 1 -o test.h5
+    attsolver solve lorenz63 --data test.h5 --method rk4 --step 0.05 --corrector model.pt -o pred.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
+
+#: ``--corrector`` names -> (class name, fixed constructor arguments)
+CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
+    "neurvec": ("NeurVec", {}),
+    "hypersolver": ("Hypersolver", {}),
+    "attsolver": ("AttSolver", {}),
+    "attsolver-add": ("AttSolver", {"combine": "add"}),
+    "attsolver-mul": ("AttSolver", {"combine": "mul"}),
+}
+
+
+class _CLIError(Exception):
+    """A user error with its message; printed on stderr, exit code 2."""
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise _CLIError(f"--param expects KEY=VALUE (e.g. --param width=64), got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _guarded(command: str, func):
+    def run(args) -> int:
+        try:
+            return int(func(args) or 0)
+        except (_CLIError, ValueError, TypeError, OSError, FloatingPointError) as e:
+            print(f"attsolver {command}: error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _load_data(path: str, system_name: str):
+    from ..data import load_h5
+
+    data = load_h5(path)
+    if data.system["name"] != system_name:
+        raise _CLIError(
+            f"{path} holds {data.system['name']!r} trajectories, not {system_name!r}; pass the "
+            f"system the data was made for"
+        )
+    return data
+
+
+def _cmd_train(args) -> int:
+    import torch
+
+    from ..train import fit
+    from .base import get_corrector_class
+
+    data = _load_data(args.data, args.system)
+    step = args.step if args.step is not None else float(data.t[1] - data.t[0])
+    name, fixed = CORRECTOR_CHOICES[args.corrector]
+    kw = {**_parse_params(args.param), **fixed}
+    kw["dtype"] = torch.float64 if args.float64 else torch.float32
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise _CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
+    torch.manual_seed(args.seed)
+    model = get_corrector_class(name)(data.state_shape, method=args.method, step_size=step, **kw)
+    history = fit(
+        model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
+        patience=None if args.patience <= 0 else args.patience, seed=args.seed,
+        checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    path = model.save(output)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"trained {args.corrector} ({n_params} parameters) for {args.method} h={step:g} on {len(data)} "
+        f"trajectories of {args.system}: {history.epochs_run} epochs, best {history.monitor} loss "
+        f"{history.best_loss:.4g} at epoch {history.best_epoch}"
+        f"{' (early stop)' if history.stopped_early else ''}; wrote {path}"
+    )
+    return 0
+
+
+def _cmd_solve(args) -> int:
+    import torch
+
+    from ..data import TrajectoryDataset, save_h5
+    from ..solve import solve
+    from ..systems import make_system
+    from .base import load_corrector
+
+    model = load_corrector(args.corrector) if args.corrector else None
+    if args.data:
+        data = _load_data(args.data, args.system)
+        system = data.make_system()
+        t = data.t
+        y0 = data.y[:, 0]
+        reference = data.y_clean if data.y_clean is not None else data.y
+    else:
+        if args.t_final is None or args.dt is None:
+            raise _CLIError("without --data, give --t-final and --dt (and --n, --seed for the initial states)")
+        system = make_system(args.system)
+        steps = round(args.t_final / args.dt)
+        if steps < 1 or abs(steps * args.dt - args.t_final) > 1e-9 * args.t_final:
+            raise _CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
+        t = torch.arange(steps + 1, dtype=torch.float64) * args.dt
+        y0 = system.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
+        reference = None
+    dtype = model.dtype if model is not None else torch.float64
+    y0 = y0.to(dtype)
+    started = time.perf_counter()
+    with torch.no_grad():
+        sol = solve(system, y0, t, method=args.method, step_size=args.step, corrector=model)
+    wall = time.perf_counter() - started
+    y = sol.transpose(0, 1).to(torch.float64)
+    what = f"{args.method}" + (f" h={args.step:g}" if args.step else "") + (" + corrector" if model else "")
+    line = f"solved {len(y)} trajectories of {args.system} with {what} in {wall:.3g} s"
+    if reference is not None:
+        err = float((y - reference.to(torch.float64)).norm() / reference.to(torch.float64).norm())
+        line += f"; relative L2 error against {args.data}: {err:.4g}"
+    if args.output:
+        ds = TrajectoryDataset(
+            t=t, y=y, system=system.config(),
+            config={"produced_by": "attsolver solve", "method": args.method, "step_size": args.step,
+                    "corrector": args.corrector, "data": args.data},
+        )
+        path = save_h5(ds, args.output)
+        line += f"; wrote {path}"
+    print(line)
+    return 0
+
+
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``attsolver`` command's subparsers."""
+    p = sub.add_parser(
+        "train", help="train a corrector on a trajectory file and save it",
+        description="Train a learned corrector (NeurVec, Hypersolver, AttSolver) on the "
+                    "trajectories of an HDF5 file from `attsolver data generate`, and save it.",
+    )
+    p.add_argument("system", help="the system the data was made for (checked against the file)")
+    p.add_argument("--data", required=True, help="training trajectories (.h5)")
+    p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
+    p.add_argument("--step", type=float, default=None, help="the step to correct (default: the data's dt)")
+    p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
+                   help="which corrector (default attsolver = additive AttSolver)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")
+    p.add_argument("-o", "--output", required=True, help="where to save the trained corrector (.pt)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--rollout-steps", type=int, default=0, help="k-interval rollout loss (default 0: one-step)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, split and shuffling")
+    p.add_argument("--checkpoint", default=None, help="training checkpoint written every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace existing -o / --checkpoint files")
+    p.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_guarded("train", _cmd_train))
+    return p
+
+
+def add_solve_parser(sub) -> argparse.ArgumentParser:
+    """Add ``solve`` to the ``attsolver`` command's subparsers."""
+    p = sub.add_parser(
+        "solve", help="solve a system, optionally with a trained corrector",
+        description="Integrate a built-in system from the initial states of a data file (and "
+                    "report the error against it) or from sampled initial states.",
+    )
+    p.add_argument("system", help="system name (see `attsolver systems`)")
+    p.add_argument("--data", default=None, help="take t and the initial states from this file (.h5)")
+    p.add_argument("--method", default="rk4", help="integration method (default rk4)")
+    p.add_argument("--step", type=float, default=None, help="step size (default: one step per output time)")
+    p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
+    p.add_argument("-o", "--output", default=None, help="write the solution here (.h5)")
+    p.add_argument("--n", type=int, default=1, help="without --data: number of initial states")
+    p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
+    p.add_argument("--t-final", type=float, default=None, help="without --data: final time")
+    p.add_argument("--dt", type=float, default=None, help="without --data: output interval")
+    p.set_defaults(func=_guarded("solve", _cmd_solve))
+    return p
