@@ -157,9 +157,10 @@ def case_lorenz63(rounds, steps, use_compile):
 
     f_np = np_lorenz63(s)
     ref = attsolver.solve(s, y0, t, method="rk4")
-    _close(np_rk4(f_np, y0.numpy(), h, steps), ref, 1e-10, "numpy rk4 vs attsolver rk4")
-    _close(torchdiffeq.odeint(s, y0, t, method="rk4"), attsolver.solve(s, y0, t, method="rk38"), 1e-12,
-           "torchdiffeq rk4 (3/8 rule) vs attsolver rk38")
+    # chaotic: round-off differences grow like e^(0.9 t), so compare the first 100 steps
+    _close(np_rk4(f_np, y0.numpy(), h, steps)[:100], ref[:100], 1e-12, "numpy rk4 vs attsolver rk4")
+    _close(torchdiffeq.odeint(s, y0, t, method="rk4")[:100], attsolver.solve(s, y0, t, method="rk38")[:100],
+           1e-12, "torchdiffeq rk4 (3/8 rule) vs attsolver rk38")
     contenders = {
         "f evaluations only (4/step)": f_only,
         "attsolver rk4 (eager)": lambda: attsolver.solve(s, y0, t, method="rk4"),
@@ -196,7 +197,7 @@ def case_lorenz96(rounds, steps, use_compile, batch=1024):
 
     f_np = np_lorenz96(s)
     ref = attsolver.solve(s, y0, t, method="rk4")
-    _close(np_rk4(f_np, y0.numpy(), h, steps), ref, 1e-10, "numpy vs attsolver, lorenz96")
+    _close(np_rk4(f_np, y0.numpy(), h, steps)[:100], ref[:100], 1e-11, "numpy vs attsolver, lorenz96")
     contenders = {
         "f evaluations only (4/step)": f_only,
         "attsolver rk4 (eager)": lambda: attsolver.solve(s, y0, t, method="rk4"),
@@ -209,7 +210,7 @@ def case_lorenz96(rounds, steps, use_compile, batch=1024):
         clear_compile_cache()
         out = attsolver.solve(s, y0, t, method="rk4", options={"compile": True})
         compile_s = compile_stats()["compile_seconds"]
-        _close(out, ref, 1e-8, "compiled vs eager, lorenz96")
+        _close(out[:100], ref[:100], 1e-11, "compiled vs eager, lorenz96")
         contenders["attsolver rk4 (compile)"] = lambda: attsolver.solve(s, y0, t, method="rk4", options={"compile": True})
     res = interleaved(contenders, rounds, steps)
     return {"case": "lorenz96_batch", "title": f"Lorenz-96 (N=40, F=8), batch of {batch}, float64, RK4, {steps} steps",
