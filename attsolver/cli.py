@@ -11,7 +11,8 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-_BENCH_SUITES = ("speed",)
+#: modules in benchmarks/ that are tools, not suites
+_NOT_SUITES = {"__init__", "update_readme", "common"}
 
 
 def _cmd_methods(args) -> int:
@@ -33,18 +34,29 @@ def _cmd_systems(args) -> int:
     return 0
 
 
-def _benchmarks_dir() -> Path:
+def _benchmarks_dir() -> Path | None:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
-    if not (root / "__init__.py").exists():
-        raise SystemExit(
-            "attsolver bench needs a source checkout (the benchmarks/ folder is not shipped in "
-            "the wheel): git clone the repository and `pip install -e .` it"
-        )
-    return root
+    return root if (root / "__init__.py").exists() else None
+
+
+def _bench_suites() -> list[str]:
+    root = _benchmarks_dir()
+    if root is None:
+        return []
+    return sorted(p.stem for p in root.glob("*.py") if p.stem not in _NOT_SUITES and not p.stem.startswith("_"))
 
 
 def _cmd_bench(args) -> int:
     root = _benchmarks_dir()
+    if root is None:
+        raise SystemExit(
+            "attsolver bench needs a source checkout (the benchmarks/ folder is not shipped in "
+            "the wheel): git clone the repository and `pip install -e .` it"
+        )
+    if args.suite not in _bench_suites():
+        print(f"attsolver bench: unknown suite {args.suite!r}; choose one of: {', '.join(_bench_suites())}",
+              file=sys.stderr)
+        return 2
     path = root / f"{args.suite}.py"
     spec = importlib.util.spec_from_file_location(f"benchmarks.{args.suite}", path)
     module = importlib.util.module_from_spec(spec)
@@ -76,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_solve_parser(sub)
 
     p = sub.add_parser("bench", help="run a benchmark suite from benchmarks/ (source checkout)")
-    p.add_argument("suite", choices=_BENCH_SUITES)
+    p.add_argument("suite", help="one of: " + (", ".join(_bench_suites()) or "(none: not a source checkout)"))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite (see SUITE --help)")
     p.set_defaults(func=_cmd_bench)
 
