@@ -11,6 +11,10 @@ WORKERS ?= 2
 
 .PHONY: install demo test test-slow test-all bench-speed notebooks clean
 
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/build_notebooks.py
+	$(BIN)/python -m pytest --nbmake notebooks -q
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -23,8 +27,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(BIN)/attsolver demo
 
+# notebooks run in their fast mode (ATTSOLVER_FAST=1) as part of the default suite
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -n $(WORKERS) -q
+	ATTSOLVER_FAST=1 $(BIN)/python -m pytest -m "not slow" -n $(WORKERS) -q tests --nbmake notebooks
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q

@@ -1,0 +1,17 @@
+"""The committed notebooks are exactly what notebooks/build_notebooks.py writes."""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_notebooks_match_their_builder():
+    spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "notebooks" / "build_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    committed = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    assert [c.source for c in committed.cells] == [c.source for c in mod.QUICKSTART], (
+        "run `python notebooks/build_notebooks.py` and commit the notebook")
