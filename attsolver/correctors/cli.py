@@ -12,11 +12,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from .._cli_common import CLIError, guarded, parse_params
 
 __all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
 
@@ -30,41 +30,12 @@ CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-class _CLIError(Exception):
-    """A user error with its message; printed on stderr, exit code 2."""
-
-
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise _CLIError(f"--param expects KEY=VALUE (e.g. --param width=64), got {item!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
-
-
-def _guarded(command: str, func):
-    def run(args) -> int:
-        try:
-            return int(func(args) or 0)
-        except (_CLIError, ValueError, TypeError, OSError, FloatingPointError) as e:
-            print(f"attsolver {command}: error: {e}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _load_data(path: str, system_name: str):
     from ..data import load_h5
 
     data = load_h5(path)
     if data.system["name"] != system_name:
-        raise _CLIError(
+        raise CLIError(
             f"{path} holds {data.system['name']!r} trajectories, not {system_name!r}; pass the "
             f"system the data was made for"
         )
@@ -80,11 +51,11 @@ def _cmd_train(args) -> int:
     data = _load_data(args.data, args.system)
     step = args.step if args.step is not None else float(data.t[1] - data.t[0])
     name, fixed = CORRECTOR_CHOICES[args.corrector]
-    kw = {**_parse_params(args.param), **fixed}
+    kw = {**parse_params(args.param), **fixed}
     kw["dtype"] = torch.float64 if args.float64 else torch.float32
     output = Path(args.output)
     if output.exists() and not args.overwrite:
-        raise _CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
+        raise CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
     torch.manual_seed(args.seed)
     model = get_corrector_class(name)(data.state_shape, method=args.method, step_size=step, **kw)
     history = fit(
@@ -122,11 +93,11 @@ def _cmd_solve(args) -> int:
         reference = data.y_clean if data.y_clean is not None else data.y
     else:
         if args.t_final is None or args.dt is None:
-            raise _CLIError("without --data, give --t-final and --dt (and --n, --seed for the initial states)")
+            raise CLIError("without --data, give --t-final and --dt (and --n, --seed for the initial states)")
         system = make_system(args.system)
         steps = round(args.t_final / args.dt)
         if steps < 1 or abs(steps * args.dt - args.t_final) > 1e-9 * args.t_final:
-            raise _CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
+            raise CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
         t = torch.arange(steps + 1, dtype=torch.float64) * args.dt
         y0 = system.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
         reference = None
@@ -182,7 +153,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing -o / --checkpoint files")
     p.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_guarded("train", _cmd_train))
+    p.set_defaults(func=guarded("train", _cmd_train))
     return p
 
 
@@ -203,5 +174,5 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
     p.add_argument("--t-final", type=float, default=None, help="without --data: final time")
     p.add_argument("--dt", type=float, default=None, help="without --data: output interval")
-    p.set_defaults(func=_guarded("solve", _cmd_solve))
+    p.set_defaults(func=guarded("solve", _cmd_solve))
     return p

@@ -17,29 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .._cli_common import CLIError, guarded, parse_params
+
 __all__ = ["add_data_parser"]
 
 # components listed one per line by `info`; larger states are shown head ... tail
 _MAX_COMPONENT_LINES = 12
-
-
-class _CLIError(Exception):
-    """A user error with its message; printed on stderr, exit code 2."""
-
-
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise _CLIError(f"--param expects KEY=VALUE (e.g. --param F=8.0), got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw  # a plain string
-        params[key] = value
-    return params
 
 
 def _cmd_generate(args) -> int:
@@ -49,19 +32,19 @@ def _cmd_generate(args) -> int:
     from .h5 import save_h5
     from .pdebench import write_pdebench
 
-    system = make_system(args.system, _parse_params(args.param))
+    system = make_system(args.system, parse_params(args.param, example="F=8.0"))
     defaults = SYSTEM_DEFAULTS.get(system.name, {})
     dt = args.dt if args.dt is not None else defaults.get("dt")
     t_final = args.t_final if args.t_final is not None else defaults.get("t_final")
     if dt is None or t_final is None:
-        raise _CLIError(f"no default output grid for system {system.name!r}: pass --dt and --t-final")
+        raise CLIError(f"no default output grid for system {system.name!r}: pass --dt and --t-final")
     spin_up = args.spin_up if args.spin_up is not None else defaults.get("spin_up", 0.0)
     method = args.method or default_method(system)
     refine = args.refine
     if get_method(method).kind == "fixed" and args.step_size is None and refine is None:
         refine = int(defaults.get("refine", 20))
     if args.pdebench and system.name != "burgers":
-        raise _CLIError(f"--pdebench writes PDEBench's 1-D Burgers layout; system {system.name!r} is not burgers")
+        raise CLIError(f"--pdebench writes PDEBench's 1-D Burgers layout; system {system.name!r} is not burgers")
 
     ds = generate_trajectories(
         system, args.n, t_final=t_final, dt=dt, method=method, step_size=args.step_size,
@@ -171,17 +154,6 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _guarded(func):
-    def run(args) -> int:
-        try:
-            return int(func(args) or 0)
-        except (_CLIError, ValueError, TypeError, OSError, FloatingPointError) as e:
-            print(f"attsolver data {args.data_command}: error: {e}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def add_data_parser(sub) -> argparse.ArgumentParser:
     """Add ``data generate`` and ``data info`` to the ``attsolver`` command's subparsers."""
     p = sub.add_parser("data", help="generate and inspect trajectory datasets",
@@ -217,14 +189,14 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
                    help="write PDEBench's 1-D layout (burgers only; tensor/x-coordinate/t-coordinate, Nu = pi*nu)")
     g.add_argument("--batch-size", type=int, default=256, help="trajectories integrated together (default 256)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    g.set_defaults(func=_guarded(_cmd_generate))
+    g.set_defaults(func=guarded("data generate", _cmd_generate))
 
     i = dsub.add_parser("info", help="describe an attsolver or PDEBench HDF5 file",
                         description="Print the schema, system, shapes, dtype, time grid, noise "
                                     "level, config and per-component statistics of a file.")
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
-    i.set_defaults(func=_guarded(_cmd_info))
+    i.set_defaults(func=guarded("data info", _cmd_info))
     return p
 
 
