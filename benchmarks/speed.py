@@ -140,105 +140,71 @@ def _close(a, b, tol, what):
 # ----------------------------------------------------------------------------- cases
 
 
-def case_lorenz63(rounds, steps, use_compile):
+def rk_contenders(system, y0, h, steps, f_np, use_compile, *, prefix=100, tol=1e-11):
+    """The contenders every case shares, after checking they compute the same thing.
+
+    Chaotic systems amplify round-off (Lorenz-63 like e^(0.9 t)), so the results are compared
+    on their first ``prefix`` steps.  Returns ``(contenders, compile_seconds)``.
+    """
     import torchdiffeq
 
-    s = attsolver.systems.Lorenz63()
-    y0 = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
-    h = 0.01
     t = torch.linspace(0, steps * h, steps + 1, dtype=torch.float64)
     t0 = t[0]
 
     def f_only():
-        y = y0
         for _ in range(steps):
             for _ in range(4):
-                s(t0, y)
+                system(t0, y0)
 
-    f_np = np_lorenz63(s)
-    ref = attsolver.solve(s, y0, t, method="rk4")
-    # chaotic: round-off differences grow like e^(0.9 t), so compare the first 100 steps
-    _close(np_rk4(f_np, y0.numpy(), h, steps)[:100], ref[:100], 1e-12, "numpy rk4 vs attsolver rk4")
-    _close(torchdiffeq.odeint(s, y0, t, method="rk4")[:100], attsolver.solve(s, y0, t, method="rk38")[:100],
-           1e-12, "torchdiffeq rk4 (3/8 rule) vs attsolver rk38")
+    ref = attsolver.solve(system, y0, t, method="rk4")
+    _close(np_rk4(f_np, y0.numpy(), h, steps)[:prefix], ref[:prefix], tol, "numpy rk4 vs attsolver rk4")
+    _close(torchdiffeq.odeint(system, y0, t, method="rk4")[:prefix],
+           attsolver.solve(system, y0, t, method="rk38")[:prefix], tol, "torchdiffeq rk4 (3/8 rule) vs attsolver rk38")
     contenders = {
         "f evaluations only (4/step)": f_only,
-        "attsolver rk4 (eager)": lambda: attsolver.solve(s, y0, t, method="rk4"),
-        "attsolver rk38 (eager)": lambda: attsolver.solve(s, y0, t, method="rk38"),
-        "torchdiffeq rk4 (3/8 rule)": lambda: torchdiffeq.odeint(s, y0, t, method="rk4"),
+        "attsolver rk4 (eager)": lambda: attsolver.solve(system, y0, t, method="rk4"),
+        "attsolver rk38 (eager)": lambda: attsolver.solve(system, y0, t, method="rk38"),
+        "torchdiffeq rk4 (3/8 rule)": lambda: torchdiffeq.odeint(system, y0, t, method="rk4"),
         "numpy rk4 loop": lambda: np_rk4(f_np, y0.numpy(), h, steps),
     }
     compile_s = None
     if use_compile:
         clear_compile_cache()
-        out = attsolver.solve(s, y0, t, method="rk4", options={"compile": True})
+        out = attsolver.solve(system, y0, t, method="rk4", options={"compile": True})
         compile_s = compile_stats()["compile_seconds"]
-        _close(out[:50], ref[:50], 1e-9, "compiled vs eager rk4")  # chaotic: compare the early part
-        contenders["attsolver rk4 (compile)"] = lambda: attsolver.solve(s, y0, t, method="rk4", options={"compile": True})
-    res = interleaved(contenders, rounds, steps)
+        _close(out[:prefix], ref[:prefix], 1e-9, "compiled vs eager rk4")
+        contenders["attsolver rk4 (compile)"] = lambda: attsolver.solve(system, y0, t, method="rk4",
+                                                                         options={"compile": True})
+    return contenders, compile_s, t
+
+
+def case_lorenz63(rounds, steps, use_compile):
+    s = attsolver.systems.Lorenz63()
+    y0 = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    contenders, compile_s, _ = rk_contenders(s, y0, 0.01, steps, np_lorenz63(s), use_compile, tol=1e-12)
     return {"case": "lorenz63_single", "title": f"Lorenz-63, one trajectory, float64, RK4, {steps} steps",
-            "us_per_step": res, "baseline": "torchdiffeq rk4 (3/8 rule)", "compile_seconds": compile_s}
+            "us_per_step": interleaved(contenders, rounds, steps), "baseline": "torchdiffeq rk4 (3/8 rule)",
+            "compile_seconds": compile_s}
 
 
 def case_lorenz96(rounds, steps, use_compile, batch=1024):
-    import torchdiffeq
-
     s = attsolver.systems.Lorenz96(N=40, F=8.0)
-    g = torch.Generator().manual_seed(0)
-    y0 = s.sample_initial(batch, generator=g)
-    h = 0.01
-    t = torch.linspace(0, steps * h, steps + 1, dtype=torch.float64)
-    t0 = t[0]
-
-    def f_only():
-        for _ in range(steps):
-            for _ in range(4):
-                s(t0, y0)
-
-    f_np = np_lorenz96(s)
-    ref = attsolver.solve(s, y0, t, method="rk4")
-    _close(np_rk4(f_np, y0.numpy(), h, steps)[:100], ref[:100], 1e-11, "numpy vs attsolver, lorenz96")
-    contenders = {
-        "f evaluations only (4/step)": f_only,
-        "attsolver rk4 (eager)": lambda: attsolver.solve(s, y0, t, method="rk4"),
-        "attsolver rk38 (eager)": lambda: attsolver.solve(s, y0, t, method="rk38"),
-        "torchdiffeq rk4 (3/8 rule)": lambda: torchdiffeq.odeint(s, y0, t, method="rk4"),
-        "numpy rk4 loop": lambda: np_rk4(f_np, y0.numpy(), h, steps),
-    }
-    compile_s = None
-    if use_compile:
-        clear_compile_cache()
-        out = attsolver.solve(s, y0, t, method="rk4", options={"compile": True})
-        compile_s = compile_stats()["compile_seconds"]
-        _close(out[:100], ref[:100], 1e-11, "compiled vs eager, lorenz96")
-        contenders["attsolver rk4 (compile)"] = lambda: attsolver.solve(s, y0, t, method="rk4", options={"compile": True})
-    res = interleaved(contenders, rounds, steps)
-    return {"case": "lorenz96_batch", "title": f"Lorenz-96 (N=40, F=8), batch of {batch}, float64, RK4, {steps} steps",
-            "us_per_step": res, "baseline": "torchdiffeq rk4 (3/8 rule)", "compile_seconds": compile_s}
+    y0 = s.sample_initial(batch, generator=torch.Generator().manual_seed(0))
+    contenders, compile_s, _ = rk_contenders(s, y0, 0.01, steps, np_lorenz96(s), use_compile)
+    return {"case": "lorenz96_batch",
+            "title": f"Lorenz-96 (N=40, F=8), batch of {batch}, float64, RK4, {steps} steps",
+            "us_per_step": interleaved(contenders, rounds, steps), "baseline": "torchdiffeq rk4 (3/8 rule)",
+            "compile_seconds": compile_s}
 
 
 def case_burgers(rounds, steps, nx, use_compile):
-    import torchdiffeq
-
     s = attsolver.systems.Burgers(nu=0.01, nx=nx, length=1.0)
-    g = torch.Generator().manual_seed(0)
-    u0 = s.sample_initial(1, generator=g)[0]
+    u0 = s.sample_initial(1, generator=torch.Generator().manual_seed(0))[0]
     # a step inside RK4's stability region for this grid (diffusive limit ~ 2.8 / (nu k_max^2))
     k_max = np.pi * nx / s.length
     h = min(1e-3, 0.5 * 2.78 / (s.nu * k_max**2))
-    t = torch.linspace(0, steps * h, steps + 1, dtype=torch.float64)
-    t0 = t[0]
-
-    def f_only():
-        for _ in range(steps):
-            for _ in range(4):
-                s(t0, u0)
-
     f_np, L_np, N_np = np_burgers_parts(s)
-    ref = attsolver.solve(s, u0, t, method="rk4")
-    _close(np_rk4(f_np, u0.numpy(), h, steps), ref, 1e-9, f"numpy vs attsolver rk4, burgers {nx}")
-    _close(torchdiffeq.odeint(s, u0, t, method="rk4"), attsolver.solve(s, u0, t, method="rk38"), 1e-10,
-           f"torchdiffeq vs attsolver rk38, burgers {nx}")
+    contenders, compile_s, t = rk_contenders(s, u0, h, steps, f_np, use_compile, prefix=steps + 1, tol=1e-9)
     etd_np = np_etdrk4(L_np, N_np, h)
 
     def numpy_etdrk4():
@@ -249,26 +215,13 @@ def case_burgers(rounds, steps, nx, use_compile):
             out.append(np.fft.irfft(v, n=nx))
         return np.stack(out)
 
-    etd = attsolver.solve(s, u0, t, method="etdrk4")
-    _close(numpy_etdrk4(), etd, 1e-9, f"numpy vs attsolver etdrk4, burgers {nx}")
-    contenders = {
-        "f evaluations only (4/step)": f_only,
-        "attsolver rk4 (eager)": lambda: attsolver.solve(s, u0, t, method="rk4"),
-        "attsolver rk38 (eager)": lambda: attsolver.solve(s, u0, t, method="rk38"),
-        "torchdiffeq rk4 (3/8 rule)": lambda: torchdiffeq.odeint(s, u0, t, method="rk4"),
-        "numpy rk4 loop": lambda: np_rk4(f_np, u0.numpy(), h, steps),
-        "attsolver etdrk4 (eager)": lambda: attsolver.solve(s, u0, t, method="etdrk4"),
-        "numpy etdrk4 loop": numpy_etdrk4,
-    }
-    compile_s = None
-    if use_compile:
-        clear_compile_cache()
-        attsolver.solve(s, u0, t, method="rk4", options={"compile": True})
-        compile_s = compile_stats()["compile_seconds"]
-        contenders["attsolver rk4 (compile)"] = lambda: attsolver.solve(s, u0, t, method="rk4", options={"compile": True})
-    res = interleaved(contenders, rounds, steps)
-    return {"case": f"burgers_{nx}", "title": f"Burgers, nx={nx}, nu=0.01, one field, float64, h={h:.2e}, {steps} steps",
-            "us_per_step": res, "baseline": "torchdiffeq rk4 (3/8 rule)", "compile_seconds": compile_s}
+    _close(numpy_etdrk4(), attsolver.solve(s, u0, t, method="etdrk4"), 1e-9, f"numpy vs attsolver etdrk4, burgers {nx}")
+    contenders["attsolver etdrk4 (eager)"] = lambda: attsolver.solve(s, u0, t, method="etdrk4")
+    contenders["numpy etdrk4 loop"] = numpy_etdrk4
+    return {"case": f"burgers_{nx}",
+            "title": f"Burgers, nx={nx}, nu=0.01, one field, float64, h={h:.2e}, {steps} steps",
+            "us_per_step": interleaved(contenders, rounds, steps), "baseline": "torchdiffeq rk4 (3/8 rule)",
+            "compile_seconds": compile_s}
 
 
 # ----------------------------------------------------------------------------- report
