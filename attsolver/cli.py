@@ -1,6 +1,7 @@
 """The ``attsolver`` command: ``data`` (generate / inspect datasets), ``train`` (fit a
 corrector), ``solve`` (integrate, optionally corrected), ``bench`` (run a benchmark
-suite), ``methods`` / ``systems`` (list what is registered), ``demo``."""
+suite), ``vision`` (attention ResNets), ``methods`` / ``systems`` (list what is registered),
+``demo``."""
 
 from __future__ import annotations
 
@@ -82,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .correctors.cli import add_solve_parser, add_train_parser
     from .data.cli import add_data_parser
+    from .vision.cli import add_vision_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
     add_solve_parser(sub)
+    add_vision_parser(sub)
 
     p = sub.add_parser("bench", help="run a benchmark suite from benchmarks/ (source checkout)")
     p.add_argument("suite", help="one of: " + (", ".join(_bench_suites()) or "(none: not a source checkout)"))

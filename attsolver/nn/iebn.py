@@ -1,14 +1,17 @@
-"""The gate of instance-enhancement batch normalisation (IEBN, Liang et al., arXiv 1908.04008)."""
+"""Instance-enhancement batch normalisation (IEBN, Liang, Huang, Liang & Yang, arXiv
+1908.04008): its gate, and the BatchNorm layer that uses it."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .registry import register_attention
 from .se import broadcast_gate, pool_channels
 
-__all__ = ["IEBNGate"]
+__all__ = ["IEBNGate", "IEBatchNorm"]
 
 
 @register_attention("iebn")
@@ -50,3 +53,49 @@ class IEBNGate(nn.Module):
         if self.lipschitz_cap is not None:
             w = w * torch.clamp(self.lipschitz_cap / w.abs().max(), max=1.0)
         return broadcast_gate(torch.sigmoid(w * pool_channels(x) + self.bias), x)
+
+
+class IEBatchNorm(_BatchNorm):
+    """BatchNorm whose affine weight is recalibrated per sample and channel (IEBN)::
+
+        x_hat = BN(x)                    (batch statistics in training, running ones in eval; no affine)
+        a     = sigmoid(w ⊙ GAP(x) + b)  (w, b in R^C, initialised 0 and -1: a = sigmoid(-1) at first)
+        y     = x_hat ⊙ (gamma ⊙ a) + beta
+
+    ``GAP`` pools the raw input ``x`` (as the reference code does).  ``gamma``, ``beta`` are
+    the usual ``weight``, ``bias`` (1 and 0 at first); the gate (:class:`IEBNGate`) adds
+    ``2C`` parameters to a BatchNorm's ``2C``.  Any input ``[B, C, *spatial]`` (``[B, C]``
+    included, where ``GAP`` is the identity) is accepted.
+
+    Args:
+        num_features: ``C``.
+        eps, momentum, track_running_stats: as :class:`torch.nn.BatchNorm2d`.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 track_running_stats: bool = True, dtype: torch.dtype | None = None, device=None):
+        super().__init__(num_features, eps, momentum, affine=True,
+                         track_running_stats=track_running_stats, dtype=dtype, device=device)
+        self.gate = IEBNGate(num_features, dtype=dtype, device=device)
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.ndim < 2 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"IEBatchNorm({self.num_features}) expects [batch, {self.num_features}, ...], "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        # the momentum bookkeeping of nn.BatchNorm*'s forward, for the affine-free normalisation
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked)
+        use_batch_stats = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        x_hat = F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
+                             None, None, use_batch_stats, momentum, self.eps)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return x_hat * (self.weight.reshape(shape) * self.gate(x)) + self.bias.reshape(shape)

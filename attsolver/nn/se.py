@@ -9,7 +9,7 @@ from .activations import make_activation
 from .lipschitz import spectral_cap
 from .registry import register_attention
 
-__all__ = ["SEGate", "pool_channels", "broadcast_gate"]
+__all__ = ["SEGate", "SqueezeExcitation", "pool_channels", "broadcast_gate"]
 
 # sup |act'|: SiLU's is about 1.0998, GELU's about 1.1289
 _ACT_LIPSCHITZ = {nn.ReLU: 1.0, nn.Tanh: 1.0, nn.SiLU: 1.1, nn.GELU: 1.13}
@@ -72,3 +72,16 @@ class SEGate(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         a = torch.sigmoid(self.fc2(self.act(self.fc1(pool_channels(x)))))
         return broadcast_gate(a, x)
+
+
+class SqueezeExcitation(nn.Module):
+    """The SE block itself: ``x ⊙ a(x)`` with ``a`` an :class:`SEGate` (``[B, C]`` vectors or
+    ``[B, C, *spatial]`` maps; same shape out).  Keyword arguments go to :class:`SEGate`;
+    Hu et al. use ``reduction=16`` in their ResNets."""
+
+    def __init__(self, channels: int, **gate_kwargs):
+        super().__init__()
+        self.gate = SEGate(channels, **gate_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate(x)

@@ -1,0 +1,138 @@
+"""``attsolver vision``: train a CIFAR ResNet with attention, count parameters, list choices.
+
+Examples::
+
+    attsolver vision train --dataset digits --model resnet20 --attention dia --epochs 20
+    attsolver vision train --data ~/data/cifar-100-python --dataset cifar100 \\
+        --model resnet164 --attention dia --epochs 164 --milestones 81 122 --checkpoint dia164.pt
+    attsolver vision train ... --checkpoint dia164.pt --resume      # continue after a stop
+    attsolver vision params --model resnet164 --num-classes 100 --attention none se dia iebn
+    attsolver vision attention                                       # the attention names
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .._cli_common import CLIError, guarded
+
+__all__ = ["add_vision_parser"]
+
+
+def _cmd_train(args) -> int:
+    import torch
+
+    from ..data._atomic import atomic_path
+    from .data import load_image_data
+    from .resnet import count_parameters, make_model
+    from .train import train_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.dataset in ("cifar10", "cifar100") and args.data is None:
+        raise CLIError(f"--dataset {args.dataset} needs --data DIR (the extracted python-version archive)")
+    if args.output and Path(args.output).exists() and not args.overwrite:
+        raise CLIError(f"{args.output} exists; pass --overwrite to replace it or choose another -o")
+    data = load_image_data(args.dataset, args.data)
+    torch.manual_seed(args.seed)
+    model = make_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels,
+                       attention=args.attention, reduction=args.reduction, block=args.block,
+                       skip=not args.no_skip, batchnorm=not args.no_bn)
+    print(f"{args.model} ({model.config()['block']} blocks) with attention {args.attention!r}: "
+          f"{count_parameters(model):,} parameters; {data}", file=sys.stderr)
+    history = train_classifier(
+        model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, milestones=args.milestones, augment=not args.no_augment,
+        seed=args.seed, checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress, device=args.device,
+    )
+    summary = {"model": model.config(), "parameters": count_parameters(model), "dataset": data.name,
+               "epochs_run": history.epochs_run, "final_test_acc": history.final_test_acc,
+               "best_test_acc": max(history.test_acc, default=float("nan")),
+               "test_acc": history.test_acc, "train_loss": history.train_loss,
+               "resumed_from": history.resumed_from, "wall_time_s": history.wall_time_s}
+    if args.output:
+        out = Path(args.output)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
+    print(f"{args.model}/{args.attention} on {data.name}: {history.epochs_run} epochs, test accuracy "
+          f"{history.final_test_acc:.4f} (best {summary['best_test_acc']:.4f}), {history.wall_time_s:.0f} s"
+          + (f"; wrote {args.output}" if args.output else ""))
+    return 0
+
+
+def _cmd_params(args) -> int:
+    from .resnet import count_parameters, make_model
+
+    for att in args.attention:
+        model = make_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
+                           attention=att, block=args.block, reduction=args.reduction)
+        n = count_parameters(model)
+        print(f"{args.model:14s} {att:10s} {n:>11,d}  {n / 1e6:.2f}M")
+    return 0
+
+
+def _cmd_attention(args) -> int:
+    from .attention import list_vision_attention, parse_attention
+
+    for name in list_vision_attention():
+        spec = parse_attention(name)
+        where = {"none": "no attention", "block": "one gate per block", "stage": "one module per stage, shared",
+                 "norm": "in the BatchNorm layers"}[spec.placement]
+        print(f"{name:12s} {where}")
+    return 0
+
+
+def add_vision_parser(sub) -> argparse.ArgumentParser:
+    """Add ``vision`` (with ``train``, ``params``, ``attention``) to the ``attsolver`` subparsers."""
+    from .attention import list_vision_attention
+    from .data import DATASETS
+
+    vision = sub.add_parser("vision", help="CIFAR ResNets with DIA / SE / IEBN attention: train, count parameters",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    vsub = vision.add_subparsers(dest="vision_command", required=True, metavar="SUBCOMMAND")
+    attention_help = "attention: " + ", ".join(list_vision_attention())
+
+    p = vsub.add_parser("train", help="train an image classifier (SGD 0.9, lr 0.1 step decay, wd 1e-4, crop+flip)")
+    p.add_argument("--data", default=None, help="CIFAR folder (extracted python-version archive); not for digits")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS)
+    p.add_argument("--model", default="resnet20", help="resnet<depth> or preresnet<depth> (resnet20, resnet164, ...)")
+    p.add_argument("--block", default=None, choices=("basic", "bottleneck"),
+                   help="block type (default: basic for 6n+2 depths, bottleneck for 164/1001 and 9n+2)")
+    p.add_argument("--attention", default="none", help=attention_help)
+    p.add_argument("--reduction", type=int, default=None, help="gate reduction r (default 16 for SE, 4 for DIA)")
+    p.add_argument("--epochs", type=int, default=164)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", "--wd", type=float, default=1e-4)
+    p.add_argument("--milestones", type=int, nargs="*", default=None,
+                   help="epochs (0-based) where the lr drops 10x (default: half and three quarters)")
+    p.add_argument("--no-augment", action="store_true", help="no crop/flip (destabilised setting)")
+    p.add_argument("--no-skip", action="store_true", help="remove the skip connections (destabilised setting)")
+    p.add_argument("--no-bn", action="store_true", help="remove the BatchNorm layers (destabilised setting)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint written after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --checkpoint / -o")
+    p.add_argument("-o", "--output", default=None, help="JSON summary (accuracies per epoch, parameters)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=guarded("vision train", _cmd_train))
+
+    p = vsub.add_parser("params", help="parameter counts of a model with each attention")
+    p.add_argument("--model", default="resnet164")
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--block", default=None, choices=("basic", "bottleneck"))
+    p.add_argument("--reduction", type=int, default=None)
+    p.add_argument("--attention", nargs="+", default=["none", "se", "dia", "iebn"], help=attention_help)
+    p.set_defaults(func=guarded("vision params", _cmd_params))
+
+    p = vsub.add_parser("attention", help="list the attention names and where each sits")
+    p.set_defaults(func=guarded("vision attention", _cmd_attention))
+    return vision
