@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 #: marker name -> results file whose body (without its first heading) is quoted
-BLOCKS = {"speed": "speed.md", "vision": "vision.md"}
+BLOCKS = {"speed": "speed.md", "vision": "vision.md", "ablation": "ablation.md"}
 
 
 def block_text(name: str) -> str:

@@ -12,6 +12,8 @@ def test_committed_notebooks_match_their_builder():
     spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "notebooks" / "build_notebooks.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    committed = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
-    assert [c.source for c in committed.cells] == [c.source for c in mod.QUICKSTART], (
-        "run `python notebooks/build_notebooks.py` and commit the notebook")
+    for name, cells in (("01_quickstart.ipynb", mod.QUICKSTART), ("02_burgers.ipynb", mod.BURGERS),
+                        ("03_attention_modules.ipynb", mod.ATTENTION)):
+        committed = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        assert [c.source for c in committed.cells] == [c.source for c in cells], (
+            f"run `python notebooks/build_notebooks.py` and commit {name}")

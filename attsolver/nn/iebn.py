@@ -51,7 +51,9 @@ class IEBNGate(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
         if self.lipschitz_cap is not None:
-            w = w * torch.clamp(self.lipschitz_cap / w.abs().max(), max=1.0)
+            # w * min(1, c / max|w|), written c / max(c, max|w|): finite gradient at w = 0 (the init)
+            cap = torch.as_tensor(self.lipschitz_cap, dtype=w.dtype, device=w.device)
+            w = w * (cap / torch.maximum(w.abs().max(), cap))
         return broadcast_gate(torch.sigmoid(w * pool_channels(x) + self.bias), x)
 
 
