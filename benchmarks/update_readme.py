@@ -17,21 +17,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-#: marker name -> results file whose body (without its first heading) is quoted
-BLOCKS = {"speed": "speed.md", "vision": "vision.md", "ablation": "ablation.md"}
+#: marker name -> (results file, the ``## `` sections quoted, or None for the whole body)
+BLOCKS = {
+    "speed": ("speed.md", None),
+    "vision": ("vision.md", None),
+    "ablation": ("ablation.md", None),
+    "ode": ("ode.md", ["Targets"]),
+    "pde": ("pde.md", ["Targets", "Reading the numbers"]),
+}
+
+
+def _sections(body: str, wanted: list[str]) -> str:
+    """The ``## Heading`` sections of ``body`` whose heading starts with a wanted title."""
+    parts = re.split(r"(?m)^(?=## )", body)
+    keep = [p.strip() for p in parts if any(p.startswith(f"## {w}") for w in wanted)]
+    return "\n\n".join(keep)
 
 
 def block_text(name: str) -> str:
-    path = RESULTS / BLOCKS[name]
+    filename, wanted = BLOCKS[name]
+    path = RESULTS / filename
     if not path.exists():
-        return f"_No committed result yet: run the benchmark to produce `benchmarks/results/{BLOCKS[name]}`._"
+        return f"_No committed result yet: run the benchmark to produce `benchmarks/results/{filename}`._"
     lines = path.read_text().strip().splitlines()
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     body = "\n".join(lines).strip()
+    lead = f"Quoted from [`benchmarks/results/{filename}`](benchmarks/results/{filename})"
+    if wanted:
+        body = _sections(body, wanted)
+        lead += f" (sections: {', '.join(wanted)}; the file has the full tables and plots)"
     # demote headings so they nest under the README's "Benchmarks" section
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
-    return f"Quoted from [`benchmarks/results/{BLOCKS[name]}`](benchmarks/results/{BLOCKS[name]}):\n\n{body}"
+    return f"{lead}:\n\n{body}"
 
 
 def render(readme: str) -> str:
