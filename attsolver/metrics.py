@@ -27,6 +27,7 @@ from torch import Tensor
 
 __all__ = [
     "mse", "relative_l2", "mape", "nrmse", "normalized_error", "valid_prediction_time", "blow_up",
+    "cost_at_accuracy",
 ]
 
 
@@ -150,3 +151,42 @@ def blow_up(pred: Tensor, limit: float) -> Tensor:
         raise ValueError(f"limit must be a positive number, got {limit!r}")
     flat = pred.reshape(pred.shape[0], -1)
     return ~(flat.abs() <= limit).all(dim=1)  # NaN fails the comparison
+
+
+def cost_at_accuracy(errors, costs, target: float) -> tuple[float | None, str]:
+    """The cost at which a family of classical runs reaches the error ``target``.
+
+    The points ``(error_i, cost_i)`` are reduced to their Pareto front (cheapest first, each
+    more accurate than the previous); between two front points ``log cost`` is linear in
+    ``log error``.
+
+    Returns:
+        ``(cost, kind)``: ``kind`` is ``"interpolated"``; ``"cheapest"`` when even the
+        cheapest run is at least as accurate as ``target`` (then ``cost`` is that run's, an
+        upper bound on what the accuracy needs); ``"extrapolated"`` when ``target`` is below
+        the most accurate run (the last front segment's slope is extended); or
+        ``(None, "unreached")`` when nothing can be said (a front of one point, or no
+        finite target).
+    """
+    pts = sorted((float(c), float(e)) for e, c in zip(errors, costs)
+                 if e is not None and c is not None and math.isfinite(e) and e > 0 and math.isfinite(c) and c > 0)
+    if not pts or target is None or not math.isfinite(target) or target <= 0:
+        return None, "unreached"
+    front: list[tuple[float, float]] = []
+    for c, e in pts:
+        if not front or e < front[-1][1]:
+            front.append((c, e))
+    if target >= front[0][1]:
+        return front[0][0], "cheapest"
+
+    def along(a, b):
+        (c0, e0), (c1, e1) = a, b
+        w = (math.log(e0) - math.log(target)) / (math.log(e0) - math.log(e1))
+        return math.exp(math.log(c0) + w * (math.log(c1) - math.log(c0)))
+
+    for a, b in zip(front, front[1:]):
+        if b[1] <= target:
+            return along(a, b), "interpolated"
+    if len(front) >= 2:
+        return along(front[-2], front[-1]), "extrapolated"
+    return None, "unreached"

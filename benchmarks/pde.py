@@ -59,6 +59,7 @@ import attsolver
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
 from attsolver.data._atomic import atomic_path
+from attsolver.metrics import cost_at_accuracy
 from attsolver.pde_setup import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
 from attsolver.train import NonFiniteLossError, fit
 
@@ -168,37 +169,6 @@ def interleaved_median(fns: dict[str, Callable[[], Any]], rounds: int, warmup: b
             fn()
             samples[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def cost_at_accuracy(errors, costs, target: float) -> tuple[float | None, str]:
-    """Cost at which a family of classical runs reaches the error ``target``: the points are
-    reduced to their Pareto front and ``log cost`` is interpolated linearly in ``log error``
-    between front points.  Returns ``(cost, kind)`` with kind ``"interpolated"``,
-    ``"cheapest"`` (even the cheapest run is as accurate: its cost, an upper bound),
-    ``"extrapolated"`` (more accurate than every run: the last segment extended) or
-    ``(None, "unreached")``."""
-    pts = sorted((float(c), float(e)) for e, c in zip(errors, costs)
-                 if e is not None and c is not None and math.isfinite(e) and e > 0 and math.isfinite(c) and c > 0)
-    if not pts or target is None or not math.isfinite(target) or target <= 0:
-        return None, "unreached"
-    front: list[tuple[float, float]] = []
-    for c, e in pts:
-        if not front or e < front[-1][1]:
-            front.append((c, e))
-    if target >= front[0][1]:
-        return front[0][0], "cheapest"
-
-    def along(a, b):
-        (c0, e0), (c1, e1) = a, b
-        w = (math.log(e0) - math.log(target)) / (math.log(e0) - math.log(e1))
-        return math.exp(math.log(c0) + w * (math.log(c1) - math.log(c0)))
-
-    for a, b in zip(front, front[1:]):
-        if b[1] <= target:
-            return along(a, b), "interpolated"
-    if len(front) >= 2:
-        return along(front[-2], front[-1]), "extrapolated"
-    return None, "unreached"
 
 
 def _finite_or_none(x: float) -> float | None:
