@@ -292,6 +292,18 @@ class Corrector(nn.Module):
             **self._hparams,
         }
 
+    def _shape_problems(self, y0: Tensor) -> list[str]:
+        """What about ``y0``'s shape this corrector cannot take (subclasses for fields override)."""
+        k = len(self.state_shape)
+        if y0.ndim < k or tuple(y0.shape[y0.ndim - k:]) != self.state_shape:
+            return [f"state shape: y0 has shape {tuple(y0.shape)}, which does not end in the trained "
+                    f"state shape {self.state_shape}"]
+        return []
+
+    def _trained_shape(self) -> str:
+        """The trained shape, as the refusal message names it."""
+        return f"state shape {self.state_shape}"
+
     def check_compatible(self, *, method: str, step_sizes: Any, y0: Tensor) -> None:
         """Refuse a solve this corrector was not trained for (``solve`` calls this once).
 
@@ -310,17 +322,12 @@ class Corrector(nn.Module):
                 f"step size {_fmt_steps(off)} (trained for step_size={self.step_size:g}; pass "
                 f"step_size={self.step_size:g} and output times whose spacing is a whole multiple of it)"
             )
-        k = len(self.state_shape)
-        if y0.ndim < k or tuple(y0.shape[y0.ndim - k:]) != self.state_shape:
-            problems.append(
-                f"state shape: y0 has shape {tuple(y0.shape)}, which does not end in the trained "
-                f"state shape {self.state_shape}"
-            )
+        problems += self._shape_problems(y0)
         if problems:
             raise ValueError(
                 f"this {type(self).__name__} corrector does not fit the solve: " + "; ".join(problems)
                 + f". It was trained for method={self.method!r}, step_size={self.step_size:g}, "
-                f"state shape {self.state_shape}; train another corrector for the new setting"
+                f"{self._trained_shape()}; train another corrector for the new setting"
             )
         if y0.dtype != self.dtype:
             raise TypeError(

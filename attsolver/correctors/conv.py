@@ -30,14 +30,13 @@ import math
 import numbers
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import make_activation, make_attention
 from .att_solver import COMBINES
-from .base import _STEP_RTOL, Corrector, _fmt_steps, check_positive_int, register_corrector
+from .base import Corrector, check_positive_int, register_corrector
 
 __all__ = ["PeriodicConv1d", "ConvCorrector", "NeurVecConv", "AttSolverConv"]
 
@@ -252,52 +251,23 @@ class ConvCorrector(Corrector):
         })
         return record
 
-    def check_compatible(self, *, method: str, step_sizes: Any, y0: Tensor) -> None:
-        """Refuse another method, step size or grid spacing (``solve`` calls this once).
-
-        A field of another length ``nx'`` on the same domain has the grid spacing
-        ``domain_length / nx'``; it is refused unless :attr:`allow_other_grid` is set.
-
-        Raises:
-            ValueError: each mismatch named, with what the model was trained for.
-            TypeError: ``y0``'s dtype differs from the model's.
-        """
-        problems = []
-        if method != self.method:
-            problems.append(f"method {method!r} (trained for {self.method!r})")
-        steps = np.unique(np.abs(np.atleast_1d(np.asarray(step_sizes, dtype=np.float64))))
-        off = steps[np.abs(steps - self.step_size) > _STEP_RTOL * self.step_size]
-        if len(off):
-            problems.append(
-                f"step size {_fmt_steps(off)} (trained for step_size={self.step_size:g}; pass "
-                f"step_size={self.step_size:g} and output times whose spacing is a whole multiple of it)"
-            )
+    def _shape_problems(self, y0: Tensor) -> list[str]:
+        """Fields of another length ``nx'`` on the same domain have the grid spacing
+        ``domain_length / nx'``; refused unless :attr:`allow_other_grid` is set."""
         if y0.ndim == 0:
-            problems.append("state shape: y0 is 0-d, expected fields [..., nx]")
-        elif y0.shape[-1] != self.nx and not self.allow_other_grid:
+            return ["state shape: y0 is 0-d, expected fields [..., nx]"]
+        if y0.shape[-1] != self.nx and not self.allow_other_grid:
             dx = self.domain_length / y0.shape[-1]
-            problems.append(
+            return [
                 f"grid spacing {dx:.6g} (fields of {y0.shape[-1]} points on the domain of length "
                 f"{self.domain_length:g}; trained for dx={self.grid_spacing:.6g}, nx={self.nx}). The "
                 "convolutions run at any nx, but their stencils were learned for one spacing; set "
                 "allow_other_grid=True (constructor or attribute) to use it anyway"
-            )
-        if problems:
-            raise ValueError(
-                f"this {type(self).__name__} corrector does not fit the solve: " + "; ".join(problems)
-                + f". It was trained for method={self.method!r}, step_size={self.step_size:g}, "
-                f"grid spacing {self.grid_spacing:.6g} (nx={self.nx}); train another corrector for the new setting"
-            )
-        if y0.dtype != self.dtype:
-            raise TypeError(
-                f"y0 is {y0.dtype} but the {type(self).__name__} corrector is {self.dtype}; convert "
-                f"one of them (corrector.to({y0.dtype}) or y0.to({self.dtype}))"
-            )
-        if y0.device != self.out_scale.device:
-            raise ValueError(
-                f"y0 is on {y0.device} but the corrector on {self.out_scale.device}; move it with "
-                f"corrector.to(y0.device)"
-            )
+            ]
+        return []
+
+    def _trained_shape(self) -> str:
+        return f"grid spacing {self.grid_spacing:.6g} (nx={self.nx})"
 
 
 @register_corrector
