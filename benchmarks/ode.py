@@ -50,7 +50,7 @@ from torch.nn.utils import parametrize
 import attsolver
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.data._atomic import atomic_path
+from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
 from attsolver.metrics import blow_up, cost_at_accuracy, mape, relative_l2, valid_prediction_time
 from attsolver.systems import make_system
 from attsolver.train import NonFiniteLossError, fit
@@ -173,11 +173,6 @@ class Recipe:
 
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def interleaved_min(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
@@ -377,41 +372,6 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
 
 
 # --------------------------------------------------------------------------- progress file
-
-
-class Progress:
-    """Finished rows and sweeps, one JSON object per line, appended and fsynced one at a time.
-
-    A line cut short by a crash is dropped (and the file repaired) when it is opened again.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.records: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            text = path.read_text()
-            good = []
-            for line in text.splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict) and "key" in rec:
-                    self.records[rec["key"]] = rec
-                    good.append(line)
-            if good != text.splitlines() or (text and not text.endswith("\n")):
-                atomic_write_text(path, "".join(g + "\n" for g in good))
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.records.get(key)
-
-    def add(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, allow_nan=False) + "\n"
-        with open(self.path, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.records[record["key"]] = record
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -902,7 +862,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    progress = Progress(out / PROGRESS)
+    progress = AppendLog(out / PROGRESS)
     recipe = args.recipe
     recipe_fp = _fingerprint(asdict(recipe))
     rows, case_reports = [], {}

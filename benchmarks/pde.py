@@ -58,7 +58,7 @@ import torch
 import attsolver
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
-from attsolver.data._atomic import atomic_path
+from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
 from attsolver.metrics import cost_at_accuracy
 from attsolver.pde_setup import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
 from attsolver.train import NonFiniteLossError, fit
@@ -151,11 +151,6 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def interleaved_median(fns: dict[str, Callable[[], Any]], rounds: int, warmup: bool = True) -> dict[str, float]:
     """Median wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up
     call each, unless ``warmup=False``)."""
@@ -173,36 +168,6 @@ def interleaved_median(fns: dict[str, Callable[[], Any]], rounds: int, warmup: b
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
-
-
-class Progress:
-    """Finished rows, one JSON object per line, appended and fsynced one at a time; a line cut
-    short by a crash is dropped when the file is opened again."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.records: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            good = []
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict) and "key" in rec:
-                    self.records[rec["key"]] = rec
-                    good.append(line)
-            atomic_write_text(path, "".join(g + "\n" for g in good))
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.records.get(key)
-
-    def add(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.records[record["key"]] = record
 
 
 # --------------------------------------------------------------------------- data
@@ -326,7 +291,7 @@ def ladder_configs(p: Problem, quick: bool) -> list[tuple[int, float]]:
     return [(nx, h) for nx in grids for h in steps]
 
 
-def classical_ladder(p: Problem, tests: TestSets, quick: bool, progress: Progress, log) -> dict[str, Any]:
+def classical_ladder(p: Problem, tests: TestSets, quick: bool, progress: AppendLog, log) -> dict[str, Any]:
     key = f"ladder/{p.name}/{_fingerprint([p.setup.config(), {k: len(d) for k, d in tests.data.items()}])}"
     rec = progress.get(key)
     if rec is not None:
@@ -798,7 +763,8 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         path = out / f"pde_nrmse_{name}.png"
-        fig.savefig(path, dpi=110)
+        with atomic_path(path) as tmp:  # a failed plot never replaces a committed one
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         paths.append(path.name)
 
@@ -831,7 +797,8 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
         fig.suptitle(f"{name}: one held-out {fam0} field, {p.setup.coarse_nx} points")
         fig.tight_layout()
         path = out / f"pde_spacetime_{name}.png"
-        fig.savefig(path, dpi=80)
+        with atomic_path(path) as tmp:  # a failed plot never replaces a committed one
+            fig.savefig(tmp, dpi=80, format="png")
         plt.close(fig)
         paths.append(path.name)
     return paths
@@ -899,7 +866,7 @@ def main(argv=None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    progress = Progress(out / PROGRESS)
+    progress = AppendLog(out / PROGRESS)
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)

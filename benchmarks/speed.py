@@ -27,12 +27,7 @@ import torch
 
 import attsolver
 from attsolver._compile import clear_compile_cache, compile_stats
-from attsolver.data._atomic import atomic_path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+from attsolver.data._atomic import atomic_write_text
 
 
 # ----------------------------------------------------------------------------- NumPy floors

@@ -1,14 +1,17 @@
-"""Atomic file replacement: write to a temporary file beside the target, fsync, rename."""
+"""Safe writes: atomic file replacement (temporary file beside the target, fsync, rename),
+and an fsynced append-only JSON-lines log that survives a crash mid-line."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "atomic_write_text", "AppendLog"]
 
 
 def _umask() -> int:
@@ -68,3 +71,46 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
         raise
     _fsync_path(directory, directory=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+class AppendLog:
+    """Finished records, one JSON object with a ``"key"`` per line, appended and fsynced one
+    at a time, so a long resumable run loses at most the record being written.
+
+    A line cut short by a crash is dropped when the log is opened again, and the file is
+    rewritten (atomically) without it.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            text = self.path.read_text()
+            good = []
+            for line in text.splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "key" in rec:
+                    self.records[rec["key"]] = rec
+                    good.append(line)
+            if good != text.splitlines() or (text and not text.endswith("\n")):
+                atomic_write_text(self.path, "".join(g + "\n" for g in good))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def add(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with open(self.path, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.records[record["key"]] = record
