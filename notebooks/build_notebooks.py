@@ -444,9 +444,37 @@ The full comparison — every module in both domains, with several seeds, one ta
 ]
 
 
+def _extra_notebooks():
+    """Notebooks whose cells live in their own ``notebooks/cells_*.py`` (one per subpackage).
+
+    Each such module defines ``NAME`` (the .ipynb file name) and ``CELLS``, a list of
+    ``("md" | "code", source)`` pairs.
+    """
+    import importlib.util
+
+    out = []
+    for path in sorted(HERE.glob("cells_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        cells = []
+        for kind, source in mod.CELLS:
+            if kind not in ("md", "code"):
+                raise ValueError(f"{path.name}: cell kind must be 'md' or 'code', got {kind!r}")
+            cells.append(md(source) if kind == "md" else code(source))
+        out.append((mod.NAME, cells))
+    return out
+
+
+def notebooks():
+    """Every tutorial notebook as (file name, cells), in the order of their numbers."""
+    built_in = [("01_quickstart.ipynb", QUICKSTART), ("02_burgers.ipynb", BURGERS),
+                ("03_attention_modules.ipynb", ATTENTION)]
+    return sorted(built_in + _extra_notebooks())
+
+
 def main():
-    for cells, name in ((QUICKSTART, "01_quickstart.ipynb"), (BURGERS, "02_burgers.ipynb"),
-                        (ATTENTION, "03_attention_modules.ipynb")):
+    for name, cells in notebooks():
         nb = nbf.v4.new_notebook()
         nb.cells = cells
         for i, cell in enumerate(cells):  # stable ids: a rebuild changes only what changed
