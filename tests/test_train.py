@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import subprocess
 import sys
@@ -439,3 +440,43 @@ def test_train_and_solve_from_the_command_line(linear_data, tmp_path, capsys):
     assert "step size 0.05" in capsys.readouterr().err
     assert run("solve", "lorenz63", "--data", tmp_path / "test.h5", "--corrector", model) == 2
     assert "holds 'linear' trajectories" in capsys.readouterr().err
+
+
+def test_conv_correctors_from_the_command_line(tmp_path, capsys):
+    """``--corrector *-conv`` builds the model on the data's grid and domain; solve refuses
+    another grid unless ``--allow-other-grid``; an ODE system is refused with the fix."""
+    from attsolver.cli import main
+
+    def gen(name, nx, seed):
+        assert main(["data", "generate", "burgers", "--n", "4", "--param", f"nx={nx}", "--param", "nu=0.05",
+                     "--param", "length=6.283185307179586", "--dt", "0.05", "--t-final", "0.5",
+                     "--seed", str(seed), "-o", str(tmp_path / name), "--no-progress"]) == 0
+
+    gen("b32.h5", 32, 0)
+    gen("b64.h5", 64, 1)
+    model = tmp_path / "conv.pt"
+    assert main(["train", "burgers", "--data", str(tmp_path / "b32.h5"), "--method", "etdrk4",
+                 "--corrector", "neurvec-conv", "--param", "width=8", "--epochs", "2", "--val-fraction", "0.25",
+                 "-o", str(model), "--no-progress"]) == 0
+    loaded = load_corrector(model)
+    assert type(loaded).__name__ == "NeurVecConv"
+    assert loaded.nx == 32 and loaded.domain_length == pytest.approx(2 * math.pi)
+    assert loaded.trained_for["step_size"] == pytest.approx(0.05)
+    capsys.readouterr()
+
+    assert main(["solve", "burgers", "--data", str(tmp_path / "b64.h5"), "--method", "etdrk4",
+                 "--corrector", str(model)]) == 2
+    assert "allow_other_grid" in capsys.readouterr().err
+    assert main(["solve", "burgers", "--data", str(tmp_path / "b64.h5"), "--method", "etdrk4",
+                 "--corrector", str(model), "--allow-other-grid"]) == 0
+    err = float(capsys.readouterr().out.split("relative L2 error against")[1].split(":")[1].split(";")[0])
+    assert math.isfinite(err)
+
+    assert main(["data", "generate", "lorenz63", "--n", "2", "--t-final", "0.2", "-o", str(tmp_path / "l.h5"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", "lorenz63", "--data", str(tmp_path / "l.h5"), "--corrector", "attsolver-conv",
+                 "-o", str(tmp_path / "x.pt")]) == 2
+    assert "choose neurvec, hypersolver or attsolver" in capsys.readouterr().err
+    assert main(["solve", "lorenz63", "--t-final", "1", "--dt", "0.1", "--allow-other-grid"]) == 2
+    assert "convolutional corrector" in capsys.readouterr().err

@@ -7,6 +7,14 @@ Examples::
     attsolver train lorenz63 --data l63.h5 --method rk4 --step 0.05 --corrector attsolver -o model.pt
     attsolver data generate lorenz63 --n 8 --dt 0.05 --t-final 2 --seed 1 -o test.h5
     attsolver solve lorenz63 --data test.h5 --method rk4 --step 0.05 --corrector model.pt -o pred.h5
+
+Periodic 1-D fields (Burgers, Kuramoto-Sivashinsky) take the convolutional correctors; the
+grid (``nx``) and the domain length come from the data file's system::
+
+    attsolver data generate burgers --n 32 --param nx=64 --param nu=0.001 --dt 0.01 -o b.h5
+    attsolver train burgers --data b.h5 --method etdrk4 --corrector attsolver-conv -o conv.pt
+    attsolver solve burgers --data b.h5 --method etdrk4 --corrector conv.pt
+    attsolver solve burgers --data b256.h5 --method etdrk4 --corrector conv.pt --allow-other-grid
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "attsolver": ("AttSolver", {}),
     "attsolver-add": ("AttSolver", {"combine": "add"}),
     "attsolver-mul": ("AttSolver", {"combine": "mul"}),
+    # periodic 1-D fields: translation-equivariant convolutional correctors
+    "neurvec-conv": ("NeurVecConv", {}),
+    "attsolver-conv": ("AttSolverConv", {}),
+    "attsolver-conv-add": ("AttSolverConv", {"combine": "add"}),
+    "attsolver-conv-mul": ("AttSolverConv", {"combine": "mul"}),
 }
 
 
@@ -57,7 +70,20 @@ def _cmd_train(args) -> int:
     if output.exists() and not args.overwrite:
         raise CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
     torch.manual_seed(args.seed)
-    model = get_corrector_class(name)(data.state_shape, method=args.method, step_size=step, **kw)
+    cls = get_corrector_class(name)
+    from .conv import ConvCorrector
+
+    if issubclass(cls, ConvCorrector):
+        system = data.make_system()
+        if not hasattr(system, "nx") or len(data.state_shape) != 1:
+            raise CLIError(
+                f"--corrector {args.corrector} corrects periodic 1-D fields (burgers, "
+                f"kuramoto_sivashinsky); {args.system} has states of shape {data.state_shape}: "
+                "choose neurvec, hypersolver or attsolver"
+            )
+        model = cls.for_system(system, method=args.method, step_size=step, **kw)
+    else:
+        model = cls(data.state_shape, method=args.method, step_size=step, **kw)
     history = fit(
         model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
@@ -85,6 +111,11 @@ def _cmd_solve(args) -> int:
     from .base import load_corrector
 
     model = load_corrector(args.corrector) if args.corrector else None
+    if args.allow_other_grid:
+        if model is None or not hasattr(model, "allow_other_grid"):
+            raise CLIError("--allow-other-grid applies to a convolutional corrector (--corrector *.pt "
+                           "trained with neurvec-conv / attsolver-conv)")
+        model.allow_other_grid = True
     if args.data:
         data = _load_data(args.data, args.system)
         system = data.make_system()
@@ -137,7 +168,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
     p.add_argument("--step", type=float, default=None, help="the step to correct (default: the data's dt)")
     p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
-                   help="which corrector (default attsolver = additive AttSolver)")
+                   help="which corrector (default attsolver = additive AttSolver; *-conv for periodic 1-D fields)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")
     p.add_argument("-o", "--output", required=True, help="where to save the trained corrector (.pt)")
@@ -169,6 +200,8 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", default="rk4", help="integration method (default rk4)")
     p.add_argument("--step", type=float, default=None, help="step size (default: one step per output time)")
     p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
+    p.add_argument("--allow-other-grid", action="store_true",
+                   help="use a convolutional corrector on a grid other than the one it was trained on")
     p.add_argument("-o", "--output", default=None, help="write the solution here (.h5)")
     p.add_argument("--n", type=int, default=1, help="without --data: number of initial states")
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
