@@ -552,10 +552,22 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
         if best is None or ratio > best["accuracy_ratio"]:
             best = {"problem": r["problem"], "corrector": r["corrector"], "n_train": r["n_train"], "noise": r["noise"],
                     "seed": r["seed"], "corrected_nrmse": r[fam]["nrmse"], "grid4x": g4, "accuracy_ratio": ratio}
+    # The ceiling of that time ratio: a corrector that cost nothing would make the corrected
+    # solver as fast as the uncorrected coarse one, so no corrector can beat time(4x grid) / time(coarse).
+    ceiling = {}
+    for name, pr in report["problems"].items():
+        times = report.get("times", {}).get(name, {})
+        g4 = [r.get("speed", {}).get("grid4x") for r in report["rows"] if r["problem"] == name]
+        g4 = next((g for g in g4 if g), None)
+        setup = pr["setup"]
+        coarse = f"{setup['coarse_nx']} pts, h={setup['coarse_step']:g}"
+        if name.startswith("burgers") and g4 and coarse in times:
+            ceiling[name] = {"grid4x": g4["label"], "coarse": coarse, "ratio": g4["time_s"] / times[coarse]}
     out["grid4x"] = {
         "target": "corrected coarse Burgers reaches the nRMSE of the classical solver on a 4x finer grid with >= 8x less wall time",
         "closest_row": best,
         "met": bool(best and best["grid4x"]["accuracy_met"] and best["grid4x"]["time_ratio"] >= 8),
+        "ceiling": ceiling,
     }
     sf = report.get("speed_figure")
     if sf:
@@ -621,6 +633,19 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{b['n_train']} trajectories, noise {b['noise']:g}, seed {b['seed']}: nRMSE {_f(b['corrected_nrmse'])} "
             f"against {_f(g4['nrmse'])} for {g4['label']} (accuracy {'reached' if g4['accuracy_met'] else 'not reached'}); "
             f"wall-time ratio (4× grid / corrected) {g4['time_ratio']:.2f}×.")
+        ceil = v["grid4x"].get("ceiling") or {}
+        if ceil:
+            capped = [name for name, c in ceil.items() if c["ratio"] < 8]
+            lines.append(
+                "  Ceiling of the time ratio: the uncorrected coarse solver is the floor of the corrected one's "
+                "cost, so no corrector can beat time(4× grid) / time(coarse) = "
+                + "; ".join(f"{c['ratio']:.1f}× in {name} ({c['grid4x']} vs {c['coarse']})" for name, c in ceil.items())
+                + "."
+                + (f" In {', '.join(capped)} the 8× is therefore out of reach for any corrector, even a free one."
+                   if capped else "")
+                + " A 1-D pseudo-spectral step of 64 to 256 points is dominated by per-step overhead, not by the "
+                "n log n FFTs, so refining the grid is cheap; the 40–80× of Kochkov et al. (2021) are for 2-D "
+                "turbulence, where a 4× finer grid costs 4² × 4 (CFL) = 64× more.")
     sf = report.get("speed_figure")
     if sf:
         lines.append(
@@ -860,6 +885,7 @@ def main(argv=None) -> int:
     if args.replot:
         report = json.loads((out / "pde.json").read_text())
         problems = {n: all_problems[n] for n in report["problems"]}
+        report["verdicts"] = verdicts(report)
         report["plots"] = make_plots(report, problems, out, cache)
         atomic_write_text(out / "pde.json", json.dumps(report, indent=1, allow_nan=False))
         atomic_write_text(out / "pde.md", to_markdown(report))
