@@ -141,6 +141,11 @@ CORRECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     "AttSolver-mul": (AttSolver, {"combine": "mul"}),
     # ablation, on request: the AttSolver body and head without the attention gate
     "AttSolver-none": (AttSolver, {"attention": "none"}),
+    # design probe: NeurVec's body (one wide rational layer on y) with the bounded SE gate
+    "AttSolver-wide-add": (AttSolver, {"features": ("y",), "width": 1024, "depth": 1, "activation": "rational",
+                                       "reduction": 16, "combine": "add"}),
+    "AttSolver-wide-mul": (AttSolver, {"features": ("y",), "width": 1024, "depth": 1, "activation": "rational",
+                                       "reduction": 16, "combine": "mul"}),
 }
 DEFAULT_CORRECTORS = ("NeurVec", "Hypersolver", "AttSolver-add", "AttSolver-mul")
 
@@ -166,6 +171,17 @@ class Recipe:
     min_lr_ratio: float = 0.05
     patience_frac: float = 0.25
     min_epochs: int = 5
+    restore_best: bool = True  # False with patience_frac 0: the weights of the last epoch, no model selection
+
+
+#: Recipe fields added after rows were committed: left out of the fingerprint at their default,
+#: so adding a field does not invalidate the resumable progress file
+_LATER_RECIPE_FIELDS = {"restore_best": True}
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    d = {k: v for k, v in asdict(recipe).items() if not (k in _LATER_RECIPE_FIELDS and _LATER_RECIPE_FIELDS[k] == v)}
+    return _fingerprint(d)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -340,14 +356,14 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
     k = max(recipe.rollout_steps, 1)
     samples = n_train * (data.n_times - k)
     epochs = max(recipe.min_epochs, math.ceil(recipe.train_steps / max(1, math.ceil(samples / recipe.batch_size))))
-    patience = max(recipe.min_epochs, math.ceil(recipe.patience_frac * epochs))
+    patience = max(recipe.min_epochs, math.ceil(recipe.patience_frac * epochs)) if recipe.patience_frac > 0 else None
     failure = None
     started = time.perf_counter()
     try:
         history = fit(model, data, epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size,
                       rollout_steps=recipe.rollout_steps, val_fraction=val_fraction, patience=patience,
                       seed=seed, progress=False, weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip,
-                      min_lr_ratio=recipe.min_lr_ratio)
+                      min_lr_ratio=recipe.min_lr_ratio, restore_best=recipe.restore_best)
         fit_info = {"epochs": epochs, "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
                     "best_val_loss": history.best_loss if math.isfinite(history.best_loss) else None,
                     "stopped_early": history.stopped_early}
@@ -369,6 +385,31 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
     row["rollout_time_norm_s"] = row["time_ratio_vs_coarse"] * sweep["coarse_time_s"]
     row.update(speedups(case, sweep, row["err_match"], row["rollout_time_norm_s"]))
     return row
+
+
+def target_snr(case: Case, noise_levels: list[float], n: int = 16, seed: int = 0) -> dict[str, float]:
+    """Signal-to-noise ratio of the one-step training targets: RMS of the clean residual
+    ``y(t+h) − Φ_h(y(t))`` over RMS of what the observation noise adds to it, on ``n``
+    training trajectories of ``seed``.  Below ~1 the regression target is mostly noise."""
+    system = make_system(case.system)
+    pool = make_training_pool(case, n, seed)
+    t01 = torch.tensor([0.0, case.step], dtype=torch.float64)
+
+    def residual(y: torch.Tensor) -> torch.Tensor:
+        y = y.to(torch.float64)
+        y0, y1 = y[:, :-1].reshape(-1, *system.state_shape), y[:, 1:].reshape(-1, *system.state_shape)
+        with torch.no_grad():
+            step = attsolver.solve(system, y0, t01, method=case.method, step_size=case.step)[-1]
+        return y1 - step
+
+    clean = residual(pool.y_true)
+    rms = float(clean.pow(2).mean().sqrt())
+    out = {}
+    for noise in noise_levels:
+        if noise > 0:
+            added = residual(training_set(pool, n, noise, seed).y) - clean
+            out[f"{noise:g}"] = rms / float(added.pow(2).mean().sqrt())
+    return out
 
 
 # --------------------------------------------------------------------------- progress file
@@ -413,6 +454,11 @@ def _cell(aggs, case, corrector, size, noise):
     return None
 
 
+def _attsolver_variants(correctors) -> list[str]:
+    """The AttSolver variants among ``correctors``, in the order of :data:`CORRECTORS`."""
+    return [c for c in CORRECTORS if c.startswith("AttSolver") and c in correctors]
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, computed from the rows."""
     aggs = report["aggregates"]
@@ -442,12 +488,13 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
             if nv is None:
                 continue
             entry = {"case": case, "n_train": size, "neurvec_err": nv["err_match"], "neurvec_err_full": nv["err_full"]}
-            for corr in ("AttSolver-add", "AttSolver-mul"):
+            for corr in _attsolver_variants(grid["correctors"]):
                 a = _cell(aggs, case, corr, size, noise_t)
                 if a is not None:
                     entry[corr] = {"err": a["err_match"], "ratio": a["err_match"] / nv["err_match"],
                                    "ratio_full": a["err_full"] / nv["err_full"]}
-            ratios = [entry[c]["ratio"] for c in ("AttSolver-add", "AttSolver-mul") if c in entry]
+            ratios = [entry[c]["ratio"] for c in _attsolver_variants(grid["correctors"])
+                      if c in entry and c != "AttSolver-none"]
             entry["holds"] = bool(ratios) and min(ratios) <= 0.7
             out["att_vs_neurvec"].append(entry)
     for corr in grid["correctors"]:
@@ -608,6 +655,16 @@ def to_markdown(report: dict[str, Any]) -> str:
         L.append("")
     L += ["## Where AttSolver does not win", ""]
     L += honest_notes(report)
+    if report.get("target_snr"):
+        levels = sorted({k for v in report["target_snr"].values() for k in v}, key=float)
+        L += ["", "Why noise dominates: signal-to-noise ratio of the one-step training targets (RMS of the clean "
+              "residual y(t+h) − Φ_h(y(t)) over RMS of the part the observation noise adds; 16 trajectories). "
+              "At noise 1e-2 it is about 1, so every corrector regresses on targets that are half noise, and the "
+              "differences between correctors are those of their estimators' variance, not of their capacity:", "",
+              "| case | " + " | ".join(f"noise {lv}" for lv in levels) + " |",
+              "|---|" + "---:|" * len(levels)]
+        for case, snr in report["target_snr"].items():
+            L.append(f"| {case} | " + " | ".join(_f(snr.get(lv)) for lv in levels) + " |")
     L.append("")
     if report.get("probes"):
         L += probe_table(report["probes"])
@@ -662,16 +719,21 @@ def probe_table(probes: list[dict[str, Any]]) -> list[str]:
     L = ["## Design-space probes: other training choices, same target cells", "",
          "AttSolver / NeurVec test-error ratio at noise 1e-2 (target ≤ 0.7), from runs of this suite with "
          "another training recipe, each applied to every corrector alike (full tables in the linked files).", "",
-         "| probe | recipe change | case | n train | NeurVec error | AttSolver-add / NeurVec | AttSolver-mul / NeurVec |",
-         "|---|---|---|---:|---:|---:|---:|"]
+         "| probe | change | case | n train | NeurVec error | AttSolver variant / NeurVec |",
+         "|---|---|---|---:|---:|---|"]
     base = asdict(Recipe())
     for p in probes:
-        change = ", ".join(f"{k}={v:g}" for k, v in p["recipe"].items() if base.get(k) != v) or "none"
+        change = ", ".join(f"{k}={v}" if isinstance(v, bool) else f"{k}={v:g}"
+                           for k, v in p["recipe"].items() if k in base and base[k] != v) or "recipe as above"
+        variants = [c for c in CORRECTORS if c.startswith("AttSolver") and c not in DEFAULT_CORRECTORS
+                    and any(c in e for e in p["att_vs_neurvec"])]
+        if variants:
+            change += "; design variants " + ", ".join(variants)
         for e in p["att_vs_neurvec"]:
-            def rat(c):
-                return f"{e[c]['ratio']:.2f}" if c in e else "–"
+            ratios = ", ".join(f"{c.removeprefix('AttSolver-')} {e[c]['ratio']:.2f}"
+                               for c in _attsolver_variants(e) if c in e)
             L.append(f"| [{p['name']}]({p['file']}) | {change} | {e['case']} | {e['n_train']} | "
-                     f"{_f(e['neurvec_err'])} | {rat('AttSolver-add')} | {rat('AttSolver-mul')} |")
+                     f"{_f(e['neurvec_err'])} | {ratios or '–'} |")
     L.append("")
     return L
 
@@ -831,6 +893,9 @@ def parse_args(argv):
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--rollout-steps", type=int, default=None, help="k-step rollout loss (default 0: one-step)")
     ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument("--no-early-stopping", action="store_true",
+                    help="train every epoch and keep the last weights (no validation-based selection; "
+                         "the published NeurVec recipe)")
     ap.add_argument("--out", default=None,
                     help="output folder (default benchmarks/results; with --quick out/bench-ode-quick)")
     ap.add_argument("--no-plots", action="store_true")
@@ -851,6 +916,8 @@ def parse_args(argv):
         lr=args.lr if args.lr is not None else base.lr,
         rollout_steps=args.rollout_steps if args.rollout_steps is not None else base.rollout_steps,
         weight_decay=args.weight_decay if args.weight_decay is not None else base.weight_decay,
+        patience_frac=0.0 if args.no_early_stopping else base.patience_frac,
+        restore_best=not args.no_early_stopping,
     )
     return args
 
@@ -864,7 +931,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     progress = AppendLog(out / PROGRESS)
     recipe = args.recipe
-    recipe_fp = _fingerprint(asdict(recipe))
+    recipe_fp = recipe_fingerprint(recipe)
     rows, case_reports = [], {}
     computed = resumed = 0
     for case_name in args.cases:
@@ -981,6 +1048,8 @@ def build_report(args, argv, rows, case_reports, wall, computed, resumed) -> dic
     }
     report["aggregates"] = aggregate(rows)
     report["verdicts"] = verdicts(report)
+    noise_levels = sorted(set(args.noise) | {1e-3, 1e-2, 5e-2})
+    report["target_snr"] = {case: target_snr(CASES[case], noise_levels) for case in args.cases}
     return report
 
 

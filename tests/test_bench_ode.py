@@ -152,4 +152,31 @@ def test_probe_table_reports_the_recipe_change_and_the_ratios(ode, tmp_path):
     probes = ode.load_probes(tmp_path / "ode_probes")
     assert [p["name"] for p in probes] == ["rollout4"]
     table = "\n".join(ode.probe_table(probes))
-    assert "rollout_steps=4" in table and "| lorenz63 | 4 | 0.1 | 0.50 | – |" in table
+    assert "rollout_steps=4" in table and "| lorenz63 | 4 | 0.1 | add 0.50 |" in table
+
+    # a corrector-design probe: the variants' ratios are listed, and named in the change column
+    wide = tmp_path / "ode_probes" / "wide"
+    wide.mkdir()
+    verdict = [{"case": "lorenz63", "n_train": 16, "neurvec_err": 0.2, "AttSolver-add": {"ratio": 1.25},
+                "AttSolver-wide-mul": {"ratio": 0.75}, "holds": False}]
+    (wide / "ode.json").write_text(json.dumps({"suite": "ode", "command": "attsolver bench ode --correctors ...",
+                                               "recipe": ode.asdict(ode.Recipe()),
+                                               "verdicts": {"att_vs_neurvec": verdict}}))
+    table = "\n".join(ode.probe_table(ode.load_probes(tmp_path / "ode_probes")))
+    assert "design variants AttSolver-wide-mul" in table and "| 16 | 0.2 | add 1.25, wide-mul 0.75 |" in table
+
+
+def test_recipe_fingerprint_ignores_later_fields_at_their_default(ode):
+    # rows committed before a field existed keep their key; a changed value changes it
+    base = ode.Recipe()
+    old = {k: v for k, v in ode.asdict(base).items() if k != "restore_best"}
+    assert ode.recipe_fingerprint(base) == ode._fingerprint(old)
+    assert ode.recipe_fingerprint(ode.Recipe(restore_best=False)) != ode.recipe_fingerprint(base)
+
+
+def test_target_snr_is_clean_residual_over_added_noise(ode):
+    # the noise's share of a target is linear in sigma, so the ratio scales as 1/sigma
+    snr = ode.target_snr(ode.CASES["elastic_pendulum"], [0.0, 1e-3, 1e-2], n=4)
+    assert set(snr) == {"0.001", "0.01"}  # no ratio at noise 0
+    assert snr["0.001"] / snr["0.01"] == pytest.approx(10, rel=0.1)
+    assert 1 < snr["0.01"] < 10  # the documented regime: targets about half noise at 1e-2
