@@ -84,11 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .correctors.cli import add_solve_parser, add_train_parser
     from .data.cli import add_data_parser
     from .vision.cli import add_vision_parser
+    from .pruning.cli import add_prune_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
     add_solve_parser(sub)
     add_vision_parser(sub)
+    add_prune_parser(sub)
 
     p = sub.add_parser("bench", help="run a benchmark suite from benchmarks/ (source checkout)")
     p.add_argument("suite", help="one of: " + (", ".join(_bench_suites()) or "(none: not a source checkout)"))
