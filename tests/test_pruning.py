@@ -15,7 +15,7 @@ from torch import nn
 
 from attsolver.cli import main as cli_main
 from attsolver.pruning import (CRITERIA, BlendedImportance, accumulate_gradients, accuracy, check_prunable,
-                               cluster_criteria, evolve, heldout_split, layer_scores, make_importance, model_cost,
+                               cluster_criteria, compare_latency, evolve, heldout_split, layer_scores, make_importance, model_cost,
                                normalise_scores, prune_model, pruning_groups, rank_correlation, ratio_for_reduction,
                                recalibrate_bn)
 from attsolver.vision import make_model
@@ -381,6 +381,13 @@ def test_accuracy_and_model_cost(net):
     assert params == sum(p.numel() for p in net.parameters())
     # multiply-accumulates: conv1 6*27*36, conv2 4*54*36, fc 4*2 (+ BN/bias terms counted by torch-pruning)
     assert flops >= 6 * 27 * 36 + 4 * 54 * 36 + 8
+
+
+def test_latency_comparison_times_every_model_and_checks_its_clock(net):
+    t = compare_latency({"a": net, "b": copy.deepcopy(net)}, X, repeats=2, clock="process")
+    assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())  # timings only; speed is benchmarked
+    with pytest.raises(ValueError, match="clock must be 'wall' or 'process'"):
+        compare_latency({"a": net}, X, clock="cpu")
 
 
 # ----------------------------------------------------------------------------- CLI
