@@ -150,6 +150,7 @@ def run_one(variant: str, method: str, seed: int, cfg: dict) -> dict[str, Any]:
     trigger_epochs: list[float | None] = []
     alternating_fraction: list[float] = []
     final_train_loss: list[float] = []
+    grad_norm: list[float] = []
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for k, task in enumerate(tasks):
@@ -185,15 +186,19 @@ def run_one(variant: str, method: str, seed: int, cfg: dict) -> dict[str, Any]:
         acc.append([_accuracy(model, t["test_x"], t["test_y"]) for t in tasks])
         sub = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))[: cfg["flatness_batch"]]
         fx, fy = x[sub], y[sub]
-        with torch.no_grad():
-            final_train_loss.append(float(F.cross_entropy(model(fx), fy)))
+        model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(fx), fy)
+        loss.backward()  # the pair's target: ½‖∇L‖² (docs/altersgd.md)
+        final_train_loss.append(float(loss.detach()))
+        grad_norm.append(float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))))
+        model.zero_grad(set_to_none=True)
         inc = perturbed_loss_increase(model, lambda m: F.cross_entropy(m(fx), fy), cfg["radii"],
                                       samples=cfg["flatness_samples"], seed=seed)
         flat.append({str(r): v for r, v in inc.items()})
     return {"variant": variant, "method": method, "seed": seed, "acc": acc,
             "avg_acc": average_accuracy(acc), "forgetting": forgetting(acc),
             "learning_acc": [acc[i][i] for i in range(len(acc))], "flatness": flat,
-            "train_loss": final_train_loss, "trigger_epoch": trigger_epochs,
+            "train_loss": final_train_loss, "grad_norm": grad_norm, "trigger_epoch": trigger_epochs,
             "alternating_fraction": alternating_fraction, "seconds": time.perf_counter() - t0}
 
 
@@ -231,6 +236,7 @@ def summarise(runs: list[dict], cfg: dict) -> dict[str, Any]:
                                for rad in cfg["radii"]}
             row["learning_acc_avg"] = _ms([statistics.fmean(r["learning_acc"]) for r in rs])
             row["train_loss_avg"] = _ms([statistics.fmean(r["train_loss"]) for r in rs])
+            row["grad_norm_avg"] = _ms([statistics.fmean(r["grad_norm"]) for r in rs])
             row["flatness_avg"] = {str(rad): _ms([statistics.fmean(f[str(rad)] for f in r["flatness"]) for r in rs])
                                    for rad in cfg["radii"]}
             row["final_avg_acc"] = [r["avg_acc"][-1] for r in rs]
@@ -249,6 +255,8 @@ def summarise(runs: list[dict], cfg: dict) -> dict[str, Any]:
                 for key, get in (("final_avg_acc", lambda r: r["avg_acc"][-1]),
                                  ("final_forgetting", lambda r: r["forgetting"][-1]),
                                  ("final_learning_acc", lambda r: statistics.fmean(r["learning_acc"])),
+                                 ("grad_norm", lambda r: statistics.fmean(r["grad_norm"])),
+                                 ("train_loss", lambda r: statistics.fmean(r["train_loss"])),
                                  (f"flatness_r{mid}", lambda r: statistics.fmean(f[mid] for f in r["flatness"]))):
                     a, b = [get(r) for r, _ in paired], [get(s) for _, s in paired]
                     row["vs_sgd"][key] = {"diff_mean": statistics.fmean(x - y for x, y in zip(a, b)),
@@ -296,6 +304,9 @@ def verdict(rows: dict, variant: str, cfg: dict) -> str:
         flat_txt = f"its minima are **sharper** than SGD's by this measure ({change})"
     else:
         flat_txt = f"no significant difference in flatness ({change})"
+    gn = a["vs_sgd"]["grad_norm"]
+    gn_txt = (f"end-of-task gradient norm {gn['diff_mean']:+.2g} against SGD "
+              f"({'significant' if sig(gn['p_paired']) else 'not significant'}, paired p={_p(gn['p_paired'])})")
     trig = f"the trigger fired in {a['trigger_fired']}/{a['trigger_total']} tasks"
     if a["trigger_fired"] == 0:
         return f"- `{variant}`: the trigger never fired, so AlterSGD ran plain SGD (identical numbers)."
@@ -305,7 +316,7 @@ def verdict(rows: dict, variant: str, cfg: dict) -> str:
         caveat = (f" Caveat on flatness: AlterSGD ends its tasks at a higher training loss ({la:.2g} vs {ls:.2g}); the "
                   "cross-entropy's curvature shrinks as the loss goes to zero, so the perturbation measure also "
                   "reflects how far training has gone, not only the shape of the minimum.")
-    return f"- `{variant}`: {forget}; {acc_txt}; {flat_txt}; {trig}.{caveat}"
+    return f"- `{variant}`: {forget}; {acc_txt}; {flat_txt}; {gn_txt}; {trig}.{caveat}"
 
 
 def to_markdown(report: dict) -> str:
@@ -334,12 +345,13 @@ def to_markdown(report: dict) -> str:
         "",
         "Average accuracy (%) over the 5 tasks, forgetting (pp; lower is better), learning accuracy "
         "(accuracy on each task right after learning it, averaged: plasticity), training loss of the task just "
-        "learned at its end (averaged over the tasks), and flatness (training-loss "
+        "learned at its end and the norm of its full-batch gradient there (both averaged over the tasks; a "
+        "descent/ascent pair is a gradient step on ½‖∇L‖²), and flatness (training-loss "
         f"increase of the task just learned under random weight perturbation of relative radius {mid}, "
         "averaged over the tasks; lower is flatter).",
         "",
-        "| variant | optimizer | average accuracy | forgetting | learning accuracy | train loss | flatness ΔL | vs SGD: acc, forgetting (p) | s/run |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "| variant | optimizer | average accuracy | forgetting | learning accuracy | train loss | ‖∇L‖ | flatness ΔL | vs SGD: acc, forgetting (p) | s/run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for variant in VARIANTS:
         for method in METHODS:
@@ -352,10 +364,11 @@ def to_markdown(report: dict) -> str:
                 vs = (f"{100 * a['diff_mean']:+.1f} (p={_p(a['p_paired'])}), "
                       f"{100 * f['diff_mean']:+.1f} (p={_p(f['p_paired'])})")
             lines.append(f"| {variant} | {method} | {_pm(r['avg_acc'][-1])} | {_pm(r['forgetting'][-1])} | "
-                         f"{_pm(r['learning_acc_avg'])} | {_pm(r['train_loss_avg'], scale=1.0, digits=2, kind='e')} | {_pm(r['flatness_avg'][mid], scale=1.0, digits=2, kind='e')} | {vs} | "
+                         f"{_pm(r['learning_acc_avg'])} | {_pm(r['train_loss_avg'], scale=1.0, digits=2, kind='e')} | {_pm(r['grad_norm_avg'], scale=1.0, digits=2, kind='e')} | {_pm(r['flatness_avg'][mid], scale=1.0, digits=2, kind='e')} | {vs} | "
                          f"{r['seconds_mean']:.1f} |")
     lines += ["", "## Reading the numbers", ""]
-    lines += [verdict(rows, v, cfg) for v in VARIANTS]
+    present = [v for v in VARIANTS if any(k.startswith(f"{v}/") for k in rows)]
+    lines += [verdict(rows, v, cfg) for v in present]
     alt = [rows[k] for k in rows if k.endswith("/altersgd")]
     alt = [r for r in alt if r["trigger_fired"]]
     if alt:
@@ -369,7 +382,7 @@ def to_markdown(report: dict) -> str:
                      "logits, and a flat minimum cannot protect a head whose earlier classes are never seen again. "
                      "The `permuted` variant, where all tasks share the label space, is where flatness can matter.")
     lines.append("")
-    for variant in VARIANTS:
+    for variant in present:
         lines += [f"## `{variant}` after each task", "",
                   "Average accuracy (%) / forgetting (pp) after task k, mean ± std over seeds.", "",
                   "| optimizer | " + " | ".join(f"task {k + 1}" for k in range(N_TASKS)) + " |",

@@ -72,8 +72,9 @@ def test_tiny_run_end_to_end_resumes_and_renders(tmp_path, monkeypatch):
             assert len(run["acc"]) == 5 and all(len(row) == 5 for row in run["acc"])
             assert run["avg_acc"] == pytest.approx(c.average_accuracy(run["acc"]))
             assert set(run["flatness"][0]) == {str(r) for r in tiny["radii"]}
+            assert len(run["grad_norm"]) == 5 and all(g > 0 for g in run["grad_norm"])
         row = report["rows"]["permuted/altersgd"]
-        assert row["n"] == 2 and set(row["vs_sgd"]) >= {"final_avg_acc", "final_forgetting"}
+        assert row["n"] == 2 and set(row["vs_sgd"]) >= {"final_avg_acc", "final_forgetting", "grad_norm"}
         md = (tmp_path / "continual.md").read_text()
         assert "## Headline: after the last task" in md and "| permuted | sam |" in md
         assert (tmp_path / "continual.png").stat().st_size > 1000
