@@ -27,6 +27,17 @@ without the ReLU).  A gate per block (``"se"``), one gate per stage shared by it
   with DIA at r=4.
 * IEBN replaces every BatchNorm except the one in a projection shortcut (as the IEBN code),
   adding 2C parameters each.
+
+**Connection masks** (EAN, arXiv 2011.14058 / 2207.07858): with attention on the residual
+branch (``se``, ``shared_se``, ``dia``), every block has a bit saying whether its attention is
+applied; the blocks are numbered stage by stage (ResNet-20: 3 stages x 3 blocks = 9 bits).
+Set a mask on the model (``model.connection = "101011100"``) or pass it per call
+(``model(x, connection=mask)``); ``None`` connects every block.  An unconnected block skips
+the module altogether (it is not called, nothing is multiplied by one), so it costs no time
+at inference; a stage none of whose blocks is connected never runs its module.  For DIA the
+recurrent state passes an unconnected block unchanged: the next connected block of the stage
+continues from the state the last connected one left (zero if none did), as if the skipped
+block were not part of the sequence.
 """
 
 from __future__ import annotations
@@ -42,7 +53,8 @@ from torch import Tensor, nn
 from ..nn import IEBatchNorm, make_attention
 from .attention import AttentionSpec, parse_attention
 
-__all__ = ["CifarResNet", "make_model", "list_models", "count_parameters", "blocks_per_stage", "BLOCK_TYPES"]
+__all__ = ["CifarResNet", "make_model", "list_models", "count_parameters", "blocks_per_stage", "BLOCK_TYPES",
+           "check_connection", "connection_key", "attention_parameters"]
 
 #: block type -> (convolutions per block k: depth = k n + 2, output expansion)
 BLOCK_TYPES = {"basic": (2, 1), "bottleneck": (3, 4)}
@@ -177,11 +189,15 @@ class Stage(nn.Module):
             for blk in self.blocks:
                 blk.attention = make_attention(spec.gate, channels, **gate_kwargs)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, connection: tuple[int, ...] | None = None) -> Tensor:
+        """``connection``: one 0/1 per block (``None``: all 1); a 0 skips the block's attention
+        and, for a stateful unit, leaves its state as it was."""
         shared, state = self.shared, None  # state: a stateful unit's, reset per stage
-        for blk in self.blocks:
+        for j, blk in enumerate(self.blocks):
             u = blk.residual(x)
-            if shared is not None:
+            if connection is not None and not connection[j]:
+                pass  # unconnected: no attention call at all
+            elif shared is not None:
                 if shared.stateful:
                     a, state = shared(u, state)
                 else:
@@ -212,6 +228,8 @@ class CifarResNet(nn.Module):
         shortcut: ``"A"`` (zero-padding, basic-block default) or ``"B"`` (1x1 projection,
             bottleneck default) where a block changes shape.
         attention_kwargs: further keyword arguments for the gates.
+        connection: a connection mask (one 0/1 per block, see :attr:`connection`); ``None``
+            connects every block.
 
     Input ``[B, in_channels, H, W]`` of any ``H, W`` (adaptive pooling; at least 1x1 after
     the two stride-2 stages); output logits ``[B, num_classes]``.
@@ -221,7 +239,7 @@ class CifarResNet(nn.Module):
                  preact: bool = False, in_channels: int = 3, base_width: int = 16,
                  attention: str = "none", reduction: int | None = None, skip: bool = True,
                  batchnorm: bool = True, shortcut: str | None = None,
-                 attention_kwargs: dict[str, Any] | None = None):
+                 attention_kwargs: dict[str, Any] | None = None, connection=None):
         super().__init__()
         n, block = blocks_per_stage(depth, block)
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("base_width", base_width)):
@@ -271,6 +289,9 @@ class CifarResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
         self.num_features = c_in
+        self.blocks_per_stage = n
+        self._connection: tuple[int, ...] | None = None
+        self.connection = connection
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # He init (fan-out), as the CIFAR reference code
@@ -280,10 +301,34 @@ class CifarResNet(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def config(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this model: ``CifarResNet(**model.config())``."""
-        return dict(self._config)
+        """The keyword arguments that rebuild this model: ``CifarResNet(**model.config())``
+        (``connection`` only when a mask is set)."""
+        config = dict(self._config)
+        if self._connection is not None:
+            config["connection"] = list(self._connection)
+        return config
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def num_blocks(self) -> int:
+        """Residual blocks in all (``3 n``): the length of a connection mask."""
+        return 3 * self.blocks_per_stage
+
+    @property
+    def connection(self) -> tuple[int, ...] | None:
+        """The connection mask used when ``forward`` gets none: one 0/1 per block, stage by
+        stage, or ``None`` (every block connected).  Assigning validates it (see
+        :func:`check_connection`)."""
+        return self._connection
+
+    @connection.setter
+    def connection(self, mask) -> None:
+        self._connection = None if mask is None else check_connection(mask, self.num_blocks, self.attention_spec)
+
+    def forward(self, x: Tensor, connection=None) -> Tensor:
+        """Logits ``[B, num_classes]`` for images ``x``; ``connection`` overrides
+        :attr:`connection` for this call (validated the same way)."""
+        mask = self._connection if connection is None else check_connection(connection, self.num_blocks,
+                                                                             self.attention_spec)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected images [batch, {self.in_channels}, height, width], got shape {tuple(x.shape)}"
@@ -294,11 +339,81 @@ class CifarResNet(nn.Module):
         x = self.stem_norm(x)
         if not self._config["preact"]:
             x = F.relu(x)
-        for stage in self.stages:
-            x = stage(x)
+        n = self.blocks_per_stage
+        for i, stage in enumerate(self.stages):
+            x = stage(x, None if mask is None else mask[i * n:(i + 1) * n])
         if self._config["preact"]:
             x = F.relu(self.final_norm(x))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def check_connection(mask, num_blocks: int, attention: str | AttentionSpec | None = None) -> tuple[int, ...]:
+    """A connection mask as a tuple of 0/1 ints, after checking it.
+
+    ``mask``: a sequence (list, tuple, 1-D tensor or array) of 0/1 values (``bool``, ``int``,
+    or floats equal to 0 or 1), or a string of ``"0"``/``"1"`` characters, one per block,
+    stage by stage.  A wrong length, any other value, or ``attention`` that is not on the
+    residual branch (``none``, ``iebn``) raises ``ValueError``; another type ``TypeError``.
+    """
+    if attention is not None:
+        spec = parse_attention(attention)
+        if spec.placement not in ("block", "stage"):
+            raise ValueError(
+                f"connection masks switch attention on the residual branch on or off per block; the model's "
+                f"attention {spec.name!r} has none (use se, shared_se or dia)")
+    if isinstance(mask, str):
+        bad = sorted(set(mask) - {"0", "1"})
+        if bad:
+            raise ValueError(f"connection mask {mask!r} may only contain '0' and '1' (found {', '.join(map(repr, bad))})")
+        values = [int(ch) for ch in mask]
+    else:
+        if isinstance(mask, torch.Tensor):
+            if mask.ndim != 1:
+                raise ValueError(f"connection mask must be 1-D (one bit per block), got shape {tuple(mask.shape)}")
+            mask = mask.tolist()
+        elif hasattr(mask, "tolist") and hasattr(mask, "ndim"):  # numpy array
+            if mask.ndim != 1:
+                raise ValueError(f"connection mask must be 1-D (one bit per block), got shape {tuple(mask.shape)}")
+            mask = mask.tolist()
+        if not isinstance(mask, (list, tuple)):
+            raise TypeError(f"connection mask must be a sequence of 0/1 or a '0'/'1' string, got {type(mask).__name__}")
+        values = []
+        for v in mask:
+            if isinstance(v, (bool, int, float)) and v in (0, 1):
+                values.append(int(v))
+            else:
+                raise ValueError(f"connection mask values must be 0 or 1, got {v!r} in {list(mask)!r}")
+    if len(values) != num_blocks:
+        raise ValueError(f"connection mask has {len(values)} bits but the model has {num_blocks} blocks "
+                         f"(one bit per block, stage by stage)")
+    return tuple(values)
+
+
+def connection_key(mask) -> str:
+    """The mask as a ``"0"``/``"1"`` string (``(1, 0, 1)`` -> ``"101"``): a log key."""
+    return "".join(str(int(b)) for b in mask)
+
+
+def attention_parameters(model: CifarResNet, connection=None) -> int:
+    """Trainable parameters of the attention modules a forward with ``connection`` (default:
+    the model's) actually uses: a shared module counts once if any block of its stage is
+    connected, a per-block gate if its block is.  Norm-layer attention (IEBN) counts its gates."""
+    spec = model.attention_spec
+    if spec.placement == "none":
+        return 0
+    if spec.placement == "norm":
+        return sum(count_parameters(m.gate) for m in model.modules() if isinstance(m, IEBatchNorm))
+    mask = model.connection if connection is None else check_connection(connection, model.num_blocks, spec)
+    n = model.blocks_per_stage
+    total = 0
+    for i, stage in enumerate(model.stages):
+        bits = (1,) * n if mask is None else mask[i * n:(i + 1) * n]
+        if stage.shared is not None and any(bits):
+            total += count_parameters(stage.shared)
+        for blk, bit in zip(stage.blocks, bits):
+            if blk.attention is not None and bit:
+                total += count_parameters(blk.attention)
+    return total
 
 
 _NAME = re.compile(r"^(pre)?resnet(\d+)$")
