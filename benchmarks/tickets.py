@@ -295,7 +295,7 @@ def verdict(summ: dict) -> str:
                      f"({r['diff']:+.2f} pp, p={r['p']:.2g}): on this data the search finds no winning ticket "
                      "that a random choice of the same number of connections would not")
     if f["p"] >= 0.05:
-        parts.append(f"it matches full attention within the noise ({f['diff']:+.2f} pp, p={f['p']:.2g})")
+        parts.append(f"against full attention the difference is not significant ({f['diff']:+.2f} pp, p={f['p']:.2g})")
     else:
         parts.append(f"it differs from full attention by {f['diff']:+.2f} pp (p={f['p']:.2g})")
     full, none = summ["pooled"].get("full"), summ["pooled"].get("none")
@@ -361,7 +361,19 @@ def main(argv=None) -> int:
     ap.add_argument("--random-masks", type=int, default=3)
     ap.add_argument("--calibration", type=int, default=256,
                     help="training images that re-estimate the BatchNorm statistics for each scored mask")
+    ap.add_argument("--render", action="store_true",
+                    help="only recompute the summary and rewrite tickets.md / tickets.png from OUT/tickets.json")
     args = ap.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        report = json.loads((out / "tickets.json").read_text())
+        report["summary"] = summarise(report["runs"], report["conditions"])
+        report["verdict"] = verdict(report["summary"])
+        atomic_write_text(out / "tickets.json", json.dumps(report, indent=1))
+        atomic_write_text(out / "tickets.md", to_markdown(report))
+        plot(report, out / "tickets.png")
+        print(to_markdown(report))
+        return 0
     q = args.quick
     torch.set_num_threads(1)
     data = load_digits()

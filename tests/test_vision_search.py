@@ -426,3 +426,5 @@ def test_bench_tickets_writes_its_report(tmp_path):
     md = (tmp_path / "tickets.md").read_text()
     assert "Is the ticket real?" in md and "attsolver vision search --data" in md
     assert (tmp_path / "tickets.png").stat().st_size > 0
+    assert bench.main(["--render", "--out", str(tmp_path)]) == 0  # tables re-made from the stored runs
+    assert (tmp_path / "tickets.md").read_text() == md
