@@ -623,13 +623,14 @@ def to_markdown(report: dict[str, Any]) -> str:
              "(error used for matching: err ¼ for the chaotic systems, err 1 otherwise).")
     L.append("")
     if v["att_vs_neurvec"]:
-        L += ["| case | n train | NeurVec error | AttSolver-add / NeurVec | AttSolver-mul / NeurVec | holds |",
-              "|---|---:|---:|---:|---:|---|"]
+        shown = [c for c in _attsolver_variants(grid["correctors"]) if c != "AttSolver-none"]
+        L += ["| case | n train | NeurVec error | " + " | ".join(f"{c} / NeurVec" for c in shown) + " | holds |",
+              "|---|---:|---:|" + "---:|" * len(shown) + "---|"]
         for e in v["att_vs_neurvec"]:
             def rat(c):
                 return f"{e[c]['ratio']:.2f} (err 1: {e[c]['ratio_full']:.2f})" if c in e else "–"
-            L.append(f"| {e['case']} | {e['n_train']} | {_f(e['neurvec_err'])} | {rat('AttSolver-add')} | "
-                     f"{rat('AttSolver-mul')} | {'yes' if e['holds'] else 'no'} |")
+            L.append(f"| {e['case']} | {e['n_train']} | {_f(e['neurvec_err'])} | "
+                     + " | ".join(rat(c) for c in shown) + f" | {'yes' if e['holds'] else 'no'} |")
     else:
         L.append("_Not measured in this grid (needs noise 0.01, a size ≤ 16 and NeurVec)._")
     L.append("")
