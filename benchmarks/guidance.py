@@ -16,7 +16,7 @@ ground truth.
   source — LCG with both preservation terms, with the source pull only, with the hold term
   only, without preservation, and latent arithmetic.
 
-    attsolver bench guidance [--quick] [--seeds 3] [--out benchmarks/results]
+    attsolver bench guidance [--quick] [--seeds 5] [--out benchmarks/results]
     python benchmarks/guidance.py --quick
 """
 
@@ -39,12 +39,12 @@ from attsolver.data._atomic import AppendLog, atomic_path
 from attsolver.guidance import (LatentDDPM, LatentGuidance, LogisticDirections, NoiseSchedule, TimeLatentClassifier,
                                 attribute_agreement, ddim_sample, frechet_distance, latent_arithmetic,
                                 sequential_arithmetic, train_ddpm, train_latent_classifier)
-from attsolver.guidance.shapes import ATTRIBUTES, CLASS_NAMES, build_shapes_demo, make_shapes
+from attsolver.guidance.shapes import ATTRIBUTES, build_shapes_demo, make_shapes
 
 SIZES = {  # mode -> sizes of everything trained and evaluated
     "quick": dict(seeds=2, n_train=4000, vae_epochs=12, judge_steps=500, ddpm_steps=1500, clf_steps=1000,
                   n_gen=200, n_edit=100, n_ref=1000),
-    "full": dict(seeds=3, n_train=6000, vae_epochs=16, judge_steps=800, ddpm_steps=3000, clf_steps=2000,
+    "full": dict(seeds=5, n_train=6000, vae_epochs=16, judge_steps=800, ddpm_steps=3000, clf_steps=2000,
                  n_gen=500, n_edit=250, n_ref=2000),
 }
 # A linear schedule: the cosine schedule's clipped last step (ᾱ ≈ 2e-9) amplifies ε errors ~10^4-fold
@@ -71,7 +71,7 @@ def judge_images(demo, imgs, truth) -> dict[str, float]:
     return attribute_agreement(demo.judge.predict(imgs), truth)
 
 
-def run_seed(demo, ref_feats, seed: int, sz: dict, cfg: dict, keep_examples: bool = False) -> dict:
+def run_seed(demo, ref_feats, seed: int, sz: dict, cfg: dict, keep_examples: bool = False, held_out=None) -> dict:
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     schedule = NoiseSchedule.make(cfg["schedule"], cfg["T"])
@@ -82,6 +82,11 @@ def run_seed(demo, ref_feats, seed: int, sz: dict, cfg: dict, keep_examples: boo
     lin = LogisticDirections(ATTRIBUTES).fit(demo.z_train, demo.labels_train)
     lcg = LatentGuidance(ddpm, clf, demo.space)
     train_s = time.perf_counter() - t0
+    probe = {}
+    if held_out is not None:  # how well each latent classifier reads held-out clean latents
+        z_ho, lab_ho = held_out
+        probe = {"time_classifier_t0": attribute_agreement(clf.predict(z_ho, 0), lab_ho),
+                 "logistic": attribute_agreement(lin.predict(z_ho), lab_ho)}
 
     # -- conditional generation ----------------------------------------------------------------
     g = torch.Generator().manual_seed(10_000 + seed)
@@ -137,7 +142,7 @@ def run_seed(demo, ref_feats, seed: int, sz: dict, cfg: dict, keep_examples: boo
             examples[name] = torch.stack([demo.space.decode(z[:6]) for z in zs], 1)  # [6, 4, 1, H, W]
     out = {"seed": seed, "train_s": train_s, "eval_s": time.perf_counter() - t0 - train_s,
            "ddpm_final_loss": statistics.fmean(ddpm_loss[-100:]), "clf_final_loss": statistics.fmean(clf_loss[-100:]),
-           "generation": gen, "editing": results, "reconstruction_acc": ref_acc}
+           "generation": gen, "editing": results, "reconstruction_acc": ref_acc, "latent_probe_acc": probe}
     if keep_examples:
         out["_examples"] = {"source": x_src[:6], "recon": recon[:6], "edits": examples,
                             "targets": {k: tg[k][:6] for k in EDIT_ORDER}}
@@ -164,7 +169,9 @@ def summarise(runs: list[dict]) -> dict:
             edit[m].append({key: _ms([r["editing"][m][k][key] for r in runs])
                             for key in ("edited_acc", "preserved", "all_intended", "latent_dist", "image_dist")})
     recon = {a: _ms([r["reconstruction_acc"][a] for r in runs]) for a in ATTRIBUTES}
-    return {"generation": gen, "editing": edit, "reconstruction_acc": recon}
+    probe = {kind: {a: _ms([r["latent_probe_acc"][kind][a] for r in runs]) for a in ATTRIBUTES}
+             for kind in ("time_classifier_t0", "logistic") if all(r.get("latent_probe_acc") for r in runs)}
+    return {"generation": gen, "editing": edit, "reconstruction_acc": recon, "latent_probe_acc": probe}
 
 
 def _f(ms, pct: bool = False, d: int = 2) -> str:
@@ -218,7 +225,16 @@ def to_markdown(report: dict) -> str:
     rec = s["reconstruction_acc"]
     lines += ["", "Ceiling: the judge reads the VAE's *reconstructions* of real images as "
               + ", ".join(f"{a} {_f(rec[a], True)}%" for a in ATTRIBUTES)
-              + " — what the generator itself can express; edits are judged on decoded images too.", "",
+              + " — what the generator itself can express; edits are judged on decoded images too.", ""]
+    probe = s.get("latent_probe_acc") or {}
+    if probe:
+        lines += ["Reading the attributes from held-out clean *latents* (the real images the FD uses, encoded): "
+                  "the time-conditioned latent classifier at t = 0 — "
+                  + ", ".join(f"{a} {_f(probe['time_classifier_t0'][a], True)}%" for a in ATTRIBUTES)
+                  + "; the logistic classifiers behind latent arithmetic — "
+                  + ", ".join(f"{a} {_f(probe['logistic'][a], True)}%" for a in ATTRIBUTES)
+                  + ". An attribute the logistic model cannot separate is one linear arithmetic cannot edit.", ""]
+    lines += [
               "## Sequential editing", "",
               f"{sz['n_edit']} encoded real images per seed, edited in the order {' → '.join(EDIT_ORDER)}; every "
               "target differs from the source. After k edits: edited acc = share of the k edited attributes the "
@@ -315,7 +331,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results", help="folder for guidance.{md,json} and guidance_edits.png")
     ap.add_argument("--quick", action="store_true", help="smaller models and sets, 2 seeds (a few minutes)")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds (default 3; 2 with --quick)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds (default 5; 2 with --quick)")
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
     sz = dict(SIZES[mode])
@@ -344,14 +360,15 @@ def main(argv=None) -> int:
                              judge_steps=sz["judge_steps"], vae_beta=cfg["vae_beta"], seed=0)
     report["build_s"] = time.perf_counter() - t
     print(f"VAE + judge trained in {report['build_s']:.0f} s", file=sys.stderr, flush=True)
-    x_ref, _ = make_shapes(sz["n_ref"], 40_000)
+    x_ref, lab_ref = make_shapes(sz["n_ref"], 40_000)
     ref_feats = demo.judge.embed(x_ref)
+    held_out = (demo.space.encode(x_ref), lab_ref)
     examples = None
     for seed in range(sz["seeds"]):
         key = f"{key_base}|seed={seed}"
         rec = log.get(key)
         if rec is None or (seed == 0 and not (out / "guidance_edits.png").exists()):
-            r = run_seed(demo, ref_feats, seed, sz, cfg, keep_examples=(seed == 0))
+            r = run_seed(demo, ref_feats, seed, sz, cfg, keep_examples=(seed == 0), held_out=held_out)
             if seed == 0:
                 examples = r.pop("_examples")
                 save_grid(out / "guidance_edits.png", examples)

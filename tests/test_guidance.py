@@ -299,6 +299,8 @@ def test_unknown_attribute_names_are_errors(lcg):
         lcg.generate(2, {"colour": 1})
     with pytest.raises(ValueError, match=r"unknown attribute.*in scales"):
         lcg.edit(z, {"shape": 1}, {"shape": 1.0, "colour": 2.0}, t0=50)
+    with pytest.raises(ValueError, match=r"scales has no entry for edited attribute\(s\) \['size'\]"):
+        lcg.edit_sequential(z, [("shape", 1), ("size", 0)], {"shape": 1.0}, t0=50)
     with pytest.raises(ValueError, match=r"unknown attribute 'colour' in edits"):
         lcg.edit_sequential(z, [("shape", 1), ("colour", 0)], t0=50)
     with pytest.raises(ValueError, match=r"targets\['shape'\] must be class indices in \[0, 2\]"):

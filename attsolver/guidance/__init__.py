@@ -7,12 +7,12 @@ The method never looks inside the generator: a :class:`LatentSpace` is a latent 
 a ``decode`` callable and (to edit real inputs) an ``encode`` callable.
 
     space = LatentSpace(dim, decode=G, encode=E)
-    ddpm = LatentDDPM(dim, NoiseSchedule.cosine(1000)); train_ddpm(ddpm, z_train)
+    ddpm = LatentDDPM(dim, NoiseSchedule.linear(1000)); train_ddpm(ddpm, z_train)
     clf = TimeLatentClassifier(dim, {"shape": 3, "size": 2}); train_latent_classifier(clf, ddpm.schedule, z_train, labels)
     lcg = LatentGuidance(ddpm, clf, space)
-    z = lcg.generate(16, {"shape": 1, "size": 0}, scales={"shape": 4.0, "size": 4.0})
-    z_edits = lcg.edit_sequential(space.encode(x), [("shape", 2), ("size", 1)], scales=4.0,
-                                  t0=500, source_scale=0.2, hold_scale=2.0)
+    z = lcg.generate(16, {"shape": 1, "size": 0}, scales={"shape": 2.0, "size": 2.0})
+    z_edits = lcg.edit_sequential(space.encode(x), [("shape", 2), ("size", 1)], scales=10.0,
+                                  t0=500, source_scale=0.05, hold_scale=5.0)
     images = space.decode(z_edits[-1])
 
 Plugging in a pretrained StyleGAN (W space)

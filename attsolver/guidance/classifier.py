@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -189,12 +187,6 @@ class LogisticDirections:
         mu = self.class_means[attribute]
         d = self.direction(attribute, source, target)
         return ((mu[target] - mu[source]) * d).sum(1).clamp_min(0.0)
-
-    @staticmethod
-    def _finite(x: float, name: str) -> float:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            raise ValueError(f"{name} must be a finite number, got {x!r}")
-        return float(x)
 
 
 class LinearLatentClassifier(nn.Module):

@@ -196,6 +196,10 @@ class LatentGuidance:
             if unknown:
                 raise ValueError(f"unknown attribute(s) {unknown} in scales; known attributes: {list(self.attributes)}")
         out, z = [], z_src
+        if isinstance(scales, dict):
+            missing = [a for a, _ in edits if a not in scales]
+            if missing:
+                raise ValueError(f"scales has no entry for edited attribute(s) {missing}")
         for attr, target in edits:
             tgt = self._targets({attr: target}, n, "edits")
             s = scales[attr] if isinstance(scales, dict) else scales
