@@ -151,22 +151,23 @@ def retrain_phase(data, conds: list[dict], cfg: dict, progress: AppendLog, log=p
 
 def latency_phase(conds: list[dict], cfg: dict) -> dict:
     """Inference time per condition on two inputs.  Rounds alternate the order of the
-    contenders; in each round every contender's median over ``latency_repeats`` forwards is
+    contenders; in each round every contender's fastest of ``latency_repeats`` forwards is
     divided by that round's time of the network without attention, and the report keeps the
     median of these paired ratios (robust to the machine's load changing between rounds)."""
     inputs = {"digits": (1, torch.randn(cfg["latency_batch"], 1, 8, 8)),
               "cifar_shaped": (3, torch.randn(cfg["latency_batch_cifar"], 3, 32, 32))}
-    out = {}
+    out = {"load_average_before": os.getloadavg()[0]}
     for name, (ch, x) in inputs.items():
         torch.manual_seed(0)
         models = {c["name"]: build(c, ch).eval() for c in conds}
         times = {k: [] for k in models}
         for r in range(cfg["latency_rounds"]):
             for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
-                times[k].append(measure_latency(models[k], x, repeats=cfg["latency_repeats"], warmup=1))
+                times[k].append(measure_latency(models[k], x, repeats=cfg["latency_repeats"], warmup=1, statistic="min"))
         ratios = {k: statistics.median(t / b for t, b in zip(v, times["none"])) for k, v in times.items()}
         out[name] = {"shape": list(x.shape), "seconds": {k: min(v) for k, v in times.items()},
                      "seconds_per_round": times, "ratio_to_none": ratios}
+    out["load_average_after"] = os.getloadavg()[0]
     return out
 
 
@@ -252,11 +253,13 @@ def to_markdown(report: dict) -> str:
               f"lr 0.1 step decay at {c['milestones']}, wd 1e-4, batch 128, crop augmentation), {c['seeds']} seeds; test "
               f"accuracy ({c['n_test']} images) after the last epoch, mean ± sample std over seeds. Extra parameters: those "
               "of the attention modules a forward uses (a stage none of whose blocks is connected never runs its unit). "
-              f"Latency: median forward time in eval mode, 1 thread, on a digits batch {lat['digits']['shape']} and on a "
+              f"Latency: forward time in eval mode, 1 thread, on a digits batch {lat['digits']['shape']} and on a "
               f"CIFAR-shaped batch {lat['cifar_shaped']['shape']} (3-channel model, untrained weights); {c['latency_rounds']} "
-              "rounds in alternating order, each contender's median of {} forwards divided by the same round's time "
-              "without attention; the table gives the median of these ratios (the machine is shared, so ratios of a "
-              "few percent are within the noise).".format(c["latency_repeats"]), "",
+              "rounds in alternating order, each contender's fastest of {} forwards divided by the same round's time "
+              "without attention; the table gives the median of these ratios. The 2 cores were shared with other "
+              "jobs (1-minute load average {:.1f} before and {:.1f} after the timing), so differences of ~10% "
+              "are within the noise.".format(c["latency_repeats"], lat["load_average_before"],
+                                             lat["load_average_after"]), "",
               "| network | mask | connected | extra parameters | test accuracy (%) | latency digits | latency CIFAR-shaped |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for name, r in summ["rows"].items():
@@ -382,7 +385,7 @@ def main(argv=None) -> int:
            "supernet_epochs": args.supernet_epochs or (8 if q else 30), "budget": args.budget or (24 if q else 48),
            "search_seeds": args.search_seeds or (3 if q else 10), "sparsity_bonus": args.sparsity_bonus,
            "random_masks": args.random_masks, "n_train": len(data.train_y), "n_test": len(data.test_y),
-           "calibration": args.calibration, "latency_batch": 256, "latency_batch_cifar": 64, "latency_rounds": 3 if q else 7,
+           "calibration": args.calibration, "latency_batch": 256, "latency_batch_cifar": 64, "latency_rounds": 3 if q else 9,
            "latency_repeats": 5 if q else 10, "model": MODEL, "attention": ATTENTION, "reduction": REDUCTION}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -368,6 +368,17 @@ def test_a_log_of_another_supernet_or_setup_is_refused(supernet, tmp_path):
         make_reward(MaskEvaluator(model, data), latency_weight=0.1)
 
 
+def test_latency_is_the_median_or_the_minimum_of_the_timed_forwards(monkeypatch):
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 25.0])  # three forwards of 3, 1 and 5 s
+    monkeypatch.setattr(vsearch.time, "perf_counter", lambda: next(ticks))
+    model = tiny("none")
+    assert vsearch.measure_latency(model, X, repeats=3, warmup=0) == 3.0
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 25.0])
+    assert vsearch.measure_latency(model, X, repeats=3, warmup=0, statistic="min") == 1.0
+    with pytest.raises(ValueError, match="statistic must be 'median' or 'min'"):
+        vsearch.measure_latency(model, X, statistic="mean")
+
+
 def test_the_latency_term_uses_measured_times(supernet, monkeypatch):
     model, data = supernet
     fake = {(1, 1, 1): 2.0, (1, 0, 0): 1.5}
