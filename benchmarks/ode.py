@@ -660,8 +660,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         levels = sorted({k for v in report["target_snr"].values() for k in v}, key=float)
         L += ["", "Why noise dominates: signal-to-noise ratio of the one-step training targets (RMS of the clean "
               "residual y(t+h) − Φ_h(y(t)) over RMS of the part the observation noise adds; 16 trajectories). "
-              "At noise 1e-2 it is about 1, so every corrector regresses on targets that are half noise, and the "
-              "differences between correctors are those of their estimators' variance, not of their capacity:", "",
+              "At noise 1e-2 it is about 1: half of each target's variance is noise, whatever the corrector, and "
+              "a gate that reweights the body's features does not see clean targets either:", "",
               "| case | " + " | ".join(f"noise {lv}" for lv in levels) + " |",
               "|---|" + "---:|" * len(levels)]
         for case, snr in report["target_snr"].items():
