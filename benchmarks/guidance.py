@@ -261,7 +261,7 @@ def findings(s: dict) -> list[str]:
     g = s["generation"]
     lcg = [m for m in g if m.startswith("lcg")]
     best = max(lcg, key=lambda m: g[m]["joint"][0])
-    out.append(f"Generation: the best LCG setting ({best}) reaches {100 * g[best]['acc_mean'][0]:.1f}% mean attribute "
+    out.append(f"Generation: the LCG setting with the highest joint accuracy ({best}) reaches {100 * g[best]['acc_mean'][0]:.1f}% mean attribute "
                f"accuracy (all four right: {100 * g[best]['joint'][0]:.1f}%) against "
                f"{100 * g['ddpm_arithmetic']['acc_mean'][0]:.1f}% ({100 * g['ddpm_arithmetic']['joint'][0]:.1f}%) for "
                f"latent arithmetic on unguided samples; FD {g[best]['fd'][0]:.1f} vs "

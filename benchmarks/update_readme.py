@@ -24,6 +24,10 @@ BLOCKS = {
     "ablation": ("ablation.md", None),
     "ode": ("ode.md", ["Targets"]),
     "pde": ("pde.md", ["Targets", "Reading the numbers"]),
+    "tickets": ("tickets.md", ["Ticket retrained from scratch"]),
+    "guidance": ("guidance.md", ["Conditional generation", "Findings"]),
+    "pruning": ("pruning.md", ["50% fewer FLOPs", "75% fewer FLOPs"]),
+    "continual": ("continual.md", ["Headline", "Reading the numbers"]),
 }
 
 
