@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from attsolver._report import provenance_lines
 from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
 from attsolver.optim import SAM, AlterSGD, perturbed_loss_increase
 from attsolver.vision.data import load_digits
@@ -325,11 +326,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Continual learning: AlterSGD, SGD and SAM on digits",
         "",
-        f"Produced by `{report['command']}` on {report['date']}"
-        + ("" if report["complete"] else " — **incomplete: the run stopped before every setting finished**") + ".",
-        f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']} "
-        f"({report['machine']['torch_threads']} thread), Python {report['machine']['python']}; "
-        f"total {report['wall_time_s'] / 60:.1f} min.",
+        *provenance_lines(report),
         "",
         f"scikit-learn's 8x8 digits ({report['data']['n_train']} train / {report['data']['n_test']} test images), "
         f"flattened; an MLP 64-{cfg['hidden']}-{cfg['hidden']}-10 (ReLU) trained on 5 tasks in sequence, no replay. "

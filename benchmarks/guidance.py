@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from attsolver._report import provenance_lines
 from attsolver.data._atomic import AppendLog, atomic_path
 from attsolver.guidance import (LatentDDPM, LatentGuidance, LogisticDirections, NoiseSchedule, TimeLatentClassifier,
                                 attribute_agreement, ddim_sample, frechet_distance, latent_arithmetic,
@@ -187,11 +188,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Latent classifier guidance on a semantic latent space (shapes VAE)",
         "",
-        f"Produced by `{report['command']}` on {report['date']}"
-        + ("" if report["complete"] else " — **incomplete: the run stopped before every seed finished**") + ".",
-        f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']} "
-        f"({report['machine']['torch_threads']} thread), Python {report['machine']['python']}; "
-        f"total {report['wall_time_s'] / 60:.1f} min.",
+        *provenance_lines(report, unfinished="seed"),
         "",
         f"Data: 1×32×32 procedurally rendered shapes with exact attributes (shape ∈ square/circle/triangle, "
         f"size small/large, position left/right, fill filled/outline; vertical position and intensity vary as "

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attsolver._report import provenance_lines
 from attsolver.data._atomic import atomic_path
 from attsolver.pruning import (CRITERIA, BlendedImportance, accumulate_gradients, accuracy, calibrate_blend,
                                clone_with_grads, cluster_criteria, compare_latency, heldout_split, layer_scores,
@@ -181,11 +182,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Pruning: blended criteria on ResNet-20 (digits)",
         "",
-        f"Produced by `{report['command']}` on {report['date']}"
-        + ("" if report["complete"] else " — **incomplete: the run stopped before every seed finished**") + ".",
-        f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']} "
-        f"({report['machine']['torch_threads']} thread), torch-pruning {report['machine']['torch_pruning']}, "
-        f"Python {report['machine']['python']}; total {report['wall_time_s'] / 60:.1f} min.",
+        *provenance_lines(report, unfinished="seed", software=f", torch-pruning {report['machine']['torch_pruning']}"),
         "",
         f"ResNet-20 (basic blocks, 1x1 projection shortcuts, {seeds[0]['base']['params']:,} parameters) trained "
         f"{c['epochs']} epochs (SGD 0.1, momentum 0.9, wd 1e-4, step decay, crop augmentation) on scikit-learn's 8x8 "

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from attsolver._report import provenance_lines
 from attsolver.data._atomic import atomic_path
 from attsolver.vision import CifarResNet, count_parameters, make_model
 from attsolver.vision.data import load_digits
@@ -131,11 +132,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Vision: shared attention on ResNet-20 (digits)",
         "",
-        f"Produced by `{report['command']}` on {report['date']}"
-        + ("" if report["complete"] else " — **incomplete: the run stopped before every setting finished**") + ".",
-        f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']} "
-        f"({report['machine']['torch_threads']} thread), Python {report['machine']['python']}; "
-        f"total {report['wall_time_s'] / 60:.1f} min.",
+        *provenance_lines(report),
         "",
         f"ResNet-20 (basic blocks, 16/32/64 channels, zero-padding shortcuts) on scikit-learn's 8x8 digits "
         f"({c['n_train']} train / {c['n_test']} test images, 1 channel, stratified split). SGD momentum 0.9, "
