@@ -146,6 +146,9 @@ CORRECTORS: dict[str, tuple[type, dict[str, Any]]] = {
                                        "reduction": 16, "combine": "add"}),
     "AttSolver-wide-mul": (AttSolver, {"features": ("y",), "width": 1024, "depth": 1, "activation": "rational",
                                        "reduction": 16, "combine": "mul"}),
+    # design probe: the gate reads the state y (not the body's output), the residual-block reading
+    "AttSolver-gate-y-add": (AttSolver, {"attention_input": "y", "combine": "add"}),
+    "AttSolver-gate-y-mul": (AttSolver, {"attention_input": "y", "combine": "mul"}),
 }
 DEFAULT_CORRECTORS = ("NeurVec", "Hypersolver", "AttSolver-add", "AttSolver-mul")
 
@@ -459,6 +462,19 @@ def _attsolver_variants(correctors) -> list[str]:
     return [c for c in CORRECTORS if c.startswith("AttSolver") and c in correctors]
 
 
+def _is_full_grid(grid: dict[str, Any]) -> bool:
+    """Whether a run covers the issue's grid: every default case, size, noise level and seed."""
+    return (set(DEFAULT_CASES) <= set(grid["cases"]) and {4, 16, 64, 256} <= set(grid["sizes"])
+            and {0.0, 1e-3, 1e-2, 5e-2} <= set(grid["noise"]) and len(grid["seeds"]) >= 5
+            and set(DEFAULT_CORRECTORS) <= set(grid["correctors"]))
+
+
+def _measured_kind(kind: str) -> bool:
+    """Whether an (aggregated) speed-up kind is a measurement: interpolated or extrapolated
+    along the classical front for every seed, not an upper bound."""
+    return all(k in ("interpolated", "extrapolated") for k in kind.removeprefix("mixed:").split("/"))
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, computed from the rows."""
     aggs = report["aggregates"]
@@ -471,7 +487,10 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
             cells = [g for g in aggs if g["case"] == case and g["corrector"] == corr and g["speedup_same"] is not None]
             if not cells:
                 continue
-            best = max(cells, key=lambda g: g["speedup_same"])
+            # a speed-up is measured where every seed's error lies on or beyond the classical front
+            # (interpolated or extrapolated); "≤" upper bounds do not count
+            measured = [g for g in cells if _measured_kind(g["speedup_same_kind"])]
+            best = max(measured or cells, key=lambda g: g["speedup_same"])
             best_vs_classical = max(cells, key=lambda g: g["speedup_best"] or 0.0)
             out["speedup_10x"].append({
                 "case": case, "corrector": corr, "max_speedup_same": best["speedup_same"],
@@ -479,7 +498,7 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
                 "kind": best["speedup_same_kind"], "err_match": best["err_match"],
                 "max_speedup_best": best_vs_classical["speedup_best"],
                 "max_speedup_best_kind": best_vs_classical["speedup_best_kind"],
-                "holds": best["speedup_same"] >= 10 and best["speedup_same_kind"] in ("interpolated", "extrapolated"),
+                "holds": best["speedup_same"] >= 10 and _measured_kind(best["speedup_same_kind"]),
             })
     noise_t = 1e-2
     for case in grid["cases"]:
@@ -573,9 +592,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"noise levels {grid['noise']}; {len(grid['seeds'])} seeds; correctors {', '.join(grid['correctors'])}; "
         f"{grid['n_test']} held-out test initial states per case"
         + (" (`--quick`: short training)." if report["quick"] else "."),
-        f"The issue's full grid ({issue_grid}) is produced by `attsolver bench ode --out benchmarks/results` "
-        f"(estimated {report['estimated_full_minutes']:.0f} min on this machine, extrapolated from this run's "
-        "per-row times; rerunning into the same folder resumes).",
+        ("This is the issue's full grid." if _is_full_grid(grid) else
+         f"The issue's full grid ({issue_grid}) is produced by `attsolver bench ode --out benchmarks/results` "
+         f"(estimated {report['estimated_full_minutes']:.0f} min on this machine, extrapolated from this run's "
+         "per-row times; rerunning into the same folder resumes)."),
         "",
         "Metrics (held-out test set, mean over its trajectories; tables give mean ± std over seeds): "
         "**err ¼ / ½ / 1** relative L2 error ‖ŷ − y‖₂/‖y‖₂ of the rollout over the first quarter, half and all "
@@ -717,9 +737,10 @@ def load_probes(folder: Path) -> list[dict[str, Any]]:
 
 
 def probe_table(probes: list[dict[str, Any]]) -> list[str]:
-    L = ["## Design-space probes: other training choices, same target cells", "",
+    L = ["## Design-space probes: other training choices and AttSolver designs, same target cells", "",
          "AttSolver / NeurVec test-error ratio at noise 1e-2 (target ≤ 0.7), from runs of this suite with "
-         "another training recipe, each applied to every corrector alike (full tables in the linked files).", "",
+         "another training recipe (applied to every corrector alike) or other AttSolver designs (full tables "
+         "in the linked files).", "",
          "| probe | change | case | n train | NeurVec error | AttSolver variant / NeurVec |",
          "|---|---|---|---:|---:|---|"]
     base = asdict(Recipe())

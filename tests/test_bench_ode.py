@@ -180,3 +180,10 @@ def test_target_snr_is_clean_residual_over_added_noise(ode):
     assert set(snr) == {"0.001", "0.01"}  # no ratio at noise 0
     assert snr["0.001"] / snr["0.01"] == pytest.approx(10, rel=0.1)
     assert 1 < snr["0.01"] < 10  # the documented regime: targets about half noise at 1e-2
+
+
+def test_a_speed_up_counts_when_every_seed_is_on_the_classical_front(ode):
+    assert ode._measured_kind("interpolated") and ode._measured_kind("extrapolated")
+    assert ode._measured_kind("mixed:extrapolated/interpolated")
+    assert not ode._measured_kind("mixed:cheapest/interpolated") and not ode._measured_kind("cheapest")
+    assert not ode._measured_kind("unreached")
