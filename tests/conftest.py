@@ -15,6 +15,14 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Benchmarks' ``main`` and some tests change torch's thread count: restore it after each test."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def _fit_order(h, err) -> float:
     """Least-squares slope of ``log err`` against ``log h``: the observed order of accuracy."""
     return float(np.polyfit(np.log(np.asarray(h, float)), np.log(np.asarray(err, float)), 1)[0])

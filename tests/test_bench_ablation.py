@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _load():
-    name = "benchmarks.ablation"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/ablation.py")
 
 
 def test_tiny_ablation_end_to_end_and_render(tmp_path, monkeypatch):
     abl = _load()
-    threads = torch.get_num_threads()
-    try:
-        # vision numbers: a stub, so the test does not depend on (or train) the vision benchmark
-        monkeypatch.setattr(abl, "vision_numbers", lambda epochs, seeds: {
-            "source": "trained here", "date": None, "epochs": 1, "seeds": 1,
-            "rows": {"none": {"acc_mean": 90.0, "acc_std": float("nan"), "params": 100, "n": 1},
-                     "dia": {"acc_mean": 91.0, "acc_std": float("nan"), "params": 150, "n": 1}}})
-        assert abl.main(["--seeds", "1", "--train-steps", "10", "--n-test", "3", "--n-train", "4",
-                         "--cases", "lorenz63",
-                         "--variants", "none", "dia", "--out", str(tmp_path)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    # vision numbers: a stub, so the test does not depend on (or train) the vision benchmark
+    monkeypatch.setattr(abl, "vision_numbers", lambda epochs, seeds: {
+        "source": "trained here", "date": None, "epochs": 1, "seeds": 1,
+        "rows": {"none": {"acc_mean": 90.0, "acc_std": float("nan"), "params": 100, "n": 1},
+                 "dia": {"acc_mean": 91.0, "acc_std": float("nan"), "params": 150, "n": 1}}})
+    assert abl.main(["--seeds", "1", "--train-steps", "10", "--n-test", "3", "--n-train", "4",
+                     "--cases", "lorenz63",
+                     "--variants", "none", "dia", "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "ablation.json").read_text())
     assert rep["complete"] and len(rep["runs"]) == 2
     assert {r["variant"] for r in rep["runs"]} == {"none", "dia"}

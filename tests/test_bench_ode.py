@@ -3,28 +3,18 @@ prediction time it reports, and a tiny configuration end to end (with resume).""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def ode():
-    name = "benchmarks.ode"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "ode.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/ode.py")
 
 
 # --------------------------------------------------------------------------- equal accuracy

@@ -3,30 +3,14 @@ plots, and a rerun reuses every finished row."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _suite():
-    spec = importlib.util.spec_from_file_location("benchmarks.pde", ROOT / "benchmarks" / "pde.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)  # the suite sets one thread
+    return load_script("benchmarks/pde.py")
 
 
 def test_tiny_pde_benchmark_end_to_end(tmp_path):

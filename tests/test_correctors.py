@@ -20,15 +20,6 @@ from attsolver.nn import list_attention, make_attention, refresh_spectral_caps, 
 from attsolver.systems import Lorenz63
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny matrices: one thread avoids OpenMP spin-waiting when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 #: every corrector configuration tested: the registered classes with their defaults, plus the
 #: AttSolver design variants
 VARIANTS = {name: (name, {}) for name in list_correctors()}

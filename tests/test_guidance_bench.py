@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_guidance", ROOT / "benchmarks" / "guidance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/guidance.py")
 
 
 def test_every_edit_target_differs_from_the_source_and_covers_the_other_classes(bench):

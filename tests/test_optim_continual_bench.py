@@ -3,26 +3,16 @@ run end to end (with resume and --render)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _load():
-    name = "benchmarks.continual"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "continual.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/continual.py")
 
 
 def test_average_accuracy_and_forgetting_on_a_hand_computed_matrix():
@@ -59,33 +49,29 @@ def test_split_tasks_are_the_class_pairs_and_permuted_tasks_permute_the_same_ima
 
 def test_tiny_run_end_to_end_resumes_and_renders(tmp_path, monkeypatch):
     c = _load()
-    threads = torch.get_num_threads()
     tiny = c.default_config(True) | {"epochs": {"split": 1, "permuted": 1}, "flatness_samples": 1,
                                      "flatness_batch": 64, "radii": [0.1]}
     monkeypatch.setattr(c, "default_config", lambda quick: tiny)
-    try:
-        argv = ["--quick", "--seeds", "2", "--out", str(tmp_path)]
-        assert c.main(argv) == 0
-        report = json.loads((tmp_path / "continual.json").read_text())
-        assert report["complete"] and len(report["runs"]) == 2 * 2 * 3
-        for run in report["runs"]:
-            assert len(run["acc"]) == 5 and all(len(row) == 5 for row in run["acc"])
-            assert run["avg_acc"] == pytest.approx(c.average_accuracy(run["acc"]))
-            assert set(run["flatness"][0]) == {str(r) for r in tiny["radii"]}
-            assert len(run["grad_norm"]) == 5 and all(g > 0 for g in run["grad_norm"])
-        row = report["rows"]["permuted/altersgd"]
-        assert row["n"] == 2 and set(row["vs_sgd"]) >= {"final_avg_acc", "final_forgetting", "grad_norm"}
-        md = (tmp_path / "continual.md").read_text()
-        assert "## Headline: after the last task" in md and "| permuted | sam |" in md
-        assert (tmp_path / "continual.png").stat().st_size > 1000
-        # a second run with the same configuration takes every run from the progress log
-        monkeypatch.setattr(c, "run_one", lambda *a, **k: pytest.fail("a finished run was recomputed"))
-        assert c.main(argv) == 0
-        again = json.loads((tmp_path / "continual.json").read_text())
-        assert again["runs"] == report["runs"]
-        md = (tmp_path / "continual.md").read_text()
-        (tmp_path / "continual.md").unlink()
-        assert c.main(["--render", "--out", str(tmp_path)]) == 0
-        assert (tmp_path / "continual.md").read_text() == md
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--quick", "--seeds", "2", "--out", str(tmp_path)]
+    assert c.main(argv) == 0
+    report = json.loads((tmp_path / "continual.json").read_text())
+    assert report["complete"] and len(report["runs"]) == 2 * 2 * 3
+    for run in report["runs"]:
+        assert len(run["acc"]) == 5 and all(len(row) == 5 for row in run["acc"])
+        assert run["avg_acc"] == pytest.approx(c.average_accuracy(run["acc"]))
+        assert set(run["flatness"][0]) == {str(r) for r in tiny["radii"]}
+        assert len(run["grad_norm"]) == 5 and all(g > 0 for g in run["grad_norm"])
+    row = report["rows"]["permuted/altersgd"]
+    assert row["n"] == 2 and set(row["vs_sgd"]) >= {"final_avg_acc", "final_forgetting", "grad_norm"}
+    md = (tmp_path / "continual.md").read_text()
+    assert "## Headline: after the last task" in md and "| permuted | sam |" in md
+    assert (tmp_path / "continual.png").stat().st_size > 1000
+    # a second run with the same configuration takes every run from the progress log
+    monkeypatch.setattr(c, "run_one", lambda *a, **k: pytest.fail("a finished run was recomputed"))
+    assert c.main(argv) == 0
+    again = json.loads((tmp_path / "continual.json").read_text())
+    assert again["runs"] == report["runs"]
+    md = (tmp_path / "continual.md").read_text()
+    (tmp_path / "continual.md").unlink()
+    assert c.main(["--render", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "continual.md").read_text() == md

@@ -25,14 +25,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def build(variant: str, nx: int = 64, step_size: float = 0.01, **kw) -> ConvCorrector:
     cls, extra = VARIANTS[variant]
     method = "etdrk4" if step_size == 0.01 else "rk4"

@@ -3,27 +3,16 @@ verdict recomputed from the raw runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _load():
-    name = "benchmarks.pruning"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "pruning.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/pruning.py")
 
 
 @pytest.mark.slow
@@ -34,11 +23,7 @@ def test_tiny_pruning_benchmark_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setitem(bench.QUICK, "population", 3)
     monkeypatch.setitem(bench.QUICK, "generations", 1)
     monkeypatch.setattr(bench, "LATENCY_REPEATS", 2)
-    threads = torch.get_num_threads()
-    try:
-        assert bench.main(["--quick", "--seeds", "1", "--targets", "0.4", "--out", str(tmp_path)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert bench.main(["--quick", "--seeds", "1", "--targets", "0.4", "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "pruning.json").read_text())
     assert rep["complete"] and (tmp_path / "pruning.md").exists() and (tmp_path / "pruning.png").exists()
     (seed,) = rep["seeds"]

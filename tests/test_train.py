@@ -23,15 +23,6 @@ from attsolver.train import NonFiniteLossError, fit
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny matrices: one thread avoids OpenMP spin-waiting when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def linear_data():
     """Training and held-out trajectories of y' = A y (eigenvalues -0.1 ± 2i) on dt = 0.1."""

@@ -4,7 +4,6 @@ the destabilisation switches, data loaders, the training loop (resume), the CLI,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pickle
@@ -23,15 +22,10 @@ from attsolver.vision.data import load_cifar, load_digits, load_image_data, synt
 from attsolver.vision.resnet import _ZeroPadShortcut
 from attsolver.vision.train import augment_batch, load_checkpoint, train_classifier
 
+from _scripts import load_script
+
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def params_m(model: nn.Module, decimals: int) -> float:
@@ -428,9 +422,7 @@ def test_cli_train_params_and_errors(tmp_path, capsys):
 
 
 def test_bench_vision_writes_its_tables(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_vision_under_test", REPO / "benchmarks" / "vision.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/vision.py")
     rc = bench.main(["--seeds", "2", "--epochs", "1", "--settings", "standard", "no_bn",
                      "--attention", "none", "dia", "--out", str(tmp_path)])
     assert rc == 0

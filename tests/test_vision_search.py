@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -20,15 +19,10 @@ from attsolver.vision.resnet import attention_parameters, check_connection, conn
 from attsolver.vision.search import (MaskEvaluator, MaskPolicy, evaluate_mask, holdout_split, make_reward,
                                      random_masks_like, random_search, reinforce_search, sample_mask, train_supernet)
 
+from _scripts import load_script
+
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(attention: str = "dia", depth: int = 14, seed: int = 0, **kw) -> CifarResNet:
@@ -424,9 +418,7 @@ def test_cli_search_resumes_and_refuses_bad_input(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_tickets_writes_its_report(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_tickets_under_test", REPO / "benchmarks" / "tickets.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/tickets.py")
     assert bench.main(["--quick", "--seeds", "2", "--epochs", "1", "--supernet-epochs", "1", "--budget", "4",
                        "--search-seeds", "1", "--random-masks", "1", "--calibration", "16", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "tickets.json").read_text())
