@@ -25,9 +25,6 @@ from attsolver.vision.train import augment_batch, load_checkpoint, train_classif
 from _scripts import load_script
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def params_m(model: nn.Module, decimals: int) -> float:
     return round(count_parameters(model) / 1e6, decimals)
 

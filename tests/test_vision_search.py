@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +19,6 @@ from attsolver.vision.search import (MaskEvaluator, MaskPolicy, evaluate_mask, h
                                      random_masks_like, random_search, reinforce_search, sample_mask, train_supernet)
 
 from _scripts import load_script
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny(attention: str = "dia", depth: int = 14, seed: int = 0, **kw) -> CifarResNet:
