@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["provenance_lines"]
+__all__ = ["provenance_lines", "save_png"]
 
 
 def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting",
@@ -24,3 +24,15 @@ def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting",
         f"Machine: {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} thread){software}, "
         f"Python {m['python']}; total {report['wall_time_s'] / 60:.1f} min.",
     ]
+
+
+def save_png(fig: Any, path: Any, *, dpi: int) -> None:
+    """Write a matplotlib figure to ``path`` atomically (a failed plot never replaces a
+    committed one) and close it."""
+    import matplotlib.pyplot as plt
+
+    from .data._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

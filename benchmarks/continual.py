@@ -43,8 +43,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from attsolver._report import provenance_lines
-from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
+from attsolver._report import provenance_lines, save_png
+from attsolver.data._atomic import AppendLog, atomic_write_text
 from attsolver.optim import SAM, AlterSGD, perturbed_loss_increase
 from attsolver.vision.data import load_digits
 
@@ -437,9 +437,7 @@ def plot(report: dict, path: Path) -> None:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path, dpi=90)
 
 
 def write(out: Path, report: dict, *, png: bool = True) -> None:

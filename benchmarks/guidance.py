@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from attsolver._report import provenance_lines
+from attsolver._report import provenance_lines, save_png
 from attsolver.data._atomic import AppendLog, atomic_path
 from attsolver.guidance import (LatentDDPM, LatentGuidance, LogisticDirections, NoiseSchedule, TimeLatentClassifier,
                                 attribute_agreement, ddim_sample, frechet_distance, latent_arithmetic,
@@ -300,9 +300,7 @@ def save_grid(path: Path, ex: dict) -> None:
     fig.suptitle("Sequential edits (each edit moves the attribute to a different class; white = separator)",
                  fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def _no_nan(x):

@@ -48,9 +48,10 @@ import torch
 from torch.nn.utils import parametrize
 
 import attsolver
+from attsolver._report import save_png
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
+from attsolver.data._atomic import AppendLog, atomic_write_text
 from attsolver.metrics import blow_up, cost_at_accuracy, mape, relative_l2, valid_prediction_time
 from attsolver.systems import make_system
 from attsolver.train import NonFiniteLossError, fit
@@ -847,9 +848,7 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     path = out / "ode_error_vs_size.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     written.append(path.name)
 
     fig, axes = plt.subplots(1, len(cases), figsize=(3.6 * len(cases), 3.2), squeeze=False)
@@ -884,9 +883,7 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
                ncol=min(len(handles), 8), frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     path = out / "ode_pareto.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     written.append(path.name)
     return written
 

@@ -56,9 +56,10 @@ import numpy as np
 import torch
 
 import attsolver
+from attsolver._report import save_png
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
-from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
+from attsolver.data._atomic import AppendLog, atomic_write_text
 from attsolver.metrics import cost_at_accuracy
 from attsolver.pde_setup import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
 from attsolver.train import NonFiniteLossError, fit
@@ -788,9 +789,7 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         path = out / f"pde_nrmse_{name}.png"
-        with atomic_path(path) as tmp:  # a failed plot never replaces a committed one
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
+        save_png(fig, path, dpi=110)
         paths.append(path.name)
 
         # space-time image of one held-out field: fine (restricted) / coarse / corrected
@@ -822,9 +821,7 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
         fig.suptitle(f"{name}: one held-out {fam0} field, {p.setup.coarse_nx} points")
         fig.tight_layout()
         path = out / f"pde_spacetime_{name}.png"
-        with atomic_path(path) as tmp:  # a failed plot never replaces a committed one
-            fig.savefig(tmp, dpi=80, format="png")
-        plt.close(fig)
+        save_png(fig, path, dpi=80)
         paths.append(path.name)
     return paths
 

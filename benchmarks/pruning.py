@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attsolver._report import provenance_lines
+from attsolver._report import provenance_lines, save_png
 from attsolver.data._atomic import atomic_path
 from attsolver.pruning import (CRITERIA, BlendedImportance, accumulate_gradients, accuracy, calibrate_blend,
                                clone_with_grads, cluster_criteria, compare_latency, heldout_split, layer_scores,
@@ -281,9 +281,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_ylim(max(0, lo - 10), 100)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def write(out: Path, report: dict) -> None:

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import torch
 
-from attsolver.data._atomic import AppendLog, atomic_path, atomic_write_text
+from attsolver._report import save_png
+from attsolver.data._atomic import AppendLog, atomic_write_text
 from attsolver.vision import count_parameters, make_model
 from attsolver.vision.data import load_digits
 from attsolver.vision.resnet import attention_parameters, connection_key
@@ -343,9 +344,7 @@ def plot(report: dict, path: Path) -> None:
     ax[2].set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax[2].set(ylabel="test accuracy (%)", title="retrained from scratch")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:

@@ -31,14 +31,3 @@ def test_bench_unknown_suite_is_an_error_listing_the_suites(capsys):
     err = capsys.readouterr().err
     assert "unknown suite 'no_such_suite'" in err and "speed" in err
 
-
-def test_report_provenance_lines_flag_an_unfinished_run():
-    from attsolver._report import provenance_lines
-
-    rep = {"command": "attsolver bench x", "date": "2026-01-01 00:00 UTC", "complete": True, "wall_time_s": 90.0,
-           "machine": {"cpus": 2, "torch": "2.13.0", "torch_threads": 1, "python": "3.11"}}
-    assert provenance_lines(rep, software=", lib 1.0") == [
-        "Produced by `attsolver bench x` on 2026-01-01 00:00 UTC.",
-        "Machine: 2 CPUs, torch 2.13.0 (1 thread), lib 1.0, Python 3.11; total 1.5 min."]
-    rep["complete"] = False
-    assert "incomplete: the run stopped before every seed finished" in provenance_lines(rep, unfinished="seed")[0]
