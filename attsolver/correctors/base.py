@@ -191,10 +191,11 @@ class Corrector(nn.Module):
             start += width
         return out
 
-    def compute_features(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
-        """Raw (not normalised) features ``[B, feature_dim]`` from flat ``y``, ``dy`` ``[B, D]``."""
+    def feature_parts(self, y: Tensor, dy: Tensor, h: float, h_shape: tuple[int, ...]) -> list[Tensor]:
+        """The step's features named in ``features``, in that order: ``y``, ``dy``, ``phi = dy / h``,
+        and ``h`` as a constant tensor of shape ``h_shape``."""
         parts = []
-        for f in self.features:
+        for f in self.features:  # runs at every corrected step: plain branches, no closures
             if f == "y":
                 parts.append(y)
             elif f == "dy":
@@ -202,7 +203,12 @@ class Corrector(nn.Module):
             elif f == "phi":
                 parts.append(dy / h)
             else:  # "h"
-                parts.append(y.new_full((y.shape[0], 1), h))
+                parts.append(y.new_full(h_shape, h))
+        return parts
+
+    def compute_features(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
+        """Raw (not normalised) features ``[B, feature_dim]`` from flat ``y``, ``dy`` ``[B, D]``."""
+        parts = self.feature_parts(y, dy, h, (y.shape[0], 1))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def output_scale(self, h: float) -> Tensor:

@@ -194,17 +194,7 @@ class ConvCorrector(Corrector):
 
     def channels(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
         """Raw (not normalised) input channels ``[B, C_in, X]`` from fields ``[B, X]``."""
-        parts = []
-        for f in self.features:
-            if f == "y":
-                parts.append(y)
-            elif f == "dy":
-                parts.append(dy)
-            elif f == "phi":
-                parts.append(dy / h)
-            else:  # "h"
-                parts.append(torch.full_like(y, h))
-        return torch.stack(parts, dim=1)
+        return torch.stack(self.feature_parts(y, dy, h, tuple(y.shape)), dim=1)
 
     def network(self, u: Tensor) -> Tensor:
         """Normalised channels ``[B, C_in, X]`` -> normalised correction ``[B, 1, X]``."""
