@@ -1,4 +1,5 @@
 # One-command set-up: every target creates .venv (once) with the CPU build of torch.
+# `make test` installs the core, every extra (`all`) and the test tools (`dev`): it tests them all.
 # Elsewhere than on the project's machines, get a CPU torch from PyTorch's index with
 #   make test TORCH_PIP_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= python3
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_FLAGS) -c requirements/constraints.txt torch
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev,all]"
 	touch $(STAMP)
 
 demo: $(STAMP)
