@@ -18,7 +18,7 @@ step ``h``): it records ``dx`` in :attr:`~ConvCorrector.trained_for` and ``solve
 field of another length (another ``dx`` on the same domain) unless the model's
 ``allow_other_grid`` flag is set.
 
-Design [ours, see docs/method.md and METHODS.md §1]: the same body / attention / combine
+Design [ours, see docs/method.md §1 and §3]: the same body / attention / combine
 split as the ODE AttSolver, with 1-D periodic convolutions as the body and the attention
 module as a channel gate over the feature maps (the gate pools over space, so it is
 translation-invariant and the product/sum with the maps stays equivariant).
