@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev,all]"
 	touch $(STAMP)
 
+# the main job in < 3 min on 2 cores: noisy data, a trained corrector, the compare verdict and its plots (demo_out/)
 demo: $(STAMP)
 	$(BIN)/attsolver demo
 
