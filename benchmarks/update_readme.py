@@ -36,7 +36,8 @@ def _x(value, kind: str | None = None, std=None) -> str:
     if value is None or not isinstance(value, (int, float)) or value != value:
         return "n/a"
     mark = {"cheapest": "≤", "extrapolated": "≳"}.get(kind or "", "~" if (kind or "").startswith("mixed") else "")
-    spread = f" ± {std:.2g}" if isinstance(std, (int, float)) and std == std and std > 0 else ""
+    ok = isinstance(std, (int, float)) and std == std and std > 0
+    spread = (f" ± {std:.2g}" if std < 100 else f" ± {std:.0f}") if ok else ""
     return f"{mark}{value:.3g}{spread}×"
 
 
@@ -95,6 +96,14 @@ def verdict_text() -> str:
         summary = ("**In these benchmarks no corrector beats the best classical solver at equal accuracy.** "
                    "Against its own method refined (the comparison the NeurVec paper makes) a corrector can win "
                    "by a large factor; the best classical solver is a different step or method, cheaper still.")
+    same = [a for a in ode.get("aggregates", []) if isinstance(a.get("speedup_same"), (int, float))]
+    if same:
+        top = max(same, key=lambda a: a["speedup_same"])
+        summary += (f" Against its own method refined (the comparison the NeurVec paper makes) the largest "
+                    f"speed-up is {_x(top['speedup_same'], top.get('speedup_same_kind'), top.get('speedup_same_std'))} "
+                    f"({top['case']}, {top['corrector']}, {top['n_train']} traj., noise {top['noise']:g}), "
+                    f"where that configuration is at {_x(top.get('speedup_best'), top.get('speedup_best_kind'))} "
+                    "against the best classical solver.")
     lines += ["", summary]
     return "\n".join(lines)
 
