@@ -350,6 +350,21 @@ def _shift(a: Tensor, di: int, dj: int) -> Tensor:
     return torch.roll(a, shifts=(-dj, -di), dims=(-2, -1))
 
 
+class _Padded:
+    """A field wrapped around by one cell on each side; ``self(di, dj)`` is the view of
+    the field at ``(i + di, j + dj)`` — a stencil costs one copy, not one per neighbour."""
+
+    def __init__(self, a: Tensor):
+        self.n = a.shape[-1]
+        # the circular pad of the last two dims, by concatenation (works for any batch shape)
+        a = torch.cat([a[..., -1:, :], a, a[..., :1, :]], dim=-2)
+        self.a = torch.cat([a[..., -1:], a, a[..., :1]], dim=-1)
+
+    def __call__(self, di: int, dj: int) -> Tensor:
+        n = self.n
+        return self.a[..., 1 + dj:1 + dj + n, 1 + di:1 + di + n]
+
+
 @register_system
 @dataclass(frozen=True)
 class NavierStokes2DFD(_Vorticity2D):
@@ -392,19 +407,22 @@ class NavierStokes2DFD(_Vorticity2D):
         return torch.fft.irfft2(torch.fft.rfft2(w) * c.psi_over_w, s=(self.n, self.n))
 
     def jacobian(self, psi: Tensor, w: Tensor) -> Tensor:
-        """Arakawa's ``J(psi, omega) ~ psi_x omega_y - psi_y omega_x`` (2nd order)."""
-        p = {(a, b): _shift(psi, a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)}
-        q = {(a, b): _shift(w, a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)}
-        jpp = (p[1, 0] - p[-1, 0]) * (q[0, 1] - q[0, -1]) - (p[0, 1] - p[0, -1]) * (q[1, 0] - q[-1, 0])
-        jpx = (p[1, 0] * (q[1, 1] - q[1, -1]) - p[-1, 0] * (q[-1, 1] - q[-1, -1])
-               - p[0, 1] * (q[1, 1] - q[-1, 1]) + p[0, -1] * (q[1, -1] - q[-1, -1]))
-        jxp = (q[0, 1] * (p[1, 1] - p[-1, 1]) - q[0, -1] * (p[1, -1] - p[-1, -1])
-               - q[1, 0] * (p[1, 1] - p[1, -1]) + q[-1, 0] * (p[-1, 1] - p[-1, -1]))
-        return (jpp + jpx + jxp) / (12.0 * self.dx**2)
+        """Arakawa's ``J(psi, omega) ~ psi_x omega_y - psi_y omega_x`` (2nd order): the mean
+        of the three 9-point Jacobians ``J++, J+x, Jx+``, read from views of one padded copy
+        of each field (measured faster here than the equivalent flux form, which needs a
+        second padded copy of the four fluxes)."""
+        p, q = _Padded(psi), _Padded(w)
+        jpp = (p(1, 0) - p(-1, 0)) * (q(0, 1) - q(0, -1)) - (p(0, 1) - p(0, -1)) * (q(1, 0) - q(-1, 0))
+        jpx = (p(1, 0) * (q(1, 1) - q(1, -1)) - p(-1, 0) * (q(-1, 1) - q(-1, -1))
+               - p(0, 1) * (q(1, 1) - q(-1, 1)) + p(0, -1) * (q(1, -1) - q(-1, -1)))
+        jxp = (q(0, 1) * (p(1, 1) - p(-1, 1)) - q(0, -1) * (p(1, -1) - p(-1, -1))
+               - q(1, 0) * (p(1, 1) - p(1, -1)) + q(-1, 0) * (p(-1, 1) - p(-1, -1)))
+        return (jpp + jpx + jxp) * (1.0 / (12.0 * self.dx**2))
 
     def laplacian(self, w: Tensor) -> Tensor:
         """5-point Laplacian, ``w``'s shape."""
-        return (_shift(w, 1, 0) + _shift(w, -1, 0) + _shift(w, 0, 1) + _shift(w, 0, -1) - 4.0 * w) / self.dx**2
+        q = _Padded(w)
+        return (q(1, 0) + q(-1, 0) + q(0, 1) + q(0, -1) - 4.0 * w) * (1.0 / self.dx**2)
 
     def __call__(self, t: Tensor, w: Tensor) -> Tensor:
         """Semi-discrete right-hand side ``omega_t``, shape and dtype of ``w`` ``[..., n, n]``."""
