@@ -119,6 +119,9 @@ def solve(
     if len(t) == 1:
         return y0.unsqueeze(0)
     stepper = spec.build(f, y0)
+    check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
+    if check_step is not None:
+        check_step(y0, float(np.abs(h_int).max()), method)
     if corrector is not None:
         _check_corrector(corrector, method, h_int, n_sub, y0)
     t = t_f
