@@ -555,7 +555,7 @@ def _load_for_resume(path: Path, corrector: Corrector, settings: dict[str, Any])
 
 
 def _write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from .data._atomic import atomic_path
+    from ._io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -366,7 +366,7 @@ class Corrector(nn.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the corrector to ``path`` atomically (temporary file + rename); returns the path."""
-        from ..data._atomic import atomic_path
+        from .._io import atomic_path
 
         path = Path(path)
         with atomic_path(path) as tmp:
