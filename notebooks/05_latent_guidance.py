@@ -25,7 +25,7 @@
 # Set `ATTSOLVER_FAST=1` for the short version that CI runs (smaller, under-trained models and
 # fewer steps: expect rougher samples and lower accuracies than the benchmark's).
 #
-# *Outputs committed here: the fast mode (`ATTSOLVER_FAST=1`); a full run was too slow for the shared 2-core machine they were executed on — run it yourself for the full-length figures.*
+# *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
 import os, time
