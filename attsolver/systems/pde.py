@@ -74,6 +74,35 @@ def _positive(system: str, name: str, value: Any, why: str = "") -> float:
 class SemilinearPDE(System):
     """Base class for periodic 1-D PDEs ``u_t = L u + N(u)`` with a Fourier-diagonal ``L``.
 
+    Public (``attsolver.SemilinearPDE``): subclass it for your own PDE and solve it with
+    ``method="etdrk4"`` / ``"ifrk4"`` (the linear part exactly) or any explicit method (the
+    physical right-hand side).  It implements the spectral steppers' protocol
+    :class:`attsolver.steppers.spectral.SpectralSystem` (``grid_shape``,
+    :meth:`linear_symbol`, :meth:`nonlinear_op`).  Minimal example (Allen–Cahn
+    ``u_t = eps u_xx + u - u^3``)::
+
+        @dataclass(frozen=True)
+        class AllenCahn(attsolver.SemilinearPDE):
+            eps: float = 0.01
+            nx: int = 128
+            length: float = 2 * math.pi
+            name = "allen_cahn_example"
+
+            def __post_init__(self):
+                self._validate_grid()
+
+            def _symbol(self, k):                  # L = eps d^2/dx^2 + 1
+                return 1.0 - self.eps * k**2
+
+            def _make_nonlinear(self, k):          # N(u) = -u^3, 2/3-rule dealiased
+                keep = (torch.arange(len(k)) < self.dealias_cutoff).to(k.dtype)
+                def nonlinear(t, u_hat):
+                    u = torch.fft.irfft(u_hat * keep, n=self.nx)
+                    return -torch.fft.rfft(u**3) * keep
+                return nonlinear
+
+    (A cubic term needs the 1/2 rule to be alias-free; the 2/3 rule is the usual compromise.)
+
     A subclass is a frozen dataclass with fields ``nx`` (grid points) and ``length``
     (period), calls :meth:`_validate_grid` in ``__post_init__``, and implements
     :meth:`_symbol` (the Fourier symbol of ``L``) and :meth:`_make_nonlinear` (the
@@ -114,6 +143,12 @@ class SemilinearPDE(System):
 
     @property
     def state_shape(self) -> tuple[int, ...]:
+        return (self.nx,)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """``(nx,)``: the spatial grid the spectral steppers transform (their protocol,
+        :class:`attsolver.steppers.spectral.SpectralSystem`)."""
         return (self.nx,)
 
     @property
