@@ -108,17 +108,39 @@ def _chunk_function(stepper, corrector, h: float, chunk: int):
     return namespace["advance"]
 
 
+class _SlowerThanEager(Exception):
+    """Inductor compiled the loop but left its arithmetic to eager kernels (complex dtypes):
+    the compiled loop would be slower than the eager one."""
+
+
+#: inductor's own warning when it cannot generate code for complex arithmetic
+_COMPLEX_FALLBACK = "does not support code generation for complex"
+_SLOWER_REASON = ("inductor generates no code for complex arithmetic (torch "
+                  f"{torch.__version__.split('+')[0]}), so compiling this loop (FFTs and complex "
+                  "coefficients: the spectral steppers, or an f with complex tensors) is slower than eager")
+
+
+def _key(f, corrector, method_key, h, chunk, y0):
+    return (id(f), id(corrector), method_key, h, chunk, tuple(y0.shape), y0.dtype, y0.device.type)
+
+
 def _get_compiled(stepper, f, corrector, method_key, h, chunk, y0):
-    key = (id(f), id(corrector), method_key, h, chunk, tuple(y0.shape), y0.dtype, y0.device.type)
+    """The compiled loop of this configuration, or ``None`` if it is known to be slower than eager."""
+    key = _key(f, corrector, method_key, h, chunk, y0)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is f and hit[1] is corrector:
         _CACHE.move_to_end(key)
         return hit[2]
     fn = torch.compile(_chunk_function(stepper, corrector, h, chunk), dynamic=False, fullgraph=True)
+    _remember(key, f, corrector, fn)
+    return fn
+
+
+def _remember(key, f, corrector, fn) -> None:
     _CACHE[key] = (f, corrector, fn)  # strong refs keep the ids in the key valid
+    _CACHE.move_to_end(key)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return fn
 
 
 def _eager(reason: str, stepper, corrector, y0, t, t_np, n_sub, h_int):
@@ -144,10 +166,17 @@ def compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int, *, chunk: in
     n_full = total // chunk
     if n_full == 0:  # fewer steps than one chunk: nothing to compile
         return _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int)
+    if not getattr(stepper, "compile_helps", True):  # known in advance: don't pay the compile
+        return _eager(_SLOWER_REASON, stepper, corrector, y0, t, t_np, n_sub, h_int)
     method_key = getattr(getattr(stepper, "tableau", None), "name", type(stepper).__name__)
     fn = _get_compiled(stepper, f, corrector, method_key, h, chunk, y0)
+    if fn is None:
+        return _eager(_SLOWER_REASON, stepper, corrector, y0, t, t_np, n_sub, h_int)
     try:
         return _run_chunks(fn, stepper, corrector, y0, t, t_np, n_sub, h_int, chunk, n_full)
+    except _SlowerThanEager:
+        _remember(_key(f, corrector, method_key, h, chunk, y0), f, corrector, None)
+        return _eager(_SLOWER_REASON, stepper, corrector, y0, t, t_np, n_sub, h_int)
     except (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return _eager(f"torch.compile could not compile this loop ({type(e).__name__}: {first})",
@@ -162,6 +191,7 @@ def _run_chunks(fn, stepper, corrector, y0, t, t_np, n_sub, h_int, chunk, n_full
     all_outputs = bool((n_sub == 1).all())
     window = chunk * _WINDOW_CHUNKS
     done = 0
+    first = True
     for idx, k in _step_windows(n_sub, 0, window):
         m = min(len(idx), n_full * chunk - done)
         if m <= 0:
@@ -173,10 +203,22 @@ def _run_chunks(fn, stepper, corrector, y0, t, t_np, n_sub, h_int, chunk, n_full
         for c, t0s in enumerate(starts.split(chunk)):
             graphs = _graphs_captured()
             t_begin = time.perf_counter()
-            states, state = fn(state, t0s)
+            if first:  # where a compilation normally happens: watch inductor's warnings
+                first = False
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    states, state = fn(state, t0s)
+                for w in caught:  # not ours to swallow
+                    if _COMPLEX_FALLBACK not in str(w.message):
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            else:
+                caught = ()
+                states, state = fn(state, t0s)
             if _graphs_captured() != graphs:
                 _STATS.compilations += _graphs_captured() - graphs
                 _STATS.compile_seconds += time.perf_counter() - t_begin
+            if any(_COMPLEX_FALLBACK in str(w.message) for w in caught):
+                raise _SlowerThanEager
             _STATS.compiled_calls += 1
             rows = slice(c * chunk, (c + 1) * chunk)
             if all_outputs:

@@ -150,3 +150,37 @@ def test_clear_compile_cache_drops_the_compiled_functions():
                                "eager_fallbacks": 0, "cached_configurations": 0}
     attsolver.solve(s, y0, t, options={"compile": True, "compile_chunk": 2})
     assert compile_stats()["compilations"] == 1  # compiled afresh
+
+
+def test_spectral_steppers_say_compile_would_be_slower_and_run_eagerly():
+    """Inductor generates no code for complex arithmetic, so a compiled ETDRK4/IFRK4 step was
+    2-3x slower than eager: ``compile`` says so and runs the eager loop (nothing compiled)."""
+    from attsolver.systems import Burgers
+
+    s = Burgers(nu=0.05, nx=16)
+    u0 = s.sample_initial(1, generator=torch.Generator().manual_seed(0))[0]
+    t = torch.linspace(0, 0.02, 11, dtype=torch.float64)
+    clear_compile_cache()
+    for method in ("etdrk4", "ifrk4"):
+        with pytest.warns(RuntimeWarning, match="slower than eager"):
+            got = attsolver.solve(s, u0, t, method=method, options={"compile": True, "compile_chunk": 2})
+        assert torch.equal(got, attsolver.solve(s, u0, t, method=method))
+    assert compile_stats()["compilations"] == 0 and compile_stats()["eager_fallbacks"] == 2
+
+
+@pytest.mark.slow
+def test_complex_f_detected_after_compiling_and_not_recompiled():
+    """An explicit method on an f with FFTs compiles, inductor reports complex code it cannot
+    generate, and that configuration runs eagerly from then on (one compilation in all)."""
+    from attsolver.systems import Burgers
+
+    s = Burgers(nu=0.05, nx=16)
+    u0 = s.sample_initial(1, generator=torch.Generator().manual_seed(0))[0]
+    t = torch.linspace(0, 0.004, 5, dtype=torch.float64)
+    clear_compile_cache()
+    opts = {"compile": True, "compile_chunk": 2}
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning, match="slower than eager"):
+            got = attsolver.solve(s, u0, t, method="rk4", options=opts)
+        torch.testing.assert_close(got, attsolver.solve(s, u0, t, method="rk4"), rtol=1e-12, atol=1e-12)
+    assert compile_stats()["compilations"] == 1
