@@ -63,7 +63,11 @@ def solve(
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
-    ``torchdiffeq.odeint``.
+    ``torchdiffeq.odeint``: ``f`` receives ``t`` in ``y0``'s dtype (its real dtype for a
+    complex ``y0``) whatever ``t``'s own dtype, the result has ``y0``'s dtype, and gradients
+    flow to ``y0``, to ``f``'s parameters and, for the explicit Runge–Kutta methods, to
+    ``t`` (the spectral methods, a corrector and ``compile`` refuse a ``t`` that requires
+    grad with an error instead of returning no gradient).
 
     Args:
         f: right-hand side, ``f(t, y) -> dy/dt`` with ``t`` a 0-d tensor and the result
@@ -86,8 +90,11 @@ def solve(
             ``check_compatible`` method) is refused for another method, step or shape.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
             :class:`NonFiniteSolutionError` naming the step and time if the solution
-            becomes NaN/inf), ``compile`` (default ``False``: compile the step with
-            ``torch.compile``), ``compile_chunk`` (steps fused per compiled call, default 8).
+            becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
+            ``torch.compile``, ``compile_chunk`` steps per compiled call, default 8; each
+            configuration is compiled once per process, and where it cannot be compiled or
+            would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
+            and the eager loop runs; see :func:`attsolver._compile.compile_stats`).
             Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
             pass-throughs.  Unknown keys are an error, not a warning.
 
