@@ -250,7 +250,7 @@ def require_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such {what}") from None
+        raise FileNotFoundError(f"{path}: no such file") from None
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{path} is {_kind(st.st_mode)}, not a regular {what}; give the path of a {what}")
     return path
@@ -264,7 +264,7 @@ def open_regular(path: str | os.PathLike, what: str = "file"):
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such {what}") from None
+        raise FileNotFoundError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ValueError(f"{path} is a directory, not a regular {what}; give the path of a {what}") from None
     try:
