@@ -24,6 +24,8 @@ truncated, foreign file, newer schema, missing or inconsistent datasets) into a
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import subprocess
@@ -77,24 +79,44 @@ _SEAL_MAGIC = b"\x89attsolver-seal\r\n\x1a\n"
 _SEAL_ATTR = "integrity"
 
 
-def create_sealable(path: str | os.PathLike) -> h5py.File:
-    """A new HDF5 file with room for the seal; write it, close it, then :func:`seal_file`."""
-    f = h5py.File(path, "w", userblock_size=_USERBLOCK)
-    f.attrs[_SEAL_ATTR] = "sha256 of the bytes after the 512-byte user block, stored in the user block"
-    return f
+def _seal_header(digest: str, length: int) -> bytes:
+    meta = json.dumps({"version": 1, "algorithm": "sha256", "length": length, "sha256": digest},
+                      sort_keys=True).encode()
+    header = _SEAL_MAGIC + meta
+    assert len(header) <= _USERBLOCK
+    return header + b"\0" * (_USERBLOCK - len(header))
+
+
+@contextlib.contextmanager
+def write_sealed(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Yield a new HDF5 file to fill; on success it is written to ``path`` with its seal.
+
+    The HDF5 library builds the file in memory and this function writes the bytes: a full
+    disk is then an ordinary ``OSError`` from one ``write`` — the HDF5 library never sees a
+    failed write (on a full disk it used to leave state behind that crashed the
+    interpreter at exit with SIGSEGV).
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", userblock_size=_USERBLOCK) as f:
+        f.attrs[_SEAL_ATTR] = "sha256 of the bytes after the 512-byte user block, stored in the user block"
+        yield f
+    image = buf.getbuffer()
+    body = image[_USERBLOCK:]
+    digest = hashlib.sha256(body).hexdigest()
+    with open(path, "wb") as fh:
+        fh.write(_seal_header(digest, len(body)))
+        fh.write(body)
+    del body, image
 
 
 def seal_file(path: str | os.PathLike) -> None:
-    """Write the SHA-256 of everything after the user block into the user block."""
+    """(Re-)write the seal of an HDF5 file that has a 512-byte user block (e.g. after an
+    intentional edit with h5py): the SHA-256 of everything after the user block."""
     with open(path, "r+b") as fh:
         size = fh.seek(0, os.SEEK_END)
         digest = file_digest(fh, start=_USERBLOCK)
-        meta = json.dumps({"version": 1, "algorithm": "sha256", "length": size - _USERBLOCK, "sha256": digest},
-                          sort_keys=True).encode()
-        header = _SEAL_MAGIC + meta
-        assert len(header) <= _USERBLOCK
         fh.seek(0)
-        fh.write(header + b"\0" * (_USERBLOCK - len(header)))
+        fh.write(_seal_header(digest, size - _USERBLOCK))
 
 
 def check_seal(path: str | os.PathLike) -> bool:
@@ -185,7 +207,7 @@ def save_h5(dataset: TrajectoryDataset, path: str | os.PathLike, *, dtype: Any =
     store = _storage_dtype(dtype, dataset.dtype)
     path = Path(path)
     with atomic_path(path) as tmp:
-        with create_sealable(tmp) as f:
+        with write_sealed(tmp) as f:
             f.attrs["schema"] = SCHEMA
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["config"] = json.dumps(dataset.config, allow_nan=False)
@@ -198,7 +220,6 @@ def save_h5(dataset: TrajectoryDataset, path: str | os.PathLike, *, dtype: Any =
                 _write_array(f, "y_clean", _to_numpy(dataset.y_clean, store))
             if dataset.x is not None:
                 _write_array(f, "x", _to_numpy(dataset.x, store))
-        seal_file(tmp)
     return path
 
 
