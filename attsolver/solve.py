@@ -105,7 +105,9 @@ def solve(
     check_finite = bool(options.get("check_finite", True))
     growth_bound = options.pop("growth_bound", None)
     max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
-    _check_f(f, y0, t)
+    # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
+    t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
+    _check_f(f, y0, t_f)
 
     if spec.kind == "adaptive":
         if step_size is not None:
@@ -142,12 +144,19 @@ def solve(
     if len(t) == 1:
         return y0.unsqueeze(0)
     stepper = spec.build(f, y0)
+    check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
+    if check_step is not None:
+        check_step(y0, float(np.abs(h_int).max()), method)
     if corrector is not None:
         _check_corrector(corrector, method, h_int, n_sub, y0, t)
         if getattr(corrector, "check_compatible", None) is None:
             corrector = _CheckedCorrector(corrector, y0)
+    t = t_f
 
-    if options.get("compile", False):
+    if t.requires_grad and torch.is_grad_enabled():
+        _check_time_gradient(stepper, corrector, options, method)
+        sol = _time_differentiable_loop(stepper, y0, t, n_sub)
+    elif options.get("compile", False):
         from ._compile import compiled_loop
 
         sol = compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int,
@@ -206,6 +215,43 @@ def _corrected_step(stepper, corrector, ts, y, h):
     """``y* + C(t, y, y* - y, h)`` with ``y*`` the classical step (exact when ``C = 0``)."""
     y_next = stepper.from_state(stepper.step(ts, stepper.to_state(y), h))
     return y_next + corrector(ts[0], y, y_next - y, h)
+
+
+def _check_time_gradient(stepper, corrector, options, method) -> None:
+    """``t.requires_grad``: say plainly where gradients with respect to ``t`` cannot flow."""
+    if not getattr(stepper, "time_differentiable", False):
+        raise ValueError(
+            f"t requires grad, but method {method!r} cannot differentiate with respect to t "
+            "(its coefficients are precomputed for a numeric step size); pass t.detach(), or use "
+            "an explicit Runge-Kutta method such as 'rk4'"
+        )
+    if corrector is not None:
+        raise ValueError(
+            "t requires grad, but gradients with respect to t are not supported with a corrector "
+            "(the corrector takes h as a number); pass t.detach()"
+        )
+    if options.get("compile", False):
+        raise ValueError(
+            "t requires grad, but options['compile'] runs with precomputed numeric times; pass "
+            "t.detach() or drop 'compile' to get gradients with respect to t"
+        )
+
+
+def _time_differentiable_loop(stepper, y0, t, n_sub):
+    """The eager loop with stage times and steps computed from ``t`` by autograd-tracked
+    tensor arithmetic, so that ``d y / d t`` flows (as in torchdiffeq's fixed-grid solvers).
+    Slower than :func:`_fixed_loop` (a few tensor operations per step for the times)."""
+    step = stepper.step_for_compile  # takes a tensor h (no ``alpha=``)
+    nodes = [float(c) for c in stepper.nodes]
+    outputs = [y0]
+    y = y0
+    for i, n in enumerate(n_sub.tolist()):
+        h = (t[i + 1] - t[i]) / n
+        for k in range(n):
+            t0 = t[i] + k * h if k else t[i]
+            y = step([t0 + c * h if c else t0 for c in nodes], y, h)
+        outputs.append(y)
+    return torch.stack(outputs)
 
 
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
