@@ -103,8 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one command.  The one place that turns errors into a one-line message and an exit
+    code instead of a traceback: 2 for bad input or the environment (a full disk, a
+    damaged file), 1 for an internal error (``ATTSOLVER_TRACEBACK=1`` shows its traceback)."""
+    import os
+
+    from ._cli_common import report_error
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2, its message printed)
+        return e.code if isinstance(e.code, int) else 2
+    command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "vision_command",
+                                                       "prune_command") if getattr(args, k, None))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"attsolver {command}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            return int(e.code or 0)
+        print(f"attsolver {command}: error: {e.code}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence against tracebacks
+        if os.environ.get("ATTSOLVER_TRACEBACK"):
+            raise
+        return report_error(command, e)
 
 
 if __name__ == "__main__":  # pragma: no cover

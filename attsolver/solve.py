@@ -129,7 +129,17 @@ def solve(
             )
         if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
             return y0.unsqueeze(0)
-        sol = spec.run(f, y0, t, options)
+        from .steppers.adaptive import StepSizeUnderflow
+
+        try:
+            sol = spec.run(f, y0, t, options)
+        except StepSizeUnderflow as e:
+            partial = e.partial if e.partial is not None else y0.unsqueeze(0)
+            raise NonFiniteSolutionError(
+                f"{e} (method {method!r}); check f, shorten t, or use a fixed-step method with "
+                "options={'check_finite': False} to see the raw growth",
+                step=None, time=e.time, partial=partial,
+            ) from None
         if check_finite and not _all_finite(sol):
             _raise_if_nonfinite_adaptive(sol, t, method)
         _check_result(sol, y0, t, growth_bound, method)

@@ -892,6 +892,8 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
 
 
 def parse_args(argv):
+    from attsolver._cli_common import nonneg_float, nonneg_int, positive_float, positive_int
+
     ap = argparse.ArgumentParser(prog="attsolver bench ode", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
@@ -899,19 +901,19 @@ def parse_args(argv):
                          "< 10 min on 2 cores")
     ap.add_argument("--systems", nargs="+", choices=sorted(CASES), default=None,
                     help=f"cases to run (default: {' '.join(DEFAULT_CASES)})")
-    ap.add_argument("--sizes", nargs="+", type=int, default=None, help="training-set sizes (default 4 16 64 256)")
-    ap.add_argument("--noise", nargs="+", type=float, default=None, help="relative noise levels (default 0 1e-3 1e-2 5e-2)")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 5)")
+    ap.add_argument("--sizes", nargs="+", type=positive_int, default=None, help="training-set sizes (default 4 16 64 256)")
+    ap.add_argument("--noise", nargs="+", type=nonneg_float, default=None, help="relative noise levels (default 0 1e-3 1e-2 5e-2)")
+    ap.add_argument("--seeds", type=positive_int, default=None, help="seeds per configuration (default 5)")
     ap.add_argument("--correctors", nargs="+", choices=list(CORRECTORS), default=list(DEFAULT_CORRECTORS),
                     help=f"default: {' '.join(DEFAULT_CORRECTORS)}; AttSolver-none is the gate-less ablation")
-    ap.add_argument("--n-test", type=int, default=32, help="held-out test initial states per case")
-    ap.add_argument("--rounds", type=int, default=None,
+    ap.add_argument("--n-test", type=positive_int, default=32, help="held-out test initial states per case")
+    ap.add_argument("--rounds", type=positive_int, default=None,
                     help="timing rounds of the classical sweep (default 3, quick 2); each row times its "
                          "corrected and coarse rollouts over 5 interleaved rounds")
-    ap.add_argument("--train-steps", type=int, default=None, help="optimiser steps per fit (default 1500, quick 300)")
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--rollout-steps", type=int, default=None, help="k-step rollout loss (default 0: one-step)")
-    ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument("--train-steps", type=positive_int, default=None, help="optimiser steps per fit (default 1500, quick 300)")
+    ap.add_argument("--lr", type=positive_float, default=None)
+    ap.add_argument("--rollout-steps", type=nonneg_int, default=None, help="k-step rollout loss (default 0: one-step)")
+    ap.add_argument("--weight-decay", type=nonneg_float, default=None)
     ap.add_argument("--no-early-stopping", action="store_true",
                     help="train every epoch and keep the last weights (no validation-based selection; "
                          "the published NeurVec recipe)")
@@ -927,6 +929,8 @@ def parse_args(argv):
     args.rounds = args.rounds or (2 if q else 3)
     args.row_rounds = 5
     args.out = Path(args.out or ("out/bench-ode-quick" if q else "benchmarks/results"))
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out}: is a file; give a folder (it holds the tables, plots and progress log)")
     if any(s < 1 for s in args.sizes) or any(n < 0 for n in args.noise) or not args.seed_list or args.n_test < 2:
         ap.error("sizes must be >= 1, noise >= 0, --seeds >= 1, --n-test >= 2")
     base = Recipe()
@@ -941,6 +945,19 @@ def parse_args(argv):
     return args
 
 
+#: fields the report reads from each kind of progress record
+_RECORD_FIELDS = {
+    "sweep": ("case", "entries", "coarse_time_s", "rounds"),
+    "row": ("case", "corrector", "n_train", "noise", "seed", "err_match", "blowup_rate", "speedup_same",
+            "speedup_same_kind", "speedup_best", "train_time_s"),
+}
+
+
+def _record_complete(rec: dict) -> bool:
+    need = _RECORD_FIELDS.get(rec.get("kind"))
+    return need is not None and all(k in rec for k in need)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -948,7 +965,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    progress = AppendLog(out / PROGRESS)
+    progress = AppendLog(out / PROGRESS, validate=_record_complete)  # a bad record is recomputed
     recipe = args.recipe
     recipe_fp = recipe_fingerprint(recipe)
     rows, case_reports = [], {}

@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._cli_common import CLIError, guarded, parse_params
+from .._cli_common import (
+    CLIError, guarded, nonneg_int, output_file, parse_params, positive_float, positive_int,
+)
 
 __all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
 
@@ -61,7 +63,12 @@ def _cmd_train(args) -> int:
     from ..train import fit
     from .base import get_corrector_class
 
+    output_file(args.output)
+    if args.checkpoint:
+        output_file(args.checkpoint, "--checkpoint")
     data = _load_data(args.data, args.system)
+    if data.n_times < 2:
+        raise CLIError(f"{args.data} has a single time point per trajectory; training needs at least two")
     step = args.step if args.step is not None else float(data.t[1] - data.t[0])
     name, fixed = CORRECTOR_CHOICES[args.corrector]
     kw = {**parse_params(args.param), **fixed}
@@ -110,6 +117,8 @@ def _cmd_solve(args) -> int:
     from ..systems import make_system
     from .base import load_corrector
 
+    if args.output:
+        output_file(args.output)  # before the integration, not after it
     model = load_corrector(args.corrector) if args.corrector else None
     if args.allow_other_grid:
         if model is None or not hasattr(model, "allow_other_grid"):
@@ -166,16 +175,16 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("system", help="the system the data was made for (checked against the file)")
     p.add_argument("--data", required=True, help="training trajectories (.h5)")
     p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
-    p.add_argument("--step", type=float, default=None, help="the step to correct (default: the data's dt)")
+    p.add_argument("--step", type=positive_float, default=None, help="the step to correct (default: the data's dt)")
     p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
                    help="which corrector (default attsolver = additive AttSolver; *-conv for periodic 1-D fields)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")
     p.add_argument("-o", "--output", required=True, help="where to save the trained corrector (.pt)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--rollout-steps", type=int, default=0, help="k-interval rollout loss (default 0: one-step)")
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--rollout-steps", type=nonneg_int, default=0, help="k-interval rollout loss (default 0: one-step)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, split and shuffling")
@@ -198,14 +207,14 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("system", help="system name (see `attsolver systems`)")
     p.add_argument("--data", default=None, help="take t and the initial states from this file (.h5)")
     p.add_argument("--method", default="rk4", help="integration method (default rk4)")
-    p.add_argument("--step", type=float, default=None, help="step size (default: one step per output time)")
+    p.add_argument("--step", type=positive_float, default=None, help="step size (default: one step per output time)")
     p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
     p.add_argument("--allow-other-grid", action="store_true",
                    help="use a convolutional corrector on a grid other than the one it was trained on")
     p.add_argument("-o", "--output", default=None, help="write the solution here (.h5)")
-    p.add_argument("--n", type=int, default=1, help="without --data: number of initial states")
+    p.add_argument("--n", type=positive_int, default=1, help="without --data: number of initial states")
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
-    p.add_argument("--t-final", type=float, default=None, help="without --data: final time")
-    p.add_argument("--dt", type=float, default=None, help="without --data: output interval")
+    p.add_argument("--t-final", type=positive_float, default=None, help="without --data: final time")
+    p.add_argument("--dt", type=positive_float, default=None, help="without --data: output interval")
     p.set_defaults(func=guarded("solve", _cmd_solve))
     return p
