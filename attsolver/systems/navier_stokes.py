@@ -175,6 +175,11 @@ class _Vorticity2D(System):
         return (self.n, self.n)
 
     @property
+    def length(self) -> float:
+        """Side of the periodic square, ``2 pi``."""
+        return LENGTH
+
+    @property
     def dx(self) -> float:
         """Grid spacing ``2 pi / n``."""
         return LENGTH / self.n
