@@ -59,6 +59,11 @@ class LocalCorrector(Corrector):
         window: odd number of neighbouring sites the network sees at each site (centred).
         allow_other_size: let ``solve`` use the model on a lattice of another length.  A usage
             flag, not saved: a loaded model refuses other lengths until it is set again.
+        mixed_precision: accept states of another floating dtype (typically a float32 model
+            in a float64 solve): the correction is computed in the model's dtype and cast back
+            to the state's.  A usage flag, not saved.  The correction is a small fraction of
+            the step, so float32 rounding in it is far below the step's own error, and the
+            network runs at float32 speed.
         dtype: parameter dtype.
         hparams: the subclass's own constructor arguments.
 
@@ -70,7 +75,8 @@ class LocalCorrector(Corrector):
 
     def __init__(self, state_shape: Any, *, method: str, step_size: float, features: tuple[str, ...] | list[str],
                  periodic: bool, lattice_axis: int = -1, blocks: int = 1, window: int = 5,
-                 allow_other_size: bool = False, dtype: Any = torch.float32, hparams: dict[str, Any] | None = None):
+                 allow_other_size: bool = False, mixed_precision: bool = False, dtype: Any = torch.float32,
+                 hparams: dict[str, Any] | None = None):
         if not isinstance(periodic, bool):
             raise TypeError(f"periodic must be True (a ring) or False (fixed ends), got {periodic!r}")
         if isinstance(lattice_axis, bool) or not isinstance(lattice_axis, numbers.Integral):
@@ -94,6 +100,7 @@ class LocalCorrector(Corrector):
         self.blocks = blocks
         self.window = window
         self.allow_other_size = bool(allow_other_size)
+        self.mixed_precision = bool(mixed_precision)
         length = self.state_shape[self.lattice_axis]
         if length % blocks:
             raise ValueError(
@@ -224,7 +231,8 @@ class LocalCorrector(Corrector):
     # ------------------------------------------------------------------ forward
 
     def network(self, u: Tensor) -> Tensor:
-        """Normalised windows ``[M, site_features]`` (one row per site) -> ``[M, C]``."""
+        """Normalised windows ``[M, site_features]`` (one row per site, ordered site by site
+        from ``i - r`` to ``i + r``, the input channels of each site together) -> ``[M, C]``."""
         raise NotImplementedError
 
     def _state_of(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -265,6 +273,8 @@ class LocalCorrector(Corrector):
             raise ValueError(self._too_short(n))
         yl = self._to_lattice(y.reshape(-1, *state), state)
         dyl = self._to_lattice(dy.reshape(-1, *state), state)
+        if yl.dtype != self.dtype and self.mixed_precision:
+            yl, dyl = yl.to(self.dtype), dyl.to(self.dtype)
         b = yl.shape[0]
         parts = self.feature_parts(yl, dyl, h, (b, 1, n))
         u = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, C_in, n]
@@ -272,12 +282,15 @@ class LocalCorrector(Corrector):
         if r:
             # pad the raw values: a fixed end reads as 0, the wall's value
             u = F.pad(u, (r, r), mode="circular") if self.periodic else F.pad(u, (r, r))
-        u = (u - self.in_mean[:, None]) / self.in_std[:, None]
-        windows = u.unfold(-1, self.window, 1) if r else u[..., None]  # [B, C_in, n, window]
-        v = self.network(windows.transpose(1, 2).reshape(b * n, self.site_features))  # [B n, C]
+        u = ((u - self.in_mean[:, None]) / self.in_std[:, None]).transpose(1, 2).contiguous()  # [B, n+2r, C_in]
+        # site i's window (sites i-r..i+r, all channels of each) is one contiguous run of memory:
+        # a strided view, [B, n, window * C_in], copied once into the rows of the network's input
+        c_in = u.shape[2]
+        windows = u.as_strided((b, n, self.site_features), (u.stride(0), c_in, 1))
+        v = self.network(windows.reshape(b * n, self.site_features))  # [B n, C]
         v = v.reshape(b, n, self.state_channels).transpose(1, 2)
         v = v * Corrector.output_scale(self, h)[:, None]
-        return self._from_lattice(v, state).reshape(shape)
+        return self._from_lattice(v, state).reshape(shape).to(y.dtype)
 
     # ------------------------------------------------------------------ what it was trained for
 
@@ -293,6 +306,13 @@ class LocalCorrector(Corrector):
             "window": self.window,
         })
         return record
+
+    def check_compatible(self, *, method: str, step_sizes: Any, y0: Tensor) -> None:
+        """As :meth:`Corrector.check_compatible`; with :attr:`mixed_precision` set, a state of
+        another floating dtype is accepted."""
+        if self.mixed_precision and y0.dtype != self.dtype and y0.dtype.is_floating_point:
+            y0 = y0.to(self.dtype)
+        super().check_compatible(method=method, step_sizes=step_sizes, y0=y0)
 
     def _shape_problems(self, y0: Tensor) -> list[str]:
         """Another lattice length is refused unless :attr:`allow_other_size` is set."""
@@ -327,23 +347,26 @@ class LocalNeurVec(LocalCorrector):
     ``C*window -> width -> C`` shared by all sites, no h-scaling.
 
     Parameters: ``C window width + width + width C + C`` (+7 for the rational activation),
-    whatever the number of sites.
+    whatever the number of sites.  The defaults (window 5, width 8; one hidden layer for each
+    family) keep the per-site work near that of a few evaluations of a stencil right-hand
+    side: the measured costs are in benchmarks/results/speed_correctors.md.
 
     Args:
         state_shape, method, step_size: as every corrector.
-        periodic, lattice_axis, blocks, window, allow_other_size: see :class:`LocalCorrector`.
+        periodic, lattice_axis, blocks, window, allow_other_size, mixed_precision: see
+            :class:`LocalCorrector`.
         width: hidden units.
         activation: default ``"rational"`` (NeurVec's learnable rational activation).
         dtype: parameter dtype.
     """
 
     def __init__(self, state_shape: Any, *, method: str, step_size: float, periodic: bool, lattice_axis: int = -1,
-                 blocks: int = 1, window: int = 5, width: int = 16, activation: str = "rational",
-                 allow_other_size: bool = False, dtype: Any = torch.float32):
+                 blocks: int = 1, window: int = 5, width: int = 8, activation: str = "rational",
+                 allow_other_size: bool = False, mixed_precision: bool = False, dtype: Any = torch.float32):
         width = check_positive_int("width", width)
         super().__init__(state_shape, method=method, step_size=step_size, features=("y",), periodic=periodic,
                          lattice_axis=lattice_axis, blocks=blocks, window=window, allow_other_size=allow_other_size,
-                         dtype=dtype, hparams={"width": width, "activation": activation})
+                         mixed_precision=mixed_precision, dtype=dtype, hparams={"width": width, "activation": activation})
         self.net = mlp([self.site_features, width, self.state_channels], activation, dtype=self.dtype)
 
     def network(self, u: Tensor) -> Tensor:
@@ -357,21 +380,23 @@ class LocalHypersolver(LocalCorrector):
 
     Args:
         state_shape, method, step_size: as every corrector.
-        periodic, lattice_axis, blocks, window, allow_other_size: see :class:`LocalCorrector`.
+        periodic, lattice_axis, blocks, window, allow_other_size, mixed_precision: see
+            :class:`LocalCorrector`.
         hidden: hidden layer widths of ``g``.
         activation: hidden activation (default ``"tanh"``, as the dense Hypersolver).
         dtype: parameter dtype.
     """
 
     def __init__(self, state_shape: Any, *, method: str, step_size: float, periodic: bool, lattice_axis: int = -1,
-                 blocks: int = 1, window: int = 5, hidden: tuple[int, ...] | list[int] = (16,),
-                 activation: str = "tanh", allow_other_size: bool = False, dtype: Any = torch.float32):
+                 blocks: int = 1, window: int = 5, hidden: tuple[int, ...] | list[int] = (8,),
+                 activation: str = "tanh", allow_other_size: bool = False, mixed_precision: bool = False,
+                 dtype: Any = torch.float32):
         hidden = [check_positive_int("hidden width", w) for w in hidden]
         if not hidden:
             raise ValueError("hidden needs at least one layer width")
         super().__init__(state_shape, method=method, step_size=step_size, features=("y", "phi", "h"),
                          periodic=periodic, lattice_axis=lattice_axis, blocks=blocks, window=window,
-                         allow_other_size=allow_other_size, dtype=dtype,
+                         allow_other_size=allow_other_size, mixed_precision=mixed_precision, dtype=dtype,
                          hparams={"hidden": hidden, "activation": activation})
         self.output_order = self.order + 1
         self.net = mlp([self.site_features, *hidden, self.state_channels], activation, dtype=self.dtype)
@@ -392,7 +417,8 @@ class LocalAttSolver(LocalCorrector):
 
     Args:
         state_shape, method, step_size: as every corrector.
-        periodic, lattice_axis, blocks, window, allow_other_size: see :class:`LocalCorrector`.
+        periodic, lattice_axis, blocks, window, allow_other_size, mixed_precision: see
+            :class:`LocalCorrector`.
         features, width, depth, activation, attention, attention_input (``"body"`` or
         ``"features"``), combine, lipschitz_cap, reduction, attention_kwargs, residual: as
         :class:`~attsolver.correctors.AttSolver`.
@@ -405,10 +431,10 @@ class LocalAttSolver(LocalCorrector):
 
     def __init__(self, state_shape: Any, *, method: str, step_size: float, periodic: bool, lattice_axis: int = -1,
                  blocks: int = 1, window: int = 5, features: tuple[str, ...] | list[str] = ("y", "dy"),
-                 width: int = 16, depth: int = 1, activation: str = "tanh", attention: str = "se",
+                 width: int = 8, depth: int = 1, activation: str = "tanh", attention: str = "se",
                  attention_input: str = "body", combine: str = "add", lipschitz_cap: float | None = 1.0,
                  reduction: int = 4, attention_kwargs: dict[str, Any] | None = None, residual: bool | None = None,
-                 allow_other_size: bool = False, dtype: Any = torch.float32):
+                 allow_other_size: bool = False, mixed_precision: bool = False, dtype: Any = torch.float32):
         width = check_positive_int("width", width)
         depth = check_positive_int("depth", depth)
         if combine not in COMBINES:
@@ -423,7 +449,8 @@ class LocalAttSolver(LocalCorrector):
         features = list(features)
         super().__init__(
             state_shape, method=method, step_size=step_size, features=features, periodic=periodic,
-            lattice_axis=lattice_axis, blocks=blocks, window=window, allow_other_size=allow_other_size, dtype=dtype,
+            lattice_axis=lattice_axis, blocks=blocks, window=window, allow_other_size=allow_other_size,
+            mixed_precision=mixed_precision, dtype=dtype,
             hparams={"features": features, "width": width, "depth": depth, "activation": activation,
                      "attention": attention, "attention_input": attention_input, "combine": combine,
                      "lipschitz_cap": lipschitz_cap, "reduction": reduction,
