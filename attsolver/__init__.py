@@ -5,6 +5,7 @@ from . import correctors, nn, systems
 from .correctors import AttSolver, Corrector, Hypersolver, NeurVec, load_corrector
 from .solve import NonFiniteSolutionError, solve
 from .steppers import get_method, list_methods, register_method
+from .systems import SemilinearPDE
 from .train import FitHistory, NonFiniteLossError, fit
 
 __version__ = "0.1.0"
@@ -13,5 +14,5 @@ __all__ = [
     "solve", "NonFiniteSolutionError", "list_methods", "get_method", "register_method",
     "fit", "FitHistory", "NonFiniteLossError",
     "Corrector", "NeurVec", "Hypersolver", "AttSolver", "load_corrector",
-    "systems", "correctors", "nn",
+    "systems", "correctors", "nn", "SemilinearPDE",
 ]

@@ -51,7 +51,7 @@ import attsolver
 from attsolver._report import save_png
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.data._atomic import AppendLog, atomic_write_text
+from attsolver._io import AppendLog, atomic_write_text
 from attsolver.metrics import blow_up, cost_at_accuracy, mape, relative_l2, valid_prediction_time
 from attsolver.systems import make_system
 from attsolver.train import NonFiniteLossError, fit
