@@ -39,7 +39,7 @@ import torch
 import attsolver
 from attsolver._compile import clear_compile_cache, compile_stats
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalHypersolver, LocalNeurVec, NeurVec
-from attsolver.data._atomic import atomic_write_text
+from attsolver._io import atomic_write_text
 from attsolver.systems import Lorenz96, SpringChain
 
 CASES = {

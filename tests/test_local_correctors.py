@@ -288,3 +288,21 @@ def test_local_correctors_from_the_command_line(tmp_path, capsys):
     assert main(["train", "spring_chain", "--data", str(tmp_path / "c10.h5"), "--corrector", "neurvec-local",
                  "--param", "periodic=true", "-o", str(tmp_path / "x.pt")]) == 2
     assert "not periodic" in capsys.readouterr().err
+
+
+def test_mixed_precision_runs_a_float32_network_on_float64_states():
+    system = Lorenz96(N=16)
+    model = randomize(LocalAttSolver.for_system(system, method="rk4", step_size=0.1, dtype=torch.float32))
+    y0 = system.sample_initial(3, generator=torch.Generator().manual_seed(8))
+    t = torch.linspace(0, 0.5, 6, dtype=torch.float64)
+    with pytest.raises(TypeError, match="float64.*float32"):
+        attsolver.solve(system, y0, t, step_size=0.1, corrector=model)
+    model.mixed_precision = True
+    mixed = attsolver.solve(system, y0, t, step_size=0.1, corrector=model)
+    assert mixed.dtype == torch.float64
+    import copy
+
+    exact = attsolver.solve(system, y0, t, step_size=0.1, corrector=copy.deepcopy(model).double())
+    plain = attsolver.solve(system, y0, t, step_size=0.1)
+    # float32 rounding in the correction only: far below the correction itself
+    assert float((mixed - exact).abs().max()) < 1e-4 * float((exact - plain).abs().max())
