@@ -110,6 +110,7 @@ def train_vector_field(states: torch.Tensor, derivs: torch.Tensor, *, hidden: in
         val = float(((model(None, xv) - dv).norm() / dv.norm()))
     info = {"n_params": sum(p.numel() for p in model.parameters()), "train_steps": steps,
             "train_time_s": time.perf_counter() - started, "val_relative_error": val}
+    model.requires_grad_(False)  # from here on an inference-only vector field
     return model.eval(), info
 
 
@@ -159,7 +160,7 @@ def run(args) -> dict:
     f32, fit_info = train_vector_field(states, derivs, hidden=args.hidden, steps=args.fit_steps, seed=0)
     f64 = NeuralVectorField(system.dim, args.hidden, dtype=torch.float64)
     f64.load_state_dict({k: v.double() for k, v in f32.state_dict().items()})
-    f64.eval()
+    f64.requires_grad_(False).eval()
     print(f"[neural_ode] f_theta: {fit_info['n_params']:,} parameters, validation error "
           f"{fit_info['val_relative_error']:.3g}, trained in {fit_info['train_time_s']:.0f} s", flush=True)
 
@@ -177,7 +178,8 @@ def run(args) -> dict:
     contenders: dict[str, dict] = {}
 
     def add(label, family, fn, **info):
-        sol = fn()
+        with torch.no_grad():
+            sol = fn()
         contenders[label] = {"label": label, "family": family, "error": error(sol),
                              "finite": bool(torch.isfinite(sol).all()), "fn": fn, **info}
 
@@ -221,7 +223,8 @@ def run(args) -> dict:
                   f"(uncorrected {contenders[f'{method} h={h:.4g}']['error']:.3g})", flush=True)
 
     # 4. timing, steady state, interleaved
-    times = interleaved_min({k: c["fn"] for k, c in contenders.items()}, args.rounds)
+    with torch.no_grad():
+        times = interleaved_min({k: c["fn"] for k, c in contenders.items()}, args.rounds)
     for k, c in contenders.items():
         c["time_s"] = times[k]
         del c["fn"]

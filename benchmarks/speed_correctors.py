@@ -82,7 +82,8 @@ def interleaved_min(fns: dict, rounds: int) -> dict[str, float]:
     return best
 
 
-def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int, forms: tuple[str, ...]) -> dict:
+def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int, forms: tuple[str, ...],
+             chunk: int = 8) -> dict:
     spec = CASES[name]
     system = spec["system"]()
     method, h = spec["method"], spec["h"]
@@ -101,7 +102,7 @@ def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int,
             models[f"{family} {form}"] = build(form, family, system, method, h, precision)
 
     def solver(model, use_compile):
-        opts = {"check_finite": False, "compile": use_compile}
+        opts = {"check_finite": False, "compile": use_compile, "compile_chunk": chunk}
         return lambda: attsolver.solve(system, y0, t, method=method, step_size=h, corrector=model, options=opts)
 
     fns = {"classical": solver(None, compiled), **{k: solver(m, compiled) for k, m in models.items()}}
@@ -144,7 +145,8 @@ def to_markdown(report: dict) -> str:
     lines = ["# What a corrected step costs: dense vs local correctors, eager vs compiled", "",
              f"Produced by `{report['command']}` on {report['date']}.",
              f"Machine: {report['machine']}.  One thread; {report['rounds']} interleaved rounds of "
-             f"{report['steps']} steps, shortest kept.", "",
+             f"{report['steps']} steps, shortest kept; compiled solves fuse {report.get('compile_chunk', 8)} "
+             "steps (classical stages and corrector) per graph.", "",
              "Each cell: the corrected step's time as a multiple of the classical step's (same case, precision "
              "and mode, timed in the same rounds).  `float64`: state and corrector in float64 (as the ODE suite "
              "scores them); `float32`: both in float32; `mixed`: float64 state, float32 local corrector "
@@ -191,7 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=48, help="steps per timed solve (a multiple of the compile chunk, 8)")
+    ap.add_argument("--steps", type=int, default=48, help="steps per timed solve (a multiple of --compile-chunk)")
+    ap.add_argument("--compile-chunk", type=int, default=8, help="steps per compiled graph (solve's compile_chunk)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     # every corrector is a new compiled graph of the same step function: lift dynamo's per-code limit
@@ -204,7 +207,7 @@ def main(argv=None) -> int:
         for precision in args.precisions:
             for mode in modes:
                 clear_compile_cache()
-                r = run_case(case, precision, mode == "compiled", rounds, steps, ("dense", "local"))
+                r = run_case(case, precision, mode == "compiled", rounds, steps, ("dense", "local"), args.compile_chunk)
                 results.append(r)
                 print(f"{case} {precision} {mode}: classical {r['classical_us_per_step']:.0f} us/step; "
                       + ", ".join(f"{x['family']} {x['form']} {x['multiple']:.2f}x" for x in r["rows"]), flush=True)
@@ -213,7 +216,7 @@ def main(argv=None) -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, numpy {np.__version__}, "
                    f"Python {platform.python_version()}",
-        "rounds": rounds, "steps": steps, "cases": args.cases, "precisions": args.precisions,
+        "rounds": rounds, "steps": steps, "compile_chunk": args.compile_chunk, "cases": args.cases, "precisions": args.precisions,
         "wall_s": time.perf_counter() - started, "results": results,
     }
     out = Path(args.out)
