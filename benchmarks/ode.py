@@ -49,7 +49,7 @@ from torch.nn.utils import parametrize
 
 import attsolver
 from attsolver._report import save_png
-from attsolver.correctors import AttSolver, Hypersolver, NeurVec
+from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
 from attsolver._io import AppendLog, atomic_write_text
 from attsolver.metrics import blow_up, cost_at_accuracy, mape, relative_l2, valid_prediction_time
@@ -150,6 +150,11 @@ CORRECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     # design probe: the gate reads the state y (not the body's output), the residual-block reading
     "AttSolver-gate-y-add": (AttSolver, {"attention_input": "y", "combine": "add"}),
     "AttSolver-gate-y-mul": (AttSolver, {"attention_input": "y", "combine": "mul"}),
+    # weight-shared local forms (issue 14), for the systems that declare a lattice (lorenz96,
+    # spring_chain); scored with a float32 network on the float64 states (mixed_precision)
+    "LocalNeurVec": (LocalNeurVec, {}),
+    "LocalHypersolver": (LocalHypersolver, {}),
+    "LocalAttSolver": (LocalAttSolver, {}),
 }
 DEFAULT_CORRECTORS = ("NeurVec", "Hypersolver", "AttSolver-add", "AttSolver-mul")
 
@@ -353,7 +358,10 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
     system = make_system(case.system)
     cls, kw = CORRECTORS[corrector]
     torch.manual_seed(seed)  # the same initial draw for every corrector class of a seed
-    model = cls(system.state_shape, method=case.method, step_size=case.step, **kw)
+    if issubclass(cls, LocalCorrector):  # the lattice is the system's declaration
+        model = cls.for_system(system, method=case.method, step_size=case.step, **kw)
+    else:
+        model = cls(system.state_shape, method=case.method, step_size=case.step, **kw)
     n = len(data)
     val_fraction = recipe.val_fraction if n >= 2 else 0.0
     n_train = n - (max(1, round(val_fraction * n)) if val_fraction > 0 else 0)
@@ -376,7 +384,11 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
         fit_info = {"epochs": epochs, "epochs_run": e.epoch - 1, "best_epoch": None, "best_val_loss": None,
                     "stopped_early": False}
     train_time = time.perf_counter() - started
-    model = model.double().eval()  # scored and timed in float64, like the classical solvers
+    if isinstance(model, LocalCorrector):  # float32 network, float64 states and steps
+        model.mixed_precision = True
+        model = model.eval()
+    else:
+        model = model.double().eval()  # scored and timed in float64, like the classical solvers
     row: dict[str, Any] = {"n_params": sum(p.numel() for p in model.parameters()), "train_time_s": train_time,
                            **fit_info, "failure": failure}
     row.update(score(case, test, rollout(case, system, test, corrector=model)))
@@ -991,6 +1003,8 @@ def main(argv=None) -> int:
                 for noise in args.noise:
                     data = None
                     for corr in args.correctors:
+                        if issubclass(CORRECTORS[corr][0], LocalCorrector) and make_system(case.system).lattice is None:
+                            continue  # a local corrector needs a lattice (lorenz96, spring_chain)
                         key = f"row|{case_fp}|{recipe_fp}|{corr}|{size}|{noise!r}|{seed}"
                         rec = progress.get(key)
                         if rec is not None:

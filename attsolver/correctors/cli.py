@@ -9,7 +9,9 @@ Examples::
     attsolver solve lorenz63 --data test.h5 --method rk4 --step 0.05 --corrector model.pt -o pred.h5
 
 Periodic 1-D fields (Burgers, Kuramoto-Sivashinsky) take the convolutional correctors; the
-grid (``nx``) and the domain length come from the data file's system::
+grid (``nx``) and the domain length come from the data file's system (states on a lattice,
+Lorenz-96 and the spring chain, also take the local correctors ``neurvec-local``,
+``hypersolver-local``, ``attsolver-local``, whose lattice is the system's declaration)::
 
     attsolver data generate burgers --n 32 --param nx=64 --param nu=0.001 --dt 0.01 -o b.h5
     attsolver train burgers --data b.h5 --method etdrk4 --corrector attsolver-conv -o conv.pt
@@ -42,6 +44,10 @@ CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "attsolver-conv": ("AttSolverConv", {}),
     "attsolver-conv-add": ("AttSolverConv", {"combine": "add"}),
     "attsolver-conv-mul": ("AttSolverConv", {"combine": "mul"}),
+    # states on a lattice (lorenz96, spring_chain): one small network shared by every site
+    "neurvec-local": ("LocalNeurVec", {}),
+    "hypersolver-local": ("LocalHypersolver", {}),
+    "attsolver-local": ("LocalAttSolver", {}),
 }
 
 
@@ -79,6 +85,7 @@ def _cmd_train(args) -> int:
     torch.manual_seed(args.seed)
     cls = get_corrector_class(name)
     from .conv import ConvCorrector
+    from .local import LocalCorrector
 
     if issubclass(cls, ConvCorrector):
         system = data.make_system()
@@ -89,6 +96,11 @@ def _cmd_train(args) -> int:
                 "choose neurvec, hypersolver or attsolver"
             )
         model = cls.for_system(system, method=args.method, step_size=step, **kw)
+    elif issubclass(cls, LocalCorrector):
+        try:  # the lattice (axis, periodic, blocks) is the system's declaration
+            model = cls.for_system(data.make_system(), method=args.method, step_size=step, **kw)
+        except ValueError as e:
+            raise CLIError(f"--corrector {args.corrector}: {e}") from None
     else:
         model = cls(data.state_shape, method=args.method, step_size=step, **kw)
     history = fit(
@@ -121,10 +133,13 @@ def _cmd_solve(args) -> int:
         output_file(args.output)  # before the integration, not after it
     model = load_corrector(args.corrector) if args.corrector else None
     if args.allow_other_grid:
-        if model is None or not hasattr(model, "allow_other_grid"):
-            raise CLIError("--allow-other-grid applies to a convolutional corrector (--corrector *.pt "
-                           "trained with neurvec-conv / attsolver-conv)")
-        model.allow_other_grid = True
+        if model is not None and hasattr(model, "allow_other_size"):  # a local corrector
+            model.allow_other_size = True
+        elif model is None or not hasattr(model, "allow_other_grid"):
+            raise CLIError("--allow-other-grid applies to a convolutional corrector or a local corrector (--corrector "
+                           "*.pt trained with neurvec-conv / attsolver-conv / *-local)")
+        else:
+            model.allow_other_grid = True
     if args.data:
         data = _load_data(args.data, args.system)
         system = data.make_system()
@@ -210,7 +225,8 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--step", type=positive_float, default=None, help="step size (default: one step per output time)")
     p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
     p.add_argument("--allow-other-grid", action="store_true",
-                   help="use a convolutional corrector on a grid other than the one it was trained on")
+                   help="use a convolutional (local) corrector on a grid (lattice) other than the one it was "
+                        "trained on")
     p.add_argument("-o", "--output", default=None, help="write the solution here (.h5)")
     p.add_argument("--n", type=positive_int, default=1, help="without --data: number of initial states")
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
