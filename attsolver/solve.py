@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ from torch import Tensor
 from .steppers import get_method
 from .steppers.base import Stepper
 
-__all__ = ["solve", "NonFiniteSolutionError"]
+__all__ = ["solve", "NonFiniteSolutionError", "SolveStats", "CoarseStepWarning"]
 
 # Stage times are materialised as 0-d tensors this many steps at a time: cheap per step,
 # bounded memory for very long solves.
@@ -39,6 +41,42 @@ class NonFiniteSolutionError(FloatingPointError):
         self.partial = partial
 
 
+class CoarseStepWarning(UserWarning):
+    """A fixed-step solve without ``step_size`` stepped once per output interval, and a
+    step-doubling check on the first interval found that step too coarse for the problem."""
+
+
+#: local error (relative to the state's size) above which the step-doubling check warns
+COARSE_STEP_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """What a solve cost (``solve(..., return_stats=True)``; SciPy's ``nfev``, diffrax's ``stats``).
+
+    Attributes:
+        method: the method used.
+        n_steps: solver steps taken (fixed-step methods; adaptive: ``None``, the solver does
+            not report its accepted steps).
+        n_f_evals: evaluations of ``f`` (for the spectral methods, of the nonlinear term;
+            one per stage per step for fixed-step methods; counted for adaptive ones).
+        n_corrector_calls: corrector evaluations (one per step with a corrector, else 0).
+        wall_time_s: seconds spent integrating (validation excluded; the first call of a
+            process also pays one-time set-up, e.g. building kernels).
+        step_size: the step of a fixed-step solve (the largest when intervals differ).
+        steps_from_grid: ``True`` when no ``step_size`` was given and the method stepped
+            once per output interval.
+    """
+
+    method: str
+    n_steps: int | None
+    n_f_evals: int
+    n_corrector_calls: int
+    wall_time_s: float
+    step_size: float | None = None
+    steps_from_grid: bool = False
+
+
 def solve(
     f: Callable[[Tensor, Tensor], Tensor],
     y0: Tensor,
@@ -48,7 +86,8 @@ def solve(
     step_size: float | None = None,
     corrector: Callable[..., Tensor] | None = None,
     options: dict[str, Any] | None = None,
-) -> Tensor:
+    return_stats: bool = False,
+) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
@@ -63,7 +102,13 @@ def solve(
             initial time.
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
         step_size: fixed-step methods only.  Without it, one step is taken between
-            consecutive points of ``t``.  With it, each interval ``[t_i, t_{i+1}]`` is split
+            consecutive points of ``t`` — and, when there is no corrector, a step-doubling
+            check on the first interval (one step of the grid spacing against two of half
+            of it, three extra steps) estimates that step's local error; above
+            :data:`COARSE_STEP_TOLERANCE` of the state's size a :class:`CoarseStepWarning`
+            gives the estimate and a ``step_size`` that would meet the tolerance.  Passing
+            ``step_size`` (even equal to the grid spacing) states the step explicitly and
+            skips the check.  With it, each interval ``[t_i, t_{i+1}]`` is split
             into ``n_i = ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned
             value is an actual solver state (no interpolation, unlike torchdiffeq); when
             ``step_size`` divides the intervals the steps are exactly ``step_size``.
@@ -79,9 +124,12 @@ def solve(
             ``torch.compile``), ``compile_chunk`` (steps fused per compiled call, default 8).
             Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
             pass-throughs.  Unknown keys are an error, not a warning.
+        return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
+            calls, wall time).
 
     Returns:
-        Tensor of shape ``[len(t), *y0.shape]``.
+        Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
+        ``(solution, stats)``.
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
@@ -106,19 +154,29 @@ def solve(
                 f"use one of {', '.join(_fixed_methods())}"
             )
         if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
-            return y0.unsqueeze(0)
-        sol = spec.run(f, y0, t, options)
+            out = y0.unsqueeze(0)
+            return (out, SolveStats(spec.name, None, 0, 0, 0.0)) if return_stats else out
+        counter = _Counter(f) if return_stats else None
+        started = time.perf_counter()
+        sol = spec.run(counter if counter is not None else f, y0, t, options)
+        wall = time.perf_counter() - started
         if check_finite and not _all_finite(sol):
             _raise_if_nonfinite_adaptive(sol, t, method)
+        if return_stats:
+            return sol, SolveStats(spec.name, None, counter.n, 0, wall)
         return sol
 
     t_np = t.detach().cpu().double().numpy()
     n_sub, h_int = _step_grid(t_np, step_size)  # validates step_size even when len(t) == 1
     if len(t) == 1:
-        return y0.unsqueeze(0)
+        out = y0.unsqueeze(0)
+        return (out, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)) if return_stats else out
     stepper = spec.build(f, y0)
     if corrector is not None:
         _check_corrector(corrector, method, h_int, n_sub, y0)
+    elif step_size is None:
+        _warn_if_coarse(stepper, y0, t, float(h_int[0]), spec)
+    started = time.perf_counter()
 
     if options.get("compile", False):
         from ._compile import compiled_loop
@@ -127,9 +185,57 @@ def solve(
                             chunk=int(options.get("compile_chunk", 8)))
     else:
         sol = _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int)
+    wall = time.perf_counter() - started
     if check_finite and not _all_finite(sol):
         _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method)
+    if return_stats:
+        n_steps = int(n_sub.sum())
+        return sol, SolveStats(spec.name, n_steps, n_steps * len(stepper.nodes),
+                               n_steps if corrector is not None else 0, wall,
+                               float(np.abs(h_int).max()), step_size is None)
     return sol
+
+
+class _Counter:
+    """``f`` with a count of its calls (for the adaptive methods' statistics)."""
+
+    def __init__(self, f):
+        self.f, self.n = f, 0
+
+    def __call__(self, t, y):
+        self.n += 1
+        return self.f(t, y)
+
+
+def _warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec) -> None:
+    """Step doubling on the first interval: one step of ``h`` against two of ``h / 2``; the
+    difference over ``1 - 2^-p`` estimates the local error of the ``h`` step (Richardson)."""
+    import warnings
+
+    order = getattr(spec, "order", None) or getattr(stepper, "order", None) or 1
+
+    def steps(y, n, hh):
+        state = stepper.to_state(y)
+        for k in range(n):
+            t0 = t[0] + k * hh
+            state = stepper.step([t0 + c * hh for c in stepper.nodes], state, hh)
+        return stepper.from_state(state)
+
+    with torch.no_grad():
+        one = steps(y0, 1, h)
+        two = steps(y0, 2, h / 2)
+        size = y0.abs().amax().clamp(min=torch.finfo(y0.real.dtype if y0.is_complex() else y0.dtype).tiny)
+        est = float(((one - two).abs().amax() / size).real) / (1.0 - 2.0 ** (-order))
+    if not math.isfinite(est) or est > COARSE_STEP_TOLERANCE:
+        factor = (est / COARSE_STEP_TOLERANCE) ** (1.0 / (order + 1)) if math.isfinite(est) else 10.0
+        suggest = abs(h) / max(2.0, math.ceil(factor))
+        warnings.warn(
+            f"solve: no step_size was given, so {spec.name} steps once per output interval (h={abs(h):.3g}); a "
+            f"step-doubling check on the first interval estimates a local error of {est:.2g} of the state's size "
+            f"(tolerance {COARSE_STEP_TOLERANCE:g}). Pass step_size (e.g. {suggest:.3g}) to refine, or "
+            f"step_size={abs(h):.3g} to keep this step knowingly",
+            CoarseStepWarning, stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------- the loop
