@@ -6,6 +6,7 @@ from .correctors import AttSolver, Corrector, Hypersolver, NeurVec, load_correct
 from .compare import CompareResult, compare
 from .solve import CoarseStepWarning, NonFiniteSolutionError, SolveStats, solve
 from .steppers import get_method, list_methods, register_method
+from .systems import SemilinearPDE
 from .train import FitCheckWarning, FitHistory, NonFiniteLossError, fit
 
 __version__ = "0.1.0"
@@ -15,5 +16,5 @@ __all__ = [
     "register_method", "compare", "CompareResult",
     "fit", "FitHistory", "NonFiniteLossError", "FitCheckWarning",
     "Corrector", "NeurVec", "Hypersolver", "AttSolver", "load_corrector",
-    "systems", "correctors", "nn",
+    "systems", "correctors", "nn", "SemilinearPDE",
 ]

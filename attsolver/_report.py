@@ -31,7 +31,7 @@ def save_png(fig: Any, path: Any, *, dpi: int) -> None:
     committed one) and close it."""
     import matplotlib.pyplot as plt
 
-    from .data._atomic import atomic_path
+    from ._io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

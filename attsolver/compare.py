@@ -612,7 +612,7 @@ def _lyapunov(f, y0, t, lyapunov_exponent, h) -> tuple[float | None, str]:
 
 def _write(result: CompareResult, out: Path, name: str) -> None:
     from ._report import save_png
-    from .data._atomic import atomic_write_text
+    from ._io import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{name}.json", "work_precision_png": out / f"{name}_work_precision.png",

@@ -16,7 +16,14 @@ from torch import Tensor
 from .steppers import get_method
 from .steppers.base import Stepper
 
-__all__ = ["solve", "NonFiniteSolutionError", "SolveStats", "CoarseStepWarning"]
+__all__ = ["solve", "NonFiniteSolutionError", "SolutionBoundError", "DEFAULT_MAX_STEPS",
+           "SolveStats", "CoarseStepWarning"]
+
+#: default cap on the number of fixed steps of one solve (``options={"max_steps": ...}``
+#: raises it): a ``step_size`` far too small for ``t`` is an error before any work starts.
+DEFAULT_MAX_STEPS = 10**9
+#: options ``solve`` itself handles for every method (not passed on to the stepper)
+_SOLVE_OPTIONS = frozenset({"max_steps", "growth_bound"})
 
 # Stage times are materialised as 0-d tensors this many steps at a time: cheap per step,
 # bounded memory for very long solves.
@@ -75,6 +82,11 @@ class SolveStats:
     wall_time_s: float
     step_size: float | None = None
     steps_from_grid: bool = False
+
+
+class SolutionBoundError(NonFiniteSolutionError):
+    """The solution grew past ``options["growth_bound"]`` (finite, but beyond what the caller
+    declared plausible); same attributes as :class:`NonFiniteSolutionError`."""
 
 
 def solve(
@@ -140,7 +152,11 @@ def solve(
     y0, t = _check_y0_t(y0, t)
     options = _check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
-    _check_f(f, y0, t)
+    growth_bound = options.pop("growth_bound", None)
+    max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
+    # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
+    t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
+    _check_f(f, y0, t_f)
 
     if spec.kind == "adaptive":
         if step_size is not None:
@@ -162,23 +178,34 @@ def solve(
         wall = time.perf_counter() - started
         if check_finite and not _all_finite(sol):
             _raise_if_nonfinite_adaptive(sol, t, method)
+        _check_result(sol, y0, t, growth_bound, method)
         if return_stats:
             return sol, SolveStats(spec.name, None, counter.n, 0, wall)
         return sol
 
     t_np = t.detach().cpu().double().numpy()
-    n_sub, h_int = _step_grid(t_np, step_size)  # validates step_size even when len(t) == 1
+    # validates step_size even when len(t) == 1
+    n_sub, h_int = _step_grid(t_np, step_size, time_eps=_time_eps(t), max_steps=max_steps, y0=y0)
     if len(t) == 1:
         out = y0.unsqueeze(0)
         return (out, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)) if return_stats else out
     stepper = spec.build(f, y0)
+    check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
+    if check_step is not None:
+        check_step(y0, float(np.abs(h_int).max()), method)
     if corrector is not None:
-        _check_corrector(corrector, method, h_int, n_sub, y0)
+        _check_corrector(corrector, method, h_int, n_sub, y0, t)
+        if getattr(corrector, "check_compatible", None) is None:
+            corrector = _CheckedCorrector(corrector, y0)
     elif step_size is None:
-        _warn_if_coarse(stepper, y0, t, float(h_int[0]), spec)
+        _warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
+    t = t_f
     started = time.perf_counter()
 
-    if options.get("compile", False):
+    if t.requires_grad and torch.is_grad_enabled():
+        _check_time_gradient(stepper, corrector, options, method)
+        sol = _time_differentiable_loop(stepper, y0, t, n_sub)
+    elif options.get("compile", False):
         from ._compile import compiled_loop
 
         sol = compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int,
@@ -188,6 +215,7 @@ def solve(
     wall = time.perf_counter() - started
     if check_finite and not _all_finite(sol):
         _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method)
+    _check_result(sol, y0, t, growth_bound, method)
     if return_stats:
         n_steps = int(n_sub.sum())
         return sol, SolveStats(spec.name, n_steps, n_steps * len(stepper.nodes),
@@ -286,6 +314,43 @@ def _corrected_step(stepper, corrector, ts, y, h):
     return y_next + corrector(ts[0], y, y_next - y, h)
 
 
+def _check_time_gradient(stepper, corrector, options, method) -> None:
+    """``t.requires_grad``: say plainly where gradients with respect to ``t`` cannot flow."""
+    if not getattr(stepper, "time_differentiable", False):
+        raise ValueError(
+            f"t requires grad, but method {method!r} cannot differentiate with respect to t "
+            "(its coefficients are precomputed for a numeric step size); pass t.detach(), or use "
+            "an explicit Runge-Kutta method such as 'rk4'"
+        )
+    if corrector is not None:
+        raise ValueError(
+            "t requires grad, but gradients with respect to t are not supported with a corrector "
+            "(the corrector takes h as a number); pass t.detach()"
+        )
+    if options.get("compile", False):
+        raise ValueError(
+            "t requires grad, but options['compile'] runs with precomputed numeric times; pass "
+            "t.detach() or drop 'compile' to get gradients with respect to t"
+        )
+
+
+def _time_differentiable_loop(stepper, y0, t, n_sub):
+    """The eager loop with stage times and steps computed from ``t`` by autograd-tracked
+    tensor arithmetic, so that ``d y / d t`` flows (as in torchdiffeq's fixed-grid solvers).
+    Slower than :func:`_fixed_loop` (a few tensor operations per step for the times)."""
+    step = stepper.step_for_compile  # takes a tensor h (no ``alpha=``)
+    nodes = [float(c) for c in stepper.nodes]
+    outputs = [y0]
+    y = y0
+    for i, n in enumerate(n_sub.tolist()):
+        h = (t[i + 1] - t[i]) / n
+        for k in range(n):
+            t0 = t[i] + k * h if k else t[i]
+            y = step([t0 + c * h if c else t0 for c in nodes], y, h)
+        outputs.append(y)
+    return torch.stack(outputs)
+
+
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
     times = _stage_times(stepper, t, t_np, n_sub, h_int)
     outputs = [y0]
@@ -346,6 +411,11 @@ def _check_y0_t(y0, t) -> tuple[Tensor, Tensor]:
         raise ValueError("t contains NaN or infinite values; give finite times")
     if len(t) > 1:
         d = t[1:] - t[:-1]
+        if not bool(torch.isfinite(d).all()):
+            raise ValueError(
+                f"t's intervals overflow {t.dtype} (times as far apart as {float(t[0]):g} .. "
+                f"{float(t[-1]):g}); rescale time so the span is representable"
+            )
         if not (bool((d > 0).all()) or bool((d < 0).all())):
             raise ValueError(
                 "t must be strictly monotone (all increasing or all decreasing, no repeats); "
@@ -354,22 +424,84 @@ def _check_y0_t(y0, t) -> tuple[Tensor, Tensor]:
     return y0, t
 
 
+def _is_real(v) -> bool:
+    if isinstance(v, Tensor):
+        return v.numel() == 1 and not v.is_complex() and v.dtype != torch.bool
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _opt_bool(name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"options[{name!r}] must be True or False, got {v!r} ({type(v).__name__})")
+    return bool(v)
+
+
+def _opt_int(name, v, lo=1):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"options[{name!r}] must be an integer >= {lo}, got {v!r} ({type(v).__name__})")
+    if v < lo:
+        raise ValueError(f"options[{name!r}] must be an integer >= {lo}, got {v}")
+    return int(v)
+
+
+def _opt_number(name, v, *, positive=True, allow_zero=False, allow_inf=False, tolerance=False):
+    what = "a non-negative" if allow_zero else "a positive"
+    if not _is_real(v):
+        if tolerance and not isinstance(v, (str, bytes, bool)):
+            # a per-component tolerance: an array/tensor of numbers
+            try:
+                arr = np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64)
+            except (TypeError, ValueError):
+                arr = None
+            if arr is not None and arr.ndim >= 1 and arr.size:
+                if not np.all(np.isfinite(arr)) or np.any(arr < 0) or (not allow_zero and np.any(arr == 0)):
+                    raise ValueError(f"options[{name!r}] must hold {what} finite number per component, got {v!r}")
+                return v
+        raise TypeError(f"options[{name!r}] must be {what} number, got {v!r} ({type(v).__name__})")
+    x = float(v)
+    if math.isnan(x) or (math.isinf(x) and not allow_inf) or x < 0 or (x == 0 and not allow_zero):
+        raise ValueError(f"options[{name!r}] must be {what}{'' if allow_inf else ' finite'} number, got {x!r}")
+    return v
+
+
+# one table of option checks: name -> check(name, value) returning the value to use
+_OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "check_finite": _opt_bool,
+    "compile": _opt_bool,
+    "compile_chunk": _opt_int,
+    "max_steps": _opt_int,
+    "growth_bound": lambda n, v: _opt_number(n, v),
+    "rtol": lambda n, v: _opt_number(n, v, tolerance=True),
+    "atol": lambda n, v: _opt_number(n, v, allow_zero=True, tolerance=True),
+    "max_evaluations": _opt_int,
+    "max_num_steps": _opt_int,
+    "first_step": lambda n, v: _opt_number(n, v),
+    "max_step": lambda n, v: _opt_number(n, v, allow_inf=True),
+    "safety": lambda n, v: _opt_number(n, v),
+    "ifactor": lambda n, v: _opt_number(n, v),
+    "dfactor": lambda n, v: _opt_number(n, v),
+}
+
+
 def _check_options(options, spec) -> dict[str, Any]:
     if options is None:
         return {}
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
-    unknown = set(options) - set(spec.options)
+    accepted = set(spec.options) | _SOLVE_OPTIONS
+    unknown = set(options) - accepted
     if unknown:
         raise ValueError(
-            f"options: unknown key(s) {sorted(unknown)} for method {spec.name!r}; "
-            f"it accepts: {', '.join(sorted(spec.options))}"
+            f"options: unknown key(s) {sorted(unknown, key=repr)} for method {spec.name!r}; "
+            f"it accepts: {', '.join(sorted(accepted))}"
         )
-    if "compile_chunk" in options:
-        c = options["compile_chunk"]
-        if not isinstance(c, numbers.Integral) or c < 1:
-            raise ValueError(f"options['compile_chunk'] must be a positive integer, got {c!r}")
-    return dict(options)
+    out = {}
+    for name, value in options.items():
+        check = _OPTION_CHECKS.get(name)
+        if name == "dtype" and not isinstance(value, torch.dtype):
+            raise TypeError(f"options['dtype'] must be a torch.dtype (e.g. torch.float64), got {value!r}")
+        out[name] = check(name, value) if check is not None else value
+    return out
 
 
 def _check_f(f, y0: Tensor, t: Tensor) -> None:
@@ -391,8 +523,20 @@ def _check_f(f, y0: Tensor, t: Tensor) -> None:
         )
 
 
-def _step_grid(t_np: np.ndarray, step_size) -> tuple[np.ndarray, np.ndarray]:
-    """Steps per output interval and the (signed) step in each."""
+def _time_eps(t: Tensor) -> float:
+    """Relative resolution of ``t``'s dtype (float32 grids are coarser than float64)."""
+    return float(torch.finfo(t.dtype).eps)
+
+
+def _step_grid(t_np: np.ndarray, step_size, *, time_eps: float = 0.0, max_steps: int = DEFAULT_MAX_STEPS,
+               y0: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Steps per output interval and the (signed) step in each.
+
+    The total number of steps is checked against ``max_steps`` before any work starts (a
+    ``step_size`` far too small for ``t`` would otherwise overflow the step count or run for
+    ages).  ``time_eps`` is the relative resolution of the dtype the times came in: an
+    interval that is a whole number of steps up to that rounding gets exactly that many.
+    """
     dt = np.diff(t_np)
     if step_size is None:
         return np.ones(len(dt), dtype=np.int64), dt
@@ -400,7 +544,7 @@ def _step_grid(t_np: np.ndarray, step_size) -> tuple[np.ndarray, np.ndarray]:
         if step_size.numel() != 1:
             raise ValueError("step_size must be a scalar")
         step_size = float(step_size)
-    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real):
+    if isinstance(step_size, (bool, np.bool_)) or not isinstance(step_size, numbers.Real):
         raise TypeError(f"step_size must be a positive number or None, got {type(step_size).__name__}")
     step_size = float(step_size)
     if not math.isfinite(step_size) or step_size <= 0:
@@ -408,20 +552,95 @@ def _step_grid(t_np: np.ndarray, step_size) -> tuple[np.ndarray, np.ndarray]:
             f"step_size must be a positive finite number, got {step_size}; "
             "its sign follows t automatically when t decreases"
         )
-    ratio = np.abs(dt) / step_size
+    with np.errstate(over="ignore"):
+        ratio = np.abs(dt) / step_size
+    total = float(np.sum(np.ceil(ratio))) if len(ratio) else 0.0
+    if not math.isfinite(total) or total > max_steps:
+        span = float(np.sum(np.abs(dt)))
+        work = ""
+        if y0 is not None:
+            work = (f" (about {total * y0.numel():.3g} state-component updates per stage"
+                    f"{'' if not math.isfinite(total) else f', {total * 1e-5 / 3600:.3g} h at 10 µs a step'})")
+        raise ValueError(
+            f"step_size={step_size:g} needs {total:.3g} steps to cover t's span of {span:.6g}{work}, more "
+            f"than the limit of {max_steps:.3g}: use a larger step_size (e.g. {span / min(max_steps, 10**6):.3g}), "
+            "an adaptive method, or raise options['max_steps'] if you mean it"
+        )
     nearest = np.rint(ratio)
-    # an interval that is a whole number of steps up to rounding gets exactly that many
-    n_sub = np.where(np.abs(ratio - nearest) <= 1e-9 * np.maximum(1.0, ratio), nearest, np.ceil(ratio))
+    # an interval that is a whole number of steps up to rounding gets exactly that many; the
+    # rounding is that of the times' own dtype (a float32 grid is off by ~1e-8 relative)
+    scale = np.maximum(np.abs(t_np[1:]), np.abs(t_np[:-1])) / step_size
+    tol = 1e-9 * np.maximum(1.0, ratio) + 4.0 * time_eps * np.maximum(scale, 1.0)
+    n_sub = np.where(np.abs(ratio - nearest) <= tol, nearest, np.ceil(ratio))
     n_sub = np.maximum(n_sub, 1).astype(np.int64)
     return n_sub, dt / n_sub
 
 
-def _check_corrector(corrector, method, h_int, n_sub, y0) -> None:
+def _check_corrector(corrector, method, h_int, n_sub, y0, t=None) -> None:
     if not callable(corrector):
         raise TypeError(f"corrector must be callable (an nn.Module), got {type(corrector).__name__}")
     check = getattr(corrector, "check_compatible", None)
     if check is not None:
-        check(method=method, step_sizes=np.unique(np.abs(h_int)), y0=y0)
+        steps = np.unique(np.abs(h_int))
+        trained = getattr(corrector, "step_size", None)
+        if t is not None and t.dtype != torch.float64 and isinstance(trained, numbers.Real) and trained > 0:
+            # times stored in float32 carry rounding of ~eps * |t|: a step equal to the trained
+            # one up to that resolution is the trained step
+            tmax = float(t.detach().abs().max())
+            tol = 4.0 * _time_eps(t) * max(tmax, float(trained)) / float(trained)
+            steps = np.where(np.abs(steps - trained) <= tol * trained, float(trained), steps)
+        check(method=method, step_sizes=steps, y0=y0)
+        return
+    return
+
+
+class _CheckedCorrector:
+    """A plain-callable corrector (one that does not record what it was trained for), with
+    every output checked: a correction of another shape would broadcast silently and one of
+    another dtype would promote the whole solve."""
+
+    def __init__(self, corrector, y0: Tensor):
+        self.corrector = corrector
+        self.shape, self.dtype, self.device = y0.shape, y0.dtype, y0.device
+
+    def __call__(self, t, y, dy, h):
+        out = self.corrector(t, y, dy, h)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"corrector(t, y, dy, h) must return a torch.Tensor, got {type(out).__name__}")
+        if out.shape != y.shape:
+            raise ValueError(
+                f"corrector(t, y, dy, h) returned shape {tuple(out.shape)} but y has shape {tuple(y.shape)}; "
+                "it must return a correction of y's shape (no broadcasting)"
+            )
+        if out.dtype != self.dtype:
+            raise TypeError(
+                f"corrector(t, y, dy, h) returned dtype {out.dtype} but y0 is {self.dtype}; make it keep y's dtype"
+            )
+        return out
+
+
+def _check_result(sol: Tensor, y0: Tensor, t: Tensor, growth_bound, method: str) -> None:
+    """What the lean loop does not check per step: ``f`` (or the corrector) changing the
+    solution's dtype after its first call, and the optional growth bound."""
+    if sol.dtype != y0.dtype:
+        raise TypeError(
+            f"the solution came out {sol.dtype} though y0 is {y0.dtype}: f (or the corrector) returned "
+            "another dtype after its first call; make it keep y's dtype"
+        )
+    if growth_bound is None:
+        return
+    with torch.no_grad():
+        peak = sol.detach().abs().reshape(len(sol), -1).amax(dim=1)
+    over = (peak > float(growth_bound)).nonzero()
+    if len(over):
+        i = int(over[0, 0])
+        time = float(t[i])
+        raise SolutionBoundError(
+            f"|y| reached {float(peak[i]):.3g} at output {i} (t={time:.6g}, method {method!r}), beyond "
+            f"options['growth_bound']={float(growth_bound):g}; the solution is growing without bound "
+            "(check f, reduce the step) or raise the bound",
+            step=None, time=time, partial=sol[:i],
+        )
 
 
 # --------------------------------------------------------------------------- failures

@@ -605,13 +605,20 @@ def _rng_state() -> dict[str, Any]:
     }
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    s = state["numpy"]
-    np.random.set_state(("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
-                         s["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+def _set_rng_state(state: dict[str, Any], source: Path | None = None) -> None:
+    try:
+        torch.set_rng_state(state["torch"])
+        s = state["numpy"]
+        np.random.set_state(("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
+                             s["cached_gaussian"]))
+        p = state["python"]
+        random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as e:
+        raise ValueError(
+            f"{source or 'the checkpoint'}: its random-number-generator state cannot be restored "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); the checkpoint is "
+            "damaged — start a new run (overwrite=True) or use another checkpoint path"
+        ) from None
 
 
 def _load_for_resume(path: Path, corrector: Corrector, settings: dict[str, Any]) -> dict[str, Any]:
@@ -643,8 +650,9 @@ def _load_for_resume(path: Path, corrector: Corrector, settings: dict[str, Any])
 
 
 def _write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from .data._atomic import atomic_path
+    from ._io import atomic_path, seal_payload
 
+    payload = seal_payload(payload)  # verified by read_checkpoint on resume
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -700,7 +708,7 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
         corrector.load_state_dict(resumed["model"]["state_dict"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
-        _set_rng_state(resumed["rng"])
+        _set_rng_state(resumed["rng"], ckpt_path)
         h = resumed["history"]
         history.train_loss, history.val_loss, history.lr = list(h["train_loss"]), list(h["val_loss"]), list(h["lr"])
         history.best_epoch, history.best_loss = int(resumed["best_epoch"]), float(resumed["best_loss"])

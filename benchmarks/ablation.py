@@ -38,7 +38,7 @@ from torch.nn.utils import parametrize
 import attsolver
 from attsolver.correctors import AttSolver
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.data._atomic import atomic_path
+from attsolver._io import atomic_path
 from attsolver.train import NonFiniteLossError, fit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from attsolver._report import provenance_lines, save_png
-from attsolver.data._atomic import AppendLog, atomic_write_text
+from attsolver._io import AppendLog, atomic_write_text
 from attsolver.optim import SAM, AlterSGD, perturbed_loss_increase
 from attsolver.vision.data import load_digits
 

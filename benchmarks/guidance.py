@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from attsolver._report import provenance_lines, save_png
-from attsolver.data._atomic import AppendLog, atomic_path
+from attsolver._io import AppendLog, atomic_path
 from attsolver.guidance import (LatentDDPM, LatentGuidance, LogisticDirections, NoiseSchedule, TimeLatentClassifier,
                                 attribute_agreement, ddim_sample, frechet_distance, latent_arithmetic,
                                 sequential_arithmetic, train_ddpm, train_latent_classifier)

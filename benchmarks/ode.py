@@ -49,12 +49,11 @@ from torch.nn.utils import parametrize
 
 import attsolver
 from attsolver._report import save_png
+from attsolver._io import AppendLog, atomic_write_text
 from attsolver.compare import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
-                               interleaved_times,
-                               score_rollout, speedups_at_equal_accuracy)
+                               interleaved_times, score_rollout, speedups_at_equal_accuracy)
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.data._atomic import AppendLog, atomic_write_text
 from attsolver.systems import make_system
 from attsolver.train import NonFiniteLossError, fit
 

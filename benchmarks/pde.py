@@ -59,7 +59,7 @@ import attsolver
 from attsolver._report import save_png
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
-from attsolver.data._atomic import AppendLog, atomic_write_text
+from attsolver._io import AppendLog, atomic_write_text
 from attsolver.metrics import cost_at_accuracy
 from attsolver.pde_setup import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
 from attsolver.train import NonFiniteLossError, fit

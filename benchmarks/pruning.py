@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from attsolver._report import provenance_lines, save_png
-from attsolver.data._atomic import atomic_path
+from attsolver._io import atomic_path
 from attsolver.pruning import (CRITERIA, BlendedImportance, accumulate_gradients, accuracy, calibrate_blend,
                                clone_with_grads, cluster_criteria, compare_latency, heldout_split, layer_scores,
                                model_cost, prune_model, ratio_for_reduction, recalibrate_bn)

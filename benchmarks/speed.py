@@ -27,7 +27,7 @@ import torch
 
 import attsolver
 from attsolver._compile import clear_compile_cache, compile_stats
-from attsolver.data._atomic import atomic_write_text
+from attsolver._io import atomic_write_text
 
 
 # ----------------------------------------------------------------------------- NumPy floors

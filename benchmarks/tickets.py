@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from attsolver._report import save_png
-from attsolver.data._atomic import AppendLog, atomic_write_text
+from attsolver._io import AppendLog, atomic_write_text
 from attsolver.vision import count_parameters, make_model
 from attsolver.vision.data import load_digits
 from attsolver.vision.resnet import attention_parameters, connection_key

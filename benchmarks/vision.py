@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from attsolver._report import provenance_lines
-from attsolver.data._atomic import atomic_path
+from attsolver._io import atomic_path
 from attsolver.vision import CifarResNet, count_parameters, make_model
 from attsolver.vision.data import load_digits
 from attsolver.vision.train import default_milestones, train_classifier

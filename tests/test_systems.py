@@ -19,10 +19,10 @@ from attsolver import solve
 from attsolver.systems import (
     ElasticPendulum, LinearSystem, Lorenz63, Lorenz96, SpringChain, list_systems, make_system,
 )
-from attsolver.systems.pde import SemilinearPDE
 
 F64 = torch.float64
-ODE_SYSTEMS = [n for n in list_systems() if not isinstance(make_system(n), SemilinearPDE)]
+# fields on a grid (1-D and 2-D PDEs) are tested in test_pde_systems.py and test_navier_stokes.py
+ODE_SYSTEMS = [n for n in list_systems() if not hasattr(make_system(n), "grid_shape")]
 SPECTRAL = {"etdrk4", "ifrk4"}
 PLAIN_FIXED = [m for m in attsolver.list_methods(kind="fixed")
                if m not in SPECTRAL and not attsolver.get_method(m).needs]

@@ -412,11 +412,12 @@ class Corrector(nn.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the corrector to ``path`` atomically (temporary file + rename); returns the path."""
-        from ..data._atomic import atomic_path
+        from .._io import atomic_path, seal_payload
 
         path = Path(path)
+        payload = seal_payload(self.checkpoint_dict())  # a checksum of the whole payload, verified on load
         with atomic_path(path) as tmp:
-            torch.save(self.checkpoint_dict(), tmp)
+            torch.save(payload, tmp)
         return path
 
     @classmethod
@@ -476,20 +477,37 @@ class Corrector(nn.Module):
 
 
 def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with every failure turned into a clear error."""
+    """``torch.load(path, weights_only=True)`` with every failure turned into a clear error,
+    and the payload's checksum verified (a damaged file is an error, never other weights)."""
+    from .._io import IntegrityError, open_regular, verify_payload
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ValueError(
-            f"{path} is not a readable attsolver checkpoint (corrupted, truncated, or not written "
-            f"by attsolver): {type(e).__name__}: {reason}"
-        ) from None
+    with open_regular(path, "checkpoint file") as fh:
+        try:
+            ckpt = torch.load(fh, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+            raise ValueError(f"{path} is not a readable attsolver checkpoint ({_load_failure(e)})") from None
     _check_format(ckpt, str(path))
-    return ckpt
+    try:
+        return verify_payload(ckpt, str(path))
+    except IntegrityError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged payload can hold anything weights_only admits
+        raise IntegrityError(f"{path}: cannot verify its checksum ({type(e).__name__}: {e}); the file is damaged") from None
+
+
+def _load_failure(e: BaseException) -> str:
+    """Why ``torch.load`` failed, without relaying torch's advice to retry with
+    ``weights_only=False`` (which would run whatever code the file holds)."""
+    text = str(e).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        found = [ln.strip() for ln in text.splitlines() if "Unsupported" in ln or "unsupported" in ln]
+        what = f" ({found[0][:160]})" if found else ""
+        return ("refused: it holds pickled Python objects other than tensors and plain values"
+                f"{what}; attsolver checkpoints never do, so it was not written by attsolver or has been "
+                "tampered with — do not load it")
+    reason = text.splitlines()[0][:200] if text else type(e).__name__
+    return f"corrupted, truncated, or not written by attsolver: {type(e).__name__}: {reason}"
 
 
 def _check_format(ckpt: Any, source: str) -> None:

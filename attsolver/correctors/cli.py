@@ -193,11 +193,12 @@ def _cmd_solve(args) -> int:
     if reference is not None:
         ref = reference.to(torch.float64)
         nt = len(t)
-        errs = []
+        errs = {}
         for label, frac in HORIZONS:
             j = max(2, int(round(frac * (nt - 1))) + 1)
-            errs.append(f"{label.removeprefix('err_')} {float(relative_l2(y[:, 1:j], ref[:, 1:j]).mean()):.4g}")
-        line += f"; relative L2 error against {args.data} up to 1/4, 1/2, full horizon: " + ", ".join(errs)
+            errs[label] = float(relative_l2(y[:, 1:j], ref[:, 1:j]).mean())
+        line += (f"; relative L2 error against {args.data}: {errs['err_full']:.4g}; up to 1/4 and 1/2 of the "
+                 f"horizon: {errs['err_q1']:.4g}, {errs['err_q2']:.4g}")
     if args.output:
         ds = TrajectoryDataset(
             t=t, y=y, system=system.config() if hasattr(system, "config") else {"name": name, "params": {}},

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import torch
 
-from ._atomic import atomic_path
+from .._io import atomic_path
 from .dataset import TrajectoryDataset
 from .generate import library_version
 

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import torch
 
-from ._atomic import atomic_path
+from .._io import atomic_path
 from .dataset import TrajectoryDataset
 from .generate import library_version
 from .h5 import _attr_str, _time_summary, component_stats, open_h5

@@ -62,7 +62,7 @@ def _check(args) -> None:
 def _cmd_run(args) -> int:
     import torch
 
-    from ..data._atomic import atomic_write_text
+    from .._io import atomic_write_text
     from ..vision.data import ImageData, load_image_data
     from ..vision.resnet import CifarResNet, make_model
     from ..vision.train import load_checkpoint, train_classifier
@@ -126,7 +126,7 @@ def _cmd_run(args) -> int:
                          milestones=[args.finetune_epochs // 2], progress=not args.no_progress)
     summary["test_acc_finetuned"] = accuracy(pruned, x_te, y_te)
     if args.save_model:
-        from ..data._atomic import atomic_path
+        from .._io import atomic_path
         with atomic_path(Path(args.save_model)) as tmp:
             torch.save(pruned, tmp)  # the whole module: its shapes differ from any constructor's
     if args.output:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data._atomic import AppendLog
+from .._io import AppendLog
 
 __all__ = ["evolve", "EvolutionResult"]
 

@@ -53,6 +53,7 @@ def _scipy_runner(scipy_name: str):
         opts.pop("check_finite", None)
         budget = int(opts.pop("max_evaluations", DEFAULT_MAX_EVALUATIONS))
         shape, dtype, device = y0.shape, y0.dtype, y0.device
+        t_dtype = y0.real.dtype if y0.is_complex() else y0.dtype  # torchdiffeq's rule for f's t
         t_np = t.detach().cpu().double().numpy()
         count = [0, t_np[0]]
 
@@ -63,7 +64,7 @@ def _scipy_runner(scipy_name: str):
                 raise _Budget
             with torch.no_grad():
                 yt = torch.as_tensor(yy, dtype=dtype, device=device).reshape(shape)
-                tt_ = torch.as_tensor(tt, dtype=t.dtype, device=device)
+                tt_ = torch.as_tensor(tt, dtype=t_dtype, device=device)
                 return f(tt_, yt).reshape(-1).double().cpu().numpy()
 
         y_flat = y0.detach().reshape(-1).double().cpu().numpy()

@@ -1,8 +1,9 @@
-"""Pseudo-spectral steppers for periodic 1-D semilinear PDEs ``u_t = L u + N(u)``.
+"""Pseudo-spectral steppers for periodic semilinear PDEs ``u_t = L u + N(u)`` in 1-D and 2-D.
 
-Both steppers work on the Fourier coefficients ``v = rfft(u)`` of a
-:class:`~attsolver.systems.pde.SemilinearPDE`, whose linear part is diagonal,
-``(L u)_hat = lambda_m v_m``, and integrate the stiff linear part exactly:
+Both steppers work on the Fourier coefficients ``v = rfftn(u)`` (``rfft`` of a 1-D field
+``[..., nx]``, ``rfft2`` of a 2-D field ``[..., ny, nx]``; one code path, chosen by the
+number of spatial dimensions of the system's grid) of a system whose linear part is
+diagonal, ``(L u)_hat = lambda_m v_m``, and integrate the stiff linear part exactly:
 
 * :class:`ETDRK4` — the fourth-order exponential time-differencing Runge–Kutta scheme of
   Cox & Matthews (2002), with the coefficients (phi-functions of ``z = h lambda``)
@@ -13,6 +14,13 @@ Both steppers work on the Fourier coefficients ``v = rfft(u)`` of a
   evaluated by the trapezoid rule, which converges geometrically) and never comes near 0.
 * :class:`IFRK4` — integrating-factor RK4: classical RK4 applied to
   ``w(t) = exp(-(t - t_n) L) v(t)``, which satisfies ``w' = exp(-(t - t_n) L) N(exp((t - t_n) L) w)``.
+
+What the steppers need from a system is the small protocol :class:`SpectralSystem`: the
+grid shape, the Fourier symbol of ``L`` on the ``rfftn`` modes and the dealiased nonlinear
+term in Fourier space.  The public base class users subclass for a 1-D PDE is
+:class:`attsolver.SemilinearPDE` (``attsolver.systems.pde``); the 2-D vorticity
+Navier–Stokes system (``attsolver.systems.navier_stokes``) implements the protocol
+directly.  Steppers never import systems.
 
 The nonlinear term is the system's dealiased (2/3 rule) ``N_hat``.  The coefficients of a
 step size are computed once, in complex128 on the CPU, cast to the state's dtype and
@@ -29,17 +37,45 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from ..systems.pde import SemilinearPDE
 from .base import Stepper
 from .registry import FIXED_OPTIONS, MethodSpec, register_method
 
-__all__ = ["ETDRK4", "IFRK4", "ETDRK4Coefficients", "etdrk4_coefficients"]
+__all__ = ["ETDRK4", "IFRK4", "ETDRK4Coefficients", "etdrk4_coefficients", "SpectralSystem",
+           "NonlinearOp"]
+
+#: ``(t, u_hat) -> N_hat``: the dealiased nonlinear term on the ``rfftn`` modes.
+NonlinearOp = Callable[[Tensor, Tensor], Tensor]
+
+
+@runtime_checkable
+class SpectralSystem(Protocol):
+    """What the spectral steppers need from a periodic semilinear PDE ``u_t = L u + N(u)``.
+
+    Attributes / methods:
+        grid_shape: the spatial grid, ``(nx,)`` in 1-D or ``(ny, nx)`` in 2-D; a field is
+            ``[..., *grid_shape]`` and its Fourier coefficients ``rfftn`` over those dims,
+            ``[..., *grid_shape[:-1], grid_shape[-1] // 2 + 1]``.
+        linear_symbol(dtype, device): ``lambda`` with ``(L u)_hat = lambda * u_hat``, real
+            or complex, of the Fourier-coefficient shape (without batch dims).
+        nonlinear_op(dtype, device): a function ``(t, u_hat) -> N_hat`` (dealiased), for
+            coefficients of the complex dtype matching ``dtype``.
+
+    :class:`attsolver.SemilinearPDE` (1-D) and :class:`attsolver.systems.NavierStokes2D`
+    implement it; so can any user class with these three members.
+    """
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]: ...
+
+    def linear_symbol(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor: ...
+
+    def nonlinear_op(self, dtype: torch.dtype = torch.float64, device=None) -> NonlinearOp: ...
 
 #: points of the Kassam–Trefethen contour (on the upper half circle when L is real).
 CONTOUR_POINTS = 16
@@ -127,9 +163,12 @@ class _SpectralStepper(Stepper):
     order = 4
     nodes = (0.0, 0.5, 0.5, 1.0)
 
-    def __init__(self, system: SemilinearPDE, y0: Tensor):
+    def __init__(self, system: SpectralSystem, y0: Tensor):
         super().__init__(system)
-        self.nx = system.nx
+        self.grid_shape = tuple(int(n) for n in system.grid_shape)
+        self.nx = self.grid_shape[-1]
+        # the spatial dims are the trailing len(grid_shape) ones: rfft in 1-D, rfft2 in 2-D
+        self._dims = tuple(range(-len(self.grid_shape), 0))
         # Coefficients are stored complex even where they are real: complex*complex kernels
         # are faster than the type-promoting complex*real ones on small tensors.
         self._dtype = torch.promote_types(y0.dtype, torch.complex64)
@@ -141,12 +180,13 @@ class _SpectralStepper(Stepper):
         self._last: tuple[Tensor | float, ...] = ()
 
     def to_state(self, y: Tensor) -> Tensor:
-        """``rfft(y)``: ``[..., nx]`` real -> ``[..., nx//2+1]`` complex."""
-        return torch.fft.rfft(y)
+        """``rfftn(y)`` over the spatial dims: ``[..., nx]`` -> ``[..., nx//2+1]`` complex
+        (2-D: ``[..., ny, nx]`` -> ``[..., ny, nx//2+1]``)."""
+        return torch.fft.rfftn(y, dim=self._dims)
 
     def from_state(self, state: Tensor) -> Tensor:
-        """``irfft(state, n=nx)``: Fourier coefficients -> grid values."""
-        return torch.fft.irfft(state, n=self.nx)
+        """``irfftn(state, s=grid_shape)``: Fourier coefficients -> grid values."""
+        return torch.fft.irfftn(state, s=self.grid_shape, dim=self._dims)
 
     def _coefficients(self, h: float) -> tuple[Tensor | float, ...]:
         if h == self._last_h:
@@ -180,8 +220,9 @@ class ETDRK4(_SpectralStepper):
     ``L = 0`` it reduces to classical RK4.
 
     Args:
-        system: the PDE (a :class:`~attsolver.systems.pde.SemilinearPDE`).
-        y0: an initial field ``[..., nx]`` fixing the dtype and device of the coefficients.
+        system: the PDE (a :class:`SpectralSystem`, e.g. an :class:`attsolver.SemilinearPDE`).
+        y0: an initial field ``[..., *grid_shape]`` fixing the dtype and device of the
+            coefficients.
     """
 
     def _compute(self, h):
@@ -219,8 +260,9 @@ class IFRK4(_SpectralStepper):
     rates of ``L``).
 
     Args:
-        system: the PDE (a :class:`~attsolver.systems.pde.SemilinearPDE`).
-        y0: an initial field ``[..., nx]`` fixing the dtype and device of the coefficients.
+        system: the PDE (a :class:`SpectralSystem`, e.g. an :class:`attsolver.SemilinearPDE`).
+        y0: an initial field ``[..., *grid_shape]`` fixing the dtype and device of the
+            coefficients.
     """
 
     def _compute(self, h):
@@ -246,28 +288,33 @@ class IFRK4(_SpectralStepper):
 # --------------------------------------------------------------------------- registry
 
 
-_NEEDS = "a SemilinearPDE system (e.g. attsolver.systems.Burgers)"
+_NEEDS = ("a SemilinearPDE system (e.g. attsolver.systems.Burgers, or the 2-D "
+          "attsolver.systems.NavierStokes2D; any SpectralSystem)")
 
 
 def _builder(cls: type[_SpectralStepper], method: str):
     def build(f, y0: Tensor) -> _SpectralStepper:
-        if not isinstance(f, SemilinearPDE):
+        if not isinstance(f, SpectralSystem):
             raise TypeError(
                 f"method {method!r} needs f to be {_NEEDS} that exposes its Fourier-diagonal "
                 f"linear part, got {type(f).__name__}; for a plain f(t, y) use an explicit "
                 "method such as 'rk4', or build the PDE from attsolver.systems "
-                "(Burgers, KuramotoSivashinsky)"
+                "(Burgers, KuramotoSivashinsky, NavierStokes2D)"
             )
         if y0.is_complex():
             raise TypeError(
                 f"method {method!r}: y0 must be a real field [..., nx] (grid values), got "
                 f"dtype {y0.dtype}; pass the physical-space values"
             )
-        if y0.ndim == 0 or y0.shape[-1] != f.nx:
+        shape = tuple(f.grid_shape)
+        d = len(shape)
+        if y0.ndim < d or tuple(y0.shape[-d:]) != shape:
+            what = f"dimension must equal the system's nx={shape[0]}" if d == 1 else \
+                f"{d} dimensions must equal the system's grid shape {shape}"
             raise ValueError(
-                f"method {method!r}: y0's last dimension must equal the system's nx={f.nx} "
-                f"(grid points), got y0 of shape {tuple(y0.shape)}; sample it with "
-                "system.sample_initial(n) or build the system with a matching nx"
+                f"method {method!r}: y0's last {what} (grid points), got y0 of shape "
+                f"{tuple(y0.shape)}; sample it with system.sample_initial(n) or build the "
+                "system with a matching grid"
             )
         return cls(f, y0)
 

@@ -74,6 +74,35 @@ def _positive(system: str, name: str, value: Any, why: str = "") -> float:
 class SemilinearPDE(System):
     """Base class for periodic 1-D PDEs ``u_t = L u + N(u)`` with a Fourier-diagonal ``L``.
 
+    Public (``attsolver.SemilinearPDE``): subclass it for your own PDE and solve it with
+    ``method="etdrk4"`` / ``"ifrk4"`` (the linear part exactly) or any explicit method (the
+    physical right-hand side).  It implements the spectral steppers' protocol
+    :class:`attsolver.steppers.spectral.SpectralSystem` (``grid_shape``,
+    :meth:`linear_symbol`, :meth:`nonlinear_op`).  Minimal example (Allen–Cahn
+    ``u_t = eps u_xx + u - u^3``)::
+
+        @dataclass(frozen=True)
+        class AllenCahn(attsolver.SemilinearPDE):
+            eps: float = 0.01
+            nx: int = 128
+            length: float = 2 * math.pi
+            name = "allen_cahn_example"
+
+            def __post_init__(self):
+                self._validate_grid()
+
+            def _symbol(self, k):                  # L = eps d^2/dx^2 + 1
+                return 1.0 - self.eps * k**2
+
+            def _make_nonlinear(self, k):          # N(u) = -u^3, 2/3-rule dealiased
+                keep = (torch.arange(len(k)) < self.dealias_cutoff).to(k.dtype)
+                def nonlinear(t, u_hat):
+                    u = torch.fft.irfft(u_hat * keep, n=self.nx)
+                    return -torch.fft.rfft(u**3) * keep
+                return nonlinear
+
+    (A cubic term needs the 1/2 rule to be alias-free; the 2/3 rule is the usual compromise.)
+
     A subclass is a frozen dataclass with fields ``nx`` (grid points) and ``length``
     (period), calls :meth:`_validate_grid` in ``__post_init__``, and implements
     :meth:`_symbol` (the Fourier symbol of ``L``) and :meth:`_make_nonlinear` (the
@@ -114,6 +143,12 @@ class SemilinearPDE(System):
 
     @property
     def state_shape(self) -> tuple[int, ...]:
+        return (self.nx,)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """``(nx,)``: the spatial grid the spectral steppers transform (their protocol,
+        :class:`attsolver.steppers.spectral.SpectralSystem`)."""
         return (self.nx,)
 
     @property
@@ -360,6 +395,15 @@ class KuramotoSivashinsky(SemilinearPDE):
     spatial mean is invariant.  The defaults are the Kassam & Trefethen (2005) set-up:
     ``nx = 128`` points on ``[0, 32 pi)``, solved with ETDRK4 at ``h = 1/4`` from
     :meth:`kassam_trefethen_initial`; the dynamics are spatio-temporally chaotic.
+
+    Dealiasing differs from the published script: the nonlinear term here is dealiased by
+    the 2/3 rule (as for every :class:`SemilinearPDE`, so ``rk4`` and ``etdrk4`` solve one
+    semi-discrete system and a learned corrector sees alias-free data), while Kassam &
+    Trefethen's ``kursiv.m`` does not dealias.  At their set-up the two differ by about
+    3e-3 (max norm) at ``t = 10`` and, the dynamics being chaotic, diverge later; the
+    difference is the aliasing error of ``kursiv.m``, not an error of this solver.  To
+    reproduce ``kursiv.m`` digit for digit, a subclass may override ``_make_nonlinear``
+    without the truncation.  Burgers uses the same 2/3 rule.
 
     Args:
         nx: grid points (even, >= 16).

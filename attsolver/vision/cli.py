@@ -36,7 +36,7 @@ __all__ = ["add_vision_parser"]
 def _cmd_train(args) -> int:
     import torch
 
-    from ..data._atomic import atomic_path
+    from .._io import atomic_path
     from .data import load_image_data
     from .resnet import count_parameters, make_model
     from .train import train_classifier
@@ -79,7 +79,7 @@ def _cmd_train(args) -> int:
 def _cmd_search(args) -> int:
     import torch
 
-    from ..data._atomic import atomic_path, atomic_write_text
+    from .._io import atomic_path, atomic_write_text
     from .data import load_image_data
     from .resnet import check_connection, connection_key, count_parameters, make_model
     from .search import (MaskEvaluator, _check_budget, holdout_split, make_reward, random_search,

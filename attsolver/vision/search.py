@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data._atomic import AppendLog
+from .._io import AppendLog
 from .data import ImageData
 from .resnet import CifarResNet, check_connection, connection_key
 from .train import augment_batch, default_milestones, lr_at

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data._atomic import atomic_path
+from .._io import atomic_path
 from .data import ImageData
 
 __all__ = ["train_classifier", "evaluate", "augment_batch", "VisionHistory", "CHECKPOINT_FORMAT",
