@@ -463,20 +463,18 @@ def compare(
 
 
 def _verdict_line(method, h, match, corr, coarse, v) -> str:
-    where = {"err_q1": "1/4 horizon", "err_q2": "1/2 horizon", "err_full": "full horizon"}[match]
-    best = v["speedup_best"]
+    where = {"err_q1": "1/4 of the horizon", "err_q2": "1/2 of the horizon", "err_full": "the whole horizon"}[match]
     pays = ">1x (pays)" if v["pays"] else "<1x (does not pay)"
-    same_kind = "" if v["speedup_same_kind"] == "interpolated" else f", {v['speedup_same_kind']}"
-    best_kind = "" if v["speedup_best_kind"] == "interpolated" else f", {v['speedup_best_kind']}"
-    reach = v["best_classical_reaching"] or "none of the classical runs"
-    return (f"verdict: corrected {method} h={h:g} error {corr[match]:.3g} ({where}; coarse {coarse[match]:.3g}) "
-            f"in {corr['time_s'] * 1e3:.3g} ms -> speed-up at equal accuracy {_fmt_x(v['speedup_same'])} vs "
-            f"{method} refined (k~{v['k_equiv']:.3g}{same_kind}) and {_fmt_x(best)} vs the best classical "
-            f"({reach} reaches it{best_kind}): {pays}"
-            if v["k_equiv"] is not None else
-            f"verdict: corrected {method} h={h:g} error {corr[match]:.3g} ({where}; coarse {coarse[match]:.3g}) "
-            f"-> speed-up at equal accuracy {_fmt_x(v['speedup_same'])} vs {method} refined and {_fmt_x(best)} "
-            f"vs the best classical ({reach}): {pays}")
+    k, ks, kb = v["k_equiv"], v["speedup_same_kind"], v["speedup_best_kind"]
+    same_note = {"interpolated": f" (= h/{k:.3g})" if k is not None else "",
+                 "extrapolated": f" (~h/{k:.3g}, extrapolated)" if k is not None else " (extrapolated)",
+                 "cheapest": " (an upper bound: the uncorrected solve is already as accurate)"}.get(ks, "")
+    reach = v["best_classical_reaching"] or "no classical run reaches it"
+    best_note = {"extrapolated": ", extrapolated", "cheapest": ", an upper bound"}.get(kb, "")
+    return (f"verdict: {corr['label'].split(' + ')[-1]} on {method} h={h:g}: error {corr[match]:.3g} up to {where} "
+            f"(uncorrected {coarse[match]:.3g}) in {corr['time_s'] * 1e3:.3g} ms; speed-up at equal accuracy "
+            f"{_fmt_x(v['speedup_same'])} vs {method} refined{same_note} and {_fmt_x(v['speedup_best'])} vs the "
+            f"best classical ({reach}{best_note}): {pays}")
 
 
 def _coarse_setting(corrector, method, step_size) -> tuple[str, float]:

@@ -105,13 +105,19 @@ def _cmd_train(args) -> int:
         model = cls.for_system(system, method=args.method, step_size=step, **kw)
     else:
         model = cls(data.state_shape, method=args.method, step_size=step, **kw)
-    history = fit(
-        model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
-        patience=None if args.patience <= 0 else args.patience, seed=args.seed,
-        checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
-        progress=not args.no_progress, system=user_f, check=not args.no_check,
-    )
+    import warnings
+
+    from ..train import FitCheckWarning
+
+    with warnings.catch_warnings():  # the summary below prints the check's warnings
+        warnings.simplefilter("ignore", FitCheckWarning)
+        history = fit(
+            model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+            rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
+            patience=None if args.patience <= 0 else args.patience, seed=args.seed,
+            checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.no_progress, system=user_f, check=not args.no_check,
+        )
     path = model.save(output)
     n_params = sum(p.numel() for p in model.parameters())
     print(

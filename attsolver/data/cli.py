@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,13 @@ __all__ = ["add_data_parser"]
 
 # components listed one per line by `info`; larger states are shown head ... tail
 _MAX_COMPONENT_LINES = 12
+
+
+def _default_name(spec: str) -> str:
+    """The name recorded for ``--rhs WHERE:F``: the file's stem (``duffing.py:rhs`` -> ``duffing``)
+    or, for a module, ``F``."""
+    where, _, name = spec.rpartition(":")
+    return Path(where).stem if where.endswith(".py") else name
 
 
 def _generate_user(args) -> int:
@@ -57,7 +65,7 @@ def _generate_user(args) -> int:
     ds = generate_trajectories(
         f, y0, t_final=args.t_final, dt=args.dt, method=method, step_size=args.step_size, refine=refine,
         spin_up=args.spin_up or 0.0, noise_level=args.noise, seed=args.seed, progress=not args.no_progress,
-        batch_size=args.batch_size, name=args.name,
+        batch_size=args.batch_size, name=args.name or _default_name(args.rhs),
     )
     ds.config["rhs"] = describe_spec(args.rhs)
     if args.init:
