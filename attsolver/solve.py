@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,8 @@ from torch import Tensor
 from .steppers import get_method
 from .steppers.base import Stepper
 
-__all__ = ["solve", "NonFiniteSolutionError", "SolutionBoundError", "DEFAULT_MAX_STEPS"]
+__all__ = ["solve", "NonFiniteSolutionError", "SolutionBoundError", "DEFAULT_MAX_STEPS",
+           "SolveStats", "CoarseStepWarning"]
 
 #: default cap on the number of fixed steps of one solve (``options={"max_steps": ...}``
 #: raises it): a ``step_size`` far too small for ``t`` is an error before any work starts.
@@ -45,6 +48,42 @@ class NonFiniteSolutionError(FloatingPointError):
         self.partial = partial
 
 
+class CoarseStepWarning(UserWarning):
+    """A fixed-step solve without ``step_size`` stepped once per output interval, and a
+    step-doubling check on the first interval found that step too coarse for the problem."""
+
+
+#: local error (relative to the state's size) above which the step-doubling check warns
+COARSE_STEP_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """What a solve cost (``solve(..., return_stats=True)``; SciPy's ``nfev``, diffrax's ``stats``).
+
+    Attributes:
+        method: the method used.
+        n_steps: solver steps taken (fixed-step methods; adaptive: ``None``, the solver does
+            not report its accepted steps).
+        n_f_evals: evaluations of ``f`` (for the spectral methods, of the nonlinear term;
+            one per stage per step for fixed-step methods; counted for adaptive ones).
+        n_corrector_calls: corrector evaluations (one per step with a corrector, else 0).
+        wall_time_s: seconds spent integrating (validation excluded; the first call of a
+            process also pays one-time set-up, e.g. building kernels).
+        step_size: the step of a fixed-step solve (the largest when intervals differ).
+        steps_from_grid: ``True`` when no ``step_size`` was given and the method stepped
+            once per output interval.
+    """
+
+    method: str
+    n_steps: int | None
+    n_f_evals: int
+    n_corrector_calls: int
+    wall_time_s: float
+    step_size: float | None = None
+    steps_from_grid: bool = False
+
+
 class SolutionBoundError(NonFiniteSolutionError):
     """The solution grew past ``options["growth_bound"]`` (finite, but beyond what the caller
     declared plausible); same attributes as :class:`NonFiniteSolutionError`."""
@@ -59,7 +98,8 @@ def solve(
     step_size: float | None = None,
     corrector: Callable[..., Tensor] | None = None,
     options: dict[str, Any] | None = None,
-) -> Tensor:
+    return_stats: bool = False,
+) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
@@ -78,7 +118,13 @@ def solve(
             initial time.
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
         step_size: fixed-step methods only.  Without it, one step is taken between
-            consecutive points of ``t``.  With it, each interval ``[t_i, t_{i+1}]`` is split
+            consecutive points of ``t`` — and, when there is no corrector, a step-doubling
+            check on the first interval (one step of the grid spacing against two of half
+            of it, three extra steps) estimates that step's local error; above
+            :data:`COARSE_STEP_TOLERANCE` of the state's size a :class:`CoarseStepWarning`
+            gives the estimate and a ``step_size`` that would meet the tolerance.  Passing
+            ``step_size`` (even equal to the grid spacing) states the step explicitly and
+            skips the check.  With it, each interval ``[t_i, t_{i+1}]`` is split
             into ``n_i = ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned
             value is an actual solver state (no interpolation, unlike torchdiffeq); when
             ``step_size`` divides the intervals the steps are exactly ``step_size``.
@@ -97,9 +143,12 @@ def solve(
             and the eager loop runs; see :func:`attsolver._compile.compile_stats`).
             Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
             pass-throughs.  Unknown keys are an error, not a warning.
+        return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
+            calls, wall time).
 
     Returns:
-        Tensor of shape ``[len(t), *y0.shape]``.
+        Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
+        ``(solution, stats)``.
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
@@ -128,11 +177,14 @@ def solve(
                 f"use one of {', '.join(_fixed_methods())}"
             )
         if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
-            return y0.unsqueeze(0)
+            out = y0.unsqueeze(0)
+            return (out, SolveStats(spec.name, None, 0, 0, 0.0)) if return_stats else out
         from .steppers.adaptive import StepSizeUnderflow
 
+        counter = _Counter(f) if return_stats else None
+        started = time.perf_counter()
         try:
-            sol = spec.run(f, y0, t, options)
+            sol = spec.run(counter if counter is not None else f, y0, t, options)
         except StepSizeUnderflow as e:
             partial = e.partial if e.partial is not None else y0.unsqueeze(0)
             raise NonFiniteSolutionError(
@@ -140,16 +192,20 @@ def solve(
                 "options={'check_finite': False} to see the raw growth",
                 step=None, time=e.time, partial=partial,
             ) from None
+        wall = time.perf_counter() - started
         if check_finite and not _all_finite(sol):
             _raise_if_nonfinite_adaptive(sol, t, method)
         _check_result(sol, y0, t, growth_bound, method)
+        if return_stats:
+            return sol, SolveStats(spec.name, None, counter.n, 0, wall)
         return sol
 
     t_np = t.detach().cpu().double().numpy()
     # validates step_size even when len(t) == 1
     n_sub, h_int = _step_grid(t_np, step_size, time_eps=_time_eps(t), max_steps=max_steps, y0=y0)
     if len(t) == 1:
-        return y0.unsqueeze(0)
+        out = y0.unsqueeze(0)
+        return (out, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)) if return_stats else out
     stepper = spec.build(f, y0)
     check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
     if check_step is not None:
@@ -158,7 +214,10 @@ def solve(
         _check_corrector(corrector, method, h_int, n_sub, y0, t)
         if getattr(corrector, "check_compatible", None) is None:
             corrector = _CheckedCorrector(corrector, y0)
+    elif step_size is None:
+        _warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
     t = t_f
+    started = time.perf_counter()
 
     if t.requires_grad and torch.is_grad_enabled():
         _check_time_gradient(stepper, corrector, options, method)
@@ -170,10 +229,58 @@ def solve(
                             chunk=int(options.get("compile_chunk", 8)))
     else:
         sol = _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int)
+    wall = time.perf_counter() - started
     if check_finite and not _all_finite(sol):
         _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method)
     _check_result(sol, y0, t, growth_bound, method)
+    if return_stats:
+        n_steps = int(n_sub.sum())
+        return sol, SolveStats(spec.name, n_steps, n_steps * len(stepper.nodes),
+                               n_steps if corrector is not None else 0, wall,
+                               float(np.abs(h_int).max()), step_size is None)
     return sol
+
+
+class _Counter:
+    """``f`` with a count of its calls (for the adaptive methods' statistics)."""
+
+    def __init__(self, f):
+        self.f, self.n = f, 0
+
+    def __call__(self, t, y):
+        self.n += 1
+        return self.f(t, y)
+
+
+def _warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec) -> None:
+    """Step doubling on the first interval: one step of ``h`` against two of ``h / 2``; the
+    difference over ``1 - 2^-p`` estimates the local error of the ``h`` step (Richardson)."""
+    import warnings
+
+    order = getattr(spec, "order", None) or getattr(stepper, "order", None) or 1
+
+    def steps(y, n, hh):
+        state = stepper.to_state(y)
+        for k in range(n):
+            t0 = t[0] + k * hh
+            state = stepper.step([t0 + c * hh for c in stepper.nodes], state, hh)
+        return stepper.from_state(state)
+
+    with torch.no_grad():
+        one = steps(y0, 1, h)
+        two = steps(y0, 2, h / 2)
+        size = y0.abs().amax().clamp(min=torch.finfo(y0.real.dtype if y0.is_complex() else y0.dtype).tiny)
+        est = float(((one - two).abs().amax() / size).real) / (1.0 - 2.0 ** (-order))
+    if not math.isfinite(est) or est > COARSE_STEP_TOLERANCE:
+        factor = (est / COARSE_STEP_TOLERANCE) ** (1.0 / (order + 1)) if math.isfinite(est) else 10.0
+        suggest = abs(h) / max(2.0, math.ceil(factor))
+        warnings.warn(
+            f"solve: no step_size was given, so {spec.name} steps once per output interval (h={abs(h):.3g}); a "
+            f"step-doubling check on the first interval estimates a local error of {est:.2g} of the state's size "
+            f"(tolerance {COARSE_STEP_TOLERANCE:g}). Pass step_size (e.g. {suggest:.3g}) to refine, or "
+            f"step_size={abs(h):.3g} to keep this step knowingly",
+            CoarseStepWarning, stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------- the loop

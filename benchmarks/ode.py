@@ -49,10 +49,11 @@ from torch.nn.utils import parametrize
 
 import attsolver
 from attsolver._report import save_png
+from attsolver._io import AppendLog, atomic_write_text
+from attsolver.compare import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
+                               interleaved_times, score_rollout, speedups_at_equal_accuracy)
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver._io import AppendLog, atomic_write_text
-from attsolver.metrics import blow_up, cost_at_accuracy, mape, relative_l2, valid_prediction_time
 from attsolver.systems import make_system
 from attsolver.train import NonFiniteLossError, fit
 
@@ -63,10 +64,8 @@ TEST_SEED = 10_007           # the test initial states; training seeds are TRAIN
 TRAIN_SEED = 1_000
 REFERENCE_REFINE = 256       # test reference: RK4 at step / 256
 TRAIN_REFINE = 32            # training data: RK4 at step / 32 (error ~1e-6 of the coarse one)
-BLOW_UP_FACTOR = 1e3         # |y| > 1e3 x the attractor's scale counts as a blow-up
-VPT_THRESHOLD = 0.5
-MAPE_FLOOR = 0.01            # MAPE denominator >= 1 % of each component's spread
-HORIZONS = (("err_q1", 0.25), ("err_q2", 0.5), ("err_full", 1.0))
+# BLOW_UP_FACTOR, VPT_THRESHOLD, MAPE_FLOOR and HORIZONS are the library's (attsolver.compare),
+# so the tables and `attsolver compare` score alike
 
 # --------------------------------------------------------------------------- what is run
 
@@ -201,20 +200,10 @@ def _fingerprint(obj: Any) -> str:
 
 
 def interleaved_min(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each).
-
-    The minimum, not the median: on a machine shared with other jobs the least disturbed
-    run is the most repeatable estimate of a solver's own cost.
-    """
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(1, rounds)):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in samples.items()}
+    """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each):
+    :func:`attsolver.compare.interleaved_times`, the minimum (the least disturbed run is the most
+    repeatable estimate of a solver's own cost on a shared machine)."""
+    return {k: v["min_s"] for k, v in interleaved_times(fns, rounds, warmup=1).items()}
 
 
 # --------------------------------------------------------------------------- data
@@ -243,10 +232,8 @@ def make_test_set(case: Case, n_test: int) -> TestSet:
     data = generate_trajectories(system, n_test, t_final=case.t_test, dt=case.step, spin_up=case.spin_up,
                                  method="rk4", step_size=case.step / REFERENCE_REFINE, seed=TEST_SEED,
                                  progress=False)
-    y = data.y_true.reshape(-1, system.dim)
-    std, mean = y.std(dim=0, correction=0), y.mean(dim=0)
-    limit = BLOW_UP_FACTOR * float((mean.abs() + std).max())
-    return TestSet(data, std, limit, system.lyapunov_exponent)
+    std = data.y_true.reshape(-1, system.dim).std(dim=0, correction=0)
+    return TestSet(data, std, blow_up_limit(data.y_true), system.lyapunov_exponent)
 
 
 def make_training_pool(case: Case, n: int, seed: int) -> TrajectoryDataset:
@@ -279,24 +266,12 @@ def rollout(case: Case, system, test: TestSet, *, method: str | None = None, ste
 
 
 def score(case: Case, test: TestSet, pred: torch.Tensor) -> dict[str, Any]:
-    """Error metrics of a rollout (mean over the test trajectories)."""
-    blown = blow_up(pred, test.limit)
-    lim = test.limit
-    p = torch.nan_to_num(pred.double(), nan=lim, posinf=lim, neginf=-lim).clamp(-lim, lim)
-    true = test.true
-    nt = true.shape[1]
-    out: dict[str, Any] = {}
-    for name, frac in HORIZONS:
-        j = int(round(frac * (nt - 1))) + 1  # t_0 .. t_{frac T}; t_0 is exact for every solver
-        out[name] = float(relative_l2(p[:, 1:j], true[:, 1:j]).mean())
-    out["err_match"] = out[case.match]
-    out["mape"] = float(mape(p[:, 1:], true[:, 1:], floor=MAPE_FLOOR * test.std).mean())
-    if test.lyapunov is not None:
-        out["vpt"] = float(valid_prediction_time(p, true, test.data.t, test.std, threshold=VPT_THRESHOLD,
-                                                 lyapunov_exponent=test.lyapunov).mean())
-    else:
+    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.compare.score_rollout`."""
+    out = score_rollout(pred, test.true, test.data.t, scale=test.std, limit=test.limit,
+                        lyapunov_exponent=test.lyapunov, match=case.match)
+    out.pop("blowups")  # the rows keep their committed layout (blowup_rate)
+    if test.lyapunov is None:
         out["vpt"] = None
-    out["blowup_rate"] = float(blown.double().mean())
     return out
 
 
@@ -328,25 +303,9 @@ def classical_sweep(case: Case, test: TestSet, rounds: int) -> dict[str, Any]:
 
 
 def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) -> dict[str, Any]:
-    """Speed-up at equal accuracy against the same method refined, and against the best classical."""
-    same = [e for e in sweep["entries"] if e["family"] == "same"]
-    errs = [e[case.match] for e in same]
-    t_same, kind_same = cost_at_accuracy(errs, [e["time_s"] for e in same], err)
-    k_equiv, _ = cost_at_accuracy(errs, [e["k"] for e in same], err)
-    everything = sweep["entries"]
-    t_best, kind_best = cost_at_accuracy([e[case.match] for e in everything],
-                                         [e["time_s"] for e in everything], err)
-    # the classical run the front point came from (the cheaper end of the bracket)
-    reach = [e for e in everything if e[case.match] <= err]
-    best_label = min(reach, key=lambda e: e["time_s"])["label"] if reach else None
-    return {
-        "speedup_same": None if t_same is None else t_same / time_norm,
-        "speedup_same_kind": kind_same,
-        "k_equiv": k_equiv,
-        "speedup_best": None if t_best is None else t_best / time_norm,
-        "speedup_best_kind": kind_best,
-        "best_classical_reaching": best_label,
-    }
+    """Speed-up at equal accuracy against the same method refined, and against the best classical:
+    :func:`attsolver.compare.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
+    return speedups_at_equal_accuracy(sweep["entries"], err, time_norm, case.match)
 
 
 # --------------------------------------------------------------------------- one row
