@@ -203,9 +203,9 @@ def _add_compare_parser(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_tour
 
-    return int(run_demo() or 0)
+    return int((run_tour() if args.tour else run_demo(args.out)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite (see SUITE --help)")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("demo", help="solve Lorenz-63 several ways and print accuracy and speed")
+    p = sub.add_parser("demo", help="train a corrector on noisy data and print whether it pays against the "
+                                    "classical solvers (< 3 min)")
+    p.add_argument("--out", default="demo_out", help="folder for the verdict's JSON and plots (default demo_out)")
+    p.add_argument("--tour", action="store_true",
+                   help="instead: convergence orders of the explicit methods, speed against torchdiffeq, Burgers")
     p.set_defaults(func=_cmd_demo)
     return parser
 

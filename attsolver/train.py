@@ -1,6 +1,6 @@
 """``fit()``: train a corrector on (noisy) reference trajectories.
 
-The loop: one-step residual targets (METHODS.md §1) or a k-interval rollout loss through
+The loop: one-step residual targets (docs/method.md §1 and §4) or a k-interval rollout loss through
 :func:`attsolver.solve`; Adam with cosine decay; a validation split by trajectory with early
 stopping; a tqdm bar; an atomic checkpoint every epoch that ``resume=True`` continues from
 to bit-identical weights; a clear error (and the last good checkpoint kept) when the loss
