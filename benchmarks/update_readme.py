@@ -128,8 +128,8 @@ def block_text(name: str) -> str:
     if wanted:
         body = _sections(body, wanted)
         lead += f" (sections: {', '.join(wanted)}; the file has the full tables and plots)"
-    # demote headings so they nest under the README's "Benchmarks" section
-    body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
+    # demote headings so they nest under the README's "### <benchmark>" headings
+    body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", body, flags=re.M)
     return f"{lead}:\n\n{body}"
 
 
