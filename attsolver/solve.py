@@ -367,6 +367,20 @@ def _opt_number(name, v, *, positive=True, allow_zero=False, allow_inf=False, to
     return v
 
 
+#: the tightest relative tolerance an adaptive solve can meet in float64 (SciPy's floor too)
+_MIN_RTOL = 100 * float(np.finfo(np.float64).eps)
+
+
+def _opt_rtol(name, v):
+    smallest = float(np.min(np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64)))
+    if smallest < _MIN_RTOL:
+        raise ValueError(
+            f"options[{name!r}]={smallest:g} is below what float64 can resolve ({_MIN_RTOL:.3g}, 100 machine "
+            "epsilons); the solver would shrink its step without end — use rtol >= 1e-13"
+        )
+    return v
+
+
 # one table of option checks: name -> check(name, value) returning the value to use
 _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "check_finite": _opt_bool,
@@ -374,7 +388,7 @@ _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "compile_chunk": _opt_int,
     "max_steps": _opt_int,
     "growth_bound": lambda n, v: _opt_number(n, v),
-    "rtol": lambda n, v: _opt_number(n, v, tolerance=True),
+    "rtol": lambda n, v: _opt_rtol(n, _opt_number(n, v, tolerance=True)),
     "atol": lambda n, v: _opt_number(n, v, allow_zero=True, tolerance=True),
     "max_evaluations": _opt_int,
     "max_num_steps": _opt_int,
