@@ -613,7 +613,7 @@ def _set_rng_state(state: dict[str, Any], source: Path | None = None) -> None:
                              s["cached_gaussian"]))
         p = state["python"]
         random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as e:
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as e:
         raise ValueError(
             f"{source or 'the checkpoint'}: its random-number-generator state cannot be restored "
             f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); the checkpoint is "

@@ -522,3 +522,20 @@ def test_training_on_overflowing_data_is_refused(tmp_path):
     model = NeurVec((3,), method="rk4", step_size=0.1, dtype=torch.float64)
     with pytest.raises((ValueError, FloatingPointError), match="overflow|non-finite|validation loss"):
         fit(model, d, epochs=2, progress=False, checkpoint=tmp_path / "c.pt")
+
+
+def test_resume_with_a_damaged_rng_state_is_a_clear_error(tmp_path):
+    """A flipped bit is caught by the checkpoint's checksum; a checkpoint whose RNG state is
+    wrong but consistently sealed (written by a buggy tool) is a ValueError, not a traceback."""
+    from attsolver._io import seal_payload
+    from attsolver.train import fit
+
+    d = generate_trajectories("lorenz63", 4, t_final=0.5, dt=0.1, spin_up=0.0, progress=False)
+    ckpt = tmp_path / "c.pt"
+    fit(NeurVec((3,), method="rk4", step_size=0.1, width=8), d, epochs=1, progress=False, checkpoint=ckpt)
+    payload = read_checkpoint(ckpt)
+    payload["rng"]["numpy"]["keys"] = payload["rng"]["numpy"]["keys"][:10]
+    torch.save(seal_payload(payload), ckpt)
+    with pytest.raises(ValueError, match="random-number-generator state cannot be restored"):
+        fit(NeurVec((3,), method="rk4", step_size=0.1, width=8), d, epochs=2, progress=False, checkpoint=ckpt,
+            resume=True)
