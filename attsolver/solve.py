@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +166,7 @@ def solve(
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
     _check_f(f, y0, t_f)
+    f = _checked_rhs(f)
 
     if spec.kind == "adaptive":
         if step_size is not None:
@@ -617,6 +620,30 @@ def _check_f(f, y0: Tensor, t: Tensor) -> None:
 def _time_eps(t: Tensor) -> float:
     """Relative resolution of ``t``'s dtype (float32 grids are coarser than float64)."""
     return float(torch.finfo(t.dtype).eps)
+
+
+def _checked_rhs(f):
+    """A plain Python ``f`` (a function, lambda, bound method or partial) with every output
+    checked for y's shape and dtype: a later call returning a broadcastable shape would
+    otherwise be broadcast silently.  Systems and modules (objects with their own
+    attributes, which the steppers may read) are passed through unchanged."""
+    plain = isinstance(f, (types.FunctionType, functools.partial)) or (
+        isinstance(f, types.MethodType) and not isinstance(f.__self__, torch.nn.Module))
+    if not plain:
+        return f
+
+    def rhs(t, y):
+        out = f(t, y)
+        if not isinstance(out, Tensor) or out.shape != y.shape or out.dtype != y.dtype:
+            what = (type(out).__name__ if not isinstance(out, Tensor)
+                    else f"shape {tuple(out.shape)}, dtype {out.dtype}")
+            raise ValueError(
+                f"f(t, y) returned {what} for y of shape {tuple(y.shape)}, dtype {y.dtype} (at t={float(t):.6g}); "
+                "f must return dy/dt with y's shape and dtype on every call"
+            )
+        return out
+
+    return rhs
 
 
 def _step_grid(t_np: np.ndarray, step_size, *, time_eps: float = 0.0, max_steps: int = DEFAULT_MAX_STEPS,

@@ -539,3 +539,17 @@ def test_resume_with_a_damaged_rng_state_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="random-number-generator state cannot be restored"):
         fit(NeurVec((3,), method="rk4", step_size=0.1, width=8), d, epochs=2, progress=False, checkpoint=ckpt,
             resume=True)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_f_is_checked_on_every_call_not_only_the_first(method):
+    """An f that later returns a broadcastable shape would be broadcast silently."""
+    calls = []
+
+    def f(t, y):
+        calls.append(1)
+        return -y if len(calls) < 10 else -y[:1]
+
+    with pytest.raises(ValueError, match=r"f\(t, y\) returned shape \(1, 2\).*on every call"):
+        solve(f, torch.ones(3, 2, dtype=torch.float64), torch.linspace(0, 1, 11, dtype=torch.float64),
+              method=method)
