@@ -143,7 +143,7 @@ def _cmd_compare(args) -> int:
         rk4_refinements=args.rk4_refinements, dopri_rtols=args.dopri_rtols,
         spectral_refinements=args.spectral_refinements, lyapunov_exponent=lyap, match=args.match,
         dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, out=out, name=args.name,
-        progress=not args.no_progress, **kw,
+        progress=not args.no_progress, command=args.command_line, **kw,
     )
     s = res.setting
     print(f"compared {s['n_test']} test trajectories ({s['n_times']} times, horizon {s['horizon']:g}"
@@ -254,7 +254,9 @@ def _log_progress_when_not_a_terminal() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "attsolver " + " ".join(argv)
     _log_progress_when_not_a_terminal()
     return int(args.func(args) or 0)
 
