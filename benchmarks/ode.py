@@ -346,7 +346,8 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
         history = fit(model, data, epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size,
                       rollout_steps=recipe.rollout_steps, val_fraction=val_fraction, patience=patience,
                       seed=seed, progress=False, weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip,
-                      min_lr_ratio=recipe.min_lr_ratio, restore_best=recipe.restore_best, system=system)
+                      min_lr_ratio=recipe.min_lr_ratio, restore_best=recipe.restore_best, system=system,
+                      check=False)  # scored on the test set below; fit's own check would only cost time
         fit_info = {"epochs": epochs, "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
                     "best_val_loss": history.best_loss if math.isfinite(history.best_loss) else None,
                     "stopped_early": history.stopped_early}

@@ -177,3 +177,18 @@ def test_bad_input_one_line_no_traceback_nothing_overwritten(user_file, tmp_path
     refused(*cmp, "--step", 0.1, "--t-final", 1, "--dt", 0.25, match="trained for step_size=0.25")
     refused(*cmp, "--t-final", 0.1, "--dt", 0.1, match="shorter than one coarse step")
     assert not (tmp_path / "cmp").exists() or not any((tmp_path / "cmp").iterdir())
+
+
+@pytest.mark.slow
+def test_bench_ode_takes_a_user_rhs(user_file, tmp_path, capsys):
+    """`attsolver bench ode --rhs` runs the ode suite on the user's system: the classical sweep
+    and a trained row with the same speed-up columns as the built-in cases."""
+    code, out, err = run(capsys, "bench", "ode", "--rhs", f"{user_file}:duffing", "--init", f"{user_file}:sample",
+                         "--step", 0.25, "--t-test", 2, "--sizes", 4, "--noise", 0, "--seeds", 1, "--correctors",
+                         "NeurVec", "--train-steps", 10, "--n-test", 3, "--rounds", 1, "--no-plots",
+                         "--out", tmp_path / "bench")
+    assert code == 0, err
+    report = json.loads((tmp_path / "bench" / "ode.json").read_text())
+    assert report["grid"]["cases"] == ["user"]
+    (row,) = report["rows"]
+    assert {"speedup_same", "speedup_best", "err_match"} <= set(row) and row["case"] == "user"
