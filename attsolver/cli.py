@@ -203,9 +203,9 @@ def _add_compare_parser(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_tour
 
-    return int(run_demo() or 0)
+    return int((run_tour() if args.tour else run_demo(args.out)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite (see SUITE --help)")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("demo", help="solve Lorenz-63 several ways and print accuracy and speed")
+    p = sub.add_parser("demo", help="train a corrector on noisy data and print whether it pays against the "
+                                    "classical solvers (< 3 min)")
+    p.add_argument("--out", default="demo_out", help="folder for the verdict's JSON and plots (default demo_out)")
+    p.add_argument("--tour", action="store_true",
+                   help="instead: convergence orders of the explicit methods, speed against torchdiffeq, Burgers")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -254,11 +258,36 @@ def _log_progress_when_not_a_terminal() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command.  The one place that turns errors into a one-line message and an exit
+    code instead of a traceback: 2 for bad input or the environment (a full disk, a
+    damaged file), 1 for an internal error (``ATTSOLVER_TRACEBACK=1`` shows its traceback)."""
+    import os
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    from ._cli_common import report_error
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2, its message printed)
+        return e.code if isinstance(e.code, int) else 2
     args.command_line = "attsolver " + " ".join(argv)
     _log_progress_when_not_a_terminal()
-    return int(args.func(args) or 0)
+    command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "vision_command",
+                                                       "prune_command") if getattr(args, k, None))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"attsolver {command}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            return int(e.code or 0)
+        print(f"attsolver {command}: error: {e.code}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence against tracebacks
+        if os.environ.get("ATTSOLVER_TRACEBACK"):
+            raise
+        return report_error(command, e)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -103,7 +103,11 @@ def solve(
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
-    ``torchdiffeq.odeint``.
+    ``torchdiffeq.odeint``: ``f`` receives ``t`` in ``y0``'s dtype (its real dtype for a
+    complex ``y0``) whatever ``t``'s own dtype, the result has ``y0``'s dtype, and gradients
+    flow to ``y0``, to ``f``'s parameters and, for the explicit Runge–Kutta methods, to
+    ``t`` (the spectral methods, a corrector and ``compile`` refuse a ``t`` that requires
+    grad with an error instead of returning no gradient).
 
     Args:
         f: right-hand side, ``f(t, y) -> dy/dt`` with ``t`` a 0-d tensor and the result
@@ -132,8 +136,11 @@ def solve(
             ``check_compatible`` method) is refused for another method, step or shape.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
             :class:`NonFiniteSolutionError` naming the step and time if the solution
-            becomes NaN/inf), ``compile`` (default ``False``: compile the step with
-            ``torch.compile``), ``compile_chunk`` (steps fused per compiled call, default 8).
+            becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
+            ``torch.compile``, ``compile_chunk`` steps per compiled call, default 8; each
+            configuration is compiled once per process, and where it cannot be compiled or
+            would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
+            and the eager loop runs; see :func:`attsolver._compile.compile_stats`).
             Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
             pass-throughs.  Unknown keys are an error, not a warning.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
@@ -172,9 +179,19 @@ def solve(
         if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
             out = y0.unsqueeze(0)
             return (out, SolveStats(spec.name, None, 0, 0, 0.0)) if return_stats else out
+        from .steppers.adaptive import StepSizeUnderflow
+
         counter = _Counter(f) if return_stats else None
         started = time.perf_counter()
-        sol = spec.run(counter if counter is not None else f, y0, t, options)
+        try:
+            sol = spec.run(counter if counter is not None else f, y0, t, options)
+        except StepSizeUnderflow as e:
+            partial = e.partial if e.partial is not None else y0.unsqueeze(0)
+            raise NonFiniteSolutionError(
+                f"{e} (method {method!r}); check f, shorten t, or use a fixed-step method with "
+                "options={'check_finite': False} to see the raw growth",
+                step=None, time=e.time, partial=partial,
+            ) from None
         wall = time.perf_counter() - started
         if check_finite and not _all_finite(sol):
             _raise_if_nonfinite_adaptive(sol, t, method)
@@ -269,14 +286,32 @@ def _warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec) -> 
 # --------------------------------------------------------------------------- the loop
 
 
+def _step_windows(n_sub: np.ndarray, first_step: int = 0, window: int = _STAGE_CHUNK
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Walk the steps ``first_step, ...`` in windows of at most ``window`` steps.
+
+    Yields ``(interval, k)``: for each step of the window the output interval it lies in and
+    its index inside that interval.  Memory is ``O(window + len(n_sub))`` whatever the number
+    of steps (a full-length ``np.repeat`` would take 8 bytes per step per array, 1.5 GB of
+    bookkeeping for 10^8 steps).
+    """
+    ends = np.cumsum(n_sub)
+    total = int(ends[-1]) if len(ends) else 0
+    for s0 in range(first_step, total, window):
+        steps = np.arange(s0, min(s0 + window, total), dtype=np.int64)
+        interval = np.searchsorted(ends, steps, side="right")
+        yield interval, steps - (ends[interval] - n_sub[interval])
+
+
 def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
                  h_int: np.ndarray, first_interval: int = 0) -> Iterator[list[Tensor]]:
     """Yield, step by step, the stage times ``t_n + c_i h`` as 0-d tensors in ``t``'s dtype.
 
     Each distinct time is one tensor: stages with equal nodes share it, and inside an
     output interval the ``c = 1`` time of a step is the ``c = 0`` time of the next (classic
-    RK4 makes two tensors per step, not four).  The times are computed with NumPy for
-    ``_STAGE_CHUNK`` steps at once, so memory stays bounded for very long solves.
+    RK4 makes two tensors per step, not four).  The times are computed in float64 with NumPy
+    for ``_STAGE_CHUNK`` steps at once (see :func:`_step_windows`), so memory stays bounded
+    for very long solves.
     """
     nodes = np.asarray(stepper.nodes, dtype=np.float64)
     inner = np.unique(nodes[nodes != 1.0])  # nodes may lie outside [0, 1] (e.g. c = 2)
@@ -285,18 +320,13 @@ def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarra
     width = len(inner)
     zero = int(np.searchsorted(inner, 0.0))  # column of the c = 0 time in each row
     pos = [None if c == 1.0 else int(np.searchsorted(inner, c)) for c in nodes]
-    n_sub = n_sub[first_interval:]
-    interval_of_step = np.repeat(np.arange(len(n_sub)), n_sub) + first_interval
-    k_in_interval = np.arange(len(interval_of_step)) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
-    last_in_interval = k_in_interval == np.repeat(n_sub - 1, n_sub)
-    for s0 in range(0, len(interval_of_step), _STAGE_CHUNK):
-        idx = interval_of_step[s0:s0 + _STAGE_CHUNK]
-        k = k_in_interval[s0:s0 + _STAGE_CHUNK]
+    first_step = int(n_sub[:first_interval].sum())
+    for idx, k in _step_windows(n_sub, first_step):
         m = len(idx)
         h = h_int[idx]
         starts = t_np[idx] + h * k
-        # a step's c = 1 time is the next row's c = 0, except at the end of an interval or chunk
-        own_end = last_in_interval[s0:s0 + _STAGE_CHUNK].copy()
+        # a step's c = 1 time is the next row's c = 0, except at the end of an interval or window
+        own_end = k == n_sub[idx] - 1
         own_end[-1] = True
         extra = np.flatnonzero(own_end)
         one_index = np.arange(1, m + 1) * width + zero
@@ -351,23 +381,70 @@ def _time_differentiable_loop(stepper, y0, t, n_sub):
     return torch.stack(outputs)
 
 
+class _Outputs:
+    """The result ``[len(t), *y0.shape]``, each output written once.
+
+    Without autograd the outputs go straight into one preallocated tensor (no list of
+    ``len(t)`` tensors kept alive, no final ``torch.stack`` copy: peak memory is the result
+    plus a few states).  When the outputs carry a graph (``y0`` or ``f``'s parameters require
+    grad) they are stacked at the end instead: in-place writes into one buffer would make
+    backward copy the whole buffer's gradient once per output.  The mode is decided on the
+    first output, which shows whether a graph is being built.
+    """
+
+    __slots__ = ("buf", "rows", "n")
+
+    def __init__(self, y0: Tensor, n: int):
+        self.buf: Tensor | None = None
+        self.rows: list[Tensor] | None = [y0]
+        self.n = n
+
+    def put(self, i: int, y: Tensor) -> None:
+        """Store output ``i`` (``i >= 1``, in order)."""
+        buf = self.buf
+        if buf is not None:
+            buf[i] = y
+            return
+        rows = self.rows
+        if i == 1 and not (y.requires_grad or rows[0].requires_grad):
+            buf = self.buf = torch.empty((self.n, *y.shape), dtype=y.dtype, device=y.device)
+            buf[0] = rows[0]
+            buf[1] = y
+            self.rows = None
+            return
+        rows.append(y)
+
+    def put_block(self, i: int, ys: Tensor) -> None:
+        """Store outputs ``i, i+1, ...`` from a stacked block ``ys``."""
+        if self.buf is None and not (ys.requires_grad or self.rows[0].requires_grad):
+            self.put(i, ys[0])
+            ys, i = ys[1:], i + 1
+        if self.buf is not None:
+            self.buf[i:i + len(ys)] = ys
+        else:
+            self.rows.extend(ys.unbind(0))
+
+    def result(self) -> Tensor:
+        return self.buf if self.buf is not None else torch.stack(self.rows)
+
+
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
     times = _stage_times(stepper, t, t_np, n_sub, h_int)
-    outputs = [y0]
+    out = _Outputs(y0, len(t_np))
     if corrector is None:
         step, from_state = stepper.step, stepper.from_state
         state = stepper.to_state(y0)
-        for n, h in zip(n_sub.tolist(), h_int.tolist()):
+        for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
             for _ in range(n):
                 state = step(next(times), state, h)
-            outputs.append(from_state(state))
+            out.put(i, from_state(state))
     else:
         y = y0
-        for n, h in zip(n_sub.tolist(), h_int.tolist()):
+        for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
             for _ in range(n):
                 y = _corrected_step(stepper, corrector, next(times), y, h)
-            outputs.append(y)
-    return torch.stack(outputs)
+            out.put(i, y)
+    return out.result()
 
 
 # --------------------------------------------------------------------------- validation

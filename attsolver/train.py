@@ -1,6 +1,6 @@
 """``fit()``: train a corrector on (noisy) reference trajectories.
 
-The loop: one-step residual targets (METHODS.md §1) or a k-interval rollout loss through
+The loop: one-step residual targets (docs/method.md §1 and §4) or a k-interval rollout loss through
 :func:`attsolver.solve`; Adam with cosine decay; a validation split by trajectory with early
 stopping; a tqdm bar; an atomic checkpoint every epoch that ``resume=True`` continues from
 to bit-identical weights; a clear error (and the last good checkpoint kept) when the loss
@@ -692,6 +692,14 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
     train, stats = _prepare(corrector, train_data, f, autonomous, dt, m, args, fit_stats=resumed is None)
     val = None if val_data is None else _prepare(corrector, val_data, f, autonomous, dt, m, args, False)[0]
     if resumed is None:
+        bad = [k for k in ("in_mean", "in_std", "out_scale")
+               if not bool(torch.isfinite(torch.as_tensor(stats[k])).all())]
+        if bad:  # e.g. values near 1e308: finite, but their squares overflow
+            raise ValueError(
+                f"the data's scale overflows its dtype: the normalisation statistics {bad} are not finite "
+                f"(|y| reaches {float(data.y.abs().max()):.3g}); rescale the data (or drop the outlying "
+                "trajectories) before fit"
+            )
         corrector.set_normalization(stats["in_mean"], stats["in_std"], stats["out_scale"])
 
     objective = _Objective(corrector, f, args, m, data.t.double().to(corrector.out_scale.device), autonomous)
@@ -765,6 +773,14 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
             total, cnt = _all_sum([loss_sum, float(count)], world)
             train_loss = total / cnt
             val_loss = _evaluate(objective, val, val_idx, k, args["batch_size"], world) if val is not None else math.nan
+            if val is not None and not math.isfinite(val_loss):
+                kept = (f"the checkpoint {ckpt_path} still holds epoch {epoch}" if ckpt_path is not None
+                        and epoch > 0 else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"the validation loss is {val_loss} after epoch {epoch + 1} (training loss {train_loss:g}); "
+                    f"{kept}. Check the validation data for outliers or overflow, or lower lr",
+                    epoch=epoch + 1, batch=-1, checkpoint=ckpt_path,
+                )
             history.train_loss.append(train_loss)
             history.val_loss.append(val_loss)
             monitored = val_loss if val is not None else train_loss

@@ -84,7 +84,11 @@ def test_adaptive_reference_method_and_batches():
         generate_trajectories(system, 2, t_final=1.0, dt=0.5, method="scipy_dop853", refine=4, progress=False)
     one = generate_trajectories(system, 5, t_final=1.0, dt=0.1, seed=3, batch_size=5, progress=False)
     many = generate_trajectories(system, 5, t_final=1.0, dt=0.1, seed=3, batch_size=2, progress=False)
-    assert torch.equal(one.y, many.y)
+    # Not bit for bit: BLAS and torch's vectorised kernels round a row differently
+    # depending on its position in the batch (the previous code differed for 6 of 20 seeds
+    # too), so batching may change the last bit, and no more.
+    eps = torch.finfo(one.y.dtype).eps
+    assert (one.y - many.y).abs().max() <= 8 * eps * one.y.abs().max()
 
 
 def test_generation_is_reproducible_and_clean_data_do_not_depend_on_noise():

@@ -9,7 +9,9 @@ Examples::
     attsolver solve lorenz63 --data test.h5 --method rk4 --step 0.05 --corrector model.pt -o pred.h5
 
 Periodic 1-D fields (Burgers, Kuramoto-Sivashinsky) take the convolutional correctors; the
-grid (``nx``) and the domain length come from the data file's system::
+grid (``nx``) and the domain length come from the data file's system (states on a lattice,
+Lorenz-96 and the spring chain, also take the local correctors ``neurvec-local``,
+``hypersolver-local``, ``attsolver-local``, whose lattice is the system's declaration)::
 
     attsolver data generate burgers --n 32 --param nx=64 --param nu=0.001 --dt 0.01 -o b.h5
     attsolver train burgers --data b.h5 --method etdrk4 --corrector attsolver-conv -o conv.pt
@@ -23,7 +25,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._cli_common import CLIError, guarded, parse_params
+from .._cli_common import (
+    CLIError, guarded, nonneg_int, output_file, parse_params, positive_float, positive_int,
+)
 
 __all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
 
@@ -39,6 +43,10 @@ CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "attsolver-conv": ("AttSolverConv", {}),
     "attsolver-conv-add": ("AttSolverConv", {"combine": "add"}),
     "attsolver-conv-mul": ("AttSolverConv", {"combine": "mul"}),
+    # states on a lattice (lorenz96, spring_chain): one small network shared by every site
+    "neurvec-local": ("LocalNeurVec", {}),
+    "hypersolver-local": ("LocalHypersolver", {}),
+    "attsolver-local": ("LocalAttSolver", {}),
 }
 
 
@@ -75,7 +83,12 @@ def _cmd_train(args) -> int:
     from ..train import fit
     from .base import get_corrector_class
 
+    output_file(args.output)
+    if args.checkpoint:
+        output_file(args.checkpoint, "--checkpoint")
     data = _load_data(args.data, args.system)
+    if data.n_times < 2:
+        raise CLIError(f"{args.data} has a single time point per trajectory; training needs at least two")
     user_f = system_from_args(args) if args.rhs else None
     if args.rhs is None and args.system is None:
         raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
@@ -93,6 +106,7 @@ def _cmd_train(args) -> int:
     torch.manual_seed(args.seed)
     cls = get_corrector_class(name)
     from .conv import ConvCorrector
+    from .local import LocalCorrector
 
     if issubclass(cls, ConvCorrector):
         system = user_f if user_f is not None else data.make_system()
@@ -103,6 +117,11 @@ def _cmd_train(args) -> int:
                 "choose neurvec, hypersolver or attsolver"
             )
         model = cls.for_system(system, method=args.method, step_size=step, **kw)
+    elif issubclass(cls, LocalCorrector):
+        try:  # the lattice (axis, periodic, blocks) is the system's declaration
+            model = cls.for_system(data.make_system(), method=args.method, step_size=step, **kw)
+        except ValueError as e:
+            raise CLIError(f"--corrector {args.corrector}: {e}") from None
     else:
         model = cls(data.state_shape, method=args.method, step_size=step, **kw)
     import warnings
@@ -142,12 +161,17 @@ def _cmd_solve(args) -> int:
     from ..systems import make_system
     from .base import load_corrector
 
+    if args.output:
+        output_file(args.output)  # before the integration, not after it
     model = load_corrector(args.corrector) if args.corrector else None
     if args.allow_other_grid:
-        if model is None or not hasattr(model, "allow_other_grid"):
-            raise CLIError("--allow-other-grid applies to a convolutional corrector (--corrector *.pt "
-                           "trained with neurvec-conv / attsolver-conv)")
-        model.allow_other_grid = True
+        if model is not None and hasattr(model, "allow_other_size"):  # a local corrector
+            model.allow_other_size = True
+        elif model is None or not hasattr(model, "allow_other_grid"):
+            raise CLIError("--allow-other-grid applies to a convolutional corrector or a local corrector (--corrector "
+                           "*.pt trained with neurvec-conv / attsolver-conv / *-local)")
+        else:
+            model.allow_other_grid = True
     if args.system is None and not args.rhs:
         raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
     user_f = system_from_args(args) if args.rhs else None
@@ -230,16 +254,16 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help="your own right-hand side f(t, y): module:function or path/to/file.py:function")
     p.add_argument("--data", required=True, help="training trajectories (.h5)")
     p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
-    p.add_argument("--step", type=float, default=None, help="the step to correct (default: the data's dt)")
+    p.add_argument("--step", type=positive_float, default=None, help="the step to correct (default: the data's dt)")
     p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
                    help="which corrector (default attsolver = additive AttSolver; *-conv for periodic 1-D fields)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")
     p.add_argument("-o", "--output", required=True, help="where to save the trained corrector (.pt)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--rollout-steps", type=int, default=0, help="k-interval rollout loss (default 0: one-step)")
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--rollout-steps", type=nonneg_int, default=0, help="k-interval rollout loss (default 0: one-step)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, split and shuffling")
@@ -270,14 +294,15 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
                    help="solve in float32 (default float64; a corrector is converted to the solve's dtype)")
     p.add_argument("--data", default=None, help="take t and the initial states from this file (.h5)")
     p.add_argument("--method", default="rk4", help="integration method (default rk4)")
-    p.add_argument("--step", type=float, default=None, help="step size (default: one step per output time)")
+    p.add_argument("--step", type=positive_float, default=None, help="step size (default: one step per output time)")
     p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
     p.add_argument("--allow-other-grid", action="store_true",
-                   help="use a convolutional corrector on a grid other than the one it was trained on")
+                   help="use a convolutional (local) corrector on a grid (lattice) other than the one it was "
+                        "trained on")
     p.add_argument("-o", "--output", default=None, help="write the solution here (.h5)")
-    p.add_argument("--n", type=int, default=1, help="without --data: number of initial states")
+    p.add_argument("--n", type=positive_int, default=1, help="without --data: number of initial states")
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
-    p.add_argument("--t-final", type=float, default=None, help="without --data: final time")
-    p.add_argument("--dt", type=float, default=None, help="without --data: output interval")
+    p.add_argument("--t-final", type=positive_float, default=None, help="without --data: final time")
+    p.add_argument("--dt", type=positive_float, default=None, help="without --data: output interval")
     p.set_defaults(func=guarded("solve", _cmd_solve))
     return p

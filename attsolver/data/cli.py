@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_common import CLIError, guarded, parse_params
+from .._cli_common import (
+    CLIError, check_param_types, guarded, nonneg_float, output_file, parse_params, positive_float, positive_int,
+)
 
 __all__ = ["add_data_parser"]
 
@@ -86,13 +88,16 @@ def _cmd_generate(args) -> int:
     from .h5 import save_h5
     from .pdebench import write_pdebench
 
+    output_file(args.output)
     if args.rhs:
         return _generate_user(args)
     if args.init:
         raise CLIError("--init goes with --rhs (a built-in system samples its own initial states)")
     if args.system is None:
         raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
-    system = make_system(args.system, parse_params(args.param, example="F=8.0"))
+    params = parse_params(args.param, example="F=8.0")
+    check_param_types(make_system(args.system).config().get("params", {}), params)
+    system = make_system(args.system, params)
     defaults = SYSTEM_DEFAULTS.get(system.name, {})
     dt = args.dt if args.dt is not None else defaults.get("dt")
     t_final = args.t_final if args.t_final is not None else defaults.get("t_final")
@@ -235,17 +240,17 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--init", default=None, metavar="MODULE:SAMPLE",
                    help="with --rhs: initial-state sampler sample(n, generator) -> [n, *state]")
     g.add_argument("--name", default=None, help="with --rhs: the system name recorded in the file")
-    g.add_argument("--n", type=int, default=64, help="number of trajectories (default 64)")
-    g.add_argument("--noise", type=float, default=0.0,
+    g.add_argument("--n", type=positive_int, default=64, help="number of trajectories (default 64)")
+    g.add_argument("--noise", type=nonneg_float, default=0.0,
                    help="relative noise level sigma: y + sigma * std_component * N(0, 1) (default 0)")
     g.add_argument("-o", "--output", required=True, help="output file (.h5)")
-    g.add_argument("--t-final", type=float, default=None, help="final time (default: per system)")
-    g.add_argument("--dt", type=float, default=None, help="output time step (default: per system)")
+    g.add_argument("--t-final", type=positive_float, default=None, help="final time (default: per system)")
+    g.add_argument("--dt", type=positive_float, default=None, help="output time step (default: per system)")
     g.add_argument("--method", default=None, help="reference integrator (default rk4; etdrk4 for PDEs)")
-    g.add_argument("--refine", type=int, default=None,
+    g.add_argument("--refine", type=positive_int, default=None,
                    help="reference steps per output step (step = dt / refine; default per system, 20 for ODEs)")
-    g.add_argument("--step-size", type=float, default=None, help="reference step (instead of --refine)")
-    g.add_argument("--spin-up", type=float, default=None,
+    g.add_argument("--step-size", type=positive_float, default=None, help="reference step (instead of --refine)")
+    g.add_argument("--spin-up", type=nonneg_float, default=None,
                    help="time integrated and discarded first (default: per system)")
     g.add_argument("--seed", type=int, default=0, help="seed of initial conditions and noise (default 0)")
     g.add_argument("--float32", action="store_true", help="store values as float32 (default float64)")
@@ -253,7 +258,7 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
                    help="system parameter, repeatable; VALUE parsed as JSON (number, list...)")
     g.add_argument("--pdebench", action="store_true",
                    help="write PDEBench's 1-D layout (burgers only; tensor/x-coordinate/t-coordinate, Nu = pi*nu)")
-    g.add_argument("--batch-size", type=int, default=256, help="trajectories integrated together (default 256)")
+    g.add_argument("--batch-size", type=positive_int, default=256, help="trajectories integrated together (default 256)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     g.set_defaults(func=guarded("data generate", _cmd_generate))
 

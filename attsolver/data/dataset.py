@@ -62,7 +62,7 @@ class TrajectoryDataset:
         y_clean: the noise-free values, same shape as ``y``, or ``None`` (no clean values
             known, or ``noise_level == 0`` so that ``y`` is itself clean; see :attr:`y_true`).
         x: spatial grid of a 1-D PDE field ``[state[-1]]``, else ``None``.
-        noise_level: relative noise level sigma of ``y`` (METHODS.md §1), ``>= 0``.
+        noise_level: relative noise level sigma of ``y`` (see :mod:`attsolver.data.noise`, docs/guide/data.md), ``>= 0``.
         config: everything that produced the data (generator arguments, seed, source file,
             library version); JSON-serialisable.
 
