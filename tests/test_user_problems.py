@@ -3,7 +3,6 @@ fit; time features for non-autonomous systems; fit's check of its own result."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
