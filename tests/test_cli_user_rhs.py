@@ -113,6 +113,9 @@ def test_duffing_end_to_end(user_file, tmp_path, capsys):
                        "--param", 'features=["y","dy","cos:1.2","sin:1.2"]', "--param", "width=16",
                        "--epochs", 3, "--no-progress", "-o", tmp_path / "duffing.pt")
     assert code == 0 and "validation rollout" in out and "ratio" in out
+    code, out, _ = run(capsys, "solve", "--rhs", rhs, "--data", tmp_path / "train.h5", "--step", 0.25,
+                       "--method", "rk4", "--corrector", tmp_path / "duffing.pt", "--no-progress")
+    assert code == 0 and "in float64" in out and "20 steps, 80 f evaluations, 20 corrector calls" in out
     code, out, err = run(capsys, "compare", "--rhs", rhs, "--init", init, "--corrector", tmp_path / "duffing.pt",
                          "--n", 4, "--t-final", 5, "--dt", 0.25, "--refinements", 1, 2, 4, "--rk4-refinements",
                          "--dopri-rtols", 1e-4, "--lyapunov", "none", "--rounds", 1, "--no-progress",
