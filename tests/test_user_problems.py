@@ -144,3 +144,14 @@ def test_noise_estimate_without_a_recorded_level():
         unknown = ratio(TrajectoryDataset.from_arrays(clean.t, noisy))
         assert unknown == pytest.approx(known, rel=0.2)
         assert (known - 1) * side > 0 and (unknown - 1) * side > 0
+
+
+def test_zero_level_of_a_rollout_loss_is_the_uncorrected_rollout():
+    """With rollout_steps=k the zero correction's loss is the uncorrected k-interval rollout's:
+    an untrained (exactly zero) corrector's validation loss equals it."""
+    d = generate_trajectories(attsolver.systems.make_system("linear"), 6, t_final=2.0, dt=0.2, progress=False)
+    model = attsolver.NeurVec(2, method="euler", step_size=0.2, width=8, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitCheckWarning)
+        h = attsolver.fit(model, d, epochs=1, lr=1e-12, rollout_steps=3, progress=False)
+    assert h.check["zero_loss"] == pytest.approx(h.val_loss[0], rel=1e-6)
