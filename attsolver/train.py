@@ -229,7 +229,8 @@ def fit(
         checkpoint: path of the training checkpoint, or ``None``.
         resume: continue from ``checkpoint`` if it exists.
         overwrite: allow replacing an existing ``checkpoint`` without resuming.
-        progress: show a tqdm bar over epochs (rank 0; hidden when stderr is no terminal).
+        progress: report the epochs (rank 0): a tqdm bar on a terminal, otherwise INFO log
+            lines on the ``attsolver.progress`` logger every few seconds (a cluster log shows them).
         weight_decay: Adam weight decay.
         grad_clip: clip the gradient norm to this value, or ``None``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
