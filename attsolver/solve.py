@@ -101,6 +101,7 @@ def solve(
     corrector: Callable[..., Tensor] | None = None,
     options: dict[str, Any] | None = None,
     return_stats: bool = False,
+    progress: bool = False,
 ) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
@@ -147,6 +148,10 @@ def solve(
             pass-throughs.  Unknown keys are an error, not a warning.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
             calls, wall time).
+        progress: for long fixed-step solves: progress over the output times, a tqdm bar on a
+            terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
+            intervals are integrated in about 100 consecutive pieces, each starting from the
+            previous piece's last state, so the result is the same as without progress.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
@@ -158,6 +163,9 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
+    if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
+        return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
+                                options=options, return_stats=return_stats)
     y0, t = _check_y0_t(y0, t)
     options = _check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
@@ -242,6 +250,35 @@ def solve(
                                n_steps if corrector is not None else 0, wall,
                                float(np.abs(h_int).max()), step_size is None)
     return sol
+
+
+def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, pieces: int = 100):
+    """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
+    from ._progress import progress as make_progress
+
+    n = len(t) - 1
+    bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
+    outs, y, stats = [y0.unsqueeze(0)], y0, []
+    bar = make_progress(n, f"solve {method}", unit="interval")
+    try:
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            sol = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
+                        options=options, return_stats=return_stats)
+            if return_stats:
+                sol, st = sol
+                stats.append(st)
+            outs.append(sol[1:])
+            y = sol[-1]
+            bar.update(b - a)
+    finally:
+        bar.close()
+    out = torch.cat(outs)
+    if not return_stats:
+        return out
+    first = stats[0]
+    return out, SolveStats(first.method, sum(st.n_steps for st in stats), sum(st.n_f_evals for st in stats),
+                           sum(st.n_corrector_calls for st in stats), sum(st.wall_time_s for st in stats),
+                           max(st.step_size for st in stats), first.steps_from_grid)
 
 
 class _Counter:
