@@ -31,6 +31,9 @@ VARIANTS.update({
     "AttSolver-se-from-y": ("AttSolver", {"attention_input": "y", "lipschitz_cap": None}),
     "NeurVec-tanh": ("NeurVec", {"activation": "tanh", "width": 64}),
 })
+# the local correctors on the 3 components of these tests as a ring of 3 sites
+VARIANTS.update({name: (name, {"periodic": True, "window": 3})
+                 for name in ("LocalNeurVec", "LocalHypersolver", "LocalAttSolver")})
 
 
 def build(variant: str, *, state_shape=(3,), method="rk4", step_size=0.05, dtype=torch.float64) -> Corrector:

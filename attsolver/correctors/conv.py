@@ -23,7 +23,7 @@ vorticity of :class:`~attsolver.systems.NavierStokes2D`): a ``state_shape`` of t
 selects :class:`PeriodicConv2d` layers; everything else (features, per-channel
 normalisation, the gate, what it was trained for) is shared.
 
-Design [ours, see docs/method.md and METHODS.md §1]: the same body / attention / combine
+Design [ours, see docs/method.md §1 and §3]: the same body / attention / combine
 split as the ODE AttSolver, with 1-D periodic convolutions as the body and the attention
 module as a channel gate over the feature maps (the gate pools over space, so it is
 translation-invariant and the product/sum with the maps stays equivariant).

@@ -16,7 +16,23 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["System", "register_system", "make_system", "list_systems"]
+__all__ = ["System", "Lattice", "register_system", "make_system", "list_systems"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Lattice:
+    """Where a system's state components sit on a 1-D lattice (a ring or a chain of sites).
+
+    The weight-shared local correctors (:mod:`attsolver.correctors.local`) read it to apply
+    one small network at every site.  Along state axis ``axis`` the components form
+    ``blocks`` consecutive blocks of equal length, one per channel (the spring chain's
+    ``(p_1..p_n, q_1..q_n)``: 2 blocks of ``n`` sites); ``periodic`` says whether the last
+    site neighbours the first (a ring) or the chain has fixed ends (zero beyond them).
+    """
+
+    axis: int = -1
+    periodic: bool = False
+    blocks: int = 1
 
 
 class System:
@@ -26,10 +42,13 @@ class System:
         name: registry name (``"lorenz63"``...).
         lyapunov_exponent: largest Lyapunov exponent of the default parameters for chaotic
             systems (used for valid-prediction times in Lyapunov units), else ``None``.
+        lattice: a :class:`Lattice` if the state's components are sites of a 1-D lattice.
     """
 
     name: ClassVar[str]
     lyapunov_exponent: ClassVar[float | None] = None
+    #: the state's lattice (for local correctors), ``None`` if its components are not sites of one
+    lattice: ClassVar[Lattice | None] = None
 
     @property
     def state_shape(self) -> tuple[int, ...]:

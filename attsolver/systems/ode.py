@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import System, register_system
+from .base import Lattice, System, register_system
 
 __all__ = ["Lorenz63", "Lorenz96", "SpringChain", "ElasticPendulum", "LinearSystem"]
 
@@ -66,6 +66,7 @@ class Lorenz96(System):
     F: float = 8.0
     name = "lorenz96"
     lyapunov_exponent = 1.68
+    lattice = Lattice(axis=-1, periodic=True)  # a ring of N sites, one channel
 
     def __post_init__(self):
         if not isinstance(self.N, int) or self.N < 4:
@@ -98,6 +99,7 @@ class SpringChain(System):
     masses: float | tuple[float, ...] = 1.0
     stiffness: float | tuple[float, ...] = 1.0
     name = "spring_chain"
+    lattice = Lattice(axis=-1, periodic=False, blocks=2)  # n sites with (p, q) channels, walls at both ends
 
     def __post_init__(self):
         if not isinstance(self.n, int) or self.n < 1:

@@ -1,0 +1,232 @@
+"""What one corrected step costs, as a multiple of the classical step: every corrector family,
+dense and local, eager and compiled (``options={"compile": True}``), float64 and float32.
+
+Cases (the issue-14 table): Lorenz-96 (N = 40), a batch of 1024 states, RK4 at h = 0.125;
+the spring chain (20 masses), a batch of 1024, Euler at h = 0.2.  Each corrector has its
+package defaults and random weights of the trained scale (its untrained zero head would be
+as costly, but a zero correction proves nothing about the outputs check).
+
+Precisions:
+* ``float64``: state and corrector in float64 (how the ODE suite scores correctors);
+* ``float32``: state and corrector in float32, against the float32 classical step;
+* ``mixed``: float64 state, float32 local corrector (``mixed_precision=True``): the
+  correction is computed in float32 and cast back, against the float64 classical step.
+
+For every (case, precision, mode) the classical solve and the corrected solves run in one
+process, one thread, in interleaved rounds; the shortest time per contender is kept, so
+machine noise hits all alike.  Before timing, each compiled solution is checked against the
+eager one, and each mixed-precision solution against the float64 one.  Compile time (first
+call) is reported apart and is not in the per-step figures.
+
+    python benchmarks/speed_correctors.py [--quick] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import attsolver
+from attsolver._compile import clear_compile_cache, compile_stats
+from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalHypersolver, LocalNeurVec, NeurVec
+from attsolver._io import atomic_write_text
+from attsolver.systems import Lorenz96, SpringChain
+
+CASES = {
+    "lorenz96": {"title": "Lorenz-96 (N=40), batch 1024, RK4, h=0.125", "system": lambda: Lorenz96(N=40),
+                 "method": "rk4", "h": 0.125, "target": 1.5},
+    "spring_chain": {"title": "spring chain (20 masses), batch 1024, Euler, h=0.2", "system": lambda: SpringChain(n=20),
+                     "method": "euler", "h": 0.2, "target": 2.0},
+}
+#: family -> (dense class, local class); the package defaults of each
+FAMILIES = {"NeurVec": (NeurVec, LocalNeurVec), "Hypersolver": (Hypersolver, LocalHypersolver),
+            "AttSolver-add": (AttSolver, LocalAttSolver)}
+PRECISIONS = ("float64", "float32", "mixed")
+BATCH = 1024
+
+
+def build(form: str, family: str, system, method: str, h: float, precision: str):
+    """A corrector with random weights of a trained model's scale, in eval mode."""
+    dense, local = FAMILIES[family]
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    if form == "dense":
+        model = dense(system.state_shape, method=method, step_size=h, dtype=dtype)
+    else:
+        model = local.for_system(system, method=method, step_size=h, dtype=dtype,
+                                 mixed_precision=precision == "mixed")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
+        model.out_scale.fill_(1e-3)  # a small correction keeps the rollout bounded
+    return model.eval()
+
+
+def interleaved_min(fns: dict, rounds: int) -> dict[str, float]:
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
+
+
+def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int, forms: tuple[str, ...],
+             chunk: int = 8) -> dict:
+    spec = CASES[name]
+    system = spec["system"]()
+    method, h = spec["method"], spec["h"]
+    state_dtype = torch.float32 if precision == "float32" else torch.float64
+    y0 = system.sample_initial(BATCH, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    if name == "lorenz96":  # onto the attractor first (from F + noise the coarse step can blow up)
+        with torch.no_grad():
+            y0 = attsolver.solve(system, y0, torch.tensor([0.0, 5.0], dtype=torch.float64), step_size=0.01)[-1]
+    y0 = y0.to(state_dtype)
+    t = torch.tensor([0.0, steps * h], dtype=torch.float64)
+    models = {}
+    for family in FAMILIES:
+        for form in forms:
+            if precision == "mixed" and form == "dense":
+                continue  # the dense correctors take one dtype only
+            models[f"{family} {form}"] = build(form, family, system, method, h, precision)
+
+    def solver(model, use_compile):
+        opts = {"check_finite": False, "compile": use_compile, "compile_chunk": chunk}
+        return lambda: attsolver.solve(system, y0, t, method=method, step_size=h, corrector=model, options=opts)
+
+    fns = {"classical": solver(None, compiled), **{k: solver(m, compiled) for k, m in models.items()}}
+    compile_s = {}
+    with torch.no_grad():
+        eager_out = {k: solver(m, False)() for k, m in [("classical", None), *models.items()]}
+        for k, fn in fns.items():  # the first call compiles; checked against the eager solve
+            before = compile_stats()["compile_seconds"]
+            out = fn()
+            compile_s[k] = compile_stats()["compile_seconds"] - before if compiled else 0.0
+            ref = eager_out[k]
+            if not bool(torch.isfinite(out).all()):
+                raise RuntimeError(f"{name} {precision}: {k} is not finite")
+            tol = 1e-4 if state_dtype == torch.float32 else 1e-9
+            torch.testing.assert_close(out, ref, rtol=tol, atol=tol, msg=f"{name} {precision} {k}: compiled != eager")
+        if precision == "mixed":  # float32 correction on float64 states vs the all-float64 corrector
+            for k, m in models.items():
+                ref_model = copy.deepcopy(m).double()
+                ref = attsolver.solve(system, y0, t, method=method, step_size=h, corrector=ref_model,
+                                      options={"check_finite": False})
+                torch.testing.assert_close(eager_out[k], ref, rtol=1e-5, atol=1e-5)
+        best = interleaved_min(fns, rounds)
+    base = best["classical"]
+    rows = []
+    for k, m in models.items():
+        family, form = k.split()
+        rows.append({"family": family, "form": form, "n_params": sum(p.numel() for p in m.parameters()),
+                     "us_per_step": best[k] / steps * 1e6, "multiple": best[k] / base,
+                     "compile_s": compile_s.get(k, 0.0)})
+    return {"case": name, "precision": precision, "mode": "compiled" if compiled else "eager",
+            "classical_us_per_step": base / steps * 1e6, "classical_compile_s": compile_s.get("classical", 0.0),
+            "rows": rows}
+
+
+def _fmt(x, digits=3):
+    return "—" if x is None else f"{x:.{digits}g}"
+
+
+def to_markdown(report: dict) -> str:
+    lines = ["# What a corrected step costs: dense vs local correctors, eager vs compiled", "",
+             f"Produced by `{report['command']}` on {report['date']}.",
+             f"Machine: {report['machine']}.  One thread; {report['rounds']} interleaved rounds of "
+             f"{report['steps']} steps, shortest kept; compiled solves fuse {report.get('compile_chunk', 8)} "
+             "steps (classical stages and corrector) per graph.", "",
+             "Each cell: the corrected step's time as a multiple of the classical step's (same case, precision "
+             "and mode, timed in the same rounds).  `float64`: state and corrector in float64 (as the ODE suite "
+             "scores them); `float32`: both in float32; `mixed`: float64 state, float32 local corrector "
+             "(`mixed_precision=True`).  Compiled: `options={\"compile\": True}` (compile time apart, below).", ""]
+    cols = [(p, m) for p in report["precisions"] for m in ("eager", "compiled") if (p, m) in
+            {(r["precision"], r["mode"]) for r in report["results"]}]
+    for case in report["cases"]:
+        spec = CASES[case]
+        res = {(r["precision"], r["mode"]): r for r in report["results"] if r["case"] == case}
+        if not res:
+            continue
+        lines += [f"## {spec['title']}", "",
+                  f"Target (issue 14): the default local corrector of each family <= {spec['target']:g}x.", "",
+                  "| corrector | params | " + " | ".join(f"{p} {m}" for p, m in cols) + " |",
+                  "|---|---:|" + "---:|" * len(cols)]
+        keys = []
+        for r in res.values():
+            for row in r["rows"]:
+                if (row["family"], row["form"]) not in keys:
+                    keys.append((row["family"], row["form"]))
+        keys.sort(key=lambda k: (k[1] != "dense", list(FAMILIES).index(k[0])))
+        for fam, form in keys:
+            cells, n_params = [], None
+            for c in cols:
+                row = next((x for x in res[c]["rows"] if (x["family"], x["form"]) == (fam, form)), None)
+                if row is not None:
+                    n_params = row["n_params"]
+                cells.append("—" if row is None else f"{row['multiple']:.2f}×")
+            lines.append(f"| {fam} {form} | {n_params:,} | " + " | ".join(cells) + " |")
+        lines.append("| classical step, µs | | " + " | ".join(_fmt(res[c]["classical_us_per_step"]) for c in cols) + " |")
+        comp = [f"{p}: " + ", ".join(f"{x['family']} {x['form']} {x['compile_s']:.1f} s" for x in r["rows"])
+                for (p, m), r in res.items() if m == "compiled"]
+        if comp:
+            lines += ["", "Compile time (first call, not in the figures): " + "; ".join(comp) + "."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/results", help="folder for speed_correctors.{md,json}")
+    ap.add_argument("--quick", action="store_true", help="few rounds and steps, eager only (a smoke run)")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=48, help="steps per timed solve (a multiple of --compile-chunk)")
+    ap.add_argument("--compile-chunk", type=int, default=8, help="steps per compiled graph (solve's compile_chunk)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    # every corrector is a new compiled graph of the same step function: lift dynamo's per-code limit
+    torch._dynamo.config.recompile_limit = 256
+    torch._dynamo.config.cache_size_limit = 256
+    rounds, steps, modes = (2, 8, ["eager"]) if args.quick else (args.rounds, args.steps, args.modes)
+    results = []
+    started = time.perf_counter()
+    for case in args.cases:
+        for precision in args.precisions:
+            for mode in modes:
+                clear_compile_cache()
+                r = run_case(case, precision, mode == "compiled", rounds, steps, ("dense", "local"), args.compile_chunk)
+                results.append(r)
+                print(f"{case} {precision} {mode}: classical {r['classical_us_per_step']:.0f} us/step; "
+                      + ", ".join(f"{x['family']} {x['form']} {x['multiple']:.2f}x" for x in r["rows"]), flush=True)
+    report = {
+        "command": "python benchmarks/speed_correctors.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, numpy {np.__version__}, "
+                   f"Python {platform.python_version()}",
+        "rounds": rounds, "steps": steps, "compile_chunk": args.compile_chunk, "cases": args.cases, "precisions": args.precisions,
+        "wall_s": time.perf_counter() - started, "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "speed_correctors.json", json.dumps(report, indent=2))
+    md = to_markdown(report)
+    atomic_write_text(out / "speed_correctors.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
