@@ -79,6 +79,8 @@ def verdict_text() -> str:
         "trajectories, noise) with the best speed-up against the **best classical solver** (the same method at "
         "any smaller step, RK4 at any step, dopri5 at any tolerance; for the PDEs the classical solver on finer "
         "grids); mean ± std over seeds, for Kolmogorov flow the bootstrap 5–95 % interval over initial conditions. "
+        "It pays only when **every seed** of that configuration is above 1× (the best of many configurations "
+        "is a selected maximum; its seeds are the check). "
         "Quoted by `benchmarks/update_readme.py` from [`ode.json`](benchmarks/results/ode.json), "
         "[`pde.json`](benchmarks/results/pde.json) and [`kolmogorov.json`](benchmarks/results/kolmogorov.json).",
         "",
@@ -94,7 +96,11 @@ def verdict_text() -> str:
         best = max(rows, key=lambda a: a["speedup_best"])
         d = spec.get("definition", spec)
         setting = f"{best['corrector']}, {best['n_train']} traj., noise {best['noise']:g}"
-        pays = "**yes**" if best["speedup_best"] > 1 else "no"
+        seeds = [r.get("speedup_best") for r in ode.get("rows", []) if r.get("case") == case
+                 and (r.get("corrector"), r.get("n_train"), r.get("noise"))
+                 == (best["corrector"], best["n_train"], best["noise"])]
+        every_seed = bool(seeds) and all(isinstance(v, (int, float)) and v > 1 for v in seeds)
+        pays = "**yes**" if best["speedup_best"] > 1 and every_seed else "no"
         lines.append(f"| {case} | {d.get('method', '?')} h={d.get('step', '?')} | {setting} | "
                      f"{_x(best.get('speedup_same'), best.get('speedup_same_kind'), best.get('speedup_same_std'))} | "
                      f"{_x(best['speedup_best'], best.get('speedup_best_kind'), best.get('speedup_best_std'))} | "
