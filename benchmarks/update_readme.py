@@ -27,7 +27,7 @@ BLOCKS = {
     "pde": ("pde.md", ["Targets", "Reading the numbers"]),
 }
 #: blocks computed from a results JSON rather than copied from its Markdown
-COMPUTED = ("verdict",)
+COMPUTED = ("verdict", "user_verdict")
 
 
 def _x(value, kind: str | None = None, std=None) -> str:
@@ -167,12 +167,36 @@ def block_text(name: str) -> str:
     return f"{lead}:\n\n{body}"
 
 
+#: the committed `attsolver compare` runs on user-defined problems (examples/compare_examples.sh)
+USER_EXAMPLES = (("forced Duffing oscillator (`examples/duffing.py`)", "compare_duffing/duffing.json"),
+                 ("Allen–Cahn, a user `SemilinearPDE` (`examples/allen_cahn.py`)", "compare_allen_cahn/allen_cahn.json"))
+
+
+def user_verdict_text() -> str:
+    """The verdict lines `attsolver compare` printed for the user-defined example problems."""
+    lines = []
+    for label, rel in USER_EXAMPLES:
+        path = RESULTS / rel
+        if not path.exists():
+            continue
+        result = json.loads(path.read_text())
+        lines += [f"{label}, from [`{rel}`](benchmarks/results/{rel}) (made by "
+                  f"`{result.get('setting', {}).get('command', 'examples/compare_examples.sh')}`):", "",
+                  "```text", result["verdict"]["line"], "```", ""]
+        v = result["verdict"]
+        if isinstance(v.get("error_ratio_vs_coarse"), (int, float)) and isinstance(v.get("time_ratio_vs_coarse"),
+                                                                                   (int, float)):
+            lines[-1:-1] = [f"(corrected / uncorrected: error {v['error_ratio_vs_coarse']:.3g}×, "
+                            f"wall time {v['time_ratio_vs_coarse']:.3g}×)"]
+    return "\n".join(lines).strip() or "_No committed example yet: run `bash examples/compare_examples.sh`._"
+
+
 def render(readme: str) -> str:
     for name in COMPUTED:
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- {name}:begin --> / <!-- {name}:end --> markers")
-        text = verdict_text()
+        text = {"verdict": verdict_text, "user_verdict": user_verdict_text}[name]()
         readme = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
     for name in BLOCKS:
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
