@@ -13,8 +13,7 @@ rounds are interleaved (each round runs every contender once) and the minimum pe
 is reported as microseconds per step (the median is in the JSON), with ratios
 ``peer time / attsolver time`` (< 1 means the peer is faster).
 
-    attsolver bench speed [--quick] [--out benchmarks/results]
-    python benchmarks/speed.py --quick
+    python benchmarks/speed.py [--quick] [--rounds N] [--cases lorenz63,lorenz96,burgers,ks] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -392,7 +391,7 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench speed", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python benchmarks/speed.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results", help="folder for speed.md and speed.json")
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds, no compile rows")
@@ -434,7 +433,7 @@ def main(argv=None) -> int:
     for c in cases:
         c["summary"] = summary_row(c)
     report = {
-        "command": "attsolver bench speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
                     "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
