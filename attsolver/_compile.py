@@ -152,7 +152,7 @@ def _eager(reason: str, stepper, corrector, y0, t, t_np, n_sub, h_int):
     return _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int)
 
 
-def compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int, *, chunk: int = 8):
+def compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int, *, chunk: int = 32):
     """Drop-in replacement for ``solve``'s eager loop (same arguments, same result)."""
     from .solve import _fixed_loop
 
