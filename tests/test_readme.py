@@ -21,8 +21,11 @@ README = (ROOT / "README.md").read_text()
 
 #: README text -> what the test runs instead, to keep the default suite short.  Each must
 #: occur in the README (so the test cannot silently drift away from what a reader pastes).
-FAST_PYTHON = {"epochs=150": "epochs=3"}
-FAST_SHELL = {"--n 64": "--n 6", "--n 16": "--n 3", " -o lorenz_model.pt": " --epochs 2 -o lorenz_model.pt"}
+FAST_PYTHON = {"epochs=150": "epochs=3",
+               'corrector=model, out="lorenz_compare"': 'corrector=model, out="lorenz_compare", rounds=1, '
+                                                        'refinements=(1, 2, 4), rk4_refinements=(), dopri_rtols=(1e-4,)'}
+FAST_SHELL = {"--n 64": "--n 6", "--n 16": "--n 3", " -o lorenz_model.pt": " --epochs 2 -o lorenz_model.pt",
+              "--out lorenz_compare": "--out lorenz_compare --rounds 1 --refinements 1 2 --dopri-rtols 1e-4"}
 
 
 def _blocks(lang: str) -> list[str]:
@@ -125,6 +128,8 @@ def test_readme_python_snippets_run_in_order(tmp_path):
     errors = {m.group(1): float(m.group(2)) for m in
               re.finditer(r"^(coarse RK4|corrected RK4)\s+relative error at t=1: (\S+)$", r.stdout, re.M)}
     assert set(errors) == {"coarse RK4", "corrected RK4"}, r.stdout
+    assert re.search(r"^verdict: .*speed-up at equal accuracy .*\((pays|does not pay)\)$", r.stdout, re.M), r.stdout
+    assert (tmp_path / "lorenz_compare" / "compare_work_precision.png").exists()
 
 
 @pytest.mark.slow  # five CLI start-ups and a training run: ~45 s on a loaded 2-core machine
