@@ -49,7 +49,14 @@ class IntegrityError(ValueError):
 
 class DiskFullError(OSError):
     """Writing a file failed because its filesystem is full (or over quota); the previous
-    file at the target path, if any, is untouched."""
+    file at the target path, if any, is untouched.  ``errno`` is ``ENOSPC``."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -197,7 +204,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=directory)
     except OSError as e:
         if is_disk_full(e):
-            raise DiskFullError(errno.ENOSPC, f"cannot write {target}: no space left on device") from None
+            raise DiskFullError(f"cannot write {target}: no space left on device") from None
         raise
     os.close(fd)
     tmp = Path(tmp_name)
@@ -215,7 +222,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if full:
             kept = "the previous file is untouched" if target.exists() else "nothing was written"
             raise DiskFullError(
-                errno.ENOSPC,
                 f"cannot write {target}: no space left on device ({kept}); free some space or "
                 "write to another directory",
             ) from None
@@ -250,9 +256,9 @@ def require_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such {what}") from None
+        raise FileNotFoundError(f"{path}: no such file") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path} is {_kind(st.st_mode)}, not a regular {what}; give the path of a {what}")
+        raise ValueError(f"{path} is {_kind(st.st_mode)}, not a regular file; give the path of the {what} itself")
     return path
 
 
@@ -264,13 +270,13 @@ def open_regular(path: str | os.PathLike, what: str = "file"):
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such {what}") from None
+        raise FileNotFoundError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise ValueError(f"{path} is a directory, not a regular {what}; give the path of a {what}") from None
+        raise ValueError(f"{path} is a directory, not a regular file; give the path of the {what} itself") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path} is {_kind(st.st_mode)}, not a regular {what}; give the path of a {what}")
+            raise ValueError(f"{path} is {_kind(st.st_mode)}, not a regular file; give the path of the {what} itself")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -478,6 +484,6 @@ class AppendLog:
                 os.fsync(fh.fileno())
         except OSError as e:
             if is_disk_full(e, self.path.parent):
-                raise DiskFullError(errno.ENOSPC, f"cannot append to {self.path}: no space left on device") from None
+                raise DiskFullError(f"cannot append to {self.path}: no space left on device") from None
             raise
         self.records[record["key"]] = record

@@ -1,7 +1,7 @@
 """The ``attsolver`` command: ``data`` (generate / inspect datasets), ``train`` (fit a
-corrector), ``solve`` (integrate, optionally corrected), ``bench`` (run a benchmark
-suite), ``vision`` (attention ResNets), ``methods`` / ``systems`` (list what is registered),
-``demo``."""
+corrector), ``solve`` (integrate, optionally corrected), ``compare`` (the verdict: does the
+corrector pay at equal accuracy?), ``bench`` (run a benchmark suite), ``vision`` (attention
+ResNets), ``methods`` / ``systems`` (list what is registered), ``demo``."""
 
 from __future__ import annotations
 
@@ -66,10 +66,146 @@ def _cmd_bench(args) -> int:
     return int(module.main(args.rest) or 0)
 
 
-def _cmd_demo(args) -> int:
-    from .demo import run_demo
+def _cmd_compare(args) -> int:
+    import torch
 
-    return int(run_demo() or 0)
+    from ._cli_common import CLIError, parse_params
+    from .compare import compare
+
+    if args.rhs and args.system is not None:
+        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
+    if not args.rhs and args.system is None:
+        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    out = Path(args.out)
+    targets = [out / f"{args.name}{s}" for s in (".json", "_work_precision.png", "_error_vs_time.png")]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not args.overwrite:
+        raise CLIError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or another --out/--name")
+    model = None
+    if args.corrector:
+        from .correctors import load_corrector
+
+        model = load_corrector(args.corrector)
+    if args.rhs:
+        from .user_rhs import check_rhs, load_rhs
+
+        f = load_rhs(args.rhs)
+    else:
+        from .systems import make_system
+
+        f = make_system(args.system, parse_params(args.param, example="F=8.0"))
+    kw = {}
+    if args.data:
+        from .data import load_h5
+
+        data = load_h5(args.data)
+        if args.system is not None and data.system["name"] != args.system:
+            raise CLIError(f"{args.data} holds {data.system['name']!r} trajectories, not {args.system!r}")
+        kw["data"] = data
+        y_check = data.y[:, 0]
+    else:
+        if args.t_final is None or args.dt is None:
+            raise CLIError("give a test data file (--data test.h5) or --t-final and --dt (and --n, --seed)")
+        steps = round(args.t_final / args.dt)
+        if steps < 1 or abs(steps * args.dt - args.t_final) > 1e-9 * args.t_final:
+            raise CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
+        gen = torch.Generator().manual_seed(args.seed)
+        if args.init:
+            from .user_rhs import load_sampler, sample_states
+
+            y0 = sample_states(load_sampler(args.init), args.n, args.seed)
+        elif hasattr(f, "sample_initial"):
+            y0 = f.sample_initial(args.n, generator=gen, dtype=torch.float64)
+        else:
+            raise CLIError("--rhs without --data needs --init file.py:sample (held-out initial states)")
+        if args.spin_up:
+            from .solve import solve
+
+            with torch.no_grad():
+                y0 = solve(f, y0, torch.tensor([0.0, args.spin_up], dtype=torch.float64),
+                           step_size=args.dt / 20)[-1]
+        kw["y0"] = y0
+        kw["t"] = torch.arange(steps + 1, dtype=torch.float64) * args.dt
+        y_check = y0
+    if args.rhs:
+        check_rhs(f, y_check.to(torch.float64))
+    lyap = args.lyapunov
+    if lyap not in ("auto", "estimate"):
+        if lyap == "none":
+            lyap = None
+        else:
+            try:
+                lyap = float(lyap)
+            except ValueError:
+                raise CLIError(f"--lyapunov must be a number, auto, estimate or none, got {args.lyapunov!r}") from None
+    res = compare(
+        f, corrector=model, method=args.method, step_size=args.step, refinements=args.refinements,
+        rk4_refinements=args.rk4_refinements, dopri_rtols=args.dopri_rtols,
+        spectral_refinements=args.spectral_refinements, lyapunov_exponent=lyap, match=args.match,
+        dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, out=out, name=args.name,
+        progress=not args.no_progress, **kw,
+    )
+    s = res.setting
+    print(f"compared {s['n_test']} test trajectories ({s['n_times']} times, horizon {s['horizon']:g}"
+          + (f", Lyapunov exponent {s['lyapunov_exponent']:.3g} ({s['lyapunov_source']})"
+             if s["lyapunov_exponent"] is not None else "")
+          + f"), {len(res.entries)} contenders in {s['dtype']}, {s['timing_rounds']} timing rounds")
+    for e in res.entries:
+        vpt = f"vpt {e['vpt']:.3g}" + (" Lyap." if s["vpt_units"] == "Lyapunov times" else "")
+        print(f"  {e['label']:32s} err 1/4 {e['err_q1']:9.3g}  1/2 {e['err_q2']:9.3g}  full {e['err_full']:9.3g}  "
+              f"{vpt:14s} blow-ups {e['blowups']:3d}  time {e['time_s'] * 1e3:9.3g} ms (median "
+              f"{e['time_median_s'] * 1e3:.3g})")
+    print(res.verdict_line)
+    print(f"wrote {res.files['json']}, {res.files['work_precision_png']}, {res.files['error_vs_time_png']}")
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    from ._cli_common import guarded
+
+    p = sub.add_parser(
+        "compare", help="does a corrector pay? the corrected solve against the classical ladders at equal accuracy",
+        description="Run the coarse classical solve, the corrected one, the same method at h/2, h/4, ..., RK4 "
+                    "over steps, dopri5 over tolerances (and the spectral steppers for a semilinear PDE) on "
+                    "held-out data; time them in the steady state; print the speed-up at equal accuracy and "
+                    "write JSON plus work-precision and error-vs-time plots.",
+    )
+    p.add_argument("system", nargs="?", default=None, help="built-in system name, or use --rhs")
+    p.add_argument("--rhs", default=None, metavar="MODULE:F",
+                   help="your own right-hand side f(t, y): module:function or path/to/file.py:function")
+    p.add_argument("--init", default=None, metavar="MODULE:SAMPLE",
+                   help="initial-state sampler sample(n, generator) for test states without --data")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="built-in system parameter")
+    p.add_argument("--data", default=None, help="held-out test trajectories (.h5, clean); else --n/--t-final/--dt")
+    p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
+    p.add_argument("--method", default=None, help="coarse method (default: the corrector's)")
+    p.add_argument("--step", type=float, default=None, help="coarse step (default: the corrector's)")
+    p.add_argument("--n", type=int, default=16, help="without --data: test initial states (default 16)")
+    p.add_argument("--seed", type=int, default=12345, help="without --data: their seed (default 12345)")
+    p.add_argument("--t-final", type=float, default=None, help="without --data: test horizon")
+    p.add_argument("--dt", type=float, default=None, help="without --data: output interval")
+    p.add_argument("--spin-up", type=float, default=0.0, help="without --data: time integrated first (attractor)")
+    p.add_argument("--lyapunov", default="auto",
+                   help="largest Lyapunov exponent: a number, auto (the system's, else estimated), estimate, none")
+    p.add_argument("--match", default="auto", choices=["auto", "err_q1", "err_q2", "err_full"],
+                   help="the error compared at equal accuracy (auto: err_q1 for chaotic problems, else err_full)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--refinements", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--rk4-refinements", type=int, nargs="*", default=[1, 2, 4, 8, 16])
+    p.add_argument("--dopri-rtols", type=float, nargs="*", default=[1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8])
+    p.add_argument("--spectral-refinements", type=int, nargs="*", default=[1, 2, 4, 8])
+    p.add_argument("--float32", action="store_true", help="run every contender in float32 (default float64)")
+    p.add_argument("--out", default="compare_out", help="output folder (default compare_out)")
+    p.add_argument("--name", default="compare", help="file name stem (default compare)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
+    p.set_defaults(func=guarded("compare", _cmd_compare))
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo, run_tour
+
+    return int((run_tour() if args.tour else run_demo(args.out)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_train_parser(sub)
     add_solve_parser(sub)
+    _add_compare_parser(sub)
     add_vision_parser(sub)
     add_prune_parser(sub)
 
@@ -97,14 +234,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite (see SUITE --help)")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("demo", help="solve Lorenz-63 several ways and print accuracy and speed")
+    p = sub.add_parser("demo", help="train a corrector on noisy data and print whether it pays against the "
+                                    "classical solvers (< 3 min)")
+    p.add_argument("--out", default="demo_out", help="folder for the verdict's JSON and plots (default demo_out)")
+    p.add_argument("--tour", action="store_true",
+                   help="instead: convergence orders of the explicit methods, speed against torchdiffeq, Burgers")
     p.set_defaults(func=_cmd_demo)
     return parser
 
 
+def _log_progress_when_not_a_terminal() -> None:
+    """Long work logs its progress (logger ``attsolver.progress``) where stderr is no terminal."""
+    import logging
+
+    from ._progress import LOGGER, _stderr_is_terminal
+
+    if not _stderr_is_terminal() and not LOGGER.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        LOGGER.addHandler(handler)
+        LOGGER.setLevel(logging.INFO)
+        LOGGER.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one command.  The one place that turns errors into a one-line message and an exit
+    code instead of a traceback: 2 for bad input or the environment (a full disk, a
+    damaged file), 1 for an internal error (``ATTSOLVER_TRACEBACK=1`` shows its traceback)."""
+    import os
+
+    from ._cli_common import report_error
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2, its message printed)
+        return e.code if isinstance(e.code, int) else 2
+    _log_progress_when_not_a_terminal()
+    command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "vision_command",
+                                                       "prune_command") if getattr(args, k, None))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"attsolver {command}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            return int(e.code or 0)
+        print(f"attsolver {command}: error: {e.code}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence against tracebacks
+        if os.environ.get("ATTSOLVER_TRACEBACK"):
+            raise
+        return report_error(command, e)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,8 @@ from torch import Tensor
 from .steppers import get_method
 from .steppers.base import Stepper
 
-__all__ = ["solve", "NonFiniteSolutionError", "SolutionBoundError", "DEFAULT_MAX_STEPS"]
+__all__ = ["solve", "NonFiniteSolutionError", "SolutionBoundError", "DEFAULT_MAX_STEPS",
+           "SolveStats", "CoarseStepWarning"]
 
 #: default cap on the number of fixed steps of one solve (``options={"max_steps": ...}``
 #: raises it): a ``step_size`` far too small for ``t`` is an error before any work starts.
@@ -45,6 +48,42 @@ class NonFiniteSolutionError(FloatingPointError):
         self.partial = partial
 
 
+class CoarseStepWarning(UserWarning):
+    """A fixed-step solve without ``step_size`` stepped once per output interval, and a
+    step-doubling check on the first interval found that step too coarse for the problem."""
+
+
+#: local error (relative to the state's size) above which the step-doubling check warns
+COARSE_STEP_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """What a solve cost (``solve(..., return_stats=True)``; SciPy's ``nfev``, diffrax's ``stats``).
+
+    Attributes:
+        method: the method used.
+        n_steps: solver steps taken (fixed-step methods; adaptive: ``None``, the solver does
+            not report its accepted steps).
+        n_f_evals: evaluations of ``f`` (for the spectral methods, of the nonlinear term;
+            one per stage per step for fixed-step methods; counted for adaptive ones).
+        n_corrector_calls: corrector evaluations (one per step with a corrector, else 0).
+        wall_time_s: seconds spent integrating (validation excluded; the first call of a
+            process also pays one-time set-up, e.g. building kernels).
+        step_size: the step of a fixed-step solve (the largest when intervals differ).
+        steps_from_grid: ``True`` when no ``step_size`` was given and the method stepped
+            once per output interval.
+    """
+
+    method: str
+    n_steps: int | None
+    n_f_evals: int
+    n_corrector_calls: int
+    wall_time_s: float
+    step_size: float | None = None
+    steps_from_grid: bool = False
+
+
 class SolutionBoundError(NonFiniteSolutionError):
     """The solution grew past ``options["growth_bound"]`` (finite, but beyond what the caller
     declared plausible); same attributes as :class:`NonFiniteSolutionError`."""
@@ -59,11 +98,16 @@ def solve(
     step_size: float | None = None,
     corrector: Callable[..., Tensor] | None = None,
     options: dict[str, Any] | None = None,
-) -> Tensor:
+    return_stats: bool = False,
+) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
-    ``torchdiffeq.odeint``.
+    ``torchdiffeq.odeint``: ``f`` receives ``t`` in ``y0``'s dtype (its real dtype for a
+    complex ``y0``) whatever ``t``'s own dtype, the result has ``y0``'s dtype, and gradients
+    flow to ``y0``, to ``f``'s parameters and, for the explicit Runge–Kutta methods, to
+    ``t`` (the spectral methods, a corrector and ``compile`` refuse a ``t`` that requires
+    grad with an error instead of returning no gradient).
 
     Args:
         f: right-hand side, ``f(t, y) -> dy/dt`` with ``t`` a 0-d tensor and the result
@@ -74,7 +118,13 @@ def solve(
             initial time.
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
         step_size: fixed-step methods only.  Without it, one step is taken between
-            consecutive points of ``t``.  With it, each interval ``[t_i, t_{i+1}]`` is split
+            consecutive points of ``t`` — and, when there is no corrector, a step-doubling
+            check on the first interval (one step of the grid spacing against two of half
+            of it, three extra steps) estimates that step's local error; above
+            :data:`COARSE_STEP_TOLERANCE` of the state's size a :class:`CoarseStepWarning`
+            gives the estimate and a ``step_size`` that would meet the tolerance.  Passing
+            ``step_size`` (even equal to the grid spacing) states the step explicitly and
+            skips the check.  With it, each interval ``[t_i, t_{i+1}]`` is split
             into ``n_i = ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned
             value is an actual solver state (no interpolation, unlike torchdiffeq); when
             ``step_size`` divides the intervals the steps are exactly ``step_size``.
@@ -86,13 +136,19 @@ def solve(
             ``check_compatible`` method) is refused for another method, step or shape.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
             :class:`NonFiniteSolutionError` naming the step and time if the solution
-            becomes NaN/inf), ``compile`` (default ``False``: compile the step with
-            ``torch.compile``), ``compile_chunk`` (steps fused per compiled call, default 8).
+            becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
+            ``torch.compile``, ``compile_chunk`` steps per compiled call, default 8; each
+            configuration is compiled once per process, and where it cannot be compiled or
+            would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
+            and the eager loop runs; see :func:`attsolver._compile.compile_stats`).
             Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
             pass-throughs.  Unknown keys are an error, not a warning.
+        return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
+            calls, wall time).
 
     Returns:
-        Tensor of shape ``[len(t), *y0.shape]``.
+        Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
+        ``(solution, stats)``.
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
@@ -121,18 +177,35 @@ def solve(
                 f"use one of {', '.join(_fixed_methods())}"
             )
         if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
-            return y0.unsqueeze(0)
-        sol = spec.run(f, y0, t, options)
+            out = y0.unsqueeze(0)
+            return (out, SolveStats(spec.name, None, 0, 0, 0.0)) if return_stats else out
+        from .steppers.adaptive import StepSizeUnderflow
+
+        counter = _Counter(f) if return_stats else None
+        started = time.perf_counter()
+        try:
+            sol = spec.run(counter if counter is not None else f, y0, t, options)
+        except StepSizeUnderflow as e:
+            partial = e.partial if e.partial is not None else y0.unsqueeze(0)
+            raise NonFiniteSolutionError(
+                f"{e} (method {method!r}); check f, shorten t, or use a fixed-step method with "
+                "options={'check_finite': False} to see the raw growth",
+                step=None, time=e.time, partial=partial,
+            ) from None
+        wall = time.perf_counter() - started
         if check_finite and not _all_finite(sol):
             _raise_if_nonfinite_adaptive(sol, t, method)
         _check_result(sol, y0, t, growth_bound, method)
+        if return_stats:
+            return sol, SolveStats(spec.name, None, counter.n, 0, wall)
         return sol
 
     t_np = t.detach().cpu().double().numpy()
     # validates step_size even when len(t) == 1
     n_sub, h_int = _step_grid(t_np, step_size, time_eps=_time_eps(t), max_steps=max_steps, y0=y0)
     if len(t) == 1:
-        return y0.unsqueeze(0)
+        out = y0.unsqueeze(0)
+        return (out, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)) if return_stats else out
     stepper = spec.build(f, y0)
     check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
     if check_step is not None:
@@ -141,7 +214,10 @@ def solve(
         _check_corrector(corrector, method, h_int, n_sub, y0, t)
         if getattr(corrector, "check_compatible", None) is None:
             corrector = _CheckedCorrector(corrector, y0)
+    elif step_size is None:
+        _warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
     t = t_f
+    started = time.perf_counter()
 
     if t.requires_grad and torch.is_grad_enabled():
         _check_time_gradient(stepper, corrector, options, method)
@@ -153,13 +229,78 @@ def solve(
                             chunk=int(options.get("compile_chunk", 8)))
     else:
         sol = _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int)
+    wall = time.perf_counter() - started
     if check_finite and not _all_finite(sol):
         _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method)
     _check_result(sol, y0, t, growth_bound, method)
+    if return_stats:
+        n_steps = int(n_sub.sum())
+        return sol, SolveStats(spec.name, n_steps, n_steps * len(stepper.nodes),
+                               n_steps if corrector is not None else 0, wall,
+                               float(np.abs(h_int).max()), step_size is None)
     return sol
 
 
+class _Counter:
+    """``f`` with a count of its calls (for the adaptive methods' statistics)."""
+
+    def __init__(self, f):
+        self.f, self.n = f, 0
+
+    def __call__(self, t, y):
+        self.n += 1
+        return self.f(t, y)
+
+
+def _warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec) -> None:
+    """Step doubling on the first interval: one step of ``h`` against two of ``h / 2``; the
+    difference over ``1 - 2^-p`` estimates the local error of the ``h`` step (Richardson)."""
+    import warnings
+
+    order = getattr(spec, "order", None) or getattr(stepper, "order", None) or 1
+
+    def steps(y, n, hh):
+        state = stepper.to_state(y)
+        for k in range(n):
+            t0 = t[0] + k * hh
+            state = stepper.step([t0 + c * hh for c in stepper.nodes], state, hh)
+        return stepper.from_state(state)
+
+    with torch.no_grad():
+        one = steps(y0, 1, h)
+        two = steps(y0, 2, h / 2)
+        size = y0.abs().amax().clamp(min=torch.finfo(y0.real.dtype if y0.is_complex() else y0.dtype).tiny)
+        est = float(((one - two).abs().amax() / size).real) / (1.0 - 2.0 ** (-order))
+    if not math.isfinite(est) or est > COARSE_STEP_TOLERANCE:
+        factor = (est / COARSE_STEP_TOLERANCE) ** (1.0 / (order + 1)) if math.isfinite(est) else 10.0
+        suggest = abs(h) / max(2.0, math.ceil(factor))
+        warnings.warn(
+            f"solve: no step_size was given, so {spec.name} steps once per output interval (h={abs(h):.3g}); a "
+            f"step-doubling check on the first interval estimates a local error of {est:.2g} of the state's size "
+            f"(tolerance {COARSE_STEP_TOLERANCE:g}). Pass step_size (e.g. {suggest:.3g}) to refine, or "
+            f"step_size={abs(h):.3g} to keep this step knowingly",
+            CoarseStepWarning, stacklevel=3,
+        )
+
+
 # --------------------------------------------------------------------------- the loop
+
+
+def _step_windows(n_sub: np.ndarray, first_step: int = 0, window: int = _STAGE_CHUNK
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Walk the steps ``first_step, ...`` in windows of at most ``window`` steps.
+
+    Yields ``(interval, k)``: for each step of the window the output interval it lies in and
+    its index inside that interval.  Memory is ``O(window + len(n_sub))`` whatever the number
+    of steps (a full-length ``np.repeat`` would take 8 bytes per step per array, 1.5 GB of
+    bookkeeping for 10^8 steps).
+    """
+    ends = np.cumsum(n_sub)
+    total = int(ends[-1]) if len(ends) else 0
+    for s0 in range(first_step, total, window):
+        steps = np.arange(s0, min(s0 + window, total), dtype=np.int64)
+        interval = np.searchsorted(ends, steps, side="right")
+        yield interval, steps - (ends[interval] - n_sub[interval])
 
 
 def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
@@ -168,8 +309,9 @@ def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarra
 
     Each distinct time is one tensor: stages with equal nodes share it, and inside an
     output interval the ``c = 1`` time of a step is the ``c = 0`` time of the next (classic
-    RK4 makes two tensors per step, not four).  The times are computed with NumPy for
-    ``_STAGE_CHUNK`` steps at once, so memory stays bounded for very long solves.
+    RK4 makes two tensors per step, not four).  The times are computed in float64 with NumPy
+    for ``_STAGE_CHUNK`` steps at once (see :func:`_step_windows`), so memory stays bounded
+    for very long solves.
     """
     nodes = np.asarray(stepper.nodes, dtype=np.float64)
     inner = np.unique(nodes[nodes != 1.0])  # nodes may lie outside [0, 1] (e.g. c = 2)
@@ -178,18 +320,13 @@ def _stage_times(stepper: Stepper, t: Tensor, t_np: np.ndarray, n_sub: np.ndarra
     width = len(inner)
     zero = int(np.searchsorted(inner, 0.0))  # column of the c = 0 time in each row
     pos = [None if c == 1.0 else int(np.searchsorted(inner, c)) for c in nodes]
-    n_sub = n_sub[first_interval:]
-    interval_of_step = np.repeat(np.arange(len(n_sub)), n_sub) + first_interval
-    k_in_interval = np.arange(len(interval_of_step)) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
-    last_in_interval = k_in_interval == np.repeat(n_sub - 1, n_sub)
-    for s0 in range(0, len(interval_of_step), _STAGE_CHUNK):
-        idx = interval_of_step[s0:s0 + _STAGE_CHUNK]
-        k = k_in_interval[s0:s0 + _STAGE_CHUNK]
+    first_step = int(n_sub[:first_interval].sum())
+    for idx, k in _step_windows(n_sub, first_step):
         m = len(idx)
         h = h_int[idx]
         starts = t_np[idx] + h * k
-        # a step's c = 1 time is the next row's c = 0, except at the end of an interval or chunk
-        own_end = last_in_interval[s0:s0 + _STAGE_CHUNK].copy()
+        # a step's c = 1 time is the next row's c = 0, except at the end of an interval or window
+        own_end = k == n_sub[idx] - 1
         own_end[-1] = True
         extra = np.flatnonzero(own_end)
         one_index = np.arange(1, m + 1) * width + zero
@@ -244,23 +381,70 @@ def _time_differentiable_loop(stepper, y0, t, n_sub):
     return torch.stack(outputs)
 
 
+class _Outputs:
+    """The result ``[len(t), *y0.shape]``, each output written once.
+
+    Without autograd the outputs go straight into one preallocated tensor (no list of
+    ``len(t)`` tensors kept alive, no final ``torch.stack`` copy: peak memory is the result
+    plus a few states).  When the outputs carry a graph (``y0`` or ``f``'s parameters require
+    grad) they are stacked at the end instead: in-place writes into one buffer would make
+    backward copy the whole buffer's gradient once per output.  The mode is decided on the
+    first output, which shows whether a graph is being built.
+    """
+
+    __slots__ = ("buf", "rows", "n")
+
+    def __init__(self, y0: Tensor, n: int):
+        self.buf: Tensor | None = None
+        self.rows: list[Tensor] | None = [y0]
+        self.n = n
+
+    def put(self, i: int, y: Tensor) -> None:
+        """Store output ``i`` (``i >= 1``, in order)."""
+        buf = self.buf
+        if buf is not None:
+            buf[i] = y
+            return
+        rows = self.rows
+        if i == 1 and not (y.requires_grad or rows[0].requires_grad):
+            buf = self.buf = torch.empty((self.n, *y.shape), dtype=y.dtype, device=y.device)
+            buf[0] = rows[0]
+            buf[1] = y
+            self.rows = None
+            return
+        rows.append(y)
+
+    def put_block(self, i: int, ys: Tensor) -> None:
+        """Store outputs ``i, i+1, ...`` from a stacked block ``ys``."""
+        if self.buf is None and not (ys.requires_grad or self.rows[0].requires_grad):
+            self.put(i, ys[0])
+            ys, i = ys[1:], i + 1
+        if self.buf is not None:
+            self.buf[i:i + len(ys)] = ys
+        else:
+            self.rows.extend(ys.unbind(0))
+
+    def result(self) -> Tensor:
+        return self.buf if self.buf is not None else torch.stack(self.rows)
+
+
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
     times = _stage_times(stepper, t, t_np, n_sub, h_int)
-    outputs = [y0]
+    out = _Outputs(y0, len(t_np))
     if corrector is None:
         step, from_state = stepper.step, stepper.from_state
         state = stepper.to_state(y0)
-        for n, h in zip(n_sub.tolist(), h_int.tolist()):
+        for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
             for _ in range(n):
                 state = step(next(times), state, h)
-            outputs.append(from_state(state))
+            out.put(i, from_state(state))
     else:
         y = y0
-        for n, h in zip(n_sub.tolist(), h_int.tolist()):
+        for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
             for _ in range(n):
                 y = _corrected_step(stepper, corrector, next(times), y, h)
-            outputs.append(y)
-    return torch.stack(outputs)
+            out.put(i, y)
+    return out.result()
 
 
 # --------------------------------------------------------------------------- validation

@@ -1,6 +1,6 @@
 """``fit()``: train a corrector on (noisy) reference trajectories.
 
-The loop: one-step residual targets (METHODS.md §1) or a k-interval rollout loss through
+The loop: one-step residual targets (docs/method.md §1 and §4) or a k-interval rollout loss through
 :func:`attsolver.solve`; Adam with cosine decay; a validation split by trajectory with early
 stopping; a tqdm bar; an atomic checkpoint every epoch that ``resume=True`` continues from
 to bit-identical weights; a clear error (and the last good checkpoint kept) when the loss
@@ -30,7 +30,7 @@ from .correctors.base import (
     FIT_CHECKPOINT_FORMAT, SCHEMA_VERSION, Corrector, _dtype_name, read_checkpoint,
 )
 
-__all__ = ["fit", "FitHistory", "NonFiniteLossError"]
+__all__ = ["fit", "FitHistory", "NonFiniteLossError", "FitCheckWarning"]
 
 # relative tolerance for "the data interval is a whole number of steps" and "t is uniform"
 _GRID_RTOL = 1e-9
@@ -52,7 +52,12 @@ class NonFiniteLossError(FloatingPointError):
         self.checkpoint = checkpoint
 
 
-@dataclass
+class FitCheckWarning(UserWarning):
+    """``fit``'s check of its own result found a problem (worse than classical, nothing learned,
+    noise-dominated targets); the message says what to change."""
+
+
+@dataclass(repr=False)
 class FitHistory:
     """What :func:`fit` returns.
 
@@ -67,6 +72,13 @@ class FitHistory:
         stopped_early: early stopping ended the run.
         resumed_from: the completed epoch the run resumed from, else ``None``.
         wall_time_s: seconds spent in this call.
+        check: the end-of-fit check (``check=True``): ``rollout`` (validation rollout error of
+            the corrected and the uncorrected solver from each trajectory's first state, up to a
+            few horizons, and their ratio), ``zero_loss`` (the loss of the zero correction on the
+            monitored data, one-step targets only), ``residual_to_noise`` (RMS of the classical
+            step's clean residual over the RMS the observation noise adds to a target, and how
+            it was estimated) and ``warnings`` (plain-words problems, also issued as
+            :class:`FitCheckWarning`).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -79,9 +91,57 @@ class FitHistory:
     stopped_early: bool = False
     resumed_from: int | None = None
     wall_time_s: float = 0.0
+    check: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.check.get("warnings", []))
+
+    def __repr__(self) -> str:
+        parts = [f"{self.epochs_run} epochs" + (" (early stop)" if self.stopped_early else ""),
+                 f"best {self.monitor} loss {self.best_loss:.3g} at epoch {self.best_epoch}"]
+        zero = self.check.get("zero_loss")
+        if zero is not None:
+            parts.append(f"zero-corrector level {zero:.3g}")
+        roll = self.check.get("rollout")
+        if roll:
+            parts.append("rollout error corrected/classical " + ", ".join(
+                f"{_fmt_ratio(r)} at {k} step{'s' if k > 1 else ''}" for k, r in zip(roll["horizons"], roll["ratio"])))
+        n_warn = len(self.warnings)
+        if n_warn:
+            parts.append(f"{n_warn} warning{'s' if n_warn > 1 else ''}")
+        return "FitHistory(" + "; ".join(parts) + ")"
+
+    def summary(self) -> str:
+        """A few plain lines: the loss, the rollout check and any warnings."""
+        lines = [
+            f"trained {self.epochs_run} epochs{' (stopped early)' if self.stopped_early else ''} in "
+            f"{self.wall_time_s:.1f} s; best {self.monitor} loss {self.best_loss:.4g} at epoch {self.best_epoch}"
+            + (f" (the zero correction scores {self.check['zero_loss']:.4g})"
+               if self.check.get("zero_loss") is not None else ""),
+        ]
+        roll = self.check.get("rollout")
+        if roll:
+            lines.append(f"validation rollout ({roll['n_trajectories']} {roll['data']} trajectories, "
+                         f"{roll['method']} h={roll['step_size']:g}), relative L2 error up to each horizon:")
+            for k, ec, e0, r in zip(roll["horizons"], roll["err_corrected"], roll["err_classical"], roll["ratio"]):
+                lines.append(f"  {k:5d} steps: corrected {ec:.3g}, classical {e0:.3g}, ratio {_fmt_ratio(r)}")
+        rn = self.check.get("residual_to_noise")
+        if rn and rn.get("ratio") is not None:
+            lines.append(f"classical residual / observation noise in the one-step targets: {rn['ratio']:.3g} "
+                         f"({rn['how']})")
+        for w in self.warnings:
+            lines.append(f"WARNING: {w}")
+        if not self.warnings and self.check:
+            lines.append("check passed: the corrected rollout beats the classical one at every horizon checked")
+        return "\n".join(lines)
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "n/a" if r is None or not math.isfinite(r) else f"{r:.3g}x"
 
 
 # --------------------------------------------------------------------------- public entry
@@ -111,6 +171,8 @@ def fit(
     system: Callable[[Tensor, Tensor], Tensor] | None = None,
     autonomous: bool | None = None,
     on_epoch_end: Callable[[int, FitHistory], None] | None = None,
+    f: Callable[[Tensor, Tensor], Tensor] | None = None,
+    check: bool = True,
 ) -> FitHistory:
     """Train ``corrector`` in place on the trajectories in ``data``.
 
@@ -172,11 +234,19 @@ def fit(
         grad_clip: clip the gradient norm to this value, or ``None``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         restore_best: put the best epoch's weights back at the end.
-        system: the right-hand side ``f(t, y)``; default ``data.make_system()``.
+        system: the right-hand side ``f(t, y)`` — any callable in torchdiffeq's convention;
+            default ``data.make_system()`` (the built-in system the data records).  Required
+            for data of a user's own ``f`` (``f=`` is the same argument).
         autonomous: whether ``f`` ignores ``t`` (windows starting at different times then
             share one solve); default ``True`` for attsolver systems, else ``False``.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch's
             checkpoint is written.
+        f: the same as ``system`` (the name ``solve`` uses); give one of them.
+        check: at the end, check the result (see ``FitHistory.check``): the validation
+            rollout error of the corrected solver against the uncorrected one at a few
+            horizons; warn (:class:`FitCheckWarning`) when the corrected rollout is worse,
+            when the loss did not fall well below the zero correction's, or when the
+            one-step targets are dominated by observation noise — with what to change.
 
     Returns:
         A :class:`FitHistory`.
@@ -203,18 +273,34 @@ def fit(
             f"checkpoint {ckpt_path} exists; pass resume=True to continue that run, overwrite=True "
             "to start a new one over it, or another path"
         )
-    f = system if system is not None else data.make_system()
+    if f is not None and system is not None:
+        raise ValueError("give the right-hand side once: system=f or f=f, not both")
+    f = system if system is not None else f
+    if f is None:
+        try:
+            f = data.make_system()
+        except ValueError as e:
+            raise ValueError(
+                f"fit needs the right-hand side: pass system=f (the f(t, y) the data came from); the data's "
+                f"system {data.system['name']!r} cannot be rebuilt from the registry ({e})"
+            ) from None
     if not callable(f):
         raise TypeError(f"system must be callable as f(t, y), got {type(f).__name__}")
     if autonomous is None:
         from .systems import System
 
         autonomous = isinstance(f, System)
+    if getattr(corrector, "uses_time", False):
+        autonomous = False  # the corrector reads the time: windows keep their own start times
 
     rank, world, owned_group = _distributed_context()
     try:
-        return _fit(corrector, data, f, bool(autonomous), args, ckpt_path, resume, progress, restore_best,
-                    on_epoch_end, rank, world, started)
+        history = _fit(corrector, data, f, bool(autonomous), args, ckpt_path, resume, progress, restore_best,
+                       on_epoch_end, rank, world, started)
+        if check:
+            history.check = _check_result(corrector, data, f, args, history, rank == 0)
+            history.wall_time_s = time.perf_counter() - started
+        return history
     finally:
         if owned_group:
             import torch.distributed as dist
@@ -381,6 +467,7 @@ def _prepare(corrector, data, f, autonomous, dt, m, args, fit_stats: bool) -> tu
     t = data.t.double().numpy()
     y_step = _classical(args["method"], f, y[:, :-1], t[:-1], h, 1, autonomous)
     dy1 = y_step - y[:, :-1]
+    t_start = torch.as_tensor(t[:-1], dtype=torch.float64).expand(n, nt - 1)  # each sample's start time
     # residual over one data interval (m steps); for m == 1 the one-step target
     y_interval = y_step if m == 1 else _classical(args["method"], f, y[:, :-1], t[:-1], h, m, autonomous)
     r_interval = y[:, 1:] - y_interval
@@ -388,7 +475,7 @@ def _prepare(corrector, data, f, autonomous, dt, m, args, fit_stats: bool) -> tu
     if fit_stats:
         r = r_interval.reshape(-1, corrector.state_dim)
         u = corrector.compute_features(y[:, :-1].reshape(-1, corrector.state_dim),
-                                       dy1.reshape(-1, corrector.state_dim), h)
+                                       dy1.reshape(-1, corrector.state_dim), h, t_start.reshape(-1))
         mean = u.mean(dim=0)
         std = u.std(dim=0, correction=0)
         # a constant feature (e.g. h itself) is centred but not scaled
@@ -403,6 +490,7 @@ def _prepare(corrector, data, f, autonomous, dt, m, args, fit_stats: bool) -> tu
     k = max(args["rollout_steps"], 1)
     if args["rollout_steps"] == 0 and m == 1:
         flat = [v.reshape(-1, corrector.state_dim).to(device=dev, dtype=dtype) for v in (y[:, :-1], dy1, r_interval)]
+        flat.append(t_start.reshape(-1).to(device=dev, dtype=dtype))
         return _Prepared("step", flat[0].shape[0], tuple(flat)), stats
     n_windows = nt - k
     return _Prepared("window", n * n_windows, (y.to(device=dev, dtype=dtype),)), stats
@@ -426,8 +514,8 @@ class _Objective(nn.Module):
         c = self.corrector
         scale = c.output_scale(self.h).detach()
         if kind == "step":
-            y, dy, r = batch
-            return ((c(None, y, dy, self.h) - r) / scale).square().mean(dim=1)
+            y, dy, r, ts = batch
+            return ((c(ts if c.uses_time else None, y, dy, self.h) - r) / scale).square().mean(dim=1)
         from .solve import solve
 
         y_start, targets, starts = batch  # [b, *s], [b, k, *s], [b]
@@ -579,7 +667,8 @@ def _clone_state(module: nn.Module) -> dict[str, Tensor]:
 def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, restore_best, on_epoch_end,
          rank, world, started) -> FitHistory:
     from torch.utils.data.distributed import DistributedSampler
-    from tqdm.auto import tqdm
+
+    from ._progress import progress as make_progress
 
     dt, m = _check_data(data, corrector, args)
     n = len(data)
@@ -603,6 +692,14 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
     train, stats = _prepare(corrector, train_data, f, autonomous, dt, m, args, fit_stats=resumed is None)
     val = None if val_data is None else _prepare(corrector, val_data, f, autonomous, dt, m, args, False)[0]
     if resumed is None:
+        bad = [k for k in ("in_mean", "in_std", "out_scale")
+               if not bool(torch.isfinite(torch.as_tensor(stats[k])).all())]
+        if bad:  # e.g. values near 1e308: finite, but their squares overflow
+            raise ValueError(
+                f"the data's scale overflows its dtype: the normalisation statistics {bad} are not finite "
+                f"(|y| reaches {float(data.y.abs().max()):.3g}); rescale the data (or drop the outlying "
+                "trajectories) before fit"
+            )
         corrector.set_normalization(stats["in_mean"], stats["in_std"], stats["out_scale"])
 
     objective = _Objective(corrector, f, args, m, data.t.double().to(corrector.out_scale.device), autonomous)
@@ -638,8 +735,8 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
     sampler = DistributedSampler(_Count(train.n_samples), num_replicas=world, rank=rank, shuffle=True,
                                  seed=args["seed"], drop_last=False)
     val_idx = None if val is None else torch.arange(rank, val.n_samples, world)
-    bar = tqdm(total=epochs, initial=min(start_epoch, epochs), desc=f"fit {type(corrector).__name__}",
-               unit="epoch", disable=(None if progress else True) if rank == 0 else True, leave=False)
+    bar = make_progress(epochs, f"fit {type(corrector).__name__}", unit="epoch",
+                        enabled=bool(progress) and rank == 0, initial=min(start_epoch, epochs))
     corrector.train()
     try:
         for epoch in range(start_epoch, epochs):
@@ -676,6 +773,14 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
             total, cnt = _all_sum([loss_sum, float(count)], world)
             train_loss = total / cnt
             val_loss = _evaluate(objective, val, val_idx, k, args["batch_size"], world) if val is not None else math.nan
+            if val is not None and not math.isfinite(val_loss):
+                kept = (f"the checkpoint {ckpt_path} still holds epoch {epoch}" if ckpt_path is not None
+                        and epoch > 0 else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"the validation loss is {val_loss} after epoch {epoch + 1} (training loss {train_loss:g}); "
+                    f"{kept}. Check the validation data for outliers or overflow, or lower lr",
+                    epoch=epoch + 1, batch=-1, checkpoint=ckpt_path,
+                )
             history.train_loss.append(train_loss)
             history.val_loss.append(val_loss)
             monitored = val_loss if val is not None else train_loss
@@ -769,3 +874,156 @@ def _record(corrector, data, train_data, val_data, args, history, world, m, dt) 
             **{k: args[k] for k in ("lr", "batch_size", "rollout_steps", "val_fraction", "seed")},
         },
     }
+
+
+# --------------------------------------------------------------------------- the end-of-fit check
+
+#: trajectories used by the end-of-fit check (enough for a stable mean, cheap to roll out)
+_CHECK_MAX_TRAJ = 64
+#: corrected / classical rollout error above this counts as worse (noise in the ratio below it)
+_WORSE_RATIO = 1.05
+#: best loss above this fraction of the zero correction's: nothing meaningful learned
+_NOTHING_LEARNED = 0.9
+
+
+def _check_result(corrector: Corrector, data, f, args: dict[str, Any], history: FitHistory,
+                  speak: bool) -> dict[str, Any]:
+    """Validation rollout of the corrected vs the uncorrected solver, the zero-correction loss
+    and the residual-to-noise ratio of the targets; warnings in plain words."""
+    import warnings
+
+    from .solve import solve
+
+    dt, m = _check_data(data, corrector, args)
+    h, method = args["step_size"], args["method"]
+    n = len(data)
+    if args["val_fraction"] > 0 and n >= 2:
+        n_val = max(1, round(args["val_fraction"] * n))
+        train_data, part = data.split([n - n_val, n_val], seed=args["seed"])
+        which = "validation"
+    else:
+        train_data = part = data
+        which = "training"
+    if len(part) > _CHECK_MAX_TRAJ:
+        part = part.subset(list(range(_CHECK_MAX_TRAJ)))
+    model = copy.deepcopy(corrector).double().eval()
+    obs = part.y.to(torch.float64)
+    t = data.t.to(torch.float64)
+    y0 = obs[:, 0].to(model.out_scale.device)
+    opts = {"check_finite": False}
+    with torch.no_grad():
+        pred_c = solve(f, y0, t.to(y0.device), method=method, step_size=h, corrector=model,
+                       options=opts).transpose(0, 1).cpu()
+        pred_0 = solve(f, y0, t.to(y0.device), method=method, step_size=h, options=opts).transpose(0, 1).cpu()
+    n_int = obs.shape[1] - 1
+    horizons = sorted({1, max(1, n_int // 4), max(1, n_int // 2), n_int})
+
+    def err(pred: Tensor, k: int) -> float:
+        d = (pred[:, 1:k + 1] - obs[:, 1:k + 1]).reshape(len(obs), -1)
+        ref = obs[:, 1:k + 1].reshape(len(obs), -1).norm(dim=1)
+        e = d.norm(dim=1) / ref
+        e = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf))
+        return float(e.mean())
+
+    ec = [err(pred_c, k) for k in horizons]
+    e0 = [err(pred_0, k) for k in horizons]
+    ratio = [c / z if z > 0 and math.isfinite(c) else (math.inf if c > 0 else 1.0) for c, z in zip(ec, e0)]
+    out: dict[str, Any] = {
+        "rollout": {"data": which, "n_trajectories": len(obs), "method": method, "step_size": h,
+                    "horizons": [k * m for k in horizons], "err_corrected": ec, "err_classical": e0,
+                    "ratio": ratio, "against": "the observations" + (" (noisy)" if data.noise_level > 0 else "")},
+    }
+    # residuals of the classical step on (up to _CHECK_MAX_TRAJ) training trajectories
+    sub = train_data if len(train_data) <= _CHECK_MAX_TRAJ else train_data.subset(list(range(_CHECK_MAX_TRAJ)))
+    y = sub.y.to(torch.float64)
+    is_auto = _is_autonomous(f)
+    r = y[:, 1:] - _classical(method, f, y[:, :-1], sub.t.double().numpy()[:-1], h, m, is_auto)
+    r = r.reshape(r.shape[0], r.shape[1], -1)
+    if args["rollout_steps"] == 0 and m == 1:
+        scale = model.output_scale(h).detach().cpu().to(torch.float64)
+        zero_part = part if which == "validation" else sub
+        yz = zero_part.y.to(torch.float64)
+        rz = yz[:, 1:] - _classical(method, f, yz[:, :-1], zero_part.t.double().numpy()[:-1], h, 1, is_auto)
+        out["zero_loss"] = float((rz.reshape(-1, corrector.state_dim) / scale).square().mean())
+    else:
+        out["zero_loss"] = None
+    t_sub = sub.t.double().numpy()[:-1]
+    out["residual_to_noise"] = _residual_to_noise(
+        r, y, data, lambda x: _classical(method, f, x, t_sub, h, m, is_auto))
+
+    warn: list[str] = []
+    worst = max(range(len(horizons)), key=lambda i: ratio[i])
+    if ratio[worst] > _WORSE_RATIO:
+        warn.append(
+            f"the corrected rollout is WORSE than the uncorrected {method} h={h:g} on the {which} trajectories "
+            f"(error {_fmt_ratio(ratio[worst])} the classical one up to {horizons[worst] * m} steps): this corrector "
+            "makes the solve less accurate. Train with a rollout loss (rollout_steps=4 or more), more data or "
+            "another step, and measure with attsolver.compare before using it"
+        )
+    zero = out["zero_loss"]
+    if zero is not None and math.isfinite(history.best_loss) and history.best_loss > _NOTHING_LEARNED * zero:
+        warn.append(
+            f"the loss ({history.best_loss:.3g}) did not fall meaningfully below the zero correction's "
+            f"({zero:.3g}): the corrector learned (almost) nothing. Check the noise (below), train longer or "
+            "with another lr, or use a coarser step whose error is worth learning"
+        )
+    rn = out["residual_to_noise"]
+    if rn.get("ratio") is not None and rn["ratio"] < 1.0:
+        size = "less than 0.01x" if rn["ratio"] < 0.01 else f"about {rn['ratio']:.2g}x"
+        warn.append(
+            f"the one-step targets are noise-dominated: the classical step's residual is {size} the observation "
+            f"noise it is fitted through ({rn['how']}), so the corrector mostly fits noise. Use a coarser step "
+            "(the residual grows like h^(p+1)), a rollout loss (rollout_steps=k averages the noise over k steps), "
+            "or more or cleaner data"
+        )
+    out["warnings"] = warn
+    if speak:
+        for w in warn:
+            warnings.warn(w, FitCheckWarning, stacklevel=3)
+    return out
+
+
+def _is_autonomous(f) -> bool:
+    from .systems import System
+
+    return isinstance(f, System)
+
+
+def _residual_to_noise(r: Tensor, y: Tensor, data, step: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+    """RMS of the classical step's clean residual over the RMS that observation noise adds to a
+    target, from the residuals ``r [n, nt-1, D]`` of the observed data ``y [n, nt, *state]``
+    (``step`` applies the classical step(s) of one data interval to ``y[:, :-1]``).
+
+    A target ``r_n = y_{n+1} - Phi(y_n)`` carries the clean residual ``c_n`` plus the noise
+    ``e_{n+1} - (Phi(y_n + e_n) - Phi(y_n))``, independent of ``c_n``, so ``mean r^2 = C + N``.
+    With a known relative noise level ``sigma`` (noise ``sigma`` times each component's spread,
+    METHODS.md §1) ``N`` is measured by pushing a fresh draw of such noise through ``Phi``.
+    Unknown, it is estimated from the autocovariances ``g_k`` of successive residuals: the noise
+    part ``e_{n+1} - e_n`` (``Phi ~ I``) has ``g_0 = 2 s^2``, ``g_1 = -s^2``, ``g_2 = 0``, while
+    a smooth clean residual has ``g_k ~ C (1 - a k^2)``; ``3 g_0 - 4 g_1 + g_2 = 10 s^2``
+    cancels the clean part to second order.
+    """
+    ms = float(r.square().mean())
+    if data.noise_level > 0:
+        spread = data.y.reshape(data.y.shape[0] * data.y.shape[1], -1).std(dim=0, correction=0).to(torch.float64)
+        gen = torch.Generator().manual_seed(0)
+        x = y[:, :-1]
+        e = data.noise_level * spread.reshape(x.shape[2:]) * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+        pushed = float((step(x + e) - step(x)).square().mean())
+        noise_ms = data.noise_level ** 2 * float(spread.square().mean()) + pushed
+        how = f"from the recorded noise level {data.noise_level:g}"
+    elif bool(data.config.get("noise_level_known", True)):
+        return {"ratio": None, "how": "clean data (noise_level 0)"}
+    else:
+        if r.shape[1] < 4:
+            return {"ratio": None, "how": "too few times to estimate the noise"}
+        g0 = ms
+        g1 = float((r[:, :-1] * r[:, 1:]).mean())
+        g2 = float((r[:, :-2] * r[:, 2:]).mean())
+        s2 = max((3 * g0 - 4 * g1 + g2) / 10.0, 0.0)
+        noise_ms = 2 * s2
+        how = "noise estimated from the autocovariance of successive residuals (no noise level recorded)"
+    clean_ms = max(ms - noise_ms, 0.0)
+    ratio = math.inf if noise_ms == 0 else math.sqrt(clean_ms / noise_ms)
+    return {"ratio": ratio if math.isfinite(ratio) else None, "how": how, "residual_rms": math.sqrt(ms),
+            "noise_rms": math.sqrt(noise_ms)}

@@ -421,16 +421,19 @@ def plot(report: dict, path: Path) -> None:
             if not r:
                 continue
             tasks = list(range(1, len(r["avg_acc"]) + 1))
-            for ax, key, scale in ((row_ax[0], "avg_acc", 100), (row_ax[1], "forgetting", 100)):
-                pts = [(t, m, s) for t, (m, s) in zip(tasks, r[key]) if m == m]
-                ax.errorbar([p[0] for p in pts], [scale * p[1] for p in pts],
-                            yerr=[scale * (p[2] if p[2] == p[2] else 0) for p in pts], marker="o", capsize=3,
-                            label=method)
+            # ± one std over seeds, clipped to the feasible range (accuracy 0..100 %, forgetting -100..100 pp):
+            # near 100 pp of forgetting a symmetric bar would claim impossible values
+            for ax, key, (lo, hi) in ((row_ax[0], "avg_acc", (0, 100)), (row_ax[1], "forgetting", (-100, 100))):
+                pts = [(t, 100 * m, 100 * (s if s == s else 0)) for t, (m, s) in zip(tasks, r[key]) if m == m]
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
+                            yerr=[[min(p[2], p[1] - lo) for p in pts], [min(p[2], hi - p[1]) for p in pts]],
+                            marker="o", capsize=3, label=method)
             fl = r["flatness"][mid]
             row_ax[2].errorbar(tasks, [m for m, _ in fl], yerr=[s if s == s else 0 for _, s in fl], marker="o",
                                capsize=3, label=method)
-        row_ax[0].set(title=f"{variant}: average accuracy", xlabel="after task", ylabel="%")
-        row_ax[1].set(title=f"{variant}: forgetting", xlabel="after task", ylabel="pp")
+        row_ax[0].set(title=f"{variant}: average accuracy", xlabel="after task", ylabel="% (± std, clipped to 0-100)",
+                      ylim=(0, 105))
+        row_ax[1].set(title=f"{variant}: forgetting", xlabel="after task", ylabel="pp (± std, clipped to ≤ 100)")
         row_ax[2].set(title=f"{variant}: loss increase at r={mid}", xlabel="after task", ylabel="ΔL")
         for ax in row_ax:
             ax.set_xticks(range(1, N_TASKS + 1))

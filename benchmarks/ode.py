@@ -49,10 +49,11 @@ from torch.nn.utils import parametrize
 
 import attsolver
 from attsolver._report import save_png
+from attsolver._io import AppendLog, atomic_write_text
+from attsolver.compare import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
+                               interleaved_times, score_rollout, speedups_at_equal_accuracy)
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver._io import AppendLog, atomic_write_text
-from attsolver.metrics import blow_up, cost_at_accuracy, mape, relative_l2, valid_prediction_time
 from attsolver.systems import make_system
 from attsolver.train import NonFiniteLossError, fit
 
@@ -63,10 +64,8 @@ TEST_SEED = 10_007           # the test initial states; training seeds are TRAIN
 TRAIN_SEED = 1_000
 REFERENCE_REFINE = 256       # test reference: RK4 at step / 256
 TRAIN_REFINE = 32            # training data: RK4 at step / 32 (error ~1e-6 of the coarse one)
-BLOW_UP_FACTOR = 1e3         # |y| > 1e3 x the attractor's scale counts as a blow-up
-VPT_THRESHOLD = 0.5
-MAPE_FLOOR = 0.01            # MAPE denominator >= 1 % of each component's spread
-HORIZONS = (("err_q1", 0.25), ("err_q2", 0.5), ("err_full", 1.0))
+# BLOW_UP_FACTOR, VPT_THRESHOLD, MAPE_FLOOR and HORIZONS are the library's (attsolver.compare),
+# so the tables and `attsolver compare` score alike
 
 # --------------------------------------------------------------------------- what is run
 
@@ -201,20 +200,10 @@ def _fingerprint(obj: Any) -> str:
 
 
 def interleaved_min(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each).
-
-    The minimum, not the median: on a machine shared with other jobs the least disturbed
-    run is the most repeatable estimate of a solver's own cost.
-    """
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(1, rounds)):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in samples.items()}
+    """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each):
+    :func:`attsolver.compare.interleaved_times`, the minimum (the least disturbed run is the most
+    repeatable estimate of a solver's own cost on a shared machine)."""
+    return {k: v["min_s"] for k, v in interleaved_times(fns, rounds, warmup=1).items()}
 
 
 # --------------------------------------------------------------------------- data
@@ -243,10 +232,8 @@ def make_test_set(case: Case, n_test: int) -> TestSet:
     data = generate_trajectories(system, n_test, t_final=case.t_test, dt=case.step, spin_up=case.spin_up,
                                  method="rk4", step_size=case.step / REFERENCE_REFINE, seed=TEST_SEED,
                                  progress=False)
-    y = data.y_true.reshape(-1, system.dim)
-    std, mean = y.std(dim=0, correction=0), y.mean(dim=0)
-    limit = BLOW_UP_FACTOR * float((mean.abs() + std).max())
-    return TestSet(data, std, limit, system.lyapunov_exponent)
+    std = data.y_true.reshape(-1, system.dim).std(dim=0, correction=0)
+    return TestSet(data, std, blow_up_limit(data.y_true), system.lyapunov_exponent)
 
 
 def make_training_pool(case: Case, n: int, seed: int) -> TrajectoryDataset:
@@ -279,24 +266,12 @@ def rollout(case: Case, system, test: TestSet, *, method: str | None = None, ste
 
 
 def score(case: Case, test: TestSet, pred: torch.Tensor) -> dict[str, Any]:
-    """Error metrics of a rollout (mean over the test trajectories)."""
-    blown = blow_up(pred, test.limit)
-    lim = test.limit
-    p = torch.nan_to_num(pred.double(), nan=lim, posinf=lim, neginf=-lim).clamp(-lim, lim)
-    true = test.true
-    nt = true.shape[1]
-    out: dict[str, Any] = {}
-    for name, frac in HORIZONS:
-        j = int(round(frac * (nt - 1))) + 1  # t_0 .. t_{frac T}; t_0 is exact for every solver
-        out[name] = float(relative_l2(p[:, 1:j], true[:, 1:j]).mean())
-    out["err_match"] = out[case.match]
-    out["mape"] = float(mape(p[:, 1:], true[:, 1:], floor=MAPE_FLOOR * test.std).mean())
-    if test.lyapunov is not None:
-        out["vpt"] = float(valid_prediction_time(p, true, test.data.t, test.std, threshold=VPT_THRESHOLD,
-                                                 lyapunov_exponent=test.lyapunov).mean())
-    else:
+    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.compare.score_rollout`."""
+    out = score_rollout(pred, test.true, test.data.t, scale=test.std, limit=test.limit,
+                        lyapunov_exponent=test.lyapunov, match=case.match)
+    out.pop("blowups")  # the rows keep their committed layout (blowup_rate)
+    if test.lyapunov is None:
         out["vpt"] = None
-    out["blowup_rate"] = float(blown.double().mean())
     return out
 
 
@@ -328,25 +303,9 @@ def classical_sweep(case: Case, test: TestSet, rounds: int) -> dict[str, Any]:
 
 
 def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) -> dict[str, Any]:
-    """Speed-up at equal accuracy against the same method refined, and against the best classical."""
-    same = [e for e in sweep["entries"] if e["family"] == "same"]
-    errs = [e[case.match] for e in same]
-    t_same, kind_same = cost_at_accuracy(errs, [e["time_s"] for e in same], err)
-    k_equiv, _ = cost_at_accuracy(errs, [e["k"] for e in same], err)
-    everything = sweep["entries"]
-    t_best, kind_best = cost_at_accuracy([e[case.match] for e in everything],
-                                         [e["time_s"] for e in everything], err)
-    # the classical run the front point came from (the cheaper end of the bracket)
-    reach = [e for e in everything if e[case.match] <= err]
-    best_label = min(reach, key=lambda e: e["time_s"])["label"] if reach else None
-    return {
-        "speedup_same": None if t_same is None else t_same / time_norm,
-        "speedup_same_kind": kind_same,
-        "k_equiv": k_equiv,
-        "speedup_best": None if t_best is None else t_best / time_norm,
-        "speedup_best_kind": kind_best,
-        "best_classical_reaching": best_label,
-    }
+    """Speed-up at equal accuracy against the same method refined, and against the best classical:
+    :func:`attsolver.compare.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
+    return speedups_at_equal_accuracy(sweep["entries"], err, time_norm, case.match)
 
 
 # --------------------------------------------------------------------------- one row
@@ -825,20 +784,36 @@ def honest_notes(report: dict[str, Any]) -> list[str]:
 
 
 def make_plots(report: dict[str, Any], out: Path) -> list[str]:
+    """``ode_error_vs_size.png`` and ``ode_pareto.png`` from a report (re-render the committed
+    ones without training: ``make_plots(json.load(open("benchmarks/results/ode.json")), out)``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     grid, aggs = report["grid"], report["aggregates"]
     markers = {"NeurVec": "o", "Hypersolver": "s", "AttSolver-add": "^", "AttSolver-mul": "v", "AttSolver-none": "x"}
+    colours = {corr: f"C{i}" for i, corr in enumerate(grid["correctors"])}
     written = []
     cases, noises = grid["cases"], grid["noise"]
-    fig, axes = plt.subplots(len(cases), len(noises), figsize=(3.2 * len(noises), 2.6 * len(cases)),
+
+    def coarse_solver(case: str) -> tuple[str, float]:
+        d = report["cases"][case].get("definition", {})
+        return d.get("method", CASES[case].method), d.get("step", CASES[case].step)
+
+    def match_of(case: str) -> str:
+        return report["cases"][case].get("definition", {}).get("match", CASES[case].match)
+
+    # -- error against training-set size: one row per case, one column per noise level; the
+    # dashed line is that row's own classical coarse solver (method and step in the row label)
+    fig, axes = plt.subplots(len(cases), len(noises), figsize=(3.3 * len(noises), 2.8 * len(cases)),
                              squeeze=False, sharex=True)
     for i, case in enumerate(cases):
+        method, step = coarse_solver(case)
+        match = match_of(case)
         sweep = report["cases"][case]["sweep"]
-        coarse = next(e for e in sweep["entries"] if e["family"] == "same" and e["k"] == 1)[CASES[case].match]
+        coarse = next(e for e in sweep["entries"] if e["family"] == "same" and e["k"] == 1)[match]
         for j, noise in enumerate(noises):
             ax = axes[i][j]
             for corr in grid["correctors"]:
@@ -846,56 +821,87 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
                        if g["case"] == case and g["corrector"] == corr and g["noise"] == noise]
                 if pts:
                     pts.sort()
-                    x, y, s = zip(*pts)
-                    ax.errorbar(x, y, yerr=s, marker=markers.get(corr, "x"), ms=4, capsize=2, label=corr)
-            ax.axhline(coarse, color="k", ls="--", lw=1, label=f"{CASES[case].method} h={CASES[case].step:g}")
+                    x, y, sd = zip(*pts)
+                    ax.errorbar(x, y, yerr=sd, marker=markers.get(corr, "x"), color=colours[corr], ms=4,
+                                capsize=2, lw=1.2)
+            ax.axhline(coarse, color="k", ls="--", lw=1)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_title(f"{case}, noise {noise:g}", fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.set_title(f"noise {noise:g}", fontsize=10)
+            ax.tick_params(labelsize=8)
             if j == 0:
-                ax.set_ylabel(f"rel. L2 ({'¼ horizon' if CASES[case].match == 'err_q1' else 'horizon'})", fontsize=7)
+                horizon = "¼ horizon" if match == "err_q1" else "whole horizon"
+                ax.set_ylabel(f"{case}  (dashed: {method} h={step:g})\nrel. L2 error ({horizon})", fontsize=9)
             if i == len(cases) - 1:
-                ax.set_xlabel("training trajectories", fontsize=7)
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
+                ax.set_xlabel("training trajectories", fontsize=9)
+    handles = [Line2D([], [], color=colours[c], marker=markers.get(c, "x"), lw=1.2, label=c) for c in grid["correctors"]]
+    handles.append(Line2D([], [], color="k", ls="--", lw=1, label="classical coarse solver of the row (uncorrected)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    fig.suptitle("Corrected coarse solvers: test error against training-set size (mean ± std over seeds)",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.035, 1, 0.98))
     path = out / "ode_error_vs_size.png"
-    save_png(fig, path, dpi=110)
+    save_png(fig, path, dpi=100)
     written.append(path.name)
 
-    fig, axes = plt.subplots(1, len(cases), figsize=(3.6 * len(cases), 3.2), squeeze=False)
+    # -- work-precision: one panel per case; classical solvers as lines, corrected configurations
+    # as points: colour = corrector, marker = noise level, size = training-set size
+    sizes = sorted({g["n_train"] for g in aggs})
+    noise_markers = dict(zip(noises, ["o", "s", "^", "D", "v", "P"]))
+    size_of = {n: 14 + 22 * k for k, n in enumerate(sizes)}
+    ncols = 2 if len(cases) > 1 else 1
+    nrows = (len(cases) + ncols - 1) // ncols
+    legend_in = 1.5  # inches below the panels for the two legends
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.4 * nrows + legend_in), squeeze=False)
     for i, case in enumerate(cases):
-        ax = axes[0][i]
-        c = CASES[case]
+        ax = axes[i // ncols][i % ncols]
+        method, step = coarse_solver(case)
+        match = match_of(case)
         entries = report["cases"][case]["sweep"]["entries"]
         for fam, style in (("same", "k-o"), ("rk4", "b-s"), ("dopri5", "g-d")):
-            # in order of refinement (step or tolerance), not of the measured time
-            fam_entries = [e for e in entries if e["family"] == fam]
+            fam_entries = [e for e in entries if e["family"] == fam]  # in order of refinement
             if fam_entries:
-                name = "same method, h/k" if fam == "same" else ("rk4 h/k" if fam == "rk4" else "dopri5 over rtol")
-                ax.plot([e["time_s"] * 1e3 for e in fam_entries], [e[c.match] for e in fam_entries], style,
-                        ms=3, lw=1, label=name)
+                name = ("classical: the panel's method, h/k" if fam == "same" else
+                        ("classical: rk4, h/k" if fam == "rk4" else "classical: dopri5 over rtol"))
+                ax.plot([e["time_s"] * 1e3 for e in fam_entries], [e[match] for e in fam_entries], style,
+                        ms=3.5, lw=1.2, label=name, zorder=3)
         for corr in grid["correctors"]:
-            pts = [(g["rollout_time_norm_s"] * 1e3, g["err_match"]) for g in aggs
-                   if g["case"] == case and g["corrector"] == corr]
-            if pts:
-                x, y = zip(*pts)
-                ax.scatter(x, y, marker=markers.get(corr, "x"), s=14, alpha=0.7, label=corr)
+            for noise in noises:
+                pts = [(g["rollout_time_norm_s"] * 1e3, g["err_match"], size_of[g["n_train"]]) for g in aggs
+                       if g["case"] == case and g["corrector"] == corr and g["noise"] == noise]
+                if pts:
+                    x, y, sz = zip(*pts)
+                    ax.scatter(x, y, marker=noise_markers.get(noise, "x"), s=sz, color=colours[corr], alpha=0.6,
+                               edgecolors="none" if noise_markers.get(noise, "x") != "x" else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("wall time of the test batch (ms)", fontsize=7)
-        ax.set_ylabel("rel. L2 error", fontsize=7)
-        ax.set_title(f"{case} ({c.method} h={c.step:g})", fontsize=8)
-        ax.tick_params(labelsize=7)
-    handles = {}
-    for ax in axes[0]:
+        ax.set_xlabel("wall time of the test batch (ms)", fontsize=10)
+        ax.set_ylabel(f"rel. L2 error ({'¼ horizon' if match == 'err_q1' else 'whole horizon'})", fontsize=10)
+        ax.set_title(f"{case}: corrected {method} h={step:g} vs classical", fontsize=11)
+        ax.tick_params(labelsize=9)
+        ax.grid(True, which="major", alpha=0.25)
+    for k in range(len(cases), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    classical = {}
+    for ax in axes.flat:
         for hnd, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, hnd)
-    fig.legend(list(handles.values()), list(handles.keys()), fontsize=7, loc="lower center",
-               ncol=min(len(handles), 8), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+            classical.setdefault(lab, hnd)
+    leg_corr = [Line2D([], [], ls="", marker="o", color=colours[c], ms=7, label=c) for c in grid["correctors"]]
+    leg_noise = [Line2D([], [], ls="", marker=noise_markers.get(n, "x"), color="0.35", ms=7, label=f"noise {n:g}")
+                 for n in noises]
+    leg_size = [Line2D([], [], ls="", marker="o", color="0.35", ms=(size_of[n] ** 0.5), label=f"{n} trajectories")
+                for n in sizes]
+    fig.legend(handles=list(classical.values()) + leg_corr, loc="lower left", bbox_to_anchor=(0.01, 0.0),
+               ncol=2, fontsize=9, frameon=False, title="lines: classical solvers; points: colour = corrector",
+               title_fontsize=9)
+    fig.legend(handles=leg_noise + leg_size, loc="lower right", bbox_to_anchor=(0.99, 0.0), ncol=2, fontsize=9,
+               frameon=False, title="points: marker = training noise, size = training trajectories",
+               title_fontsize=9)
+    fig.suptitle("Error against wall time: classical solvers and every corrected configuration (mean over seeds)",
+                 fontsize=12)
+    fig.tight_layout(rect=(0, legend_in / (4.4 * nrows + legend_in), 1, 0.97))
     path = out / "ode_pareto.png"
-    save_png(fig, path, dpi=110)
+    save_png(fig, path, dpi=100)
     written.append(path.name)
     return written
 
@@ -904,6 +910,8 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
 
 
 def parse_args(argv):
+    from attsolver._cli_common import nonneg_float, nonneg_int, positive_float, positive_int
+
     ap = argparse.ArgumentParser(prog="attsolver bench ode", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
@@ -911,19 +919,19 @@ def parse_args(argv):
                          "< 10 min on 2 cores")
     ap.add_argument("--systems", nargs="+", choices=sorted(CASES), default=None,
                     help=f"cases to run (default: {' '.join(DEFAULT_CASES)})")
-    ap.add_argument("--sizes", nargs="+", type=int, default=None, help="training-set sizes (default 4 16 64 256)")
-    ap.add_argument("--noise", nargs="+", type=float, default=None, help="relative noise levels (default 0 1e-3 1e-2 5e-2)")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 5)")
+    ap.add_argument("--sizes", nargs="+", type=positive_int, default=None, help="training-set sizes (default 4 16 64 256)")
+    ap.add_argument("--noise", nargs="+", type=nonneg_float, default=None, help="relative noise levels (default 0 1e-3 1e-2 5e-2)")
+    ap.add_argument("--seeds", type=positive_int, default=None, help="seeds per configuration (default 5)")
     ap.add_argument("--correctors", nargs="+", choices=list(CORRECTORS), default=list(DEFAULT_CORRECTORS),
                     help=f"default: {' '.join(DEFAULT_CORRECTORS)}; AttSolver-none is the gate-less ablation")
-    ap.add_argument("--n-test", type=int, default=32, help="held-out test initial states per case")
-    ap.add_argument("--rounds", type=int, default=None,
+    ap.add_argument("--n-test", type=positive_int, default=32, help="held-out test initial states per case")
+    ap.add_argument("--rounds", type=positive_int, default=None,
                     help="timing rounds of the classical sweep (default 3, quick 2); each row times its "
                          "corrected and coarse rollouts over 5 interleaved rounds")
-    ap.add_argument("--train-steps", type=int, default=None, help="optimiser steps per fit (default 1500, quick 300)")
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--rollout-steps", type=int, default=None, help="k-step rollout loss (default 0: one-step)")
-    ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument("--train-steps", type=positive_int, default=None, help="optimiser steps per fit (default 1500, quick 300)")
+    ap.add_argument("--lr", type=positive_float, default=None)
+    ap.add_argument("--rollout-steps", type=nonneg_int, default=None, help="k-step rollout loss (default 0: one-step)")
+    ap.add_argument("--weight-decay", type=nonneg_float, default=None)
     ap.add_argument("--no-early-stopping", action="store_true",
                     help="train every epoch and keep the last weights (no validation-based selection; "
                          "the published NeurVec recipe)")
@@ -939,6 +947,8 @@ def parse_args(argv):
     args.rounds = args.rounds or (2 if q else 3)
     args.row_rounds = 5
     args.out = Path(args.out or ("out/bench-ode-quick" if q else "benchmarks/results"))
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out}: is a file; give a folder (it holds the tables, plots and progress log)")
     if any(s < 1 for s in args.sizes) or any(n < 0 for n in args.noise) or not args.seed_list or args.n_test < 2:
         ap.error("sizes must be >= 1, noise >= 0, --seeds >= 1, --n-test >= 2")
     base = Recipe()
@@ -953,6 +963,19 @@ def parse_args(argv):
     return args
 
 
+#: fields the report reads from each kind of progress record
+_RECORD_FIELDS = {
+    "sweep": ("case", "entries", "coarse_time_s", "rounds"),
+    "row": ("case", "corrector", "n_train", "noise", "seed", "err_match", "blowup_rate", "speedup_same",
+            "speedup_same_kind", "speedup_best", "train_time_s"),
+}
+
+
+def _record_complete(rec: dict) -> bool:
+    need = _RECORD_FIELDS.get(rec.get("kind"))
+    return need is not None and all(k in rec for k in need)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -960,7 +983,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    progress = AppendLog(out / PROGRESS)
+    progress = AppendLog(out / PROGRESS, validate=_record_complete)  # a bad record is recomputed
     recipe = args.recipe
     recipe_fp = recipe_fingerprint(recipe)
     rows, case_reports = [], {}

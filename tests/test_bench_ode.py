@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from _scripts import load_script
+from attsolver.metrics import cost_at_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_cost_at_accuracy_is_exact_for_a_power_law(ode):
     # a fourth-order method: error = k^-4 at cost = k; equal accuracy with error 3^-4 is k = 3
     ks = [1, 2, 4, 8, 16]
     errors = [k ** -4.0 for k in ks]
-    cost, kind = ode.cost_at_accuracy(errors, ks, 3.0 ** -4)
+    cost, kind = cost_at_accuracy(errors, ks, 3.0 ** -4)
     assert kind == "interpolated"
     assert math.isclose(cost, 3.0, rel_tol=1e-12)
 
@@ -33,19 +34,19 @@ def test_cost_at_accuracy_bounds_and_extrapolation(ode):
     ks = [1, 2, 4]
     errors = [1.0, 0.5, 0.25]  # first order
     # less accurate than the cheapest run: no equal-accuracy point, the cheapest cost is an upper bound
-    assert ode.cost_at_accuracy(errors, ks, 2.0) == (1, "cheapest")
+    assert cost_at_accuracy(errors, ks, 2.0) == (1, "cheapest")
     # beyond the most accurate run: the last segment's slope is extended, error 1/16 -> k = 16
-    cost, kind = ode.cost_at_accuracy(errors, ks, 1 / 16)
+    cost, kind = cost_at_accuracy(errors, ks, 1 / 16)
     assert kind == "extrapolated" and math.isclose(cost, 16.0, rel_tol=1e-12)
-    assert ode.cost_at_accuracy([1.0], [1.0], 0.1) == (None, "unreached")
-    assert ode.cost_at_accuracy([float("nan")], [1.0], 0.1) == (None, "unreached")
+    assert cost_at_accuracy([1.0], [1.0], 0.1) == (None, "unreached")
+    assert cost_at_accuracy([float("nan")], [1.0], 0.1) == (None, "unreached")
 
 
 def test_cost_at_accuracy_uses_the_pareto_front(ode):
     # a dominated point (slower and less accurate) must not bend the interpolation
     errors = [1.0, 2.0, 0.01]
     costs = [1.0, 5.0, 100.0]
-    cost, kind = ode.cost_at_accuracy(errors, costs, 0.1)
+    cost, kind = cost_at_accuracy(errors, costs, 0.1)
     assert kind == "interpolated" and math.isclose(cost, 10.0, rel_tol=1e-12)
 
 

@@ -2,13 +2,15 @@
 
 import re
 
+import pytest
+
 import attsolver
 from attsolver.cli import main
 from attsolver.steppers import TABLEAUS
 
 
-def test_demo_prints_observed_orders_matching_theory(capsys):
-    assert main(["demo"]) == 0
+def test_demo_tour_prints_observed_orders_matching_theory(capsys):
+    assert main(["demo", "--tour"]) == 0
     out = capsys.readouterr().out
     rows = re.findall(r"^(\w+)\s+\S+\s+\S+\s+\S+\s+([\d.]+)\s+(\d)$", out, flags=re.M)
     assert {name for name, _, _ in rows} == set(TABLEAUS)
@@ -31,3 +33,16 @@ def test_bench_unknown_suite_is_an_error_listing_the_suites(capsys):
     err = capsys.readouterr().err
     assert "unknown suite 'no_such_suite'" in err and "speed" in err
 
+
+
+@pytest.mark.slow  # trains a corrector and times a dozen classical solves: ~30 s in its fast mode
+def test_demo_trains_a_corrector_and_prints_the_verdict(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("attsolver.compare", reason="attsolver.compare (issue 12) is not merged yet")
+    monkeypatch.setenv("ATTSOLVER_FAST", "1")
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    verdict = re.search(r"speed-up at equal accuracy ([\d.]+)x vs .*?and ([\d.]+)x vs the best classical", out)
+    assert verdict, out
+    pays = float(verdict.group(2)) > 1
+    assert ("(pays)" in out) == pays and "What it means" in out
+    assert {p.name for p in tmp_path.iterdir()} >= {"demo.json", "demo_work_precision.png", "demo_error_vs_time.png"}

@@ -1,4 +1,5 @@
-"""``options={"compile": True}``: the compiled chunked loop computes what the eager loop does.
+"""``options={"compile": True}``: the compiled chunked loop computes what the eager loop does,
+and never falls back to eager silently.
 
 Compilation costs seconds per distinct problem, so the default suite compiles one small
 case; the rest are marked slow.
@@ -67,3 +68,119 @@ def test_compiled_lorenz_with_corrector_matches_eager():
     got = attsolver.solve(s, y0, t, corrector=c, options={"compile": True})
     eager = attsolver.solve(s, y0, t, corrector=c)
     torch.testing.assert_close(got, eager, rtol=1e-11, atol=1e-11)
+
+
+def test_each_configuration_gets_its_own_code_object():
+    """The cheap half of the check below (no compilation): torch's compile cache and its
+    recompile limit are per code object, so two configurations must not share one."""
+    from attsolver._compile import _chunk_function
+    from attsolver.steppers import get_method
+
+    s = LinearSystem()
+    y0 = torch.ones(2, dtype=torch.float64)
+    a = _chunk_function(get_method("rk4").build(s, y0), None, 0.1, 2)
+    b = _chunk_function(get_method("rk4").build(s, y0), None, 0.2, 2)
+    assert a.__code__ is not b.__code__ and a.__code__.co_filename != b.__code__.co_filename
+
+
+@pytest.mark.slow
+def test_twelve_configurations_in_one_process_each_run_compiled():
+    """torch stops compiling a code object after ``recompile_limit`` (8) variants and would
+    then run it eagerly; every configuration here has its own compiled code object, so all
+    twelve compile once, run compiled, and match the eager loop — none falls back."""
+    import torch._dynamo
+
+    assert torch._dynamo.config.recompile_limit < 12  # the limit this test would hit
+    clear_compile_cache()
+    s = LinearSystem()
+    t = torch.linspace(0.0, 0.4, 5, dtype=torch.float64)
+    opts = {"compile": True, "compile_chunk": 2}
+    graphs0 = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    configs = [(m, b) for m in ("euler", "midpoint", "heun", "ssprk3", "rk4", "rk38") for b in (1, 3)]
+    for i, (method, batch) in enumerate(configs, 1):
+        y0 = torch.linspace(0.1, 0.9, 2 * batch, dtype=torch.float64).reshape(batch, 2)
+        calls = compile_stats()["compiled_calls"]
+        got = attsolver.solve(s, y0, t, method=method, options=opts)
+        stats = compile_stats()
+        assert stats["compilations"] == i, (method, batch, stats)
+        assert stats["compiled_calls"] == calls + 2  # 4 steps = 2 compiled chunks of 2
+        assert stats["eager_fallbacks"] == 0
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs0 + i
+        torch.testing.assert_close(got, attsolver.solve(s, y0, t, method=method), rtol=1e-13, atol=1e-14)
+    # a second round reuses every compiled loop: no new graph, still compiled
+    for method, batch in configs:
+        y0 = torch.linspace(0.1, 0.9, 2 * batch, dtype=torch.float64).reshape(batch, 2)
+        attsolver.solve(s, y0, t, method=method, options=opts)
+    assert compile_stats()["compilations"] == len(configs)
+    assert compile_stats()["compiled_calls"] == 4 * len(configs)
+
+
+def test_uncompilable_f_warns_and_runs_eagerly_never_silently():
+    def f(t, y):
+        if float(y.sum()) > 1e9:  # data-dependent Python control flow: a graph break
+            return y
+        return -y
+
+    y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    t = torch.linspace(0, 0.8, 9, dtype=torch.float64)
+    clear_compile_cache()
+    with pytest.warns(RuntimeWarning, match="could not compile"):
+        got = attsolver.solve(f, y0, t, options={"compile": True, "compile_chunk": 4})
+    assert torch.equal(got, attsolver.solve(f, y0, t))
+    assert compile_stats()["eager_fallbacks"] == 1 and compile_stats()["compiled_calls"] == 0
+
+
+def test_clear_compile_cache_drops_the_compiled_functions():
+    import gc
+    import weakref
+
+    from attsolver import _compile
+
+    clear_compile_cache()
+    s = LinearSystem()
+    y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    t = torch.linspace(0, 0.4, 5, dtype=torch.float64)
+    attsolver.solve(s, y0, t, options={"compile": True, "compile_chunk": 2})
+    assert compile_stats()["cached_configurations"] == 1
+    ref = weakref.ref(next(iter(_compile._CACHE.values()))[2])
+    clear_compile_cache()
+    gc.collect()
+    assert ref() is None, "the compiled function outlived clear_compile_cache()"
+    assert compile_stats() == {"compilations": 0, "compile_seconds": 0.0, "compiled_calls": 0,
+                               "eager_fallbacks": 0, "cached_configurations": 0}
+    attsolver.solve(s, y0, t, options={"compile": True, "compile_chunk": 2})
+    assert compile_stats()["compilations"] == 1  # compiled afresh
+
+
+def test_spectral_steppers_say_compile_would_be_slower_and_run_eagerly():
+    """Inductor generates no code for complex arithmetic, so a compiled ETDRK4/IFRK4 step was
+    2-3x slower than eager: ``compile`` says so and runs the eager loop (nothing compiled)."""
+    from attsolver.systems import Burgers
+
+    s = Burgers(nu=0.05, nx=16)
+    u0 = s.sample_initial(1, generator=torch.Generator().manual_seed(0))[0]
+    t = torch.linspace(0, 0.02, 11, dtype=torch.float64)
+    clear_compile_cache()
+    for method in ("etdrk4", "ifrk4"):
+        with pytest.warns(RuntimeWarning, match="slower than eager"):
+            got = attsolver.solve(s, u0, t, method=method, options={"compile": True, "compile_chunk": 2})
+        assert torch.equal(got, attsolver.solve(s, u0, t, method=method))
+    assert compile_stats()["compilations"] == 0 and compile_stats()["eager_fallbacks"] == 2
+
+
+@pytest.mark.slow
+def test_complex_f_detected_after_compiling_and_not_recompiled():
+    """An explicit method on an f with FFTs compiles, inductor reports complex code it cannot
+    generate, and that configuration runs eagerly from then on (one compilation in all)."""
+    from attsolver.systems import Burgers
+
+    s = Burgers(nu=0.05, nx=16)
+    u0 = s.sample_initial(1, generator=torch.Generator().manual_seed(0))[0]
+    t = torch.linspace(0, 0.004, 5, dtype=torch.float64)
+    clear_compile_cache()
+    opts = {"compile": True, "compile_chunk": 2}
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning, match="slower than eager"):
+            got = attsolver.solve(s, u0, t, method="rk4", options=opts)
+        torch.testing.assert_close(got, attsolver.solve(s, u0, t, method="rk4"), rtol=1e-12, atol=1e-12)
+    assert compile_stats()["compilations"] == 1

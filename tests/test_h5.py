@@ -16,7 +16,8 @@ from attsolver.data import (
     SCHEMA, SCHEMA_VERSION, TrajectoryDataset, generate_trajectories, load_h5, read_pdebench, save_h5,
     write_pdebench,
 )
-from attsolver.data.h5 import inspect_file
+from attsolver._io import IntegrityError
+from attsolver.data.h5 import inspect_file, seal_file
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_truncated_file_is_reported_as_corrupt(noisy, tmp_path):
     path = save_h5(noisy, tmp_path / "d.h5")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"not a readable HDF5 file \(corrupt or truncated.*regenerate"):
+    with pytest.raises(IntegrityError, match=r"damaged: .* bytes where .* were written \(truncated.*regenerate"):
         load_h5(path)
 
 
@@ -128,6 +129,9 @@ def test_damaged_values_fail_their_checksum(noisy, tmp_path):
     data = bytearray(path.read_bytes())
     data[offset + 100] ^= 0xFF  # one flipped byte inside y's values
     path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="does not match the checksum"):
+        load_h5(path)  # the file's seal sees it first
+    seal_file(path)  # behind a (forged) seal, Fletcher-32 still refuses the chunk
     with pytest.raises(ValueError, match="corrupt or truncated"):
         load_h5(path)
 
@@ -162,6 +166,7 @@ def test_newer_schema_version_asks_for_an_upgrade(noisy, tmp_path):
     path = save_h5(noisy, tmp_path / "d.h5")
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = SCHEMA_VERSION + 1
+    seal_file(path)  # edited on purpose: re-seal so the reader's own checks are tested
     with pytest.raises(ValueError, match="schema version 2.*upgrade attsolver"):
         load_h5(path)
 
@@ -170,6 +175,7 @@ def test_missing_or_inconsistent_datasets_are_named(noisy, tmp_path):
     path = save_h5(noisy, tmp_path / "d.h5")
     with h5py.File(path, "a") as f:
         del f["y"]
+    seal_file(path)  # edited on purpose: re-seal so the reader's own checks are tested
     with pytest.raises(ValueError, match=r"missing dataset\(s\) \['y'\]"):
         load_h5(path)
 
@@ -177,6 +183,7 @@ def test_missing_or_inconsistent_datasets_are_named(noisy, tmp_path):
     with h5py.File(path, "a") as f:
         del f["y_clean"]
         f["y_clean"] = np.zeros((2, 2, 3))
+    seal_file(path)  # edited on purpose: re-seal so the reader's own checks are tested
     with pytest.raises(ValueError, match="'y_clean' has shape"):
         load_h5(path)
 
@@ -184,12 +191,14 @@ def test_missing_or_inconsistent_datasets_are_named(noisy, tmp_path):
     with h5py.File(path, "a") as f:
         del f["t"]
         f["t"] = np.arange(5.0)
+    seal_file(path)  # edited on purpose: re-seal so the reader's own checks are tested
     with pytest.raises(ValueError, match="dataset 't' has shape"):
         load_h5(path)
 
     path = save_h5(noisy, tmp_path / "g.h5")
     with h5py.File(path, "a") as f:
         del f.attrs["config"]
+    seal_file(path)  # edited on purpose: re-seal so the reader's own checks are tested
     with pytest.raises(ValueError, match="attribute.*config"):
         load_h5(path)
 

@@ -168,8 +168,10 @@ def test_for_system_records_the_domain():
 
 
 def test_constructor_refuses_bad_settings():
-    with pytest.raises(ValueError, match=r"1-D periodic fields"):
-        AttSolverConv((4, 8), method="etdrk4", step_size=0.01)
+    with pytest.raises(ValueError, match=r"periodic fields .*\(square\)"):
+        AttSolverConv((4, 8), method="etdrk4", step_size=0.01)  # 2-D fields must be square
+    with pytest.raises(ValueError, match=r"periodic fields .*\(square\)"):
+        AttSolverConv((8, 8, 8), method="etdrk4", step_size=0.01)
     with pytest.raises(ValueError, match="domain_length"):
         NeurVecConv(64, method="etdrk4", step_size=0.01, domain_length=0.0)
     with pytest.raises(ValueError, match="combine"):

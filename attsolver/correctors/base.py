@@ -37,6 +37,7 @@ from torch import Tensor, nn
 __all__ = [
     "Corrector", "register_corrector", "list_correctors", "get_corrector_class", "load_corrector",
     "read_checkpoint", "CHECKPOINT_FORMAT", "FIT_CHECKPOINT_FORMAT", "SCHEMA_VERSION", "FEATURES",
+    "TIME_FEATURES",
 ]
 
 #: ``format`` of a saved corrector (``Corrector.save``) and of a training checkpoint (``fit``).
@@ -49,6 +50,25 @@ SCHEMA_VERSION = 1
 #: ``y`` the state y_n, ``dy`` the classical increment h·Phi, ``phi`` the increment per unit
 #: time Phi = dy/h, ``h`` the step (one number).
 FEATURES = ("y", "dy", "phi", "h")
+#: Time features for non-autonomous systems (one number each): ``t`` the step's start time,
+#: and ``cos:<w>`` / ``sin:<w>`` the phase of a forcing of angular frequency ``w`` at that time
+#: (e.g. ``("y", "dy", "cos:1.2", "sin:1.2")`` for a Duffing oscillator forced at ``cos(1.2 t)``).
+TIME_FEATURES = ("t", "cos:<w>", "sin:<w>")
+
+
+def _time_feature(name: str) -> tuple[str, float] | None:
+    """``("t", 1.0)``, ``("cos", w)``, ``("sin", w)`` for a time feature's name, else ``None``."""
+    if name == "t":
+        return "t", 1.0
+    kind, sep, w = name.partition(":")
+    if sep and kind in ("cos", "sin"):
+        try:
+            omega = float(w)
+        except ValueError:
+            return None
+        if math.isfinite(omega) and omega != 0:
+            return kind, omega
+    return None
 
 # relative tolerance on the step size: solve() splits intervals into equal steps, which
 # differ from the nominal step by rounding only
@@ -148,10 +168,11 @@ class Corrector(nn.Module):
                 or not math.isfinite(step_size) or step_size <= 0:
             raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
         features = tuple(features)
-        bad = [f for f in features if f not in FEATURES]
+        bad = [f for f in features if f not in FEATURES and _time_feature(f) is None]
         if bad or not features or len(set(features)) != len(features):
             raise ValueError(
-                f"features must be distinct names from {FEATURES}, got {features!r}"
+                f"features must be distinct names from {FEATURES} or the time features {TIME_FEATURES} "
+                f"(w a non-zero number, e.g. 'cos:1.2'), got {features!r}"
             )
         self.state_shape = _as_state_shape(state_shape)
         self.state_dim = math.prod(self.state_shape)
@@ -179,21 +200,28 @@ class Corrector(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """Length of the feature vector ``u``: ``D`` per state feature, 1 for ``h``."""
-        return sum(1 if f == "h" else self.state_dim for f in self.features)
+        """Length of the feature vector ``u``: ``D`` per state feature, 1 for ``h`` and each time feature."""
+        return sum(self.state_dim if f in ("y", "dy", "phi") else 1 for f in self.features)
+
+    @property
+    def uses_time(self) -> bool:
+        """Whether a time feature (``t``, ``cos:<w>``, ``sin:<w>``) is among the features."""
+        return any(f not in FEATURES for f in self.features)
 
     def feature_slices(self) -> dict[str, slice]:
         """Where each feature lies in ``u``."""
         out, start = {}, 0
         for f in self.features:
-            width = 1 if f == "h" else self.state_dim
+            width = self.state_dim if f in ("y", "dy", "phi") else 1
             out[f] = slice(start, start + width)
             start += width
         return out
 
-    def feature_parts(self, y: Tensor, dy: Tensor, h: float, h_shape: tuple[int, ...]) -> list[Tensor]:
+    def feature_parts(self, y: Tensor, dy: Tensor, h: float, h_shape: tuple[int, ...],
+                      t: Tensor | None = None) -> list[Tensor]:
         """The step's features named in ``features``, in that order: ``y``, ``dy``, ``phi = dy / h``,
-        and ``h`` as a constant tensor of shape ``h_shape``."""
+        and ``h`` and the time features as tensors of shape ``h_shape`` (constant, or per sample
+        when ``t`` holds one time per sample, ``[B]``)."""
         parts = []
         for f in self.features:  # runs at every corrected step: plain branches, no closures
             if f == "y":
@@ -202,13 +230,29 @@ class Corrector(nn.Module):
                 parts.append(dy)
             elif f == "phi":
                 parts.append(dy / h)
-            else:  # "h"
+            elif f == "h":
                 parts.append(y.new_full(h_shape, h))
+            else:
+                parts.append(self._time_part(f, t, y, h_shape))
         return parts
 
-    def compute_features(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
-        """Raw (not normalised) features ``[B, feature_dim]`` from flat ``y``, ``dy`` ``[B, D]``."""
-        parts = self.feature_parts(y, dy, h, (y.shape[0], 1))
+    def _time_part(self, f: str, t: Tensor | None, y: Tensor, h_shape: tuple[int, ...]) -> Tensor:
+        if t is None:
+            raise ValueError(
+                f"this {type(self).__name__} uses the time feature {f!r} and needs the step's time t; "
+                "call it as corrector(t, y, dy, h) with t a tensor (attsolver.solve and fit do)"
+            )
+        kind, omega = _time_feature(f)
+        tt = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+        v = tt if kind == "t" else (torch.cos(omega * tt) if kind == "cos" else torch.sin(omega * tt))
+        if v.ndim == 0:
+            return v.expand(h_shape)
+        return v.reshape(len(v), *([1] * (len(h_shape) - 1))).expand(h_shape)
+
+    def compute_features(self, y: Tensor, dy: Tensor, h: float, t: Tensor | None = None) -> Tensor:
+        """Raw (not normalised) features ``[B, feature_dim]`` from flat ``y``, ``dy`` ``[B, D]``
+        (``t``: the step's time, 0-d or one per sample, for the time features)."""
+        parts = self.feature_parts(y, dy, h, (y.shape[0], 1), t)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def output_scale(self, h: float) -> Tensor:
@@ -247,8 +291,8 @@ class Corrector(nn.Module):
         """The correction for one step, of ``y``'s shape.
 
         Args:
-            t: the step's start time (unused by the built-in correctors: the systems are
-                autonomous).
+            t: the step's start time, 0-d (a solve) or one per sample ``[B]`` (training); used
+                by the time features only.
             y: states ``[*batch, *state_shape]`` (no batch dimensions allowed).
             dy: the classical increment ``Phi_h(y) - y``, same shape.
             h: the step (a Python float, > 0).
@@ -265,7 +309,9 @@ class Corrector(nn.Module):
                 f"{type(self).__name__} expects states ending in shape {self.state_shape}, got {tuple(shape)}"
             )
         yb = y.reshape(-1, self.state_dim)
-        u = self.compute_features(yb, dy.reshape(-1, self.state_dim), h)
+        if self.uses_time and t is not None and t.ndim and t.numel() != yb.shape[0]:
+            t = t.reshape(-1).expand(yb.shape[0]) if t.numel() == 1 else t
+        u = self.compute_features(yb, dy.reshape(-1, self.state_dim), h, t)
         v = self.network((u - self.in_mean) / self.in_std)
         return (v * self.output_scale(h)).reshape(shape)
 

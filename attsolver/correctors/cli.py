@@ -22,11 +22,12 @@ Lorenz-96 and the spring chain, also take the local correctors ``neurvec-local``
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from .._cli_common import CLIError, guarded, parse_params
+from .._cli_common import (
+    CLIError, guarded, nonneg_int, output_file, parse_params, positive_float, positive_int,
+)
 
 __all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
 
@@ -49,16 +50,31 @@ CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _load_data(path: str, system_name: str):
+def _load_data(path: str, system_name: str | None):
     from ..data import load_h5
 
     data = load_h5(path)
-    if data.system["name"] != system_name:
+    if system_name is not None and data.system["name"] != system_name:
         raise CLIError(
             f"{path} holds {data.system['name']!r} trajectories, not {system_name!r}; pass the "
             f"system the data was made for"
         )
     return data
+
+
+def system_from_args(args, data=None):
+    """The right-hand side of a command: ``--rhs`` (a user's f) or the built-in system name
+    (rebuilt from ``data`` when given); ``None`` for a built-in system without data."""
+    rhs = getattr(args, "rhs", None)
+    if rhs and args.system is not None:
+        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
+    if not rhs and args.system is None:
+        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    if rhs:
+        from ..user_rhs import load_rhs
+
+        return load_rhs(rhs)
+    return data.make_system() if data is not None else None
 
 
 def _cmd_train(args) -> int:
@@ -67,7 +83,19 @@ def _cmd_train(args) -> int:
     from ..train import fit
     from .base import get_corrector_class
 
+    output_file(args.output)
+    if args.checkpoint:
+        output_file(args.checkpoint, "--checkpoint")
     data = _load_data(args.data, args.system)
+    if data.n_times < 2:
+        raise CLIError(f"{args.data} has a single time point per trajectory; training needs at least two")
+    user_f = system_from_args(args) if args.rhs else None
+    if args.rhs is None and args.system is None:
+        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    if user_f is not None:
+        from ..user_rhs import check_rhs
+
+        check_rhs(user_f, data.y[:, 0].to(torch.float64))
     step = args.step if args.step is not None else float(data.t[1] - data.t[0])
     name, fixed = CORRECTOR_CHOICES[args.corrector]
     kw = {**parse_params(args.param), **fixed}
@@ -81,7 +109,7 @@ def _cmd_train(args) -> int:
     from .local import LocalCorrector
 
     if issubclass(cls, ConvCorrector):
-        system = data.make_system()
+        system = user_f if user_f is not None else data.make_system()
         if not hasattr(system, "nx") or len(data.state_shape) != 1:
             raise CLIError(
                 f"--corrector {args.corrector} corrects periodic 1-D fields (burgers, "
@@ -96,32 +124,45 @@ def _cmd_train(args) -> int:
             raise CLIError(f"--corrector {args.corrector}: {e}") from None
     else:
         model = cls(data.state_shape, method=args.method, step_size=step, **kw)
-    history = fit(
-        model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
-        patience=None if args.patience <= 0 else args.patience, seed=args.seed,
-        checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    import warnings
+
+    from ..train import FitCheckWarning
+
+    with warnings.catch_warnings():  # the summary below prints the check's warnings
+        warnings.simplefilter("ignore", FitCheckWarning)
+        history = fit(
+            model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+            rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
+            patience=None if args.patience <= 0 else args.patience, seed=args.seed,
+            checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.no_progress, system=user_f, check=not args.no_check,
+        )
     path = model.save(output)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"trained {args.corrector} ({n_params} parameters) for {args.method} h={step:g} on {len(data)} "
-        f"trajectories of {args.system}: {history.epochs_run} epochs, best {history.monitor} loss "
-        f"{history.best_loss:.4g} at epoch {history.best_epoch}"
+        f"trajectories of {args.system or data.system['name']}: {history.epochs_run} epochs, best "
+        f"{history.monitor} loss {history.best_loss:.4g} at epoch {history.best_epoch}"
         f"{' (early stop)' if history.stopped_early else ''}; wrote {path}"
     )
+    print(history.summary())
     return 0
 
 
 def _cmd_solve(args) -> int:
+    import copy
+
     import torch
 
+    from ..compare import HORIZONS
     from ..data import TrajectoryDataset, save_h5
+    from ..metrics import relative_l2
     from ..solve import solve
     from ..systems import make_system
     from .base import load_corrector
 
+    if args.output:
+        output_file(args.output)  # before the integration, not after it
     model = load_corrector(args.corrector) if args.corrector else None
     if args.allow_other_grid:
         if model is not None and hasattr(model, "allow_other_size"):  # a local corrector
@@ -131,39 +172,68 @@ def _cmd_solve(args) -> int:
                            "*.pt trained with neurvec-conv / attsolver-conv / *-local)")
         else:
             model.allow_other_grid = True
+    if args.system is None and not args.rhs:
+        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    user_f = system_from_args(args) if args.rhs else None
     if args.data:
         data = _load_data(args.data, args.system)
-        system = data.make_system()
+        system = user_f if user_f is not None else data.make_system()
         t = data.t
         y0 = data.y[:, 0]
         reference = data.y_clean if data.y_clean is not None else data.y
     else:
         if args.t_final is None or args.dt is None:
             raise CLIError("without --data, give --t-final and --dt (and --n, --seed for the initial states)")
-        system = make_system(args.system)
         steps = round(args.t_final / args.dt)
         if steps < 1 or abs(steps * args.dt - args.t_final) > 1e-9 * args.t_final:
             raise CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
         t = torch.arange(steps + 1, dtype=torch.float64) * args.dt
-        y0 = system.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
+        if user_f is not None:
+            from ..user_rhs import load_sampler, sample_states
+
+            if args.init:
+                y0 = sample_states(load_sampler(args.init), args.n, args.seed)
+            elif hasattr(user_f, "sample_initial"):
+                y0 = user_f.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
+            else:
+                raise CLIError("--rhs without --data needs --init file.py:sample (the initial states)")
+            system = user_f
+        else:
+            system = make_system(args.system)
+            y0 = system.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
         reference = None
-    dtype = model.dtype if model is not None else torch.float64
+    if user_f is not None:
+        from ..user_rhs import check_rhs
+
+        check_rhs(user_f, y0.to(torch.float64))
+    dtype = torch.float32 if args.float32 else torch.float64
+    if model is not None and model.dtype != dtype:
+        model = copy.deepcopy(model).to(dtype)  # every solve runs in one dtype (float64 unless --float32)
     y0 = y0.to(dtype)
-    started = time.perf_counter()
     with torch.no_grad():
-        sol = solve(system, y0, t, method=args.method, step_size=args.step, corrector=model)
-    wall = time.perf_counter() - started
+        sol, stats = solve(system, y0, t, method=args.method, step_size=args.step, corrector=model,
+                           return_stats=True)
     y = sol.transpose(0, 1).to(torch.float64)
+    name = args.system or getattr(system, "name", None) or getattr(system, "__name__", "f")
     what = f"{args.method}" + (f" h={args.step:g}" if args.step else "") + (" + corrector" if model else "")
-    line = f"solved {len(y)} trajectories of {args.system} with {what} in {wall:.3g} s"
+    line = (f"solved {len(y)} trajectories of {name} with {what} in {str(dtype).replace('torch.', '')}: "
+            f"{stats.wall_time_s:.3g} s (first call, includes one-time set-up; `attsolver compare` times the "
+            f"steady state), {stats.n_steps if stats.n_steps is not None else '?'} steps, {stats.n_f_evals} f "
+            f"evaluations, {stats.n_corrector_calls} corrector calls")
     if reference is not None:
-        err = float((y - reference.to(torch.float64)).norm() / reference.to(torch.float64).norm())
-        line += f"; relative L2 error against {args.data}: {err:.4g}"
+        ref = reference.to(torch.float64)
+        nt = len(t)
+        errs = {}
+        for label, frac in HORIZONS:
+            j = max(2, int(round(frac * (nt - 1))) + 1)
+            errs[label] = float(relative_l2(y[:, 1:j], ref[:, 1:j]).mean())
+        line += (f"; relative L2 error against {args.data}: {errs['err_full']:.4g}; up to 1/4 and 1/2 of the "
+                 f"horizon: {errs['err_q1']:.4g}, {errs['err_q2']:.4g}")
     if args.output:
         ds = TrajectoryDataset(
-            t=t, y=y, system=system.config(),
+            t=t, y=y, system=system.config() if hasattr(system, "config") else {"name": name, "params": {}},
             config={"produced_by": "attsolver solve", "method": args.method, "step_size": args.step,
-                    "corrector": args.corrector, "data": args.data},
+                    "corrector": args.corrector, "data": args.data, "rhs": args.rhs},
         )
         path = save_h5(ds, args.output)
         line += f"; wrote {path}"
@@ -178,19 +248,22 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
         description="Train a learned corrector (NeurVec, Hypersolver, AttSolver) on the "
                     "trajectories of an HDF5 file from `attsolver data generate`, and save it.",
     )
-    p.add_argument("system", help="the system the data was made for (checked against the file)")
+    p.add_argument("system", nargs="?", default=None,
+                   help="the built-in system the data was made for (checked against the file), or use --rhs")
+    p.add_argument("--rhs", default=None, metavar="MODULE:F",
+                   help="your own right-hand side f(t, y): module:function or path/to/file.py:function")
     p.add_argument("--data", required=True, help="training trajectories (.h5)")
     p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
-    p.add_argument("--step", type=float, default=None, help="the step to correct (default: the data's dt)")
+    p.add_argument("--step", type=positive_float, default=None, help="the step to correct (default: the data's dt)")
     p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
                    help="which corrector (default attsolver = additive AttSolver; *-conv for periodic 1-D fields)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")
     p.add_argument("-o", "--output", required=True, help="where to save the trained corrector (.pt)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--rollout-steps", type=int, default=0, help="k-interval rollout loss (default 0: one-step)")
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--rollout-steps", type=nonneg_int, default=0, help="k-interval rollout loss (default 0: one-step)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, split and shuffling")
@@ -199,6 +272,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing -o / --checkpoint files")
     p.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the end-of-training check (validation rollout vs the classical solver)")
     p.set_defaults(func=guarded("train", _cmd_train))
     return p
 
@@ -210,18 +285,24 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
         description="Integrate a built-in system from the initial states of a data file (and "
                     "report the error against it) or from sampled initial states.",
     )
-    p.add_argument("system", help="system name (see `attsolver systems`)")
+    p.add_argument("system", nargs="?", default=None, help="system name (see `attsolver systems`), or use --rhs")
+    p.add_argument("--rhs", default=None, metavar="MODULE:F",
+                   help="your own right-hand side f(t, y): module:function or path/to/file.py:function")
+    p.add_argument("--init", default=None, metavar="MODULE:SAMPLE",
+                   help="with --rhs and without --data: initial-state sampler sample(n, generator)")
+    p.add_argument("--float32", action="store_true",
+                   help="solve in float32 (default float64; a corrector is converted to the solve's dtype)")
     p.add_argument("--data", default=None, help="take t and the initial states from this file (.h5)")
     p.add_argument("--method", default="rk4", help="integration method (default rk4)")
-    p.add_argument("--step", type=float, default=None, help="step size (default: one step per output time)")
+    p.add_argument("--step", type=positive_float, default=None, help="step size (default: one step per output time)")
     p.add_argument("--corrector", default=None, help="a corrector saved by `attsolver train` (.pt)")
     p.add_argument("--allow-other-grid", action="store_true",
                    help="use a convolutional (local) corrector on a grid (lattice) other than the one it was "
                         "trained on")
     p.add_argument("-o", "--output", default=None, help="write the solution here (.h5)")
-    p.add_argument("--n", type=int, default=1, help="without --data: number of initial states")
+    p.add_argument("--n", type=positive_int, default=1, help="without --data: number of initial states")
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
-    p.add_argument("--t-final", type=float, default=None, help="without --data: final time")
-    p.add_argument("--dt", type=float, default=None, help="without --data: output interval")
+    p.add_argument("--t-final", type=positive_float, default=None, help="without --data: final time")
+    p.add_argument("--dt", type=positive_float, default=None, help="without --data: output interval")
     p.set_defaults(func=guarded("solve", _cmd_solve))
     return p

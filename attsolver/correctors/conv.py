@@ -1,4 +1,4 @@
-"""Convolutional correctors for periodic 1-D fields: NeurVec-conv and AttSolver-conv.
+"""Convolutional correctors for periodic 1-D and 2-D fields: NeurVec-conv and AttSolver-conv.
 
 The ODE correctors (:class:`~attsolver.correctors.NeurVec`, :class:`~attsolver.correctors.AttSolver`)
 flatten the state and feed it to an MLP, so a model is tied to one grid and cannot share
@@ -18,7 +18,12 @@ step ``h``): it records ``dx`` in :attr:`~ConvCorrector.trained_for` and ``solve
 field of another length (another ``dx`` on the same domain) unless the model's
 ``allow_other_grid`` flag is set.
 
-Design [ours, see docs/method.md and METHODS.md §1]: the same body / attention / combine
+The same classes correct 2-D fields ``[..., n, n]`` on a periodic square (e.g. the
+vorticity of :class:`~attsolver.systems.NavierStokes2D`): a ``state_shape`` of two dims
+selects :class:`PeriodicConv2d` layers; everything else (features, per-channel
+normalisation, the gate, what it was trained for) is shared.
+
+Design [ours, see docs/method.md §1 and §3]: the same body / attention / combine
 split as the ODE AttSolver, with 1-D periodic convolutions as the body and the attention
 module as a channel gate over the feature maps (the gate pools over space, so it is
 translation-invariant and the product/sum with the maps stays equivariant).
@@ -38,7 +43,7 @@ from ..nn import make_activation, make_attention
 from .att_solver import COMBINES
 from .base import Corrector, check_positive_int, register_corrector
 
-__all__ = ["PeriodicConv1d", "ConvCorrector", "NeurVecConv", "AttSolverConv"]
+__all__ = ["PeriodicConv1d", "PeriodicConv2d", "ConvCorrector", "NeurVecConv", "AttSolverConv"]
 
 
 class PeriodicConv1d(nn.Conv1d):
@@ -77,8 +82,40 @@ class PeriodicConv1d(nn.Conv1d):
         return F.conv1d(x, self.weight, self.bias)
 
 
+class PeriodicConv2d(nn.Conv2d):
+    """``Conv2d`` on a periodic square: the input ``[B, C, Y, X]`` is wrapped around by
+    ``kernel_size // 2`` points on each side before a 'valid' convolution, so the output has
+    the input's size and commutes with ``torch.roll`` along ``Y`` and ``X``.
+
+    Args: as :class:`PeriodicConv1d` (a square ``kernel_size x kernel_size`` stencil).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, zero_init: bool = False,
+                 dtype: torch.dtype | None = None):
+        kernel_size = check_positive_int("kernel_size", kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (a centred periodic stencil), got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=0, dtype=dtype)
+        self.wrap = kernel_size // 2
+        if zero_init:
+            nn.init.zeros_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.wrap
+        if p:
+            if p <= min(x.shape[-2:]):
+                x = F.pad(x, (p, p, p, p), mode="circular")
+            else:  # a field smaller than the stencil: index the periodic extension
+                for dim in (-2, -1):
+                    n = x.shape[dim]
+                    x = x.index_select(dim, torch.arange(-p, n + p, device=x.device) % n)
+        return F.conv2d(x, self.weight, self.bias)
+
+
 class ConvCorrector(Corrector):
-    """Base class of the correctors of periodic 1-D fields ``[..., nx]``.
+    """Base class of the correctors of periodic 1-D fields ``[..., nx]`` and 2-D fields
+    ``[..., n, n]`` (a square periodic domain of side ``domain_length``).
 
     The features named in ``features`` become input channels (``y``: the field ``u_n``;
     ``dy``: the classical increment; ``phi``: ``dy / h``; ``h``: a constant channel), each
@@ -88,7 +125,8 @@ class ConvCorrector(Corrector):
     per-grid-point statistics, which :meth:`set_normalization` pools over the grid.
 
     Args:
-        state_shape: ``(nx,)`` (or ``nx``), the grid the model is trained on.
+        state_shape: ``(nx,)`` (or ``nx``), or ``(n, n)`` in 2-D: the grid the model is
+            trained on.
         method, step_size: the classical step it corrects.
         features: step features, each one input channel.
         domain_length: period of the domain; with ``nx`` it fixes the grid spacing
@@ -113,11 +151,15 @@ class ConvCorrector(Corrector):
         hp = {"domain_length": float(domain_length), **(hparams or {})}
         super().__init__(state_shape, method=method, step_size=step_size, features=features, dtype=dtype,
                          hparams=hp)
-        if len(self.state_shape) != 1:
+        if len(self.state_shape) not in (1, 2) or len(set(self.state_shape)) != 1:
             raise ValueError(
-                f"{type(self).__name__} corrects 1-D periodic fields [..., nx]; state_shape must be "
-                f"(nx,), got {self.state_shape} (use NeurVec/AttSolver for other states)"
+                f"{type(self).__name__} corrects periodic fields [..., nx] or [..., n, n] (square); "
+                f"state_shape must be (nx,) or (n, n), got {self.state_shape} (use NeurVec/AttSolver "
+                "for other states)"
             )
+        self.spatial_dims = len(self.state_shape)
+        #: the periodic convolution of this dimension, for the subclasses' layers
+        self.conv = PeriodicConv1d if self.spatial_dims == 1 else PeriodicConv2d
         self.domain_length = float(domain_length)
         self.allow_other_grid = bool(allow_other_grid)
         n_ch = len(self.features)
@@ -128,9 +170,11 @@ class ConvCorrector(Corrector):
 
     @classmethod
     def for_system(cls, system: Any, **kwargs: Any) -> ConvCorrector:
-        """Build for a :class:`~attsolver.systems.SemilinearPDE`'s grid: ``state_shape=(system.nx,)``
-        and ``domain_length=system.length``; ``kwargs`` go to the constructor."""
-        return cls((system.nx,), domain_length=system.length, **kwargs)
+        """Build for a :class:`~attsolver.systems.SemilinearPDE`'s grid (``state_shape=(system.nx,)``)
+        or a 2-D system's (``system.grid_shape``), with ``domain_length=system.length``;
+        ``kwargs`` go to the constructor."""
+        shape = tuple(getattr(system, "grid_shape", (system.nx,)))
+        return cls(shape, domain_length=system.length, **kwargs)
 
     # ------------------------------------------------------------------ geometry
 
@@ -151,7 +195,7 @@ class ConvCorrector(Corrector):
     @property
     def receptive_field(self) -> int:
         """Grid points that influence one output value (odd)."""
-        convs = [m for m in self.modules() if isinstance(m, PeriodicConv1d)]
+        convs = [m for m in self.modules() if isinstance(m, (PeriodicConv1d, PeriodicConv2d))]
         return 1 + sum(2 * m.wrap for m in convs)
 
     # ------------------------------------------------------------------ normalisation
@@ -193,7 +237,8 @@ class ConvCorrector(Corrector):
     # ------------------------------------------------------------------ forward
 
     def channels(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
-        """Raw (not normalised) input channels ``[B, C_in, X]`` from fields ``[B, X]``."""
+        """Raw (not normalised) input channels ``[B, C_in, X]`` from fields ``[B, X]`` (2-D:
+        ``[B, C_in, Y, X]`` from ``[B, Y, X]``)."""
         return torch.stack(self.feature_parts(y, dy, h, tuple(y.shape)), dim=1)
 
     def network(self, u: Tensor) -> Tensor:
@@ -214,19 +259,22 @@ class ConvCorrector(Corrector):
                 f"{type(self).__name__} was trained for forward steps (h = {self.step_size:g} > 0); "
                 f"this solve steps backward (h = {h:g}, t decreasing), which it was not trained for"
             )
-        if y.ndim == 0:
-            raise ValueError(f"{type(self).__name__} expects fields [..., nx], got a 0-d tensor")
+        d = self.spatial_dims
+        if y.ndim < d:
+            raise ValueError(f"{type(self).__name__} expects fields [..., {', '.join(['n'] * d)}], "
+                             f"got shape {tuple(y.shape)}")
         shape = y.shape
-        n = shape[-1]
-        u = self.channels(y.reshape(-1, n), dy.reshape(-1, n), h)
-        u = (u - self.in_mean[:, None]) / self.in_std[:, None]
+        grid = shape[len(shape) - d:]
+        u = self.channels(y.reshape(-1, *grid), dy.reshape(-1, *grid), h)
+        per_channel = (-1,) + (1,) * d
+        u = (u - self.in_mean.view(per_channel)) / self.in_std.view(per_channel)
         v = self.network(u)
         return (v * Corrector.output_scale(self, h)).reshape(shape)
 
     def output_scale(self, h: float) -> Tensor:
-        """The base class's contract, ``[nx]``: the one output scale (times ``h**output_order``)
-        repeated over the training grid (``fit`` normalises its losses with it)."""
-        return super().output_scale(h).expand(self.nx)
+        """The base class's contract, ``[nx]`` (2-D: ``[n * n]``): the one output scale (times
+        ``h**output_order``) repeated over the training grid (``fit`` normalises its losses with it)."""
+        return super().output_scale(h).expand(self.state_dim)
 
     # ------------------------------------------------------------------ what it was trained for
 
@@ -244,8 +292,11 @@ class ConvCorrector(Corrector):
     def _shape_problems(self, y0: Tensor) -> list[str]:
         """Fields of another length ``nx'`` on the same domain have the grid spacing
         ``domain_length / nx'``; refused unless :attr:`allow_other_grid` is set."""
-        if y0.ndim == 0:
-            return ["state shape: y0 is 0-d, expected fields [..., nx]"]
+        d = self.spatial_dims
+        if y0.ndim < d:
+            return [f"state shape: y0 has shape {tuple(y0.shape)}, expected fields ending in {d} grid dims"]
+        if d == 2 and y0.shape[-2] != y0.shape[-1]:
+            return [f"state shape: 2-D fields must be square [..., n, n], got {tuple(y0.shape)}"]
         if y0.shape[-1] != self.nx and not self.allow_other_grid:
             dx = self.domain_length / y0.shape[-1]
             return [
@@ -288,9 +339,9 @@ class NeurVecConv(ConvCorrector):
                          domain_length=domain_length, allow_other_grid=allow_other_grid, dtype=dtype,
                          hparams={"width": width, "kernel_size": kernel_size, "activation": activation})
         self.net = nn.Sequential(
-            PeriodicConv1d(1, width, kernel_size, dtype=self.dtype),
+            self.conv(1, width, kernel_size, dtype=self.dtype),
             make_activation(activation, dtype=self.dtype),
-            PeriodicConv1d(width, 1, kernel_size, zero_init=True, dtype=self.dtype),
+            self.conv(width, 1, kernel_size, zero_init=True, dtype=self.dtype),
         )
 
     def network(self, u: Tensor) -> Tensor:
@@ -356,7 +407,7 @@ class AttSolverConv(ConvCorrector):
         self.combine = combine
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers.append(PeriodicConv1d(self.in_channels if i == 0 else width, width, kernel_size, dtype=self.dtype))
+            layers.append(self.conv(self.in_channels if i == 0 else width, width, kernel_size, dtype=self.dtype))
             layers.append(make_activation(activation, dtype=self.dtype))
         self.body = nn.Sequential(*layers)
         if attention == "none":
@@ -369,14 +420,14 @@ class AttSolverConv(ConvCorrector):
                     f"attention {attention!r} carries a state across calls; the step corrections are "
                     "stateless: choose a stateless gate (se, iebn)"
                 )
-        self.head = PeriodicConv1d(width, 1, head_kernel, zero_init=True, dtype=self.dtype)
+        self.head = self.conv(width, 1, head_kernel, zero_init=True, dtype=self.dtype)
         self._combine = COMBINES[combine]
 
     def network(self, u: Tensor) -> Tensor:
         z = self.body(u)
         if self.gate is not None:
-            a = self.gate(z)  # [B, width, 1]: pooled over space, broadcast back
+            a = self.gate(z)  # [B, width, 1(, 1)]: pooled over space, broadcast back
             if a.ndim == 2:  # a gate that returns [B, C] for maps
-                a = a[:, :, None]
+                a = a.view(*a.shape, *([1] * self.spatial_dims))
             z = self._combine(z, a)
         return self.head(z)

@@ -3,6 +3,7 @@
 Examples::
 
     attsolver data generate lorenz63 --n 64 --noise 0.01 -o lorenz63.h5
+    attsolver data generate --rhs duffing.py:rhs --init duffing.py:sample --dt 0.1 --t-final 20 -o d.h5
     attsolver data generate lorenz96 --param N=20 --param F=10 -o l96.h5
     attsolver data generate burgers --n 16 --pdebench -o 1D_Burgers_Sols_Nu0.001.hdf5
     attsolver data info lorenz63.h5
@@ -13,16 +14,71 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._cli_common import CLIError, guarded, parse_params
+from .._cli_common import (
+    CLIError, check_param_types, guarded, nonneg_float, output_file, parse_params, positive_float, positive_int,
+)
 
 __all__ = ["add_data_parser"]
 
 # components listed one per line by `info`; larger states are shown head ... tail
 _MAX_COMPONENT_LINES = 12
+
+
+def _default_name(spec: str) -> str:
+    """The name recorded for ``--rhs WHERE:F``: the file's stem (``duffing.py:rhs`` -> ``duffing``)
+    or, for a module, ``F``."""
+    where, _, name = spec.rpartition(":")
+    return Path(where).stem if where.endswith(".py") else name
+
+
+def _generate_user(args) -> int:
+    """``data generate --rhs file.py:f [--init file.py:sample]``: a user's own system."""
+    from ..steppers import get_method
+    from ..user_rhs import check_rhs, describe_spec, load_rhs, load_sampler, sample_states
+    from .generate import default_method, generate_trajectories
+    from .h5 import save_h5
+
+    if args.system is not None:
+        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
+    if args.param:
+        raise CLIError("--param sets a built-in system's parameters; with --rhs put them in your file")
+    if args.pdebench:
+        raise CLIError("--pdebench writes PDEBench's Burgers layout; it does not apply to --rhs")
+    if args.dt is None or args.t_final is None:
+        raise CLIError("with --rhs give the output grid: --dt and --t-final")
+    f = load_rhs(args.rhs)
+    if args.init:
+        y0 = sample_states(load_sampler(args.init), args.n, args.seed)
+    elif hasattr(f, "sample_initial"):
+        y0 = f.sample_initial(args.n, generator=__import__("torch").Generator().manual_seed(args.seed))
+    else:
+        raise CLIError(f"--rhs {args.rhs} has no sample_initial: give an initial-state sampler, "
+                       "--init file.py:sample (sample(n, generator) -> [n, *state])")
+    check_rhs(f, y0)
+    method = args.method or default_method(f)
+    refine = args.refine
+    if get_method(method).kind == "fixed" and args.step_size is None and refine is None:
+        refine = 20
+    ds = generate_trajectories(
+        f, y0, t_final=args.t_final, dt=args.dt, method=method, step_size=args.step_size, refine=refine,
+        spin_up=args.spin_up or 0.0, noise_level=args.noise, seed=args.seed, progress=not args.no_progress,
+        batch_size=args.batch_size, name=args.name or _default_name(args.rhs),
+    )
+    ds.config["rhs"] = describe_spec(args.rhs)
+    if args.init:
+        ds.config["init"] = describe_spec(args.init)
+    path = save_h5(ds, args.output, dtype="float32" if args.float32 else "float64")
+    print(
+        f"wrote {len(ds)} trajectories of {ds.system['name']} ({ds.n_times} times, t in [0, {args.t_final:g}], "
+        f"dt {args.dt:g}, state {ds.state_shape}, noise {args.noise:g}, {method}, step {ds.config['step_size']}) "
+        f"to {path}"
+    )
+    return 0
 
 
 def _cmd_generate(args) -> int:
@@ -32,7 +88,16 @@ def _cmd_generate(args) -> int:
     from .h5 import save_h5
     from .pdebench import write_pdebench
 
-    system = make_system(args.system, parse_params(args.param, example="F=8.0"))
+    output_file(args.output)
+    if args.rhs:
+        return _generate_user(args)
+    if args.init:
+        raise CLIError("--init goes with --rhs (a built-in system samples its own initial states)")
+    if args.system is None:
+        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    params = parse_params(args.param, example="F=8.0")
+    check_param_types(make_system(args.system).config().get("params", {}), params)
+    system = make_system(args.system, params)
     defaults = SYSTEM_DEFAULTS.get(system.name, {})
     dt = args.dt if args.dt is not None else defaults.get("dt")
     t_final = args.t_final if args.t_final is not None else defaults.get("t_final")
@@ -168,18 +233,24 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
                         f"{k} dt {v['dt']:g} t_final {v['t_final']:g} spin-up {v['spin_up']:g}"
                         for k, v in _defaults_for_help().items()),
     )
-    g.add_argument("system", help="system name (see `attsolver systems`)")
-    g.add_argument("--n", type=int, default=64, help="number of trajectories (default 64)")
-    g.add_argument("--noise", type=float, default=0.0,
+    g.add_argument("system", nargs="?", default=None, help="system name (see `attsolver systems`), or use --rhs")
+    g.add_argument("--rhs", default=None, metavar="MODULE:F",
+                   help="your own right-hand side f(t, y): module:function or path/to/file.py:function "
+                        "(a function, a System instance or class; ODEs and periodic 1-D PDEs)")
+    g.add_argument("--init", default=None, metavar="MODULE:SAMPLE",
+                   help="with --rhs: initial-state sampler sample(n, generator) -> [n, *state]")
+    g.add_argument("--name", default=None, help="with --rhs: the system name recorded in the file")
+    g.add_argument("--n", type=positive_int, default=64, help="number of trajectories (default 64)")
+    g.add_argument("--noise", type=nonneg_float, default=0.0,
                    help="relative noise level sigma: y + sigma * std_component * N(0, 1) (default 0)")
     g.add_argument("-o", "--output", required=True, help="output file (.h5)")
-    g.add_argument("--t-final", type=float, default=None, help="final time (default: per system)")
-    g.add_argument("--dt", type=float, default=None, help="output time step (default: per system)")
+    g.add_argument("--t-final", type=positive_float, default=None, help="final time (default: per system)")
+    g.add_argument("--dt", type=positive_float, default=None, help="output time step (default: per system)")
     g.add_argument("--method", default=None, help="reference integrator (default rk4; etdrk4 for PDEs)")
-    g.add_argument("--refine", type=int, default=None,
+    g.add_argument("--refine", type=positive_int, default=None,
                    help="reference steps per output step (step = dt / refine; default per system, 20 for ODEs)")
-    g.add_argument("--step-size", type=float, default=None, help="reference step (instead of --refine)")
-    g.add_argument("--spin-up", type=float, default=None,
+    g.add_argument("--step-size", type=positive_float, default=None, help="reference step (instead of --refine)")
+    g.add_argument("--spin-up", type=nonneg_float, default=None,
                    help="time integrated and discarded first (default: per system)")
     g.add_argument("--seed", type=int, default=0, help="seed of initial conditions and noise (default 0)")
     g.add_argument("--float32", action="store_true", help="store values as float32 (default float64)")
@@ -187,7 +258,7 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
                    help="system parameter, repeatable; VALUE parsed as JSON (number, list...)")
     g.add_argument("--pdebench", action="store_true",
                    help="write PDEBench's 1-D layout (burgers only; tensor/x-coordinate/t-coordinate, Nu = pi*nu)")
-    g.add_argument("--batch-size", type=int, default=256, help="trajectories integrated together (default 256)")
+    g.add_argument("--batch-size", type=positive_int, default=256, help="trajectories integrated together (default 256)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     g.set_defaults(func=guarded("data generate", _cmd_generate))
 

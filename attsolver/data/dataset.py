@@ -62,7 +62,7 @@ class TrajectoryDataset:
         y_clean: the noise-free values, same shape as ``y``, or ``None`` (no clean values
             known, or ``noise_level == 0`` so that ``y`` is itself clean; see :attr:`y_true`).
         x: spatial grid of a 1-D PDE field ``[state[-1]]``, else ``None``.
-        noise_level: relative noise level sigma of ``y`` (METHODS.md §1), ``>= 0``.
+        noise_level: relative noise level sigma of ``y`` (see :mod:`attsolver.data.noise`, docs/guide/data.md), ``>= 0``.
         config: everything that produced the data (generator arguments, seed, source file,
             library version); JSON-serialisable.
 
@@ -139,6 +139,75 @@ class TrajectoryDataset:
         if not isinstance(self.config, dict):
             raise TypeError(f"config must be a dict, got {type(self.config).__name__}")
         _check_json("config", self.config)
+
+    @classmethod
+    def from_arrays(cls, t: Any, y: Any, *, noise_level: float | None = None, y_clean: Any = None,
+                    name: str = "custom", params: dict[str, Any] | None = None, x: Any = None,
+                    config: dict[str, Any] | None = None) -> TrajectoryDataset:
+        """Wrap measured or externally simulated trajectories (NumPy arrays, lists or tensors).
+
+        Args:
+            t: the common times, 1-D ``[nt]`` strictly increasing; a 2-D ``[n, nt]`` array is
+                accepted when every row is the same grid.
+            y: values ``[n, nt, *state]`` (a single trajectory ``[nt, *state]`` needs
+                ``y[None]``); a list of per-trajectory arrays must have equal lengths.
+            noise_level: the relative observation noise of ``y`` if known (recorded, and
+                ``fit``'s noise check uses it); ``None`` records it as unknown and treats
+                ``y`` as the reference values (``noise_level = 0``).
+            y_clean: the noise-free values, if known.
+            name, params: the system's name and parameters recorded with the data.
+            x: spatial grid of a 1-D field, if any.
+            config: anything else to record (JSON-able).
+
+        Raises:
+            ValueError: ragged trajectories or per-trajectory times that differ, times that
+                are not strictly increasing, NaN/inf rows (their indices named), shapes that
+                do not match — each with the fix.
+        """
+        if isinstance(y, (list, tuple)) and y and not isinstance(y[0], numbers.Number):
+            lengths = [len(v) for v in y]
+            if len(set(lengths)) > 1:
+                raise ValueError(
+                    f"y is ragged: its trajectories have {sorted(set(lengths))} time points; resample them "
+                    "onto one common grid t (e.g. numpy.interp) or cut them to a common length"
+                )
+            y = torch.stack([torch.as_tensor(v) for v in y])
+        yt = _as_float_tensor("y", y)
+        if isinstance(t, (list, tuple)) and t and isinstance(t[0], (list, tuple)) \
+                and len({len(r) for r in t}) > 1:
+            raise ValueError("t is ragged (trajectories with different numbers of times); resample them onto "
+                             "one common grid")
+        tt = _as_float_tensor("t", t).to(torch.float64)
+        if tt.ndim == 2:
+            if tt.shape[0] != yt.shape[0]:
+                raise ValueError(f"t has {tt.shape[0]} rows but y has {yt.shape[0]} trajectories")
+            if not bool(torch.isclose(tt, tt[:1].expand_as(tt), rtol=1e-9, atol=1e-12).all()):
+                bad = (~torch.isclose(tt, tt[:1].expand_as(tt), rtol=1e-9, atol=1e-12)).any(dim=1)
+                raise ValueError(
+                    f"t differs between trajectories (e.g. index(es) {_listed(bad.nonzero().flatten().tolist())} "
+                    "do not share trajectory 0's times); resample them onto one common grid"
+                )
+            tt = tt[0]
+        if tt.ndim != 1:
+            raise ValueError(f"t must be 1-D [n_times] (or [n, n_times] with equal rows), got shape {tuple(tt.shape)}")
+        if not bool(torch.isfinite(tt).all()):
+            raise ValueError("t contains NaN or infinite values; give finite times")
+        if len(tt) > 1 and not bool((tt[1:] > tt[:-1]).all()):
+            i = int((~(tt[1:] > tt[:-1])).nonzero()[0, 0])
+            raise ValueError(
+                f"t must be strictly increasing, but t[{i}]={float(tt[i]):g} >= t[{i + 1}]={float(tt[i + 1]):g}; "
+                "sort by time (order = t.argsort(); y = y[:, order]) and drop repeated times"
+            )
+        if yt.ndim >= 1 and yt.ndim < 3:
+            raise ValueError(
+                f"y must be [n_trajectories, n_times, *state], got shape {tuple(yt.shape)}; for one trajectory "
+                "pass y[None], for a scalar state y[..., None]"
+            )
+        cfg = dict(config or {})
+        cfg.setdefault("generator", "TrajectoryDataset.from_arrays")
+        cfg["noise_level_known"] = noise_level is not None
+        return cls(t=tt, y=yt, system={"name": name, "params": dict(params or {})}, y_clean=y_clean, x=x,
+                   noise_level=0.0 if noise_level is None else noise_level, config=cfg)
 
     @staticmethod
     def _check_finite(name: str, y: Tensor) -> None:

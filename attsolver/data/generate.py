@@ -8,8 +8,11 @@ import numbers
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from collections.abc import Callable
 
+from torch import Tensor
+
+from .._progress import progress as make_progress
 from .dataset import TrajectoryDataset
 from .noise import add_noise
 
@@ -56,6 +59,36 @@ def default_method(system) -> str:
     return "etdrk4" if _is_semilinear_pde(system) else "rk4"
 
 
+def _describe(f, short: bool = False) -> str:
+    """``module:qualname`` of a function (its ``__name__`` with ``short``), else the type's name."""
+    qual = getattr(f, "__qualname__", None) or type(f).__name__
+    if short:
+        return getattr(f, "__name__", None) or type(f).__name__
+    mod = getattr(f, "__module__", None)
+    return f"{mod}:{qual}" if mod else qual
+
+
+def _sample(sampler, n: int, generator, dtype, state_shape) -> Tensor:
+    """Call ``sampler(n, generator=generator)`` and check what it returns."""
+    y0 = sampler(n, generator=generator)
+    if not isinstance(y0, Tensor):
+        try:
+            y0 = torch.as_tensor(y0)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"sampler must return a tensor [n, *state], got {type(y0).__name__}") from None
+    if y0.ndim < 2 or y0.shape[0] != n:
+        raise ValueError(
+            f"sampler(n={n}, generator=g) returned shape {tuple(y0.shape)}; it must return n initial states, "
+            f"shape [n, *state] (e.g. torch.randn(n, 2, generator=generator))"
+        )
+    if state_shape is not None and tuple(y0.shape[1:]) != tuple(state_shape):
+        raise ValueError(
+            f"sampler returned states of shape {tuple(y0.shape[1:])} but the system's state shape is "
+            f"{tuple(state_shape)}"
+        )
+    return y0.to(dtype)
+
+
 def _spatial_grid(system) -> torch.Tensor | None:
     grid = getattr(system, "grid", None)
     if grid is None or not callable(grid):
@@ -85,7 +118,7 @@ def _output_grid(t_final: float, dt: float) -> torch.Tensor:
 
 def generate_trajectories(
     system,
-    n: int,
+    n,
     *,
     t_final: float,
     dt: float,
@@ -100,20 +133,34 @@ def generate_trajectories(
     options: dict[str, Any] | None = None,
     progress: bool = True,
     batch_size: int = 256,
+    sampler: Callable[..., Tensor] | None = None,
+    name: str | None = None,
 ) -> TrajectoryDataset:
     """Reference trajectories of ``system`` on the grid ``t = 0, dt, ..., t_final``.
 
-    Initial conditions come from ``system.sample_initial(n, generator=torch.Generator()
-    .manual_seed(seed))``; each is integrated for ``spin_up`` time units and that part is
-    discarded (so chaotic systems start on their attractor).  The reference solve uses
-    :func:`attsolver.solve` with a fine step and is sampled at the output times; then
-    observation noise of relative level ``noise_level`` is added with :func:`add_noise`
-    (drawn from the same generator, after the initial conditions, so one seed fixes
-    everything and the clean trajectories do not depend on the noise level).
+    Initial conditions are ``n`` itself when it is a tensor of initial states, else they
+    come from ``sampler(n, generator=g)`` or ``system.sample_initial(n, generator=g)`` with
+    ``g = torch.Generator().manual_seed(seed)``; each is integrated for ``spin_up`` time
+    units and that part is discarded (so chaotic systems start on their attractor).  The
+    reference solve uses :func:`attsolver.solve` with a fine step and is sampled at the
+    output times; then observation noise of relative level ``noise_level`` is added with
+    :func:`add_noise` (drawn from the same generator, after the initial conditions, so one
+    seed fixes everything and the clean trajectories do not depend on the noise level).
+
+    A plain right-hand side works as well as a built-in system::
+
+        def duffing(t, y):                      # y = [..., 2]: position, velocity
+            x, v = y[..., 0], y[..., 1]
+            return torch.stack([v, -0.2 * v + x - x**3 + 0.3 * torch.cos(1.2 * t)], -1)
+
+        data = generate_trajectories(duffing, torch.randn(32, 2, dtype=torch.float64),
+                                     t_final=20.0, dt=0.1)
 
     Args:
-        system: a :class:`attsolver.systems.System`, or a registered system name.
-        n: number of trajectories.
+        system: the right-hand side: a :class:`attsolver.systems.System`, a registered
+            system name, or any callable ``f(t, y) -> dy/dt`` (torchdiffeq's convention).
+        n: the number of trajectories (an int), or the initial states themselves, a tensor
+            ``[n, *state]``.
         t_final, dt: output grid; ``t_final`` must be a whole multiple of ``dt``.
         method: integrator name; default ``"etdrk4"`` for semilinear PDE systems, else ``"rk4"``.
             Adaptive methods (``"scipy_dop853"``, ``"dopri8"``...) take ``options`` instead
@@ -127,14 +174,19 @@ def generate_trajectories(
         dtype: dtype of the solve and of the returned values.
         device: where to solve (initial conditions and noise are drawn on the CPU).
         options: passed to :func:`attsolver.solve` (``rtol``/``atol`` for adaptive methods).
-        progress: show a tqdm progress bar over trajectory batches (hidden when stderr is
-            not a terminal).
+        progress: progress over trajectory batches: a tqdm bar on a terminal, log lines
+            (logger ``attsolver.progress``) otherwise.
         batch_size: trajectories integrated together.
+        sampler: for a plain ``f`` with an integer ``n``: ``sampler(n, generator=g)`` returns
+            ``n`` initial states ``[n, *state]``.
+        name: the system's name recorded in the data (default: the system's own, or the
+            function's ``__name__``).
 
     Returns:
         A :class:`TrajectoryDataset`; ``y_clean`` holds the reference values when
         ``noise_level > 0`` (else ``None`` and ``y`` is clean); ``config`` records every
-        argument, the effective step and the library version.
+        argument, the effective step and the library version (and, for a plain ``f``, where
+        it came from under ``"rhs"``).
     """
     from ..solve import NonFiniteSolutionError, solve
     from ..steppers import get_method
@@ -142,12 +194,31 @@ def generate_trajectories(
 
     if isinstance(system, str):
         system = make_system(system)
-    if not callable(system) or not hasattr(system, "sample_initial") or not hasattr(system, "config"):
+    if not callable(system):
         raise TypeError(
-            f"system must be an attsolver System (or a registered name), got {type(system).__name__}"
+            f"system must be a callable f(t, y), an attsolver System or a registered name, got "
+            f"{type(system).__name__}"
         )
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    builtin = hasattr(system, "sample_initial") and hasattr(system, "config")
+    given = isinstance(n, Tensor)
+    if given:
+        if sampler is not None:
+            raise ValueError("give the initial states (a tensor as n) or a sampler, not both")
+        if n.ndim < 2 or len(n) == 0 or not n.is_floating_point():
+            raise ValueError(
+                f"the initial states must be a floating tensor [n_trajectories, *state], got "
+                f"{'dtype ' + str(n.dtype) if not n.is_floating_point() else 'shape ' + str(tuple(n.shape))}; "
+                "for one trajectory use y0.unsqueeze(0)"
+            )
+    elif isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be a positive integer or a tensor of initial states, got {n!r}")
+    elif sampler is None and not builtin:
+        raise ValueError(
+            f"{_describe(system)} has no sample_initial: pass the initial states as a tensor "
+            "(generate_trajectories(f, y0, ...)) or a sampler (sampler=lambda n, generator: ...)"
+        )
+    elif sampler is not None and not callable(sampler):
+        raise TypeError(f"sampler must be callable as sampler(n, generator=g), got {type(sampler).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -183,14 +254,25 @@ def generate_trajectories(
         effective_step = dt / n_sub
 
     generator = torch.Generator().manual_seed(int(seed))
-    y0 = system.sample_initial(n, generator=generator, dtype=dtype)
+    if given:
+        y0 = n.detach().to(dtype=dtype, device="cpu")
+        n = len(y0)
+    elif sampler is not None:
+        y0 = _sample(sampler, int(n), generator, dtype, getattr(system, "state_shape", None) if builtin else None)
+    else:
+        y0 = system.sample_initial(n, generator=generator, dtype=dtype)
+    if not bool(torch.isfinite(y0).all()):
+        raise ValueError("the initial states contain NaN or infinite values")
+    sys_name = name or (system.name if builtin else _describe(system, short=True))
+    sys_config = system.config() if builtin else {"name": sys_name, "params": {}}
+    if name is not None:
+        sys_config = {"name": name, "params": dict(sys_config.get("params", {}))}
     y0 = y0.to(device) if device is not None else y0
     t_dev = t.to(device=y0.device)
 
     step_kw = {} if effective_step is None else {"step_size": effective_step}
     batches = []
-    with tqdm(total=n, desc=f"{system.name} trajectories", unit="traj",
-              disable=None if progress else True, leave=False) as bar:
+    with make_progress(n, f"{sys_name} trajectories", unit="traj", enabled=progress) as bar:
         for start in range(0, n, batch_size):
             yb = y0[start:start + batch_size]
             phase = "spin-up"
@@ -203,7 +285,7 @@ def generate_trajectories(
                     sol = solve(system, yb, t_dev, method=method, options=options, **step_kw)
             except NonFiniteSolutionError as e:
                 raise NonFiniteSolutionError(
-                    f"{system.name}: trajectories {start}..{start + len(yb) - 1}, {phase}: {e}",
+                    f"{sys_name}: trajectories {start}..{start + len(yb) - 1}, {phase}: {e}",
                     step=e.step, time=e.time, partial=e.partial,
                 ) from None
             batches.append(sol.transpose(0, 1))  # [b, nt, *state]
@@ -231,10 +313,14 @@ def generate_trajectories(
         "batch_size": int(batch_size),
         "attsolver_version": library_version(),
     }
+    if given:
+        config["initial_states"] = "given"
+    if not builtin:
+        config["rhs"] = _describe(system)
     return TrajectoryDataset(
         t=t,
         y=y.cpu(),
-        system=system.config(),
+        system=sys_config,
         y_clean=y_clean.cpu() if noise_level > 0 else None,
         x=None if x is None else x.to(dtype),
         noise_level=noise_level,

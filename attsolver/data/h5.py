@@ -9,17 +9,27 @@ Layout (``schema = "attsolver.trajectories"``, ``schema_version = 1``)::
     /y_clean          (optional) same shape and dtype as y: noise-free values
     /x                (optional) [state[-1]]: spatial grid of a 1-D PDE field
 
-Every dataset carries a Fletcher-32 checksum, so damaged values fail to read instead of
-loading silently.  Files are written atomically (temporary file beside the target, fsync, ``os.replace``).
-Readers turn every problem (not HDF5, truncated, foreign file, newer schema, missing or
-inconsistent datasets) into a ``ValueError`` that says what is wrong and what to do.
+Integrity: the file starts with a 512-byte HDF5 user block (ignored by HDF5 readers) that
+holds a SHA-256 of every byte after it — attributes, the datasets' names, shapes and dtypes,
+the B-trees and the values — checked before HDF5 parses anything, so a damaged file is an
+:class:`~attsolver._io.IntegrityError` (never other values, never a hang inside the HDF5
+library).  Every dataset also carries a Fletcher-32 checksum.  A file without the seal (written
+by another program, or by an attsolver before it) is first opened in a child process with a
+time limit, so a damaged one cannot hang the reader.  Files are written atomically (temporary
+file beside the target, fsync, ``os.replace``).  Readers turn every problem (not HDF5,
+truncated, foreign file, newer schema, missing or inconsistent datasets) into a
+``ValueError`` that says what is wrong and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,7 @@ import h5py
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._io import IntegrityError, atomic_path, file_digest, open_regular, require_regular_file
 from .dataset import TrajectoryDataset
 from .generate import library_version
 
@@ -62,6 +72,117 @@ def _to_numpy(v: torch.Tensor, dtype: np.dtype | None = None) -> np.ndarray:
     return a if dtype is None else a.astype(dtype, copy=False)
 
 
+#: the user block that carries the seal (HDF5 allows 512 * 2^k bytes before the superblock)
+_USERBLOCK = 512
+_SEAL_MAGIC = b"\x89attsolver-seal\r\n\x1a\n"
+#: root attribute that says the file was sealed (so a damaged seal is not taken for "no seal")
+_SEAL_ATTR = "integrity"
+
+
+def _seal_header(digest: str, length: int) -> bytes:
+    meta = json.dumps({"version": 1, "algorithm": "sha256", "length": length, "sha256": digest},
+                      sort_keys=True).encode()
+    header = _SEAL_MAGIC + meta
+    assert len(header) <= _USERBLOCK
+    return header + b"\0" * (_USERBLOCK - len(header))
+
+
+@contextlib.contextmanager
+def write_sealed(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Yield a new HDF5 file to fill; on success it is written to ``path`` with its seal.
+
+    The HDF5 library builds the file in memory and this function writes the bytes: a full
+    disk is then an ordinary ``OSError`` from one ``write`` — the HDF5 library never sees a
+    failed write (on a full disk it used to leave state behind that crashed the
+    interpreter at exit with SIGSEGV).
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", userblock_size=_USERBLOCK) as f:
+        f.attrs[_SEAL_ATTR] = "sha256 of the bytes after the 512-byte user block, stored in the user block"
+        yield f
+    image = buf.getbuffer()
+    body = image[_USERBLOCK:]
+    digest = hashlib.sha256(body).hexdigest()
+    with open(path, "wb") as fh:
+        fh.write(_seal_header(digest, len(body)))
+        fh.write(body)
+    del body, image
+
+
+def seal_file(path: str | os.PathLike) -> None:
+    """(Re-)write the seal of an HDF5 file that has a 512-byte user block (e.g. after an
+    intentional edit with h5py): the SHA-256 of everything after the user block."""
+    with open(path, "r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        digest = file_digest(fh, start=_USERBLOCK)
+        fh.seek(0)
+        fh.write(_seal_header(digest, size - _USERBLOCK))
+
+
+def check_seal(path: str | os.PathLike) -> bool:
+    """Verify the seal of ``path``; ``True`` if it has one and it matches, ``False`` if the
+    file has none (not written by this attsolver).
+
+    Raises:
+        IntegrityError: the seal does not match the content (damaged, truncated or edited).
+        ValueError: not a regular file (a FIFO would block forever).
+    """
+    path = Path(path)
+    with open_regular(path, "HDF5 file") as fh:
+        head = fh.read(_USERBLOCK)
+        if not head.startswith(_SEAL_MAGIC):
+            return False
+        try:
+            meta = json.loads(head[len(_SEAL_MAGIC):].rstrip(b"\0").decode("ascii"))
+            length, digest = int(meta["length"]), str(meta["sha256"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise IntegrityError(f"{path}: its integrity record (the user block) is damaged; regenerate the file "
+                                 "or copy it again") from None
+        size = fh.seek(0, os.SEEK_END)
+        if size - _USERBLOCK != length:
+            raise IntegrityError(
+                f"{path} is damaged: {size} bytes where {length + _USERBLOCK} were written (truncated or "
+                "extended); regenerate it or copy it again"
+            )
+        if file_digest(fh, start=_USERBLOCK) != digest:
+            raise IntegrityError(
+                f"{path} is damaged: its content does not match the checksum stored when it was written "
+                "(bit rot, a bad copy or an edit after writing); regenerate it or copy it again"
+            )
+    return True
+
+
+#: time limit of the child-process open of an unsealed file: this plus 1 s per 50 MB
+_PROBE_TIMEOUT_S = 30.0
+_PROBE = r"""
+import sys, h5py
+limit = int(sys.argv[2])
+with h5py.File(sys.argv[1], "r") as f:
+    dict(f.attrs)
+    def visit(name, obj):
+        dict(obj.attrs)
+        if isinstance(obj, h5py.Dataset):
+            obj.shape, obj.dtype
+            if obj.size * obj.dtype.itemsize <= limit:
+                obj[()]
+    f.visititems(visit)
+"""
+
+
+def _probe_unsealed(path: Path) -> None:
+    """Open an unsealed file in a child process with a time limit: damaged HDF5 metadata can
+    send the HDF5 library into an endless loop (or a crash), which must not take this process."""
+    size = path.stat().st_size
+    timeout = _PROBE_TIMEOUT_S + size / 50e6
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(256 << 20)],
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise _unreadable(path, f"opening it did not finish within {timeout:.0f} s") from None
+    if proc.returncode < 0:
+        raise _unreadable(path, f"the HDF5 library crashed reading it (signal {-proc.returncode})")
+
+
 def _write_array(f: h5py.File, name: str, data: np.ndarray) -> None:
     # Fletcher-32 checksums (chunked storage) make silently damaged values a read error
     f.create_dataset(name, data=data, fletcher32=True)
@@ -86,7 +207,7 @@ def save_h5(dataset: TrajectoryDataset, path: str | os.PathLike, *, dtype: Any =
     store = _storage_dtype(dtype, dataset.dtype)
     path = Path(path)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with write_sealed(tmp) as f:
             f.attrs["schema"] = SCHEMA
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["config"] = json.dumps(dataset.config, allow_nan=False)
@@ -116,16 +237,18 @@ def _unreadable(path: Path, reason: str) -> ValueError:
 def open_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open an HDF5 file for reading; low-level failures become a ``ValueError`` saying the
     file is corrupt or truncated (a missing file is ``FileNotFoundError``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not an HDF5 file")
+    path = require_regular_file(path, "HDF5 file")
+    sealed = check_seal(path)
+    if not sealed:
+        _probe_unsealed(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise _unreadable(path, _short(e)) from None
     try:
+        if not sealed and _SEAL_ATTR in f.attrs:
+            raise IntegrityError(f"{path} was written with a checksum but its integrity record (the user "
+                                 "block) is damaged; regenerate the file or copy it again")
         yield f
     except (OSError, RuntimeError, KeyError) as e:  # h5py read errors on damaged files
         raise _unreadable(path, _short(e)) from None
@@ -196,6 +319,47 @@ def _tensor(a: np.ndarray, name: str, path: Path, dtype: torch.dtype | None) -> 
     return t if dtype is None else t.to(dtype)
 
 
+def _check_layout(f: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
+    """The checks every reader makes (``load_h5`` and ``data info`` alike): required datasets
+    and attributes present, each a floating-point dataset, shapes consistent.  Returns the
+    datasets by name."""
+    missing = [k for k in ("t", "y") if k not in f]
+    missing_attrs = [k for k in _REQUIRED_ATTRS if k not in f.attrs]
+    if missing or missing_attrs:
+        parts = []
+        if missing:
+            parts.append(f"dataset(s) {missing}")
+        if missing_attrs:
+            parts.append(f"root attribute(s) {missing_attrs}")
+        raise ValueError(f"{path}: missing {' and '.join(parts)}; the file is incomplete — regenerate it")
+    dsets = {}
+    for k in ("t", "y", "y_clean", "x"):
+        if k not in f:
+            continue
+        obj = f[k]
+        if not isinstance(obj, h5py.Dataset):
+            raise ValueError(f"{path}: {k!r} must be a dataset, found a {type(obj).__name__}; the file is damaged")
+        if not np.issubdtype(obj.dtype, np.floating):
+            raise ValueError(f"{path}: dataset {k!r} must hold floating-point values, found {obj.dtype}")
+        dsets[k] = obj
+    t, y = dsets["t"].shape, dsets["y"].shape
+    if "y_clean" in dsets and dsets["y_clean"].shape != y:
+        raise ValueError(f"{path}: dataset 'y_clean' has shape {dsets['y_clean'].shape} but 'y' has {y}")
+    if len(t) != 1 or len(y) < 3 or y[1] != t[0]:
+        raise ValueError(
+            f"{path}: dataset 't' has shape {t} and 'y' has shape {y}; expected t [nt] and y [n, nt, *state]"
+        )
+    if "x" in dsets and (len(dsets["x"].shape) != 1 or dsets["x"].shape[0] != y[-1]):
+        raise ValueError(f"{path}: dataset 'x' has shape {dsets['x'].shape} but y's last dimension is {y[-1]}")
+    try:
+        noise = float(f.attrs["noise_level"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: attribute 'noise_level' is not a number; the file is damaged") from None
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"{path}: attribute 'noise_level' is {noise}, not a non-negative number; the file is damaged")
+    return dsets
+
+
 def load_h5(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> TrajectoryDataset:
     """Read a file written by :func:`save_h5`.
 
@@ -205,39 +369,21 @@ def load_h5(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Tra
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not HDF5 / corrupt / truncated; not an attsolver trajectory file (with a
-            pointer to :func:`read_pdebench` for PDEBench files); a newer schema version;
-            missing or inconsistent datasets or attributes (named in the message).
+        IntegrityError (a ``ValueError``): the file's checksum does not match (damaged).
+        ValueError: not HDF5 / corrupt / truncated / not a regular file; not an attsolver
+            trajectory file (with a pointer to :func:`read_pdebench` for PDEBench files); a
+            newer schema version; missing or inconsistent datasets or attributes (named in
+            the message).
     """
     path = Path(path)
     with open_h5(path) as f:
         _check_schema(f, path)
-        missing = [k for k in ("t", "y") if k not in f]
-        missing_attrs = [k for k in _REQUIRED_ATTRS if k not in f.attrs]
-        if missing or missing_attrs:
-            parts = []
-            if missing:
-                parts.append(f"dataset(s) {missing}")
-            if missing_attrs:
-                parts.append(f"root attribute(s) {missing_attrs}")
-            raise ValueError(f"{path}: missing {' and '.join(parts)}; the file is incomplete — regenerate it")
+        dsets = _check_layout(f, path)
         config = _json_attr(f, "config", path)
         system = _json_attr(f, "system", path)
         noise_level = float(f.attrs["noise_level"])
-        arrays = {k: _read_dataset(f, k, path) for k in ("t", "y", "y_clean", "x") if k in f}
-
-    y = arrays["y"]
-    for k in ("y_clean",):
-        if k in arrays and arrays[k].shape != y.shape:
-            raise ValueError(f"{path}: dataset {k!r} has shape {arrays[k].shape} but 'y' has {y.shape}")
-    t = arrays["t"]
-    if t.ndim != 1 or y.ndim < 3 or y.shape[1] != len(t):
-        raise ValueError(
-            f"{path}: dataset 't' has shape {t.shape} and 'y' has shape {y.shape}; expected "
-            "t [nt] and y [n, nt, *state]"
-        )
-    if "x" in arrays and (arrays["x"].ndim != 1 or len(arrays["x"]) != y.shape[-1]):
-        raise ValueError(f"{path}: dataset 'x' has shape {arrays['x'].shape} but y's last dimension is {y.shape[-1]}")
+        arrays = {k: d[()] for k, d in dsets.items()}
+    y, t = arrays["y"], arrays["t"]
     try:
         return TrajectoryDataset(
             t=_tensor(t, "t", path, torch.float64),
@@ -301,14 +447,11 @@ def inspect_file(path: str | os.PathLike) -> dict[str, Any]:
 
             return inspect_pdebench(path)
         version = _check_schema(f, path)
-        missing = [k for k in ("t", "y") if k not in f]
-        if missing:
-            raise ValueError(f"{path}: missing dataset(s) {missing}; the file is incomplete — regenerate it")
-        for name in _REQUIRED_ATTRS:
-            if name not in f.attrs:
-                raise ValueError(f"{path}: missing root attribute {name!r}; the file is incomplete — regenerate it")
-        t = _read_dataset(f, "t", path)
-        y = f["y"]
+        dsets = _check_layout(f, path)
+        t = dsets["t"][()]
+        y = dsets["y"]
+        if not np.all(np.isfinite(t)):
+            raise ValueError(f"{path}: dataset 't' holds non-finite times; the file is damaged")
         return {
             "format": "attsolver",
             "path": str(path),

@@ -1,4 +1,4 @@
-"""Observation noise (METHODS.md §1): ``y_obs = y + sigma * s ⊙ eps``, ``eps ~ N(0, I)``,
+"""Observation noise (docs/guide/data.md): ``y_obs = y + sigma * s ⊙ eps``, ``eps ~ N(0, I)``,
 with ``s`` the per-component standard deviation of the trajectory set."""
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import torch
 from .._io import atomic_path
 from .dataset import TrajectoryDataset
 from .generate import library_version
-from .h5 import _attr_str, _time_summary, component_stats, open_h5
+from .h5 import _attr_str, _time_summary, component_stats, open_h5, write_sealed
 
 __all__ = ["read_pdebench", "write_pdebench", "inspect_pdebench", "PDEBENCH_DATASETS"]
 
@@ -241,7 +241,7 @@ def write_pdebench(dataset: TrajectoryDataset, path: str | os.PathLike) -> Path:
     t_coord = np.append(t, t[-1] + dt).astype(np.float32)
     path = Path(path)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with write_sealed(tmp) as f:
             f.create_dataset("tensor", data=dataset.y.detach().cpu().numpy().astype(np.float32))
             f.create_dataset("x-coordinate", data=x)
             f.create_dataset("t-coordinate", data=t_coord)

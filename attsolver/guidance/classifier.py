@@ -143,7 +143,10 @@ class LogisticDirections:
         self.dim: int | None = None
 
     def fit(self, z: Tensor, labels: dict[str, Tensor]) -> "LogisticDirections":
-        from sklearn.linear_model import LogisticRegression
+        from .._extras import require
+
+        LogisticRegression = require("sklearn.linear_model", "LogisticDirections",
+                                     "guidance").LogisticRegression
 
         if not isinstance(z, Tensor) or z.dim() != 2:
             raise ValueError(f"z must be a [N, D] tensor, got {getattr(z, 'shape', type(z))}")

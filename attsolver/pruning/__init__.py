@@ -17,13 +17,40 @@ picks the α's by the held-out accuracy of the pruned, BN-recalibrated network.
 The pruning mechanics (dependency graph, consistent channel removal) are torch-pruning's.
 """
 
-from .blend import NORMALISATIONS, BlendedImportance, normalise_scores
-from .cluster import CriteriaClusters, cluster_criteria, correlation_matrices, rank_correlation
-from .criteria import (CRITERIA, NEEDS_GRADIENTS, accumulate_gradients, build_graph, check_prunable,
-                       default_ignored_layers, layer_scores, list_criteria, make_importance, pruning_groups)
-from .evolve import EvolutionResult, evolve
-from .prune import (PruneReport, accuracy, calibrate_blend, check_ratio, clone_with_grads, compare_latency,
-                    heldout_split, measure_latency, model_cost, prune_model, ratio_for_reduction, recalibrate_bn)
+import importlib
+
+# Every name below needs torch-pruning (the `pruning` extra), so they load on first access:
+# `import attsolver.pruning` (and the `attsolver prune` parser) work without it, and the
+# first use of a name without it raises an ImportError naming `pip install 'attsolver[pruning]'`.
+_WHERE = {
+    "blend": ("NORMALISATIONS", "BlendedImportance", "normalise_scores"),
+    "cluster": ("CriteriaClusters", "cluster_criteria", "correlation_matrices", "rank_correlation"),
+    "criteria": ("CRITERIA", "NEEDS_GRADIENTS", "accumulate_gradients", "build_graph", "check_prunable",
+                 "default_ignored_layers", "layer_scores", "list_criteria", "make_importance", "pruning_groups"),
+    "evolve": ("EvolutionResult", "evolve"),
+    "prune": ("PruneReport", "accuracy", "calibrate_blend", "check_ratio", "clone_with_grads", "compare_latency",
+              "heldout_split", "measure_latency", "model_cost", "prune_model", "ratio_for_reduction",
+              "recalibrate_bn"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .._extras import require
+
+    require("torch_pruning", "attsolver.pruning", "pruning")
+    # load every submodule first, then bind the names: importing a submodule sets the package
+    # attribute of its own name, which would shadow the function `evolve` with the module
+    modules = {m: importlib.import_module(f".{m}", __name__) for m in _WHERE}
+    globals().update({n: getattr(modules[m], n) for n, m in _MODULE_OF.items()})
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))
 
 __all__ = [
     "CRITERIA", "NEEDS_GRADIENTS", "list_criteria", "make_importance", "accumulate_gradients", "check_prunable",

@@ -33,17 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._extras import require
+
 __all__ = ["CRITERIA", "NEEDS_GRADIENTS", "list_criteria", "make_importance", "accumulate_gradients",
            "check_prunable", "build_graph", "pruning_groups", "layer_scores", "default_ignored_layers",
            "PruningGroup"]
 
 
 def _tp():
-    try:
-        import torch_pruning as tp
-    except ImportError:  # pragma: no cover -- a dependency of the package
-        raise ImportError("pruning needs torch-pruning: pip install 'torch-pruning>=1.5'") from None
-    return tp
+    return require("torch_pruning", "attsolver.pruning", "pruning")
 
 
 def _l1(reduction: str):

@@ -26,6 +26,16 @@ class _Budget(Exception):
     pass
 
 
+class StepSizeUnderflow(FloatingPointError):
+    """An adaptive solver's step shrank to nothing (typically a finite-time blow-up).
+    ``time``: the last time ``f`` was evaluated at; ``partial``: the outputs reached, or ``None``."""
+
+    def __init__(self, message: str, *, time: float, partial=None):
+        super().__init__(message)
+        self.time = time
+        self.partial = partial
+
+
 def _torchdiffeq_runner(name: str):
     def run(f, y0, t, options):
         import torchdiffeq
@@ -38,7 +48,22 @@ def _torchdiffeq_runner(name: str):
             # torchdiffeq's dopri8 dense output is far less accurate than its steps (1e-4
             # errors at rtol=1e-7 on Lorenz-63); stepping onto every output time avoids it.
             opts["step_t"] = t
-        return torchdiffeq.odeint(f, y0, t, rtol=rtol, atol=atol, method=name, options=opts or None)
+        last = [float(t[0])]
+
+        def g(tt, yy):
+            last[0] = tt
+            return f(tt, yy)
+
+        try:
+            return torchdiffeq.odeint(g, y0, t, rtol=rtol, atol=atol, method=name, options=opts or None)
+        except AssertionError as e:  # torchdiffeq's way to say its step size underflowed
+            if "underflow" not in str(e):
+                raise
+            when = float(last[0])
+            raise StepSizeUnderflow(
+                f"{name}'s step size underflowed near t={when:.6g}: the solution most likely blows up in "
+                "finite time there (or f is discontinuous/non-finite)", time=when,
+            ) from None
 
     return run
 
@@ -56,6 +81,8 @@ def _scipy_runner(scipy_name: str):
         t_dtype = y0.real.dtype if y0.is_complex() else y0.dtype  # torchdiffeq's rule for f's t
         t_np = t.detach().cpu().double().numpy()
         count = [0, t_np[0]]
+        complex_state = y0.is_complex()
+        n = y0.numel()
 
         def fun(tt, yy):
             count[0] += 1
@@ -63,11 +90,19 @@ def _scipy_runner(scipy_name: str):
             if count[0] > budget:
                 raise _Budget
             with torch.no_grad():
+                if complex_state:  # solved as the real system [Re y, Im y]
+                    yy = yy[:n] + 1j * yy[n:]
                 yt = torch.as_tensor(yy, dtype=dtype, device=device).reshape(shape)
                 tt_ = torch.as_tensor(tt, dtype=t_dtype, device=device)
-                return f(tt_, yt).reshape(-1).double().cpu().numpy()
+                out = f(tt_, yt).reshape(-1).cpu()
+                if complex_state:
+                    out = torch.cat((out.real, out.imag))
+                return out.double().numpy()
 
-        y_flat = y0.detach().reshape(-1).double().cpu().numpy()
+        y_flat = y0.detach().reshape(-1).cpu()
+        if complex_state:
+            y_flat = torch.cat((y_flat.real, y_flat.imag))
+        y_flat = y_flat.double().numpy()
         try:
             sol = solve_ivp(fun, (t_np[0], t_np[-1]), y_flat, method=scipy_name, t_eval=t_np,
                             rtol=rtol, atol=atol, **opts)
@@ -77,10 +112,22 @@ def _scipy_runner(scipy_name: str):
                 f"reached only t={count[1]:.6g} of [{t_np[0]:.6g}, {t_np[-1]:.6g}]: the problem may be "
                 "unstable or very stiff; check f, try scipy_radau, or raise options['max_evaluations']"
             ) from None
+        def to_torch(y):
+            y = np.ascontiguousarray(y.T)
+            if complex_state:
+                y = y[:, :n] + 1j * y[:, n:]
+            return torch.as_tensor(y.reshape(len(y), *shape), dtype=dtype, device=device)
+
         if sol.status != 0:
-            raise RuntimeError(f"scipy solve_ivp({scipy_name}) failed: {sol.message}")
-        out = np.ascontiguousarray(sol.y.T).reshape(len(t_np), *shape)
-        return torch.as_tensor(out, dtype=dtype, device=device)
+            partial = to_torch(sol.y) if sol.y is not None and sol.y.size else None
+            if "step size" in str(sol.message).lower() or "spacing" in str(sol.message).lower():
+                raise StepSizeUnderflow(
+                    f"scipy solve_ivp({scipy_name})'s step size underflowed near t={count[1]:.6g}: the solution "
+                    "most likely blows up in finite time there (or f is discontinuous/non-finite)",
+                    time=float(count[1]), partial=partial,
+                )
+            raise RuntimeError(f"scipy solve_ivp({scipy_name}) failed near t={count[1]:.6g}: {sol.message}")
+        return to_torch(sol.y)
 
     return run
 

@@ -162,6 +162,9 @@ class _SpectralStepper(Stepper):
 
     order = 4
     nodes = (0.0, 0.5, 0.5, 1.0)
+    #: ``options={"compile": True}`` runs these eagerly, with a warning: inductor (torch 2.13,
+    #: CPU) generates no code for complex arithmetic, so the compiled step was 2-3x slower.
+    compile_helps = False
 
     def __init__(self, system: SpectralSystem, y0: Tensor):
         super().__init__(system)

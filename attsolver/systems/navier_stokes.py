@@ -175,6 +175,11 @@ class _Vorticity2D(System):
         return (self.n, self.n)
 
     @property
+    def length(self) -> float:
+        """Side of the periodic square, ``2 pi``."""
+        return LENGTH
+
+    @property
     def dx(self) -> float:
         """Grid spacing ``2 pi / n``."""
         return LENGTH / self.n
@@ -411,7 +416,9 @@ class NavierStokes2DFD(_Vorticity2D):
         of the three 9-point Jacobians ``J++, J+x, Jx+``, read from views of one padded copy
         of each field (measured faster here than the equivalent flux form, which needs a
         second padded copy of the four fluxes)."""
-        p, q = _Padded(psi), _Padded(w)
+        return self._jacobian(_Padded(psi), _Padded(w))
+
+    def _jacobian(self, p: _Padded, q: _Padded) -> Tensor:
         jpp = (p(1, 0) - p(-1, 0)) * (q(0, 1) - q(0, -1)) - (p(0, 1) - p(0, -1)) * (q(1, 0) - q(-1, 0))
         jpx = (p(1, 0) * (q(1, 1) - q(1, -1)) - p(-1, 0) * (q(-1, 1) - q(-1, -1))
                - p(0, 1) * (q(1, 1) - q(-1, 1)) + p(0, -1) * (q(1, -1) - q(-1, -1)))
@@ -429,9 +436,10 @@ class NavierStokes2DFD(_Vorticity2D):
         if w.ndim < 2 or tuple(w.shape[-2:]) != (self.n, self.n) or w.is_complex():
             self._check_field(w)
         c = self._constants(w.dtype, w.device)
-        out = self.jacobian(self.streamfunction(w), w)
-        out = out + self.nu * self.laplacian(w) - self.drag * w
-        return out + c.forcing
+        q = _Padded(w)  # one padded copy serves the Jacobian and the Laplacian
+        lap = (q(1, 0) + q(-1, 0) + q(0, 1) + q(0, -1) - 4.0 * w) * (self.nu / self.dx**2)
+        out = self._jacobian(_Padded(self.streamfunction(w)), q)
+        return (out + lap).sub_(w, alpha=self.drag).add_(c.forcing)
 
     def max_step_size(self, w: Tensor, courant: float = 1.0) -> float:
         """CFL limit ``courant * min(dx / max(|u| + |v|), dx^2 / (4 nu))`` of the field ``w``

@@ -309,7 +309,7 @@ class Burgers(SemilinearPDE):
     (conservative form; its zero mode vanishes, so the spatial mean of ``u`` is invariant,
     and ``int u N(u) dx = 0``, so the energy ``(1/2) int u^2`` decays at the rate
     ``nu int u_x^2``).  The defaults follow PDEBench's 1-D Burgers set-up on ``[0, 1)``
-    (PDEBench stores the viscosity divided by pi, see METHODS.md).
+    (PDEBench's files give ``Nu = pi * nu``; see docs/method.md §3 and :mod:`attsolver.data.pdebench`).
 
     Args:
         nu: viscosity ``nu > 0``.

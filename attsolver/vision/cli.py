@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from .._cli_common import CLIError, guarded
+from .._cli_common import CLIError, device_name, guarded
 
 __all__ = ["add_vision_parser"]
 
@@ -202,7 +202,7 @@ def add_vision_parser(sub) -> argparse.ArgumentParser:
                    help="connection mask, one 0/1 per block stage by stage (e.g. 101100110 for resnet20): "
                         "which blocks apply the attention (a ticket from `vision search`)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--checkpoint", default=None, help="checkpoint written after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -245,7 +245,7 @@ def add_vision_parser(sub) -> argparse.ArgumentParser:
                    help="reward penalty per unit of relative inference time (needs --latency-batch)")
     p.add_argument("--latency-batch", type=int, default=0, help="held-out images per latency measurement (0: none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_name, default="cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for supernet.pt, search_log.jsonl, search.json")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")

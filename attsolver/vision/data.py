@@ -193,10 +193,9 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ImageData:
     scikit-learn, no download), as ``[N, 1, 8, 8]`` floats in [0, 1].  The split is
     stratified and fixed by ``seed`` (359 test images for the default 0.2).  Horizontal flips
     change a digit's meaning, so ``flip=False``."""
-    try:
-        from sklearn.datasets import load_digits as _sk_digits
-    except ImportError:  # pragma: no cover -- a dependency of the package
-        raise ImportError("the digits data set comes with scikit-learn: pip install scikit-learn") from None
+    from .._extras import require
+
+    _sk_digits = require("sklearn.datasets", "the digits data set", "vision").load_digits
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
     d = _sk_digits()
