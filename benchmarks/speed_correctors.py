@@ -116,7 +116,7 @@ def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int,
             ref = eager_out[k]
             if not bool(torch.isfinite(out).all()):
                 raise RuntimeError(f"{name} {precision}: {k} is not finite")
-            tol = 1e-4 if state_dtype == torch.float32 else 1e-9
+            tol = 1e-9 if precision == "float64" else 1e-4  # float32 arithmetic: rounding differs when fused
             torch.testing.assert_close(out, ref, rtol=tol, atol=tol, msg=f"{name} {precision} {k}: compiled != eager")
         if precision == "mixed":  # float32 correction on float64 states vs the all-float64 corrector
             for k, m in models.items():
@@ -159,6 +159,8 @@ def to_markdown(report: dict) -> str:
         res = {(r["precision"], r["mode"]): r for r in report["results"] if r["case"] == case}
         if not res:
             continue
+        empty = {"rows": [], "classical_us_per_step": None}
+        res = {c: res.get(c, empty) for c in cols}
         lines += [f"## {spec['title']}", "",
                   f"Target (issue 14): the default local corrector of each family <= {spec['target']:g}x.", "",
                   "| corrector | params | " + " | ".join(f"{p} {m}" for p, m in cols) + " |",
@@ -179,7 +181,7 @@ def to_markdown(report: dict) -> str:
             lines.append(f"| {fam} {form} | {n_params:,} | " + " | ".join(cells) + " |")
         lines.append("| classical step, µs | | " + " | ".join(_fmt(res[c]["classical_us_per_step"]) for c in cols) + " |")
         comp = [f"{p}: " + ", ".join(f"{x['family']} {x['form']} {x['compile_s']:.1f} s" for x in r["rows"])
-                for (p, m), r in res.items() if m == "compiled"]
+                for (p, m), r in res.items() if m == "compiled" and r["rows"]]
         if comp:
             lines += ["", "Compile time (first call, not in the figures): " + "; ".join(comp) + "."]
         lines.append("")
