@@ -143,7 +143,7 @@ def _cmd_compare(args) -> int:
         rk4_refinements=args.rk4_refinements, dopri_rtols=args.dopri_rtols,
         spectral_refinements=args.spectral_refinements, lyapunov_exponent=lyap, match=args.match,
         dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, out=out, name=args.name,
-        progress=not args.no_progress, **kw,
+        progress=not args.no_progress, command=args.command_line, **kw,
     )
     s = res.setting
     print(f"compared {s['n_test']} test trajectories ({s['n_times']} times, horizon {s['horizon']:g}"
@@ -263,12 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     damaged file), 1 for an internal error (``ATTSOLVER_TRACEBACK=1`` shows its traceback)."""
     import os
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     from ._cli_common import report_error
 
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, its message printed)
         return e.code if isinstance(e.code, int) else 2
+    args.command_line = "attsolver " + " ".join(argv)
     _log_progress_when_not_a_terminal()
     command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "vision_command",
                                                        "prune_command") if getattr(args, k, None))

@@ -290,6 +290,7 @@ def compare(
     out: str | os.PathLike | None = None,
     name: str = "compare",
     progress: bool = True,
+    command: str | None = None,
 ) -> CompareResult:
     """Compare a corrected coarse solve with the classical solvers on held-out data.
 
@@ -323,6 +324,7 @@ def compare(
             ``<name>_error_vs_time.png`` (atomically; only after everything ran).
         name: file name stem.
         progress: tqdm on a terminal, log lines otherwise.
+        command: the command line that made the comparison (recorded in the JSON).
 
     Returns:
         A :class:`CompareResult`; ``result.verdict_line`` is the one-line verdict.
@@ -452,6 +454,8 @@ def compare(
         "timing": "steady state: one untimed warm-up call each, torch.no_grad(), interleaved rounds; "
                   "time_s is the minimum, time_median_s the median",
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     if verdict is None:
         setting["summary_line"] = (f"no corrector: {coarse['label']} {match} {coarse[match]:.3g} in "
@@ -640,6 +644,7 @@ _STYLES = {"same": "k-o", "rk4": "b-s", "dopri5": "g-d", "etdrk4": "m-^", "ifrk4
 def plot_work_precision(result: CompareResult):
     """Error (the ``match`` error) against wall time for every contender; a matplotlib figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     match = result.setting["match"]
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
@@ -655,6 +660,7 @@ def plot_work_precision(result: CompareResult):
                        label=e["label"])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow decade would print overlapping minor labels
     ax.set_xlabel("wall time of the test batch (ms, steady state, min over rounds)")
     where = {"err_q1": "up to 1/4 horizon", "err_q2": "up to 1/2 horizon", "err_full": "whole horizon"}[match]
     ax.set_ylabel(f"relative L2 error ({where})")

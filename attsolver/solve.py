@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -99,6 +101,7 @@ def solve(
     corrector: Callable[..., Tensor] | None = None,
     options: dict[str, Any] | None = None,
     return_stats: bool = False,
+    progress: bool = False,
 ) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
@@ -145,6 +148,10 @@ def solve(
             pass-throughs.  Unknown keys are an error, not a warning.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
             calls, wall time).
+        progress: for long fixed-step solves: progress over the output times, a tqdm bar on a
+            terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
+            intervals are integrated in about 100 consecutive pieces, each starting from the
+            previous piece's last state, so the result is the same as without progress.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
@@ -156,6 +163,9 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
+    if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
+        return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
+                                options=options, return_stats=return_stats)
     y0, t = _check_y0_t(y0, t)
     options = _check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
@@ -164,6 +174,7 @@ def solve(
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
     _check_f(f, y0, t_f)
+    f = _checked_rhs(f)
 
     if spec.kind == "adaptive":
         if step_size is not None:
@@ -239,6 +250,35 @@ def solve(
                                n_steps if corrector is not None else 0, wall,
                                float(np.abs(h_int).max()), step_size is None)
     return sol
+
+
+def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, pieces: int = 100):
+    """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
+    from ._progress import progress as make_progress
+
+    n = len(t) - 1
+    bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
+    outs, y, stats = [y0.unsqueeze(0)], y0, []
+    bar = make_progress(n, f"solve {method}", unit="interval")
+    try:
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            sol = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
+                        options=options, return_stats=return_stats)
+            if return_stats:
+                sol, st = sol
+                stats.append(st)
+            outs.append(sol[1:])
+            y = sol[-1]
+            bar.update(b - a)
+    finally:
+        bar.close()
+    out = torch.cat(outs)
+    if not return_stats:
+        return out
+    first = stats[0]
+    return out, SolveStats(first.method, sum(st.n_steps for st in stats), sum(st.n_f_evals for st in stats),
+                           sum(st.n_corrector_calls for st in stats), sum(st.wall_time_s for st in stats),
+                           max(st.step_size for st in stats), first.steps_from_grid)
 
 
 class _Counter:
@@ -541,6 +581,20 @@ def _opt_number(name, v, *, positive=True, allow_zero=False, allow_inf=False, to
     return v
 
 
+#: the tightest relative tolerance an adaptive solve can meet in float64 (SciPy's floor too)
+_MIN_RTOL = 100 * float(np.finfo(np.float64).eps)
+
+
+def _opt_rtol(name, v):
+    smallest = float(np.min(np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v, dtype=np.float64)))
+    if smallest < _MIN_RTOL:
+        raise ValueError(
+            f"options[{name!r}]={smallest:g} is below what float64 can resolve ({_MIN_RTOL:.3g}, 100 machine "
+            "epsilons); the solver would shrink its step without end — use rtol >= 1e-13"
+        )
+    return v
+
+
 # one table of option checks: name -> check(name, value) returning the value to use
 _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "check_finite": _opt_bool,
@@ -548,7 +602,7 @@ _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "compile_chunk": _opt_int,
     "max_steps": _opt_int,
     "growth_bound": lambda n, v: _opt_number(n, v),
-    "rtol": lambda n, v: _opt_number(n, v, tolerance=True),
+    "rtol": lambda n, v: _opt_rtol(n, _opt_number(n, v, tolerance=True)),
     "atol": lambda n, v: _opt_number(n, v, allow_zero=True, tolerance=True),
     "max_evaluations": _opt_int,
     "max_num_steps": _opt_int,
@@ -603,6 +657,30 @@ def _check_f(f, y0: Tensor, t: Tensor) -> None:
 def _time_eps(t: Tensor) -> float:
     """Relative resolution of ``t``'s dtype (float32 grids are coarser than float64)."""
     return float(torch.finfo(t.dtype).eps)
+
+
+def _checked_rhs(f):
+    """A plain Python ``f`` (a function, lambda, bound method or partial) with every output
+    checked for y's shape and dtype: a later call returning a broadcastable shape would
+    otherwise be broadcast silently.  Systems and modules (objects with their own
+    attributes, which the steppers may read) are passed through unchanged."""
+    plain = isinstance(f, (types.FunctionType, functools.partial)) or (
+        isinstance(f, types.MethodType) and not isinstance(f.__self__, torch.nn.Module))
+    if not plain:
+        return f
+
+    def rhs(t, y):
+        out = f(t, y)
+        if not isinstance(out, Tensor) or out.shape != y.shape or out.dtype != y.dtype:
+            what = (type(out).__name__ if not isinstance(out, Tensor)
+                    else f"shape {tuple(out.shape)}, dtype {out.dtype}")
+            raise ValueError(
+                f"f(t, y) returned {what} for y of shape {tuple(y.shape)}, dtype {y.dtype} (at t={float(t):.6g}); "
+                "f must return dy/dt with y's shape and dtype on every call"
+            )
+        return out
+
+    return rhs
 
 
 def _step_grid(t_np: np.ndarray, step_size, *, time_eps: float = 0.0, max_steps: int = DEFAULT_MAX_STEPS,

@@ -75,7 +75,7 @@ class FitHistory:
         check: the end-of-fit check (``check=True``): ``rollout`` (validation rollout error of
             the corrected and the uncorrected solver from each trajectory's first state, up to a
             few horizons, and their ratio), ``zero_loss`` (the loss of the zero correction on the
-            monitored data, one-step targets only), ``residual_to_noise`` (RMS of the classical
+            monitored data: the uncorrected one-step residuals or k-interval rollouts), ``residual_to_noise`` (RMS of the classical
             step's clean residual over the RMS the observation noise adds to a target, and how
             it was estimated) and ``warnings`` (plain-words problems, also issued as
             :class:`FitCheckWarning`).
@@ -229,7 +229,8 @@ def fit(
         checkpoint: path of the training checkpoint, or ``None``.
         resume: continue from ``checkpoint`` if it exists.
         overwrite: allow replacing an existing ``checkpoint`` without resuming.
-        progress: show a tqdm bar over epochs (rank 0; hidden when stderr is no terminal).
+        progress: report the epochs (rank 0): a tqdm bar on a terminal, otherwise INFO log
+            lines on the ``attsolver.progress`` logger every few seconds (a cluster log shows them).
         weight_decay: Adam weight decay.
         grad_clip: clip the gradient norm to this value, or ``None``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
@@ -613,7 +614,7 @@ def _set_rng_state(state: dict[str, Any], source: Path | None = None) -> None:
                              s["cached_gaussian"]))
         p = state["python"]
         random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as e:
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as e:
         raise ValueError(
             f"{source or 'the checkpoint'}: its random-number-generator state cannot be restored "
             f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); the checkpoint is "
@@ -945,8 +946,19 @@ def _check_result(corrector: Corrector, data, f, args: dict[str, Any], history: 
         yz = zero_part.y.to(torch.float64)
         rz = yz[:, 1:] - _classical(method, f, yz[:, :-1], zero_part.t.double().numpy()[:-1], h, 1, is_auto)
         out["zero_loss"] = float((rz.reshape(-1, corrector.state_dim) / scale).square().mean())
-    else:
-        out["zero_loss"] = None
+    else:  # window loss: the uncorrected rollout over k data intervals from every observed state
+        scale = model.output_scale(h).detach().cpu().to(torch.float64)
+        zero_part = part if which == "validation" else sub
+        yz = zero_part.y.to(torch.float64)
+        tz = zero_part.t.double().numpy()
+        k = max(args["rollout_steps"], 1)
+        n_w = yz.shape[1] - k
+        x, terms = yz[:, :n_w], []
+        for j in range(1, k + 1):
+            x = _classical(method, f, x, tz[j - 1:j - 1 + n_w], h, m, is_auto)
+            d = (x - yz[:, j:j + n_w]).reshape(yz.shape[0], n_w, -1) / (m * scale)
+            terms.append(d.square().mean(dim=-1))
+        out["zero_loss"] = float(torch.stack(terms).mean())
     t_sub = sub.t.double().numpy()[:-1]
     out["residual_to_noise"] = _residual_to_noise(
         r, y, data, lambda x: _classical(method, f, x, t_sub, h, m, is_auto))

@@ -133,6 +133,26 @@ CASES: dict[str, Case] = {c.name: c for c in [
 ]}
 DEFAULT_CASES = ("lorenz63", "lorenz96", "spring_chain", "elastic_pendulum")
 
+#: a user's own system (``--rhs``): case.system -> (f, initial-state sampler or None, Lyapunov exponent)
+USER_SYSTEMS: dict[str, tuple[Any, Any, float | None]] = {}
+
+
+def case_system(case: Case):
+    """The right-hand side of a case: a built-in system (default parameters) or the user's ``--rhs``."""
+    if case.system in USER_SYSTEMS:
+        return USER_SYSTEMS[case.system][0]
+    return make_system(case.system)
+
+
+def _sampler(case: Case):
+    return USER_SYSTEMS[case.system][1] if case.system in USER_SYSTEMS else None
+
+
+def _lyapunov(case: Case, system) -> float | None:
+    if case.system in USER_SYSTEMS:
+        return USER_SYSTEMS[case.system][2]
+    return system.lyapunov_exponent
+
 #: corrector name -> (class, constructor arguments); the package defaults otherwise
 CORRECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     "NeurVec": (NeurVec, {}),
@@ -228,19 +248,19 @@ class TestSet:
 
 
 def make_test_set(case: Case, n_test: int) -> TestSet:
-    system = make_system(case.system)
+    system = case_system(case)
     data = generate_trajectories(system, n_test, t_final=case.t_test, dt=case.step, spin_up=case.spin_up,
                                  method="rk4", step_size=case.step / REFERENCE_REFINE, seed=TEST_SEED,
-                                 progress=False)
-    std = data.y_true.reshape(-1, system.dim).std(dim=0, correction=0)
-    return TestSet(data, std, blow_up_limit(data.y_true), system.lyapunov_exponent)
+                                 progress=False, sampler=_sampler(case))
+    std = data.y_true.reshape(-1, math.prod(data.state_shape)).std(dim=0, correction=0)
+    return TestSet(data, std, blow_up_limit(data.y_true), _lyapunov(case, system))
 
 
 def make_training_pool(case: Case, n: int, seed: int) -> TrajectoryDataset:
     """``n`` clean training trajectories for one seed; smaller sizes take its first ones (nested sets)."""
-    return generate_trajectories(case.system, n, t_final=case.t_train, dt=case.step, spin_up=case.spin_up,
+    return generate_trajectories(case_system(case), n, t_final=case.t_train, dt=case.step, spin_up=case.spin_up,
                                  method="rk4", step_size=case.step / TRAIN_REFINE, seed=TRAIN_SEED + seed,
-                                 progress=False)
+                                 progress=False, sampler=_sampler(case))
 
 
 def training_set(pool: TrajectoryDataset, size: int, noise: float, seed: int) -> TrajectoryDataset:
@@ -277,7 +297,7 @@ def score(case: Case, test: TestSet, pred: torch.Tensor) -> dict[str, Any]:
 
 def classical_sweep(case: Case, test: TestSet, rounds: int) -> dict[str, Any]:
     """Error and median wall time of every classical contender on the test set."""
-    system = make_system(case.system)
+    system = case_system(case)
     specs: list[tuple[str, str, dict[str, Any]]] = []
     for k in case.fine_ks:
         specs.append(("same", f"{case.method} h/{k}", {"method": case.method, "step": case.step / k, "k": k}))
@@ -314,13 +334,13 @@ def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) ->
 def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: TestSet, sweep: dict[str, Any],
                     recipe: Recipe, seed: int, rounds: int) -> dict[str, Any]:
     """Train one corrector on ``data`` and score it on the test set; ``rounds`` timing rounds."""
-    system = make_system(case.system)
+    system = case_system(case)
     cls, kw = CORRECTORS[corrector]
     torch.manual_seed(seed)  # the same initial draw for every corrector class of a seed
     if issubclass(cls, LocalCorrector):  # the lattice is the system's declaration
         model = cls.for_system(system, method=case.method, step_size=case.step, **kw)
     else:
-        model = cls(system.state_shape, method=case.method, step_size=case.step, **kw)
+        model = cls(data.state_shape, method=case.method, step_size=case.step, **kw)
     n = len(data)
     val_fraction = recipe.val_fraction if n >= 2 else 0.0
     n_train = n - (max(1, round(val_fraction * n)) if val_fraction > 0 else 0)
@@ -334,7 +354,8 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
         history = fit(model, data, epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size,
                       rollout_steps=recipe.rollout_steps, val_fraction=val_fraction, patience=patience,
                       seed=seed, progress=False, weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip,
-                      min_lr_ratio=recipe.min_lr_ratio, restore_best=recipe.restore_best)
+                      min_lr_ratio=recipe.min_lr_ratio, restore_best=recipe.restore_best, system=system,
+                      check=False)  # scored on the test set below; fit's own check would only cost time
         fit_info = {"epochs": epochs, "epochs_run": history.epochs_run, "best_epoch": history.best_epoch,
                     "best_val_loss": history.best_loss if math.isfinite(history.best_loss) else None,
                     "stopped_early": history.stopped_early}
@@ -366,13 +387,13 @@ def target_snr(case: Case, noise_levels: list[float], n: int = 16, seed: int = 0
     """Signal-to-noise ratio of the one-step training targets: RMS of the clean residual
     ``y(t+h) − Φ_h(y(t))`` over RMS of what the observation noise adds to it, on ``n``
     training trajectories of ``seed``.  Below ~1 the regression target is mostly noise."""
-    system = make_system(case.system)
+    system = case_system(case)
     pool = make_training_pool(case, n, seed)
     t01 = torch.tensor([0.0, case.step], dtype=torch.float64)
 
     def residual(y: torch.Tensor) -> torch.Tensor:
         y = y.to(torch.float64)
-        y0, y1 = y[:, :-1].reshape(-1, *system.state_shape), y[:, 1:].reshape(-1, *system.state_shape)
+        y0, y1 = y[:, :-1].reshape(-1, *pool.state_shape), y[:, 1:].reshape(-1, *pool.state_shape)
         with torch.no_grad():
             step = attsolver.solve(system, y0, t01, method=case.method, step_size=case.step)[-1]
         return y1 - step
@@ -938,9 +959,28 @@ def parse_args(argv):
     ap.add_argument("--out", default=None,
                     help="output folder (default benchmarks/results; with --quick out/bench-ode-quick)")
     ap.add_argument("--no-plots", action="store_true")
+    user = ap.add_argument_group("your own system (instead of --systems)")
+    user.add_argument("--rhs", default=None, metavar="MODULE:F",
+                      help="right-hand side f(t, y): module:function or path/to/file.py:function")
+    user.add_argument("--init", default=None, metavar="MODULE:SAMPLE",
+                      help="initial-state sampler sample(n, generator) (default: the system's sample_initial)")
+    user.add_argument("--method", default="rk4", help="with --rhs: the fixed-step method corrected (default rk4)")
+    user.add_argument("--step", type=float, default=None, help="with --rhs: the coarse step corrected")
+    user.add_argument("--t-test", type=float, default=None, help="with --rhs: test horizon")
+    user.add_argument("--t-train", type=float, default=None, help="with --rhs: training trajectory length")
+    user.add_argument("--spin-up", type=float, default=0.0, help="with --rhs: time integrated first")
+    user.add_argument("--match", default="err_full", choices=[k for k, _ in HORIZONS],
+                      help="with --rhs: the error compared at equal accuracy (err_q1 for chaotic systems)")
+    user.add_argument("--lyapunov", type=float, default=None, help="with --rhs: largest Lyapunov exponent")
     args = ap.parse_args(argv)
     q = args.quick
-    args.cases = args.systems or list(DEFAULT_CASES)
+    if args.rhs:
+        if args.systems:
+            ap.error("give --systems or --rhs, not both")
+        if args.step is None or args.t_test is None:
+            ap.error("--rhs needs --step (the coarse step) and --t-test (the test horizon)")
+        _register_user_case(args, ap)
+    args.cases = ["user"] if args.rhs else (args.systems or list(DEFAULT_CASES))
     args.sizes = sorted(set(args.sizes or ([4, 16] if q else [4, 16, 64, 256])))
     args.noise = sorted(set(args.noise if args.noise is not None else ([0.0, 1e-2] if q else [0.0, 1e-3, 1e-2, 5e-2])))
     args.seed_list = list(range(args.seeds if args.seeds is not None else (2 if q else 5)))
@@ -961,6 +1001,28 @@ def parse_args(argv):
         restore_best=not args.no_early_stopping,
     )
     return args
+
+
+def _register_user_case(args, ap) -> None:
+    """``--rhs``: the user's system as the case ``"user"``."""
+    from attsolver.user_rhs import check_rhs, load_rhs, load_sampler, sample_states
+
+    try:
+        f = load_rhs(args.rhs)
+        sampler = load_sampler(args.init) if args.init else None
+        if sampler is None and not hasattr(f, "sample_initial"):
+            raise ValueError("--rhs without sample_initial needs --init file.py:sample")
+        y0 = sample_states(sampler, 2, 0) if sampler is not None else f.sample_initial(2)
+        check_rhs(f, y0)
+    except ValueError as e:
+        ap.error(str(e))
+    key = f"rhs:{args.rhs}"
+    USER_SYSTEMS[key] = (f, sampler, args.lyapunov)
+    ks = (1, 2, 4, 8, 16, 32) if args.method == "rk4" else (1, 2, 4, 8, 16, 32, 64, 128)
+    CASES["user"] = Case("user", key, args.method, args.step, t_test=args.t_test,
+                         t_train=args.t_train or args.t_test, spin_up=args.spin_up, fine_ks=ks,
+                         rk4_ks=(1, 2, 4, 8, 16) if args.method != "rk4" else (), match=args.match,
+                         why=f"your system {args.rhs}, {args.method} at h={args.step:g}")
 
 
 #: fields the report reads from each kind of progress record

@@ -113,6 +113,9 @@ def test_duffing_end_to_end(user_file, tmp_path, capsys):
                        "--param", 'features=["y","dy","cos:1.2","sin:1.2"]', "--param", "width=16",
                        "--epochs", 3, "--no-progress", "-o", tmp_path / "duffing.pt")
     assert code == 0 and "validation rollout" in out and "ratio" in out
+    code, out, _ = run(capsys, "solve", "--rhs", rhs, "--data", tmp_path / "train.h5", "--step", 0.25,
+                       "--method", "rk4", "--corrector", tmp_path / "duffing.pt", "--no-progress")
+    assert code == 0 and "in float64" in out and "20 steps, 80 f evaluations, 20 corrector calls" in out
     code, out, err = run(capsys, "compare", "--rhs", rhs, "--init", init, "--corrector", tmp_path / "duffing.pt",
                          "--n", 4, "--t-final", 5, "--dt", 0.25, "--refinements", 1, 2, 4, "--rk4-refinements",
                          "--dopri-rtols", 1e-4, "--lyapunov", "none", "--rounds", 1, "--no-progress",
@@ -177,3 +180,18 @@ def test_bad_input_one_line_no_traceback_nothing_overwritten(user_file, tmp_path
     refused(*cmp, "--step", 0.1, "--t-final", 1, "--dt", 0.25, match="trained for step_size=0.25")
     refused(*cmp, "--t-final", 0.1, "--dt", 0.1, match="shorter than one coarse step")
     assert not (tmp_path / "cmp").exists() or not any((tmp_path / "cmp").iterdir())
+
+
+@pytest.mark.slow
+def test_bench_ode_takes_a_user_rhs(user_file, tmp_path, capsys):
+    """`attsolver bench ode --rhs` runs the ode suite on the user's system: the classical sweep
+    and a trained row with the same speed-up columns as the built-in cases."""
+    code, out, err = run(capsys, "bench", "ode", "--rhs", f"{user_file}:duffing", "--init", f"{user_file}:sample",
+                         "--step", 0.25, "--t-test", 2, "--sizes", 4, "--noise", 0, "--seeds", 1, "--correctors",
+                         "NeurVec", "--train-steps", 10, "--n-test", 3, "--rounds", 1, "--no-plots",
+                         "--out", tmp_path / "bench")
+    assert code == 0, err
+    report = json.loads((tmp_path / "bench" / "ode.json").read_text())
+    assert report["grid"]["cases"] == ["user"]
+    (row,) = report["rows"]
+    assert {"speedup_same", "speedup_best", "err_match"} <= set(row) and row["case"] == "user"

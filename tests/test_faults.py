@@ -522,3 +522,34 @@ def test_training_on_overflowing_data_is_refused(tmp_path):
     model = NeurVec((3,), method="rk4", step_size=0.1, dtype=torch.float64)
     with pytest.raises((ValueError, FloatingPointError), match="overflow|non-finite|validation loss"):
         fit(model, d, epochs=2, progress=False, checkpoint=tmp_path / "c.pt")
+
+
+def test_resume_with_a_damaged_rng_state_is_a_clear_error(tmp_path):
+    """A flipped bit is caught by the checkpoint's checksum; a checkpoint whose RNG state is
+    wrong but consistently sealed (written by a buggy tool) is a ValueError, not a traceback."""
+    from attsolver._io import seal_payload
+    from attsolver.train import fit
+
+    d = generate_trajectories("lorenz63", 4, t_final=0.5, dt=0.1, spin_up=0.0, progress=False)
+    ckpt = tmp_path / "c.pt"
+    fit(NeurVec((3,), method="rk4", step_size=0.1, width=8), d, epochs=1, progress=False, checkpoint=ckpt)
+    payload = read_checkpoint(ckpt)
+    payload["rng"]["numpy"]["keys"] = payload["rng"]["numpy"]["keys"][:10]
+    torch.save(seal_payload(payload), ckpt)
+    with pytest.raises(ValueError, match="random-number-generator state cannot be restored"):
+        fit(NeurVec((3,), method="rk4", step_size=0.1, width=8), d, epochs=2, progress=False, checkpoint=ckpt,
+            resume=True)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_f_is_checked_on_every_call_not_only_the_first(method):
+    """An f that later returns a broadcastable shape would be broadcast silently."""
+    calls = []
+
+    def f(t, y):
+        calls.append(1)
+        return -y if len(calls) < 10 else -y[:1]
+
+    with pytest.raises(ValueError, match=r"f\(t, y\) returned shape \(1, 2\).*on every call"):
+        solve(f, torch.ones(3, 2, dtype=torch.float64), torch.linspace(0, 1, 11, dtype=torch.float64),
+              method=method)

@@ -204,6 +204,11 @@ def test_2d_correctors_are_translation_equivariant_and_grid_free(kind):
     assert model(None, y32, 0 * y32, 0.05).shape == y32.shape
     assert model(None, y[None], dy[None], 0.05).shape == (1, *y.shape)
     assert model.receptive_field in (5, 7)
+    # built for a 2-D system: its grid and the 2 pi square
+    from attsolver.correctors import AttSolverConv
+
+    built = AttSolverConv.for_system(NavierStokes2D(n=32), method="etdrk4", step_size=0.05)
+    assert built.state_shape == (32, 32) and built.grid_spacing == pytest.approx(2 * math.pi / 32)
 
 
 def test_2d_corrector_in_solve_zero_init_and_refusals():

@@ -3,7 +3,6 @@ fit; time features for non-autonomous systems; fit's check of its own result."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -89,7 +88,7 @@ def test_phase_features_let_a_corrector_learn_a_forcing():
     def forcing(t, y):
         return torch.cos(w * t) * torch.ones_like(y)
 
-    y0 = 5 * torch.randn(32, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y0 = 5 * torch.randn(16, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     d = generate_trajectories(forcing, y0, t_final=6.0, dt=h, progress=False)
     losses = {}
     for feats in (("y", "dy"), ("y", "cos:2", "sin:2")):
@@ -97,7 +96,7 @@ def test_phase_features_let_a_corrector_learn_a_forcing():
         m = attsolver.AttSolver(1, method="euler", step_size=h, features=feats, width=32, dtype=torch.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitCheckWarning)
-            hist = attsolver.fit(m, d, f=forcing, epochs=30, lr=3e-3, batch_size=64, progress=False)
+            hist = attsolver.fit(m, d, f=forcing, epochs=30, lr=3e-3, batch_size=64, progress=False, check=False)
         losses[feats] = hist.best_loss
     assert losses[("y", "cos:2", "sin:2")] < 0.05 * losses[("y", "dy")]
     # the time features reach the corrector inside solve: it depends on t at a fixed y
@@ -113,7 +112,7 @@ def test_phase_features_let_a_corrector_learn_a_forcing():
 def test_fit_warns_on_noise_dominated_targets_and_on_nothing_learned():
     """RK4 at h = 0.01 on Lorenz-63: the one-step error (~1e-8 of the spread) is far below 2 %
     observation noise, so the targets are noise and the loss stays at the zero level."""
-    d = generate_trajectories("lorenz63", 8, t_final=2.0, dt=0.01, spin_up=5.0, noise_level=0.02, progress=False)
+    d = generate_trajectories("lorenz63", 8, t_final=1.0, dt=0.01, spin_up=5.0, noise_level=0.02, progress=False)
     model = attsolver.AttSolver(3, method="rk4", step_size=0.01, width=16)
     with pytest.warns(FitCheckWarning) as rec:
         h = attsolver.fit(model, d, epochs=3, progress=False)
@@ -145,3 +144,14 @@ def test_noise_estimate_without_a_recorded_level():
         unknown = ratio(TrajectoryDataset.from_arrays(clean.t, noisy))
         assert unknown == pytest.approx(known, rel=0.2)
         assert (known - 1) * side > 0 and (unknown - 1) * side > 0
+
+
+def test_zero_level_of_a_rollout_loss_is_the_uncorrected_rollout():
+    """With rollout_steps=k the zero correction's loss is the uncorrected k-interval rollout's:
+    an untrained (exactly zero) corrector's validation loss equals it."""
+    d = generate_trajectories(attsolver.systems.make_system("linear"), 6, t_final=2.0, dt=0.2, progress=False)
+    model = attsolver.NeurVec(2, method="euler", step_size=0.2, width=8, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitCheckWarning)
+        h = attsolver.fit(model, d, epochs=1, lr=1e-12, rollout_steps=3, progress=False)
+    assert h.check["zero_loss"] == pytest.approx(h.val_loss[0], rel=1e-6)

@@ -212,7 +212,7 @@ def _cmd_solve(args) -> int:
     y0 = y0.to(dtype)
     with torch.no_grad():
         sol, stats = solve(system, y0, t, method=args.method, step_size=args.step, corrector=model,
-                           return_stats=True)
+                           return_stats=True, progress=not args.no_progress)
     y = sol.transpose(0, 1).to(torch.float64)
     name = args.system or getattr(system, "name", None) or getattr(system, "__name__", "f")
     what = f"{args.method}" + (f" h={args.step:g}" if args.step else "") + (" + corrector" if model else "")
@@ -304,5 +304,6 @@ def add_solve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="without --data: seed of the initial states")
     p.add_argument("--t-final", type=positive_float, default=None, help="without --data: final time")
     p.add_argument("--dt", type=positive_float, default=None, help="without --data: output interval")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
     p.set_defaults(func=guarded("solve", _cmd_solve))
     return p

@@ -173,7 +173,7 @@ class ConvCorrector(Corrector):
         """Build for a :class:`~attsolver.systems.SemilinearPDE`'s grid (``state_shape=(system.nx,)``)
         or a 2-D system's (``system.grid_shape``), with ``domain_length=system.length``;
         ``kwargs`` go to the constructor."""
-        shape = tuple(getattr(system, "grid_shape", (system.nx,)))
+        shape = tuple(system.grid_shape) if hasattr(system, "grid_shape") else (system.nx,)
         return cls(shape, domain_length=system.length, **kwargs)
 
     # ------------------------------------------------------------------ geometry

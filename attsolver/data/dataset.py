@@ -203,6 +203,13 @@ class TrajectoryDataset:
                 f"y must be [n_trajectories, n_times, *state], got shape {tuple(yt.shape)}; for one trajectory "
                 "pass y[None], for a scalar state y[..., None]"
             )
+        ok = torch.isfinite(yt.reshape(yt.shape[0], -1)).all(dim=1)
+        if not bool(ok.all()):
+            bad = (~ok).nonzero().flatten().tolist()
+            raise ValueError(
+                f"y has NaN or infinite values in trajectory index(es) {_listed(bad)}; drop those rows before "
+                "from_arrays (keep = numpy.isfinite(y).reshape(len(y), -1).all(1); y = y[keep]) or fill the gaps"
+            )
         cfg = dict(config or {})
         cfg.setdefault("generator", "TrajectoryDataset.from_arrays")
         cfg["noise_level_known"] = noise_level is not None

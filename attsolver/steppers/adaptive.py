@@ -20,6 +20,8 @@ _SCIPY_PASSTHROUGH = frozenset({"first_step", "max_step"})
 #: default cap on right-hand-side evaluations of the SciPy path: an unstable problem makes
 #: solve_ivp shrink its step without end, and this turns that into an error.
 DEFAULT_MAX_EVALUATIONS = 2_000_000
+#: default cap on torchdiffeq's accepted steps (its own default, 2^31, never ends in practice)
+DEFAULT_MAX_NUM_STEPS = 1_000_000
 
 
 class _Budget(Exception):
@@ -48,6 +50,7 @@ def _torchdiffeq_runner(name: str):
             # torchdiffeq's dopri8 dense output is far less accurate than its steps (1e-4
             # errors at rtol=1e-7 on Lorenz-63); stepping onto every output time avoids it.
             opts["step_t"] = t
+        opts.setdefault("max_num_steps", DEFAULT_MAX_NUM_STEPS)
         last = [float(t[0])]
 
         def g(tt, yy):
@@ -57,6 +60,12 @@ def _torchdiffeq_runner(name: str):
         try:
             return torchdiffeq.odeint(g, y0, t, rtol=rtol, atol=atol, method=name, options=opts or None)
         except AssertionError as e:  # torchdiffeq's way to say its step size underflowed
+            if "max_num_steps" in str(e):
+                raise RuntimeError(
+                    f"{name} took {opts['max_num_steps']} steps and reached only t={float(last[0]):.6g} of "
+                    f"[{float(t[0]):.6g}, {float(t[-1]):.6g}]: the problem may be unstable or very stiff, or "
+                    "rtol/atol too tight; check f, loosen the tolerances, or raise options['max_num_steps']"
+                ) from None
             if "underflow" not in str(e):
                 raise
             when = float(last[0])
