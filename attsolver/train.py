@@ -1009,7 +1009,7 @@ def _residual_to_noise(r: Tensor, y: Tensor, data, step: Callable[[Tensor], Tens
     A target ``r_n = y_{n+1} - Phi(y_n)`` carries the clean residual ``c_n`` plus the noise
     ``e_{n+1} - (Phi(y_n + e_n) - Phi(y_n))``, independent of ``c_n``, so ``mean r^2 = C + N``.
     With a known relative noise level ``sigma`` (noise ``sigma`` times each component's spread,
-    METHODS.md §1) ``N`` is measured by pushing a fresh draw of such noise through ``Phi``.
+    docs/guide/data.md) ``N`` is measured by pushing a fresh draw of such noise through ``Phi``.
     Unknown, it is estimated from the autocovariances ``g_k`` of successive residuals: the noise
     part ``e_{n+1} - e_n`` (``Phi ~ I``) has ``g_0 = 2 s^2``, ``g_1 = -s^2``, ``g_2 = 0``, while
     a smooth clean residual has ``g_k ~ C (1 - a k^2)``; ``3 g_0 - 4 g_1 + g_2 = 10 s^2``

@@ -115,6 +115,12 @@ def main(argv=None) -> int:
                 r["peak_over_result"] = r["peak_above_start_mb"] / r["result_mb"]
             print(key, name, r, flush=True)
         results.append({"case": key, "title": title, "rows": rows})
+    out = Path(args.out)
+    if args.cases != "all" and (out / "memory.json").exists():  # keep the cases not rerun
+        rerun = {c["case"] for c in results}
+        old = json.loads((out / "memory.json").read_text())["cases"]
+        results = [c for c in old if c["case"] not in rerun] + results
+        results.sort(key=lambda c: list(CASES).index(c["case"]))
     report = {"command": "python benchmarks/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
@@ -133,7 +139,6 @@ def main(argv=None) -> int:
             ratio = f"{r['peak_over_result']:.2f}×" if "peak_over_result" in r else "—"
             lines.append(f"| {name} | {r['result_mb']:.1f} | {r['peak_above_start_mb']:.1f} | {ratio} | {r['seconds']:.1f} |")
         lines.append("")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "memory.json", json.dumps(report, indent=2))
     atomic_write_text(out / "memory.md", "\n".join(lines))

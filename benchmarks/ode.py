@@ -10,7 +10,7 @@ correct) the suite
    coarse step divided by ``k`` (``k = 1`` is the classical coarse solver), RK4 at several
    steps and dopri5 over tolerances;
 3. for every training-set size × noise level × seed, draws training trajectories (their
-   own seeds), adds relative observation noise (METHODS.md §1), trains every corrector with
+   own seeds), adds relative observation noise (docs/guide/data.md), trains every corrector with
    the same recipe and scores its corrected coarse rollout on the test set: relative L2
    error up to ¼, ½ and all of the test horizon, MAPE, valid prediction time (chaotic
    systems), blow-up rate, rollout and training wall time, and the speed-up at equal

@@ -13,8 +13,7 @@ rounds are interleaved (each round runs every contender once) and the minimum pe
 is reported as microseconds per step (the median is in the JSON), with ratios
 ``peer time / attsolver time`` (< 1 means the peer is faster).
 
-    attsolver bench speed [--quick] [--out benchmarks/results]
-    python benchmarks/speed.py --quick
+    python benchmarks/speed.py [--quick] [--rounds N] [--cases lorenz63,lorenz96,burgers,ks] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -365,7 +364,9 @@ def to_markdown(report: dict) -> str:
         "Every contender's trajectory was checked equal to attsolver's before timing.  Figures are "
         "µs per solver step, the minimum over interleaved rounds (median in the JSON); first-call "
         "times (JIT / `torch.compile` compilation) are listed apart and are not in the per-step "
-        "figures.  `ratio` = best peer's time / attsolver's (< 1: the peer is faster).",
+        "figures.  `ratio` = best peer's time / attsolver's (< 1: the peer is faster).  For the "
+        "ETDRK4 cases `compile` runs the eager loop and says so (inductor generates no code for "
+        "complex arithmetic, and compiling made those steps 2-3x slower), so its row times the eager loop.",
         "",
         "| case | attsolver eager | attsolver compile | best peer | ratio (eager) | ratio (compile) |",
         "|---|---:|---:|---|---:|---:|",
@@ -379,7 +380,8 @@ def to_markdown(report: dict) -> str:
     lines.append("")
     for c in report["cases"]:
         ours = min(v["min"] for k, v in c["us_per_step"].items() if k.startswith("attsolver"))
-        lines += [f"## {c['title']}", "",
+        made = f"Made by `{c['command']}`.  " if c.get("command") else ""
+        lines += [f"## {c['title']}", "", made + "Sorted by time:", "",
                   "| contender | µs/step (min) | µs/step (median) | time / fastest attsolver | first call, s |",
                   "|---|---:|---:|---:|---:|"]
         for name, v in sorted(c["us_per_step"].items(), key=lambda kv: kv[1]["min"]):
@@ -391,8 +393,18 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _case_order(case: dict) -> tuple:
+    """lorenz63, lorenz96 by batch, burgers by nx, ks by nx."""
+    import re
+
+    name = case["case"]
+    kind = next(i for i, k in enumerate(("lorenz63", "lorenz96", "burgers", "ks")) if name.startswith(k))
+    size = re.findall(r"(\d+)$", name)
+    return kind, int(size[0]) if size and kind else 0
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench speed", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python benchmarks/speed.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results", help="folder for speed.md and speed.json")
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds, no compile rows")
@@ -433,8 +445,14 @@ def main(argv=None) -> int:
                 cases.append(case_spectral(kind, nx, rounds, 100 if args.quick else 400, use_compile))
     for c in cases:
         c["summary"] = summary_row(c)
+        c["command"] = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = Path(args.out)
+    if args.cases != "all" and (out / "speed.json").exists():  # keep the cases not rerun
+        rerun = {c["case"] for c in cases}
+        kept = [c for c in json.loads((out / "speed.json").read_text())["cases"] if c["case"] not in rerun]
+        cases = sorted(kept + cases, key=_case_order)
     report = {
-        "command": "attsolver bench speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
                     "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
@@ -442,7 +460,6 @@ def main(argv=None) -> int:
                     "xla_flags": os.environ.get("XLA_FLAGS", "")},
         "quick": args.quick, "rounds": rounds, "cases": cases, "notes": sorted(set(NOTES)),
     }
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "speed.json", json.dumps(report, indent=2))
     md = to_markdown(report)

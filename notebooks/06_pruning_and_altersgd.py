@@ -32,7 +32,7 @@
 # The pruning itself (the dependency graph that keeps residual additions consistent) is
 # torch-pruning's. Set `ATTSOLVER_FAST=1` for the short version CI runs.
 #
-# *Outputs committed here: the fast mode (`ATTSOLVER_FAST=1`); a full run was too slow for the shared 2-core machine they were executed on — run it yourself for the full-length figures.*
+# *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
 import os, copy, time

@@ -24,3 +24,12 @@ def test_every_benchmark_result_page_is_in_the_nav():
 def test_make_docs_builds_strict_and_ci_runs_it():
     assert "mkdocs build --strict" in (ROOT / "Makefile").read_text()
     assert "\nmake docs\n" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_no_citation_of_files_the_project_does_not_ship():
+    """Docstrings and docs cite docs/method.md and the guide pages, never the planning notes
+    (METHODS.md, DESIGN.md) that live outside the repository."""
+    cited = [str(p.relative_to(ROOT)) for folder in ("attsolver", "docs", "benchmarks")
+             for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md") and p.is_file()
+             and "results" not in p.parts and ("METHODS.md" in p.read_text() or "DESIGN.md" in p.read_text())]
+    assert not cited, f"cite docs/method.md or a docs/ page instead: {cited}"

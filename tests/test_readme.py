@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,13 @@ README = (ROOT / "README.md").read_text()
 
 #: README text -> what the test runs instead, to keep the default suite short.  Each must
 #: occur in the README (so the test cannot silently drift away from what a reader pastes).
-FAST_PYTHON = {"epochs=150": "epochs=3"}
-FAST_SHELL = {"--n 64": "--n 6", "--n 16": "--n 3", " -o lorenz_model.pt": " --epochs 2 -o lorenz_model.pt"}
+FAST_PYTHON = {"epochs=150": "epochs=3",
+               'corrector=model, out="lorenz_compare"': 'corrector=model, out="lorenz_compare", rounds=1, '
+                                                        'refinements=(1, 2, 4), rk4_refinements=(), dopri_rtols=(1e-4,)'}
+FAST_SHELL = {"--n 64": "--n 6", "--n 16": "--n 3", " -o lorenz_model.pt": " --epochs 2 -o lorenz_model.pt",
+              "--out lorenz_compare": "--out lorenz_compare --rounds 1 --refinements 1 2 --dopri-rtols 1e-4",
+              "--n 128": "--n 6", "--n 32": "--n 3", " -o duffing.pt": " --epochs 2 -o duffing.pt",
+              "--out duffing_compare": "--out duffing_compare --rounds 1 --refinements 1 2 --dopri-rtols 1e-4"}
 
 
 def _blocks(lang: str) -> list[str]:
@@ -73,13 +79,13 @@ def test_readme_shell_commands_form_a_consistent_workflow():
     for argv in commands:
         line = shlex.join(argv)
         if argv[1:3] == ["data", "generate"]:
-            system = argv[3]
+            system = _opt(argv, "--rhs") or argv[3]  # a user's f(t, y) stands for the system
             dt = float(_opt(argv, "--dt", default=SYSTEM_DEFAULTS.get(system, {}).get("dt", "nan")))
             data[_opt(argv, "-o", "--output")] = (system, dt)
         elif argv[1:3] == ["data", "info"]:
             assert argv[3] in data, f"`{line}` reads a file no earlier command wrote"
         elif argv[1] in ("train", "solve", "compare"):
-            system = argv[2]
+            system = _opt(argv, "--rhs") or argv[2]
             src = _opt(argv, "--data")
             if src is not None:
                 assert src in data, f"`{line}` reads {src}, which no earlier command wrote"
@@ -125,11 +131,14 @@ def test_readme_python_snippets_run_in_order(tmp_path):
     errors = {m.group(1): float(m.group(2)) for m in
               re.finditer(r"^(coarse RK4|corrected RK4)\s+relative error at t=1: (\S+)$", r.stdout, re.M)}
     assert set(errors) == {"coarse RK4", "corrected RK4"}, r.stdout
+    assert re.search(r"^verdict: .*speed-up at equal accuracy .*\((pays|does not pay)\)$", r.stdout, re.M), r.stdout
+    assert (tmp_path / "lorenz_compare" / "compare_work_precision.png").exists()
 
 
 @pytest.mark.slow  # five CLI start-ups and a training run: ~45 s on a loaded 2-core machine
 def test_readme_shell_workflow_runs(tmp_path):
     exe = Path(sys.executable).parent / "attsolver"
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # the user-rhs commands read examples/*.py
     for argv in _commands(FAST_SHELL):
         if argv[1] in ("train", "data") and argv[1:3] != ["data", "info"]:
             argv.append("--no-progress")

@@ -419,9 +419,9 @@ class LocalAttSolver(LocalCorrector):
         state_shape, method, step_size: as every corrector.
         periodic, lattice_axis, blocks, window, allow_other_size, mixed_precision: see
             :class:`LocalCorrector`.
-        features, width, depth, activation, attention, attention_input (``"body"`` or
-        ``"features"``), combine, lipschitz_cap, reduction, attention_kwargs, residual: as
-        :class:`~attsolver.correctors.AttSolver`.
+        features, width, depth, activation, attention, attention_input, combine: as
+            :class:`~attsolver.correctors.AttSolver` (``attention_input`` is ``"body"`` or ``"features"``).
+        lipschitz_cap, reduction, attention_kwargs, residual: as :class:`~attsolver.correctors.AttSolver`.
         dtype: parameter dtype.
     """
 
