@@ -227,6 +227,8 @@ def solve(
     if check_step is not None:
         check_step(y0, float(np.abs(h_int).max()), method)
     if corrector is not None:
+        if getattr(stepper, "fast_path", False):  # one arithmetic for every step: a corrector's
+            stepper.fast_path = False  # parameters would switch a spectral stepper's path mid-solve
         _check_corrector(corrector, method, h_int, n_sub, y0, t)
         if getattr(corrector, "check_compatible", None) is None:
             corrector = _CheckedCorrector(corrector, y0)

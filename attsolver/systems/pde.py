@@ -208,6 +208,20 @@ class SemilinearPDE(System):
         """
         return self._constants(dtype, device).symbol
 
+    def quadratic_nonlinearity(self, dtype: torch.dtype = torch.float64,
+                               device=None) -> tuple[Tensor, Tensor] | None:
+        """``(mask, g)`` with ``N_hat(v) = g * rfft(irfft(mask * v, n=nx) ** 2)``, or ``None``.
+
+        The optional structure the spectral steppers' fast path uses (it folds ``g`` and
+        ``mask`` into the ETDRK4 coefficients).  Burgers and Kuramoto–Sivashinsky return
+        their advection term's (complex, ``[nx//2+1]``); a system whose ``_make_nonlinear``
+        is anything else — including a subclass overriding theirs — returns ``None``.
+        """
+        if not getattr(type(self)._make_nonlinear, "_advective", False):
+            return None
+        k = self._constants(dtype, device).wavenumbers
+        return _advection_parts(self.dealias_cutoff, k)
+
     def dealias_mask(self, device=None) -> Tensor:
         """Boolean ``[nx//2+1]``: ``True`` for the modes the 2/3 rule keeps (``3 m < nx``)."""
         return torch.arange(self.modes, device=device) < self.dealias_cutoff
@@ -275,6 +289,22 @@ class SemilinearPDE(System):
         return (self.length / self.nx**2) * (w * k.square() * u_hat.abs().square()).sum(-1)
 
 
+def _advective(make_nonlinear):
+    """Mark a ``_make_nonlinear`` that builds :func:`_advection_nonlinearity` (see
+    :meth:`SemilinearPDE.quadratic_nonlinearity`); a subclass overriding it loses the mark."""
+    make_nonlinear._advective = True
+    return make_nonlinear
+
+
+def _advection_parts(cutoff: int, wavenumbers: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mask, g)`` of :func:`_advection_nonlinearity`: the 0/1 input mask of the modes the
+    2/3 rule keeps and the output multiplier ``-i k / 2`` on those modes (0 elsewhere)."""
+    kept = torch.arange(len(wavenumbers), device=wavenumbers.device) < cutoff
+    zero = torch.zeros_like(wavenumbers)
+    return (torch.complex(kept.to(wavenumbers.dtype), zero),
+            torch.complex(zero, torch.where(kept, -0.5 * wavenumbers, zero)))
+
+
 def _advection_nonlinearity(nx: int, cutoff: int, wavenumbers: Tensor) -> NonlinearOp:
     """``N(u) = -(1/2) (u^2)_x`` with 2/3-rule dealiasing, in Fourier space.
 
@@ -283,10 +313,7 @@ def _advection_nonlinearity(nx: int, cutoff: int, wavenumbers: Tensor) -> Nonlin
     are one precomputed complex multiplier.  Both multipliers are complex because
     complex-by-complex kernels beat the type-promoting complex-by-real ones.
     """
-    kept = torch.arange(len(wavenumbers), device=wavenumbers.device) < cutoff
-    zero = torch.zeros_like(wavenumbers)
-    mask = torch.complex(kept.to(wavenumbers.dtype), zero)
-    g = torch.complex(zero, torch.where(kept, -0.5 * wavenumbers, zero))
+    mask, g = _advection_parts(cutoff, wavenumbers)
     irfft, rfft = torch.fft.irfft, torch.fft.rfft
 
     def nonlinear(t: Tensor, u_hat: Tensor) -> Tensor:
@@ -329,6 +356,7 @@ class Burgers(SemilinearPDE):
     def _symbol(self, k: Tensor) -> Tensor:
         return -self.nu * k.square()
 
+    @_advective
     def _make_nonlinear(self, wavenumbers: Tensor) -> NonlinearOp:
         return _advection_nonlinearity(self.nx, self.dealias_cutoff, wavenumbers)
 
@@ -421,6 +449,7 @@ class KuramotoSivashinsky(SemilinearPDE):
         k2 = k.square()
         return k2 - k2.square()
 
+    @_advective
     def _make_nonlinear(self, wavenumbers: Tensor) -> NonlinearOp:
         return _advection_nonlinearity(self.nx, self.dealias_cutoff, wavenumbers)
 
