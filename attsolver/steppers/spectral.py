@@ -188,6 +188,9 @@ class _SpectralStepper(Stepper):
         #: whether steps may take the NumPy fast path where it applies (``solve`` turns it
         #: off for a corrected solve, so that every step runs the same arithmetic).
         self.fast_path = self._quadratic is not None
+        #: ``False`` when ``N`` ignores ``t`` (the declared autonomous advection term), so
+        #: ``solve`` may pass the same stage times to every step instead of making new ones.
+        self.needs_times = self._quadratic is None
         self._fast_cache: dict[float, tuple[np.ndarray, ...]] = {}
 
     def to_state(self, y: Tensor) -> Tensor:
