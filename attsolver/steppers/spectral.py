@@ -25,7 +25,13 @@ directly.  Steppers never import systems.
 The nonlinear term is the system's dealiased (2/3 rule) ``N_hat``.  The coefficients of a
 step size are computed once, in complex128 on the CPU, cast to the state's dtype and
 device, and cached per step size, so a step is four ``N_hat`` evaluations (two FFTs each)
-plus a handful of fused elementwise kernels.
+plus a handful of fused elementwise kernels.  For a system that declares its nonlinear term
+to be ``g * rfft(irfft(mask * v)^2)`` (Burgers, Kuramoto–Sivashinsky: see
+``SemilinearPDE.quadratic_nonlinearity``) and a float64 field on the CPU that carries no
+autograd graph, the steppers fold ``g`` and ``mask`` into their coefficients and run the
+step on NumPy arrays with NumPy's FFT (torch's CPU FFT costs ~3x more per call on one short
+field); the result equals the torch path's to round-off, and any state that needs gradients
+runs the torch path.
 
 References:
     S. M. Cox and P. C. Matthews, "Exponential time differencing for stiff systems",
