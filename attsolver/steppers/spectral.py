@@ -198,6 +198,7 @@ class _SpectralStepper(Stepper):
         #: ``solve`` may pass the same stage times to every step instead of making new ones.
         self.needs_times = self._quadratic is None
         self._fast_cache: dict[float, tuple[np.ndarray, ...]] = {}
+        self._scratch: tuple[np.ndarray, ...] | None = None
 
     def to_state(self, y: Tensor) -> Tensor:
         """``rfftn(y)`` over the spatial dims: ``[..., nx]`` -> ``[..., nx//2+1]`` complex
@@ -305,22 +306,34 @@ class ETDRK4(_SpectralStepper):
 
     def _fast_step(self, state: Tensor, h: float) -> Tensor:
         E, E2m, E2, Qg, Qg2, F1, F2, F3, mask = self._fast_coefficients(h)
-        nx, irfft, rfft = self.nx, np.fft.irfft, np.fft.rfft
+        nx, irfft, rfft, mul = self.nx, np.fft.irfft, np.fft.rfft, np.multiply
         v = state.numpy()
-        # stages are kept masked (a, b, c only ever enter N, which masks them first)
-        u = irfft(v * mask, nx)
-        Pv = rfft(u * u)
-        E2v = E2m * v
-        a = E2v + Qg * Pv
+        # scratch arrays reused from step to step (the result is always a fresh array)
+        if self._scratch is None or self._scratch[0].shape != v.shape:
+            self._scratch = tuple(np.empty(v.shape, np.complex128) for _ in range(5))
+        E2v, a, b, c, tmp = self._scratch
+        # the stages are kept masked (a, b, c only ever enter N, which masks them first)
+        u = irfft(mul(v, mask, out=tmp), nx)
+        Pv = rfft(mul(u, u, out=u))
+        mul(E2m, v, out=E2v)
+        mul(Qg, Pv, out=a)
+        a += E2v
         u = irfft(a, nx)
-        Pa = rfft(u * u)
-        b = E2v + Qg * Pa
+        Pa = rfft(mul(u, u, out=u))
+        mul(Qg, Pa, out=b)
+        b += E2v
         u = irfft(b, nx)
-        Pb = rfft(u * u)
-        c = E2 * a + Qg2 * Pb - Qg * Pv
+        Pb = rfft(mul(u, u, out=u))
+        mul(E2, a, out=c)  # c = E2 a + 2 Q g Pb - Q g Pv
+        c += mul(Qg2, Pb, out=tmp)
+        c -= mul(Qg, Pv, out=tmp)
         u = irfft(c, nx)
-        Pc = rfft(u * u)
-        out = E * v + F1 * Pv + F2 * (Pa + Pb) + F3 * Pc
+        Pc = rfft(mul(u, u, out=u))
+        out = E * v  # + f1 g Pv + 2 f2 g (Pa + Pb) + f3 g Pc
+        out += mul(F1, Pv, out=tmp)
+        Pa += Pb
+        out += mul(F2, Pa, out=tmp)
+        out += mul(F3, Pc, out=tmp)
         return torch.from_numpy(out)
 
     def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
