@@ -721,7 +721,7 @@ def _checked_rhs(f, *, compiled: bool = False):
     try:
         view = object.__new__(_checking_class(cls))
         object.__setattr__(view, "__dict__", f.__dict__)  # the same dict: not a copy
-    except TypeError:  # a class that cannot be subclassed or instantiated this way
+    except Exception:  # noqa: BLE001 - a class that cannot be subclassed or instantiated this way
         return f
     return view
 
