@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 #: modules in benchmarks/ that are tools, not suites
-_NOT_SUITES = {"__init__", "update_readme", "common"}
+_NOT_SUITES = {"__init__", "update_readme", "common", "ode_local_summary"}  # table tools, not suites
 
 
 def _cmd_methods(args) -> int:

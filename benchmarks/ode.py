@@ -174,6 +174,9 @@ CORRECTORS: dict[str, tuple[type, dict[str, Any]]] = {
     "LocalNeurVec": (LocalNeurVec, {}),
     "LocalHypersolver": (LocalHypersolver, {}),
     "LocalAttSolver": (LocalAttSolver, {}),
+    # design probe: a window of 13 sites, the reach of one RK4 step of Lorenz-96 (i-8 .. i+4)
+    "LocalNeurVec-w13": (LocalNeurVec, {"window": 13}),
+    "LocalAttSolver-w13": (LocalAttSolver, {"window": 13}),
 }
 DEFAULT_CORRECTORS = ("NeurVec", "Hypersolver", "AttSolver-add", "AttSolver-mul")
 

@@ -110,7 +110,7 @@ def noisy_table(rows: list[dict]) -> list[str]:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--log", default="benchmarks/results/ode_local/ode_progress.jsonl")
+    ap.add_argument("--log", default="benchmarks/results/ode_progress.jsonl")
     ap.add_argument("--cases", nargs="+", default=["lorenz96", "spring_chain"])
     ap.add_argument("--out", default="benchmarks/results/ode_local/summary.md")
     args = ap.parse_args(argv)

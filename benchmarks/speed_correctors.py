@@ -39,7 +39,7 @@ import torch
 import attsolver
 from attsolver._compile import clear_compile_cache, compile_stats
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalHypersolver, LocalNeurVec, NeurVec
-from attsolver._io import atomic_write_text
+from attsolver._io import AppendLog, atomic_write_text
 from attsolver.systems import Lorenz96, SpringChain
 
 CASES = {
@@ -116,14 +116,15 @@ def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int,
             ref = eager_out[k]
             if not bool(torch.isfinite(out).all()):
                 raise RuntimeError(f"{name} {precision}: {k} is not finite")
-            tol = 1e-4 if state_dtype == torch.float32 else 1e-9
+            tol = 1e-9 if precision == "float64" else 1e-4  # float32 arithmetic: rounding differs when fused
             torch.testing.assert_close(out, ref, rtol=tol, atol=tol, msg=f"{name} {precision} {k}: compiled != eager")
         if precision == "mixed":  # float32 correction on float64 states vs the all-float64 corrector
             for k, m in models.items():
                 ref_model = copy.deepcopy(m).double()
                 ref = attsolver.solve(system, y0, t, method=method, step_size=h, corrector=ref_model,
                                       options={"check_finite": False})
-                torch.testing.assert_close(eager_out[k], ref, rtol=1e-5, atol=1e-5)
+                # float32 rounding in the correction, grown by 32 steps of the (chaotic) dynamics
+                torch.testing.assert_close(eager_out[k], ref, rtol=1e-4, atol=1e-4)
         best = interleaved_min(fns, rounds)
     base = best["classical"]
     rows = []
@@ -158,6 +159,8 @@ def to_markdown(report: dict) -> str:
         res = {(r["precision"], r["mode"]): r for r in report["results"] if r["case"] == case}
         if not res:
             continue
+        empty = {"rows": [], "classical_us_per_step": None}
+        res = {c: res.get(c, empty) for c in cols}
         lines += [f"## {spec['title']}", "",
                   f"Target (issue 14): the default local corrector of each family <= {spec['target']:g}x.", "",
                   "| corrector | params | " + " | ".join(f"{p} {m}" for p, m in cols) + " |",
@@ -178,7 +181,7 @@ def to_markdown(report: dict) -> str:
             lines.append(f"| {fam} {form} | {n_params:,} | " + " | ".join(cells) + " |")
         lines.append("| classical step, µs | | " + " | ".join(_fmt(res[c]["classical_us_per_step"]) for c in cols) + " |")
         comp = [f"{p}: " + ", ".join(f"{x['family']} {x['form']} {x['compile_s']:.1f} s" for x in r["rows"])
-                for (p, m), r in res.items() if m == "compiled"]
+                for (p, m), r in res.items() if m == "compiled" and r["rows"]]
         if comp:
             lines += ["", "Compile time (first call, not in the figures): " + "; ".join(comp) + "."]
         lines.append("")
@@ -201,26 +204,36 @@ def main(argv=None) -> int:
     torch._dynamo.config.recompile_limit = 256
     torch._dynamo.config.cache_size_limit = 256
     rounds, steps, modes = (2, 8, ["eager"]) if args.quick else (args.rounds, args.steps, args.modes)
-    results = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # one record per (case, precision, mode), appended as it finishes: a run resumes, and runs of
+    # different cases may go on side by side
+    log = AppendLog(out / "speed_correctors_progress.jsonl")
     started = time.perf_counter()
     for case in args.cases:
         for precision in args.precisions:
             for mode in modes:
+                key = f"{case}|{precision}|{mode}|{rounds}|{steps}|{args.compile_chunk}"
+                if log.get(key) is not None:
+                    continue
                 clear_compile_cache()
                 r = run_case(case, precision, mode == "compiled", rounds, steps, ("dense", "local"), args.compile_chunk)
-                results.append(r)
+                log.add({"key": key, **r})
                 print(f"{case} {precision} {mode}: classical {r['classical_us_per_step']:.0f} us/step; "
                       + ", ".join(f"{x['family']} {x['form']} {x['multiple']:.2f}x" for x in r["rows"]), flush=True)
+    log = AppendLog(out / "speed_correctors_progress.jsonl")  # with what other runs added meanwhile
+    suffix = f"|{rounds}|{steps}|{args.compile_chunk}"
+    results = [{k: v for k, v in r.items() if k != "key"} for r in log.records.values() if r["key"].endswith(suffix)]
     report = {
         "command": "python benchmarks/speed_correctors.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, numpy {np.__version__}, "
                    f"Python {platform.python_version()}",
-        "rounds": rounds, "steps": steps, "compile_chunk": args.compile_chunk, "cases": args.cases, "precisions": args.precisions,
+        "rounds": rounds, "steps": steps, "compile_chunk": args.compile_chunk,
+        "cases": [c for c in CASES if any(r["case"] == c for r in results)],
+        "precisions": [p for p in PRECISIONS if any(r["precision"] == p for r in results)],
         "wall_s": time.perf_counter() - started, "results": results,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "speed_correctors.json", json.dumps(report, indent=2))
     md = to_markdown(report)
     atomic_write_text(out / "speed_correctors.md", md)

@@ -293,6 +293,7 @@ def test_local_correctors_from_the_command_line(tmp_path, capsys):
 def test_mixed_precision_runs_a_float32_network_on_float64_states():
     system = Lorenz96(N=16)
     model = randomize(LocalAttSolver.for_system(system, method="rk4", step_size=0.1, dtype=torch.float32))
+    model.requires_grad_(False)
     y0 = system.sample_initial(3, generator=torch.Generator().manual_seed(8))
     t = torch.linspace(0, 0.5, 6, dtype=torch.float64)
     with pytest.raises(TypeError, match="float64.*float32"):
