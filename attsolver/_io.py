@@ -10,6 +10,9 @@ vision, pruning and the benchmarks all use.
 * Integrity: :func:`seal_payload` / :func:`verify_payload` (checkpoints: a digest over the
   whole nested payload, tensors included), :func:`file_digest` (HDF5 files: a digest of the
   bytes), per-record checks in :class:`AppendLog`.  A mismatch is an :class:`IntegrityError`.
+* :func:`save_checkpoint` / :func:`load_checkpoint`: every ``.pt`` file attsolver writes
+  (correctors, ``fit``, vision training, the search supernet, pruned models) goes through
+  these two — sealed, written atomically, read with ``weights_only=True`` and verified.
 * :class:`AppendLog`: an fsynced append-only JSON-lines log that survives a crash mid-line.
 """
 
@@ -32,7 +35,7 @@ from typing import Any
 __all__ = [
     "atomic_path", "atomic_write_text", "AppendLog", "IntegrityError", "DiskFullError",
     "open_regular", "require_regular_file", "payload_digest", "seal_payload", "verify_payload",
-    "file_digest", "remove_stale_temps", "is_disk_full",
+    "file_digest", "remove_stale_temps", "is_disk_full", "save_checkpoint", "load_checkpoint",
 ]
 
 #: key under which :func:`seal_payload` stores its digest
@@ -376,6 +379,75 @@ def verify_payload(payload: Any, source: str) -> dict[str, Any]:
             "(bit rot, a bad copy or an edit); restore it from a good copy or re-create it"
         )
     return body
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plain types and tensors) to ``path`` with ``torch.save``: sealed with
+    :func:`seal_payload` and written atomically (:func:`atomic_path`).  Read it back with
+    :func:`load_checkpoint`.  Returns the path."""
+    import torch
+
+    path = Path(path)
+    sealed = seal_payload(payload)
+    with atomic_path(path) as tmp:
+        torch.save(sealed, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint", map_location: Any = "cpu",
+                    check: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
+    """Read a file written by :func:`save_checkpoint`: ``torch.load(..., weights_only=True)``
+    (never arbitrary pickled code), then the seal verified; returns the payload without it.
+
+    ``check(payload, source)`` validates the format (raising ``ValueError``); it runs after the
+    seal is verified, so a damaged file is always an :class:`IntegrityError` — except for a
+    file with no seal (or a seal of a newer attsolver's algorithm), which is checked first so
+    that a foreign or newer file is named as such.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a FIFO/device/directory, or ``check`` refused the content.
+        IntegrityError: unreadable (damaged, truncated), holding pickled objects other than
+            tensors and plain values, or its content does not match its checksum.
+    """
+    import torch
+
+    path = Path(path)
+    source = str(path)
+    with open_regular(path, f"{what} file") as fh:
+        try:
+            payload = torch.load(fh, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+            raise IntegrityError(f"{path} is not a readable attsolver {what} ({torch_load_failure(e)})") from None
+    seal = payload.get(INTEGRITY_KEY) if isinstance(payload, dict) else None
+    # sealed by this version's algorithm: verify first (a damaged format field is damage, too);
+    # otherwise (no seal, or one from a newer attsolver) let ``check`` say what the file is
+    sealed = isinstance(seal, dict) and seal.get("algorithm") == _DIGEST_ALGORITHM
+    if check is not None and not sealed:
+        check(payload, source)
+    try:
+        body = verify_payload(payload, source)
+    except IntegrityError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged payload can hold anything weights_only admits
+        raise IntegrityError(f"{path}: cannot verify its checksum ({type(e).__name__}: {e}); the file is damaged") from None
+    if check is not None and sealed:
+        check(body, source)
+    return body
+
+
+def torch_load_failure(e: BaseException) -> str:
+    """Why ``torch.load`` failed, without relaying torch's advice to retry with
+    ``weights_only=False`` (which would run whatever code the file holds)."""
+    text = str(e).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        found = [ln.strip() for ln in text.splitlines() if "Unsupported" in ln or "unsupported" in ln]
+        what = f" ({found[0][:160]})" if found else ""
+        return ("refused: it holds pickled Python objects other than tensors and plain values"
+                f"{what}; attsolver checkpoints never do, so it was not written by attsolver or has been "
+                "tampered with — do not load it")
+    reason = text.splitlines()[0][:200] if text else type(e).__name__
+    return f"corrupted, truncated, or not written by attsolver: {type(e).__name__}: {reason}"
 
 
 def file_digest(fh, *, start: int = 0, length: int | None = None, chunk: int = 1 << 20) -> str:

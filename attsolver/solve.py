@@ -180,7 +180,7 @@ def solve(
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
     _check_f(f, y0, t_f)
-    f = _checked_rhs(f)
+    f = _checked_rhs(f, compiled=bool(options.get("compile", False)))
 
     if spec.kind == "adaptive":
         if step_size is not None:
@@ -672,28 +672,66 @@ def _time_eps(t: Tensor) -> float:
     return float(torch.finfo(t.dtype).eps)
 
 
-def _checked_rhs(f):
-    """A plain Python ``f`` (a function, lambda, bound method or partial) with every output
-    checked for y's shape and dtype: a later call returning a broadcastable shape would
-    otherwise be broadcast silently.  Systems and modules (objects with their own
-    attributes, which the steppers may read) are passed through unchanged."""
-    plain = isinstance(f, (types.FunctionType, functools.partial)) or (
-        isinstance(f, types.MethodType) and not isinstance(f.__self__, torch.nn.Module))
-    if not plain:
-        return f
+def _check_rhs_output(out, t, y) -> None:
+    if not isinstance(out, Tensor) or out.shape != y.shape or out.dtype != y.dtype:
+        what = (type(out).__name__ if not isinstance(out, Tensor)
+                else f"shape {tuple(out.shape)}, dtype {out.dtype}")
+        raise ValueError(
+            f"f(t, y) returned {what} for y of shape {tuple(y.shape)}, dtype {y.dtype} "
+            f"(at t={float(t.detach() if isinstance(t, Tensor) else t):.6g}); "
+            "f must return dy/dt with y's shape and dtype on every call"
+        )
 
-    def rhs(t, y):
-        out = f(t, y)
-        if not isinstance(out, Tensor) or out.shape != y.shape or out.dtype != y.dtype:
-            what = (type(out).__name__ if not isinstance(out, Tensor)
-                    else f"shape {tuple(out.shape)}, dtype {out.dtype}")
-            raise ValueError(
-                f"f(t, y) returned {what} for y of shape {tuple(y.shape)}, dtype {y.dtype} (at t={float(t):.6g}); "
-                "f must return dy/dt with y's shape and dtype on every call"
-            )
+
+@functools.lru_cache(maxsize=64)
+def _checking_class(cls: type) -> type:
+    """A subclass of ``cls`` whose ``__call__`` checks every output (see :func:`_checked_rhs`)."""
+    base_call = cls.__call__
+
+    def __call__(self, t, y):
+        out = base_call(self, t, y)
+        _check_rhs_output(out, t, y)
         return out
 
-    return rhs
+    return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__, "__slots__": ()})
+
+
+def _checked_rhs(f, *, compiled: bool = False):
+    """``f`` with every output checked for y's shape and dtype: a later call returning a
+    broadcastable shape would otherwise be broadcast silently.
+
+    * A plain Python ``f`` (a function, lambda, bound method or partial) is wrapped.
+    * A user-defined instance (a :class:`~attsolver.systems.System` subclass, an
+      ``nn.Module``, any object with ``__call__``) becomes a view of the same object: an
+      instance of a subclass of its class that shares its ``__dict__``, so ``isinstance``,
+      every attribute the steppers read, parameters and buffers are those of ``f`` itself.
+    * Attsolver's own systems (tested) and objects without a ``__dict__`` pass unchanged,
+      and so does everything under ``options["compile"]`` (the compiled-loop cache is keyed
+      by ``f``'s identity; a fresh wrapper per call would recompile every solve).  These are
+      still checked on their first call.
+    """
+    if compiled:
+        return f
+    plain = isinstance(f, (types.FunctionType, functools.partial)) or (
+        isinstance(f, types.MethodType) and not isinstance(f.__self__, torch.nn.Module))
+    if plain:
+        def rhs(t, y):
+            out = f(t, y)
+            _check_rhs_output(out, t, y)
+            return out
+
+        return rhs
+    cls = type(f)
+    if (cls.__module__ or "").startswith("attsolver.") or isinstance(f, types.BuiltinFunctionType) \
+            or not isinstance(getattr(f, "__dict__", None), dict) or getattr(cls, "__slots__", None):
+        return f
+    try:
+        view = object.__new__(_checking_class(cls))
+        object.__setattr__(view, "__dict__", f.__dict__)  # the same dict: not a copy
+    except Exception:  # noqa: BLE001 - a class that cannot be subclassed or instantiated this way
+        return f
+    return view
 
 
 def _step_grid(t_np: np.ndarray, step_size, *, time_eps: float = 0.0, max_steps: int = DEFAULT_MAX_STEPS,

@@ -651,11 +651,9 @@ def _load_for_resume(path: Path, corrector: Corrector, settings: dict[str, Any])
 
 
 def _write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from ._io import atomic_path, seal_payload
+    from ._io import save_checkpoint
 
-    payload = seal_payload(payload)  # verified by read_checkpoint on resume
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint(path, payload)  # sealed; verified by read_checkpoint on resume
 
 
 def _clone_state(module: nn.Module) -> dict[str, Tensor]:

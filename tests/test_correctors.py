@@ -16,6 +16,7 @@ from attsolver.correctors import (
     AttSolver, Corrector, Hypersolver, NeurVec, list_correctors, load_corrector, get_corrector_class,
 )
 from attsolver.correctors.base import SCHEMA_VERSION
+from attsolver._io import seal_payload, verify_payload
 from attsolver.nn import list_attention, make_attention, refresh_spectral_caps, spectral_norm_of
 from attsolver.systems import Lorenz63
 
@@ -322,9 +323,9 @@ def test_load_refuses_another_class(tmp_path):
 def test_load_refuses_newer_schema_foreign_and_corrupted_files(tmp_path):
     model = build("NeurVec-tanh")
     path = model.save(tmp_path / "m.pt")
-    ckpt = torch.load(path, weights_only=True)
+    ckpt = verify_payload(torch.load(path, weights_only=True), "m.pt")
     ckpt["schema_version"] = SCHEMA_VERSION + 1
-    torch.save(ckpt, tmp_path / "newer.pt")
+    torch.save(seal_payload(ckpt), tmp_path / "newer.pt")  # as a newer attsolver would write it
     with pytest.raises(ValueError, match="newer attsolver"):
         load_corrector(tmp_path / "newer.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")

@@ -553,3 +553,47 @@ def test_f_is_checked_on_every_call_not_only_the_first(method):
     with pytest.raises(ValueError, match=r"f\(t, y\) returned shape \(1, 2\).*on every call"):
         solve(f, torch.ones(3, 2, dtype=torch.float64), torch.linspace(0, 1, 11, dtype=torch.float64),
               method=method)
+
+
+class _LateBroadcastModule(torch.nn.Module):
+    """dy/dt = -w*y, but from its 10th call on it returns one row (broadcastable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.w = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+
+    def forward(self, t, y):
+        self.calls += 1
+        out = -y * self.w
+        return out if self.calls < 10 else out[:1]
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_instance_f_is_checked_on_every_call_and_keeps_its_identity(method):
+    """A System subclass or an nn.Module as f is checked on every call too, and the steppers
+    see the object itself: its state (here the call count) is the user's object's."""
+    from attsolver.systems import Lorenz63
+
+    y = torch.ones(3, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    m = _LateBroadcastModule()
+    with pytest.raises(ValueError, match=r"f\(t, y\) returned shape \(1, 2\).*on every call"):
+        solve(m, y, t, method=method)
+    assert m.calls == 10  # counted on the user's module, not on a copy
+
+    class Late(Lorenz63):  # a user's System subclass
+        def __call__(self, t, y):
+            self.n = getattr(self, "n", 0) + 1
+            out = super().__call__(t, y)
+            return out if self.n < 10 else out.to(torch.float32)
+
+    with pytest.raises(ValueError, match=r"dtype torch.float32 for y .* dtype torch.float64"):
+        solve(Late(), torch.ones(3, dtype=torch.float64), t, method=method)
+
+    class Fine(Lorenz63):
+        pass
+
+    y0 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    assert torch.equal(solve(Fine(), y0, t, method=method, step_size=0.01 if method == "rk4" else None),
+                       solve(Lorenz63(), y0, t, method=method, step_size=0.01 if method == "rk4" else None))

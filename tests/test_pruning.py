@@ -415,11 +415,14 @@ def test_cli_bad_input(capsys, args, match):
 def test_cli_run_prunes_and_reports(tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = cli_main(["prune", "run", "--dataset", "digits", "--epochs", "1", "--criterion", "l1", "--ratio", "0.25",
-                   "--finetune-epochs", "1", "--no-progress", "-o", str(out), "--threads", "1"])
+                   "--finetune-epochs", "1", "--no-progress", "-o", str(out), "--threads", "1",
+                   "--save-model", str(tmp_path / "p.pt")])
     assert rc == 0
     s = json.loads(out.read_text())
     assert s["params_after"] < s["params_before"] and 0.0 <= s["test_acc_finetuned"] <= 1.0
     assert s["pruning_ratio"] == 0.25
+    from attsolver.pruning import load_pruned_model  # a checksummed weights_only file, rebuilt exactly
+    assert sum(p.numel() for p in load_pruned_model(tmp_path / "p.pt").parameters()) == s["params_after"]
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import torch
 
 import attsolver
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec, load_corrector
+from attsolver._io import seal_payload, verify_payload
 from attsolver.correctors.base import SCHEMA_VERSION, read_checkpoint
 from attsolver.data import TrajectoryDataset, generate_trajectories
 from attsolver.systems import LinearSystem, Lorenz63
@@ -305,9 +306,9 @@ def test_checkpoint_problems_are_refused_and_leave_the_file(linear_data, tmp_pat
     assert path.read_bytes() == saved
 
     newer = tmp_path / "newer.pt"
-    ckpt = torch.load(path, weights_only=True)
+    ckpt = verify_payload(torch.load(path, weights_only=True), str(path))
     ckpt["schema_version"] = SCHEMA_VERSION + 1
-    torch.save(ckpt, newer)
+    torch.save(seal_payload(ckpt), newer)  # as a newer attsolver would write it
     newer_bytes = newer.read_bytes()
     with pytest.raises(ValueError, match="newer attsolver"):
         quick_fit(model(), train, checkpoint=newer, resume=True)

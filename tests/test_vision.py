@@ -364,7 +364,7 @@ def test_checkpoint_misuse_is_refused(tiny, tmp_path):
         train_classifier(CifarResNet(8, 3, in_channels=1, attention="dia"), tiny, checkpoint=tmp_path / "c.pt",
                          resume=True, **kw)
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="not a readable vision checkpoint"):
+    with pytest.raises(ValueError, match="not a readable attsolver vision checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         train_classifier(CifarResNet(8, 3, in_channels=1), tiny, resume=True, **kw)

@@ -404,6 +404,16 @@ def test_cli_search_resumes_and_refuses_bad_input(tmp_path, capsys):
     assert _cli(argv + ["--resume"]) == 0
     assert "4 masks evaluated (0 new" in capsys.readouterr().out
     assert json.loads((out / "search.json").read_text())["results"] == summary["results"]
+    from attsolver._io import load_checkpoint
+
+    raw = bytearray((out / "supernet.pt").read_bytes())  # a damaged supernet: one line, exit 2
+    weights = max(load_checkpoint(out / "supernet.pt")["model"].values(), key=lambda v: v.numel())
+    at = bytes(raw).find(weights.numpy().tobytes())
+    assert at >= 0
+    raw[at + 5] ^= 0x04  # inside the stored weights
+    (out / "supernet.pt").write_bytes(bytes(raw))
+    assert _cli(argv + ["--resume"]) == 2
+    assert "supernet.pt" in capsys.readouterr().err
     assert _cli(argv[:-1] + [str(tmp_path / "b0"), "--budget", "0"]) == 2
     assert "budget (masks to evaluate) must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "b0" / "supernet.pt").exists()  # refused before any training

@@ -411,14 +411,11 @@ class Corrector(nn.Module):
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the corrector to ``path`` atomically (temporary file + rename); returns the path."""
-        from .._io import atomic_path, seal_payload
+        """Write the corrector to ``path`` atomically (temporary file + rename), with a checksum
+        of the whole payload verified on load; returns the path."""
+        from .._io import save_checkpoint
 
-        path = Path(path)
-        payload = seal_payload(self.checkpoint_dict())  # a checksum of the whole payload, verified on load
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        return save_checkpoint(path, self.checkpoint_dict())
 
     @classmethod
     def from_checkpoint_dict(cls, ckpt: dict[str, Any], *, source: str = "checkpoint") -> Corrector:
@@ -478,36 +475,11 @@ class Corrector(nn.Module):
 
 def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with every failure turned into a clear error,
-    and the payload's checksum verified (a damaged file is an error, never other weights)."""
-    from .._io import IntegrityError, open_regular, verify_payload
+    and the payload's checksum verified (a damaged file is an
+    :class:`~attsolver.IntegrityError`, never other weights)."""
+    from .._io import load_checkpoint
 
-    path = Path(path)
-    with open_regular(path, "checkpoint file") as fh:
-        try:
-            ckpt = torch.load(fh, map_location=map_location, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-            raise ValueError(f"{path} is not a readable attsolver checkpoint ({_load_failure(e)})") from None
-    _check_format(ckpt, str(path))
-    try:
-        return verify_payload(ckpt, str(path))
-    except IntegrityError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a damaged payload can hold anything weights_only admits
-        raise IntegrityError(f"{path}: cannot verify its checksum ({type(e).__name__}: {e}); the file is damaged") from None
-
-
-def _load_failure(e: BaseException) -> str:
-    """Why ``torch.load`` failed, without relaying torch's advice to retry with
-    ``weights_only=False`` (which would run whatever code the file holds)."""
-    text = str(e).strip()
-    if "weights only load failed" in text.lower() or "weights_only" in text:
-        found = [ln.strip() for ln in text.splitlines() if "Unsupported" in ln or "unsupported" in ln]
-        what = f" ({found[0][:160]})" if found else ""
-        return ("refused: it holds pickled Python objects other than tensors and plain values"
-                f"{what}; attsolver checkpoints never do, so it was not written by attsolver or has been "
-                "tampered with — do not load it")
-    reason = text.splitlines()[0][:200] if text else type(e).__name__
-    return f"corrupted, truncated, or not written by attsolver: {type(e).__name__}: {reason}"
+    return load_checkpoint(path, what="checkpoint", map_location=map_location, check=_check_format)
 
 
 def _check_format(ckpt: Any, source: str) -> None:

@@ -31,6 +31,7 @@ _WHERE = {
     "prune": ("PruneReport", "accuracy", "calibrate_blend", "check_ratio", "clone_with_grads", "compare_latency",
               "heldout_split", "measure_latency", "model_cost", "prune_model", "ratio_for_reduction",
               "recalibrate_bn"),
+    "saved": ("save_pruned_model", "load_pruned_model"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -60,4 +61,5 @@ __all__ = [
     "evolve", "EvolutionResult",
     "prune_model", "PruneReport", "model_cost", "ratio_for_reduction", "recalibrate_bn", "accuracy",
     "heldout_split", "calibrate_blend", "clone_with_grads", "measure_latency", "compare_latency", "check_ratio",
+    "save_pruned_model", "load_pruned_model",
 ]

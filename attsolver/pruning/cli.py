@@ -126,9 +126,8 @@ def _cmd_run(args) -> int:
                          milestones=[args.finetune_epochs // 2], progress=not args.no_progress)
     summary["test_acc_finetuned"] = accuracy(pruned, x_te, y_te)
     if args.save_model:
-        from .._io import atomic_path
-        with atomic_path(Path(args.save_model)) as tmp:
-            torch.save(pruned, tmp)  # the whole module: its shapes differ from any constructor's
+        from .saved import save_pruned_model
+        save_pruned_model(args.save_model, pruned, example)  # checksummed; load_pruned_model rebuilds it
     if args.output:
         atomic_write_text(args.output, json.dumps(summary, indent=2, default=float))
     print(f"{args.criterion}: ratio {ratio:.3f}, params {report.params_before:,} -> {report.params_after:,}, "
@@ -169,7 +168,7 @@ def add_prune_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--save-model", default=None, help="write the pruned model (torch.save of the module)")
+    p.add_argument("--save-model", default=None, help="write the pruned model (read it with attsolver.pruning.load_pruned_model)")
     p.add_argument("-o", "--output", default=None, help="JSON summary")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o")
     p.add_argument("--no-progress", action="store_true")

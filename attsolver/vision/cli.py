@@ -79,11 +79,11 @@ def _cmd_train(args) -> int:
 def _cmd_search(args) -> int:
     import torch
 
-    from .._io import atomic_path, atomic_write_text
+    from .._io import atomic_write_text
     from .data import load_image_data
     from .resnet import check_connection, connection_key, count_parameters, make_model
     from .search import (MaskEvaluator, _check_budget, holdout_split, make_reward, random_search,
-                         reinforce_search, train_supernet)
+                         load_supernet, reinforce_search, save_supernet, train_supernet)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,18 +106,18 @@ def _cmd_search(args) -> int:
     print(f"{args.model} with attention {args.attention!r}: {model.num_blocks} blocks, {2 ** model.num_blocks:,} masks, "
           f"{count_parameters(model):,} parameters; {split}", file=sys.stderr)
     if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("config") != model.config():
-            raise CLIError(f"{ckpt} holds a supernet for {state.get('config')}, not for these settings; use another --out")
-        model.load_state_dict(state["model"])
+        try:
+            load_supernet(ckpt, model)  # checksum verified: a damaged file is an IntegrityError
+        except ValueError as e:
+            if type(e) is not ValueError:  # IntegrityError: report as it is
+                raise
+            raise CLIError(f"{e} (or remove {ckpt} to train it again)") from None
         print(f"supernet: loaded {ckpt}", file=sys.stderr)
     else:
         hist = train_supernet(model, split, epochs=args.supernet_epochs, p=args.p, batch_size=args.batch_size,
                               lr=args.lr, milestones=args.milestones, augment=not args.no_augment, seed=args.seed,
                               calibration=args.bn_calibration, progress=not args.no_progress, device=args.device)
-        with atomic_path(ckpt) as tmp:
-            torch.save({"config": model.config(), "model": model.state_dict(),
-                        "history": hist.__dict__}, tmp)
+        save_supernet(ckpt, model, hist)
         print(f"supernet: {args.supernet_epochs} epochs in {hist.wall_time_s:.0f} s; held-out accuracy all connected "
               f"{hist.holdout_acc_full[-1]:.4f}, none connected {hist.holdout_acc_none[-1]:.4f}", file=sys.stderr)
     model.to(args.device)

@@ -47,14 +47,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._io import AppendLog
+from .._io import AppendLog, load_checkpoint, save_checkpoint
 from .data import ImageData
 from .resnet import CifarResNet, check_connection, connection_key
 from .train import augment_batch, default_milestones, lr_at
 
 __all__ = ["holdout_split", "sample_mask", "train_supernet", "SupernetHistory", "evaluate_mask",
            "measure_latency", "MaskEvaluator", "make_reward", "MaskPolicy", "SearchResult",
-           "reinforce_search", "random_search", "random_masks_like"]
+           "reinforce_search", "random_search", "random_masks_like", "save_supernet", "load_supernet"]
 
 Mask = tuple[int, ...]
 
@@ -117,6 +117,42 @@ class SupernetHistory:
     holdout_acc_none: list[float] = field(default_factory=list)
     mean_connected: float = math.nan
     wall_time_s: float = 0.0
+
+
+SUPERNET_FORMAT = "attsolver-vision-supernet"
+
+
+def save_supernet(path: str | Path, model: CifarResNet, history: SupernetHistory | None = None) -> Path:
+    """Write a trained supernet (config, weights, training history) atomically, with a checksum
+    that :func:`load_supernet` verifies."""
+    from dataclasses import asdict
+
+    payload = {"format": SUPERNET_FORMAT, "config": model.config(),
+               "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "history": asdict(history) if history is not None else None}
+    return save_checkpoint(path, payload)
+
+
+def _check_supernet(ckpt: Any, source: str) -> None:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != SUPERNET_FORMAT or "model" not in ckpt:
+        raise ValueError(f"{source} is not an attsolver supernet (format {SUPERNET_FORMAT!r}); "
+                         "write one with save_supernet (``attsolver vision search`` does)")
+
+
+def load_supernet(path: str | Path, model: CifarResNet) -> dict[str, Any]:
+    """Load the weights :func:`save_supernet` wrote into ``model`` (built with the same config);
+    returns the verified payload.
+
+    Raises:
+        IntegrityError: the file is damaged (its content does not match its checksum).
+        ValueError: not a supernet file, or written for another model config.
+    """
+    ckpt = load_checkpoint(path, what="supernet", check=_check_supernet)
+    if ckpt.get("config") != model.config():
+        raise ValueError(f"{path} holds a supernet for {ckpt.get('config')}, not for {model.config()}; "
+                         "use another output folder")
+    model.load_state_dict(ckpt["model"])
+    return ckpt
 
 
 def train_supernet(model: CifarResNet, data: ImageData, *, epochs: int, p: float = 0.5, batch_size: int = 128,

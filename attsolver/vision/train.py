@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._io import atomic_path
+from .._io import load_checkpoint as _load_sealed
+from .._io import save_checkpoint
 from .data import ImageData
 
 __all__ = ["train_classifier", "evaluate", "augment_batch", "VisionHistory", "CHECKPOINT_FORMAT",
@@ -108,22 +109,26 @@ def evaluate(model: nn.Module, data: ImageData, *, split: str = "test", batch_si
     return loss_sum / n, correct / n
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A vision checkpoint, loaded with ``weights_only=True``; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- torch raises many types for damaged files
-        raise ValueError(f"{path} is not a readable vision checkpoint ({type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
+def _check_vision_format(ckpt: Any, source: str) -> None:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an attsolver vision checkpoint (format {CHECKPOINT_FORMAT!r}); "
+        raise ValueError(f"{source} is not an attsolver vision checkpoint (format {CHECKPOINT_FORMAT!r}); "
                          "write one with train_classifier(..., checkpoint=path)")
-    if ckpt.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} was written by a newer attsolver (vision checkpoint version {ckpt['version']})")
-    return ckpt
+    version = ckpt.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{source} has an invalid vision checkpoint version {version!r}; the file is damaged")
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(f"{source} was written by a newer attsolver (vision checkpoint version {version})")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A vision checkpoint, loaded with ``weights_only=True`` and its checksum verified.
+
+    Raises:
+        FileNotFoundError: no such file.
+        IntegrityError: damaged (unreadable, or its content does not match its checksum).
+        ValueError: not a vision checkpoint, or from a newer attsolver.
+    """
+    return _load_sealed(path, what="vision checkpoint", check=_check_vision_format)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -272,5 +277,4 @@ def _save(path: Path, model, optimizer, generator, history: VisionHistory, setti
         "model_config": settings["model"], "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": asdict(history),
     }
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    save_checkpoint(path, ckpt)  # sealed: verified by load_checkpoint on resume
