@@ -46,6 +46,21 @@ from .base import Corrector, check_positive_int, register_corrector
 __all__ = ["PeriodicConv1d", "PeriodicConv2d", "ConvCorrector", "NeurVecConv", "AttSolverConv"]
 
 
+def _odd_stencil(kernel_size: int) -> int:
+    kernel_size = check_positive_int("kernel_size", kernel_size)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (a centred periodic stencil), got {kernel_size}")
+    return kernel_size
+
+
+def _finish_periodic(conv: nn.Module, zero_init: bool) -> None:
+    """The periodic convolutions' common set-up: the wrap width and an optional exact zero."""
+    conv.wrap = conv.kernel_size[0] // 2
+    if zero_init:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+
+
 class PeriodicConv1d(nn.Conv1d):
     """``Conv1d`` on a periodic domain: the input ``[B, C, X]`` is wrapped around by
     ``kernel_size // 2`` points on each side before a 'valid' convolution, so the output has
@@ -61,14 +76,8 @@ class PeriodicConv1d(nn.Conv1d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, zero_init: bool = False,
                  dtype: torch.dtype | None = None):
-        kernel_size = check_positive_int("kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (a centred periodic stencil), got {kernel_size}")
-        super().__init__(in_channels, out_channels, kernel_size, padding=0, dtype=dtype)
-        self.wrap = kernel_size // 2
-        if zero_init:
-            nn.init.zeros_(self.weight)
-            nn.init.zeros_(self.bias)
+        super().__init__(in_channels, out_channels, _odd_stencil(kernel_size), padding=0, dtype=dtype)
+        _finish_periodic(self, zero_init)
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.wrap
@@ -92,14 +101,8 @@ class PeriodicConv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, zero_init: bool = False,
                  dtype: torch.dtype | None = None):
-        kernel_size = check_positive_int("kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (a centred periodic stencil), got {kernel_size}")
-        super().__init__(in_channels, out_channels, kernel_size, padding=0, dtype=dtype)
-        self.wrap = kernel_size // 2
-        if zero_init:
-            nn.init.zeros_(self.weight)
-            nn.init.zeros_(self.bias)
+        super().__init__(in_channels, out_channels, _odd_stencil(kernel_size), padding=0, dtype=dtype)
+        _finish_periodic(self, zero_init)
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.wrap
