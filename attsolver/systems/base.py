@@ -19,6 +19,38 @@ from torch import Tensor
 __all__ = ["System", "Lattice", "register_system", "make_system", "list_systems"]
 
 
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of ``dtype`` (``complex128 -> float64``; a real dtype is returned as is)."""
+    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
+
+
+class CachedConstants:
+    """Mixin for systems that build per-(dtype, device) constants once and reuse them.
+
+    The cache lives in the instance's ``_cache`` dict (set in ``__post_init__``); it may hold
+    closures, so pickling or copying drops it and it is rebuilt lazily.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _cached(self, dtype: torch.dtype, device, build):
+        """``build(real_dtype, device)``'s result for this dtype and device, built once."""
+        dtype = real_dtype(dtype)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        key = (dtype, device)
+        c = self._cache.get(key)  # type: ignore[attr-defined]
+        if c is None:
+            c = build(dtype, device)
+            self._cache[key] = c  # type: ignore[attr-defined]
+        return c
+
+
 @dataclasses.dataclass(frozen=True)
 class Lattice:
     """Where a system's state components sit on a 1-D lattice (a ring or a chain of sites).

@@ -42,17 +42,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .base import System, register_system
+from .base import CachedConstants, System, real_dtype, register_system
 
 __all__ = ["NavierStokes2D", "NavierStokes2DFD", "spectral_restrict", "energy_spectrum"]
 
 #: smallest grid: the 2/3 rule keeps ``3|m| < n``, i.e. |m| <= 5 at n = 16.
 MIN_N = 16
 LENGTH = 2.0 * math.pi
-
-
-def _real_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
 
 
 def _wavenumbers(n: int, dtype=torch.float64, device=None) -> tuple[Tensor, Tensor]:
@@ -94,7 +90,7 @@ def energy_spectrum(w: Tensor) -> tuple[Tensor, Tensor]:
         ``(k, E)``: integer shells ``k = 0..n//2`` and ``E [..., n//2 + 1]``.
     """
     n = w.shape[-1]
-    ky, kx = _wavenumbers(n, _real_dtype(w.dtype), w.device)
+    ky, kx = _wavenumbers(n, real_dtype(w.dtype), w.device)
     k2 = kx.square() + ky.square()
     w_hat = torch.fft.rfft2(w) / n**2
     weight = torch.full_like(kx, 2.0)
@@ -126,7 +122,7 @@ def _check_positive(name: str, what: str, value: Any, *, allow_zero: bool = Fals
     return float(value)
 
 
-class _Vorticity2D(System):
+class _Vorticity2D(CachedConstants, System):
     """Shared parameters, validation, grid, forcing and diagnostics of the two discretisations."""
 
     nu: float
@@ -156,14 +152,6 @@ class _Vorticity2D(System):
             )
         object.__setattr__(self, "forcing_wavenumber", int(k))
         object.__setattr__(self, "_cache", {})
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_cache"] = {}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
     @property
     def state_shape(self) -> tuple[int, ...]:
@@ -252,14 +240,7 @@ class _Vorticity2D(System):
         return 0.5 * (psi * w).mean(dim=(-2, -1))
 
     def _constants(self, dtype: torch.dtype, device=None) -> _Constants:
-        dtype = _real_dtype(dtype)
-        device = torch.device("cpu") if device is None else torch.device(device)
-        key = (dtype, device)
-        c = self._cache.get(key)  # type: ignore[attr-defined]
-        if c is None:
-            c = self._build_constants(dtype, device)
-            self._cache[key] = c  # type: ignore[attr-defined]
-        return c
+        return self._cached(dtype, device, self._build_constants)
 
     def _laplacian_eigenvalues(self, ky: Tensor, kx: Tensor) -> Tensor:
         """``|k|^2`` (spectral) or the 5-point-Laplacian eigenvalue (finite differences)."""

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .base import System, register_system
+from .base import CachedConstants, System, register_system
 
 __all__ = ["SemilinearPDE", "Burgers", "KuramotoSivashinsky"]
 
@@ -61,17 +61,13 @@ class _Constants(NamedTuple):
     nonlinear: NonlinearOp  # (t, u_hat) -> dealiased N_hat
 
 
-def _real_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
-
-
 def _positive(system: str, name: str, value: Any, why: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{system}: {name} must be a positive finite number{why}, got {value!r}")
     return float(value)
 
 
-class SemilinearPDE(System):
+class SemilinearPDE(CachedConstants, System):
     """Base class for periodic 1-D PDEs ``u_t = L u + N(u)`` with a Fourier-diagonal ``L``.
 
     Public (``attsolver.SemilinearPDE``): subclass it for your own PDE and solve it with
@@ -132,15 +128,6 @@ class SemilinearPDE(System):
         object.__setattr__(self, "length", length)
         object.__setattr__(self, "_cache", {})
 
-    # A cached op is a closure; drop the cache when pickling or copying (it is rebuilt lazily).
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_cache"] = {}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     @property
     def state_shape(self) -> tuple[int, ...]:
         return (self.nx,)
@@ -174,19 +161,15 @@ class SemilinearPDE(System):
     # ------------------------------------------------------------------ constants
 
     def _constants(self, dtype: torch.dtype, device=None) -> _Constants:
-        dtype = _real_dtype(dtype)
-        device = torch.device("cpu") if device is None else torch.device(device)
-        key = (dtype, device)
-        c = self._cache.get(key)  # type: ignore[attr-defined]
-        if c is None:
-            k64 = (2.0 * math.pi / self.length) * torch.arange(self.modes, dtype=torch.float64)
-            k = k64.to(dtype=dtype, device=device)
-            complex_dtype = torch.promote_types(dtype, torch.complex64)
-            symbol = self._symbol(k64)
-            symbol = symbol.to(dtype=complex_dtype if symbol.is_complex() else dtype, device=device)
-            c = _Constants(k, symbol, symbol.to(complex_dtype), self._make_nonlinear(k))
-            self._cache[key] = c  # type: ignore[attr-defined]
-        return c
+        return self._cached(dtype, device, self._build_constants)
+
+    def _build_constants(self, dtype: torch.dtype, device) -> _Constants:
+        k64 = (2.0 * math.pi / self.length) * torch.arange(self.modes, dtype=torch.float64)
+        k = k64.to(dtype=dtype, device=device)
+        complex_dtype = torch.promote_types(dtype, torch.complex64)
+        symbol = self._symbol(k64)
+        symbol = symbol.to(dtype=complex_dtype if symbol.is_complex() else dtype, device=device)
+        return _Constants(k, symbol, symbol.to(complex_dtype), self._make_nonlinear(k))
 
     def grid(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
         """Grid points ``x_j = j * length / nx``, shape ``[nx]``."""
