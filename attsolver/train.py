@@ -299,7 +299,7 @@ def fit(
         history = _fit(corrector, data, f, bool(autonomous), args, ckpt_path, resume, progress, restore_best,
                        on_epoch_end, rank, world, started)
         if check:
-            history.check = _check_result(corrector, data, f, args, history, rank == 0)
+            history.check = _check_result(corrector, data, f, args, history, rank == 0, bool(autonomous))
             history.wall_time_s = time.perf_counter() - started
         return history
     finally:
@@ -886,7 +886,7 @@ _NOTHING_LEARNED = 0.9
 
 
 def _check_result(corrector: Corrector, data, f, args: dict[str, Any], history: FitHistory,
-                  speak: bool) -> dict[str, Any]:
+                  speak: bool, autonomous: bool) -> dict[str, Any]:
     """Validation rollout of the corrected vs the uncorrected solver, the zero-correction loss
     and the residual-to-noise ratio of the targets; warnings in plain words."""
     import warnings
@@ -935,7 +935,7 @@ def _check_result(corrector: Corrector, data, f, args: dict[str, Any], history: 
     # residuals of the classical step on (up to _CHECK_MAX_TRAJ) training trajectories
     sub = train_data if len(train_data) <= _CHECK_MAX_TRAJ else train_data.subset(list(range(_CHECK_MAX_TRAJ)))
     y = sub.y.to(torch.float64)
-    is_auto = _is_autonomous(f)
+    is_auto = autonomous  # the same rule training used (a forced System subclass is not autonomous)
     r = y[:, 1:] - _classical(method, f, y[:, :-1], sub.t.double().numpy()[:-1], h, m, is_auto)
     r = r.reshape(r.shape[0], r.shape[1], -1)
     if args["rollout_steps"] == 0 and m == 1:
@@ -991,12 +991,6 @@ def _check_result(corrector: Corrector, data, f, args: dict[str, Any], history: 
         for w in warn:
             warnings.warn(w, FitCheckWarning, stacklevel=3)
     return out
-
-
-def _is_autonomous(f) -> bool:
-    from .systems import System
-
-    return isinstance(f, System)
 
 
 def _residual_to_noise(r: Tensor, y: Tensor, data, step: Callable[[Tensor], Tensor]) -> dict[str, Any]:

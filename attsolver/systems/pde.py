@@ -198,10 +198,14 @@ class SemilinearPDE(CachedConstants, System):
         The optional structure the spectral steppers' fast path uses (it folds ``g`` and
         ``mask`` into the ETDRK4 coefficients).  Burgers and Kuramoto–Sivashinsky return
         their advection term's (complex, ``[nx//2+1]``); a system whose ``_make_nonlinear``
-        is anything else — including a subclass overriding theirs — returns ``None``.
+        is anything else — including a subclass overriding theirs, or its ``nonlinear_op`` /
+        ``nonlinear_hat`` — returns ``None``.
         """
-        if not getattr(type(self)._make_nonlinear, "_advective", False):
-            return None
+        cls = type(self)
+        if (not getattr(cls._make_nonlinear, "_advective", False)
+                or cls.nonlinear_op is not SemilinearPDE.nonlinear_op
+                or cls.nonlinear_hat is not SemilinearPDE.nonlinear_hat):
+            return None  # a subclass that replaces the nonlinear term in any way keeps the torch path
         k = self._constants(dtype, device).wavenumbers
         return _advection_parts(self.dealias_cutoff, k)
 
