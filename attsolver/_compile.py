@@ -160,7 +160,10 @@ def compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int, *, chunk: in
     h = float(np.dot(h_int, n_sub) / total)
     # A grid from linspace has steps equal up to rounding; those compile once.  A truly
     # non-uniform grid would recompile for every distinct step: run it eagerly instead.
-    if np.max(np.abs(h_int - h)) > 1e-12 * abs(h):
+    # "equal up to rounding" at the resolution of the grid's dtype (a float32 linspace's steps
+    # differ by ~1e-4 relative)
+    tol = max(1e-12, 8.0 * float(torch.finfo(t.dtype).eps) * float(np.max(np.abs(t_np))) / abs(h))
+    if np.max(np.abs(h_int - h)) > tol * abs(h):
         return _eager("it needs a uniform step and this grid is not uniform",
                       stepper, corrector, y0, t, t_np, n_sub, h_int)
     n_full = total // chunk

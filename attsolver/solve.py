@@ -270,11 +270,12 @@ def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_
     bar = make_progress(n, f"solve {method}", unit="interval")
     try:
         for a, b in zip(bounds[:-1], bounds[1:]):
-            sol = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
-                        options=options, return_stats=return_stats)
-            if return_stats:
-                sol, st = sol
-                stats.append(st)
+            try:
+                sol, st = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
+                                options=options, return_stats=True)
+            except NonFiniteSolutionError as e:  # count the step, output and partial over the whole solve
+                raise _over_whole_solve(e, outs, sum(s.n_steps or 0 for s in stats), a) from None
+            stats.append(st)
             outs.append(sol[1:])
             y = sol[-1]
             bar.update(b - a)
@@ -287,6 +288,22 @@ def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_
     return out, SolveStats(first.method, sum(st.n_steps for st in stats), sum(st.n_f_evals for st in stats),
                            sum(st.n_corrector_calls for st in stats), sum(st.wall_time_s for st in stats),
                            max(st.step_size for st in stats), first.steps_from_grid)
+
+
+def _over_whole_solve(e: NonFiniteSolutionError, outs: list[Tensor], steps_before: int,
+                      outputs_before: int) -> NonFiniteSolutionError:
+    """The error of one piece of :func:`_solve_in_pieces`, restated for the whole solve: the
+    step and output index counted from the start, the partial solution from ``t[0]``."""
+    import re
+
+    message, step = str(e), e.step
+    if step is not None:
+        message = re.sub(rf"\bstep {step}\b", f"step {step + steps_before}", message, count=1)
+        step += steps_before
+    message = re.sub(r"\boutput (\d+)\b", lambda m: f"output {int(m.group(1)) + outputs_before}", message,
+                     count=1)
+    partial = torch.cat([*outs, e.partial[1:]]) if len(e.partial) else torch.cat(outs)
+    return type(e)(message, step=step, time=e.time, partial=partial)
 
 
 class _Counter:
@@ -317,8 +334,10 @@ def _warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec) -> 
     with torch.no_grad():
         one = steps(y0, 1, h)
         two = steps(y0, 2, h / 2)
-        size = y0.abs().amax().clamp(min=torch.finfo(y0.real.dtype if y0.is_complex() else y0.dtype).tiny)
-        est = float(((one - two).abs().amax() / size).real) / (1.0 - 2.0 ** (-order))
+        # the state's size over the step (a start from rest, y0 = 0, must not divide by ~0)
+        size = float(torch.stack([y0.abs().amax(), one.abs().amax(), two.abs().amax()]).amax())
+        diff = float((one - two).abs().amax())
+        est = 0.0 if diff == 0.0 else (diff / size if size > 0.0 else math.inf) / (1.0 - 2.0 ** (-order))
     if not math.isfinite(est) or est > COARSE_STEP_TOLERANCE:
         factor = (est / COARSE_STEP_TOLERANCE) ** (1.0 / (order + 1)) if math.isfinite(est) else 10.0
         suggest = abs(h) / max(2.0, math.ceil(factor))

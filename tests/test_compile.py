@@ -42,6 +42,20 @@ def test_nonuniform_grid_falls_back_to_eager_with_a_warning():
     assert torch.equal(got, attsolver.solve(s, y0, t))
 
 
+def test_float32_linspace_grid_counts_as_uniform_and_compiles():
+    """A float32 linspace's steps differ by ~1e-4 relative (its rounding), not by design: the
+    grid compiles (no 'not uniform' fallback) and agrees with the eager loop to float32 round-off."""
+    y0 = torch.ones(4, 3)
+    t = torch.linspace(0, 10, 101)
+    clear_compile_cache()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*uniform.*", category=RuntimeWarning)
+        got = attsolver.solve(lambda tt, y: -y, y0, t, step_size=0.1, options={"compile": True, "compile_chunk": 8})
+    stats = compile_stats()
+    assert stats["compiled_calls"] > 0 and stats["eager_fallbacks"] == 0
+    torch.testing.assert_close(got, attsolver.solve(lambda tt, y: -y, y0, t, step_size=0.1), rtol=1e-5, atol=1e-6)
+
+
 def test_fewer_steps_than_a_chunk_runs_eagerly_without_compiling():
     s = LinearSystem()
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)

@@ -121,3 +121,33 @@ def test_solve_with_progress_gives_the_same_solution(caplog):
     assert torch.equal(plain, shown)
     assert (st2.n_steps, st2.n_f_evals) == (st.n_steps, st.n_f_evals)
     assert "solve rk4: 250/250 interval" in caplog.text
+
+
+def test_progress_reports_a_blow_up_over_the_whole_solve():
+    """dy/dt = y^2 from y0 = 1/2 blows up at t = 2: with progress (a solve in pieces) the error
+    names the same step, time and partial solution as without it."""
+    f = lambda t, y: y**2  # noqa: E731
+    y0 = torch.tensor([0.5], dtype=torch.float64)
+    t = torch.linspace(0, 3, 301, dtype=torch.float64)
+    errors = []
+    for progress in (False, True):
+        with pytest.raises(attsolver.NonFiniteSolutionError) as info:
+            attsolver.solve(f, y0, t, step_size=0.01, progress=progress)
+        errors.append(info.value)
+    plain, pieces = errors
+    assert pieces.step == plain.step > 100 and pieces.time == plain.time
+    assert f"step {plain.step} " in str(pieces)
+    torch.testing.assert_close(pieces.partial, plain.partial, rtol=0, atol=0)
+
+
+def test_a_start_from_rest_is_not_reported_as_a_coarse_step():
+    """y' = cos t from y0 = 0 on a 0.1 grid: RK4's local error is ~1e-9 of the state, so no
+    CoarseStepWarning (dividing by |y0| = 0 once reported 1.6e299 and suggested h = 3.6e-62)."""
+    y0 = torch.zeros(1, dtype=torch.float64)
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoarseStepWarning)
+        y = attsolver.solve(lambda tt, y: torch.cos(tt) * torch.ones_like(y), y0, t, method="rk4")
+    torch.testing.assert_close(y[:, 0], torch.sin(t), rtol=0, atol=1e-6)
+    with pytest.warns(CoarseStepWarning):  # a truly coarse grid from rest still warns
+        attsolver.solve(lambda tt, y: torch.cos(8 * tt) * torch.ones_like(y), y0, t, method="euler")
