@@ -192,6 +192,14 @@ class Corrector(nn.Module):
 
     # ------------------------------------------------------------------ subclass API
 
+    def _check_forward(self, h: float) -> None:
+        """Every corrector is trained for forward steps; a backward solve is refused, not guessed."""
+        if h <= 0:
+            raise ValueError(
+                f"{type(self).__name__} was trained for forward steps (h = {self.step_size:g} > 0); "
+                f"this solve steps backward (h = {h:g}, t decreasing), which it was not trained for"
+            )
+
     def network(self, u: Tensor) -> Tensor:
         """Normalised features ``[B, feature_dim]`` -> normalised correction ``[B, D]``."""
         raise NotImplementedError
@@ -297,11 +305,7 @@ class Corrector(nn.Module):
             dy: the classical increment ``Phi_h(y) - y``, same shape.
             h: the step (a Python float, > 0).
         """
-        if h <= 0:
-            raise ValueError(
-                f"{type(self).__name__} was trained for forward steps (h = {self.step_size:g} > 0); "
-                f"this solve steps backward (h = {h:g}, t decreasing), which it was not trained for"
-            )
+        self._check_forward(h)
         shape = y.shape
         k = len(self.state_shape)
         if tuple(shape[len(shape) - k:]) != self.state_shape:

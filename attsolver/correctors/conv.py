@@ -257,11 +257,7 @@ class ConvCorrector(Corrector):
             dy: the classical increment, same shape.
             h: the step (> 0).
         """
-        if h <= 0:
-            raise ValueError(
-                f"{type(self).__name__} was trained for forward steps (h = {self.step_size:g} > 0); "
-                f"this solve steps backward (h = {h:g}, t decreasing), which it was not trained for"
-            )
+        self._check_forward(h)
         d = self.spatial_dims
         if y.ndim < d:
             raise ValueError(f"{type(self).__name__} expects fields [..., {', '.join(['n'] * d)}], "

@@ -261,11 +261,7 @@ class LocalCorrector(Corrector):
             dy: the classical increment, same shape.
             h: the step (> 0).
         """
-        if h <= 0:
-            raise ValueError(
-                f"{type(self).__name__} was trained for forward steps (h = {self.step_size:g} > 0); "
-                f"this solve steps backward (h = {h:g}, t decreasing), which it was not trained for"
-            )
+        self._check_forward(h)
         shape = y.shape
         state = self._state_of(tuple(shape))
         n = state[self.lattice_axis] // self.blocks
