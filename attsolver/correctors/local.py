@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import get_attention, make_attention
+from ..nn.activations import Rational
+from ..nn.se import SEGate
 from .att_solver import COMBINES, AttSolver
 from .base import Corrector, check_positive_int, mlp, register_corrector
 
@@ -262,6 +264,8 @@ class LocalCorrector(Corrector):
             h: the step (> 0).
         """
         self._check_forward(h)
+        if torch.compiler.is_compiling() and self.fusable():
+            return self.pointwise_forward(y, dy, h)
         shape = y.shape
         state = self._state_of(tuple(shape))
         n = state[self.lattice_axis] // self.blocks
@@ -286,6 +290,77 @@ class LocalCorrector(Corrector):
         v = self.network(windows.reshape(b * n, self.site_features))  # [B n, C]
         v = v.reshape(b, n, self.state_channels).transpose(1, 2)
         v = v * Corrector.output_scale(self, h)[:, None]
+        return self._from_lattice(v, state).reshape(shape).to(y.dtype)
+
+    # ------------------------------------------------------------------ the fused (compiled) form
+
+    def fusable(self) -> bool:
+        """Whether :meth:`pointwise_forward` can evaluate this model (its network is made of
+        linear layers and elementwise activations / gates it knows); under ``torch.compile``
+        ``forward`` then uses it."""
+        return self.pointwise_network is not LocalCorrector.pointwise_network
+
+    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
+        """:meth:`network` on a list of ``site_features`` tensors of any one shape (input ``k``
+        of every site) -> the list of ``C`` outputs; only elementwise arithmetic."""
+        raise NotImplementedError
+
+    def pointwise_forward(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
+        """``forward``'s correction, evaluated as elementwise arithmetic on the lattice.
+
+        The same numbers as :meth:`forward` up to rounding (the sums run in another order;
+        tanh is evaluated through ``expm1``): the window's inputs are shifted copies of the
+        ``[batch, sites]`` channels, and every layer of the per-site network is unrolled
+        into sums of products with scalar weights.  Eager this is slower than the GEMM form;
+        under ``torch.compile`` it has no layout copies, no ``[batch * sites, width]``
+        intermediates and no GEMM calls: inductor fuses the window, the network, the output
+        scaling and (in a solve) the classical stages of the step into a few loops over the
+        lattice.  ``forward`` uses it when compiling.
+        """
+        shape = y.shape
+        state = self._state_of(tuple(shape))
+        n = state[self.lattice_axis] // self.blocks
+        if n < self.window:
+            raise ValueError(self._too_short(n))
+        yl = self._to_lattice(y.reshape(-1, *state), state)
+        dyl = self._to_lattice(dy.reshape(-1, *state), state)
+        if yl.dtype != self.dtype and self.mixed_precision:
+            yl, dyl = yl.to(self.dtype), dyl.to(self.dtype)
+        b = yl.shape[0]
+        r = self.window // 2
+        mean, inv_std = self.in_mean, 1.0 / self.in_std
+        # Every input channel normalised and padded, [B, n + 2r], then read flat: input k of the
+        # site at flat position p (= row * (n + 2r) + i) is channel[p + k].  One vector loop
+        # runs over all B (n + 2r) - 2r positions; the 2r per row that straddle two rows are
+        # computed and dropped (no per-row tails, no masked loads for the walls).
+        length = b * (n + 2 * r) - 2 * r
+        channels: list[Tensor] = []
+        i = 0
+        for f, part in zip(self.features, self.feature_parts(yl, dyl, h, (1, 1, 1))):
+            for c in range(part.shape[1]):
+                x = (part[:, c] - mean[i]) * inv_std[i]
+                i += 1
+                if f == "h" and (self.periodic or not r):  # the same at every position
+                    channels.append(x.reshape(()))
+                    continue
+                x = x.expand(b, n)
+                if r:
+                    if self.periodic:
+                        x = torch.cat((x[:, n - r:], x, x[:, :r]), 1)
+                    else:  # beyond a fixed end the raw value 0, normalised
+                        wall = ((0.0 - mean[i - 1]) * inv_std[i - 1]).expand(b, r)
+                        x = torch.cat((wall, x, wall), 1)
+                channels.append(x.reshape(-1))
+        # input k * C_in + c: channel c at neighbour k (the order of forward's windows)
+        xs = [ch if ch.ndim == 0 else ch[k:k + length] for k in range(self.window) for ch in channels]
+        scale = Corrector.output_scale(self, h)
+        outs = []
+        for c, o in enumerate(self.pointwise_network(xs)):
+            o = o * scale[c]
+            if r:
+                o = F.pad(o, (0, 2 * r)).reshape(b, n + 2 * r)[:, :n]
+            outs.append(o.reshape(b, n))
+        v = torch.stack(outs, 1)  # [B, C, n]
         return self._from_lattice(v, state).reshape(shape).to(y.dtype)
 
     # ------------------------------------------------------------------ what it was trained for
@@ -368,6 +443,12 @@ class LocalNeurVec(LocalCorrector):
     def network(self, u: Tensor) -> Tensor:
         return self.net(u)
 
+    def fusable(self) -> bool:
+        return _pointwise_mlp_ok(self.net)
+
+    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
+        return _pointwise_mlp(self.net, xs)
+
 
 @register_corrector
 class LocalHypersolver(LocalCorrector):
@@ -399,6 +480,12 @@ class LocalHypersolver(LocalCorrector):
 
     def network(self, u: Tensor) -> Tensor:
         return self.net(u)
+
+    def fusable(self) -> bool:
+        return _pointwise_mlp_ok(self.net)
+
+    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
+        return _pointwise_mlp(self.net, xs)
 
 
 @register_corrector
@@ -469,3 +556,71 @@ class LocalAttSolver(LocalCorrector):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self._combine = COMBINES[combine]
+
+    def fusable(self) -> bool:
+        if self.residual or self.combine not in ("add", "mul"):
+            return False
+        if self.gate is not None and not (isinstance(self.gate, SEGate) and _pointwise_act_ok(self.gate.act)):
+            return False
+        return _pointwise_mlp_ok(self.body) and _pointwise_mlp_ok(self.head)
+
+    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
+        z = _pointwise_mlp(self.body, xs)
+        if self.gate is not None:
+            g = self.gate  # SE on a [M, width] input: no pooling, a = sigmoid(fc2(act(fc1(src))))
+            a = _pointwise_linear(g.fc2, _pointwise_act(g.act, _pointwise_linear(g.fc1, z if self._src is None else xs)))
+            a = [torch.sigmoid(x) for x in a]
+            z = [zi + ai for zi, ai in zip(z, a)] if self.combine == "add" else [zi * ai for zi, ai in zip(z, a)]
+        return _pointwise_linear(self.head, z)
+
+
+# ---------------------------------------------------------------------- unrolled networks
+
+#: elementwise activations the unrolled form evaluates (tanh through expm1, the others as is)
+_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.GELU, nn.SiLU, nn.Softplus, nn.Sigmoid, nn.Identity, Rational)
+
+
+def _pointwise_act_ok(m: nn.Module) -> bool:
+    return type(m) in _ELEMENTWISE
+
+
+def _pointwise_mlp_ok(net: nn.Module) -> bool:
+    layers = [net] if isinstance(net, nn.Linear) else list(net)
+    return all(isinstance(m, nn.Linear) or _pointwise_act_ok(m) for m in layers)
+
+
+def _pointwise_linear(layer: nn.Linear, xs: list[Tensor]) -> list[Tensor]:
+    """``layer`` on a list of its inputs (each a tensor of one shape): sums of products with the
+    weights' entries, one per output."""
+    w, b = layer.weight, layer.bias
+    const = [i for i, x in enumerate(xs) if x.ndim == 0]  # inputs the same everywhere: into the bias
+    var = [i for i, x in enumerate(xs) if x.ndim]
+    out = []
+    for j in range(w.shape[0]):
+        acc = None
+        for i in var:
+            acc = xs[i] * w[j, i] if acc is None else acc + xs[i] * w[j, i]
+        bias = None if b is None else b[j]
+        for i in const:
+            bias = xs[i] * w[j, i] if bias is None else bias + xs[i] * w[j, i]
+        out.append(acc if bias is None else (bias if acc is None else acc + bias))
+    return out
+
+
+def _tanh(x: Tensor) -> Tensor:
+    """tanh through expm1, within a few ulp of ``torch.tanh``: inductor's CPU code for tanh
+    is several times slower than its exp (tanh(20) is 1 to double precision)."""
+    e = torch.expm1(2.0 * x.clamp(-20.0, 20.0))
+    return e / (e + 2.0)
+
+
+def _pointwise_act(m: nn.Module, xs: list[Tensor]) -> list[Tensor]:
+    if isinstance(m, nn.Tanh):
+        return [_tanh(x) for x in xs]
+    return [m(x) for x in xs]
+
+
+def _pointwise_mlp(net: nn.Module, xs: list[Tensor]) -> list[Tensor]:
+    for m in ([net] if isinstance(net, nn.Linear) else net):
+        xs = _pointwise_linear(m, xs) if isinstance(m, nn.Linear) else _pointwise_act(m, xs)
+    return xs
