@@ -116,7 +116,9 @@ def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int,
             ref = eager_out[k]
             if not bool(torch.isfinite(out).all()):
                 raise RuntimeError(f"{name} {precision}: {k} is not finite")
-            tol = 1e-9 if precision == "float64" else 1e-4  # float32 arithmetic: rounding differs when fused
+            # float32 arithmetic: rounding differs when fused, and Lorenz-96's chaos grows it over the
+            # steps (the classical float32 solve alone differs by ~1e-4 between eager and compiled)
+            tol = {"float64": 1e-9, "mixed": 1e-4, "float32": 2e-3}[precision]
             torch.testing.assert_close(out, ref, rtol=tol, atol=tol, msg=f"{name} {precision} {k}: compiled != eager")
         if precision == "mixed":  # float32 correction on float64 states vs the all-float64 corrector
             for k, m in models.items():

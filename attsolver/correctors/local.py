@@ -264,8 +264,19 @@ class LocalCorrector(Corrector):
             h: the step (> 0).
         """
         self._check_forward(h)
-        if torch.compiler.is_compiling() and self.fusable():
-            return self.pointwise_forward(y, dy, h)
+        if torch.compiler.is_compiling():
+            if self.fusable():
+                return self.pointwise_forward(y, dy, h)
+        elif self.foldable():
+            if not (torch.is_grad_enabled() and (y.requires_grad or dy.requires_grad
+                                                 or any(p.requires_grad for p in self.parameters()))):
+                return self._forward(y, dy, h, inference=True)
+        return self._forward(y, dy, h)
+
+    def _forward(self, y: Tensor, dy: Tensor, h: float, inference: bool = False) -> Tensor:
+        """The GEMM form: one row of windows per site.  ``inference`` (no gradient wanted):
+        the normalisation folded into the first layer's weights and the activations applied
+        in place (no autograd graph to keep), which saves several ``[B n, width]`` passes."""
         shape = y.shape
         state = self._state_of(tuple(shape))
         n = state[self.lattice_axis] // self.blocks
@@ -282,14 +293,18 @@ class LocalCorrector(Corrector):
         if r:
             # pad the raw values: a fixed end reads as 0, the wall's value
             u = F.pad(u, (r, r), mode="circular") if self.periodic else F.pad(u, (r, r))
-        u = ((u - self.in_mean[:, None]) / self.in_std[:, None]).transpose(1, 2).contiguous()  # [B, n+2r, C_in]
+        if not inference:
+            u = (u - self.in_mean[:, None]) / self.in_std[:, None]
+        u = u.transpose(1, 2).contiguous()  # [B, n+2r, C_in]
         # site i's window (sites i-r..i+r, all channels of each) is one contiguous run of memory:
         # a strided view, [B, n, window * C_in], copied once into the rows of the network's input
         c_in = u.shape[2]
-        windows = u.as_strided((b, n, self.site_features), (u.stride(0), c_in, 1))
-        v = self.network(windows.reshape(b * n, self.site_features))  # [B n, C]
+        windows = u.as_strided((b, n, self.site_features), (u.stride(0), c_in, 1)).reshape(b * n, self.site_features)
+        if inference:
+            v = self.inference_network(windows).mul_(Corrector.output_scale(self, h))  # [B n, C]
+        else:
+            v = self.network(windows) * Corrector.output_scale(self, h)
         v = v.reshape(b, n, self.state_channels).transpose(1, 2)
-        v = v * Corrector.output_scale(self, h)[:, None]
         return self._from_lattice(v, state).reshape(shape).to(y.dtype)
 
     # ------------------------------------------------------------------ the fused (compiled) form
@@ -299,6 +314,30 @@ class LocalCorrector(Corrector):
         linear layers and elementwise activations / gates it knows); under ``torch.compile``
         ``forward`` then uses it."""
         return self.pointwise_network is not LocalCorrector.pointwise_network
+
+    def foldable(self) -> bool:
+        """Whether :meth:`inference_network` can evaluate this model (the eager path without
+        autograd uses it then)."""
+        return self.fusable()
+
+    def first_layer(self) -> nn.Linear:
+        """The linear layer that reads the normalised windows (and nothing else does)."""
+        raise NotImplementedError
+
+    def after_first_layer(self, z: Tensor) -> Tensor:
+        """:meth:`network` from the first layer's output on, activations in place (no autograd)."""
+        raise NotImplementedError
+
+    def inference_network(self, windows: Tensor) -> Tensor:
+        """:meth:`network` on raw (not normalised) windows, without autograd: the normalisation
+        ``(u - mean) / std`` folded into the first layer, ``W' = W / std``, ``b' = b - W' mean``."""
+        first = self.first_layer()
+        inv = (1.0 / self.in_std).repeat(self.window)  # input k * C_in + c is channel c
+        w = first.weight * inv
+        bias = -(w @ self.in_mean.repeat(self.window))
+        if first.bias is not None:
+            bias = bias + first.bias
+        return self.after_first_layer(torch.addmm(bias, windows, w.t()))
 
     def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
         """:meth:`network` on a list of ``site_features`` tensors of any one shape (input ``k``
@@ -449,6 +488,12 @@ class LocalNeurVec(LocalCorrector):
     def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
         return _pointwise_mlp(self.net, xs)
 
+    def first_layer(self) -> nn.Linear:
+        return self.net[0]
+
+    def after_first_layer(self, z: Tensor) -> Tensor:
+        return _inplace_mlp(list(self.net)[1:], z)
+
 
 @register_corrector
 class LocalHypersolver(LocalCorrector):
@@ -486,6 +531,12 @@ class LocalHypersolver(LocalCorrector):
 
     def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
         return _pointwise_mlp(self.net, xs)
+
+    def first_layer(self) -> nn.Linear:
+        return self.net[0]
+
+    def after_first_layer(self, z: Tensor) -> Tensor:
+        return _inplace_mlp(list(self.net)[1:], z)
 
 
 @register_corrector
@@ -564,6 +615,20 @@ class LocalAttSolver(LocalCorrector):
             return False
         return _pointwise_mlp_ok(self.body) and _pointwise_mlp_ok(self.head)
 
+    def foldable(self) -> bool:
+        return self._src is None and self.fusable()  # a gate on the windows reads them normalised
+
+    def first_layer(self) -> nn.Linear:
+        return self.body[0]
+
+    def after_first_layer(self, z: Tensor) -> Tensor:
+        z = _inplace_mlp(list(self.body)[1:], z)
+        if self.gate is not None:
+            g = self.gate
+            a = torch.sigmoid_(g.fc2(_inplace_mlp([g.act], g.fc1(z))))
+            z = z.add_(a) if self.combine == "add" else z.mul_(a)
+        return self.head(z)
+
     def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
         z = _pointwise_mlp(self.body, xs)
         if self.gate is not None:
@@ -624,3 +689,25 @@ def _pointwise_mlp(net: nn.Module, xs: list[Tensor]) -> list[Tensor]:
     for m in ([net] if isinstance(net, nn.Linear) else net):
         xs = _pointwise_linear(m, xs) if isinstance(m, nn.Linear) else _pointwise_act(m, xs)
     return xs
+
+
+def _inplace_mlp(layers: list[nn.Module], x: Tensor) -> Tensor:
+    """Linear layers and elementwise activations, the activations in place (inference only)."""
+    for m in layers:
+        if isinstance(m, nn.Linear):
+            x = m(x)
+        elif isinstance(m, nn.Tanh):
+            x = x.tanh_()
+        elif isinstance(m, nn.ReLU):
+            x = x.relu_()
+        elif isinstance(m, nn.Sigmoid):
+            x = x.sigmoid_()
+        elif isinstance(m, Rational):  # P(x) / Q(x) by Horner, two buffers instead of ten
+            a, b = m.numerator, m.denominator
+            p = x * a[3]
+            p.add_(a[2]).mul_(x).add_(a[1]).mul_(x).add_(a[0])
+            q = (x * b[2]).add_(b[1]).mul_(x).add_(b[0])
+            x = p.div_(q)
+        else:
+            x = m(x)
+    return x

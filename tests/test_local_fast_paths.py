@@ -1,0 +1,124 @@
+"""The fast forms of the local correctors against the reference GEMM form.
+
+``forward`` has three ways to the same numbers: the GEMM form with autograd (the reference,
+used in training), the same without autograd (normalisation folded into the first layer,
+activations in place: any solve under ``torch.no_grad``) and, under ``torch.compile``, the
+elementwise form (every layer unrolled into sums of products on shifted copies of the
+lattice).  Each must agree with the reference and with the independent per-site evaluation
+of test_local_correctors to rounding (1e-12 in float64), carry gradients, start as an exact
+zero, and refuse what the reference refuses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attsolver
+from attsolver._compile import clear_compile_cache, compile_stats
+from attsolver.correctors import LocalAttSolver, LocalHypersolver, LocalNeurVec
+from attsolver.correctors.local import _tanh
+from attsolver.systems import Lorenz96, SpringChain
+
+from test_local_correctors import build, per_site_reference, randomize
+
+CASES = [(LocalNeurVec, {}), (LocalNeurVec, {"activation": "relu", "window": 3}),
+         (LocalHypersolver, {}), (LocalHypersolver, {"hidden": (6, 5), "window": 3}),
+         (LocalAttSolver, {}), (LocalAttSolver, {"combine": "mul", "depth": 2}),
+         (LocalAttSolver, {"attention_input": "features"})]
+IDS = ["neurvec", "neurvec-relu-w3", "hyper", "hyper-2layers-w3", "att", "att-mul-d2", "att-gate-on-features"]
+SYSTEMS = [Lorenz96(N=12), SpringChain(n=9)]
+
+
+def _inputs(system, b=3):
+    y = system.sample_initial(b, generator=torch.Generator().manual_seed(1))
+    dy = 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    return y, dy
+
+
+@pytest.mark.parametrize("cls,kw", CASES, ids=IDS)
+@pytest.mark.parametrize("system", SYSTEMS, ids=["ring", "chain"])
+def test_fast_forms_give_the_reference_numbers(cls, kw, system):
+    model = randomize(build(cls, system, **kw))
+    y, dy = _inputs(system)
+    ref = model._forward(y, dy, 0.1)  # the GEMM form with autograd
+    assert ref.requires_grad
+    c, n = model.state_channels, model.sites
+    site_by_site = per_site_reference(model, y.reshape(3, c, n), dy.reshape(3, c, n), 0.1).reshape(3, -1)
+    torch.testing.assert_close(ref, site_by_site, rtol=1e-12, atol=1e-14)
+    assert model.fusable()
+    torch.testing.assert_close(model.pointwise_forward(y, dy, 0.1), ref, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():  # the folded, in-place form (where the gate does not read the windows)
+        out = model(None, y, dy, 0.1)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-14)
+    assert model.foldable() == (kw.get("attention_input") != "features")
+
+
+def test_the_elementwise_form_carries_gradients():
+    model = randomize(build(LocalAttSolver, Lorenz96(N=6), window=3, width=4))
+    y, dy = _inputs(Lorenz96(N=6), b=2)
+    y.requires_grad_(True)
+    dy.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: model.pointwise_forward(a, b, 0.1), (y, dy))
+    # and into the weights, as the reference form
+    ga = torch.autograd.grad(model.pointwise_forward(y, dy, 0.1).square().sum(), list(model.parameters()))
+    gb = torch.autograd.grad(model._forward(y, dy, 0.1).square().sum(), list(model.parameters()))
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_forward_keeps_autograd_when_a_gradient_is_wanted():
+    model = randomize(build(LocalNeurVec, SpringChain(n=9)))
+    y, dy = _inputs(SpringChain(n=9))
+    out = model(None, y, dy, 0.1)  # parameters require grad: the autograd form, no in-place ops
+    assert out.requires_grad
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_tanh_through_expm1_is_tanh():
+    x = torch.cat([torch.linspace(-30, 30, 2001, dtype=torch.float64), torch.tensor([0.0, 1e-300, -1e-8])])
+    torch.testing.assert_close(_tanh(x), torch.tanh(x), rtol=0, atol=4e-16)
+    x32 = x.float()
+    torch.testing.assert_close(_tanh(x32), torch.tanh(x32), rtol=0, atol=4e-7)
+
+
+@pytest.mark.parametrize("cls", [LocalNeurVec, LocalHypersolver, LocalAttSolver])
+def test_an_untrained_model_is_an_exact_zero_in_every_form(cls):
+    model = build(cls, SpringChain(n=9)).eval()
+    y, dy = _inputs(SpringChain(n=9))
+    assert torch.equal(model.pointwise_forward(y, dy, 0.1), torch.zeros_like(y))
+    with torch.no_grad():
+        assert torch.equal(model(None, y, dy, 0.1), torch.zeros_like(y))
+
+
+def test_models_outside_the_fast_forms_say_so():
+    kw = {"method": "rk4", "step_size": 0.1, "dtype": torch.float64}
+    assert not LocalAttSolver.for_system(Lorenz96(N=8), residual=True, **kw).fusable()
+    assert not LocalAttSolver.for_system(Lorenz96(N=8), activation="gelu", attention="se", residual=True, **kw).foldable()
+    assert LocalAttSolver.for_system(Lorenz96(N=8), attention="none", **kw).fusable()
+
+
+def test_the_elementwise_form_refuses_a_lattice_too_short_for_the_window():
+    model = randomize(build(LocalNeurVec, Lorenz96(N=12)))
+    short = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"4 site\(s\), too short for the window of 5"):
+        model.pointwise_forward(short, short, 0.1)
+
+
+def test_a_compiled_corrected_solve_matches_the_eager_one():
+    system = SpringChain(n=6)
+    model = randomize(LocalNeurVec.for_system(system, method="euler", step_size=0.1, dtype=torch.float32,
+                                              window=3, width=4, mixed_precision=True))
+    model.requires_grad_(False)
+    y0 = system.sample_initial(4, generator=torch.Generator().manual_seed(3))
+    t = torch.linspace(0, 0.8, 9, dtype=torch.float64)
+    clear_compile_cache()
+    eager = attsolver.solve(system, y0, t, method="euler", step_size=0.1, corrector=model)
+    fused = attsolver.solve(system, y0, t, method="euler", step_size=0.1, corrector=model,
+                            options={"compile": True, "compile_chunk": 2})
+    stats = compile_stats()
+    assert stats["compiled_calls"] >= 2 and stats["eager_fallbacks"] == 0
+    assert fused.dtype == torch.float64
+    plain = attsolver.solve(system, y0, t, method="euler", step_size=0.1)
+    # float32 rounding in the correction only (the two forms sum in different orders)
+    assert float((fused - eager).abs().max()) < 1e-5 * float((eager - plain).abs().max())
