@@ -222,7 +222,8 @@ def to_markdown(report: dict) -> str:
         comp = [f"{p}: " + ", ".join(f"{x['family']} {x['form']} {x['compile_s']:.1f} s" for x in r["rows"])
                 for (p, m), r in res.items() if m == "compiled" and r["rows"]]
         if comp:
-            lines += ["", "Compile time (first call, not in the figures): " + "; ".join(comp) + "."]
+            lines += ["", "Compile time (first call, not in the figures; inductor's on-disk cache may hold graphs "
+                      "from earlier runs, and a cold compile takes longer): " + "; ".join(comp) + "."]
         lines.append("")
     return "\n".join(lines)
 
