@@ -122,3 +122,18 @@ def test_a_compiled_corrected_solve_matches_the_eager_one():
     plain = attsolver.solve(system, y0, t, method="euler", step_size=0.1)
     # float32 rounding in the correction only (the two forms sum in different orders)
     assert float((fused - eager).abs().max()) < 1e-5 * float((eager - plain).abs().max())
+
+
+@pytest.mark.parametrize("shape,axis,periodic,window", [((10, 3), 0, True, 3), ((2, 10, 3), -2, False, 5),
+                                                        ((12,), -1, False, 1)])
+def test_fast_forms_on_other_layouts(shape, axis, periodic, window):
+    # the lattice on a leading axis, channels on the others, fixed ends, a window of one site
+    model = randomize(LocalHypersolver(shape, method="euler", step_size=0.1, periodic=periodic, lattice_axis=axis,
+                                       window=window, dtype=torch.float64))
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(2, 3, *shape, dtype=torch.float64, generator=g)  # two batch dimensions
+    dy = 0.1 * torch.randn(y.shape, dtype=torch.float64, generator=g)
+    ref = model._forward(y, dy, 0.1)
+    torch.testing.assert_close(model.pointwise_forward(y, dy, 0.1), ref, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():
+        torch.testing.assert_close(model(None, y, dy, 0.1), ref, rtol=1e-12, atol=1e-14)
