@@ -137,3 +137,22 @@ def test_fast_forms_on_other_layouts(shape, axis, periodic, window):
     torch.testing.assert_close(model.pointwise_forward(y, dy, 0.1), ref, rtol=1e-12, atol=1e-14)
     with torch.no_grad():
         torch.testing.assert_close(model(None, y, dy, 0.1), ref, rtol=1e-12, atol=1e-14)
+
+
+def test_a_subclass_without_the_fast_forms_keeps_the_reference():
+    from attsolver.correctors.base import mlp
+    from attsolver.correctors.local import LocalCorrector
+
+    class Plain(LocalCorrector):  # a user's local corrector that only defines network
+        def __init__(self, state_shape, **kw):
+            super().__init__(state_shape, features=("y",), **kw)
+            self.net = mlp([self.site_features, 4, self.state_channels], "tanh", dtype=self.dtype)
+
+        def network(self, u):
+            return self.net(u)
+
+    model = randomize(Plain((8,), method="rk4", step_size=0.1, periodic=True, window=3, dtype=torch.float64))
+    assert not model.fusable() and not model.foldable()
+    y, dy = _inputs(Lorenz96(N=8))
+    with torch.no_grad():
+        assert torch.equal(model(None, y, dy, 0.1), model._forward(y, dy, 0.1))

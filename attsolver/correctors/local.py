@@ -24,7 +24,15 @@ Each dense family has its local form, with the same features, activation and out
 :class:`LocalNeurVec` (``C = s ⊙ N(window of y)``), :class:`LocalHypersolver` (``h^{p+1}``
 scaling of ``g(window of [y, Phi, h])``) and :class:`LocalAttSolver` (body + bounded gate +
 combine, the gate acting per site).  As every corrector they start as an exact zero
-correction.  Design notes and measurements: docs/local_correctors.md.
+correction.
+
+``forward`` has three forms, equal to rounding: the GEMM form (one row of windows per site,
+with autograd, as training uses it); without autograd the same with the normalisation
+folded into the first layer and the activations in place; and under ``torch.compile``
+(``solve(..., options={"compile": True})``) :meth:`LocalCorrector.pointwise_forward`, every
+layer unrolled into elementwise sums of products on shifted copies of the lattice, which
+inductor fuses with the classical stages of the step.  Design notes and measurements:
+docs/local_correctors.md.
 """
 
 from __future__ import annotations
@@ -313,12 +321,12 @@ class LocalCorrector(Corrector):
         """Whether :meth:`pointwise_forward` can evaluate this model (its network is made of
         linear layers and elementwise activations / gates it knows); under ``torch.compile``
         ``forward`` then uses it."""
-        return self.pointwise_network is not LocalCorrector.pointwise_network
+        return type(self).pointwise_network is not LocalCorrector.pointwise_network
 
     def foldable(self) -> bool:
         """Whether :meth:`inference_network` can evaluate this model (the eager path without
         autograd uses it then)."""
-        return self.fusable()
+        return type(self).after_first_layer is not LocalCorrector.after_first_layer and self.fusable()
 
     def first_layer(self) -> nn.Linear:
         """The linear layer that reads the normalised windows (and nothing else does)."""
