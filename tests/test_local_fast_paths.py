@@ -156,3 +156,35 @@ def test_a_subclass_without_the_fast_forms_keeps_the_reference():
     y, dy = _inputs(Lorenz96(N=8))
     with torch.no_grad():
         assert torch.equal(model(None, y, dy, 0.1), model._forward(y, dy, 0.1))
+
+
+def test_the_folded_weights_follow_every_change_of_the_model():
+    system = SpringChain(n=9)
+    model = randomize(build(LocalNeurVec, system))
+    y, dy = _inputs(system)
+
+    def check():
+        with torch.no_grad():
+            fast = model(None, y, dy, 0.1)
+        torch.testing.assert_close(fast, model._forward(y, dy, 0.1), rtol=1e-12, atol=1e-14)
+
+    check()
+    with torch.no_grad():  # an optimiser step: in place
+        model.net[0].weight.add_(0.1)
+    check()
+    model.set_normalization(torch.zeros(model.in_channels), 2 * torch.ones(model.in_channels),
+                            torch.ones(model.state_channels))
+    check()
+    other = randomize(build(LocalNeurVec, system), seed=4)
+    model.load_state_dict(other.state_dict())
+    check()
+    model.load_state_dict(randomize(build(LocalNeurVec, system), seed=5).state_dict(), assign=True)  # new tensors
+    check()
+    model.float().double()
+    check()
+    import copy
+    import pickle
+
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):  # the cache is not carried along
+        with torch.no_grad():
+            torch.testing.assert_close(clone(None, y, dy, 0.1), model._forward(y, dy, 0.1), rtol=1e-12, atol=1e-14)

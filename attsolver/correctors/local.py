@@ -38,6 +38,7 @@ docs/local_correctors.md.
 from __future__ import annotations
 
 import numbers
+import weakref
 from typing import Any
 
 import torch
@@ -336,16 +337,31 @@ class LocalCorrector(Corrector):
         """:meth:`network` from the first layer's output on, activations in place (no autograd)."""
         raise NotImplementedError
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_folded", None)  # a cache (of weak references, which do not pickle)
+        return state
+
     def inference_network(self, windows: Tensor) -> Tensor:
         """:meth:`network` on raw (not normalised) windows, without autograd: the normalisation
         ``(u - mean) / std`` folded into the first layer, ``W' = W / std``, ``b' = b - W' mean``."""
         first = self.first_layer()
-        inv = (1.0 / self.in_std).repeat(self.window)  # input k * C_in + c is channel c
-        w = first.weight * inv
-        bias = -(w @ self.in_mean.repeat(self.window))
-        if first.bias is not None:
-            bias = bias + first.bias
-        return self.after_first_layer(torch.addmm(bias, windows, w.t()))
+        weight = first.weight
+        sources = [t for t in (weight, first.bias, self.in_mean, self.in_std) if t is not None]
+        # the folded weights, kept while their sources are the same tensors, unchanged (weak
+        # references: a replaced tensor is never mistaken for the old one; _version counts
+        # in-place changes such as an optimiser step, load_state_dict or set_normalization)
+        cached = self.__dict__.get("_folded")
+        if cached is None or len(cached[0]) != len(sources) or any(
+                r() is not t or v != t._version for (r, v), t in zip(cached[0], sources)):
+            inv = (1.0 / self.in_std).repeat(self.window)  # input k * C_in + c is channel c
+            w = weight * inv
+            bias = -(w @ self.in_mean.repeat(self.window))
+            if first.bias is not None:
+                bias = bias + first.bias
+            cached = ([(weakref.ref(t), t._version) for t in sources], w.t(), bias)
+            self.__dict__["_folded"] = cached
+        return self.after_first_layer(torch.addmm(cached[2], windows, cached[1]))
 
     def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
         """:meth:`network` on a list of ``site_features`` tensors of any one shape (input ``k``
@@ -711,7 +727,7 @@ def _inplace_mlp(layers: list[nn.Module], x: Tensor) -> Tensor:
         elif isinstance(m, nn.Sigmoid):
             x = x.sigmoid_()
         elif isinstance(m, Rational):  # P(x) / Q(x) by Horner, two buffers instead of ten
-            a, b = m.numerator, m.denominator
+            a, b = m.numerator.tolist(), m.denominator.tolist()
             p = x * a[3]
             p.add_(a[2]).mul_(x).add_(a[1]).mul_(x).add_(a[0])
             q = (x * b[2]).add_(b[1]).mul_(x).add_(b[0])
