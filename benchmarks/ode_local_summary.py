@@ -119,8 +119,9 @@ def main(argv=None) -> int:
     md = ["# ODE suite: dense vs local correctors (issue 14)", "",
           f"Produced by `python benchmarks/ode_local_summary.py {' '.join(argv)}` from the rows of "
           f"`{args.log}` ({len(rows)} rows).  Cells run: "
-          + "; ".join(f"{c}: sizes {sorted({g[1] for g in grid if g[0] == c})}, noise "
-                      f"{sorted({g[2] for g in grid if g[0] == c})}, seeds {sorted({g[3] for g in grid if g[0] == c})}"
+          + "; ".join(f"{c}: (size, noise) "
+                      + ", ".join(f"({n:g}, {z:g})" for n, z in sorted({(g[1], g[2]) for g in grid if g[0] == c}))
+                      + f", seeds {sorted({g[3] for g in grid if g[0] == c})}"
                       for c in args.cases) + ".  Dense rows are those of the same cells.",
           "", "Speed-ups are the ODE suite's: the wall time the classical solver needs for the corrected "
           "rollout's error (`err_match`), over the corrected rollout's (timed against the coarse step in the "
