@@ -89,6 +89,14 @@ def test_quick_run_trains_a_corrector_that_helps_and_reports_consistent_speedups
         t_best = _front_time([r["error"] for r in classical], [r["time_s"] for r in classical], c["error"])
         if t_best is not None:
             assert c["speedup_best"] == pytest.approx(t_best / c["time_s"], rel=1e-9)
+        n_best = _front_time([r["error"] for r in classical], [r["n_f_evals"] for r in classical], c["error"])
+        if n_best is not None:
+            assert c["f_eval_ratio_best"] == pytest.approx(n_best / c["n_f_evals"], rel=1e-9)
+    # evaluations of f per solve: stages x steps for the fixed-step runs
+    T = p["t_final"]
+    for c in classical:
+        if c["family"] in ("euler", "midpoint", "rk4"):
+            assert c["n_f_evals"] == {"euler": 1, "midpoint": 2, "rk4": 4}[c["family"]] * round(T / c["step"])
     md = (tmp_path / "neural_ode.md").read_text()
     assert "python benchmarks/neural_ode.py --quick" in md and "| euler h=0.1 + Hypersolver |" in md
     assert (tmp_path / "neural_ode.png").stat().st_size > 1000
