@@ -41,9 +41,11 @@ The protocol, the same for both:
 
    (torchdyn, torchcde, torchsde, trampoline; see that file).  Without torchdyn the
    contender is skipped with a note.
-6. **Equal accuracy.**  Each corrected solver's error is located on the Pareto front of
-   every classical run (log-log interpolation, :func:`attsolver.metrics.cost_at_accuracy`);
-   the speed-up is the classical wall time there over the corrected one.  Wall times are the
+6. **Equal accuracy.**  Each corrected solver's error is located on the classical runs
+   (log-log interpolation, :func:`attsolver.metrics.cost_at_accuracy`, the lowest of the
+   Pareto front of all of them and each method's own ladder, :func:`classical_cost_at`);
+   the speed-up is the classical wall time there over the corrected one, and the same
+   comparison is also counted in evaluations of ``f`` (noise-free, corrector cost left out).  Wall times are the
    shortest of interleaved rounds, one thread, steady state (a warm-up call first); every
    output is checked finite.
 
@@ -296,7 +298,7 @@ def train_corrector(cls, kw, ds: TrajectoryDataset, f64: nn.Module, method: str,
 def torchdyn_available() -> str | None:
     """``None`` when ``torchdyn.numerics`` imports, else why not."""
     try:
-        import torchdyn.numerics  # noqa: F401
+        import torchdyn.numerics  # noqa: F401  (imported only to see whether it can be)
     except Exception as e:  # ImportError, or a missing dependency of it
         return (f"torchdyn is not importable here ({type(e).__name__}: {e}); install it with `{TORCHDYN_INSTALL}` "
                 "(no torchvision, no pytorch-lightning)")
@@ -344,7 +346,8 @@ def train_hypernet(ds: TrajectoryDataset, f64: nn.Module, h: float, args) -> tup
     val, tr = perm[:n_val], perm[n_val:]
     steps_per_epoch = max(1, len(tr) // 256)
     opt = torch.optim.Adam(net.parameters(), lr=args.corr_lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.corr_epochs * steps_per_epoch, eta_min=0.01 * args.corr_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.corr_epochs * steps_per_epoch,
+                                                       eta_min=0.01 * args.corr_lr)
     g = torch.Generator().manual_seed(0)
     s = time.perf_counter()
     for _ in range(args.corr_epochs):
@@ -535,7 +538,8 @@ def to_markdown(report: dict) -> str:
              f"Produced by `{report['command']}` on {report['date']} ({report['machine']}; one thread; "
              f"{report['wall_s'] / 60:.1f} min in all, training included).", "",
              "Protocol (fixed before training; see the module docstring): the neural ODE `f_theta` is fitted "
-             "inside the run, then it *is* the problem.  Outputs every dt_out to T (per problem), float32; reference dopri5 rtol "
+             "inside the run, then it *is* the problem.  Outputs every dt_out to T (per problem), float32; "
+             "reference dopri5 rtol "
              "1e-10 of the same network in float64.  Error: relative L2 over the outputs of each trajectory, "
              f"mean over the batch.  Times: shortest of {a['rounds']} interleaved rounds, steady state, one thread.  "
              "Correctors (and torchdyn's hypernet) are trained on one-step targets of the neural ODE's own flow "
@@ -593,7 +597,8 @@ def to_markdown(report: dict) -> str:
                   "|---|---:|---:|---:|"]
         for c in p["contenders"]:
             if not c["family"].startswith("corrected"):
-                lines.append(f"| {c['label']} | {c['n_f_evals']} | {c['error']:.3g}{'' if c['finite'] else ' (blew up)'} | "
+                blew = "" if c["finite"] else " (blew up)"
+                lines.append(f"| {c['label']} | {c['n_f_evals']} | {c['error']:.3g}{blew} | "
                              f"{c['time_s'] * 1e3:.1f} |")
         data_s = sum(r["data_time_s"] for r in p["training"])
         train_s = sum(c["train_time_s"] for c in p["contenders"] if c["family"].startswith("corrected"))
