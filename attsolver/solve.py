@@ -496,6 +496,10 @@ class _Outputs:
 
 
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
+    if corrector is None and getattr(stepper, "fast_loop", None) is not None:
+        sol = stepper.fast_loop(y0, n_sub, h_int)  # e.g. the spectral steppers' NumPy path
+        if sol is not None:
+            return sol
     if corrector is None and not getattr(stepper, "needs_times", True):
         # an autonomous step that never reads its stage times (e.g. ETDRK4 on Burgers):
         # making one 0-d tensor per stage cost about a quarter of such a step

@@ -479,3 +479,43 @@ def test_fast_path_only_for_the_declared_advection_term():
     b = Burgers(nu=0.1, nx=32)
     assert not ETDRK4(b, b.sample_initial(1).float()).fast_path
     assert ETDRK4(b, b.sample_initial(1)).fast_path
+
+
+@pytest.mark.parametrize("nx", [32, 33])
+def test_fast_path_ffts_equal_numpys_public_ones(nx):
+    """The fast path calls NumPy's pocketfft kernels directly (no Python wrapper): their
+    results must be NumPy's ``rfft``/``irfft`` bit for bit, for even and odd lengths and
+    batches, written into the given arrays."""
+    from attsolver.steppers.spectral import _real_ffts
+
+    rfft, irfft = _real_ffts(nx)
+    x = np.random.default_rng(3).standard_normal((4, nx))
+    v = np.empty((4, nx // 2 + 1), np.complex128)
+    assert rfft(x, v) is v and np.array_equal(v, np.fft.rfft(x))
+    u = np.empty((4, nx))
+    assert irfft(v, u) is u and np.array_equal(u, np.fft.irfft(v, nx))
+    np.testing.assert_allclose(u, x, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", SPECTRAL)
+def test_fast_loop_is_the_stepwise_fast_path_and_the_torch_path(method):
+    """``solve``'s loop over the fast path (NumPy arrays, outputs transformed straight into
+    the result) gives exactly what stepping the fast path one step at a time gives, on a
+    grid with several steps per output and a shorter step in the last interval, and agrees with the
+    torch path (a state carrying a graph) to round-off."""
+    s = Burgers(nu=0.02, nx=64, length=1.0)
+    u0 = s.sample_initial(2, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([0.0, 0.01, 0.02, 0.034], dtype=torch.float64)
+    sol = solve(s, u0, t, method=method, step_size=2.5e-3)
+    stepper = get_method(method).build(s, u0)
+    ts = [t[0]] * 4
+    v, rows = stepper.to_state(u0), [u0]
+    dt = np.diff(t.numpy())
+    for n, h in ((4, dt[0] / 4), (4, dt[1] / 4), (6, dt[2] / 6)):  # the last: 6 steps of 2.33e-3
+        h = float(h)
+        for _ in range(n):
+            v = stepper.step(ts, v, h)
+        rows.append(stepper.from_state(v))
+    assert torch.equal(sol, torch.stack(rows))
+    ref = solve(s, u0.clone().requires_grad_(), t, method=method, step_size=2.5e-3).detach()
+    torch.testing.assert_close(sol, ref, rtol=0, atol=1e-12 * float(u0.abs().max()))
