@@ -519,3 +519,18 @@ def test_fast_loop_is_the_stepwise_fast_path_and_the_torch_path(method):
     assert torch.equal(sol, torch.stack(rows))
     ref = solve(s, u0.clone().requires_grad_(), t, method=method, step_size=2.5e-3).detach()
     torch.testing.assert_close(sol, ref, rtol=0, atol=1e-12 * float(u0.abs().max()))
+
+
+@pytest.mark.parametrize("method", SPECTRAL)
+def test_coefficients_are_computed_once_per_system_and_step(method):
+    """``solve`` builds a stepper per call; the coefficients of a step are shared by the
+    steppers of one system (the same arrays, not recomputed), never by another system."""
+    a, b = Burgers(nu=0.01, nx=32, length=1.0), Burgers(nu=0.02, nx=32, length=1.0)
+    u0 = a.sample_initial(1)
+    s1, s2, s3 = (get_method(method).build(s, u0) for s in (a, a, b))
+    for x, y in zip(s1._coefficients(1e-3), s2._coefficients(1e-3)):
+        assert x is y
+    assert all(x is y for x, y in zip(s1._fast_coefficients(1e-3), s2._fast_coefficients(1e-3)))
+    other = s3._coefficients(1e-3)
+    assert not torch.equal(s1._coefficients(1e-3)[0], other[0])
+    assert s1._coefficients(2e-3)[0] is not s1._coefficients(1e-3)[0]

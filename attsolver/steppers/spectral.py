@@ -43,6 +43,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -156,6 +157,34 @@ def etdrk4_coefficients(h: float, symbol: Tensor, *,
     return ETDRK4Coefficients(E, E2, Q, f1, f2, f3)
 
 
+#: coefficients shared by the steppers of a process (see :func:`_shared_coefficients`)
+_SHARED: OrderedDict[tuple, tuple] = OrderedDict()
+#: entries of :data:`_SHARED` kept (oldest dropped first)
+_MAX_SHARED = 16
+
+
+def _shared_coefficients(key: tuple, symbol: Tensor, compute: Callable[[], tuple]) -> tuple:
+    """``compute()``, computed once per process for ``key`` and kept for later steppers.
+
+    ``solve`` builds a new stepper per call, and the coefficients of one step size (the
+    contour integrals, ~1.5 ms at 1024 modes, and for ``solve``'s step-doubling check those
+    of half the step too) cost as much as tens of steps: a series of solves of one system —
+    a benchmark, an ensemble, a training set — computes them once.  ``key`` names the
+    system's symbol by identity (the systems cache it per dtype and device); the entry holds
+    the symbol itself, so that identity cannot be reused while the entry lives.  The
+    coefficients are shared: nothing may modify them in place.
+    """
+    hit = _SHARED.get(key)
+    if hit is not None and hit[0] is symbol:
+        _SHARED.move_to_end(key)
+        return hit[1]
+    value = compute()
+    _SHARED[key] = (symbol, value)
+    if len(_SHARED) > _MAX_SHARED:
+        _SHARED.popitem(last=False)
+    return value
+
+
 class _SpectralStepper(Stepper):
     """Shared plumbing: Fourier state, per-step-size coefficient cache.
 
@@ -219,8 +248,10 @@ class _SpectralStepper(Stepper):
         key = float(f"{h:.{_STEP_KEY_DIGITS - 1}e}")
         c = self._cache.get(key)
         if c is None:
-            c = tuple(x.to(dtype=self._dtype, device=self._device) if isinstance(x, Tensor) else x
-                      for x in self._compute(h))
+            c = _shared_coefficients(("coefficients", type(self), id(self._symbol), key, self._dtype, self._device),
+                                     self._symbol, lambda: tuple(
+                                         x.to(dtype=self._dtype, device=self._device) if isinstance(x, Tensor)
+                                         else x for x in self._compute(h)))
             if len(self._cache) >= _MAX_CACHED_STEPS:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = c
@@ -236,7 +267,9 @@ class _SpectralStepper(Stepper):
         key = float(f"{h:.{_STEP_KEY_DIGITS - 1}e}")
         c = self._fast_cache.get(key)
         if c is None:
-            c = self._fold(h, *self._quadratic)
+            mask, g = self._quadratic
+            c = _shared_coefficients(("folded", type(self), id(self._symbol), key, mask.tobytes(), g.tobytes()),
+                                     self._symbol, lambda: self._fold(h, mask, g))
             if len(self._fast_cache) >= _MAX_CACHED_STEPS:
                 self._fast_cache.pop(next(iter(self._fast_cache)))
             self._fast_cache[key] = c
