@@ -481,19 +481,25 @@ def test_fast_path_only_for_the_declared_advection_term():
     assert ETDRK4(b, b.sample_initial(1)).fast_path
 
 
+@pytest.mark.parametrize("kernels", ["pocketfft", "public"])
 @pytest.mark.parametrize("nx", [32, 33])
-def test_fast_path_ffts_equal_numpys_public_ones(nx):
+def test_fast_path_ffts_equal_numpys_public_ones(nx, kernels, monkeypatch):
     """The fast path calls NumPy's pocketfft kernels directly (no Python wrapper): their
     results must be NumPy's ``rfft``/``irfft`` bit for bit, for even and odd lengths and
     batches, written into the given arrays."""
+    from attsolver.steppers import spectral
     from attsolver.steppers.spectral import _real_ffts
 
-    rfft, irfft = _real_ffts(nx)
+    if kernels == "public":  # a NumPy without the private kernels: np.fft itself
+        monkeypatch.setattr(spectral, "_GUFUNCS", None)
+    else:
+        assert spectral._GUFUNCS is not None  # this NumPy has them and they passed the check
+    rfft, irfft, scale = _real_ffts(nx)
     x = np.random.default_rng(3).standard_normal((4, nx))
     v = np.empty((4, nx // 2 + 1), np.complex128)
-    assert rfft(x, v) is v and np.array_equal(v, np.fft.rfft(x))
+    assert rfft(x, 1.0, out=v) is v and np.array_equal(v, np.fft.rfft(x))
     u = np.empty((4, nx))
-    assert irfft(v, u) is u and np.array_equal(u, np.fft.irfft(v, nx))
+    assert irfft(v, scale, out=u) is u and np.array_equal(u, np.fft.irfft(v, nx))
     np.testing.assert_allclose(u, x, rtol=0, atol=1e-13)
 
 

@@ -314,12 +314,14 @@ class _SpectralStepper(Stepper):
         res[0] = y0.numpy()
         v = np.ascontiguousarray(self.to_state(y0).numpy())
         w = np.empty_like(v)
-        step, irfft = self._np_step, self._ffts[1]
+        step, (_, irfft, scale) = self._np_step, self._ffts
+        last_h = None
         for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
-            coefficients = self._fast_coefficients(h)
+            if h != last_h:  # a uniform grid looks its coefficients up once
+                coefficients, last_h = self._fast_coefficients(h), h
             for _ in range(n):
                 v, w = step(v, coefficients, w), v
-            irfft(v, res[i])
+            irfft(v, scale, out=res[i])
         return result
 
     def _use_fast(self, state: Tensor) -> bool:
@@ -383,22 +385,23 @@ def _pocketfft_gufuncs():
 _GUFUNCS = _pocketfft_gufuncs()
 
 
-def _real_ffts(nx: int) -> tuple[Callable, Callable]:
-    """``(rfft(x, out), irfft(v, out))`` over the last axis for fields of ``nx`` points,
-    writing into ``out``; equal bit for bit to ``np.fft.rfft(x)`` / ``np.fft.irfft(v, nx)``."""
+def _real_ffts(nx: int) -> tuple[Callable, Callable, float]:
+    """``(rfft, irfft, scale)`` for fields of ``nx`` points, called as ``rfft(x, 1.0, out=v)``
+    and ``irfft(v, scale, out=x)`` over the last axis: bit for bit ``np.fft.rfft(x)`` and
+    ``np.fft.irfft(v, nx)``, written into ``out`` (the kernels themselves, called without a
+    Python wrapper of ours either, where NumPy has them)."""
     if _GUFUNCS is None:
-        def rfft(x, out):
+        def rfft(x, scale, out):
             out[...] = np.fft.rfft(x)
             return out
 
-        def irfft(v, out):
+        def irfft(v, scale, out):
             out[...] = np.fft.irfft(v, nx)
             return out
 
-        return rfft, irfft
-    fwd = _GUFUNCS[0] if nx % 2 == 0 else _GUFUNCS[1]
-    inv, scale = _GUFUNCS[2], 1.0 / nx  # np.fft.irfft's normalisation ("backward": 1/n)
-    return (lambda x, out: fwd(x, 1.0, out=out)), (lambda v, out: inv(v, scale, out=out))
+        return rfft, irfft, 1.0 / nx
+    # np.fft.irfft's normalisation ("backward": 1/n)
+    return (_GUFUNCS[0] if nx % 2 == 0 else _GUFUNCS[1]), _GUFUNCS[2], 1.0 / nx
 
 
 class ETDRK4(_SpectralStepper):
@@ -434,24 +437,24 @@ class ETDRK4(_SpectralStepper):
 
     def _np_step(self, v, coefficients, out):
         E, E2m, E2, Qg, Qg2, F1, F2, F3, mask = coefficients
-        rfft, irfft = self._ffts
+        rfft, irfft, scale = self._ffts
         mul, add = np.multiply, np.add
         E2v, a, b, c, tmp, QgPv, Pv, Pa, Pb, Pc, u = self._scratch_arrays(v.shape)
         # the stages are kept masked (a, b, c only ever enter N, which masks them first)
-        irfft(mul(v, mask, out=tmp), u)
-        rfft(mul(u, u, out=u), Pv)
+        irfft(mul(v, mask, out=tmp), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pv)
         mul(E2m, v, out=E2v)
         add(E2v, mul(Qg, Pv, out=QgPv), out=a)  # a = E2 v + Q g Pv
-        irfft(a, u)
-        rfft(mul(u, u, out=u), Pa)
+        irfft(a, scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pa)
         add(E2v, mul(Qg, Pa, out=b), out=b)
-        irfft(b, u)
-        rfft(mul(u, u, out=u), Pb)
+        irfft(b, scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pb)
         mul(E2, a, out=c)  # c = E2 a + 2 Q g Pb - Q g Pv
         c += mul(Qg2, Pb, out=tmp)
         c -= QgPv
-        irfft(c, u)
-        rfft(mul(u, u, out=u), Pc)
+        irfft(c, scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pc)
         mul(E, v, out=out)  # + f1 g Pv + 2 f2 g (Pa + Pb) + f3 g Pc
         out += mul(F1, Pv, out=tmp)
         Pa += Pb
@@ -514,18 +517,18 @@ class IFRK4(_SpectralStepper):
 
     def _np_step(self, v, coefficients, out):
         E, Em, E2m, hE2g_2, hg_2, hE2g, hEg_6, hE2g_3, hg_6, mask = coefficients
-        rfft, irfft = self._ffts
+        rfft, irfft, scale = self._ffts
         mul, add = np.multiply, np.add
         E2v, s, tmp, P1, P2, P3, P4, u = self._scratch_arrays(v.shape)
-        irfft(mul(v, mask, out=tmp), u)
-        rfft(mul(u, u, out=u), P1)
+        irfft(mul(v, mask, out=tmp), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P1)
         mul(E2m, v, out=E2v)
-        irfft(add(E2v, mul(hE2g_2, P1, out=s), out=s), u)
-        rfft(mul(u, u, out=u), P2)
-        irfft(add(E2v, mul(hg_2, P2, out=s), out=s), u)
-        rfft(mul(u, u, out=u), P3)
-        irfft(add(mul(Em, v, out=tmp), mul(hE2g, P3, out=s), out=s), u)
-        rfft(mul(u, u, out=u), P4)
+        irfft(add(E2v, mul(hE2g_2, P1, out=s), out=s), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P2)
+        irfft(add(E2v, mul(hg_2, P2, out=s), out=s), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P3)
+        irfft(add(mul(Em, v, out=tmp), mul(hE2g, P3, out=s), out=s), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P4)
         mul(E, v, out=out)  # + h/6 E g P1 + h/3 E2 g (P2 + P3) + h/6 g P4
         out += mul(hEg_6, P1, out=tmp)
         P2 += P3
