@@ -496,6 +496,10 @@ class _Outputs:
 
 
 def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
+    if corrector is None and getattr(stepper, "fast_loop", None) is not None:
+        sol = stepper.fast_loop(y0, n_sub, h_int)  # e.g. the spectral steppers' NumPy path
+        if sol is not None:
+            return sol
     if corrector is None and not getattr(stepper, "needs_times", True):
         # an autonomous step that never reads its stage times (e.g. ETDRK4 on Burgers):
         # making one 0-d tensor per stage cost about a quarter of such a step
@@ -506,7 +510,15 @@ def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
     if corrector is None:
         step, from_state = stepper.step, stepper.from_state
         state = stepper.to_state(y0)
+        # once the result is one preallocated tensor (no autograd graph), a stepper that can
+        # writes the last step of each interval straight into its row: outputs written once
+        into = getattr(stepper, "writes_into", False)
         for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
+            if into and out.buf is not None:
+                for _ in range(n - 1):
+                    state = step(next(times), state, h)
+                state = step(next(times), state, h, into=out.buf[i])
+                continue
             for _ in range(n):
                 state = step(next(times), state, h)
             out.put(i, from_state(state))
