@@ -360,6 +360,11 @@ def to_markdown(report: dict) -> str:
         f"Machine: {m['cpus']} CPUs (shared with other jobs: absolute times are noisy, ratios less so), "
         f"torch {m['torch']} (1 thread), numpy {m['numpy']}, jax {m.get('jax', '—')}, "
         f"Python {m['python']}.  JAX: CPU, float64, `XLA_FLAGS={m.get('xla_flags', '')}`.",
+        *([f"Load average (1/5/15 min, all jobs on the machine) at the start {_load(m.get('load_start'))}, "
+           f"at the end {_load(m.get('load_end'))}: above ~1 other jobs shared the cores and the absolute "
+           "times are inflated (minima over interleaved rounds are the least affected)."]
+          if m.get("load_start") else []),
+        *([f"The whole run took {report['wall_seconds'] / 60:.1f} min."] if report.get("wall_seconds") else []),
         "",
         "Every contender's trajectory was checked equal to attsolver's before timing.  Figures are "
         "µs per solver step, the minimum over interleaved rounds (median in the JSON); first-call "
@@ -393,6 +398,17 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _load(values) -> str:
+    return "—" if not values else " / ".join(f"{v:.2f}" for v in values)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def _case_order(case: dict) -> tuple:
     """lorenz63, lorenz96 by batch, burgers by nx, ks by nx."""
     import re
@@ -416,6 +432,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # NumPy's elementwise loops and JAX (XLA_FLAGS) run one thread too
     use_compile = not (args.no_compile or args.quick)
     want = set(args.cases.split(",")) if args.cases != "all" else {"lorenz63", "lorenz96", "burgers", "ks"}
+    load_start, started = _loadavg(), time.perf_counter()
     jax = _peer("jax")
     jnp = None if jax is None else jax.numpy
     cases = []
@@ -457,7 +474,9 @@ def main(argv=None) -> int:
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
                     "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
                     "jax": None if jax is None else jax.__version__,
-                    "xla_flags": os.environ.get("XLA_FLAGS", "")},
+                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "load_start": load_start, "load_end": _loadavg()},
+        "wall_seconds": round(time.perf_counter() - started, 1),
         "quick": args.quick, "rounds": rounds, "cases": cases, "notes": sorted(set(NOTES)),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -612,3 +612,29 @@ def test_scipy_path_stops_at_its_evaluation_budget_with_a_clear_error():
     t = torch.tensor([0.0, 2.0], dtype=torch.float64)
     with pytest.raises(RuntimeError, match=r"budget of 500 evaluations.*reached only t=0\.99"):
         attsolver.solve(f, y0, t, method="scipy_dop853", options={"max_evaluations": 500})
+
+
+@pytest.mark.parametrize("method", ["euler", "heun", "rk4", "rk38"])
+def test_outputs_written_into_the_result_equal_the_stepped_states(method):
+    """Without autograd the eager loop writes each interval's last step straight into the
+    result's row (``step(..., into=row)``); the values must be the stepper's own states, bit
+    for bit, with several steps per interval and a shorter step in the last one, and the same
+    as the stacked outputs a solve that builds a graph returns."""
+    from attsolver.steppers import get_method
+
+    s = attsolver.systems.Lorenz96(N=8, F=8.0)
+    y0 = s.sample_initial(3, generator=torch.Generator().manual_seed(5))
+    t = torch.tensor([0.0, 0.05, 0.1, 0.17], dtype=torch.float64)
+    sol = solve(s, y0, t, method=method, step_size=0.01)
+    stepper = get_method(method).build(s, y0)
+    y, rows, t0 = y0, [y0], 0.0
+    for a, b in zip(t[:-1].tolist(), t[1:].tolist()):
+        n = math.ceil((b - a) / 0.01 - 1e-9)
+        h = (b - a) / n
+        for k in range(n):
+            tk = torch.tensor(a + k * h, dtype=torch.float64)
+            y = stepper.step([tk + c * h for c in stepper.nodes], y, h)
+        rows.append(y)
+    assert torch.equal(sol, torch.stack(rows))
+    graph = solve(s, y0.clone().requires_grad_(), t, method=method, step_size=0.01)
+    assert graph.requires_grad and torch.equal(graph.detach(), sol)

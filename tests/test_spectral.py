@@ -479,3 +479,64 @@ def test_fast_path_only_for_the_declared_advection_term():
     b = Burgers(nu=0.1, nx=32)
     assert not ETDRK4(b, b.sample_initial(1).float()).fast_path
     assert ETDRK4(b, b.sample_initial(1)).fast_path
+
+
+@pytest.mark.parametrize("kernels", ["pocketfft", "public"])
+@pytest.mark.parametrize("nx", [32, 33])
+def test_fast_path_ffts_equal_numpys_public_ones(nx, kernels, monkeypatch):
+    """The fast path calls NumPy's pocketfft kernels directly (no Python wrapper): their
+    results must be NumPy's ``rfft``/``irfft`` bit for bit, for even and odd lengths and
+    batches, written into the given arrays."""
+    from attsolver.steppers import spectral
+    from attsolver.steppers.spectral import _real_ffts
+
+    if kernels == "public":  # a NumPy without the private kernels: np.fft itself
+        monkeypatch.setattr(spectral, "_GUFUNCS", None)
+    else:
+        assert spectral._GUFUNCS is not None  # this NumPy has them and they passed the check
+    rfft, irfft, scale = _real_ffts(nx)
+    x = np.random.default_rng(3).standard_normal((4, nx))
+    v = np.empty((4, nx // 2 + 1), np.complex128)
+    assert rfft(x, 1.0, out=v) is v and np.array_equal(v, np.fft.rfft(x))
+    u = np.empty((4, nx))
+    assert irfft(v, scale, out=u) is u and np.array_equal(u, np.fft.irfft(v, nx))
+    np.testing.assert_allclose(u, x, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", SPECTRAL)
+def test_fast_loop_is_the_stepwise_fast_path_and_the_torch_path(method):
+    """``solve``'s loop over the fast path (NumPy arrays, outputs transformed straight into
+    the result) gives exactly what stepping the fast path one step at a time gives, on a
+    grid with several steps per output and a shorter step in the last interval, and agrees with the
+    torch path (a state carrying a graph) to round-off."""
+    s = Burgers(nu=0.02, nx=64, length=1.0)
+    u0 = s.sample_initial(2, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([0.0, 0.01, 0.02, 0.034], dtype=torch.float64)
+    sol = solve(s, u0, t, method=method, step_size=2.5e-3)
+    stepper = get_method(method).build(s, u0)
+    ts = [t[0]] * 4
+    v, rows = stepper.to_state(u0), [u0]
+    dt = np.diff(t.numpy())
+    for n, h in ((4, dt[0] / 4), (4, dt[1] / 4), (6, dt[2] / 6)):  # the last: 6 steps of 2.33e-3
+        h = float(h)
+        for _ in range(n):
+            v = stepper.step(ts, v, h)
+        rows.append(stepper.from_state(v))
+    assert torch.equal(sol, torch.stack(rows))
+    ref = solve(s, u0.clone().requires_grad_(), t, method=method, step_size=2.5e-3).detach()
+    torch.testing.assert_close(sol, ref, rtol=0, atol=1e-12 * float(u0.abs().max()))
+
+
+@pytest.mark.parametrize("method", SPECTRAL)
+def test_coefficients_are_computed_once_per_system_and_step(method):
+    """``solve`` builds a stepper per call; the coefficients of a step are shared by the
+    steppers of one system (the same arrays, not recomputed), never by another system."""
+    a, b = Burgers(nu=0.01, nx=32, length=1.0), Burgers(nu=0.02, nx=32, length=1.0)
+    u0 = a.sample_initial(1)
+    s1, s2, s3 = (get_method(method).build(s, u0) for s in (a, a, b))
+    for x, y in zip(s1._coefficients(1e-3), s2._coefficients(1e-3)):
+        assert x is y
+    assert all(x is y for x, y in zip(s1._fast_coefficients(1e-3), s2._fast_coefficients(1e-3)))
+    other = s3._coefficients(1e-3)
+    assert not torch.equal(s1._coefficients(1e-3)[0], other[0])
+    assert s1._coefficients(2e-3)[0] is not s1._coefficients(1e-3)[0]

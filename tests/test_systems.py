@@ -300,3 +300,16 @@ def test_linear_exact_solution_satisfies_the_ode_and_matches_expm():
     yy = s.exact(tt, y0)
     torch.testing.assert_close((yy[3] - yy[1]) / (2 * d), s(tt[2], yy[2]), rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(s(tt[2], yy[2]), yy[2] @ torch.tensor(A, dtype=F64).T, rtol=1e-15, atol=0)
+
+
+def test_lorenz96_is_the_ring_formula_at_every_site():
+    """``x_i' = (x_{i+1} - x_{i-2}) x_{i-1} - x_i + F`` with indices mod N, written out site by
+    site (the system pads the ring once instead of rolling it three times)."""
+    s = attsolver.systems.Lorenz96(N=7, F=3.5)
+    y = torch.randn(2, 3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    n = 7
+    expected = torch.stack([(y[..., (i + 1) % n] - y[..., (i - 2) % n]) * y[..., (i - 1) % n] - y[..., i] + 3.5
+                            for i in range(n)], dim=-1)
+    assert torch.equal(s(torch.tensor(0.0), y), expected)
+    assert torch.equal(s(torch.tensor(0.0), y),
+                       (torch.roll(y, -1, -1) - torch.roll(y, 2, -1)) * torch.roll(y, 1, -1) - y + 3.5)

@@ -57,7 +57,8 @@ def _nonzero(row: Sequence[float]) -> tuple[tuple[int, float], ...]:
     return tuple((j, a) for j, a in enumerate(row) if a != 0.0)
 
 
-def _combination(target: str, base: str, terms: tuple[tuple[int, float], ...], fused_alpha: bool) -> list[str]:
+def _combination(target: str, base: str, terms: tuple[tuple[int, float], ...], fused_alpha: bool,
+                 into: str | None = None) -> list[str]:
     """Lines computing ``target = base + h * sum_j w_j k_j`` with ONE rounding into ``base``.
 
     The ``k_j`` are first summed among themselves, scaled by the first weight
@@ -68,16 +69,17 @@ def _combination(target: str, base: str, terms: tuple[tuple[int, float], ...], f
     count is the same: one ``add`` per weight.
     """
     (j0, w0), rest = terms[0], terms[1:]
+    out = f", out={into}" if into else ""  # the result written into a given tensor (fused_alpha only)
     if not rest:
         if fused_alpha:
-            return [f"    {target} = torch.add({base}, k{j0}, alpha=h * {w0!r})"]
+            return [f"    {target} = torch.add({base}, k{j0}, alpha=h * {w0!r}{out})"]
         return [f"    {target} = {base} + (h * {w0!r}) * k{j0}"]
     acc = f"s_{target}"
     (j1, w1), more = rest[0], rest[1:]
     if fused_alpha:
         lines = [f"    {acc} = torch.add(k{j0}, k{j1}, alpha={w1 / w0!r})"]
         lines += [f"    {acc}.add_(k{j}, alpha={w / w0!r})" for j, w in more]
-        lines.append(f"    {target} = torch.add({base}, {acc}, alpha=h * {w0!r})")
+        lines.append(f"    {target} = torch.add({base}, {acc}, alpha=h * {w0!r}{out})")
     else:
         expr = " + ".join([f"k{j0}"] + [f"{w / w0!r} * k{j}" for j, w in rest])
         lines = [f"    {target} = {base} + (h * {w0!r}) * ({expr})"]
@@ -107,8 +109,10 @@ def _straight_line(tableau, *, fused_alpha: bool = True) -> Callable:
         lines.append(f"    k{i} = f(ts[{i}], {'y' + str(i) if terms else 'y'})")
     ks = ", ".join(f"k{i}" for i in range(tableau.stages))
     lines.append(f"    return ({ks},)")
-    lines += ["", "def step(f, ts, y, h):", f"    {ks}, = _stages(f, ts, y, h)"]
-    lines += _combination("out", "y", _nonzero(tableau.b), fused_alpha)
+    # the fused variant takes ``into``: a tensor (a row of solve's result) to write the new
+    # state into, so that an output is written once, not made and then copied
+    lines += ["", f"def step(f, ts, y, h{', into=None' if fused_alpha else ''}):", f"    {ks}, = _stages(f, ts, y, h)"]
+    lines += _combination("out", "y", _nonzero(tableau.b), fused_alpha, "into" if fused_alpha else None)
     lines += ["    return out"]
     namespace: dict = {"torch": torch}
     exec(compile("\n".join(lines), f"<tableau {tableau.name}>", "exec"), namespace)
@@ -136,8 +140,12 @@ class ExplicitRK(Stepper):
     #: gradients with respect to ``t`` flow when ``h`` is a tensor (``step_for_compile``)
     time_differentiable = True
 
-    def step(self, ts, state, h):
-        return self._step(self.f, ts, state, h)
+    #: ``step(ts, state, h, into=out)`` writes the new state into ``out`` (``solve``'s eager
+    #: loop passes the result's row when the step ends an output interval)
+    writes_into = True
+
+    def step(self, ts, state, h, into=None):
+        return self._step(self.f, ts, state, h, into)
 
     def step_for_compile(self, ts, state, h):
         """The same step written without ``alpha=`` (see :func:`_straight_line`)."""

@@ -43,6 +43,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -156,6 +157,34 @@ def etdrk4_coefficients(h: float, symbol: Tensor, *,
     return ETDRK4Coefficients(E, E2, Q, f1, f2, f3)
 
 
+#: coefficients shared by the steppers of a process (see :func:`_shared_coefficients`)
+_SHARED: OrderedDict[tuple, tuple] = OrderedDict()
+#: entries of :data:`_SHARED` kept (oldest dropped first)
+_MAX_SHARED = 16
+
+
+def _shared_coefficients(key: tuple, symbol: Tensor, compute: Callable[[], tuple]) -> tuple:
+    """``compute()``, computed once per process for ``key`` and kept for later steppers.
+
+    ``solve`` builds a new stepper per call, and the coefficients of one step size (the
+    contour integrals, ~1.5 ms at 1024 modes, and for ``solve``'s step-doubling check those
+    of half the step too) cost as much as tens of steps: a series of solves of one system —
+    a benchmark, an ensemble, a training set — computes them once.  ``key`` names the
+    system's symbol by identity (the systems cache it per dtype and device); the entry holds
+    the symbol itself, so that identity cannot be reused while the entry lives.  The
+    coefficients are shared: nothing may modify them in place.
+    """
+    hit = _SHARED.get(key)
+    if hit is not None and hit[0] is symbol:
+        _SHARED.move_to_end(key)
+        return hit[1]
+    value = compute()
+    _SHARED[key] = (symbol, value)
+    if len(_SHARED) > _MAX_SHARED:
+        _SHARED.popitem(last=False)
+    return value
+
+
 class _SpectralStepper(Stepper):
     """Shared plumbing: Fourier state, per-step-size coefficient cache.
 
@@ -199,6 +228,7 @@ class _SpectralStepper(Stepper):
         self.needs_times = self._quadratic is None
         self._fast_cache: dict[float, tuple[np.ndarray, ...]] = {}
         self._scratch: tuple[np.ndarray, ...] | None = None
+        self._ffts = _real_ffts(self.nx) if self._quadratic is not None else None
 
     def to_state(self, y: Tensor) -> Tensor:
         """``rfftn(y)`` over the spatial dims: ``[..., nx]`` -> ``[..., nx//2+1]`` complex
@@ -218,8 +248,10 @@ class _SpectralStepper(Stepper):
         key = float(f"{h:.{_STEP_KEY_DIGITS - 1}e}")
         c = self._cache.get(key)
         if c is None:
-            c = tuple(x.to(dtype=self._dtype, device=self._device) if isinstance(x, Tensor) else x
-                      for x in self._compute(h))
+            c = _shared_coefficients(("coefficients", type(self), id(self._symbol), key, self._dtype, self._device),
+                                     self._symbol, lambda: tuple(
+                                         x.to(dtype=self._dtype, device=self._device) if isinstance(x, Tensor)
+                                         else x for x in self._compute(h)))
             if len(self._cache) >= _MAX_CACHED_STEPS:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = c
@@ -235,7 +267,9 @@ class _SpectralStepper(Stepper):
         key = float(f"{h:.{_STEP_KEY_DIGITS - 1}e}")
         c = self._fast_cache.get(key)
         if c is None:
-            c = self._fold(h, *self._quadratic)
+            mask, g = self._quadratic
+            c = _shared_coefficients(("folded", type(self), id(self._symbol), key, mask.tobytes(), g.tobytes()),
+                                     self._symbol, lambda: self._fold(h, mask, g))
             if len(self._fast_cache) >= _MAX_CACHED_STEPS:
                 self._fast_cache.pop(next(iter(self._fast_cache)))
             self._fast_cache[key] = c
@@ -243,6 +277,52 @@ class _SpectralStepper(Stepper):
 
     def _fold(self, h: float, mask: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
+
+    #: complex scratch arrays of the state's shape that :meth:`_np_step` uses
+    _N_SCRATCH = 0
+
+    def _np_step(self, v: np.ndarray, coefficients: tuple[np.ndarray, ...], out: np.ndarray) -> np.ndarray:
+        """One step of the fast path on NumPy arrays: ``v`` -> ``out`` (``v`` is not changed)."""
+        raise NotImplementedError
+
+    def _scratch_arrays(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        """The fast path's scratch arrays (reused from step to step): ``_N_SCRATCH`` complex
+        ones of the state's shape and one real field."""
+        if self._scratch is None or self._scratch[0].shape != shape:
+            self._scratch = tuple(np.empty(shape, np.complex128) for _ in range(self._N_SCRATCH)) + (
+                np.empty((*shape[:-1], self.nx)),)
+        return self._scratch
+
+    def _fast_step(self, state: Tensor, h: float) -> Tensor:
+        v = state.numpy()
+        return torch.from_numpy(self._np_step(v, self._fast_coefficients(h), np.empty_like(v)))
+
+    def fast_loop(self, y0: Tensor, n_sub: np.ndarray, h_int: np.ndarray) -> Tensor | None:
+        """The whole uncorrected solve on the fast path, or ``None`` where it does not apply.
+
+        ``solve``'s eager loop calls this first: the steps run on NumPy arrays (two state
+        arrays swapped from step to step, the coefficients looked up once per output
+        interval) and each output is transformed back straight into its row of the
+        preallocated result, so no tensor is made per step.  The arithmetic is that of
+        :meth:`step` on the fast path, operation for operation, so the result is the same.
+        """
+        if not (self.fast_path and not y0.requires_grad and y0.dtype == torch.float64
+                and y0.device.type == "cpu"):
+            return None
+        result = torch.empty((len(n_sub) + 1, *y0.shape), dtype=y0.dtype)
+        res = result.numpy()
+        res[0] = y0.numpy()
+        v = np.ascontiguousarray(self.to_state(y0).numpy())
+        w = np.empty_like(v)
+        step, (_, irfft, scale) = self._np_step, self._ffts
+        last_h = None
+        for i, (n, h) in enumerate(zip(n_sub.tolist(), h_int.tolist()), 1):
+            if h != last_h:  # a uniform grid looks its coefficients up once
+                coefficients, last_h = self._fast_coefficients(h), h
+            for _ in range(n):
+                v, w = step(v, coefficients, w), v
+            irfft(v, scale, out=res[i])
+        return result
 
     def _use_fast(self, state: Tensor) -> bool:
         """The NumPy path: no autograd graph to build (``state`` carries none), the
@@ -275,6 +355,55 @@ def _quadratic_parts(system, y0: Tensor) -> tuple[np.ndarray, np.ndarray] | None
             g.detach().to(torch.complex128).numpy().copy())
 
 
+def _pocketfft_gufuncs():
+    """NumPy's own pocketfft kernels (the gufuncs behind ``np.fft.rfft``/``irfft``), or
+    ``None`` where this NumPy does not have them.
+
+    ``np.fft.rfft`` spends about 3 of its 4.5 µs on a 256-point field in its Python wrapper
+    (argument normalisation, dtype promotion, the output allocation); the step calls an FFT
+    eight times, so the fast path calls the kernels directly, writing into its own buffers.
+    They are NumPy's private module, so they are used only after checking, once, that they
+    return exactly what ``np.fft.rfft``/``irfft`` return; otherwise the public functions run.
+    """
+    try:
+        from numpy.fft import _pocketfft_umath as pfu
+
+        fwd_even, fwd_odd, inv = pfu.rfft_n_even, pfu.rfft_n_odd, pfu.irfft
+        x = np.random.default_rng(0).standard_normal((2, 12))
+        for n, fwd in ((12, fwd_even), (11, fwd_odd)):
+            v = np.empty((2, n // 2 + 1), np.complex128)
+            fwd(x[:, :n], 1.0, out=v)
+            u = np.empty((2, n))
+            inv(v, 1.0 / n, out=u)
+            if not (np.array_equal(v, np.fft.rfft(x[:, :n])) and np.array_equal(u, np.fft.irfft(v, n))):
+                return None
+        return fwd_even, fwd_odd, inv
+    except Exception:  # noqa: BLE001 - any difference in NumPy's internals: use the public API
+        return None
+
+
+_GUFUNCS = _pocketfft_gufuncs()
+
+
+def _real_ffts(nx: int) -> tuple[Callable, Callable, float]:
+    """``(rfft, irfft, scale)`` for fields of ``nx`` points, called as ``rfft(x, 1.0, out=v)``
+    and ``irfft(v, scale, out=x)`` over the last axis: bit for bit ``np.fft.rfft(x)`` and
+    ``np.fft.irfft(v, nx)``, written into ``out`` (the kernels themselves, called without a
+    Python wrapper of ours either, where NumPy has them)."""
+    if _GUFUNCS is None:
+        def rfft(x, scale, out):
+            out[...] = np.fft.rfft(x)
+            return out
+
+        def irfft(v, scale, out):
+            out[...] = np.fft.irfft(v, nx)
+            return out
+
+        return rfft, irfft, 1.0 / nx
+    # np.fft.irfft's normalisation ("backward": 1/n)
+    return (_GUFUNCS[0] if nx % 2 == 0 else _GUFUNCS[1]), _GUFUNCS[2], 1.0 / nx
+
+
 class ETDRK4(_SpectralStepper):
     """Exponential time differencing RK4 (Cox & Matthews 2002; coefficients by the
     contour integrals of Kassam & Trefethen 2005).
@@ -304,37 +433,34 @@ class ETDRK4(_SpectralStepper):
         E, E2, Q, _, f1, f2x2, f3 = (x.numpy() for x in self._coefficients(h))
         return E, E2 * mask, E2, Q * g, 2.0 * Q * g, f1 * g, f2x2 * g, f3 * g, mask
 
-    def _fast_step(self, state: Tensor, h: float) -> Tensor:
-        E, E2m, E2, Qg, Qg2, F1, F2, F3, mask = self._fast_coefficients(h)
-        nx, irfft, rfft, mul = self.nx, np.fft.irfft, np.fft.rfft, np.multiply
-        v = state.numpy()
-        # scratch arrays reused from step to step (the result is always a fresh array)
-        if self._scratch is None or self._scratch[0].shape != v.shape:
-            self._scratch = tuple(np.empty(v.shape, np.complex128) for _ in range(5))
-        E2v, a, b, c, tmp = self._scratch
+    _N_SCRATCH = 10
+
+    def _np_step(self, v, coefficients, out):
+        E, E2m, E2, Qg, Qg2, F1, F2, F3, mask = coefficients
+        rfft, irfft, scale = self._ffts
+        mul, add = np.multiply, np.add
+        E2v, a, b, c, tmp, QgPv, Pv, Pa, Pb, Pc, u = self._scratch_arrays(v.shape)
         # the stages are kept masked (a, b, c only ever enter N, which masks them first)
-        u = irfft(mul(v, mask, out=tmp), nx)
-        Pv = rfft(mul(u, u, out=u))
+        irfft(mul(v, mask, out=tmp), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pv)
         mul(E2m, v, out=E2v)
-        mul(Qg, Pv, out=a)
-        a += E2v
-        u = irfft(a, nx)
-        Pa = rfft(mul(u, u, out=u))
-        mul(Qg, Pa, out=b)
-        b += E2v
-        u = irfft(b, nx)
-        Pb = rfft(mul(u, u, out=u))
+        add(E2v, mul(Qg, Pv, out=QgPv), out=a)  # a = E2 v + Q g Pv
+        irfft(a, scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pa)
+        add(E2v, mul(Qg, Pa, out=b), out=b)
+        irfft(b, scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pb)
         mul(E2, a, out=c)  # c = E2 a + 2 Q g Pb - Q g Pv
         c += mul(Qg2, Pb, out=tmp)
-        c -= mul(Qg, Pv, out=tmp)
-        u = irfft(c, nx)
-        Pc = rfft(mul(u, u, out=u))
-        out = E * v  # + f1 g Pv + 2 f2 g (Pa + Pb) + f3 g Pc
+        c -= QgPv
+        irfft(c, scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=Pc)
+        mul(E, v, out=out)  # + f1 g Pv + 2 f2 g (Pa + Pb) + f3 g Pc
         out += mul(F1, Pv, out=tmp)
         Pa += Pb
         out += mul(F2, Pa, out=tmp)
         out += mul(F3, Pc, out=tmp)
-        return torch.from_numpy(out)
+        return out
 
     def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
         if self._use_fast(state):
@@ -387,21 +513,28 @@ class IFRK4(_SpectralStepper):
         return (E, E * mask, E2 * mask, hE2_2 * g, (h / 2) * g, hE2 * g, hE_6 * g, hE2_3 * g,
                 (h / 6) * g, mask)
 
-    def _fast_step(self, state: Tensor, h: float) -> Tensor:
-        E, Em, E2m, hE2g_2, hg_2, hE2g, hEg_6, hE2g_3, hg_6, mask = self._fast_coefficients(h)
-        nx, irfft, rfft = self.nx, np.fft.irfft, np.fft.rfft
-        v = state.numpy()
-        u = irfft(v * mask, nx)
-        P1 = rfft(u * u)
-        E2v = E2m * v
-        u = irfft(E2v + hE2g_2 * P1, nx)
-        P2 = rfft(u * u)
-        u = irfft(E2v + hg_2 * P2, nx)
-        P3 = rfft(u * u)
-        u = irfft(Em * v + hE2g * P3, nx)
-        P4 = rfft(u * u)
-        out = E * v + hEg_6 * P1 + hE2g_3 * (P2 + P3) + hg_6 * P4
-        return torch.from_numpy(out)
+    _N_SCRATCH = 7
+
+    def _np_step(self, v, coefficients, out):
+        E, Em, E2m, hE2g_2, hg_2, hE2g, hEg_6, hE2g_3, hg_6, mask = coefficients
+        rfft, irfft, scale = self._ffts
+        mul, add = np.multiply, np.add
+        E2v, s, tmp, P1, P2, P3, P4, u = self._scratch_arrays(v.shape)
+        irfft(mul(v, mask, out=tmp), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P1)
+        mul(E2m, v, out=E2v)
+        irfft(add(E2v, mul(hE2g_2, P1, out=s), out=s), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P2)
+        irfft(add(E2v, mul(hg_2, P2, out=s), out=s), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P3)
+        irfft(add(mul(Em, v, out=tmp), mul(hE2g, P3, out=s), out=s), scale, out=u)
+        rfft(mul(u, u, out=u), 1.0, out=P4)
+        mul(E, v, out=out)  # + h/6 E g P1 + h/3 E2 g (P2 + P3) + h/6 g P4
+        out += mul(hEg_6, P1, out=tmp)
+        P2 += P3
+        out += mul(hE2g_3, P2, out=tmp)
+        out += mul(hg_6, P4, out=tmp)
+        return out
 
     def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
         if self._use_fast(state):

@@ -77,7 +77,12 @@ class Lorenz96(System):
         return (self.N,)
 
     def __call__(self, t, y):
-        return (torch.roll(y, -1, -1) - torch.roll(y, 2, -1)) * torch.roll(y, 1, -1) - y + self.F
+        # y padded periodically once, p[j] = y[j - 2]: the three neighbours are slices of it
+        # (the same arithmetic as three torch.roll copies, in 5 kernels instead of 7, and
+        # contiguous reads that torch.compile vectorises, where a roll's modular index is not)
+        n = y.shape[-1]
+        p = torch.cat((y[..., -2:], y, y[..., :1]), dim=-1)
+        return (p[..., 3:] - p[..., :n]) * p[..., 1:n + 1] - y + self.F
 
     def sample_initial(self, n, *, generator=None, dtype=torch.float64, device=None):
         """``F`` plus unit Gaussian perturbations (the usual spin-up start)."""
