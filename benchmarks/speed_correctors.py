@@ -206,7 +206,8 @@ def to_markdown(report: dict) -> str:
         lines.append("| classical step, µs | | " + " | ".join(_fmt(res[c]["classical_us_per_step"]) for c in cols) + " |")
         if any("multiple_vs_fastest_classical" in x for r in res.values() for x in r["rows"]):
             lines += ["", "The same, against the faster classical step of the precision (eager or compiled, timed in "
-                      "the same rounds): what a user who picks the quicker classical solve pays for the correction.", "",
+                      "the same rounds): what a user who picks the quicker classical solve pays for the correction.",
+                      "",
                       "| corrector | " + " | ".join(f"{p} {m}" for p, m in cols) + " |", "|---|" + "---:|" * len(cols)]
             for fam, form in keys:
                 cells = []

@@ -657,7 +657,8 @@ class LocalAttSolver(LocalCorrector):
         z = _pointwise_mlp(self.body, xs)
         if self.gate is not None:
             g = self.gate  # SE on a [M, width] input: no pooling, a = sigmoid(fc2(act(fc1(src))))
-            a = _pointwise_linear(g.fc2, _pointwise_act(g.act, _pointwise_linear(g.fc1, z if self._src is None else xs)))
+            src = z if self._src is None else xs
+            a = _pointwise_linear(g.fc2, _pointwise_act(g.act, _pointwise_linear(g.fc1, src)))
             a = [torch.sigmoid(x) for x in a]
             z = [zi + ai for zi, ai in zip(z, a)] if self.combine == "add" else [zi * ai for zi, ai in zip(z, a)]
         return _pointwise_linear(self.head, z)
