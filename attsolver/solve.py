@@ -179,7 +179,7 @@ def solve(
     max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
-    _check_f(f, y0, t_f)
+    _check_f(f, y0, t_f, check_finite=check_finite, adaptive=spec.kind == "adaptive")
     f = _checked_rhs(f, compiled=bool(options.get("compile", False)))
 
     if spec.kind == "adaptive":
@@ -679,7 +679,7 @@ def _check_options(options, spec) -> dict[str, Any]:
     return out
 
 
-def _check_f(f, y0: Tensor, t: Tensor) -> None:
+def _check_f(f, y0: Tensor, t: Tensor, *, check_finite: bool = False, adaptive: bool = False) -> None:
     if not callable(f):
         raise TypeError(f"f must be callable as f(t, y), got {type(f).__name__}")
     with torch.no_grad():
@@ -696,6 +696,22 @@ def _check_f(f, y0: Tensor, t: Tensor) -> None:
             f"f(t, y) returned dtype {out.dtype} but y0 is {y0.dtype}; make f keep y's dtype "
             "(e.g. build its constants with dtype=y.dtype)"
         )
+    if check_finite and not _all_finite(out) and _all_finite(y0):
+        raise NonFiniteSolutionError(
+            f"f(t, y) returned NaN/inf at t={float(t[0]):.6g} for the finite initial state{_bad_rows(out)}, "
+            "before any step: f itself produced them, not the step size (a neural f: damaged weights, or "
+            "inputs outside the range it was trained on); check f, or pass options={'check_finite': False}",
+            step=None if adaptive else 0, time=float(t[0]), partial=y0.unsqueeze(0),
+        )
+
+
+def _bad_rows(out: Tensor) -> str:
+    """`` (batch elements i, j of n)`` naming the non-finite rows of a batched ``[n, ...]`` output."""
+    if out.ndim < 2:
+        return ""
+    bad = (~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)).nonzero().flatten().tolist()
+    shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+    return f" (batch element{'s' if len(bad) > 1 else ''} {shown} of {out.shape[0]})"
 
 
 def _time_eps(t: Tensor) -> float:
@@ -911,6 +927,7 @@ def _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method):
         state = y if corrector is not None else stepper.to_state(y)
         for k in range(int(n_sub[i - 1])):
             ts = next(times)
+            y_start = y
             if corrector is None:
                 state = stepper.step(ts, state, h)
                 y = stepper.from_state(state)
@@ -921,9 +938,22 @@ def _raise_nonfinite(sol, stepper, corrector, t, t_np, n_sub, h_int, method):
                 break
     step = first_step + k_bad
     t_step = float(t_np[i - 1] + k_bad * h)
+    cause = "reduce step_size, check f for overflow"
+    f_start = None
+    if getattr(stepper, "f", None) is not None and _all_finite(y_start):
+        try:  # f itself non-finite at the finite state the step started from?
+            with torch.no_grad():
+                f_start = stepper.f(ts[0], y_start)
+        except Exception:  # noqa: BLE001 - only a diagnosis; the blow-up is reported either way
+            f_start = None
+    if isinstance(f_start, Tensor) and bool(torch.isnan(f_start).any()):
+        # NaN from a finite input is f's own doing; inf alone is the overflow of a growing solution
+        cause = (f"f itself returned NaN at the finite state the step started from{_bad_rows(f_start)} — "
+                 "not a step-size problem (a neural f: inputs outside the range it was trained on, or damaged "
+                 "weights); check f")
     raise NonFiniteSolutionError(
         f"solution became non-finite at step {step} (t={t_step:.6g} -> {t_step + h:.6g}, "
-        f"h={h:.3g}, method {method!r}); reduce step_size, check f for overflow, or pass "
+        f"h={h:.3g}, method {method!r}); {cause}, or pass "
         "options={'check_finite': False} to get the raw result",
         step=step, time=t_step, partial=sol[:i],
     )

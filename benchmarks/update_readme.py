@@ -25,6 +25,7 @@ BLOCKS = {
     "speed": ("speed.md", None),
     "ode": ("ode.md", ["Targets"]),
     "pde": ("pde.md", ["Targets", "Reading the numbers"]),
+    "neural_ode": ("neural_ode.md", ["Headline"]),
 }
 #: blocks computed from a results JSON rather than copied from its Markdown
 COMPUTED = ("verdict", "user_verdict")
@@ -162,6 +163,8 @@ def block_text(name: str) -> str:
     if wanted:
         body = _sections(body, wanted)
         lead += f" (sections: {', '.join(wanted)}; the file has the full tables and plots)"
+    # links relative to the results folder must stay valid from the repository root
+    body = re.sub(r"\]\((?![a-z]+:|/|#)([^)]+)\)", rf"](benchmarks/results/{Path(filename).parent.as_posix()}/\1)".replace("/./", "/"), body)
     # demote headings so they nest under the README's "### <benchmark>" headings
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", body, flags=re.M)
     return f"{lead}:\n\n{body}"
