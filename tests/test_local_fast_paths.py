@@ -189,3 +189,24 @@ def test_the_folded_weights_follow_every_change_of_the_model():
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):  # the cache is not carried along
         with torch.no_grad():
             torch.testing.assert_close(clone(None, y, dy, 0.1), model._forward(y, dy, 0.1), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("parent", [LocalNeurVec, LocalHypersolver, LocalAttSolver])
+def test_a_subclass_overriding_network_is_not_run_by_its_parents_fast_forms(parent):
+    """``class Mine(LocalNeurVec)`` with its own ``network``: the eager no-grad path (and the
+    compiled one) must evaluate that network, not the parent's folded/unrolled one."""
+
+    class Mine(parent):
+        def network(self, u):
+            return 2.0 * super().network(u)
+
+    system = Lorenz96(N=8)
+    model = randomize(build(Mine, system))
+    y, dy = _inputs(system)
+    with torch.no_grad():
+        out = model(None, y, dy, 0.1)
+        twin = build(parent, system)
+        twin.load_state_dict(model.state_dict())
+        parent_out = twin(None, y, dy, 0.1)
+    torch.testing.assert_close(out, model._forward(y, dy, 0.1), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(out, 2.0 * parent_out, rtol=1e-10, atol=1e-12)

@@ -273,6 +273,8 @@ class LocalCorrector(Corrector):
             h: the step (> 0).
         """
         self._check_forward(h)
+        if not self._fast_forms_follow_network():
+            return self._forward(y, dy, h)
         if torch.compiler.is_compiling():
             if self.fusable():
                 return self.pointwise_forward(y, dy, h)
@@ -282,12 +284,10 @@ class LocalCorrector(Corrector):
                 return self._forward(y, dy, h, inference=True)
         return self._forward(y, dy, h)
 
-    def _forward(self, y: Tensor, dy: Tensor, h: float, inference: bool = False) -> Tensor:
-        """The GEMM form: one row of windows per site.  ``inference`` (no gradient wanted):
-        the normalisation folded into the first layer's weights and the activations applied
-        in place (no autograd graph to keep), which saves several ``[B n, width]`` passes."""
-        shape = y.shape
-        state = self._state_of(tuple(shape))
+    def _lattice_inputs(self, y: Tensor, dy: Tensor) -> tuple[tuple[int, ...], int, Tensor, Tensor]:
+        """``(state shape, sites, y, dy)``: both as ``[B, C, sites]`` lattices, in the network's
+        dtype under mixed precision; a lattice shorter than the window is refused."""
+        state = self._state_of(tuple(y.shape))
         n = state[self.lattice_axis] // self.blocks
         if n < self.window:
             raise ValueError(self._too_short(n))
@@ -295,6 +295,14 @@ class LocalCorrector(Corrector):
         dyl = self._to_lattice(dy.reshape(-1, *state), state)
         if yl.dtype != self.dtype and self.mixed_precision:
             yl, dyl = yl.to(self.dtype), dyl.to(self.dtype)
+        return state, n, yl, dyl
+
+    def _forward(self, y: Tensor, dy: Tensor, h: float, inference: bool = False) -> Tensor:
+        """The GEMM form: one row of windows per site.  ``inference`` (no gradient wanted):
+        the normalisation folded into the first layer's weights and the activations applied
+        in place (no autograd graph to keep), which saves several ``[B n, width]`` passes."""
+        shape = y.shape
+        state, n, yl, dyl = self._lattice_inputs(y, dy)
         b = yl.shape[0]
         parts = self.feature_parts(yl, dyl, h, (b, 1, n))
         u = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, C_in, n]
@@ -317,6 +325,19 @@ class LocalCorrector(Corrector):
         return self._from_lattice(v, state).reshape(shape).to(y.dtype)
 
     # ------------------------------------------------------------------ the fused (compiled) form
+
+    def _fast_forms_follow_network(self) -> bool:
+        """Whether the fast forms evaluate the network this class defines: a subclass that
+        overrides :meth:`network` below the class that wrote :meth:`pointwise_network` and
+        :meth:`after_first_layer` (e.g. ``class Mine(LocalNeurVec)`` with its own ``network``)
+        would otherwise be run by its parent's fast forms, silently, as its parent's network."""
+        mro = type(self).__mro__
+
+        def owner(name: str) -> type:
+            return next(k for k in mro if name in vars(k))
+
+        net = owner("network")
+        return issubclass(owner("pointwise_network"), net) and issubclass(owner("after_first_layer"), net)
 
     def fusable(self) -> bool:
         """Whether :meth:`pointwise_forward` can evaluate this model (its network is made of
@@ -381,14 +402,7 @@ class LocalCorrector(Corrector):
         lattice.  ``forward`` uses it when compiling.
         """
         shape = y.shape
-        state = self._state_of(tuple(shape))
-        n = state[self.lattice_axis] // self.blocks
-        if n < self.window:
-            raise ValueError(self._too_short(n))
-        yl = self._to_lattice(y.reshape(-1, *state), state)
-        dyl = self._to_lattice(dy.reshape(-1, *state), state)
-        if yl.dtype != self.dtype and self.mixed_precision:
-            yl, dyl = yl.to(self.dtype), dyl.to(self.dtype)
+        state, n, yl, dyl = self._lattice_inputs(y, dy)
         b = yl.shape[0]
         r = self.window // 2
         mean, inv_std = self.in_mean, 1.0 / self.in_std
@@ -475,8 +489,28 @@ class LocalCorrector(Corrector):
                 f"{self.state_channels} channel(s), {ends})")
 
 
+class _PerSiteMLP:
+    """The per-site network is one MLP, ``self.net``: its reference, elementwise and folded
+    forms (shared by :class:`LocalNeurVec` and :class:`LocalHypersolver`)."""
+
+    def network(self, u: Tensor) -> Tensor:
+        return self.net(u)
+
+    def fusable(self) -> bool:
+        return _pointwise_mlp_ok(self.net)
+
+    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
+        return _pointwise_mlp(self.net, xs)
+
+    def first_layer(self) -> nn.Linear:
+        return self.net[0]
+
+    def after_first_layer(self, z: Tensor) -> Tensor:
+        return _inplace_mlp(list(self.net)[1:], z)
+
+
 @register_corrector
-class LocalNeurVec(LocalCorrector):
+class LocalNeurVec(_PerSiteMLP, LocalCorrector):
     """NeurVec, local: ``C_i = s ⊙ N(y_{i-r..i+r})`` at every site ``i``, one hidden layer
     ``C*window -> width -> C`` shared by all sites, no h-scaling.
 
@@ -503,24 +537,9 @@ class LocalNeurVec(LocalCorrector):
                          mixed_precision=mixed_precision, dtype=dtype, hparams={"width": width, "activation": activation})
         self.net = mlp([self.site_features, width, self.state_channels], activation, dtype=self.dtype)
 
-    def network(self, u: Tensor) -> Tensor:
-        return self.net(u)
-
-    def fusable(self) -> bool:
-        return _pointwise_mlp_ok(self.net)
-
-    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
-        return _pointwise_mlp(self.net, xs)
-
-    def first_layer(self) -> nn.Linear:
-        return self.net[0]
-
-    def after_first_layer(self, z: Tensor) -> Tensor:
-        return _inplace_mlp(list(self.net)[1:], z)
-
 
 @register_corrector
-class LocalHypersolver(LocalCorrector):
+class LocalHypersolver(_PerSiteMLP, LocalCorrector):
     """Hypersolver, local: ``C_i = h^{p+1} s ⊙ g([y, Phi, h] on sites i-r..i+r)``, ``g`` an MLP
     ``(2C+1) window -> hidden... -> C`` shared by all sites.
 
@@ -546,21 +565,6 @@ class LocalHypersolver(LocalCorrector):
                          hparams={"hidden": hidden, "activation": activation})
         self.output_order = self.order + 1
         self.net = mlp([self.site_features, *hidden, self.state_channels], activation, dtype=self.dtype)
-
-    def network(self, u: Tensor) -> Tensor:
-        return self.net(u)
-
-    def fusable(self) -> bool:
-        return _pointwise_mlp_ok(self.net)
-
-    def pointwise_network(self, xs: list[Tensor]) -> list[Tensor]:
-        return _pointwise_mlp(self.net, xs)
-
-    def first_layer(self) -> nn.Linear:
-        return self.net[0]
-
-    def after_first_layer(self, z: Tensor) -> Tensor:
-        return _inplace_mlp(list(self.net)[1:], z)
 
 
 @register_corrector
