@@ -273,7 +273,7 @@ class LocalCorrector(Corrector):
             h: the step (> 0).
         """
         self._check_forward(h)
-        if not self._fast_forms_follow_network():
+        if not self._fast_forms_follow_network:
             return self._forward(y, dy, h)
         if torch.compiler.is_compiling():
             if self.fusable():
@@ -326,18 +326,22 @@ class LocalCorrector(Corrector):
 
     # ------------------------------------------------------------------ the fused (compiled) form
 
-    def _fast_forms_follow_network(self) -> bool:
-        """Whether the fast forms evaluate the network this class defines: a subclass that
-        overrides :meth:`network` below the class that wrote :meth:`pointwise_network` and
-        :meth:`after_first_layer` (e.g. ``class Mine(LocalNeurVec)`` with its own ``network``)
-        would otherwise be run by its parent's fast forms, silently, as its parent's network."""
-        mro = type(self).__mro__
+    #: whether the fast forms evaluate the network this class defines (set per class below)
+    _fast_forms_follow_network = True
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass that overrides :meth:`network` below the class that wrote
+        :meth:`pointwise_network` and :meth:`after_first_layer` (e.g. ``class
+        Mine(LocalNeurVec)`` with its own ``network``) would otherwise be run by its parent's
+        fast forms, silently, as its parent's network: it keeps the reference form."""
+        super().__init_subclass__(**kwargs)
 
         def owner(name: str) -> type:
-            return next(k for k in mro if name in vars(k))
+            return next(k for k in cls.__mro__ if name in vars(k))
 
         net = owner("network")
-        return issubclass(owner("pointwise_network"), net) and issubclass(owner("after_first_layer"), net)
+        cls._fast_forms_follow_network = (issubclass(owner("pointwise_network"), net)
+                                          and issubclass(owner("after_first_layer"), net))
 
     def fusable(self) -> bool:
         """Whether :meth:`pointwise_forward` can evaluate this model (its network is made of

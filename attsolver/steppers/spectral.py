@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -382,7 +382,15 @@ def _pocketfft_gufuncs():
         return None
 
 
-_GUFUNCS = _pocketfft_gufuncs()
+#: the checked kernels, looked up on the first spectral solve (not at import): see _gufuncs
+_GUFUNCS: Any = "unchecked"
+
+
+def _gufuncs():
+    global _GUFUNCS
+    if isinstance(_GUFUNCS, str):
+        _GUFUNCS = _pocketfft_gufuncs()
+    return _GUFUNCS
 
 
 def _real_ffts(nx: int) -> tuple[Callable, Callable, float]:
@@ -390,7 +398,8 @@ def _real_ffts(nx: int) -> tuple[Callable, Callable, float]:
     and ``irfft(v, scale, out=x)`` over the last axis: bit for bit ``np.fft.rfft(x)`` and
     ``np.fft.irfft(v, nx)``, written into ``out`` (the kernels themselves, called without a
     Python wrapper of ours either, where NumPy has them)."""
-    if _GUFUNCS is None:
+    kernels = _gufuncs()
+    if kernels is None:
         def rfft(x, scale, out):
             out[...] = np.fft.rfft(x)
             return out
@@ -401,7 +410,7 @@ def _real_ffts(nx: int) -> tuple[Callable, Callable, float]:
 
         return rfft, irfft, 1.0 / nx
     # np.fft.irfft's normalisation ("backward": 1/n)
-    return (_GUFUNCS[0] if nx % 2 == 0 else _GUFUNCS[1]), _GUFUNCS[2], 1.0 / nx
+    return (kernels[0] if nx % 2 == 0 else kernels[1]), kernels[2], 1.0 / nx
 
 
 class ETDRK4(_SpectralStepper):
