@@ -3,18 +3,19 @@ NeurVec, Hypersolver), and the attention modules they share with vision models."
 
 from . import correctors, nn, systems
 from ._io import DiskFullError, IntegrityError
+from .data import generate_trajectories
 from .correctors import AttSolver, Corrector, Hypersolver, NeurVec, load_corrector
-from .compare import CompareResult, compare
-from .solve import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError, SolveStats, solve
+from .evaluate import CompareResult, compare
+from .integrate import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError, SolveStats, solve
 from .steppers import get_method, list_methods, register_method
 from .systems import SemilinearPDE
-from .train import FitCheckWarning, FitHistory, NonFiniteLossError, fit
+from .training import FitCheckWarning, FitHistory, NonFiniteLossError, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "solve", "NonFiniteSolutionError", "SolutionBoundError", "IntegrityError", "DiskFullError", "SolveStats", "CoarseStepWarning", "list_methods", "get_method",
-    "register_method", "compare", "CompareResult",
+    "register_method", "compare", "CompareResult", "generate_trajectories",
     "fit", "FitHistory", "NonFiniteLossError", "FitCheckWarning",
     "Corrector", "NeurVec", "Hypersolver", "AttSolver", "load_corrector",
     "systems", "correctors", "nn", "SemilinearPDE",

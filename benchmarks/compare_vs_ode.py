@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from attsolver.compare import compare, speedups_at_equal_accuracy
+from attsolver.evaluate.comparison import compare, speedups_at_equal_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 

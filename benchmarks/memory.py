@@ -63,7 +63,7 @@ CASES = {
         attsolver.solve(s, y0, t[:3])
     """, {"attsolver rk4 (eager)": "attsolver.solve(s, y0, t, method='rk4')"}),
     "stage_times_1e8_steps": ("Stage-time bookkeeping of a 10^8-step solve (first 8 windows of 1024 steps)", """
-        from attsolver.solve import _stage_times, _step_grid
+        from attsolver.integrate.boundary import _stage_times, _step_grid
         from attsolver.steppers import get_method
         s = attsolver.systems.Lorenz63()
         y0 = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)

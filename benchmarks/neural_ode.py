@@ -42,7 +42,7 @@ The protocol, the same for both:
    (torchdyn, torchcde, torchsde, trampoline; see that file).  Without torchdyn the
    contender is skipped with a note.
 6. **Equal accuracy.**  Each corrected solver's error is located on the classical runs
-   (log-log interpolation, :func:`attsolver.metrics.cost_at_accuracy`, the lowest of the
+   (log-log interpolation, :func:`attsolver.evaluate.metrics.cost_at_accuracy`, the lowest of the
    Pareto front of all of them and each method's own ladder, :func:`classical_cost_at`);
    the speed-up is the classical wall time there over the corrected one, and the same
    comparison is also counted in evaluations of ``f`` (noise-free, corrector cost left out).  Wall times are the
@@ -72,7 +72,7 @@ import attsolver
 from attsolver._io import atomic_write_text
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec
 from attsolver.data import TrajectoryDataset, generate_trajectories
-from attsolver.metrics import cost_at_accuracy, relative_l2
+from attsolver.evaluate.metrics import cost_at_accuracy, relative_l2
 from attsolver.systems import Lorenz96
 
 FAMILIES = {"NeurVec": (NeurVec, {}), "Hypersolver": (Hypersolver, {}), "AttSolver-add": (AttSolver, {})}

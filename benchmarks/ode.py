@@ -50,12 +50,12 @@ from torch.nn.utils import parametrize
 import attsolver
 from attsolver._report import save_png
 from attsolver._io import AppendLog, atomic_write_text
-from attsolver.compare import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
+from attsolver.evaluate.comparison import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
                                interleaved_times, score_rollout, speedups_at_equal_accuracy)
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
 from attsolver.systems import make_system
-from attsolver.train import NonFiniteLossError, fit
+from attsolver.training.trainer import NonFiniteLossError, fit
 
 #: layout version of ode.json and of the progress file
 SCHEMA = 1
@@ -224,7 +224,7 @@ def _fingerprint(obj: Any) -> str:
 
 def interleaved_min(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
     """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each):
-    :func:`attsolver.compare.interleaved_times`, the minimum (the least disturbed run is the most
+    :func:`attsolver.evaluate.comparison.interleaved_times`, the minimum (the least disturbed run is the most
     repeatable estimate of a solver's own cost on a shared machine)."""
     return {k: v["min_s"] for k, v in interleaved_times(fns, rounds, warmup=1).items()}
 
@@ -289,7 +289,7 @@ def rollout(case: Case, system, test: TestSet, *, method: str | None = None, ste
 
 
 def score(case: Case, test: TestSet, pred: torch.Tensor) -> dict[str, Any]:
-    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.compare.score_rollout`."""
+    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.evaluate.comparison.score_rollout`."""
     out = score_rollout(pred, test.true, test.data.t, scale=test.std, limit=test.limit,
                         lyapunov_exponent=test.lyapunov, match=case.match)
     out.pop("blowups")  # the rows keep their committed layout (blowup_rate)
@@ -327,7 +327,7 @@ def classical_sweep(case: Case, test: TestSet, rounds: int) -> dict[str, Any]:
 
 def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) -> dict[str, Any]:
     """Speed-up at equal accuracy against the same method refined, and against the best classical:
-    :func:`attsolver.compare.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
+    :func:`attsolver.evaluate.comparison.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
     return speedups_at_equal_accuracy(sweep["entries"], err, time_norm, case.match)
 
 
@@ -934,7 +934,7 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
 
 
 def parse_args(argv):
-    from attsolver._cli_common import nonneg_float, nonneg_int, positive_float, positive_int
+    from attsolver.cli.common import nonneg_float, nonneg_int, positive_float, positive_int
 
     ap = argparse.ArgumentParser(prog="attsolver bench ode", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1008,7 +1008,7 @@ def parse_args(argv):
 
 def _register_user_case(args, ap) -> None:
     """``--rhs``: the user's system as the case ``"user"``."""
-    from attsolver.user_rhs import check_rhs, load_rhs, load_sampler, sample_states
+    from attsolver.cli.user_rhs import check_rhs, load_rhs, load_sampler, sample_states
 
     try:
         f = load_rhs(args.rhs)

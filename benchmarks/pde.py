@@ -1,7 +1,7 @@
 """PDE benchmark: convolutional correctors on coarse spectral grids (Burgers per viscosity,
 Kuramoto–Sivashinsky), against the classical solver on finer grids and smaller steps.
 
-For every problem (an :class:`attsolver.pde_setup.CoarseFineSetup`: a fine ETDRK4 reference,
+For every problem (an :class:`attsolver.data.coarse_fine.CoarseFineSetup`: a fine ETDRK4 reference,
 its spectral restriction to a coarse grid and the coarse ETDRK4 solver) the suite
 
 1. builds held-out test sets, one per initial-condition family (the training family and
@@ -60,9 +60,9 @@ from attsolver._report import save_png
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
 from attsolver._io import AppendLog, atomic_write_text
-from attsolver.metrics import cost_at_accuracy
-from attsolver.pde_setup import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
-from attsolver.train import NonFiniteLossError, fit
+from attsolver.evaluate.metrics import cost_at_accuracy
+from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
+from attsolver.training.trainer import NonFiniteLossError, fit
 
 SCHEMA = 1
 PROGRESS = "pde_progress.jsonl"
@@ -594,7 +594,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{FULL_GRID['seeds']} seeds: `attsolver bench pde --out benchmarks/results` "
         "(resumable: rerun the same command to continue).",
         "",
-        "Set-up (`attsolver.pde_setup`): a fine ETDRK4 reference, restricted to the coarse grid by a sharp "
+        "Set-up (`attsolver.data.coarse_fine`): a fine ETDRK4 reference, restricted to the coarse grid by a sharp "
         "spectral cut-off (modes |m| < nx_coarse/2) and sampling; the coarse ETDRK4 solver from the "
         "restricted initial field. nRMSE is PDEBench's (‖pred − true‖₂/‖true‖₂ over space per sample and "
         "time, averaged over samples and over the times in (0, t_eval]); finer classical solutions are "

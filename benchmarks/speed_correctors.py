@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 import attsolver
-from attsolver._compile import clear_compile_cache, compile_stats
+from attsolver.integrate.compiled import clear_compile_cache, compile_stats
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver._io import AppendLog, atomic_write_text
 from attsolver.systems import Lorenz96, SpringChain

@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import attsolver
 from attsolver.correctors import AttSolverConv
 from attsolver.data import read_pdebench, write_pdebench
-from attsolver.pde_setup import burgers_setup, nrmse
+from attsolver.data.coarse_fine import burgers_setup, nrmse
 
 FAST = os.environ.get("ATTSOLVER_FAST") == "1"
 torch.set_num_threads(1)
@@ -63,7 +63,7 @@ print(f"{time.perf_counter() - start:.1f} s; training data {tuple(train.y.shape)
 # %% [markdown]
 # PDEBench stores the viscosity as `Nu = pi * nu` (its files solve `u_t + (u^2/2)_x = (Nu/pi) u_xx`).
 # `write_pdebench` / `read_pdebench` use that layout and convert, so PDEBench's own files can be
-# read the same way (restrict them to the coarse grid with `attsolver.pde_setup.restrict`).
+# read the same way (restrict them to the coarse grid with `attsolver.data.coarse_fine.restrict`).
 
 # %%
 path = pathlib.Path(tempfile.mkdtemp()) / "burgers_pdebench_layout.hdf5"
@@ -84,7 +84,7 @@ def prolong(u, nx):                                # spectral interpolation onto
 def classical(nx, step):
     with torch.no_grad():
         y = setup.coarse_solve(prolong(test.y[:, 0], nx), test.t, nx=nx, step_size=step)
-    return attsolver.pde_setup.restrict(y, setup.coarse_nx)
+    return attsolver.data.coarse_fine.restrict(y, setup.coarse_nx)
 
 for r in (1, 2, 4):
     nx = setup.coarse_nx * r

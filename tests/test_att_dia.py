@@ -10,7 +10,7 @@ import attsolver
 from attsolver.correctors import AttSolver, load_corrector
 from attsolver.data import generate_trajectories
 from attsolver.systems import make_system
-from attsolver.train import fit
+from attsolver.training.trainer import fit
 
 
 def _randomize(model):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _scripts import load_script
-from attsolver.metrics import cost_at_accuracy
+from attsolver.evaluate.metrics import cost_at_accuracy
 
 
 @pytest.fixture(scope="module")

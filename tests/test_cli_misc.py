@@ -37,7 +37,7 @@ def test_bench_unknown_suite_is_an_error_listing_the_suites(capsys):
 
 @pytest.mark.slow  # trains a corrector and times a dozen classical solves: ~30 s in its fast mode
 def test_demo_trains_a_corrector_and_prints_the_verdict(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("attsolver.compare", reason="attsolver.compare (issue 12) is not merged yet")
+    pytest.importorskip("attsolver.evaluate.comparison", reason="attsolver.compare (issue 12) is not merged yet")
     monkeypatch.setenv("ATTSOLVER_FAST", "1")
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

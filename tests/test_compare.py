@@ -10,7 +10,7 @@ import torch
 
 from _scripts import ROOT, load_script
 import attsolver
-from attsolver.compare import compare, estimate_lyapunov_exponent, speedups_at_equal_accuracy
+from attsolver.evaluate.comparison import compare, estimate_lyapunov_exponent, speedups_at_equal_accuracy
 from attsolver.systems import make_system
 
 COMMITTED = ROOT / "benchmarks" / "results" / "ode.json"

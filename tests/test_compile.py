@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import attsolver
-from attsolver._compile import clear_compile_cache, compile_stats
+from attsolver.integrate.compiled import clear_compile_cache, compile_stats
 from attsolver.systems import LinearSystem, Lorenz63
 
 
@@ -87,7 +87,7 @@ def test_compiled_lorenz_with_corrector_matches_eager():
 def test_each_configuration_gets_its_own_code_object():
     """The cheap half of the check below (no compilation): torch's compile cache and its
     recompile limit are per code object, so two configurations must not share one."""
-    from attsolver._compile import _chunk_function
+    from attsolver.integrate.compiled import _chunk_function
     from attsolver.steppers import get_method
 
     s = LinearSystem()
@@ -148,7 +148,7 @@ def test_clear_compile_cache_drops_the_compiled_functions():
     import gc
     import weakref
 
-    from attsolver import _compile
+    from attsolver.integrate import compiled as _compile
 
     clear_compile_cache()
     s = LinearSystem()
@@ -190,7 +190,7 @@ def test_inductor_complex_report_switches_the_configuration_to_eager(monkeypatch
     is replaced by a stand-in that reports exactly that (a real compilation takes minutes here)."""
     import torch._dynamo
 
-    from attsolver import _compile
+    from attsolver.integrate import compiled as _compile
 
     compiled = []
 

@@ -33,7 +33,7 @@ from attsolver._io import AppendLog, DiskFullError, IntegrityError, payload_dige
 from attsolver.correctors import NeurVec, load_corrector
 from attsolver.correctors.base import read_checkpoint
 from attsolver.data import generate_trajectories, load_h5, save_h5
-from attsolver.solve import NonFiniteSolutionError
+from attsolver.integrate.boundary import NonFiniteSolutionError
 
 REPO = Path(__file__).resolve().parents[1]
 TIME_BOUND_S = 10.0  # a damaged file is refused well within this (the unsealed path spawns a child)
@@ -148,7 +148,7 @@ def test_growth_bound_option():
     y0 = torch.ones(1, dtype=torch.float64)
     grow = lambda t, y: 30 * y  # noqa: E731 - reaches e^30 ~ 1e13 by t = 1, finite
     assert bool(torch.isfinite(solve(grow, y0, [0.0, 1.0], step_size=0.01)).all())
-    from attsolver.solve import SolutionBoundError
+    from attsolver.integrate.boundary import SolutionBoundError
 
     with pytest.raises(SolutionBoundError, match=r"growth_bound.*1e\+06") as info:
         solve(grow, y0, torch.linspace(0, 1, 11, dtype=torch.float64), step_size=0.01,
@@ -513,7 +513,7 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(argv, message, tmp_path, caps
 
 
 def test_training_on_overflowing_data_is_refused(tmp_path):
-    from attsolver.train import fit
+    from attsolver.training.trainer import fit
 
     d = generate_trajectories("lorenz63", 4, t_final=0.5, dt=0.1, spin_up=0.0, progress=False)
     y = d.y.clone()
@@ -528,7 +528,7 @@ def test_resume_with_a_damaged_rng_state_is_a_clear_error(tmp_path):
     """A flipped bit is caught by the checkpoint's checksum; a checkpoint whose RNG state is
     wrong but consistently sealed (written by a buggy tool) is a ValueError, not a traceback."""
     from attsolver._io import seal_payload
-    from attsolver.train import fit
+    from attsolver.training.trainer import fit
 
     d = generate_trajectories("lorenz63", 4, t_final=0.5, dt=0.1, spin_up=0.0, progress=False)
     ckpt = tmp_path / "c.pt"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import attsolver
-from attsolver._compile import clear_compile_cache, compile_stats
+from attsolver.integrate.compiled import clear_compile_cache, compile_stats
 from attsolver.correctors import LocalAttSolver, LocalHypersolver, LocalNeurVec
 from attsolver.correctors.local import _tanh
 from attsolver.systems import Lorenz96, SpringChain

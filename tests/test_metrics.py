@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attsolver.metrics import (
+from attsolver.evaluate.metrics import (
     blow_up, mape, mse, normalized_error, nrmse, relative_l2, valid_prediction_time,
 )
 

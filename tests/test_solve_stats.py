@@ -11,7 +11,7 @@ import torch
 
 import attsolver
 import attsolver.data
-from attsolver.solve import COARSE_STEP_TOLERANCE, CoarseStepWarning
+from attsolver.integrate.boundary import COARSE_STEP_TOLERANCE, CoarseStepWarning
 from attsolver.systems import LinearSystem, make_system
 
 LIN = LinearSystem()

@@ -19,7 +19,7 @@ from attsolver._io import seal_payload, verify_payload
 from attsolver.correctors.base import SCHEMA_VERSION, read_checkpoint
 from attsolver.data import TrajectoryDataset, generate_trajectories
 from attsolver.systems import LinearSystem, Lorenz63
-from attsolver.train import NonFiniteLossError, fit
+from attsolver.training.trainer import NonFiniteLossError, fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -344,7 +344,7 @@ import os, sys, torch
 torch.set_num_threads(1)
 from attsolver.correctors import AttSolver
 from attsolver.data import generate_trajectories
-from attsolver.train import fit
+from attsolver.training.trainer import fit
 
 out = sys.argv[1]
 data = generate_trajectories("linear", 10, t_final=5.0, dt=0.1, seed=1, progress=False)
@@ -394,7 +394,7 @@ def test_ddp_two_processes_end_with_the_same_weights(tmp_path):
 def test_train_and_solve_from_the_command_line(linear_data, tmp_path, capsys):
     import argparse
 
-    from attsolver.correctors.cli import add_solve_parser, add_train_parser
+    from attsolver.cli.correctors import add_solve_parser, add_train_parser
     from attsolver.data import save_h5
 
     parser = argparse.ArgumentParser(prog="attsolver")

@@ -392,7 +392,7 @@ def test_a_non_finite_loss_raises_or_stops(tiny):
 
 
 def _cli(argv):
-    from attsolver.vision.cli import add_vision_parser
+    from attsolver.cli.vision import add_vision_parser
 
     parser = argparse.ArgumentParser(prog="attsolver")
     add_vision_parser(parser.add_subparsers(dest="command", required=True))

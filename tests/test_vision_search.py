@@ -383,7 +383,7 @@ def test_the_latency_term_uses_measured_times(supernet, monkeypatch):
 
 
 def _cli(argv):
-    from attsolver.vision.cli import add_vision_parser
+    from attsolver.cli.vision import add_vision_parser
 
     parser = argparse.ArgumentParser(prog="attsolver")
     add_vision_parser(parser.add_subparsers(dest="command", required=True))

@@ -12,7 +12,7 @@
 
 All record what they were trained for, start as an exact zero correction, and are saved /
 loaded with :meth:`Corrector.save` / :func:`load_corrector`.  Train them with
-:func:`attsolver.train.fit`.
+:func:`attsolver.fit`.
 """
 
 from .base import (

@@ -188,7 +188,7 @@ def generate_trajectories(
         argument, the effective step and the library version (and, for a plain ``f``, where
         it came from under ``"rhs"``).
     """
-    from ..solve import NonFiniteSolutionError, solve
+    from ..integrate.boundary import NonFiniteSolutionError, solve
     from ..steppers import get_method
     from ..systems import make_system
 

@@ -42,10 +42,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .data import TrajectoryDataset, add_noise
-from .data.generate import library_version
-from .systems import Burgers, KuramotoSivashinsky
-from .systems.pde import MIN_NX, SemilinearPDE
+from .dataset import TrajectoryDataset
+from .noise import add_noise
+from .generate import library_version
+from ..systems import Burgers, KuramotoSivashinsky
+from ..systems.pde import MIN_NX, SemilinearPDE
 
 __all__ = [
     "CoarseFineSetup", "burgers_setup", "ks_setup", "restrict", "nrmse", "BURGERS_PDEBENCH_NU",
@@ -231,7 +232,7 @@ class CoarseFineSetup:
         # "attractor": random low modes, spun up on the fine grid
         u0 = fine.sample_initial(n, generator=g, dtype=dtype)
         if self.spin_up > 0:
-            from .solve import solve
+            from ..integrate.boundary import solve
 
             t = torch.tensor([0.0, self.spin_up], dtype=torch.float64)
             with torch.no_grad():
@@ -242,7 +243,7 @@ class CoarseFineSetup:
 
     def fine_reference(self, u0_fine: Tensor, t: Tensor, *, batch_size: int = 64) -> Tensor:
         """Solve on the fine grid and restrict: ``[n, len(t), coarse_nx]`` (``u0_fine [n, fine_nx]``)."""
-        from .solve import solve
+        from ..integrate.boundary import solve
 
         fine = self.fine_system()
         out = []
@@ -258,7 +259,7 @@ class CoarseFineSetup:
 
         ``nx`` defaults to ``u0``'s length, ``step_size`` to ``coarse_step``.
         """
-        from .solve import solve
+        from ..integrate.boundary import solve
 
         system = self.system_on(u0.shape[-1] if nx is None else nx)
         return solve(system, u0, t, method=self.method,
@@ -299,7 +300,7 @@ class CoarseFineSetup:
         return TrajectoryDataset(
             t=t, y=y, y_clean=y_clean if noise_level > 0 else None, x=coarse.grid(dtype),
             system=coarse.config(), noise_level=noise_level,
-            config={"source": "attsolver.pde_setup", "setup": self.config(), "family": family, "n": n,
+            config={"source": "attsolver.data.coarse_fine", "setup": self.config(), "family": family, "n": n,
                     "seed": int(seed), "t_final": t_final, "restriction": "sharp spectral cutoff |m| < coarse_nx/2",
                     "attsolver_version": library_version()},
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._cli_common import (
+from .common import (
     CLIError, check_param_types, guarded, nonneg_float, output_file, parse_params, positive_float, positive_int,
 )
 
@@ -39,9 +39,9 @@ def _default_name(spec: str) -> str:
 def _generate_user(args) -> int:
     """``data generate --rhs file.py:f [--init file.py:sample]``: a user's own system."""
     from ..steppers import get_method
-    from ..user_rhs import check_rhs, describe_spec, load_rhs, load_sampler, sample_states
-    from .generate import default_method, generate_trajectories
-    from .h5 import save_h5
+    from .user_rhs import check_rhs, describe_spec, load_rhs, load_sampler, sample_states
+    from ..data.generate import default_method, generate_trajectories
+    from ..data.h5 import save_h5
 
     if args.system is not None:
         raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
@@ -84,9 +84,9 @@ def _generate_user(args) -> int:
 def _cmd_generate(args) -> int:
     from ..steppers import get_method
     from ..systems import make_system
-    from .generate import SYSTEM_DEFAULTS, default_method, generate_trajectories
-    from .h5 import save_h5
-    from .pdebench import write_pdebench
+    from ..data.generate import SYSTEM_DEFAULTS, default_method, generate_trajectories
+    from ..data.h5 import save_h5
+    from ..data.pdebench import write_pdebench
 
     output_file(args.output)
     if args.rhs:
@@ -177,7 +177,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _cmd_info(args) -> int:
-    from .h5 import inspect_file
+    from ..data.h5 import inspect_file
 
     info = inspect_file(args.file)
     out = sys.stdout
@@ -272,6 +272,6 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
 
 
 def _defaults_for_help() -> dict[str, dict[str, float]]:
-    from .generate import SYSTEM_DEFAULTS
+    from ..data.generate import SYSTEM_DEFAULTS
 
     return SYSTEM_DEFAULTS

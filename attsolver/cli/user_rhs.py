@@ -84,7 +84,7 @@ def load_object(spec: str, option: str = "--rhs") -> Any:
 def load_rhs(spec: str, option: str = "--rhs"):
     """The right-hand side named by ``spec``: a function, a System instance, or a System
     subclass (built with its defaults)."""
-    from .systems import System
+    from ..systems import System
 
     obj = load_object(spec, option)
     if isinstance(obj, type):
@@ -110,7 +110,7 @@ def load_sampler(spec: str, option: str = "--init"):
 
 def sample_states(sampler, n: int, seed: int, option: str = "--init") -> Tensor:
     """``sampler(n, generator=torch.Generator().manual_seed(seed))`` as float64, its shape checked."""
-    from .data.generate import _sample
+    from ..data.generate import _sample
 
     gen = torch.Generator().manual_seed(int(seed))
     try:

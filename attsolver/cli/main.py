@@ -17,7 +17,7 @@ _NOT_SUITES = {"__init__", "update_readme", "common", "ode_local_summary"}  # ta
 
 
 def _cmd_methods(args) -> int:
-    from .steppers import get_method, list_methods
+    from ..steppers import get_method, list_methods
 
     for name in list_methods():
         spec = get_method(name)
@@ -27,7 +27,7 @@ def _cmd_methods(args) -> int:
 
 
 def _cmd_systems(args) -> int:
-    from .systems import list_systems, make_system
+    from ..systems import list_systems, make_system
 
     for name in list_systems():
         s = make_system(name)
@@ -36,7 +36,7 @@ def _cmd_systems(args) -> int:
 
 
 def _benchmarks_dir() -> Path | None:
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
     return root if (root / "__init__.py").exists() else None
 
 
@@ -69,8 +69,8 @@ def _cmd_bench(args) -> int:
 def _cmd_compare(args) -> int:
     import torch
 
-    from ._cli_common import CLIError, parse_params
-    from .compare import compare
+    from .common import CLIError, parse_params
+    from ..evaluate.comparison import compare
 
     if args.rhs and args.system is not None:
         raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
@@ -83,7 +83,7 @@ def _cmd_compare(args) -> int:
         raise CLIError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or another --out/--name")
     model = None
     if args.corrector:
-        from .correctors import load_corrector
+        from ..correctors import load_corrector
 
         model = load_corrector(args.corrector)
     if args.rhs:
@@ -91,12 +91,12 @@ def _cmd_compare(args) -> int:
 
         f = load_rhs(args.rhs)
     else:
-        from .systems import make_system
+        from ..systems import make_system
 
         f = make_system(args.system, parse_params(args.param, example="F=8.0"))
     kw = {}
     if args.data:
-        from .data import load_h5
+        from ..data import load_h5
 
         data = load_h5(args.data)
         if args.system is not None and data.system["name"] != args.system:
@@ -119,7 +119,7 @@ def _cmd_compare(args) -> int:
         else:
             raise CLIError("--rhs without --data needs --init file.py:sample (held-out initial states)")
         if args.spin_up:
-            from .solve import solve
+            from ..integrate.boundary import solve
 
             with torch.no_grad():
                 y0 = solve(f, y0, torch.tensor([0.0, args.spin_up], dtype=torch.float64),
@@ -161,7 +161,7 @@ def _cmd_compare(args) -> int:
 
 
 def _add_compare_parser(sub) -> None:
-    from ._cli_common import guarded
+    from .common import guarded
 
     p = sub.add_parser(
         "compare", help="does a corrector pay? the corrected solve against the classical ladders at equal accuracy",
@@ -217,10 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("systems", help="list the built-in systems and their default parameters")
     p.set_defaults(func=_cmd_systems)
 
-    from .correctors.cli import add_solve_parser, add_train_parser
-    from .data.cli import add_data_parser
-    from .vision.cli import add_vision_parser
-    from .pruning.cli import add_prune_parser
+    from .correctors import add_solve_parser, add_train_parser
+    from .data import add_data_parser
+    from .vision import add_vision_parser
+    from .pruning import add_prune_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
@@ -247,7 +247,7 @@ def _log_progress_when_not_a_terminal() -> None:
     """Long work logs its progress (logger ``attsolver.progress``) where stderr is no terminal."""
     import logging
 
-    from ._progress import LOGGER, _stderr_is_terminal
+    from .._progress import LOGGER, _stderr_is_terminal
 
     if not _stderr_is_terminal() and not LOGGER.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    from ._cli_common import report_error
+    from .common import report_error
 
     try:
         args = build_parser().parse_args(argv)

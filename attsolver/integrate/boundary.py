@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .steppers import get_method
-from .steppers.base import Stepper
+from ..steppers import get_method
+from ..steppers.base import Stepper
 
 #: steps unrolled into one compiled call: Lorenz-63 ran 34 / 21 / 16 / 14 µs a step at
 #: 8 / 32 / 64 / 128 (2 loaded cores), while the compile time grows with the chunk; 32 takes
@@ -149,7 +149,7 @@ def solve(
             ``torch.compile``, ``compile_chunk`` steps per compiled call, default 32; each
             configuration is compiled once per process, and where it cannot be compiled or
             would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
-            and the eager loop runs; see :func:`attsolver._compile.compile_stats`).
+            and the eager loop runs; see :func:`attsolver.integrate.compiled.compile_stats`).
             Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
             pass-throughs.  Unknown keys are an error, not a warning.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
@@ -196,7 +196,7 @@ def solve(
         if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
             out = y0.unsqueeze(0)
             return (out, SolveStats(spec.name, None, 0, 0, 0.0)) if return_stats else out
-        from .steppers.adaptive import StepSizeUnderflow
+        from ..steppers.adaptive import StepSizeUnderflow
 
         counter = _Counter(f) if return_stats else None
         started = time.perf_counter()
@@ -242,7 +242,7 @@ def solve(
         _check_time_gradient(stepper, corrector, options, method)
         sol = _time_differentiable_loop(stepper, y0, t, n_sub)
     elif options.get("compile", False):
-        from ._compile import compiled_loop
+        from .compiled import compiled_loop
 
         sol = compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int,
                             chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
@@ -262,7 +262,7 @@ def solve(
 
 def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, pieces: int = 100):
     """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
-    from ._progress import progress as make_progress
+    from .._progress import progress as make_progress
 
     n = len(t) - 1
     bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
@@ -535,7 +535,7 @@ def _fixed_loop(stepper, corrector, y0, t, t_np, n_sub, h_int):
 
 
 def _fixed_methods() -> list[str]:
-    from .steppers import list_methods
+    from ..steppers import list_methods
 
     return list_methods(kind="fixed")
 

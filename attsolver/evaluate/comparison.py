@@ -17,7 +17,7 @@ accuracy against the same method refined and against the best classical contende
 
 "Equal accuracy" is read off the classical work-precision front: its Pareto points
 (cheapest first, each more accurate than the last) joined by straight lines in log-log
-coordinates (:func:`attsolver.metrics.cost_at_accuracy`).  The same analysis produces the
+coordinates (:func:`attsolver.evaluate.metrics.cost_at_accuracy`).  The same analysis produces the
 speed-up columns of ``benchmarks/ode.py`` (:func:`speedups_at_equal_accuracy`,
 :func:`score_rollout`, :func:`interleaved_times`), so the benchmark tables and a user's
 ``attsolver compare`` are one code path.
@@ -139,7 +139,7 @@ def speedups_at_equal_accuracy(entries: Sequence[dict[str, Any]], err: float, ti
     ``entries`` are the classical contenders (dicts with ``family``, ``label``, ``time_s``,
     the ``match`` error and, for the same method refined (``family == "same"``), ``k``).
     The cost at which a family reaches ``err`` is read off its work-precision front
-    (:func:`attsolver.metrics.cost_at_accuracy`); the speed-up is that cost over
+    (:func:`attsolver.evaluate.metrics.cost_at_accuracy`); the speed-up is that cost over
     ``time_s``.
 
     Returns:
@@ -178,7 +178,7 @@ def estimate_lyapunov_exponent(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor
     over 20 Lyapunov times) but enough to express prediction times in Lyapunov units.  A
     non-positive value means no exponential divergence was seen.
     """
-    from .solve import solve
+    from ..integrate.boundary import solve
 
     y = y0.to(torch.float64)
     gen = torch.Generator().manual_seed(0)
@@ -264,7 +264,7 @@ def _check_int_list(name: str, values: Any) -> tuple[int, ...]:
 
 
 def _is_semilinear(f) -> bool:
-    from .systems import SemilinearPDE
+    from ..systems import SemilinearPDE
 
     return isinstance(f, SemilinearPDE)
 
@@ -333,9 +333,9 @@ def compare(
         ValueError / TypeError: bad input, naming the argument and the fix (a corrector for
             another method or step, a test horizon shorter than one coarse step, ...).
     """
-    from ._progress import progress as make_progress
-    from .solve import solve
-    from .steppers import get_method
+    from .._progress import progress as make_progress
+    from ..integrate.boundary import solve
+    from ..steppers import get_method
 
     if not callable(f):
         raise TypeError(f"f must be callable as f(t, y), got {type(f).__name__}")
@@ -510,12 +510,12 @@ def _coarse_setting(corrector, method, step_size) -> tuple[str, float]:
 
 def _test_set(f, y0, t, data, reference, method, h, dtype):
     """Initial states, times and reference of the test set, on a grid of multiples of ``h``."""
-    from .solve import solve
+    from ..integrate.boundary import solve
 
     if data is not None:
         if y0 is not None or t is not None or reference is not None:
             raise ValueError("give either data= (a test data set) or y0= and t= (and reference=), not both")
-        from .data import TrajectoryDataset, load_h5
+        from ..data import TrajectoryDataset, load_h5
 
         if isinstance(data, (str, os.PathLike)):
             source = str(data)
@@ -613,8 +613,8 @@ def _lyapunov(f, y0, t, lyapunov_exponent, h) -> tuple[float | None, str]:
 
 
 def _write(result: CompareResult, out: Path, name: str) -> None:
-    from ._report import save_png
-    from ._io import atomic_write_text
+    from .._report import save_png
+    from .._io import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{name}.json", "work_precision_png": out / f"{name}_work_precision.png",

@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from .._cli_common import CLIError, device_name, guarded
+from .common import CLIError, device_name, guarded
 
 __all__ = ["add_vision_parser"]
 
@@ -37,9 +37,9 @@ def _cmd_train(args) -> int:
     import torch
 
     from .._io import atomic_path
-    from .data import load_image_data
-    from .resnet import count_parameters, make_model
-    from .train import train_classifier
+    from ..vision.data import load_image_data
+    from ..vision.resnet import count_parameters, make_model
+    from ..vision.train import train_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,9 +80,9 @@ def _cmd_search(args) -> int:
     import torch
 
     from .._io import atomic_write_text
-    from .data import load_image_data
-    from .resnet import check_connection, connection_key, count_parameters, make_model
-    from .search import (MaskEvaluator, _check_budget, holdout_split, make_reward, random_search,
+    from ..vision.data import load_image_data
+    from ..vision.resnet import check_connection, connection_key, count_parameters, make_model
+    from ..vision.search import (MaskEvaluator, _check_budget, holdout_split, make_reward, random_search,
                          load_supernet, reinforce_search, save_supernet, train_supernet)
 
     if args.threads:
@@ -149,7 +149,7 @@ def _cmd_search(args) -> int:
 
 
 def _cmd_params(args) -> int:
-    from .resnet import count_parameters, make_model
+    from ..vision.resnet import count_parameters, make_model
 
     for att in args.attention:
         model = make_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
@@ -160,7 +160,7 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_attention(args) -> int:
-    from .attention import list_vision_attention, parse_attention
+    from ..vision.attention import list_vision_attention, parse_attention
 
     for name in list_vision_attention():
         spec = parse_attention(name)
@@ -172,8 +172,8 @@ def _cmd_attention(args) -> int:
 
 def add_vision_parser(sub) -> argparse.ArgumentParser:
     """Add ``vision`` (with ``train``, ``search``, ``params``, ``attention``) to the ``attsolver`` subparsers."""
-    from .attention import list_vision_attention
-    from .data import DATASETS
+    from ..vision.attention import list_vision_attention
+    from ..vision.data import DATASETS
 
     vision = sub.add_parser("vision", help="CIFAR ResNets with DIA / SE / IEBN attention: train, count parameters",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

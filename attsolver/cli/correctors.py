@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._cli_common import (
+from .common import (
     CLIError, guarded, nonneg_int, output_file, parse_params, positive_float, positive_int,
 )
 
@@ -71,7 +71,7 @@ def system_from_args(args, data=None):
     if not rhs and args.system is None:
         raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
     if rhs:
-        from ..user_rhs import load_rhs
+        from .user_rhs import load_rhs
 
         return load_rhs(rhs)
     return data.make_system() if data is not None else None
@@ -80,8 +80,8 @@ def system_from_args(args, data=None):
 def _cmd_train(args) -> int:
     import torch
 
-    from ..train import fit
-    from .base import get_corrector_class
+    from ..training.trainer import fit
+    from ..correctors.base import get_corrector_class
 
     output_file(args.output)
     if args.checkpoint:
@@ -93,7 +93,7 @@ def _cmd_train(args) -> int:
     if args.rhs is None and args.system is None:
         raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
     if user_f is not None:
-        from ..user_rhs import check_rhs
+        from .user_rhs import check_rhs
 
         check_rhs(user_f, data.y[:, 0].to(torch.float64))
     step = args.step if args.step is not None else float(data.t[1] - data.t[0])
@@ -105,8 +105,8 @@ def _cmd_train(args) -> int:
         raise CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
     torch.manual_seed(args.seed)
     cls = get_corrector_class(name)
-    from .conv import ConvCorrector
-    from .local import LocalCorrector
+    from ..correctors.conv import ConvCorrector
+    from ..correctors.local import LocalCorrector
 
     if issubclass(cls, ConvCorrector):
         system = user_f if user_f is not None else data.make_system()
@@ -126,7 +126,7 @@ def _cmd_train(args) -> int:
         model = cls(data.state_shape, method=args.method, step_size=step, **kw)
     import warnings
 
-    from ..train import FitCheckWarning
+    from ..training.trainer import FitCheckWarning
 
     with warnings.catch_warnings():  # the summary below prints the check's warnings
         warnings.simplefilter("ignore", FitCheckWarning)
@@ -154,12 +154,12 @@ def _cmd_solve(args) -> int:
 
     import torch
 
-    from ..compare import HORIZONS
+    from ..evaluate.comparison import HORIZONS
     from ..data import TrajectoryDataset, save_h5
-    from ..metrics import relative_l2
-    from ..solve import solve
+    from ..evaluate.metrics import relative_l2
+    from ..integrate.boundary import solve
     from ..systems import make_system
-    from .base import load_corrector
+    from ..correctors.base import load_corrector
 
     if args.output:
         output_file(args.output)  # before the integration, not after it
@@ -189,7 +189,7 @@ def _cmd_solve(args) -> int:
             raise CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
         t = torch.arange(steps + 1, dtype=torch.float64) * args.dt
         if user_f is not None:
-            from ..user_rhs import load_sampler, sample_states
+            from .user_rhs import load_sampler, sample_states
 
             if args.init:
                 y0 = sample_states(load_sampler(args.init), args.n, args.seed)
@@ -203,7 +203,7 @@ def _cmd_solve(args) -> int:
             y0 = system.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
         reference = None
     if user_f is not None:
-        from ..user_rhs import check_rhs
+        from .user_rhs import check_rhs
 
         check_rhs(user_f, y0.to(torch.float64))
     dtype = torch.float32 if args.float32 else torch.float64

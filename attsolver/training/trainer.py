@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .correctors.base import (
+from ..correctors.base import (
     FIT_CHECKPOINT_FORMAT, SCHEMA_VERSION, Corrector, _dtype_name, read_checkpoint,
 )
 
@@ -288,7 +288,7 @@ def fit(
     if not callable(f):
         raise TypeError(f"system must be callable as f(t, y), got {type(f).__name__}")
     if autonomous is None:
-        from .systems import System
+        from ..systems import System
 
         autonomous = isinstance(f, System)
     if getattr(corrector, "uses_time", False):
@@ -368,7 +368,7 @@ def _check_args(corrector, method, step_size, epochs, lr, batch_size, rollout_st
 
 
 def _as_dataset(data):
-    from .data import TrajectoryDataset, load_h5
+    from ..data import TrajectoryDataset, load_h5
 
     if isinstance(data, (str, os.PathLike)):
         data = load_h5(data)
@@ -430,7 +430,7 @@ def _check_data(data, corrector: Corrector, args: dict[str, Any]) -> tuple[float
 
 def _classical(method: str, f, y: Tensor, t0: np.ndarray, h: float, n_steps: int, autonomous: bool) -> Tensor:
     """``Phi_h^{n_steps}`` applied to ``y [n, m, *state]`` whose column ``j`` starts at time ``t0[j]``."""
-    from .steppers import get_method
+    from ..steppers import get_method
 
     spec = get_method(method)
     n, m = y.shape[:2]
@@ -517,7 +517,7 @@ class _Objective(nn.Module):
         if kind == "step":
             y, dy, r, ts = batch
             return ((c(ts if c.uses_time else None, y, dy, self.h) - r) / scale).square().mean(dim=1)
-        from .solve import solve
+        from ..integrate.boundary import solve
 
         y_start, targets, starts = batch  # [b, *s], [b, k, *s], [b]
         opts = {"check_finite": False}
@@ -651,7 +651,7 @@ def _load_for_resume(path: Path, corrector: Corrector, settings: dict[str, Any])
 
 
 def _write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from ._io import save_checkpoint
+    from .._io import save_checkpoint
 
     save_checkpoint(path, payload)  # sealed; verified by read_checkpoint on resume
 
@@ -667,7 +667,7 @@ def _fit(corrector, data, f, autonomous, args, ckpt_path, resume, progress, rest
          rank, world, started) -> FitHistory:
     from torch.utils.data.distributed import DistributedSampler
 
-    from ._progress import progress as make_progress
+    from .._progress import progress as make_progress
 
     dt, m = _check_data(data, corrector, args)
     n = len(data)
@@ -891,7 +891,7 @@ def _check_result(corrector: Corrector, data, f, args: dict[str, Any], history: 
     and the residual-to-noise ratio of the targets; warnings in plain words."""
     import warnings
 
-    from .solve import solve
+    from ..integrate.boundary import solve
 
     dt, m = _check_data(data, corrector, args)
     h, method = args["step_size"], args["method"]

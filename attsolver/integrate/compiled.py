@@ -144,7 +144,7 @@ def _remember(key, f, corrector, fn) -> None:
 
 
 def _eager(reason: str, stepper, corrector, y0, t, t_np, n_sub, h_int):
-    from .solve import _fixed_loop
+    from .boundary import _fixed_loop
 
     _STATS.eager_fallbacks += 1
     warnings.warn(f"options['compile']: {reason}; this solve ran the eager loop instead",
@@ -154,7 +154,7 @@ def _eager(reason: str, stepper, corrector, y0, t, t_np, n_sub, h_int):
 
 def compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int, *, chunk: int = 32):
     """Drop-in replacement for ``solve``'s eager loop (same arguments, same result)."""
-    from .solve import _fixed_loop
+    from .boundary import _fixed_loop
 
     total = int(n_sub.sum())
     h = float(np.dot(h_int, n_sub) / total)
@@ -191,7 +191,7 @@ def compiled_loop(stepper, f, corrector, y0, t, t_np, n_sub, h_int, *, chunk: in
 
 
 def _run_chunks(fn, stepper, corrector, y0, t, t_np, n_sub, h_int, chunk, n_full):
-    from .solve import _fixed_loop, _Outputs, _step_windows
+    from .boundary import _fixed_loop, _Outputs, _step_windows
 
     out = _Outputs(y0, len(t_np))
     state = y0 if corrector is not None else stepper.to_state(y0)

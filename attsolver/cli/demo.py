@@ -1,7 +1,7 @@
 """``attsolver demo`` / ``make demo``: the project's main job in under three minutes.
 
 It generates a small noisy data set, trains a corrector for a coarse step, and asks
-:func:`attsolver.compare.compare` whether the corrected solver beats the classical solvers
+:func:`attsolver.compare` whether the corrected solver beats the classical solvers
 at equal accuracy, printing the one-line verdict and writing its plots — on the problem
 where the project's correctors do best in the committed ODE benchmark (the elastic
 pendulum with RK4 at h = 0.2, Hypersolver; ``benchmarks/results/ode.md``).
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from . import solve
-from .steppers import TABLEAUS
-from .systems import Burgers, Lorenz63
+from .. import solve
+from ..steppers import TABLEAUS
+from ..systems import Burgers, Lorenz63
 
 
 def _time(fn, repeat=3):
@@ -45,11 +45,11 @@ def run_demo(out: str = "demo_out", *, fast: bool = False) -> int:
     import os
     from pathlib import Path
 
-    from .compare import compare
-    from .correctors import Hypersolver
-    from .data import generate_trajectories
-    from .systems import make_system
-    from .train import fit
+    from ..evaluate.comparison import compare
+    from ..correctors import Hypersolver
+    from ..data import generate_trajectories
+    from ..systems import make_system
+    from ..training.trainer import fit
 
     fast = fast or os.environ.get("ATTSOLVER_FAST") == "1"
     torch.set_num_threads(1)
