@@ -2,6 +2,7 @@
 NeurVec, Hypersolver), and the attention modules they share with vision models."""
 
 from . import correctors, nn, systems
+from ._version import __version__
 from ._io import DiskFullError, IntegrityError
 from .data import generate_trajectories
 from .correctors import AttSolver, Corrector, Hypersolver, NeurVec, load_corrector
@@ -11,7 +12,6 @@ from .steppers import get_method, list_methods, register_method
 from .systems import SemilinearPDE
 from .training import FitCheckWarning, FitHistory, NonFiniteLossError, fit
 
-__version__ = "0.1.0"
 
 __all__ = [
     "solve", "NonFiniteSolutionError", "SolutionBoundError", "IntegrityError", "DiskFullError", "SolveStats", "CoarseStepWarning", "list_methods", "get_method",

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._version import __version__
+
 __all__ = [
     "Corrector", "register_corrector", "list_correctors", "get_corrector_class", "load_corrector",
     "read_checkpoint", "CHECKPOINT_FORMAT", "FIT_CHECKPOINT_FORMAT", "SCHEMA_VERSION", "FEATURES",
@@ -400,7 +402,6 @@ class Corrector(nn.Module):
 
     def checkpoint_dict(self) -> dict[str, Any]:
         """What :meth:`save` writes: plain types and tensors only (loads with ``weights_only=True``)."""
-        from ..data.generate import library_version
 
         return {
             "format": CHECKPOINT_FORMAT,
@@ -411,7 +412,7 @@ class Corrector(nn.Module):
             "training_info": json.loads(json.dumps(self.training_info)),
             "trained_for": json.loads(json.dumps(self.trained_for)),
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
-            "attsolver_version": library_version(),
+            "attsolver_version": __version__,
         }
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from .._progress import progress as make_progress
+from .._version import __version__
 from .dataset import TrajectoryDataset
 from .noise import add_noise
 
@@ -37,12 +38,7 @@ DEFAULT_REFINE = 20
 
 
 def library_version() -> str:
-    try:
-        from .. import __version__
-    except ImportError:  # pragma: no cover - only while attsolver/__init__ is mid-import
-        from importlib.metadata import version
-
-        return version("attsolver")
+    """The version string written into every file the library makes."""
     return __version__
 
 
