@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from attsolver.evaluate.comparison import compare, speedups_at_equal_accuracy
+from attsolver.evaluate.comparison import compare
+from attsolver.evaluate.metrics import speedups_at_equal_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 

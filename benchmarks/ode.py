@@ -50,8 +50,9 @@ from torch.nn.utils import parametrize
 import attsolver
 from attsolver._report import save_png
 from attsolver._io import AppendLog, atomic_write_text
-from attsolver.evaluate.comparison import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
-                               interleaved_times, score_rollout, speedups_at_equal_accuracy)
+from attsolver.evaluate.metrics import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
+                                       score_rollout, speedups_at_equal_accuracy)
+from attsolver.evaluate.timing import interleaved_times
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
 from attsolver.systems import make_system
@@ -224,7 +225,7 @@ def _fingerprint(obj: Any) -> str:
 
 def interleaved_min(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
     """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each):
-    :func:`attsolver.evaluate.comparison.interleaved_times`, the minimum (the least disturbed run is the most
+    :func:`attsolver.evaluate.timing.interleaved_times`, the minimum (the least disturbed run is the most
     repeatable estimate of a solver's own cost on a shared machine)."""
     return {k: v["min_s"] for k, v in interleaved_times(fns, rounds, warmup=1).items()}
 
@@ -289,7 +290,7 @@ def rollout(case: Case, system, test: TestSet, *, method: str | None = None, ste
 
 
 def score(case: Case, test: TestSet, pred: torch.Tensor) -> dict[str, Any]:
-    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.evaluate.comparison.score_rollout`."""
+    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.evaluate.metrics.score_rollout`."""
     out = score_rollout(pred, test.true, test.data.t, scale=test.std, limit=test.limit,
                         lyapunov_exponent=test.lyapunov, match=case.match)
     out.pop("blowups")  # the rows keep their committed layout (blowup_rate)
@@ -327,7 +328,7 @@ def classical_sweep(case: Case, test: TestSet, rounds: int) -> dict[str, Any]:
 
 def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) -> dict[str, Any]:
     """Speed-up at equal accuracy against the same method refined, and against the best classical:
-    :func:`attsolver.evaluate.comparison.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
+    :func:`attsolver.evaluate.metrics.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
     return speedups_at_equal_accuracy(sweep["entries"], err, time_norm, case.match)
 
 

@@ -154,7 +154,7 @@ def _cmd_solve(args) -> int:
 
     import torch
 
-    from ..evaluate.comparison import HORIZONS
+    from ..evaluate.metrics import HORIZONS
     from ..data import TrajectoryDataset, save_h5
     from ..evaluate.metrics import relative_l2
     from ..integrate.boundary import solve

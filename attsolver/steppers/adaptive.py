@@ -147,6 +147,7 @@ for _name, _desc in (("dopri5", "Dormand–Prince 5(4), adaptive (torchdiffeq)")
         name=_name, kind="adaptive", order=int(_name[-1]), description=_desc,
         run=_torchdiffeq_runner(_name),
         options=frozenset({"rtol", "atol", "check_finite"}) | _TORCHDIFFEQ_PASSTHROUGH,
+        ladders=("tolerance",) if _name == "dopri5" else (),
     ))
 
 for _name, _scipy, _order, _desc in (

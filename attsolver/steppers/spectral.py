@@ -601,9 +601,11 @@ register_method(MethodSpec(
     description="exponential time differencing RK4 (Cox–Matthews; Kassam–Trefethen contour "
                 "coefficients) for periodic semilinear PDEs",
     build=_builder(ETDRK4, "etdrk4"), options=FIXED_OPTIONS, needs=_NEEDS,
+    applies_to="semilinear", ladders=("steps",), default_for=("semilinear",),
 ))
 register_method(MethodSpec(
     name="ifrk4", kind="fixed", order=4,
     description="integrating-factor RK4 for periodic semilinear PDEs",
     build=_builder(IFRK4, "ifrk4"), options=FIXED_OPTIONS, needs=_NEEDS,
+    applies_to="semilinear", ladders=("steps",),
 ))
