@@ -31,9 +31,13 @@
 # `ATTSOLVER_FAST=1` (what CI runs) uses shorter spin-ups and a few training iterations; the
 # numbers worth quoting are the benchmark's, read from `benchmarks/results/kolmogorov.json`.
 #
-# *Outputs committed here: fast mode (`ATTSOLVER_FAST=1`), on a shared 2-core machine.*
+# *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
+import warnings
+# executed headless (jupytext --execute) without ipywidgets: tqdm's notebook bar falls back to
+# the text bar and says so on import; the fallback is what we want
+warnings.filterwarnings("ignore", message="IProgress not found")
 import importlib.util
 import json
 import math
