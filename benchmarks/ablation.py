@@ -39,7 +39,7 @@ import attsolver
 from attsolver.correctors import AttSolver
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
 from attsolver._io import atomic_path
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.training import NonFiniteLossError, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SEED = 10_007      # held-out initial states (the ODE benchmark's)

@@ -56,7 +56,7 @@ from attsolver.evaluate.timing import interleaved_times
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
 from attsolver.systems import make_system
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.training import NonFiniteLossError, fit
 
 #: layout version of ode.json and of the progress file
 SCHEMA = 1

@@ -62,7 +62,7 @@ from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
 from attsolver._io import AppendLog, atomic_write_text
 from attsolver.evaluate.metrics import cost_at_accuracy
 from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.training import NonFiniteLossError, fit
 
 SCHEMA = 1
 PROGRESS = "pde_progress.jsonl"

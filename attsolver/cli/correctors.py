@@ -126,7 +126,7 @@ def _cmd_train(args) -> int:
         model = cls(data.state_shape, method=args.method, step_size=step, **kw)
     import warnings
 
-    from ..training.trainer import FitCheckWarning
+    from ..training import FitCheckWarning
 
     with warnings.catch_warnings():  # the summary below prints the check's warnings
         warnings.simplefilter("ignore", FitCheckWarning)

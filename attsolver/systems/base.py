@@ -81,6 +81,9 @@ class System:
     lyapunov_exponent: ClassVar[float | None] = None
     #: the state's lattice (for local correctors), ``None`` if its components are not sites of one
     lattice: ClassVar[Lattice | None] = None
+    #: whether ``f`` ignores ``t`` (``fit`` then steps windows that start at different times in
+    #: one batch); a subclass whose ``f`` reads ``t`` (a forcing) sets it to ``False``
+    autonomous: ClassVar[bool] = True
 
     @property
     def state_shape(self) -> tuple[int, ...]:
