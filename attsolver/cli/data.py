@@ -177,7 +177,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _cmd_info(args) -> int:
-    from ..data.h5 import inspect_file
+    from ..data.inspect import inspect_file
 
     info = inspect_file(args.file)
     out = sys.stdout
