@@ -9,15 +9,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._validate import positive_finite
 from .base import Lattice, System, register_system
 
 __all__ = ["Lorenz63", "Lorenz96", "SpringChain", "ElasticPendulum", "LinearSystem"]
 
 
 def _positive(name: str, **values: float) -> None:
+    """Check each parameter (the values are kept as given: ``config()`` records them)."""
     for k, v in values.items():
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name}: parameter {k} must be a positive finite number, got {v!r}")
+        positive_finite(f"{name}: parameter {k}", v, type_error=False)
 
 
 @register_system
