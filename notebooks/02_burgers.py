@@ -90,7 +90,7 @@ for r in (1, 2, 4):
     step = setup.coarse_step / r                   # finer grids need smaller steps (CFL)
     start = time.perf_counter()
     y = classical(nx, step)
-    print(f"{nx:4d} points, h={step:g}: nRMSE {float(nrmse(y, truth, reduce="none")[1:].mean()):.2e}  "
+    print(f"{nx:4d} points, h={step:g}: nRMSE {float(nrmse(y, truth, reduce='none')[1:].mean()):.2e}  "
           f"({time.perf_counter() - start:.2f} s)")
 
 # %% [markdown]
