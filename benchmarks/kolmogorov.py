@@ -60,7 +60,8 @@ from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
 from attsolver.steppers import get_method
 from attsolver.systems import NavierStokes2D, NavierStokes2DFD
-from attsolver.systems.navier_stokes import energy_spectrum, spectral_restrict
+from attsolver.systems.grid import restrict_2d as spectral_restrict
+from attsolver.systems.navier_stokes import energy_spectrum
 
 SCHEMA = 1
 PHYSICS = {"nu": 1.0 / 500.0, "drag": 0.1, "forcing_wavenumber": 4, "forcing_amplitude": 1.0}

@@ -60,8 +60,9 @@ from attsolver._report import save_png
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
 from attsolver._io import AppendLog, atomic_write_text
-from attsolver.evaluate.metrics import cost_at_accuracy
-from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
+from attsolver.evaluate.metrics import cost_at_accuracy, nrmse
+from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup
+from attsolver.systems.grid import restrict
 from attsolver.training import NonFiniteLossError, fit
 
 SCHEMA = 1
@@ -230,7 +231,7 @@ def _curve_index(nt: int) -> list[int]:
 def score_rollout(p: Problem, test: TrajectoryDataset, pred: torch.Tensor) -> dict[str, Any]:
     """nRMSE of a rollout ``pred [nt, n, nx]`` against the test references."""
     true = test.y.transpose(0, 1)
-    e = nrmse(pred, true)[1:]  # [nt-1, n]
+    e = nrmse(pred, true, reduce="none")[1:]  # [nt-1, n]: per time and sample
     finite = torch.isfinite(e).all(dim=0)
     e = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf))
     per_time = e.mean(dim=1)  # inf where any sample has blown up

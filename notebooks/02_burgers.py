@@ -39,7 +39,9 @@ import matplotlib.pyplot as plt
 import attsolver
 from attsolver.correctors import AttSolverConv
 from attsolver.data import read_pdebench, write_pdebench
-from attsolver.data.coarse_fine import burgers_setup, nrmse
+from attsolver.data.coarse_fine import burgers_setup
+from attsolver.evaluate.metrics import nrmse
+from attsolver.systems.grid import prolong, restrict
 
 FAST = os.environ.get("ATTSOLVER_FAST") == "1"
 torch.set_num_threads(1)
@@ -67,7 +69,7 @@ print(f"{time.perf_counter() - start:.1f} s; training data {tuple(train.y.shape)
 # %% [markdown]
 # PDEBench stores the viscosity as `Nu = pi * nu` (its files solve `u_t + (u^2/2)_x = (Nu/pi) u_xx`).
 # `write_pdebench` / `read_pdebench` use that layout and convert, so PDEBench's own files can be
-# read the same way (restrict them to the coarse grid with `attsolver.data.coarse_fine.restrict`).
+# read the same way (restrict them to the coarse grid with `attsolver.systems.grid.restrict`).
 
 # %%
 path = pathlib.Path(tempfile.mkdtemp()) / "burgers_pdebench_layout.hdf5"
@@ -82,20 +84,17 @@ print("Nu in the file:", back.config["pdebench_nu"], "-> nu =", back.system["par
 test = tests["pdebench"]
 truth = test.y.transpose(0, 1)                     # [time, field, x] on the coarse grid
 
-def prolong(u, nx):                                # spectral interpolation onto a finer grid
-    return torch.fft.irfft(torch.fft.rfft(u), n=nx) * (nx / u.shape[-1])
-
 def classical(nx, step):
     with torch.no_grad():
         y = setup.coarse_solve(prolong(test.y[:, 0], nx), test.t, nx=nx, step_size=step)
-    return attsolver.data.coarse_fine.restrict(y, setup.coarse_nx)
+    return restrict(y, setup.coarse_nx)
 
 for r in (1, 2, 4):
     nx = setup.coarse_nx * r
     step = setup.coarse_step / r                   # finer grids need smaller steps (CFL)
     start = time.perf_counter()
     y = classical(nx, step)
-    print(f"{nx:4d} points, h={step:g}: nRMSE {float(nrmse(y, truth)[1:].mean()):.2e}  "
+    print(f"{nx:4d} points, h={step:g}: nRMSE {float(nrmse(y, truth, reduce='none')[1:].mean()):.2e}  "
           f"({time.perf_counter() - start:.2f} s)")
 
 # %% [markdown]
@@ -138,7 +137,7 @@ for ax, (fam, data) in zip(axes, tests.items()):
         coarse = setup.coarse_solve(data.y[:, 0], data.t)
         corrected = setup.coarse_solve(data.y[:, 0], data.t, corrector=model)
     for label, y in (("coarse ETDRK4", coarse), ("AttSolver-conv", corrected)):
-        e = nrmse(y, truth_f).mean(dim=1)
+        e = nrmse(y, truth_f, reduce="none").mean(dim=1)
         results[(fam, label)] = float(e[1:].mean())
         ax.semilogy(data.t[1:], e[1:], label=label)
     ax.set(xlabel="t", ylabel="nRMSE", title=f"{fam} initial conditions" + ("" if fam == "pdebench" else " (never seen)"))

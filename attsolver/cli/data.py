@@ -84,7 +84,7 @@ def _generate_user(args) -> int:
 def _cmd_generate(args) -> int:
     from ..steppers import get_method
     from ..systems import make_system
-    from ..data.generate import SYSTEM_DEFAULTS, default_method, generate_trajectories
+    from ..data.generate import default_method, generate_trajectories
     from ..data.h5 import save_h5
     from ..data.pdebench import write_pdebench
 
@@ -98,7 +98,7 @@ def _cmd_generate(args) -> int:
     params = parse_params(args.param, example="F=8.0")
     check_param_types(make_system(args.system).config().get("params", {}), params)
     system = make_system(args.system, params)
-    defaults = SYSTEM_DEFAULTS.get(system.name, {})
+    defaults = system.run_defaults.as_dict()
     dt = args.dt if args.dt is not None else defaults.get("dt")
     t_final = args.t_final if args.t_final is not None else defaults.get("t_final")
     if dt is None or t_final is None:
@@ -177,7 +177,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _cmd_info(args) -> int:
-    from ..data.h5 import inspect_file
+    from ..data.inspect import inspect_file
 
     info = inspect_file(args.file)
     out = sys.stdout

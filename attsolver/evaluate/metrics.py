@@ -10,7 +10,7 @@ error, never a silently small one.
 * :func:`mse`, :func:`relative_l2`, :func:`mape` — pointwise-in-time errors over a whole
   trajectory;
 * :func:`nrmse` — PDEBench's normalised RMSE, ``‖pred − true‖₂ / ‖true‖₂`` per sample and
-  time over space, averaged over time;
+  time over space, averaged over time (or per sample and time with ``reduce="none"``);
 * :func:`normalized_error` — ``e(t)``, the error in units of the attractor's spread, per
   time;
 * :func:`valid_prediction_time` — the first time ``e(t)`` exceeds a threshold, optionally
@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from .._validate import one_of
 
 __all__ = [
     "mse", "relative_l2", "mape", "nrmse", "normalized_error", "valid_prediction_time", "blow_up",
@@ -104,13 +106,22 @@ def mape(pred: Tensor, true: Tensor, *, floor: Tensor | float = 0.0) -> Tensor:
     return 100.0 * ratio.reshape(ratio.shape[0], -1).mean(dim=1)
 
 
-def nrmse(pred: Tensor, true: Tensor) -> Tensor:
+def nrmse(pred: Tensor, true: Tensor, *, reduce: str = "mean") -> Tensor:
     """PDEBench's nRMSE: ``‖pred(t) − true(t)‖₂ / ‖true(t)‖₂`` over the state (space) at each
-    time, averaged over time, per sample; inputs ``[batch, time, *state]``, result ``[batch]``."""
+    time, per sample; inputs ``[batch, time, *state]``, computed in float64.
+
+    Args:
+        reduce: ``"mean"``: averaged over time, result ``[batch]``; ``"none"``: one value per
+            sample and time, ``[batch, time]`` (the two leading axes are only carried along,
+            so a rollout in ``solve``'s layout ``[time, batch, *state]`` gives ``[time, batch]``;
+            average it as PDEBench does, over samples and times).
+    """
     _check_pair(pred, true, 3)
+    one_of("reduce", reduce, ("mean", "none"))
     p = pred.reshape(pred.shape[0], pred.shape[1], -1).to(torch.float64)
     t = true.reshape(true.shape[0], true.shape[1], -1).to(torch.float64)
-    return ((p - t).norm(dim=2) / t.norm(dim=2)).mean(dim=1)
+    e = (p - t).norm(dim=2) / t.norm(dim=2)
+    return e.mean(dim=1) if reduce == "mean" else e
 
 
 def normalized_error(pred: Tensor, true: Tensor, scale: Tensor | float) -> Tensor:
