@@ -42,7 +42,7 @@ def _row(name, cases, silent, hangs, errors, note=""):
 
 def solve_inputs() -> dict:
     from attsolver import solve
-    from attsolver.integrate.boundary import NonFiniteSolutionError
+    from attsolver.integrate.errors import NonFiniteSolutionError
 
     cases = silent = hangs = errors = 0
     y0 = torch.ones(1, dtype=torch.float64)

@@ -40,7 +40,7 @@ class StepSizeUnderflow(FloatingPointError):
 
 def _torchdiffeq_runner(name: str):
     def run(f, y0, t, options):
-        import torchdiffeq
+        import torchdiffeq  # heavy (~0.8 s, it loads SciPy): only an adaptive solve pays for it
 
         opts = dict(options)
         rtol = opts.pop("rtol", DEFAULT_RTOL)
@@ -79,7 +79,7 @@ def _torchdiffeq_runner(name: str):
 
 def _scipy_runner(scipy_name: str):
     def run(f, y0, t, options):
-        from scipy.integrate import solve_ivp
+        from scipy.integrate import solve_ivp  # heavy (~1 s): only a SciPy solve pays for it
 
         opts = dict(options)
         rtol = opts.pop("rtol", DEFAULT_RTOL)
