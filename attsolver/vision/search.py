@@ -55,7 +55,8 @@ from .train import augment_batch, default_milestones, lr_at
 
 __all__ = ["holdout_split", "sample_mask", "train_supernet", "SupernetHistory", "evaluate_mask",
            "measure_latency", "MaskEvaluator", "make_reward", "MaskPolicy", "SearchResult",
-           "reinforce_search", "random_search", "random_masks_like", "save_supernet", "load_supernet"]
+           "reinforce_search", "random_search", "random_masks_like", "save_supernet", "load_supernet",
+           "check_budget"]
 
 Mask = tuple[int, ...]
 
@@ -451,7 +452,8 @@ class SearchResult:
                 "trace": [{**t, "mask": connection_key(t["mask"])} for t in self.trace]}
 
 
-def _check_budget(budget: Any, num_blocks: int) -> int:
+def check_budget(budget: Any, num_blocks: int) -> int:
+    """``budget`` (distinct masks a search evaluates) as an int in ``[1, 2^num_blocks]``."""
     if not is_integer(budget):
         raise TypeError(f"budget (masks to evaluate) must be an integer, got {type(budget).__name__}")
     if budget < 1:
@@ -485,7 +487,7 @@ def reinforce_search(reward: Callable[[Mask], float], num_blocks: int, *, budget
     :class:`MaskEvaluator` log replays the same draws and evaluates only the masks the log
     lacks."""
     num_blocks = positive_int("num_blocks", num_blocks)
-    budget = _check_budget(budget, num_blocks)
+    budget = check_budget(budget, num_blocks)
     masks_per_step = positive_int("masks_per_step", masks_per_step)
     if not 0.0 <= baseline_decay < 1.0:
         raise ValueError(f"baseline_decay must lie in [0, 1), got {baseline_decay!r}")
@@ -540,7 +542,7 @@ def random_search(reward: Callable[[Mask], float], num_blocks: int, *, budget: i
     """Evaluate ``budget`` distinct masks drawn at random (each bit Bernoulli(``p``), repeats
     redrawn) and keep the best-rewarded one."""
     num_blocks = positive_int("num_blocks", num_blocks)
-    budget = _check_budget(budget, num_blocks)
+    budget = check_budget(budget, num_blocks)
     p = _probability("p", p)
     if p in (0.0, 1.0) and budget > 1:
         raise ValueError(f"p={p} draws a single mask; random search over {budget} masks needs 0 < p < 1")
