@@ -191,8 +191,11 @@ def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndar
     """Build the stepper for this solve and check what depends on it (the system's own step
     limit, the corrector's training, the step-doubling check of a grid-stepped solve)."""
     # with a corrector every step runs one arithmetic (a corrector's parameters would switch a
-    # spectral stepper between its NumPy and torch paths mid-solve)
-    stepper = spec.build(f, y0) if corrector is None else spec.build(f, y0, fast_path=False)
+    # spectral stepper between its NumPy and torch paths mid-solve); a stepper without a fast
+    # path is never rebuilt, so a user's build(f, y0) needs no keyword arguments
+    stepper = spec.build(f, y0)
+    if corrector is not None and stepper.fast_path:
+        stepper = spec.build(f, y0, fast_path=False)
     check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
     if check_step is not None:
         check_step(y0, float(np.abs(h_int).max()), spec.name)
