@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from ..correctors import REGISTRY, create, names
 from .common import (
     CLIError, guarded, nonneg_int, output_file, parse_params, positive_float, positive_int,

@@ -175,7 +175,9 @@ class Corrector(nn.Module):
         self.step_size = float(step_size)
         dtype = _as_dtype(dtype)
         self._trained_dtype = _dtype_name(dtype)
-        self._hparams = dict(hparams) if hparams is not None else self._parts_config()
+        self._hparams = dict(hparams or {})
+        # a composition without hparams of its own is saved as its parts' configs
+        self._parts_in_config = hparams is None and head is not None
         self.training_info: dict[str, Any] = {}
         json.dumps(self._hparams)  # a subclass bug if not JSON-able
         layout.install(self, dtype)
@@ -185,9 +187,14 @@ class Corrector(nn.Module):
         # the fast forms evaluate the head's network: not for a class with a network of its own
         self._fast = fast_forms(layout, head) if type(self).network is Corrector.network else None
 
+    def _layout_config(self) -> dict[str, Any]:
+        """The layout's constructor arguments that this class takes (and always records)."""
+        return {}
+
     def _parts_config(self) -> dict[str, Any]:
+        """The layout's (other than dense) and the head's configs, for a composition."""
         config = {} if type(self.layout) is DenseLayout else {"layout": self.layout.config()}
-        return config if self.head_spec is None else {**config, "head": self.head_spec.config()}
+        return {**config, "head": self.head_spec.config()}
 
     @classmethod
     def for_system(cls, system: Any, **kwargs: Any) -> Corrector:
@@ -338,7 +345,9 @@ class Corrector(nn.Module):
             "method": self.method,
             "step_size": self.step_size,
             "dtype": _dtype_name(self.dtype),
+            **self._layout_config(),
             **self._hparams,
+            **(self._parts_config() if self._parts_in_config else {}),
         }
 
     def check_compatible(self, *, method: str, step_sizes: Any, y0: Tensor) -> None:

@@ -59,9 +59,13 @@ class LocalCorrector(Corrector):
         lattice = LatticeLayout(state_shape, head_features(features, head), periodic=periodic,
                                 lattice_axis=lattice_axis, blocks=blocks, window=window,
                                 allow_other_size=allow_other_size, mixed_precision=mixed_precision)
-        own = hparams if hparams is not None else ({} if head is None else {"head": head.config()})
-        super().__init__(method=method, step_size=step_size, dtype=dtype, hparams={**lattice.saved(), **own},
-                         head=head, layout=lattice)
+        super().__init__(method=method, step_size=step_size, dtype=dtype, hparams=hparams, head=head, layout=lattice)
+
+    def _layout_config(self) -> dict[str, Any]:
+        return self.layout.saved()
+
+    def _parts_config(self) -> dict[str, Any]:
+        return {"head": self.head_spec.config()}
 
     @property
     def sites(self) -> int:
@@ -168,10 +172,13 @@ class ConvCorrector(Corrector):
         head = as_head(head)
         grid = GridLayout(state_shape, head_features(features, head), domain_length=domain_length,
                           allow_other_grid=allow_other_grid, kernel_size=kernel_size, who=type(self).__name__)
-        own = hparams if hparams is not None else (
-            {} if head is None else {"kernel_size": kernel_size, "head": head.config()})
-        super().__init__(method=method, step_size=step_size, dtype=dtype,
-                         hparams={"domain_length": grid.domain_length, **own}, head=head, layout=grid)
+        super().__init__(method=method, step_size=step_size, dtype=dtype, hparams=hparams, head=head, layout=grid)
+
+    def _layout_config(self) -> dict[str, Any]:
+        return {"domain_length": self.layout.domain_length}
+
+    def _parts_config(self) -> dict[str, Any]:
+        return {"kernel_size": self.layout.kernel_size, "head": self.head_spec.config()}
 
     @property
     def nx(self) -> int:

@@ -61,6 +61,13 @@ class Head:
         return {}
 
     def config(self) -> dict[str, Any]:
+        """``{"name": ..., **hparams}``: what a checkpoint keeps (the head is rebuilt by its name)."""
+        if _HEADS.get(self.name) is not type(self):
+            raise ValueError(
+                f"{type(self).__name__} is not the head registered as {self.name!r}, so a saved config would "
+                "rebuild another network; give it a name of its own and register it "
+                "(attsolver.correctors.register_head) to save it"
+            )
         return {"name": self.name, **self.hparams()}
 
     def output_order(self, order: int) -> int:
