@@ -2,9 +2,9 @@
 preset — is tested here by name, so a new head or layout is tested as soon as it is registered:
 it builds the class its name says, keeps the state's shape, starts as an exact zero in every
 evaluation form (and so leaves a solve bit for bit classical), and survives a save / load round
-trip bit for bit.  Also: unknown names are refused with the valid ones, and a head registered
-from outside (one class, one line) is built on every layout and never run by another head's
-fast forms."""
+trip bit for bit.  Also: unknown names are refused with the valid ones; a head or a layout
+registered from outside (one class, one line) is built with every layout or head, and no head
+is run by another head's fast forms."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import torch
 
 import attsolver
 from attsolver.correctors import (
-    REGISTRY, Corrector, LocalCorrector, NeurVecHead, create, list_correctors, load_corrector, names,
+    REGISTRY, Corrector, Layout, LocalCorrector, NeurVecHead, create, list_correctors, load_corrector, names,
 )
 from attsolver.correctors import factory
 from attsolver.correctors.heads import MLPHead, base as heads_base
+from attsolver.correctors.layouts import base as layouts_base
 from attsolver.systems import Burgers, Lorenz63, Lorenz96
 
 #: one problem per layout: the system the factory builds for, and a batch of its states
@@ -176,3 +177,54 @@ def test_a_subclass_of_a_known_head_is_never_run_by_its_fast_forms():
         torch.testing.assert_close(mine(None, y, dy, 0.05), 3.0 * twin(None, y, dy, 0.05), rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="Scaled is not the head registered as 'neurvec'"):
         mine.config()  # a checkpoint would rebuild NeurVec's network: refused, not saved
+
+
+class _Componentwise(Layout):
+    """A user's layout in one class: every state component on its own, the network mapping its
+    features (one number each) to its correction."""
+
+    name = "componentwise"
+    suffix = "-componentwise"
+    feature_layout = "per component: its features"
+
+    def __init__(self, state_shape, features=("y",)):
+        super().__init__(state_shape, features)
+        self.n_in, self.n_out = len(self.features), 1
+
+    def stat_sizes(self):
+        return self.n_in, 1
+
+    def spread_scale(self, m, scale):
+        return scale.expand(self.state_dim)
+
+    def forward(self, m, t, y, dy, h):
+        yb, dyb = y.reshape(-1, 1), dy.reshape(-1, 1)
+        u = torch.cat(self.feature_parts(yb, dyb, h, (yb.shape[0], 1), None, type(m).__name__), dim=1)
+        return (m.network((u - m.in_mean) / m.in_std) * m.channel_scale(h)).reshape(y.shape)
+
+
+@pytest.fixture
+def componentwise_layout():
+    saved = dict(factory._LAYOUTS), dict(layouts_base._LAYOUTS)
+    factory.register_layout(_Componentwise)  # the one registry line
+    SYSTEMS["componentwise"] = Lorenz63()
+    yield
+    factory._LAYOUTS.clear(), factory._LAYOUTS.update(saved[0])
+    layouts_base._LAYOUTS.clear(), layouts_base._LAYOUTS.update(saved[1])
+    factory._rebuild()
+    del SYSTEMS["componentwise"]
+
+
+def test_a_new_layout_is_one_class_and_one_line(componentwise_layout, tmp_path):
+    new = names("componentwise")
+    assert new == ["attsolver-componentwise", "attsolver-componentwise-add", "attsolver-componentwise-mul",
+                   "hypersolver-componentwise", "neurvec-componentwise"]
+    for name in new:
+        model = build(name).eval()
+        y, dy = states(name)
+        assert torch.equal(model(None, y, dy, 0.05), torch.zeros_like(y))
+        model = randomize(model)
+        loaded = load_corrector(model.save(tmp_path / f"{name}.pt"))
+        assert type(loaded) is Corrector and loaded.config() == model.config()
+        assert loaded.config()["layout"] == {"name": "componentwise"}
+        assert torch.equal(loaded(None, y, dy, 0.05), model(None, y, dy, 0.05))

@@ -149,6 +149,8 @@ class Corrector(nn.Module):
 
     #: the layout a class builds from its constructor's arguments (``for_system`` reads it)
     layout_type: type[Layout] = DenseLayout
+    #: ``C`` is multiplied by ``h ** output_order`` (a head sets it; a subclass without one may)
+    output_order: int = 0
 
     def __init__(self, state_shape: Any = None, *, method: str, step_size: float, features: Any = None,
                  dtype: Any = torch.float32, hparams: dict[str, Any] | None = None,
@@ -181,8 +183,8 @@ class Corrector(nn.Module):
         self.training_info: dict[str, Any] = {}
         json.dumps(self._hparams)  # a subclass bug if not JSON-able
         layout.install(self, dtype)
-        self.output_order = head.output_order(self.order) if head is not None else 0
         if head is not None:
+            self.output_order = head.output_order(self.order)
             head.build(self, layout, dtype)
         # the fast forms evaluate the head's network: not for a class with a network of its own
         self._fast = fast_forms(layout, head) if type(self).network is Corrector.network else None

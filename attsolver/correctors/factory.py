@@ -32,12 +32,13 @@ _COMMON = ("method", "step_size", "dtype")
 
 class Entry(NamedTuple):
     """What a name builds: ``class_name`` (today's class for the pair, else the layout's host),
-    the keyword arguments the name fixes, and the layout and head types."""
+    the keyword arguments the name fixes, and the layout and head types (``head`` is ``None``
+    for a class name given to :func:`create`: the class builds its own)."""
 
     class_name: str
     fixed: dict[str, Any]
     layout: type[Layout]
-    head: type[Head]
+    head: type[Head] | None
 
 
 #: name -> :class:`Entry`, for every registered (head, layout) pair and preset
@@ -84,15 +85,14 @@ def names(layout: str | None = None) -> list[str]:
 
 
 def _entry(name: str) -> Entry:
-    entry = REGISTRY.get(name)
-    if entry is None:
-        try:  # a class name builds that class
-            cls = get_corrector_class(name)
-        except ValueError:
-            raise ValueError(f"unknown corrector {name!r}; choose one of: {', '.join(names())} (or a corrector "
-                             f"class name)") from None
-        return Entry(name, {}, cls.layout_type, Head)
-    return entry
+    if name in REGISTRY:
+        return REGISTRY[name]
+    try:  # a class name builds that class
+        cls = get_corrector_class(name)
+    except ValueError:
+        raise ValueError(f"unknown corrector {name!r}; choose one of: {', '.join(names())} (or a corrector "
+                         f"class name)") from None
+    return Entry(name, {}, cls.layout_type, None)
 
 
 def create(name: str, state_shape: Any = None, *, system: Any = None, **kwargs: Any) -> Corrector:
@@ -117,8 +117,8 @@ def create(name: str, state_shape: Any = None, *, system: Any = None, **kwargs: 
     elif state_shape is None:
         raise TypeError(f"create({name!r}) needs the state_shape or a system")
     cls = get_corrector_class(entry.class_name)
-    if entry.head is Head or _HEADS[entry.head].get(entry.layout) is cls:
-        return cls(state_shape, **kw)
+    if entry.head is None or _HEADS[entry.head].get(entry.layout) is cls:
+        return cls(state_shape, **kw)  # today's class for the pair, with its own defaults
     return _compose(cls, entry, state_shape, kw)
 
 

@@ -39,7 +39,7 @@ class LocalCorrector(Corrector):
         mixed_precision: accept states of another floating dtype, computing the correction in
             the model's dtype (a usage flag, not saved).
         dtype: parameter dtype.
-        hparams: a subclass's own constructor arguments (default: the head's config).
+        hparams: a subclass's own constructor arguments (without them the head's config is saved).
         head: the network (a :class:`~attsolver.correctors.heads.Head` or its config); without
             one a subclass defines :meth:`network` (the reference form is then used throughout).
 
@@ -155,7 +155,8 @@ class ConvCorrector(Corrector):
             not saved: a loaded model refuses other grids until it is set again).
         kernel_size: odd stencil of the network's convolutions.
         dtype: parameter dtype.
-        hparams: a subclass's own constructor arguments (default: the kernel and the head's config).
+        hparams: a subclass's own constructor arguments (without them the kernel size and the
+            head's config are saved).
         head: the network, or none (a subclass defines :meth:`network`).
 
     Attributes:

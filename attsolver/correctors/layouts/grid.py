@@ -131,7 +131,7 @@ class GridLayout(Layout):
     pooled_over = "grid-point"
 
     def __init__(self, state_shape: Any, features: Any = ("y",), *, domain_length: float = 1.0,
-                 allow_other_grid: bool = False, kernel_size: int = 5, who: str = "a grid corrector"):
+                 allow_other_grid: bool = False, kernel_size: int = 5, who: str = "GridLayout"):
         if not is_real(domain_length) or not math.isfinite(domain_length) or domain_length <= 0:
             raise ValueError(f"domain_length must be a positive finite number (the period), got {domain_length!r}")
         super().__init__(state_shape, features)
