@@ -242,5 +242,7 @@ class GridLayout(Layout):
     def from_system(cls, system: Any, kwargs: dict[str, Any], who: str) -> tuple[tuple[int, ...], dict[str, Any]]:
         """The grid of a :class:`~attsolver.systems.SemilinearPDE` (``(system.nx,)``) or a 2-D
         system (``system.grid_shape``), with ``domain_length=system.length``."""
+        if "domain_length" in kwargs:  # the system's own: as a second keyword argument would be
+            raise TypeError(f"{who}() got multiple values for keyword argument 'domain_length'")
         shape = tuple(system.grid_shape) if hasattr(system, "grid_shape") else (system.nx,)
-        return shape, dict(domain_length=system.length, **kwargs)
+        return shape, {"domain_length": system.length, **kwargs}
