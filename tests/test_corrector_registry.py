@@ -161,7 +161,7 @@ def test_a_new_head_is_one_class_and_one_line(doubled_head, tmp_path):
         assert loaded.config()["head"] == {"name": "doubled", "width": 6}
 
 
-def test_a_subclass_of_a_known_head_is_never_run_by_its_fast_forms():
+def test_a_subclass_of_a_known_head_is_never_run_by_its_fast_forms(tmp_path):
     class Scaled(NeurVecHead):  # the same modules as NeurVec's, another network
         def network(self, m, u):
             return 3.0 * m.net(u)
@@ -176,7 +176,8 @@ def test_a_subclass_of_a_known_head_is_never_run_by_its_fast_forms():
     with torch.no_grad():
         torch.testing.assert_close(mine(None, y, dy, 0.05), 3.0 * twin(None, y, dy, 0.05), rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="Scaled is not the head registered as 'neurvec'"):
-        mine.config()  # a checkpoint would rebuild NeurVec's network: refused, not saved
+        mine.save(tmp_path / "m.pt")  # its config would rebuild NeurVec's network: refused, not saved
+    assert not (tmp_path / "m.pt").exists()
 
 
 class _Componentwise(Layout):

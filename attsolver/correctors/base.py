@@ -393,6 +393,8 @@ class Corrector(nn.Module):
 
     def checkpoint_dict(self) -> dict[str, Any]:
         """What :meth:`save` writes: plain types and tensors only (loads with ``weights_only=True``)."""
+        if self._parts_in_config:
+            self.head_spec.check_rebuildable()
         return {
             "format": CHECKPOINT_FORMAT,
             "schema_version": SCHEMA_VERSION,

@@ -62,13 +62,16 @@ class Head:
 
     def config(self) -> dict[str, Any]:
         """``{"name": ..., **hparams}``: what a checkpoint keeps (the head is rebuilt by its name)."""
+        return {"name": self.name, **self.hparams()}
+
+    def check_rebuildable(self) -> None:
+        """Refuse to save a head that its config would not rebuild (an unregistered subclass)."""
         if _HEADS.get(self.name) is not type(self):
             raise ValueError(
                 f"{type(self).__name__} is not the head registered as {self.name!r}, so a saved config would "
                 "rebuild another network; give it a name of its own and register it "
                 "(attsolver.correctors.register_head) to save it"
             )
-        return {"name": self.name, **self.hparams()}
 
     def output_order(self, order: int) -> int:
         """``C`` is multiplied by ``h ** output_order`` (``order``: the corrected method's)."""
