@@ -23,6 +23,17 @@ from .layouts import GridLayout, LatticeLayout, PeriodicConv1d, PeriodicConv2d
 __all__ = ["LocalCorrector", "ConvCorrector"]
 
 
+def _layout_attribute(name: str, doc: str, *, settable: bool = False) -> property:
+    """The layout's attribute ``name`` under the same name on the corrector (a usage flag: settable)."""
+    def get(self):
+        return getattr(self.layout, name)
+
+    def set_(self, value):
+        setattr(self.layout, name, bool(value))
+
+    return property(get, set_ if settable else None, doc=doc)
+
+
 class LocalCorrector(Corrector):
     """A corrector on a lattice: one network shared by every site (see
     :class:`~attsolver.correctors.layouts.LatticeLayout`).
@@ -67,54 +78,18 @@ class LocalCorrector(Corrector):
     def _parts_config(self) -> dict[str, Any]:
         return {"head": self.head_spec.config()}
 
-    @property
-    def sites(self) -> int:
-        return self.layout.sites
-
-    @property
-    def state_channels(self) -> int:
-        return self.layout.state_channels
-
-    @property
-    def in_channels(self) -> int:
-        return self.layout.in_channels
-
-    @property
-    def site_features(self) -> int:
-        """Inputs of the per-site network: ``in_channels * window``."""
-        return self.layout.site_features
-
-    @property
-    def periodic(self) -> bool:
-        return self.layout.periodic
-
-    @property
-    def lattice_axis(self) -> int:
-        return self.layout.lattice_axis
-
-    @property
-    def blocks(self) -> int:
-        return self.layout.blocks
-
-    @property
-    def window(self) -> int:
-        return self.layout.window
-
-    @property
-    def allow_other_size(self) -> bool:
-        return self.layout.allow_other_size
-
-    @allow_other_size.setter
-    def allow_other_size(self, value: bool) -> None:
-        self.layout.allow_other_size = bool(value)
-
-    @property
-    def mixed_precision(self) -> bool:
-        return self.layout.mixed_precision
-
-    @mixed_precision.setter
-    def mixed_precision(self, value: bool) -> None:
-        self.layout.mixed_precision = bool(value)
+    sites = _layout_attribute("sites", "``n``, the number of sites of the training lattice.")
+    state_channels = _layout_attribute("state_channels", "``C``, channels per site of one state feature.")
+    in_channels = _layout_attribute("in_channels", "Input channels (``C`` per state feature, 1 for ``h``).")
+    site_features = _layout_attribute("site_features", "Inputs of the per-site network: ``in_channels * window``.")
+    periodic = _layout_attribute("periodic", "A ring (``True``) or a chain with fixed ends.")
+    lattice_axis = _layout_attribute("lattice_axis", "The state axis of the sites (non-negative).")
+    blocks = _layout_attribute("blocks", "Channels stacked along the lattice axis.")
+    window = _layout_attribute("window", "Sites the network sees at each site.")
+    allow_other_size = _layout_attribute("allow_other_size", "Usage flag: run on another lattice length.",
+                                         settable=True)
+    mixed_precision = _layout_attribute("mixed_precision", "Usage flag: accept states of another floating dtype.",
+                                        settable=True)
 
     def _forward(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
         """The reference (GEMM) form, with autograd, whatever the fast forms could do."""
@@ -181,46 +156,20 @@ class ConvCorrector(Corrector):
     def _parts_config(self) -> dict[str, Any]:
         return {"kernel_size": self.layout.kernel_size, "head": self.head_spec.config()}
 
-    @property
-    def nx(self) -> int:
-        """Grid points of the training grid."""
-        return self.layout.nx
-
-    @property
-    def grid_spacing(self) -> float:
-        """``dx = domain_length / nx`` of the training grid."""
-        return self.layout.grid_spacing
-
-    @property
-    def domain_length(self) -> float:
-        return self.layout.domain_length
-
-    @property
-    def spatial_dims(self) -> int:
-        return self.layout.spatial_dims
-
-    @property
-    def conv(self) -> type:
-        """The periodic convolution of this dimension."""
-        return self.layout.conv
-
-    @property
-    def in_channels(self) -> int:
-        return self.layout.in_channels
+    nx = _layout_attribute("nx", "Grid points of the training grid.")
+    grid_spacing = _layout_attribute("grid_spacing", "``dx = domain_length / nx`` of the training grid.")
+    domain_length = _layout_attribute("domain_length", "Period of the domain.")
+    spatial_dims = _layout_attribute("spatial_dims", "1 or 2.")
+    conv = _layout_attribute("conv", "The periodic convolution class of this dimension.")
+    in_channels = _layout_attribute("in_channels", "One input channel per feature.")
+    allow_other_grid = _layout_attribute("allow_other_grid", "Usage flag: run on fields of another length.",
+                                         settable=True)
 
     @property
     def receptive_field(self) -> int:
         """Grid points that influence one output value (odd)."""
         convs = [m for m in self.modules() if isinstance(m, (PeriodicConv1d, PeriodicConv2d))]
         return 1 + sum(2 * m.wrap for m in convs)
-
-    @property
-    def allow_other_grid(self) -> bool:
-        return self.layout.allow_other_grid
-
-    @allow_other_grid.setter
-    def allow_other_grid(self, value: bool) -> None:
-        self.layout.allow_other_grid = bool(value)
 
     def channels(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
         """Raw (not normalised) input channels ``[B, C_in, X]`` from fields ``[B, X]`` (2-D:
