@@ -25,11 +25,10 @@ import argparse
 import copy
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..correctors import ConvCorrector, LocalCorrector, get_corrector_class, load_corrector
+from ..correctors import REGISTRY, create, load_corrector, names
 from ..data import TrajectoryDataset, save_h5
 from ..evaluate.metrics import HORIZONS, relative_l2
 from ..integrate import solve
@@ -41,25 +40,7 @@ from .common import (
 )
 from .user_rhs import check_rhs, load_rhs, load_sampler, sample_states
 
-__all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
-
-#: ``--corrector`` names -> (class name, fixed constructor arguments)
-CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
-    "neurvec": ("NeurVec", {}),
-    "hypersolver": ("Hypersolver", {}),
-    "attsolver": ("AttSolver", {}),
-    "attsolver-add": ("AttSolver", {"combine": "add"}),
-    "attsolver-mul": ("AttSolver", {"combine": "mul"}),
-    # periodic 1-D fields: translation-equivariant convolutional correctors
-    "neurvec-conv": ("NeurVecConv", {}),
-    "attsolver-conv": ("AttSolverConv", {}),
-    "attsolver-conv-add": ("AttSolverConv", {"combine": "add"}),
-    "attsolver-conv-mul": ("AttSolverConv", {"combine": "mul"}),
-    # states on a lattice (lorenz96, spring_chain): one small network shared by every site
-    "neurvec-local": ("LocalNeurVec", {}),
-    "hypersolver-local": ("LocalHypersolver", {}),
-    "attsolver-local": ("LocalAttSolver", {}),
-}
+__all__ = ["add_train_parser", "add_solve_parser"]
 
 
 def _cmd_train(args) -> int:
@@ -74,15 +55,14 @@ def _cmd_train(args) -> int:
     if user_f is not None:
         check_rhs(user_f, data.y[:, 0].to(torch.float64))
     step = args.step if args.step is not None else float(data.t[1] - data.t[0])
-    name, fixed = CORRECTOR_CHOICES[args.corrector]
-    kw = {**parse_params(args.param), **fixed}
+    kw = parse_params(args.param)  # the name's own arguments (attsolver-mul: combine) win in create()
     kw["dtype"] = torch.float64 if args.float64 else torch.float32
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
     torch.manual_seed(args.seed)
-    cls = get_corrector_class(name)
-    if issubclass(cls, ConvCorrector):
+    layout = REGISTRY[args.corrector].layout.name  # the factory's names are argparse's choices
+    if layout == "grid":
         system = user_f if user_f is not None else data.make_system()
         if not hasattr(system, "nx") or len(data.state_shape) != 1:
             raise CLIError(
@@ -90,14 +70,14 @@ def _cmd_train(args) -> int:
                 f"kuramoto_sivashinsky); {args.system} has states of shape {data.state_shape}: "
                 "choose neurvec, hypersolver or attsolver"
             )
-        model = cls.for_system(system, method=args.method, step_size=step, **kw)
-    elif issubclass(cls, LocalCorrector):
+        model = create(args.corrector, system=system, method=args.method, step_size=step, **kw)
+    elif layout == "lattice":
         try:  # the lattice (axis, periodic, blocks) is the system's declaration
-            model = cls.for_system(data.make_system(), method=args.method, step_size=step, **kw)
+            model = create(args.corrector, system=data.make_system(), method=args.method, step_size=step, **kw)
         except ValueError as e:
             raise CLIError(f"--corrector {args.corrector}: {e}") from None
     else:
-        model = cls(data.state_shape, method=args.method, step_size=step, **kw)
+        model = create(args.corrector, data.state_shape, method=args.method, step_size=step, **kw)
     with warnings.catch_warnings():  # the summary below prints the check's warnings
         warnings.simplefilter("ignore", FitCheckWarning)
         history = fit(
@@ -219,7 +199,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training trajectories (.h5)")
     p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
     p.add_argument("--step", type=positive_float, default=None, help="the step to correct (default: the data's dt)")
-    p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
+    p.add_argument("--corrector", default="attsolver", choices=names(),
                    help="which corrector (default attsolver = additive AttSolver; *-conv for periodic 1-D fields)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")

@@ -57,7 +57,7 @@ class CachedConstants:
 class Lattice:
     """Where a system's state components sit on a 1-D lattice (a ring or a chain of sites).
 
-    The weight-shared local correctors (:mod:`attsolver.correctors.local`) read it to apply
+    The weight-shared local correctors (:mod:`attsolver.correctors.layouts.lattice`) read it to apply
     one small network at every site.  Along state axis ``axis`` the components form
     ``blocks`` consecutive blocks of equal length, one per channel (the spring chain's
     ``(p_1..p_n, q_1..q_n)``: 2 blocks of ``n`` sites); ``periodic`` says whether the last
