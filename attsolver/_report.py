@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._io import atomic_path
+
 __all__ = ["provenance_lines", "save_png"]
 
 
@@ -29,9 +31,7 @@ def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting",
 def save_png(fig: Any, path: Any, *, dpi: int) -> None:
     """Write a matplotlib figure to ``path`` atomically (a failed plot never replaces a
     committed one) and close it."""
-    import matplotlib.pyplot as plt
-
-    from ._io import atomic_path
+    import matplotlib.pyplot as plt  # lazy: matplotlib is heavy; only a caller that plots pays for it
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
