@@ -1,0 +1,303 @@
+"""The out-of-distribution guard of a corrected solve: the training domain a corrector
+remembers (:class:`TrainingDomain`), the per-step score against it, and the guarded loop.
+
+A corrected step is ``y_{n+1} = y* + C(t_n, y_n, dy_n, h)``.  The guard scores each step, per
+sample, by two cheap numbers:
+
+* the squared Mahalanobis distance of the step's features ``z = (y_n, dy_n / h)`` (flattened)
+  to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
+  the training covariance (per-feature scaling only when ``z`` has more than
+  :data:`MAX_FULL_COVARIANCE` entries);
+* the correction's size relative to the step, ``r = |C| / |dy|``, against its training
+  quantiles.
+
+A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold` or ``r``
+exceeds :attr:`TrainingDomain.ratio_threshold` (both the training maximum times a margin), or
+when the corrected state is not finite.  With ``guard="warn"`` the solve goes on and one
+warning names the first flagged time and trajectory; with ``guard="fallback"`` a flagged
+sample's step is recomputed by the classical method with :data:`FALLBACK_SUBSTEPS` substeps of
+``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged samples only.  The unguarded loop
+(:func:`attsolver.integrate.loop.fixed_loop`) is untouched: ``guard=None`` costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .loop import Outputs, StepPlan
+
+__all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
+           "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of"]
+
+GUARD_MODES = ("warn", "fallback")
+#: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
+FALLBACK_SUBSTEPS = 4
+#: above this many features the distance uses per-feature scaling, not the full covariance
+MAX_FULL_COVARIANCE = 256
+#: quantiles of ``|C| / |dy|`` that a domain records
+RATIO_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
+
+
+class OutOfDomainWarning(UserWarning):
+    """A guarded solve (``guard="warn"``) left the corrector's training domain."""
+
+
+def guard_features(y: Tensor, dy: Tensor, h: float, state_dim: int) -> Tensor:
+    """The guard's features ``[B, 2 D]``: the state and the classical rate ``dy / h``, flattened
+    per sample (``y``, ``dy``: ``[*batch, *state]`` with ``D = state_dim`` entries per state)."""
+    return torch.cat((y.reshape(-1, state_dim), dy.reshape(-1, state_dim) / h), dim=1)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingDomain:
+    """What a corrector saw in training (``fit`` records it; so does
+    :func:`attsolver.training.record_domain` from data, for an older checkpoint).
+
+    Attributes:
+        mean: feature mean ``[F]`` (``F = 2 D``: the state and ``dy / h``), float64.
+        whiten: ``[F, F]`` with ``W^T Sigma W = I`` (full covariance), or ``[F]`` per-feature
+            ``1 / std`` when ``F > MAX_FULL_COVARIANCE``.
+        low, high: per-feature ranges ``[F]``.
+        distance_max: the largest training ``d^2``; ``distance_threshold`` is it times the margin.
+        ratio_quantiles: ``|C| / |dy|`` at :data:`RATIO_QUANTILES` over the training steps.
+        ratio_threshold: flag a step whose ``|C| / |dy|`` is above this.
+        horizon: the span of the training trajectories (time units); ``step_size``: the step.
+        n_samples: training steps the statistics come from.
+    """
+
+    mean: Tensor
+    whiten: Tensor
+    low: Tensor
+    high: Tensor
+    distance_max: float
+    distance_threshold: float
+    ratio_quantiles: tuple[float, ...]
+    ratio_threshold: float
+    horizon: float
+    step_size: float
+    n_samples: int
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.mean.numel())
+
+    @classmethod
+    def from_samples(cls, features: Tensor, ratios: Tensor, *, horizon: float, step_size: float,
+                     distance_margin: float = 1.5, ratio_margin: float = 2.0) -> TrainingDomain:
+        """The domain of training features ``[N, F]`` and correction ratios ``[N]``; the
+        thresholds are the training maxima times the margins."""
+        z = features.detach().double().cpu()
+        n, dim = z.shape
+        if n < 2:
+            raise ValueError(f"a training domain needs at least 2 samples, got {n}")
+        mean = z.mean(0)
+        zc = z - mean
+        if dim <= MAX_FULL_COVARIANCE:
+            cov = zc.T @ zc / (n - 1)
+            # a ridge of 1e-9 of the mean variance: a feature constant in training (a fixed
+            # parameter component) still gets a finite, very large distance when it moves
+            ridge = 1e-9 * float(cov.diagonal().mean()) + 1e-300
+            chol = torch.linalg.cholesky(cov + ridge * torch.eye(dim, dtype=cov.dtype))
+            whiten = torch.linalg.inv(chol).T.contiguous()  # (z - mu) @ W has identity covariance
+        else:
+            whiten = 1.0 / zc.std(0).clamp_min(1e-12 * float(zc.abs().max()) + 1e-300)
+        d2 = _distance2(zc, whiten)
+        r = ratios.detach().double().cpu().reshape(-1)
+        r = r[torch.isfinite(r)]
+        quant = tuple(float(v) for v in torch.quantile(r, torch.tensor(RATIO_QUANTILES, dtype=r.dtype))) \
+            if len(r) else (0.0,) * len(RATIO_QUANTILES)
+        dmax = float(d2.max())
+        return cls(mean, whiten, z.min(0).values, z.max(0).values, dmax, dmax * distance_margin, quant,
+                   max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types and tensors (a checkpoint loads it with ``weights_only=True``)."""
+        return {"mean": self.mean, "whiten": self.whiten, "low": self.low, "high": self.high,
+                "distance_max": self.distance_max, "distance_threshold": self.distance_threshold,
+                "ratio_quantiles": list(self.ratio_quantiles), "ratio_threshold": self.ratio_threshold,
+                "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingDomain:
+        try:
+            return cls(*(d[k].double() for k in ("mean", "whiten", "low", "high")),
+                       float(d["distance_max"]), float(d["distance_threshold"]),
+                       tuple(float(v) for v in d["ratio_quantiles"]), float(d["ratio_threshold"]),
+                       float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
+
+    def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, whiten)`` in ``like``'s dtype and device (cached)."""
+        key = (like.dtype, like.device)
+        got = self._cache.get(key)
+        if got is None:
+            got = self._cache[key] = (self.mean.to(like), self.whiten.to(like))
+        return got
+
+    def distance2(self, z: Tensor) -> Tensor:
+        """Squared Mahalanobis distance ``[B]`` of features ``z [B, F]`` to the training mean."""
+        mean, whiten = self._on(z)
+        return _distance2(z - mean, whiten)
+
+
+def _distance2(zc: Tensor, whiten: Tensor) -> Tensor:
+    u = zc @ whiten if whiten.ndim == 2 else zc * whiten
+    return u.square().sum(1)
+
+
+def domain_of(corrector: Any) -> TrainingDomain:
+    """The corrector's recorded domain, or a ``ValueError`` that says how to record one."""
+    domain = getattr(corrector, "domain", None)
+    if domain is None:
+        raise ValueError(
+            "guard= needs the corrector's training domain, and this corrector has none (it was trained "
+            "or saved before domains were recorded); record it from its training data without "
+            "retraining: attsolver.training.record_domain(corrector, data) (then corrector.save(path) "
+            "keeps it), or solve with guard=None"
+        )
+    return domain
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """What the guard saw (``SolveStats.guard``).
+
+    Attributes:
+        mode: ``"warn"`` or ``"fallback"``.
+        n_checked: sample-steps scored.
+        n_flagged: sample-steps judged outside the domain.
+        n_fallbacks: sample-steps recomputed classically (``"fallback"``; else 0).
+        fallback_f_evals: evaluations of ``f`` by the fallback substeps (each on the flagged samples only).
+        flagged: per trajectory (flattened batch), whether any of its steps was flagged (a list of bools).
+        first: ``(time, trajectory)`` of the first flagged step, or ``None``.
+        max_distance2, max_ratio: the largest ``d^2`` and ``|C| / |dy|`` seen.
+        beyond_horizon: the solve ran longer than the training trajectories.
+    """
+
+    mode: str
+    n_checked: int
+    n_flagged: int
+    n_fallbacks: int
+    fallback_f_evals: int
+    flagged: tuple[bool, ...]
+    first: tuple[float, int] | None
+    max_distance2: float
+    max_ratio: float
+    beyond_horizon: bool
+
+    @classmethod
+    def of_pieces(cls, pieces: Sequence[GuardReport]) -> GuardReport:
+        first = next((p.first for p in pieces if p.first is not None), None)
+        flagged = tuple(any(col) for col in zip(*(p.flagged for p in pieces)))
+        return cls(pieces[0].mode, sum(p.n_checked for p in pieces), sum(p.n_flagged for p in pieces),
+                   sum(p.n_fallbacks for p in pieces), sum(p.fallback_f_evals for p in pieces), flagged, first,
+                   max(p.max_distance2 for p in pieces), max(p.max_ratio for p in pieces),
+                   any(p.beyond_horizon for p in pieces))
+
+
+class _Tally:
+    """The guard's running counts (kept as tensors: no host sync per step but one ``any``)."""
+
+    def __init__(self, batch: int, device: torch.device):
+        self.flagged = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.n_flagged = 0
+        self.n_fallbacks = 0
+        self.f_evals = 0
+        self.max_d2 = torch.zeros((), dtype=torch.float64, device=device)
+        self.max_ratio = torch.zeros((), dtype=torch.float64, device=device)
+        self.first: tuple[float, int] | None = None
+
+
+def _score(domain: TrainingDomain, y: Tensor, dy: Tensor, c: Tensor, h: float, dim: int, tally: _Tally
+           ) -> Tensor:
+    """Per-sample flags ``[B]`` of one corrected step (scores carry no autograd graph)."""
+    y, dy, c = y.detach(), dy.detach(), c.detach()
+    d2 = domain.distance2(guard_features(y, dy, h, dim))
+    ratio = torch.linalg.vector_norm(c.reshape(-1, dim), dim=1) / torch.linalg.vector_norm(
+        dy.reshape(-1, dim), dim=1).clamp_min(torch.finfo(dy.dtype).tiny)
+    tally.max_d2 = torch.maximum(tally.max_d2, d2.max().double())
+    tally.max_ratio = torch.maximum(tally.max_ratio, ratio.max().double())
+    # NaN compares False: a non-finite score is flagged explicitly
+    bad = (d2 > domain.distance_threshold) | (ratio > domain.ratio_threshold) | ~torch.isfinite(d2 + ratio)
+    return bad
+
+
+def _fallback(stepper, y: Tensor, rows: Tensor, t0: float, h: float, dtype: torch.dtype) -> Tensor:
+    """``FALLBACK_SUBSTEPS`` classical substeps of ``h / FALLBACK_SUBSTEPS`` from ``y[rows]``."""
+    sub = h / FALLBACK_SUBSTEPS
+    state = stepper.to_state(y[rows])
+    for k in range(FALLBACK_SUBSTEPS):
+        start = t0 + k * sub
+        ts = [torch.tensor(start + c * sub, dtype=dtype, device=y.device) for c in stepper.nodes]
+        state = stepper.step(ts, state, sub)
+    return stepper.from_state(state)
+
+
+def guarded_step(plan: StepPlan, domain: TrainingDomain, ts: list[Tensor], y: Tensor, h: float,
+                 state_shape: tuple[int, ...], dim: int, tally: _Tally) -> Tensor:
+    """One corrected step, scored, with the flagged samples recomputed under ``"fallback"``."""
+    stepper = plan.stepper
+    y_cls = stepper.from_state(stepper.step(ts, stepper.to_state(y), h))
+    dy = y_cls - y
+    c = plan.corrector(ts[0], y, dy, h)
+    y_next = y_cls + c
+    bad = _score(domain, y, dy, c, h, dim, tally)
+    if not bool(bad.any()):
+        return y_next
+    rows = bad.nonzero().squeeze(1)
+    n_bad = int(rows.numel())
+    tally.n_flagged += n_bad
+    tally.flagged |= bad
+    if tally.first is None:
+        tally.first = (float(ts[0]), int(rows[0]))
+    if plan.guard == "fallback":
+        flat = y_next.reshape(-1, dim).clone()
+        fine = _fallback(stepper, y.reshape(-1, *state_shape), rows, float(ts[0]), h, plan.t.dtype)
+        flat[rows] = fine.reshape(n_bad, dim)
+        y_next = flat.reshape(y_next.shape)
+        tally.n_fallbacks += n_bad
+        tally.f_evals += FALLBACK_SUBSTEPS * len(stepper.nodes)
+    return y_next
+
+
+def guarded_loop(plan: StepPlan, times) -> tuple[Tensor, GuardReport]:
+    """The eager corrected loop with the guard (``plan.guard`` is ``"warn"`` or ``"fallback"``);
+    the outputs as :func:`~attsolver.integrate.loop.fixed_loop`'s, and the guard's report."""
+    domain = domain_of(plan.corrector)
+    y0 = plan.y0
+    dim = domain.feature_dim // 2
+    # the corrector's state shape (trailing dimensions of y); the batch is what precedes it
+    state_shape = tuple(getattr(plan.corrector, "state_shape", (dim,)))
+    if math.prod(state_shape) != dim:
+        raise ValueError(f"the corrector's training domain is for states of {dim} entries, its "
+                         f"state_shape {state_shape} has {math.prod(state_shape)}; record the domain again")
+    batch = y0.numel() // dim
+    tally = _Tally(batch, y0.device)
+    out = Outputs(y0, len(plan.t_np))
+    y = y0
+    for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
+        for _ in range(n):
+            y = guarded_step(plan, domain, next(times), y, h, state_shape, dim, tally)
+        out.put(i, y)
+    span = abs(float(plan.t_np[-1] - plan.t_np[0]))
+    report = GuardReport(plan.guard, plan.n_steps * batch, tally.n_flagged, tally.n_fallbacks, tally.f_evals,
+                         tuple(bool(v) for v in tally.flagged.tolist()), tally.first, float(tally.max_d2),
+                         float(tally.max_ratio), span > domain.horizon * (1 + 1e-9))
+    if plan.guard == "warn" and tally.first is not None:
+        t_first, row = tally.first
+        warnings.warn(
+            f"the corrected solve left the corrector's training domain at t = {t_first:g} on trajectory "
+            f"{row} (flattened batch index; {tally.n_flagged} of {plan.n_steps * batch} sample-steps "
+            f"flagged, {int(tally.flagged.sum())} of {batch} trajectories); its result there may be worse "
+            "than the classical solver's — solve with guard='fallback' to recompute such steps classically",
+            OutOfDomainWarning, stacklevel=4)
+    return out.result(), report
