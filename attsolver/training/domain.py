@@ -48,23 +48,28 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
     h = corrector.step_size
     dtype, device = corrector.dtype, corrector.out_scale.device
     y = data.y[:, :-1].to(dtype=dtype, device=device)
-    t0 = data.t[:-1].numpy()
-    y1 = classical_steps(corrector.method, f, y, t0, h, 1, autonomous)
-    starts = data.t[:-1].to(dtype).expand(y.shape[0], -1).reshape(-1)
     state_shape = tuple(y.shape[2:])
-    y, y1 = y.reshape(-1, *state_shape), y1.reshape(-1, *state_shape)
+    dim = math.prod(state_shape)
+    # a seeded draw of the states, at most max_samples and ~16 MB of features (a 2-D field's
+    # 8192 features keep ~250 states)
+    n_all = y.shape[0] * y.shape[1]
+    n_keep = min(n_all, max_samples, max(256, 2_000_000 // (2 * dim)))
+    pick = torch.randperm(n_all, generator=torch.Generator().manual_seed(seed))[:n_keep].sort().values
+    starts = data.t[:-1].to(dtype).expand(y.shape[0], -1).reshape(-1)[pick].to(device)
+    if autonomous:  # one batched step of the drawn states
+        y = y.reshape(n_all, *state_shape)[pick.to(device)]
+        y1 = classical_steps(corrector.method, f, y[:, None], [0.0], h, 1, True)[:, 0]
+    else:  # each start time its own solve: step every state, then draw
+        y1 = classical_steps(corrector.method, f, y, data.t[:-1].numpy(), h, 1, False)
+        y = y.reshape(n_all, *state_shape)[pick.to(device)]
+        y1 = y1.reshape(n_all, *state_shape)[pick.to(device)]
     keep = torch.isfinite(y1.reshape(len(y1), -1)).all(1)
-    if len(y) > max_samples:
-        pick = torch.zeros(len(y), dtype=torch.bool)
-        pick[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:max_samples]] = True
-        keep &= pick.to(keep.device)
-    y, y1, starts = y[keep], y1[keep], starts.to(device)[keep]
+    y, y1, starts = y[keep], y1[keep], starts[keep]
     dy = y1 - y
     was_training = corrector.training
     corrector.eval()
     c = corrector(starts, y, dy, h)
     corrector.train(was_training)
-    dim = math.prod(state_shape)
     ratios = torch.linalg.vector_norm(c.reshape(-1, dim), dim=1) / torch.linalg.vector_norm(
         dy.reshape(-1, dim), dim=1).clamp_min(torch.finfo(dy.dtype).tiny)
     domain = TrainingDomain.from_samples(guard_features(y, dy, h, dim), ratios,

@@ -141,7 +141,8 @@ def fit(
         history = train(corrector, data, f, autonomous, args, ckpt_path=ckpt_path, resume=resume,
                         progress=progress, restore_best=restore_best, on_epoch_end=on_epoch_end, rank=rank,
                         world=world, started=started)
-        record_domain(corrector, data, f=f)  # what solve(..., guard=...) scores against
+        if len(data) * (data.n_times - 1) >= 2:  # what solve(..., guard=...) scores against
+            record_domain(corrector, data, f=f)
         if check:
             history.check = check_result(corrector, data, f, args, history, rank == 0, autonomous)
             history.wall_time_s = time.perf_counter() - started
