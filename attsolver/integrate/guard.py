@@ -13,7 +13,10 @@ sample, by two cheap numbers:
 
 A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold` or ``r``
 exceeds :attr:`TrainingDomain.ratio_threshold` (both the training maximum times a margin), or
-when the corrected state is not finite.  With ``guard="warn"`` the solve goes on and one
+when the corrected state is not finite.  Every :data:`POSTERIORI_EVERY` steps the guard also
+checks the step a posteriori: the corrected and the classical step against the classical step
+refined to ``h / FALLBACK_SUBSTEPS``; a sample whose corrected step is the further of the two
+is flagged from then on (the corrector has been seen to do worse than no corrector).  With ``guard="warn"`` the solve goes on and one
 warning names the first flagged time and trajectory; with ``guard="fallback"`` a flagged
 sample's step is recomputed by the classical method with :data:`FALLBACK_SUBSTEPS` substeps of
 ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged samples only.  The unguarded loop
@@ -41,6 +44,10 @@ GUARD_MODES = ("warn", "fallback")
 FALLBACK_SUBSTEPS = 4
 #: above this many features the distance uses per-feature scaling, not the full covariance
 MAX_FULL_COVARIANCE = 256
+#: every this many steps the corrected step is checked a posteriori against the classical
+#: step refined to ``h / FALLBACK_SUBSTEPS``; a sample whose corrected step is further from
+#: it than the plain classical step is distrusted for the rest of the solve
+POSTERIORI_EVERY = 16
 #: quantiles of ``|C| / |dy|`` that a domain records
 RATIO_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
 
@@ -176,7 +183,8 @@ class GuardReport:
         n_checked: sample-steps scored.
         n_flagged: sample-steps judged outside the domain.
         n_fallbacks: sample-steps recomputed classically (``"fallback"``; else 0).
-        fallback_f_evals: evaluations of ``f`` by the fallback substeps (each on the flagged samples only).
+        fallback_f_evals: evaluations of ``f`` by the fallback substeps (each on the flagged samples
+            only) and by the a-posteriori checks (on all samples).
         flagged: per trajectory (flattened batch), whether any of its steps was flagged.
         first: ``(time, trajectory)`` of the first flagged step, or ``None``.
         beyond_horizon: the solve ran longer than the training trajectories.
@@ -228,7 +236,8 @@ class _Scorer:
 
 
 def _fallback(stepper, y: Tensor, rows: Tensor, t0: float, h: float, dtype: torch.dtype) -> Tensor:
-    """``FALLBACK_SUBSTEPS`` classical substeps of ``h / FALLBACK_SUBSTEPS`` from ``y[rows]``."""
+    """``FALLBACK_SUBSTEPS`` classical substeps of ``h / FALLBACK_SUBSTEPS`` from ``y[rows]``
+    (``rows`` an index tensor or ``slice(None)``)."""
     sub = h / FALLBACK_SUBSTEPS
     state = stepper.to_state(y[rows])
     for k in range(FALLBACK_SUBSTEPS):
@@ -255,6 +264,19 @@ class _Guard:
         self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
         self.n_flagged = self.n_fallbacks = self.f_evals = 0
         self.first: tuple[float, int] | None = None
+        self.distrust: Tensor | None = None  # samples that failed an a-posteriori check
+
+    def posteriori(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_cls: Tensor, y_next: Tensor, h: float
+                   ) -> Tensor:
+        """``ok`` less the samples whose corrected step is further than the classical one from
+        the refined classical step (and those that failed before)."""
+        fine = _fallback(self.plan.stepper, y.reshape(-1, *self.state_shape), slice(None), float(ts[0]), h,
+                         self.plan.t.dtype).reshape(-1, self.dim)
+        self.f_evals += FALLBACK_SUBSTEPS * len(self.plan.stepper.nodes)
+        worse = torch.linalg.vector_norm(y_next.detach().reshape(-1, self.dim) - fine, dim=1) > \
+            torch.linalg.vector_norm(y_cls.detach().reshape(-1, self.dim) - fine, dim=1)
+        self.distrust = worse if self.distrust is None else self.distrust | worse
+        return ok & ~self.distrust
 
     def scorer(self, h: float, like: Tensor) -> _Scorer:
         got = self.scorers.get(h)
@@ -305,6 +327,7 @@ def guarded_loop(plan: StepPlan, times) -> tuple[Tensor, GuardReport]:
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
+    k = 0
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
         score = guard.scorer(h, y).ok
         for _ in range(n):
@@ -314,6 +337,12 @@ def guarded_loop(plan: StepPlan, times) -> tuple[Tensor, GuardReport]:
             c = corrector(ts[0], y, dy, h)
             ok = score(y, dy, c)
             y_next = y_cls + c
+            k += 1
+            if k == POSTERIORI_EVERY:
+                k = 0
+                ok = guard.posteriori(ok, ts, y, y_cls, y_next, h)
+            elif guard.distrust is not None:
+                ok = ok & ~guard.distrust
             y = y_next if bool(ok.all()) else guard.handle(ok, ts, y, y_next, h)
         out.put(i, y)
     if plan.guard == "warn" and guard.first is not None:
