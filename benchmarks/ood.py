@@ -30,12 +30,14 @@ import attsolver  # noqa: E402
 from attsolver.correctors import NeurVec  # noqa: E402
 from attsolver.data import generate_trajectories  # noqa: E402
 from attsolver.evaluate.conformal import calibrate, coverage_of  # noqa: E402
-from attsolver.integrate.guard import OutOfDomainWarning  # noqa: E402
+from attsolver.integrate.guard import POSTERIORI_EVERY, OutOfDomainWarning  # noqa: E402
 from attsolver.systems import ElasticPendulum, Lorenz63, Lorenz96  # noqa: E402
 from benchmarks._suite import Run, header, parser, timings, write_report  # noqa: E402
 
 SUITE = "ood"
 COVERAGE = 0.9
+#: the guarded solves: (name, guard, guard_check_every)
+MODES = (("warn", "warn", None), ("fallback", "fallback", None), ("checked", "fallback", POSTERIORI_EVERY))
 
 
 def _scaled(y0: torch.Tensor, centre: torch.Tensor, factor: float) -> torch.Tensor:
@@ -81,10 +83,10 @@ def _solves(system, y0, t, h, model) -> dict[str, Any]:
            "corrected": attsolver.solve(system, y0, t, step_size=h, corrector=model, options=unchecked)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
-        for mode in ("warn", "fallback"):
-            out[mode], st = attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode,
-                                            options=unchecked, return_stats=True)
-            out[f"{mode}_stats"] = st.guard
+        for name, mode, every in MODES:
+            out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode,
+                                            guard_check_every=every, options=unchecked, return_stats=True)
+            out[f"{name}_stats"] = st.guard
     return out
 
 
@@ -92,10 +94,12 @@ def evaluate(model, system, test, h, bounds, label: str) -> dict[str, Any]:
     """One test set: errors, detection, fallbacks, coverage."""
     with torch.no_grad():
         s = _solves(system, test.y[:, 0], test.t, h, model)
-    err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", "warn", "fallback")}
+    err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", "warn", "fallback", "checked")}
     flagged = np.array(s["warn_stats"].flagged)
+    flagged_c = np.array(s["checked_stats"].flagged)
     worse = err["corrected"] > err["classical"]
     ratio = err["fallback"] / err["classical"]
+    ratio_c = err["checked"] / err["classical"]
     cover = coverage_of(bounds, s["corrected"], test.y.transpose(0, 1))[1:]  # t = 0 is covered trivially
     fb = s["fallback_stats"]
     return {
@@ -111,6 +115,12 @@ def evaluate(model, system, test, h, bounds, label: str) -> dict[str, Any]:
         "fallback_over_classical_max": float(np.nanmax(ratio)),
         "fallback_over_classical_median": float(np.nanmedian(ratio)),
         "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
+        "checked": {"flagged": int(flagged_c.sum()), "worse_flagged": int((worse & flagged_c).sum()),
+                    "detection": float((worse & flagged_c).sum() / worse.sum()) if worse.any() else None,
+                    "flagged_steps_fraction": s["checked_stats"].n_flagged / max(1, s["checked_stats"].n_checked),
+                    "over_classical_median": float(np.nanmedian(ratio_c)),
+                    "over_classical_max": float(np.nanmax(ratio_c)),
+                    "rollouts_over_1_5x": int((~(ratio_c <= 1.5)).sum())},
         "coverage_mean": float(cover.mean()), "coverage_min": float(cover.min()),
     }
 
@@ -119,18 +129,19 @@ def guard_cost(model, system, test, h, rounds: int) -> dict[str, Any]:
     """CPU time of the corrected solve without and with each guard (interleaved rounds)."""
     y0, t = test.y[:, 0], test.t
 
-    def run(mode):
-        return lambda: attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode)
+    def run(mode, every=None):
+        return lambda: attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode,
+                                       guard_check_every=every)
 
     outs = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
-        tm = timings({"none": run(None), "warn": run("warn"), "fallback": run("fallback")}, rounds,
+        tm = timings({"none": run(None), **{name: run(mode, every) for name, mode, every in MODES}}, rounds,
                      first=lambda name, out: outs.__setitem__(name, out))
     same = all(torch.equal(outs["none"], o) for o in outs.values())  # in distribution nothing is flagged
     base = tm["none"].median("cpu")
     return {"outputs_equal": same, **{k: v.summary() for k, v in tm.items()},
-            **{f"overhead_{k}": tm[k].median("cpu") / base - 1 for k in ("warn", "fallback")}}
+            **{f"overhead_{k}": tm[k].median("cpu") / base - 1 for k, _, _ in MODES}}
 
 
 def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
@@ -176,14 +187,27 @@ def markdown(report: dict[str, Any]) -> str:
                 f"({_f(r['detection'], '.0%')}) | {r['flagged']}/{r['n']} | {_f(r['flagged_steps_fraction'], '.2%')} | "
                 f"{_f(r['fallback_over_classical_median'], '.2f')}, {_f(r['fallback_over_classical_max'], '.2f')}, "
                 f"{r['fallback_rollouts_over_1_5x']} | {_f(r['coverage_mean'], '.1%')}, {_f(r['coverage_min'], '.1%')} |")
-    lines += ["", "Guard cost in distribution (CPU-time median of interleaved rounds, one thread; outputs "
-              "checked equal first):", "", "| case | none (s) | warn (s) | fallback (s) | overhead warn | "
-              "overhead fallback | outputs equal |", "|---|---|---|---|---|---|---|"]
+    lines += ["", f"With the a-posteriori check (`guard='fallback', guard_check_every={POSTERIORI_EVERY}`):", "",
+              "| case | test | error (median) | worse | detected | flagged rollouts | flagged steps | "
+              "checked/classical (median, max, >1.5x) |", "|---|---|---|---|---|---|---|---|"]
+    for c in report["cases"]:
+        for r in c["rows"]:
+            k = r["checked"]
+            lines.append(
+                f"| {c['case']} | {r['test']} | {_f(r['error_median']['checked'])} | {r['worse']}/{r['n']} | "
+                f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
+                f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
+                f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |")
+    lines += ["", "Guard cost in distribution (CPU-time median of interleaved rounds, one thread; outputs equal: "
+              "whether every guarded solve returned the unguarded result, i.e. nothing was flagged):", "",
+              "| case | none (s) | warn (s) | fallback (s) | checked (s) | overhead warn | overhead fallback | "
+              "overhead checked | outputs equal |", "|---|---|---|---|---|---|---|---|---|"]
     for c in report["cases"]:
         k = c["cost"]
         lines.append(f"| {c['case']} | {k['none']['cpu_median_s']:.4f} | {k['warn']['cpu_median_s']:.4f} | "
-                     f"{k['fallback']['cpu_median_s']:.4f} | {k['overhead_warn']:+.1%} | "
-                     f"{k['overhead_fallback']:+.1%} | {k['outputs_equal']} |")
+                     f"{k['fallback']['cpu_median_s']:.4f} | {k['checked']['cpu_median_s']:.4f} | "
+                     f"{k['overhead_warn']:+.1%} | {k['overhead_fallback']:+.1%} | {k['overhead_checked']:+.1%} | "
+                     f"{k['outputs_equal']} |")
     return "\n".join(lines) + "\n"
 
 

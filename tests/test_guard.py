@@ -115,6 +115,10 @@ def test_bad_guard_input(setting):
         attsolver.solve(system, y0, t, step_size=H, corrector=model, guard="on")
     with pytest.raises(ValueError, match="give corrector="):
         attsolver.solve(system, y0, t, step_size=H, guard="warn")
+    with pytest.raises(ValueError, match="guard_check_every needs guard"):
+        attsolver.solve(system, y0, t, step_size=H, corrector=model, guard_check_every=4)
+    with pytest.raises(ValueError, match="guard_check_every"):
+        attsolver.solve(system, y0, t, step_size=H, corrector=model, guard="warn", guard_check_every=0)
     with pytest.raises(ValueError, match="distance_margin"):
         record_domain(bare, data, distance_margin=0.5)
 
@@ -133,7 +137,10 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
             p.fill_(0.01)
     y0, t = data.y[:2, 0], data.t[:31]
     plain = attsolver.solve(system, y0, t, step_size=H, corrector=wild)
-    got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True)
+    got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True,
+                              guard_check_every=POSTERIORI_EVERY)
+    unchecked = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback")
+    assert torch.equal(unchecked, plain)  # without the check nothing is flagged
     first = POSTERIORI_EVERY - 1  # steps before the first check are the corrected ones
     assert torch.equal(got[:first + 1], plain[:first + 1])
     assert st.guard.n_flagged == 2 * (30 - first) and st.guard.flagged == (True, True)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._progress import progress as make_progress
+from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
@@ -45,6 +46,7 @@ def solve(
     return_stats: bool = False,
     progress: bool = False,
     guard: str | None = None,
+    guard_check_every: int | None = None,
 ) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
@@ -102,6 +104,10 @@ def solve(
             trajectory that left it) or ``"fallback"`` (also recompute a flagged sample's step
             classically with 4 substeps of ``h / 4``).  The stats' ``guard`` field reports
             flagged steps and fallbacks.  See :mod:`attsolver.integrate.guard`.
+        guard_check_every: with ``guard``: every this many steps also check the corrected step
+            a posteriori against the classical step at ``h / 4`` (a sample whose corrected step
+            did clearly worse than the classical one is flagged for the rest of the solve);
+            ``None`` (default): no such check.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
@@ -113,10 +119,11 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
-    _check_guard(guard, corrector, options)
+    _check_guard(guard, corrector, options, guard_check_every)
     if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=return_stats, guard=guard)
+                                options=options, return_stats=return_stats, guard=guard,
+                                guard_check_every=guard_check_every)
     y0, t = check_y0_t(y0, t)
     options = check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
@@ -129,14 +136,19 @@ def solve(
                                      options=options, count=return_stats)
     else:
         sol, stats = _solve_fixed(spec, f, y0, t, t_f, step_size=step_size, corrector=corrector,
-                                  options=options, count=return_stats, guard=guard)
+                                  options=options, count=return_stats, guard=guard,
+                                  check_every=guard_check_every)
     return (sol, stats) if return_stats else sol
 
 
-def _check_guard(guard, corrector, options) -> None:
+def _check_guard(guard, corrector, options, check_every) -> None:
     """``guard`` is ``None`` or a mode, needs a corrector with a domain and the eager loop."""
     if guard is None:
+        if check_every is not None:
+            raise ValueError("guard_check_every needs guard='warn' or 'fallback'")
         return
+    if check_every is not None:
+        positive_int("guard_check_every", check_every)
     if guard not in GUARD_MODES:
         raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
     if corrector is None:
@@ -183,8 +195,8 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
 
 
 def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, step_size, corrector,
-                 options: dict[str, Any], count: bool, guard: str | None = None
-                 ) -> tuple[Tensor, SolveStats | None]:
+                 options: dict[str, Any], count: bool, guard: str | None = None,
+                 check_every: int | None = None) -> tuple[Tensor, SolveStats | None]:
     """A fixed-step solve: the step grid, the plan, the loop, the checks of the result
     (``t_f``: ``t`` in the dtype ``f`` sees; ``count``: also return the stats)."""
     growth_bound = options.pop("growth_bound", None)
@@ -201,7 +213,7 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     if guard is not None:
         if plan.t.requires_grad and torch.is_grad_enabled():
             check_time_gradient(plan, compiling=False)  # a corrector refuses d/dt: the same message
-        sol, report = guarded_loop(plan, stage_times(plan))
+        sol, report = guarded_loop(plan, stage_times(plan), check_every)
     else:
         sol = _integrate(plan, f, options)
     wall = time.perf_counter() - started
@@ -249,7 +261,7 @@ def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
 
 
 def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, guard=None,
-                     pieces: int = 100):
+                     guard_check_every=None, pieces: int = 100):
     """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
     n = len(t) - 1
     bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
@@ -259,7 +271,8 @@ def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_
         for a, b in zip(bounds[:-1], bounds[1:]):
             try:
                 sol, st = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=True, guard=guard)
+                                options=options, return_stats=True, guard=guard,
+                                guard_check_every=guard_check_every)
             except NonFiniteSolutionError as e:  # count the step, output and partial over the whole solve
                 raise over_whole_solve(e, outs, sum(s.n_steps or 0 for s in stats), a) from None
             stats.append(st)
