@@ -98,16 +98,11 @@ def solve(
             terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
             intervals are integrated in about 100 consecutive pieces, each starting from the
             previous piece's last state, so the result is the same as without progress.
-        guard: with a corrector that recorded its training domain (``fit`` does): ``None``
-            (default: the plain loop, bit for bit and at full speed), ``"warn"`` (score every
-            corrected step against the domain and warn once, naming the first time and
-            trajectory that left it) or ``"fallback"`` (also recompute a flagged sample's step
-            classically with 4 substeps of ``h / 4``).  The stats' ``guard`` field reports
-            flagged steps and fallbacks.  See :mod:`attsolver.integrate.guard`.
-        guard_check_every: with ``guard``: every this many steps also check the corrected step
-            a posteriori against the classical step at ``h / 4`` (a sample whose corrected step
-            did clearly worse than the classical one is flagged for the rest of the solve);
-            ``None`` (default): no such check.
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score each corrected
+            step against the corrector's training domain; one warning names the first time and
+            trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
+        guard_check_every: with ``guard``, also check every this many steps a posteriori against
+            the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
