@@ -148,3 +148,21 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
     # from the check on, every step is the classical one refined to h/4
     fine = attsolver.solve(system, got[first], t[first:], step_size=H / FALLBACK_SUBSTEPS)
     torch.testing.assert_close(got[first:], fine, rtol=1e-12, atol=1e-12)
+
+
+def test_record_domain_of_a_time_dependent_f_steps_each_state_from_its_own_time():
+    from attsolver.data import TrajectoryDataset
+
+    def forced(t, y):  # reads t: every state is stepped from its own start time
+        return torch.stack((y[..., 1], -y[..., 0] + torch.cos(3.0 * t)), dim=-1)
+
+    t = torch.arange(6, dtype=torch.float64) * 0.1
+    y = torch.randn(3, 6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    data = TrajectoryDataset(t, y, system={"name": "forced", "params": {}})
+    model = NeurVec(2, method="rk4", step_size=0.1, dtype=torch.float64)
+    dom = record_domain(model, data, f=forced)
+    assert dom.n_samples == 3 * 5 and dom.horizon == pytest.approx(0.5)
+    steps = torch.stack([attsolver.solve(forced, y[:, j], t[j:j + 2], step_size=0.1)[-1] for j in range(5)], 1)
+    z = torch.cat((y[:, :-1].reshape(-1, 2), (steps - y[:, :-1]).reshape(-1, 2) / 0.1), dim=1)
+    torch.testing.assert_close(dom.mean, z.mean(0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dom.low, z.min(0).values, rtol=0, atol=0)
