@@ -1,37 +1,46 @@
-"""Provenance lines shared by the benchmark reports (``benchmarks/*.py`` → ``results/*.md``)."""
+"""Report files: the one non-finite policy and the atomic writes of JSON and figures, shared by
+``attsolver compare`` and the benchmark suites (``benchmarks/_suite.py``)."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
 from typing import Any
 
-__all__ = ["provenance_lines", "save_png"]
+from ._io import atomic_path, atomic_write_text
+
+__all__ = ["finite", "json_text", "write_json", "save_png"]
 
 
-def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting",
-                     software: str = "") -> list[str]:
-    """The two lines under a report's title: the command and date (flagging a run that
-    stopped before every ``unfinished`` finished), then the machine and the total time.
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN and infinity replaced by ``None`` (dicts, lists and tuples walked;
+    tuples become lists, as JSON has no tuples), so that it is valid JSON: ``null``, never the
+    ``NaN`` / ``Infinity`` that :mod:`json` would write and other readers refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
-    ``report`` needs ``command``, ``date``, ``complete``, ``wall_time_s`` and ``machine``
-    (``cpus``, ``torch``, ``torch_threads``, ``python``); ``software`` is inserted after
-    torch's version (e.g. ``", torch-pruning 1.6.1"``).
-    """
-    m = report["machine"]
-    return [
-        f"Produced by `{report['command']}` on {report['date']}"
-        + ("" if report["complete"] else f" — **incomplete: the run stopped before every {unfinished} finished**")
-        + ".",
-        f"Machine: {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} thread){software}, "
-        f"Python {m['python']}; total {report['wall_time_s'] / 60:.1f} min.",
-    ]
+
+def json_text(obj: Any, *, indent: int = 1) -> str:
+    """``obj`` as standard JSON (:func:`finite` first; ``allow_nan=False`` makes a missed
+    non-finite value an error instead of a file other readers reject)."""
+    return json.dumps(finite(obj), indent=indent, allow_nan=False, default=str)
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int = 1) -> None:
+    """Replace ``path`` with :func:`json_text` of ``obj``, atomically."""
+    atomic_write_text(path, json_text(obj, indent=indent))
 
 
 def save_png(fig: Any, path: Any, *, dpi: int) -> None:
     """Write a matplotlib figure to ``path`` atomically (a failed plot never replaces a
     committed one) and close it."""
-    import matplotlib.pyplot as plt
-
-    from ._io import atomic_path
+    import matplotlib.pyplot as plt  # matplotlib is heavy; only a caller that plots pays for it
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
