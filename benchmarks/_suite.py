@@ -48,11 +48,13 @@ from scipy import stats  # noqa: E402
 
 import attsolver  # noqa: E402
 from attsolver._io import AppendLog, atomic_write_text  # noqa: E402
+from attsolver.data import TrajectoryDataset, load_h5, save_h5  # noqa: E402
 from attsolver._report import finite, save_png, write_json  # noqa: E402
 from attsolver.evaluate.metrics import cost_at_accuracy  # noqa: E402
 
-__all__ = ["Run", "Progress", "Timing", "write_report", "timings", "speedup", "header", "provenance_lines",
-           "mean_std", "pm", "num", "welch_p", "paired_p", "fingerprint", "parser", "machine", "plt"]
+__all__ = ["Run", "Progress", "Timing", "write_report", "read_report", "finite", "figure", "cached_h5", "timings",
+           "speedup", "header", "provenance_lines", "mean_std", "pm", "num", "welch_p", "paired_p", "fingerprint",
+           "parser", "machine", "plt"]
 
 #: layout version of the common record (the suite's own layout has its own ``schema``)
 RECORD_SCHEMA = 1
@@ -183,6 +185,16 @@ class Progress(AppendLog):
         return rec, True
 
 
+def cached_h5(cache: str | Path, name: str, make: Callable[[], TrajectoryDataset]) -> TrajectoryDataset:
+    """``cache/name.h5`` if it is there, else ``make()``'s data set, saved there first."""
+    path = Path(cache) / f"{name}.h5"
+    if path.exists():
+        return load_h5(path)
+    data = make()
+    save_h5(data, path)
+    return data
+
+
 def fingerprint(obj: Any, n: int = 16) -> str:
     """A short stable hash of a JSON-able ``obj`` (resume-log keys, cache names, noise seeds)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
@@ -286,13 +298,21 @@ def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting", sof
         + ("" if report.get("complete", True) else
            f" — **incomplete: the run stopped before every {unfinished} finished**") + ".",
         f"Machine: {m.get('cpus', '?')} CPUs, torch {m.get('torch', '?')} ({m.get('torch_threads', 1)} thread)"
-        f"{software}, Python {m.get('python', '?')}; total {report.get('wall_time_s', 0.0) / 60:.1f} min.",
+        f"{software}, Python {m.get('python', '?')}; total {_wall_s(report) / 60:.1f} min.",
     ]
     if m.get("load_start"):
         lines.append(f"Load average (1/5/15 min, every job on the machine) {_load(m['load_start'])} at the start, "
                      f"{_load(m.get('load_end'))} at the end: above ~1 other jobs shared the cores, and absolute "
                      "times are inflated (minima over interleaved rounds are the least affected).")
     return lines
+
+
+def _wall_s(report: dict[str, Any]) -> float:
+    """The run's wall time (reports written before the common record named it differently)."""
+    for key, scale in (("wall_time_s", 1), ("wall_s", 1), ("wall_seconds", 1), ("wall_time_min", 60)):
+        if num(report.get(key)):
+            return report[key] * scale
+    return 0.0
 
 
 def _load(values: list[float] | None) -> str:
