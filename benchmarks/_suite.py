@@ -292,13 +292,15 @@ def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting", sof
     at the start and the end when recorded.  ``software`` follows torch's version (e.g.
     ``", torch-pruning 1.6.1"``)."""
     m = report.get("machine", {})
+    machine_text = (m if isinstance(m, str) else  # reports written before the common record: a sentence
+                    f"{m.get('cpus', '?')} CPUs, torch {m.get('torch', '?')} ({m.get('torch_threads', 1)} thread)"
+                    f"{software}, Python {m.get('python', '?')}")
     m = m if isinstance(m, dict) else {}
     lines = [
         f"Produced by `{report['command']}` on {report['date']}"
         + ("" if report.get("complete", True) else
            f" — **incomplete: the run stopped before every {unfinished} finished**") + ".",
-        f"Machine: {m.get('cpus', '?')} CPUs, torch {m.get('torch', '?')} ({m.get('torch_threads', 1)} thread)"
-        f"{software}, Python {m.get('python', '?')}; total {_wall_s(report) / 60:.1f} min.",
+        f"Machine: {machine_text}; total {_wall_s(report) / 60:.1f} min.",
     ]
     if m.get("load_start"):
         lines.append(f"Load average (1/5/15 min, every job on the machine) {_load(m['load_start'])} at the start, "
