@@ -83,7 +83,7 @@ class Run:
 
     Args:
         suite: the suite's name (``benchmarks/<suite>.py``).
-        argv: the arguments it was given (the command line is ``prog`` + these).
+        argv: the arguments it was given (``None``: the process's; the command line is ``prog`` + these).
         prog: how it was invoked (default ``attsolver bench <suite>``).
         quick: whether this is the suite's quick (smoke) configuration.
         schema: the version of the suite's own JSON layout.
@@ -91,11 +91,11 @@ class Run:
         machine_extra: more machine fields (peer library versions, flags).
     """
 
-    def __init__(self, suite: str, argv: Iterable[str], *, prog: str | None = None, quick: bool = False,
+    def __init__(self, suite: str, argv: Iterable[str] | None, *, prog: str | None = None, quick: bool = False,
                  schema: int = 1, threads: int = 1, **machine_extra: Any):
         torch.set_num_threads(threads)
         self.started = time.perf_counter()
-        argv = list(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
         self.record: dict[str, Any] = {
             "suite": suite, "schema": schema, "record_schema": RECORD_SCHEMA,
             "command": " ".join([prog or f"attsolver bench {suite}", *argv]),
@@ -162,9 +162,10 @@ def read_report(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def figure(nrows: int = 1, ncols: int = 1, *, dpi: int = 110, **kw: Any):
-    """``plt.subplots`` whose figure is saved at ``dpi`` by :func:`write_report`."""
-    return plt.subplots(nrows, ncols, dpi=dpi, **kw)
+def figure(nrows: int = 1, ncols: int = 1, *, dpi: int = 110, layout: str | None = "tight", **kw: Any):
+    """``plt.subplots`` whose figure is saved at ``dpi`` by :func:`write_report`, laid out tightly
+    when it is drawn (``fig.get_layout_engine().set(rect=...)`` to leave room for a legend)."""
+    return plt.subplots(nrows, ncols, dpi=dpi, layout=layout, **kw)
 
 
 # --------------------------------------------------------------------------- resume log

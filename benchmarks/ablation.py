@@ -90,17 +90,9 @@ CASES = {c.name: c for c in [
 ]}
 
 
-@dataclass(frozen=True)
-class Recipe:
-    train_steps: int = 1200
-    lr: float = 3e-3
-    batch_size: int = 128
-    val_fraction: float = 0.25
-    grad_clip: float = 10.0
-    min_lr_ratio: float = 0.05
-    patience_frac: float = 0.25
-    width: int = 128
-    depth: int = 3
+#: the training recipe and corrector size, the same for every attention module
+RECIPE = {"train_steps": 1200, "lr": 3e-3, "batch_size": 128, "val_fraction": 0.25, "grad_clip": 10.0,
+          "min_lr_ratio": 0.05, "patience_frac": 0.25, "width": 128, "depth": 3}
 
 
 # --------------------------------------------------------------------------- solver side
@@ -143,9 +135,9 @@ def rollout_error(case: Case, test: TrajectoryDataset, corrector=None) -> tuple[
     return err(int(round(case.horizon / case.step)) + 1), err(true.shape[1]), float(blown.double().mean())
 
 
-def build(case: Case, variant: str, recipe: Recipe) -> AttSolver:
+def build(case: Case, variant: str, recipe: dict[str, Any]) -> AttSolver:
     dim = attsolver.systems.make_system(case.system).dim
-    return AttSolver(dim, method=case.method, step_size=case.step, width=recipe.width, depth=recipe.depth,
+    return AttSolver(dim, method=case.method, step_size=case.step, width=recipe["width"], depth=recipe["depth"],
                      **VARIANTS[variant][0])
 
 
@@ -154,18 +146,18 @@ def n_params(model) -> int:
 
 
 def run_solver(case: Case, variant: str, data: TrajectoryDataset, test: TrajectoryDataset, seed: int,
-               recipe: Recipe) -> dict[str, Any]:
+               recipe: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = build(case, variant, recipe)
-    n_train = len(data) - max(1, round(recipe.val_fraction * len(data)))
-    batches = math.ceil(n_train * (data.n_times - 1) / recipe.batch_size)
-    epochs = max(5, math.ceil(recipe.train_steps / batches))
+    n_train = len(data) - max(1, round(recipe["val_fraction"] * len(data)))
+    batches = math.ceil(n_train * (data.n_times - 1) / recipe["batch_size"])
+    epochs = max(5, math.ceil(recipe["train_steps"] / batches))
     failure = None
     t0 = time.perf_counter()
     try:
-        fit(model, data, epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size, val_fraction=recipe.val_fraction,
-            patience=max(5, math.ceil(recipe.patience_frac * epochs)), seed=seed, progress=False,
-            grad_clip=recipe.grad_clip, min_lr_ratio=recipe.min_lr_ratio)
+        fit(model, data, epochs=epochs, lr=recipe["lr"], batch_size=recipe["batch_size"],
+            val_fraction=recipe["val_fraction"], patience=max(5, math.ceil(recipe["patience_frac"] * epochs)), seed=seed, progress=False,
+            grad_clip=recipe["grad_clip"], min_lr_ratio=recipe["min_lr_ratio"])
     except NonFiniteLossError as e:
         failure = str(e)
     train_s = time.perf_counter() - t0
@@ -378,7 +370,6 @@ def plot(rep: dict[str, Any]):
                          yerr=[vis[a]["acc_std"] if num(vis[a]["acc_std"]) else 0 for a in names])
     axes[0][-1].set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes[0][-1].set(ylabel="test accuracy (%)", title="ResNet-20 on digits")
-    fig.tight_layout()
     yield "ablation.png", fig
 
 
@@ -388,7 +379,6 @@ def write(out: Path, rep: dict[str, Any], figures: bool = False) -> None:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("ablation", __doc__, out=None, quick="2 seeds, 400 optimiser steps, 16 test states (minutes)",
                 render=True)
     ap.add_argument("--out", default=None, help="folder for ablation.md/.json (default benchmarks/results; "
@@ -409,10 +399,10 @@ def main(argv=None) -> int:
         return 0
     run = Run("ablation", argv, quick=args.quick)
     seeds = args.seeds or (2 if args.quick else 20)
-    recipe = Recipe(train_steps=args.train_steps or (400 if args.quick else Recipe.train_steps))
+    recipe = {**RECIPE, "train_steps": args.train_steps or (400 if args.quick else RECIPE["train_steps"])}
     n_test = args.n_test or (16 if args.quick else 32)
     rep = run.report(config={"cases": args.cases, "variants": args.variants, "seeds": seeds, "n_train": args.n_train,
-                             "noise": args.noise, "n_test": n_test, "recipe": asdict(recipe),
+                             "noise": args.noise, "n_test": n_test, "recipe": recipe,
                              "case_details": {n: asdict(CASES[n]) for n in args.cases}},
                      vision=vision_numbers(args.vision_epochs, seeds), coarse={}, coarse_full={}, runs=[])
     tests = {n: make_test(CASES[n], n_test) for n in args.cases}

@@ -40,12 +40,10 @@ def plot(report: dict):
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks([0, 1], ["vs same method", "vs best classical"])
     ax.set(ylabel="speed-up: attsolver.compare / committed", title=report["case"])
-    fig.tight_layout()
     yield "compare_vs_ode.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("compare_vs_ode", __doc__, out="out/bench-compare_vs_ode")
     ap.add_argument("--case", default="elastic_pendulum")
     ap.add_argument("--rounds", type=int, default=3)

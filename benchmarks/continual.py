@@ -410,12 +410,10 @@ def plot(report: dict):
             ax.set_xticks(range(1, N_TASKS + 1))
             if ax.get_legend_handles_labels()[0]:
                 ax.legend()
-    fig.tight_layout()
     yield "continual.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("continual", __doc__, quick="2 seeds, fewer epochs (about a minute)", render=True)
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 10; 2 with --quick)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))

@@ -72,12 +72,10 @@ def plot(report: dict):
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), [r["case"] for r in rows])
     ax.set(xlabel="time with the check / without (median over rounds, IQR)")
-    fig.tight_layout()
     yield "f_check_overhead.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("f_check_overhead", __doc__.split("\n\n")[0], prog=PROG, out=None)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--steps", type=int, default=2000)

@@ -218,12 +218,10 @@ def plot(report: dict):
     ax.set_yticks(range(len(rows)), [r["category"] for r in rows])
     ax.set(xscale="symlog", xlabel="cases")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     yield "faults.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("faults", __doc__, quick="every 64th byte flipped, one kill per writer (a minute)")
     ap.add_argument("--kills", type=int, default=None, help="kill -9 runs per writer (default 4; 1 with --quick)")
     args = ap.parse_args(argv)

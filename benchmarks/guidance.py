@@ -279,12 +279,10 @@ def edits_figure(ex: dict):
             spine.set_visible(False)
     fig.suptitle("Sequential edits (each edit moves the attribute to a different class; white = separator)",
                  fontsize=9)
-    fig.tight_layout()
     yield "guidance_edits.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("guidance", __doc__, quick="smaller models and sets, 2 seeds (a few minutes)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 5; 2 with --quick)")
     args = ap.parse_args(argv)

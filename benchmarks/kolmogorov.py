@@ -475,7 +475,7 @@ def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray]):
     # 1. snapshots, shared colour scale
     names = list(fields)
     vmax = float(np.abs(fields["reference"]).max())
-    fig, axes = figure(1, len(names), figsize=(2.6 * len(names), 2.9))
+    fig, axes = figure(1, len(names), figsize=(2.6 * len(names), 2.9), layout=None)  # room for the colour bar
     for ax, name in zip(axes, names):
         im = ax.imshow(fields[name], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(name, fontsize=8)
@@ -781,7 +781,6 @@ def costs(args, contenders, models, scores, ref, t_np) -> dict[str, Any]:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     run = Run("kolmogorov", argv, quick=args.quick, schema=SCHEMA)
     out, cache = Path(args.out), Path(args.cache)

@@ -118,12 +118,10 @@ def plot(report: dict):
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
     ax.set(xscale="log", xlabel="MB")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     yield "memory.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("memory", __doc__, prog=PROG, quick="10^5 instead of 10^6 output times; no compile row")
     ap.add_argument("--cases", default="all", help=f"comma-separated subset of: {', '.join(CASES)}")
     args = ap.parse_args(argv)

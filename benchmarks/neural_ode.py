@@ -616,7 +616,6 @@ def plot(report: dict):
         ax.set_title(f"{p['name']}: neural ODE, {p['fit']['n_params']:,} params, dim {p['dim']}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
     yield "neural_ode.png", fig
 
 
@@ -642,7 +641,6 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.render:  # the speed-ups are recomputed from the recorded errors and times
         report = read_report(args.render)

@@ -830,7 +830,7 @@ def _error_vs_size(report: dict[str, Any]):
     colours = {corr: f"C{i}" for i, corr in enumerate(grid["correctors"])}
     cases, noises = grid["cases"], grid["noise"]
     fig, axes = figure(len(cases), len(noises), figsize=(3.3 * len(noises), 2.8 * len(cases)), dpi=100,
-                       squeeze=False, sharex=True)
+                       squeeze=False, sharex=True, layout=None)
     for i, case in enumerate(cases):
         method, step, match = _coarse_solver(report, case)
         sweep = report["cases"][case]["sweep"]
@@ -876,7 +876,8 @@ def _pareto(report: dict[str, Any]):
     ncols = 2 if len(cases) > 1 else 1
     nrows = (len(cases) + ncols - 1) // ncols
     legend_in = 1.5  # inches below the panels for the two legends
-    fig, axes = figure(nrows, ncols, figsize=(6.2 * ncols, 4.4 * nrows + legend_in), dpi=100, squeeze=False)
+    fig, axes = figure(nrows, ncols, figsize=(6.2 * ncols, 4.4 * nrows + legend_in), dpi=100, squeeze=False,
+                       layout=None)
     for i, case in enumerate(cases):
         ax = axes[i // ncols][i % ncols]
         method, step, match = _coarse_solver(report, case)
@@ -1077,7 +1078,6 @@ def run_case(case_name: str, args, progress: Progress, run: Run, rows: list, cou
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     run = Run("ode", argv, quick=args.quick, schema=SCHEMA)
     out = args.out

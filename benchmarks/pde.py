@@ -116,19 +116,9 @@ def make_problems(tiny: bool = False) -> dict[str, Problem]:
     return out
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Training recipe, the same for every corrector."""
-
-    epochs: int = 30
-    lr: float = 3e-3
-    batch_size: int = 128
-    patience: int = 10
-    rollout_steps: int = 4
-    rollout_epochs: int = 5
-    rollout_lr: float = 1e-3
-    rollout_batch_size: int = 64
-    val_fraction: float = 0.2
+#: the training recipe, the same for every corrector: one-step targets, then short rollouts
+RECIPE = {"epochs": 30, "lr": 3e-3, "batch_size": 128, "patience": 10, "rollout_steps": 4, "rollout_epochs": 5,
+          "rollout_lr": 1e-3, "rollout_batch_size": 64, "val_fraction": 0.2}
 
 
 #: corrector kinds: label -> (class, constructor keywords)
@@ -285,22 +275,22 @@ def build_corrector(kind: str, p: Problem, seed: int) -> ConvCorrector:
                           dtype=torch.float64, **kw)
 
 
-def train_corrector(model: ConvCorrector, data: TrajectoryDataset, recipe: Recipe, seed: int) -> dict[str, Any]:
+def train_corrector(model: ConvCorrector, data: TrajectoryDataset, recipe: dict[str, Any], seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    h1 = fit(model, data, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
-             patience=recipe.patience, val_fraction=recipe.val_fraction, seed=seed, progress=False)
+    h1 = fit(model, data, epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
+             patience=recipe["patience"], val_fraction=recipe["val_fraction"], seed=seed, progress=False)
     info = {"one_step": {"epochs_run": h1.epochs_run, "best_epoch": h1.best_epoch, "best_val_loss": h1.best_loss}}
-    if recipe.rollout_epochs > 0:
-        h2 = fit(model, data, epochs=recipe.rollout_epochs, lr=recipe.rollout_lr,
-                 batch_size=recipe.rollout_batch_size, rollout_steps=recipe.rollout_steps, patience=None,
-                 val_fraction=recipe.val_fraction, seed=seed, progress=False)
+    if recipe["rollout_epochs"] > 0:
+        h2 = fit(model, data, epochs=recipe["rollout_epochs"], lr=recipe["rollout_lr"],
+                 batch_size=recipe["rollout_batch_size"], rollout_steps=recipe["rollout_steps"], patience=None,
+                 val_fraction=recipe["val_fraction"], seed=seed, progress=False)
         info["rollout"] = {"epochs_run": h2.epochs_run, "best_epoch": h2.best_epoch, "best_val_loss": h2.best_loss}
     info["train_time_s"] = time.perf_counter() - t0
     return info
 
 
 def run_row(p: Problem, kind: str, size: int, noise: float, seed: int, pool: TrajectoryDataset, tests: TestSets,
-            recipe: Recipe, cache: Path) -> dict[str, Any]:
+            recipe: dict[str, Any], cache: Path) -> dict[str, Any]:
     model = build_corrector(kind, p, seed)
     data = training_set(pool, size, noise, seed)
     row: dict[str, Any] = {"problem": p.name, "corrector": kind, "n_train": size, "noise": noise, "seed": seed,
@@ -311,7 +301,7 @@ def run_row(p: Problem, kind: str, size: int, noise: float, seed: int, pool: Tra
         row.update({"failed": f"training loss non-finite: {e}"})
         return row
     model.eval()
-    model_path = cache / "models" / f"{p.name}_{kind}_{size}_{noise:g}_{seed}_{_fingerprint(recipe.__dict__)}.pt"
+    model_path = cache / "models" / f"{p.name}_{kind}_{size}_{noise:g}_{seed}_{_fingerprint(recipe)}.pt"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path)
     row["model_file"] = str(model_path)
@@ -746,7 +736,6 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], cache: Path
             ax.set(xlabel="t", ylabel="nRMSE", title=f"{name}: {fam} initial conditions"
                    + (" (training family)" if fam == fam0 else " (never seen)"))
         axes[0].legend(fontsize=7)
-        fig.tight_layout()
         yield f"pde_nrmse_{name}.png", fig
 
         # space-time image of one held-out field: fine (restricted) / coarse / corrected
@@ -776,7 +765,6 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], cache: Path
             fig.colorbar(im, ax=ax, fraction=0.046)
         axes[0].set_ylabel("t")
         fig.suptitle(f"{name}: one held-out {fam0} field, {p.setup.coarse_nx} points")
-        fig.tight_layout()
         yield f"pde_spacetime_{name}.png", fig
 
 
@@ -804,11 +792,9 @@ def parse_args(argv):
     args.n_test = args.n_test or (3 if args.tiny else 16)
     if any(s < 2 for s in args.sizes) or any(n < 0 for n in args.noise) or not args.seed_list or args.n_test < 1:
         ap.error("sizes must be >= 2 (one trajectory is held out for validation), noise >= 0, --seeds >= 1, --n-test >= 1")
-    args.recipe = Recipe(
-        epochs=args.epochs or (2 if args.tiny else 15 if args.quick else 30),
-        rollout_epochs=args.rollout_epochs if args.rollout_epochs is not None else (1 if args.tiny else 2 if args.quick else 5),
-        patience=10,
-    )
+    args.recipe = {**RECIPE, "epochs": args.epochs or (2 if args.tiny else 15 if args.quick else 30),
+                   "rollout_epochs": args.rollout_epochs if args.rollout_epochs is not None else
+                   (1 if args.tiny else 2 if args.quick else 5)}
     args.rounds = args.rounds or (1 if args.tiny else 2 if args.quick else 3)
     return args
 
@@ -824,7 +810,7 @@ def run_problem(p: Problem, args, progress: Progress, run: Run, report: dict[str
     pool = make_training_pool(p, max(args.sizes), cache)
     key = f"ladder/{p.name}/{_fingerprint([p.setup.config(), {k: len(d) for k, d in tests.data.items()}])}"
     ladder = report["ladders"][p.name] = progress.run(key, lambda: classical_ladder(p, tests, run.log))[0]
-    recipe_fp, fam = _fingerprint(args.recipe.__dict__), p.setup.families[0]
+    recipe_fp, fam = _fingerprint(args.recipe), p.setup.families[0]
     rows = []
     for size in args.sizes:
         for noise in args.noise:
@@ -855,7 +841,6 @@ def run_problem(p: Problem, args, progress: Progress, run: Run, report: dict[str
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     all_problems = make_problems(args.tiny)
     names = args.problems or list(all_problems)
@@ -877,7 +862,7 @@ def main(argv=None) -> int:
     progress = Progress(out / PROGRESS)
     report = run.report(grid={"problems": names, "correctors": args.correctors, "sizes": args.sizes,
                               "noise": args.noise, "seeds": args.seed_list},
-                        recipe=args.recipe.__dict__, n_test=args.n_test, correctors=args.correctors,
+                        recipe=args.recipe, n_test=args.n_test, correctors=args.correctors,
                         problems={}, ladders={}, times={}, rows=[])
     for p in problems.values():
         run_problem(p, args, progress, run, report, cache)

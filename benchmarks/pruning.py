@@ -258,12 +258,10 @@ def plot(report: dict):
         ax.set_ylim(0, 115)  # bars start at zero; the headroom holds the legend
         ax.set_yticks(range(0, 101, 20))
         ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
     yield "pruning.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("pruning", __doc__, quick="2 seeds, short training and search (a few minutes)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 4; 2 with --quick)")
     ap.add_argument("--targets", type=float, nargs="+", default=None,

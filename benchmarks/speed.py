@@ -388,7 +388,6 @@ def plot(report: dict):
         y += 0.6
     ax.set_yticks([t for t, _ in ticks], [lab for _, lab in ticks], fontsize=7)
     ax.set(xscale="log", xlabel="µs per step (minimum over interleaved rounds; blue: attsolver)")
-    fig.tight_layout()
     yield "speed.png", fig
 
 
@@ -401,7 +400,6 @@ def _case_order(case: dict) -> tuple:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("speed", __doc__, prog=PROG, quick="fewer steps and rounds, no compile rows")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")

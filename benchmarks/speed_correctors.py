@@ -226,12 +226,10 @@ def plot(report: dict):
         ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [f"{f} {m}" for f, m in keys], rotation=30, ha="right")
         ax.set(ylabel="corrected step / classical step", title=CASES[case]["title"])
         ax.legend(fontsize=7)
-    fig.tight_layout()
     yield "speed_correctors.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("speed_correctors", __doc__.split("\n\n")[0], prog=PROG,
                 quick="few rounds and steps, eager only (a smoke run)")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))

@@ -323,12 +323,10 @@ def plot(report: dict):
                        fmt="o", color="C3", capsize=4)
     ax[2].set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax[2].set(ylabel="test accuracy (%)", title="retrained from scratch")
-    fig.tight_layout()
     yield "tickets.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("tickets", __doc__, quick="2 seeds, short training (about 2 minutes)", render=True)
     ap.add_argument("--seeds", type=int, default=None, help="retraining seeds (default 3; 2 with --quick)")
     ap.add_argument("--epochs", type=int, default=None, help="retraining epochs (default 20; 5 with --quick)")

@@ -220,12 +220,10 @@ def plot(report: dict):
     ax.set(xlabel="attention module", ylabel="test accuracy (%), mean ± std over seeds",
            title=f"ResNet-20 on digits, {report['config']['epochs']} epochs, {report['config']['seeds']} seeds")
     ax.legend(fontsize=8, title="training setting", title_fontsize=8)
-    fig.tight_layout()
     yield "vision.png", fig
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser("vision", __doc__, quick="2 seeds, 8 epochs (a few minutes)", render=True)
     ap.add_argument("--seeds", type=int, default=None, help="seeds per row (default 5; 2 with --quick)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default 24; 8 with --quick)")
