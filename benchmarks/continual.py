@@ -354,28 +354,19 @@ def to_markdown(report: dict) -> str:
                      "logits, and a flat minimum cannot protect a head whose earlier classes are never seen again. "
                      "The `permuted` variant, where all tasks share the label space, is where flatness can matter.")
     lines.append("")
+    tasks = " | ".join(f"task {k + 1}" for k in range(N_TASKS))
     for variant in present:
+        done = [(m, rows[f"{variant}/{m}"]) for m in METHODS if rows.get(f"{variant}/{m}")]
         lines += [f"## `{variant}` after each task", "",
                   "Average accuracy (%) / forgetting (pp) after task k, mean ± std over seeds.", "",
-                  "| optimizer | " + " | ".join(f"task {k + 1}" for k in range(N_TASKS)) + " |",
-                  "|---|" + "---:|" * N_TASKS]
-        for method in METHODS:
-            r = rows.get(f"{variant}/{method}")
-            if not r:
-                continue
-            cells = [f"{_pm(r['avg_acc'][i])} / {_pm(r['forgetting'][i])}" for i in range(len(r["avg_acc"]))]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                  f"| optimizer | {tasks} |", "|---|" + "---:|" * N_TASKS]
+        lines += [f"| {m} | " + " | ".join(f"{_pm(a)} / {_pm(f)}" for a, f in zip(r["avg_acc"], r["forgetting"]))
+                  + " |" for m, r in done]
         lines += ["", "Flatness: mean training-loss increase of the task just learned under random perturbation "
                   "of every weight tensor W by r·‖W‖ in a random direction, per radius r.", "",
-                  "| optimizer | r | " + " | ".join(f"task {k + 1}" for k in range(N_TASKS)) + " |",
-                  "|---|---:|" + "---:|" * N_TASKS]
-        for method in METHODS:
-            r = rows.get(f"{variant}/{method}")
-            if not r:
-                continue
-            for rad in cfg["radii"]:
-                cells = [_pm(v, scale=1.0, digits=2, kind="e") for v in r["flatness"][str(rad)]]
-                lines.append(f"| {method} | {rad} | " + " | ".join(cells) + " |")
+                  f"| optimizer | r | {tasks} |", "|---|---:|" + "---:|" * N_TASKS]
+        lines += [f"| {m} | {rad} | " + " | ".join(_pm(v, scale=1.0, digits=2, kind="e") for v in r["flatness"][str(rad)])
+                  + " |" for m, r in done for rad in cfg["radii"]]
         lines.append("")
     lines += ["## Plot", "", "![average accuracy, forgetting and flatness after each task](continual.png)", ""]
     return "\n".join(lines)
