@@ -366,9 +366,9 @@ def interpolate_cost(ladder: list[tuple[float, float]], t95: float) -> tuple[flo
     ``how`` is "interpolated", "above" (at or beyond the best rung: the best rung's cost, so
     the speed-up is a lower bound) or "below" (no better than the cheapest rung: its cost, an
     upper bound)."""
-    cost, kind = cost_at_accuracy([math.exp(-t) for t, _ in ladder], [c for _, c in ladder], math.exp(-t95))
-    if kind in ("extrapolated", "unreached") or t95 >= max(t for t, _ in ladder):
+    if t95 >= max(t for t, _ in ladder):  # beyond the front: never extrapolated
         return max(ladder)[1], "above"
+    cost, kind = cost_at_accuracy([math.exp(-t) for t, _ in ladder], [c for _, c in ladder], math.exp(-t95))
     return cost, "below" if kind == "cheapest" else kind
 
 

@@ -224,7 +224,7 @@ def plot(report: dict):
                    label=f"{r['precision']} {r['mode']}")
         ax.axhline(CASES[case]["target"], color="k", ls="--", lw=1, label="target (local)")
         ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [f"{f} {m}" for f, m in keys], rotation=30, ha="right")
-        ax.set(ylabel="corrected step / classical step", title=CASES[case]["title"])
+        ax.set(yscale="log", ylabel="corrected step / classical step", title=CASES[case]["title"])
         ax.legend(fontsize=7)
     yield "speed_correctors.png", fig
 
