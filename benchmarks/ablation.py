@@ -373,9 +373,9 @@ def plot(rep: dict[str, Any]):
     yield "ablation.png", fig
 
 
-def write(out: Path, rep: dict[str, Any], figures: bool = False) -> None:
+def write(out: Path, rep: dict[str, Any], echo: bool = False) -> None:
     rep["rows"] = summarise(rep["runs"])
-    write_report(out, "ablation", rep, to_markdown, plot if figures else None, echo=figures)
+    write_report(out, "ablation", rep, to_markdown, plot, echo=echo)
 
 
 def main(argv=None) -> int:
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out or ("out/bench-ablation-quick" if args.quick else "benchmarks/results"))
     if args.render:
-        write(out, read_report(out / "ablation.json"), figures=True)
+        write(out, read_report(out / "ablation.json"), echo=True)
         return 0
     run = Run("ablation", argv, quick=args.quick)
     seeds = args.seeds or (2 if args.quick else 20)
@@ -418,7 +418,7 @@ def main(argv=None) -> int:
                 run.log(f"seed {seed} {n:12s} {v:22s} err {r['err']:.4g} (coarse {rep['coarse'][n]:.4g}) "
                         f"{r['params']:,} params, {r['train_s']:.1f} s")
             write(out, run.stamp(rep, complete=False))
-    write(out, run.stamp(rep, complete=True), figures=True)
+    write(out, run.stamp(rep, complete=True), echo=True)
     return 0
 
 

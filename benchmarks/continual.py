@@ -439,7 +439,7 @@ def main(argv=None) -> int:
                         f"forgetting {100 * r['forgetting'][-1]:.1f} pp, flatness {fl:.3g} ({r['seconds']:.1f} s)")
             report["rows"] = summarise(report["runs"], cfg)
             # after every seed, so a stopped run leaves what it finished
-            write_report(out, "continual", run.stamp(report, complete=False), to_markdown)
+            write_report(out, "continual", run.stamp(report, complete=False), to_markdown, plot)
     write_report(out, "continual", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 

@@ -287,7 +287,7 @@ def main(argv=None) -> int:
         report["seeds"].append(run_seed(data, seed, cfg, log=run.log))
         report["rows"] = summarise(report["seeds"])
         # after every seed, so a stopped run keeps what it finished
-        write_report(args.out, "pruning", run.stamp(report, complete=False), to_markdown)
+        write_report(args.out, "pruning", run.stamp(report, complete=False), to_markdown, plot)
     write_report(args.out, "pruning", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 

@@ -259,7 +259,7 @@ def main(argv=None) -> int:
                         + (f"  diverged in epoch {r['diverged_epoch']}" if r["diverged_epoch"] else ""))
             report["rows"] = summarise(report["runs"])
             # after every row, so a stopped run leaves what it finished
-            write_report(out, "vision", run.stamp(report, complete=False), to_markdown)
+            write_report(out, "vision", run.stamp(report, complete=False), to_markdown, plot)
     write_report(out, "vision", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
