@@ -28,9 +28,12 @@ import re
 import stat
 import struct
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import torch
 
 __all__ = [
     "atomic_path", "atomic_write_text", "AppendLog", "IntegrityError", "DiskFullError",
@@ -134,8 +137,6 @@ def remove_stale_temps(target: str | os.PathLike, *, keep: Path | None = None,
         entries = list(os.scandir(directory))
     except OSError:
         return removed
-    import time
-
     now = time.time()
     for entry in entries:
         m = pattern.match(entry.name)
@@ -293,8 +294,6 @@ def open_regular(path: str | os.PathLike, what: str = "file"):
 
 def _feed(h: Any, obj: Any) -> None:
     """Hash a nested payload of plain types and tensors, unambiguously (type tags + lengths)."""
-    import torch
-
     if obj is None:
         h.update(b"N")
     elif isinstance(obj, bool):
@@ -385,8 +384,6 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plain types and tensors) to ``path`` with ``torch.save``: sealed with
     :func:`seal_payload` and written atomically (:func:`atomic_path`).  Read it back with
     :func:`load_checkpoint`.  Returns the path."""
-    import torch
-
     path = Path(path)
     sealed = seal_payload(payload)
     with atomic_path(path) as tmp:
@@ -410,8 +407,6 @@ def load_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint", map_lo
         IntegrityError: unreadable (damaged, truncated), holding pickled objects other than
             tensors and plain values, or its content does not match its checksum.
     """
-    import torch
-
     path = Path(path)
     source = str(path)
     with open_regular(path, f"{what} file") as fh:

@@ -15,7 +15,9 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["progress", "LOGGER"]
+from tqdm.auto import tqdm
+
+__all__ = ["progress", "LOGGER", "stderr_is_terminal"]
 
 LOGGER = logging.getLogger("attsolver.progress")
 
@@ -84,7 +86,7 @@ class _Silent:
         pass
 
 
-def _stderr_is_terminal() -> bool:
+def stderr_is_terminal() -> bool:
     try:
         return bool(sys.stderr.isatty())
     except (AttributeError, ValueError):
@@ -100,8 +102,6 @@ def progress(total: int | None, desc: str, *, unit: str = "it", enabled: bool = 
     """
     if not enabled:
         return _Silent()
-    if _stderr_is_terminal():
-        from tqdm.auto import tqdm
-
+    if stderr_is_terminal():
         return tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False)
     return _LogProgress(total, desc, unit, initial=initial)

@@ -40,7 +40,7 @@ def write_json(path: str | Path, obj: Any, *, indent: int = 1) -> None:
 def save_png(fig: Any, path: Any, *, dpi: int) -> None:
     """Write a matplotlib figure to ``path`` atomically (a failed plot never replaces a
     committed one) and close it."""
-    import matplotlib.pyplot as plt  # matplotlib is heavy; only a caller that plots pays for it
+    import matplotlib.pyplot as plt  # lazy: matplotlib is heavy; only a caller that plots pays for it
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

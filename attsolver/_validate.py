@@ -5,6 +5,8 @@ Each checker names the argument, says what it must be and echoes what it got, so
 error message reads the same wherever the argument enters the library. A wrong *type* is a
 ``TypeError``; a value of the right type outside its range is a ``ValueError``. ``bool`` is
 never accepted as a number (``True`` is an ``int`` to Python, never a step size to a user).
+Boundaries whose wrong-type errors have always been ``ValueError`` (the systems' parameters,
+the data layer) keep that contract with ``type_error=False``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["is_real", "is_integer", "finite_number", "positive_number", "nonnegative_number",
-           "positive_int", "integer", "one_of", "boolean"]
+__all__ = ["is_real", "is_integer", "finite_number", "positive_number", "positive_finite",
+           "nonnegative_number", "positive_int", "integer", "one_of", "boolean"]
 
 
 def is_real(value: Any) -> bool:
@@ -38,7 +40,7 @@ def _bounds(low, high, low_open, high_open) -> str:
 
 def finite_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                   low_open: bool = False, high_open: bool = False, allow_inf: bool = False,
-                  why: str = "") -> float:
+                  why: str = "", what: str | None = None, type_error: bool = True) -> float:
     """``value`` as a float, checked to be a real number within the bounds.
 
     Args:
@@ -46,11 +48,16 @@ def finite_number(name: str, value: Any, *, low: float | None = None, high: floa
         low, high: bounds (``None``: unbounded); ``low_open`` / ``high_open`` exclude them.
         allow_inf: accept ``+inf`` (a bound of "no limit"); NaN is never accepted.
         why: appended to the message (e.g. ``" (the step of the coarse solver)"``).
+        what: what the message says the value must be (default built from the bounds,
+            e.g. ``"a finite number > 0"``).
+        type_error: a value that is not a real number is a ``TypeError`` naming its type;
+            ``False``: a ``ValueError`` with the text of an out-of-range value.
     """
-    bound = _bounds(low, high, low_open, high_open)
-    what = f"a {'' if allow_inf else 'finite '}number" + (f" {bound}" if bound else "")
+    if what is None:
+        bound = _bounds(low, high, low_open, high_open)
+        what = f"a {'' if allow_inf else 'finite '}number" + (f" {bound}" if bound else "")
     if not is_real(value):
-        raise TypeError(f"{name} must be {what}{why}, got {type(value).__name__} {value!r}")
+        _wrong_type(name, value, what + why, type_error)
     v = float(value)
     bad = math.isnan(v) or (math.isinf(v) and not (allow_inf and v > 0))
     if not bad and low is not None:
@@ -62,31 +69,47 @@ def finite_number(name: str, value: Any, *, low: float | None = None, high: floa
     return v
 
 
-def positive_number(name: str, value: Any, *, allow_inf: bool = False, why: str = "") -> float:
+def _wrong_type(name: str, value: Any, what: str, type_error: bool) -> None:
+    if type_error:
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def positive_number(name: str, value: Any, *, allow_inf: bool = False, why: str = "",
+                    type_error: bool = True) -> float:
     """A finite number > 0 (a step size, a tolerance, a length, a viscosity)."""
-    return finite_number(name, value, low=0.0, low_open=True, allow_inf=allow_inf, why=why)
+    return finite_number(name, value, low=0.0, low_open=True, allow_inf=allow_inf, why=why, type_error=type_error)
 
 
-def nonnegative_number(name: str, value: Any, *, why: str = "") -> float:
+def positive_finite(name: str, value: Any, *, why: str = "", type_error: bool = True) -> float:
+    """A finite number > 0, in the words "must be a positive finite number" of the systems'
+    parameters and the coarse/fine set-ups (their messages are matched by tests and users);
+    the same check as :func:`positive_number`."""
+    return finite_number(name, value, low=0.0, low_open=True, why=why, what="a positive finite number",
+                         type_error=type_error)
+
+
+def nonnegative_number(name: str, value: Any, *, why: str = "", type_error: bool = True) -> float:
     """A finite number >= 0 (a noise level, a weight decay)."""
-    return finite_number(name, value, low=0.0, why=why)
+    return finite_number(name, value, low=0.0, why=why, type_error=type_error)
 
 
-def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None, why: str = "") -> int:
-    """``value`` as an int, checked to lie in ``[low, high]``."""
+def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None, why: str = "",
+            type_error: bool = True) -> int:
+    """``value`` as an int, checked to lie in ``[low, high]`` (``type_error`` as in :func:`finite_number`)."""
     what = "a positive integer" if low == 1 and high is None else \
         "an integer" + (f" {_bounds(low, high, False, False)}" if low is not None or high is not None else "")
     if not is_integer(value):
-        raise TypeError(f"{name} must be {what}{why}, got {type(value).__name__} {value!r}")
+        _wrong_type(name, value, what + why, type_error)
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be {what}{why}, got {value!r}")
     return v
 
 
-def positive_int(name: str, value: Any, *, why: str = "") -> int:
+def positive_int(name: str, value: Any, *, why: str = "", type_error: bool = True) -> int:
     """An integer >= 1 (a count, a width, a number of steps)."""
-    return integer(name, value, low=1, why=why)
+    return integer(name, value, low=1, why=why, type_error=type_error)
 
 
 def one_of(name: str, value: Any, choices) -> Any:

@@ -34,7 +34,7 @@ from torch.nn.utils import parametrize
 import attsolver
 from attsolver.correctors import AttSolver
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.training import NonFiniteLossError, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks._suite import Run, figure, header, mean_std, num, parser, pm, read_report, welch_p, write_report  # noqa: E402

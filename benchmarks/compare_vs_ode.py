@@ -15,7 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from attsolver.evaluate.comparison import compare, speedups_at_equal_accuracy
+from attsolver.evaluate.comparison import compare
+from attsolver.evaluate.metrics import speedups_at_equal_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's root: benchmarks._suite and the ode suite

@@ -30,7 +30,7 @@ from attsolver._io import payload_digest, remove_stale_temps
 from attsolver.correctors import NeurVec, load_corrector
 from attsolver.correctors.base import read_checkpoint
 from attsolver.data import generate_trajectories, load_h5, save_h5
-from attsolver.integrate.boundary import NonFiniteSolutionError
+from attsolver.integrate.errors import NonFiniteSolutionError
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the checkout's root: benchmarks._suite

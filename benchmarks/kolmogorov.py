@@ -57,7 +57,9 @@ from attsolver.data import TrajectoryDataset, add_noise, save_h5
 from attsolver.evaluate.metrics import cost_at_accuracy
 from attsolver.steppers import get_method
 from attsolver.systems import NavierStokes2D, NavierStokes2DFD
-from attsolver.systems.navier_stokes import energy_spectrum, spectral_restrict
+from attsolver.systems.grid import prolong_2d as prolong  # k.prolong: the tests' name
+from attsolver.systems.grid import restrict_2d as spectral_restrict
+from attsolver.systems.navier_stokes import energy_spectrum
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks._suite import (Run, cached_h5, figure, finite, parser, provenance_lines, timings,  # noqa: E402
@@ -82,19 +84,6 @@ def dt_for(n: int) -> float:
 
 def system_for(base: str, n: int):
     return BASES[base][0](n=n, **PHYSICS)
-
-
-def prolong(w: torch.Tensor, n: int) -> torch.Tensor:
-    """Zero-pad the Fourier series of ``[..., N, N]`` to ``[..., n, n]`` (``n >= N``)."""
-    big = w.shape[-1]
-    if n == big:
-        return w
-    w_hat = torch.fft.rfft2(w)
-    out = torch.zeros(*w.shape[:-2], n, n // 2 + 1, dtype=w_hat.dtype)
-    h = big // 2
-    out[..., :h, :h] = w_hat[..., :h, :h]
-    out[..., n - h + 1:, :h] = w_hat[..., big - h + 1:, :h]
-    return torch.fft.irfft2(out, s=(n, n)) * (n / big) ** 2
 
 
 # --------------------------------------------------------------------------- data

@@ -63,7 +63,8 @@ CASES = {
         attsolver.solve(s, y0, t[:3])
     """, {"attsolver rk4 (eager)": "attsolver.solve(s, y0, t, method='rk4')"}),
     "stage_times_1e8_steps": ("Stage-time bookkeeping of a 10^8-step solve (first 8 windows of 1024 steps)", """
-        from attsolver.integrate.boundary import _stage_times, _step_grid
+        from attsolver.integrate.checks import step_grid
+        from attsolver.integrate.loop import StepPlan, stage_times
         from attsolver.steppers import get_method
         s = attsolver.systems.Lorenz63()
         y0 = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
@@ -71,9 +72,9 @@ CASES = {
         stepper = get_method("rk4").build(s, y0)
 
         def first_windows():
-            n_sub, h_int = _step_grid(t.numpy(), 1e-8, max_steps=10**9)
+            n_sub, h_int = step_grid(t.numpy(), 1e-8, max_steps=10**9)
             assert int(n_sub.sum()) == 10**8
-            times = _stage_times(stepper, t, t.numpy(), n_sub, h_int)
+            times = stage_times(StepPlan("rk4", stepper, None, y0, t, t.numpy(), n_sub, h_int))
             for _ in range(8 * 1024):
                 next(times)
             return 0

@@ -48,10 +48,10 @@ from attsolver.cli.user_rhs import check_rhs, load_rhs, load_sampler, sample_sta
 from attsolver.correctors import (AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver,
                                   LocalNeurVec, NeurVec)
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver.evaluate.comparison import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
-                                           score_rollout, speedups_at_equal_accuracy)
+from attsolver.evaluate.metrics import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
+                                        score_rollout, speedups_at_equal_accuracy)
 from attsolver.systems import make_system
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.training import NonFiniteLossError, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks._suite import Progress, Run, figure, fingerprint, parser, provenance_lines, timings, write_report  # noqa: E402
@@ -283,7 +283,7 @@ def rollout(case: Case, system, test: TestSet, *, method: str | None = None, ste
 
 
 def score(case: Case, test: TestSet, pred: torch.Tensor) -> dict[str, Any]:
-    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.evaluate.comparison.score_rollout`."""
+    """Error metrics of a rollout (mean over the test trajectories): :func:`attsolver.evaluate.metrics.score_rollout`."""
     out = score_rollout(pred, test.true, test.data.t, scale=test.std, limit=test.limit,
                         lyapunov_exponent=test.lyapunov, match=case.match)
     out.pop("blowups")  # the rows keep their committed layout (blowup_rate)
@@ -321,7 +321,7 @@ def classical_sweep(case: Case, test: TestSet, rounds: int) -> dict[str, Any]:
 
 def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) -> dict[str, Any]:
     """Speed-up at equal accuracy against the same method refined, and against the best classical:
-    :func:`attsolver.evaluate.comparison.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
+    :func:`attsolver.evaluate.metrics.speedups_at_equal_accuracy` (the analysis ``attsolver compare`` prints)."""
     return speedups_at_equal_accuracy(sweep["entries"], err, time_norm, case.match)
 
 

@@ -53,8 +53,10 @@ from scipy.integrate import solve_ivp
 import attsolver
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise
-from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup
+from attsolver.evaluate.metrics import nrmse
+from attsolver.systems.grid import prolong, restrict
+from attsolver.training import NonFiniteLossError, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks._suite import (Progress, Run, cached_h5, figure, finite, fingerprint, parser,  # noqa: E402
@@ -190,7 +192,7 @@ def _curve_index(nt: int) -> list[int]:
 def score_rollout(p: Problem, test: TrajectoryDataset, pred: torch.Tensor) -> dict[str, Any]:
     """nRMSE of a rollout ``pred [nt, n, nx]`` against the test references."""
     true = test.y.transpose(0, 1)
-    e = nrmse(pred, true)[1:]  # [nt-1, n]
+    e = nrmse(pred, true, reduce="none")[1:]  # [nt-1, n]: per time and sample
     whole = torch.isfinite(e).all(dim=0)  # per sample: finite at every time
     e = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf))
     per_time = e.mean(dim=1)  # inf where any sample has blown up
@@ -213,7 +215,7 @@ def blow_up_rate(p: Problem, tests: TestSets, *, nx: int, step: float, corrector
     non-finite or exceeds ``blow_up_factor * max|u_test|``."""
     u0 = torch.cat([d.y[:, 0] for d in tests.data.values()])
     if nx != u0.shape[-1]:
-        u0 = _prolong(u0, nx)
+        u0 = prolong(u0, nx)
     n_out = max(2, int(round(p.t_long / p.t_train)) * 10 + 1)
     t = torch.linspace(0, p.t_long, n_out, dtype=torch.float64)
     with torch.no_grad():
@@ -224,17 +226,11 @@ def blow_up_rate(p: Problem, tests: TestSets, *, nx: int, step: float, corrector
             "t_long": p.t_long}
 
 
-def _prolong(u: torch.Tensor, nx: int) -> torch.Tensor:
-    """Spectral interpolation of a coarse field ``[..., n]`` onto ``nx >= n`` points (zero padding)."""
-    n = u.shape[-1]
-    return torch.fft.irfft(torch.fft.rfft(u), n=nx) * (nx / n)
-
-
 def rollout(p: Problem, test: TrajectoryDataset, *, nx: int, step: float, corrector=None) -> torch.Tensor:
     """The solver on ``nx`` points from the test set's initial fields, restricted to the coarse grid."""
     u0 = test.y[:, 0]
     if nx != u0.shape[-1]:
-        u0 = _prolong(u0, nx)
+        u0 = prolong(u0, nx)
     with torch.no_grad():
         y = p.setup.coarse_solve(u0, test.t, corrector=corrector, nx=nx, step_size=step, check_finite=False)
     if nx != p.setup.coarse_nx:

@@ -1,13 +1,14 @@
-"""Copy committed benchmark tables into README.md between ``<!-- NAME:begin/end -->`` markers.
+"""Copy committed benchmark tables between ``<!-- NAME:begin/end -->`` markers: the verdict
+into README.md, the long result tables into the documentation site's docs/results.md.
 
-    python benchmarks/update_readme.py          # rewrite README.md
-    python benchmarks/update_readme.py --check  # exit 1 if README.md is out of date
+    python benchmarks/update_readme.py          # rewrite README.md and docs/results.md
+    python benchmarks/update_readme.py --check  # exit 1 if either is out of date
 
-The README never carries hand-typed figures: every number in a marked block comes from a
-file under benchmarks/results/.  What is generic is read from the common record every suite
-writes (``benchmarks/_suite.py``: command, date, completeness, quick flag): a quote from an
-incomplete or a ``--quick`` run says so.  Only the verdict table reads suite-specific keys, one
-function per suite (:data:`VERDICT_ROWS`).
+Neither page carries hand-typed figures: every number in a marked block comes from a file
+under benchmarks/results/.  What is generic is read from the common record every suite writes
+(``benchmarks/_suite.py``: command, date, completeness, quick flag): a quote from an incomplete
+or a ``--quick`` run says so.  Only the verdict table reads suite-specific keys, one function per
+suite (:data:`VERDICT_ROWS`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 #: marker name (= the suite) -> the ``## `` sections of ``<suite>.md`` quoted, or None for the whole
-#: body.  The README quotes the solver benchmarks; the secondary subpackages' results are linked
-#: from it and shown in full on the documentation site's benchmark pages.
+#: body.  These solver-benchmark tables are quoted on RESULTS_PAGE (the README's first screens keep
+#: the verdict and link there); every results file is shown in full on the site's benchmark pages.
 BLOCKS = {"speed": None, "ode": ["Targets"], "pde": ["Targets", "Reading the numbers"], "neural_ode": ["Headline"]}
-#: blocks computed from a results JSON rather than copied from its Markdown
+#: blocks computed from a results JSON rather than copied from its Markdown; README.md carries them
 COMPUTED = ("verdict", "user_verdict")
+#: the documentation page that carries the BLOCKS; its links are relative to docs/
+RESULTS_PAGE = ROOT / "docs" / "results.md"
 
 
 def _x(value, kind: str | None = None, std=None) -> str:
@@ -166,7 +169,9 @@ def _sections(body: str, wanted: list[str]) -> str:
     return "\n\n".join(keep)
 
 
-def block_text(name: str) -> str:
+def block_text(name: str, up: str = "") -> str:
+    """Block ``name`` quoted from ``<name>.md``; ``up`` ("../" from docs/) prefixes its links so
+    that they reach benchmarks/results/ from the page that carries the block."""
     filename, wanted = f"{name}.md", BLOCKS[name]
     path = RESULTS / filename
     if not path.exists():
@@ -175,7 +180,7 @@ def block_text(name: str) -> str:
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     body = "\n".join(lines).strip()
-    lead = f"Quoted from [`benchmarks/results/{filename}`](benchmarks/results/{filename})"
+    lead = f"Quoted from [`benchmarks/results/{filename}`]({up}benchmarks/results/{filename})"
     rec = record(name)
     flags = [w for w, on in (("incomplete", not rec["complete"]), ("`--quick`", rec["quick"])) if on]
     if flags:  # a partial run is never quoted as if it were the benchmark
@@ -183,8 +188,8 @@ def block_text(name: str) -> str:
     if wanted:
         body = _sections(body, wanted)
         lead += f" (sections: {', '.join(wanted)}; the file has the full tables and plots)"
-    # links relative to the results folder must stay valid from the repository root
-    body = re.sub(r"\]\((?![a-z]+:|/|#)([^)]+)\)", rf"](benchmarks/results/{Path(filename).parent.as_posix()}/\1)".replace("/./", "/"), body)
+    # links relative to the results folder must stay valid from the page that quotes them
+    body = re.sub(r"\]\((?![a-z]+:|/|#)([^)]+)\)", rf"]({up}benchmarks/results/{Path(filename).parent.as_posix()}/\1)".replace("/./", "/"), body)
     # demote headings so they nest under the README's "### <benchmark>" headings
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", body, flags=re.M)
     return f"{lead}:\n\n{body}"
@@ -214,34 +219,42 @@ def user_verdict_text() -> str:
     return "\n".join(lines).strip() or "_No committed example yet: run `bash examples/compare_examples.sh`._"
 
 
+def _fill(text: str, page: str, blocks: dict) -> str:
+    """``text`` with each block ``name -> make()`` written between its markers."""
+    for name, make in blocks.items():
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{page} has no <!-- {name}:begin --> / <!-- {name}:end --> markers")
+        body = make()
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
 def render(readme: str) -> str:
-    for name in COMPUTED:
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit(f"README.md has no <!-- {name}:begin --> / <!-- {name}:end --> markers")
-        text = {"verdict": verdict_text, "user_verdict": user_verdict_text}[name]()
-        readme = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
-    for name in BLOCKS:
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit(f"README.md has no <!-- {name}:begin --> / <!-- {name}:end --> markers")
-        readme = pattern.sub(lambda m: m.group(1) + block_text(name) + "\n" + m.group(2), readme)
-    return readme
+    """README.md with its computed blocks (the verdicts) brought up to date."""
+    return _fill(readme, "README.md", {"verdict": verdict_text, "user_verdict": user_verdict_text})
+
+
+def render_results_page(page: str) -> str:
+    """docs/results.md with its quoted result tables brought up to date."""
+    return _fill(page, "docs/results.md", {name: (lambda n=name: block_text(n, up="../")) for name in BLOCKS})
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
-    path = ROOT / "README.md"
-    current = path.read_text()
-    new = render(current)
-    if args.check:
+    stale = []
+    for path, make in ((ROOT / "README.md", render), (RESULTS_PAGE, render_results_page)):
+        current = path.read_text()
+        new = make(current)
         if new != current:
-            print("README.md is out of date with benchmarks/results: run python benchmarks/update_readme.py")
-            return 1
-        return 0
-    path.write_text(new)
+            stale.append(path.relative_to(ROOT).as_posix())
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"{' and '.join(stale)} out of date with benchmarks/results: run python benchmarks/update_readme.py")
+        return 1
     return 0
 
 

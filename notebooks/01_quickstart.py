@@ -142,7 +142,7 @@ fig.tight_layout()
 # per output interval.
 
 # %%
-from attsolver.evaluate.comparison import plot_work_precision
+from attsolver.evaluate.plots import plot_work_precision
 
 held_out = generate_trajectories(system, 8, t_final=2.0, dt=h, spin_up=5.0, refine=256, seed=321,
                                  progress=False)

@@ -29,6 +29,10 @@
 # *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
+import warnings
+# executed headless (jupytext --execute) without ipywidgets: tqdm's notebook bar falls back to
+# the text bar and says so on import; the fallback is what we want
+warnings.filterwarnings("ignore", message="IProgress not found")
 import os, time
 import torch
 import matplotlib.pyplot as plt
@@ -63,7 +67,7 @@ dia = make_attention("dia", 16, reduction=4)
 state = None
 for block in range(3):
     a, state = dia(maps + block, state)
-    print(f"block {block}: mean gate {float(a.mean()):.4f}")
+    print(f"block {block}: mean gate {float(a.detach().mean()):.4f}")
 
 # the layers built on the gates
 print(SqueezeExcitation(16, reduction=4)(maps).shape, IEBatchNorm(16)(maps).shape)

@@ -36,6 +36,10 @@
 # *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
+import warnings
+# executed headless (jupytext --execute) without ipywidgets: tqdm's notebook bar falls back to
+# the text bar and says so on import; the fallback is what we want
+warnings.filterwarnings("ignore", message="IProgress not found")
 import os, time
 import torch
 import matplotlib.pyplot as plt

@@ -35,6 +35,10 @@
 # *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
+import warnings
+# executed headless (jupytext --execute) without ipywidgets: tqdm's notebook bar falls back to
+# the text bar and says so on import; the fallback is what we want
+warnings.filterwarnings("ignore", message="IProgress not found")
 import os, copy, time
 import numpy as np
 import torch
@@ -156,7 +160,7 @@ from attsolver.optim import AlterSGD, SAM, perturbed_loss_increase
 
 FAST = os.environ.get("ATTSOLVER_FAST") == "1"
 torch.set_num_threads(1)
-torch.manual_seed(0)
+_ = torch.manual_seed(0)   # it returns the default generator: nothing to show
 
 
 # %% [markdown]

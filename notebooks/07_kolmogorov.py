@@ -31,9 +31,13 @@
 # `ATTSOLVER_FAST=1` (what CI runs) uses shorter spin-ups and a few training iterations; the
 # numbers worth quoting are the benchmark's, read from `benchmarks/results/kolmogorov.json`.
 #
-# *Outputs committed here: fast mode (`ATTSOLVER_FAST=1`), on a shared 2-core machine.*
+# *Outputs committed here: a full run (without `ATTSOLVER_FAST`).*
 
 # %%
+import warnings
+# executed headless (jupytext --execute) without ipywidgets: tqdm's notebook bar falls back to
+# the text bar and says so on import; the fallback is what we want
+warnings.filterwarnings("ignore", message="IProgress not found")
 import importlib.util
 import json
 import math
@@ -46,7 +50,8 @@ import torch
 
 from attsolver import solve
 from attsolver.systems import NavierStokes2D, NavierStokes2DFD
-from attsolver.systems.navier_stokes import energy_spectrum, spectral_restrict
+from attsolver.systems.grid import prolong_2d, restrict_2d
+from attsolver.systems.navier_stokes import energy_spectrum
 
 FAST = os.environ.get("ATTSOLVER_FAST") == "1"
 torch.set_num_threads(1)
@@ -108,13 +113,13 @@ for cls, method, h in ((NavierStokes2D, "etdrk4", 0.05), (NavierStokes2DFD, "ssp
 horizon = 1.0 if FAST else 3.0
 t = torch.linspace(0, horizon, int(round(horizon / 0.1)) + 1, dtype=torch.float64)
 ref_sys = NavierStokes2D(n=128, **PHYSICS)
-w_ref0 = bench.prolong(w, 128)
+w_ref0 = prolong_2d(w, 128)
 ref = solve(ref_sys, w_ref0, t, method="etdrk4", step_size=bench.dt_for(128)).transpose(0, 1)
-ref32 = spectral_restrict(ref, 32)
+ref32 = restrict_2d(ref, 32)
 curves = {}
 for base, n in (("fd", 32), ("fd", 64), ("spectral", 32), ("spectral", 64)):
-    sol = bench.rollout(base, n, spectral_restrict(w_ref0, n), t)
-    curves[f"{base}-{n}"] = bench.correlation(spectral_restrict(sol, 32), ref32).mean(0)
+    sol = bench.rollout(base, n, restrict_2d(w_ref0, n), t)
+    curves[f"{base}-{n}"] = bench.correlation(restrict_2d(sol, 32), ref32).mean(0)
 for name, c in curves.items():
     plt.plot(t, c, label=name)
 plt.axhline(0.95, color="k", lw=0.5)
@@ -139,7 +144,7 @@ info = bench.train_corrector(model, "fd", bench.restricted(train, 32), iteration
                              seed=0, log=print)
 print({k: info[k] for k in ("parameters", "loss_first", "loss_last", "seconds")})
 with torch.no_grad():
-    corrected = bench.rollout("fd", 32, spectral_restrict(w_ref0, 32), t, model)
+    corrected = bench.rollout("fd", 32, restrict_2d(w_ref0, 32), t, model)
 c_corr = bench.correlation(corrected, ref32).mean(0)
 plt.plot(t, curves["fd-32"], label="fd-32")
 plt.plot(t, curves["fd-64"], label="fd-64")
@@ -154,7 +159,7 @@ plt.show()
 # What a corrected step costs, against its base step (one trajectory, one thread):
 
 # %%
-w32 = spectral_restrict(w[:1], 32)
+w32 = restrict_2d(w[:1], 32)
 step = bench.coarse_stepper("fd", w32)
 def base():
     with torch.no_grad():

@@ -39,7 +39,7 @@ def test_correlation_and_restriction_round_trip():
     nan[0, 0, 0] = float("nan")
     assert float(k.correlation(nan, a)[0]) == 0.0  # a blown-up field counts as decorrelated
     # prolong then restrict is the identity on a band-limited field
-    from attsolver.systems.navier_stokes import spectral_restrict
+    from attsolver.systems.grid import restrict_2d as spectral_restrict
 
     w = spectral_restrict(torch.randn(2, 64, 64, dtype=torch.float64), 32)
     assert torch.allclose(spectral_restrict(k.prolong(w, 128), 32), w, atol=1e-12)

@@ -10,7 +10,12 @@ import torch
 
 from _scripts import ROOT, load_script
 import attsolver
-from attsolver.evaluate.comparison import compare, estimate_lyapunov_exponent, speedups_at_equal_accuracy
+from attsolver.evaluate.comparison import compare
+from attsolver.evaluate.contenders import build_ladders, problem_of
+from attsolver.evaluate.lyapunov import estimate_lyapunov_exponent
+from attsolver.evaluate.metrics import speedups_at_equal_accuracy
+from attsolver.evaluate.result import CompareResult
+from attsolver.steppers.registry import _REGISTRY, MethodSpec, default_method, list_methods, register_method
 from attsolver.systems import make_system
 
 COMMITTED = ROOT / "benchmarks" / "results" / "ode.json"
@@ -110,3 +115,63 @@ def test_bad_input_is_refused_with_the_argument_named():
         compare(s, y0, t, progress=False)
     with pytest.raises(ValueError, match="whole multiple"):
         compare(s, y0, torch.arange(5, dtype=torch.float64) * 0.15, method="rk4", step_size=0.1, progress=False)
+
+
+LADDER_ARGS = dict(refinements=(2, 4), step_refinements=(1, 2), spectral_refinements=(1, 3), tolerances=(1e-3, 1e-6))
+
+
+@pytest.mark.parametrize("method, problem, families", [
+    ("rk4", "any", ["same", "dopri5"]),
+    ("euler", "any", ["same", "rk4", "dopri5"]),
+    ("rk4", "semilinear", ["same", "etdrk4", "ifrk4", "dopri5"]),
+    ("etdrk4", "semilinear", ["same", "rk4", "ifrk4", "dopri5"]),
+])
+def test_the_classical_ladders_are_the_registrys(method, problem, families):
+    """compare's contenders are a registry query (today: RK4 over steps, dopri5 over
+    tolerances, the spectral steppers for a semilinear PDE), in a fixed order, each with the
+    rungs of its argument."""
+    ladders = build_ladders(method, problem, **LADDER_ARGS)
+    assert [lad.family for lad in ladders] == families
+    rungs = {lad.family: lad.rungs for lad in ladders}
+    assert rungs["same"] == (1, 2, 4) and rungs["dopri5"] == (1e-3, 1e-6)
+    assert all(rungs[m] == ((1, 2) if m == "rk4" else (1, 3)) for m in families if m in ("rk4", "etdrk4", "ifrk4"))
+    labels = [c.label for lad in ladders for c in lad.contenders(0.1)]
+    assert labels[:3] == [f"{method} h/1", f"{method} h/2", f"{method} h/4"] and labels[-1] == "dopri5 rtol=1e-06"
+    assert set(list_methods(ladder="steps", problem=problem)) - {method} == set(families[1:-1])
+
+
+def test_a_method_joins_the_comparison_by_its_registry_entry(monkeypatch):
+    monkeypatch.setitem(_REGISTRY, "heun_ladder", MethodSpec(
+        name="heun_ladder", kind="fixed", order=2, description="test", build=_REGISTRY["heun"].build,
+        options=_REGISTRY["heun"].options, ladders=("steps",)))
+    families = [lad.family for lad in build_ladders("euler", "any", **LADDER_ARGS)]
+    assert families == ["same", "heun_ladder", "rk4", "dopri5"]
+
+
+def test_registry_declarations_are_checked_and_queried():
+    assert default_method() == "rk4" and default_method("any") == "rk4" and default_method("semilinear") == "etdrk4"
+    assert problem_of(make_system("burgers", {"nx": 32})) == "semilinear"
+    assert problem_of(make_system("lorenz63")) == problem_of(lambda t, y: -y) == "any"
+    assert list_methods(ladder="tolerance") == ["dopri5"]
+    assert "etdrk4" not in list_methods(problem="any") and "etdrk4" in list_methods(problem="semilinear")
+    for bad, match in [(dict(kind="adaptive", ladders=("steps",)), "takes fixed methods"),
+                       (dict(ladders=("sizes",)), "ladders must be one of"),
+                       (dict(applies_to="stiff"), "applies_to must be one of"),
+                       (dict(default_for=("any",)), "already the default method"),
+                       (dict(applies_to="semilinear", default_for=("any",)), "cannot be the default")]:
+        kw = dict(name="_test_method", kind="fixed", order=1, description="test") | bad
+        with pytest.raises(ValueError, match=match):
+            register_method(MethodSpec(**kw))
+    assert "_test_method" not in list_methods()
+    with pytest.raises(ValueError, match="problem must be one of"):
+        default_method("stiff")
+
+
+def test_the_json_is_valid_with_null_for_a_non_finite_number():
+    res = CompareResult([{"label": "x", "err_full": float("nan"), "vpt": float("inf")}], None,
+                        {"lyapunov_exponent": float("-inf"), "summary_line": "s"}, {"t": [0.0, 1.0]})
+    text = res.to_json()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text)
+    assert data["entries"][0]["err_full"] is None and data["entries"][0]["vpt"] is None
+    assert data["setting"]["lyapunov_exponent"] is None and data["kind"] == "attsolver.compare"

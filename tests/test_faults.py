@@ -33,7 +33,7 @@ from attsolver._io import AppendLog, DiskFullError, IntegrityError, payload_dige
 from attsolver.correctors import NeurVec, load_corrector
 from attsolver.correctors.base import read_checkpoint
 from attsolver.data import generate_trajectories, load_h5, save_h5
-from attsolver.integrate.boundary import NonFiniteSolutionError
+from attsolver.integrate.errors import NonFiniteSolutionError
 
 REPO = Path(__file__).resolve().parents[1]
 TIME_BOUND_S = 10.0  # a damaged file is refused well within this (the unsealed path spawns a child)
@@ -148,7 +148,7 @@ def test_growth_bound_option():
     y0 = torch.ones(1, dtype=torch.float64)
     grow = lambda t, y: 30 * y  # noqa: E731 - reaches e^30 ~ 1e13 by t = 1, finite
     assert bool(torch.isfinite(solve(grow, y0, [0.0, 1.0], step_size=0.01)).all())
-    from attsolver.integrate.boundary import SolutionBoundError
+    from attsolver.integrate.errors import SolutionBoundError
 
     with pytest.raises(SolutionBoundError, match=r"growth_bound.*1e\+06") as info:
         solve(grow, y0, torch.linspace(0, 1, 11, dtype=torch.float64), step_size=0.01,

@@ -263,7 +263,7 @@ def test_local_correctors_from_the_command_line(tmp_path, capsys):
         assert main(["data", "generate", "spring_chain", "--n", "4", "--param", f"n={n}", "--dt", "0.2",
                      "--t-final", "1", "--seed", str(seed), "-o", str(tmp_path / name), "--no-progress"]) == 0
     from attsolver.correctors import get_corrector_class
-    from attsolver.cli.correctors import CORRECTOR_CHOICES
+    from attsolver.correctors import REGISTRY as CORRECTOR_CHOICES
 
     for corrector in ("neurvec-local", "hypersolver-local", "attsolver-local"):
         assert issubclass(get_corrector_class(CORRECTOR_CHOICES[corrector][0]), LocalCorrector)

@@ -16,7 +16,7 @@ import torch
 import attsolver
 from attsolver.integrate.compiled import clear_compile_cache, compile_stats
 from attsolver.correctors import LocalAttSolver, LocalHypersolver, LocalNeurVec
-from attsolver.correctors.local import _tanh
+from attsolver.correctors.evaluators import tanh_expm1 as _tanh
 from attsolver.systems import Lorenz96, SpringChain
 
 from test_local_correctors import build, per_site_reference, randomize
@@ -141,8 +141,8 @@ def test_fast_forms_on_other_layouts(shape, axis, periodic, window):
 
 
 def test_a_subclass_without_the_fast_forms_keeps_the_reference():
-    from attsolver.correctors.base import mlp
-    from attsolver.correctors.local import LocalCorrector
+    from attsolver.correctors import LocalCorrector
+    from attsolver.correctors.heads import mlp
 
     class Plain(LocalCorrector):  # a user's local corrector that only defines network
         def __init__(self, state_shape, **kw):

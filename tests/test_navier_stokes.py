@@ -19,7 +19,8 @@ import torch
 
 from attsolver import solve
 from attsolver.systems import NavierStokes2D, NavierStokes2DFD, make_system
-from attsolver.systems.navier_stokes import energy_spectrum, spectral_restrict
+from attsolver.systems.grid import restrict_2d as spectral_restrict
+from attsolver.systems.navier_stokes import energy_spectrum
 
 
 def _t(*v):

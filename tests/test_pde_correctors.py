@@ -11,7 +11,9 @@ import torch
 
 import attsolver
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, PeriodicConv1d, list_correctors, load_corrector
-from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup, nrmse, restrict
+from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup
+from attsolver.evaluate.metrics import nrmse
+from attsolver.systems.grid import restrict
 from attsolver.systems import Burgers, KuramotoSivashinsky
 
 #: every convolutional corrector configuration tested

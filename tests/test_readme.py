@@ -59,6 +59,13 @@ def test_readme_benchmark_blocks_match_results():
     assert mod.render(README) == README, "run `python benchmarks/update_readme.py` after a benchmark"
 
 
+def test_results_page_blocks_match_results():
+    """The long tables moved from the README to docs/results.md keep their markers there."""
+    mod = load_script("benchmarks/update_readme.py")
+    page = mod.RESULTS_PAGE.read_text()
+    assert mod.render_results_page(page) == page, "run `python benchmarks/update_readme.py` after a benchmark"
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in README and "\nmake test\n" in ci

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import attsolver
 from attsolver import NonFiniteSolutionError, solve
 from attsolver.steppers import TABLEAUS
+from attsolver.steppers.base import Stepper
 from attsolver.systems import LinearSystem, Lorenz63
 
 F64 = torch.float64
@@ -612,6 +613,42 @@ def test_scipy_path_stops_at_its_evaluation_budget_with_a_clear_error():
     t = torch.tensor([0.0, 2.0], dtype=torch.float64)
     with pytest.raises(RuntimeError, match=r"budget of 500 evaluations.*reached only t=0\.99"):
         attsolver.solve(f, y0, t, method="scipy_dop853", options={"max_evaluations": 500})
+
+
+class _HandEuler(Stepper):
+    """Forward Euler with nothing but what a stepper must have: order, nodes and step."""
+
+    order, nodes = 1, (0.0,)
+
+    def step(self, ts, state, h):
+        return state + h * self.f(ts[0], state)
+
+
+def test_a_stepper_with_only_order_nodes_and_step_runs_on_the_declared_defaults(monkeypatch):
+    """``Stepper`` declares every capability the loops use, with defaults (no fast path, stage
+    times needed, no ``into=``, no gradient in t, worth compiling, no whole-solve loop, the
+    compiled step is the step): a minimal subclass is forward Euler in ``solve``, corrected
+    (built with ``fast_path=False`` through its registry entry) and refused for a ``t`` that
+    requires grad."""
+    from attsolver.steppers.registry import _REGISTRY, FIXED_OPTIONS, MethodSpec
+
+    monkeypatch.setitem(_REGISTRY, "hand_euler", MethodSpec(
+        name="hand_euler", kind="fixed", order=1, description="forward Euler by hand", options=FIXED_OPTIONS,
+        build=lambda f, y0, **options: _HandEuler(f, **options)))
+    y0 = _y0_linear(3)
+    s = _HandEuler(LINEAR)
+    assert (s.fast_path, s.needs_times, s.writes_into, s.time_differentiable, s.compile_helps) == \
+        (False, True, False, False, True)
+    assert s.fast_loop(y0, np.ones(2, dtype=np.int64), np.full(2, 0.1)) is None
+    ts = [torch.tensor(0.0, dtype=F64)]
+    assert torch.equal(s.step_for_compile(ts, y0, 0.1), s.step(ts, y0, 0.1))
+    t = _t(0.0, 0.3, 0.5)
+    got = solve(LINEAR, y0, t, method="hand_euler", step_size=0.1)
+    torch.testing.assert_close(got, solve(LINEAR, y0, t, method="euler", step_size=0.1), rtol=1e-14, atol=1e-14)
+    zero = lambda tt, y, dy, h: torch.zeros_like(y)  # noqa: E731
+    assert torch.equal(solve(LINEAR, y0, t, method="hand_euler", step_size=0.1, corrector=zero), got)
+    with pytest.raises(ValueError, match="t requires grad, but method 'hand_euler' cannot differentiate"):
+        solve(LINEAR, y0, t.clone().requires_grad_(), method="hand_euler", step_size=0.1)
 
 
 @pytest.mark.parametrize("method", ["euler", "heun", "rk4", "rk38"])

@@ -11,7 +11,8 @@ import torch
 
 import attsolver
 import attsolver.data
-from attsolver.integrate.boundary import COARSE_STEP_TOLERANCE, CoarseStepWarning
+from attsolver.integrate.checks import COARSE_STEP_TOLERANCE
+from attsolver.integrate.errors import CoarseStepWarning
 from attsolver.systems import LinearSystem, make_system
 
 LIN = LinearSystem()

@@ -22,7 +22,7 @@ import torch
 import attsolver
 from attsolver import solve
 from attsolver.steppers import get_method
-from attsolver.steppers.spectral import ETDRK4, IFRK4, etdrk4_coefficients
+from attsolver.steppers.spectral import ETDRK4, IFRK4, etdrk4_coefficients, is_spectral_system
 from attsolver.systems import Burgers, KuramotoSivashinsky, SemilinearPDE
 
 SPECTRAL = ["etdrk4", "ifrk4"]
@@ -525,6 +525,50 @@ def test_fast_loop_is_the_stepwise_fast_path_and_the_torch_path(method):
     assert torch.equal(sol, torch.stack(rows))
     ref = solve(s, u0.clone().requires_grad_(), t, method=method, step_size=2.5e-3).detach()
     torch.testing.assert_close(sol, ref, rtol=0, atol=1e-12 * float(u0.abs().max()))
+
+
+@pytest.mark.parametrize("method", SPECTRAL)
+def test_a_corrected_solve_builds_its_stepper_without_the_fast_path(method):
+    """The fast path is a constructor option, not a flag switched on a built stepper: a
+    stepper built with ``fast_path=False`` runs the torch path on every step, and a solve
+    with a (zero) corrector runs exactly that stepper's arithmetic, step after step."""
+    s = Burgers(nu=0.02, nx=64, length=1.0)
+    u0 = s.sample_initial(2, generator=torch.Generator().manual_seed(6))
+    assert get_method(method).build(s, u0).fast_path
+    plain = get_method(method).build(s, u0, fast_path=False)
+    assert not plain.fast_path and not plain._use_fast(plain.to_state(u0))
+    t = torch.tensor([0.0, 0.01, 0.02], dtype=torch.float64)
+    sol = solve(s, u0, t, method=method, step_size=5e-3, corrector=lambda tt, y, dy, h: torch.zeros_like(y))
+    y, rows = u0, [u0]
+    for a in t[:-1].tolist():
+        for k in range(2):
+            t0 = torch.tensor(a + k * 5e-3, dtype=torch.float64)
+            ts = [t0 + c * 5e-3 for c in plain.nodes]
+            y = plain.from_state(plain.step(ts, plain.to_state(y), 5e-3))
+        rows.append(y)
+    assert torch.equal(sol, torch.stack(rows))
+
+
+def test_is_spectral_system_is_the_protocol():
+    """``is_spectral_system``: the 1-D and 2-D PDE systems and any object with the protocol's
+    three members; not an ODE system, a plain function or an object missing a member."""
+
+    class Minimal:  # a user's own class: the three members, no attsolver base class
+        grid_shape = (8,)
+
+        def linear_symbol(self, dtype=torch.float64, device=None):
+            return torch.zeros(5, dtype=dtype)
+
+        def nonlinear_op(self, dtype=torch.float64, device=None):
+            return lambda t, v: torch.zeros_like(v)
+
+    class NoGrid:
+        linear_symbol = Minimal.linear_symbol
+        nonlinear_op = Minimal.nonlinear_op
+
+    assert is_spectral_system(Burgers(nx=32)) and is_spectral_system(KuramotoSivashinsky(nx=32))
+    assert is_spectral_system(attsolver.systems.NavierStokes2D()) and is_spectral_system(Minimal())
+    assert not any(is_spectral_system(x) for x in (attsolver.systems.Lorenz63(), lambda t, y: -y, NoGrid()))
 
 
 @pytest.mark.parametrize("method", SPECTRAL)

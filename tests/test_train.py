@@ -19,7 +19,7 @@ from attsolver._io import seal_payload, verify_payload
 from attsolver.correctors.base import SCHEMA_VERSION, read_checkpoint
 from attsolver.data import TrajectoryDataset, generate_trajectories
 from attsolver.systems import LinearSystem, Lorenz63
-from attsolver.training.trainer import NonFiniteLossError, fit
+from attsolver.training import NonFiniteLossError, fit
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import torch
 
 import attsolver
 from attsolver.data import TrajectoryDataset, generate_trajectories
-from attsolver.training.trainer import FitCheckWarning
+from attsolver.training import FitCheckWarning
 
 
 def duffing(t, y):
@@ -127,7 +127,8 @@ def test_noise_estimate_without_a_recorded_level():
     """Without a recorded level the noise is estimated from the residuals' autocovariance; on
     finely sampled data (Euler, linear oscillator, dt = 0.1) it agrees with the measured ratio
     on either side of 1 (noise 1 %: the residual is above the noise; 3 %: below)."""
-    from attsolver.training.trainer import _classical, _residual_to_noise
+    from attsolver.training.check import residual_to_noise as _residual_to_noise
+    from attsolver.training.targets import classical_steps as _classical
 
     sys_ = attsolver.systems.make_system("linear")
     clean = generate_trajectories(sys_, 16, t_final=10.0, dt=0.1, progress=False)

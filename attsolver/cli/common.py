@@ -9,10 +9,17 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import torch
+
+from .. import _validate
+from ..data import TrajectoryDataset, load_h5
+
 __all__ = ["CLIError", "parse_params", "guarded", "positive_float", "nonneg_float", "positive_int",
-           "nonneg_int", "device_name", "output_file", "report_error", "check_param_types"]
+           "nonneg_int", "device_name", "output_file", "report_error", "check_param_types",
+           "check_system_choice", "load_data", "output_times"]
 
 
 class CLIError(Exception):
@@ -70,58 +77,50 @@ def guarded(command: str, func: Callable[[Any], int | None]) -> Callable[[Any], 
 
 
 # ------------------------------------------------------------------ argparse value types
-# (a bad value is an argparse error naming the flag: "argument --dt: must be > 0, got 0")
+# (a bad value is an argparse error naming the flag: "argument --dt: must be > 0, got 0"); the
+# checks are _validate's, the words argparse's (it puts the flag's name in front)
+
+
+def _parsed(parse: Callable[[str], Any], text: str, kind: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+
+
+def _checked(check: Callable[[str, Any], Any], value: Any, text: str, need: str) -> Any:
+    """``check(name, value)`` (a :mod:`attsolver._validate` checker); its error as argparse's."""
+    try:
+        return check("value", value)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {need}, got {text!r}") from None
 
 
 def _number(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
+    return _checked(_validate.finite_number, _parsed(float, text, "a number"), text, "a finite number")
 
 
 def positive_float(text: str) -> float:
-    x = _number(text)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return x
+    return _checked(_validate.positive_number, _number(text), text, "> 0")
 
 
 def nonneg_float(text: str) -> float:
-    x = _number(text)
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return x
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return _checked(_validate.nonnegative_number, _number(text), text, ">= 0")
 
 
 def positive_int(text: str) -> int:
-    n = _integer(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return n
+    return _checked(_validate.positive_int, _parsed(int, text, "an integer"), text, "a positive integer")
 
 
 def nonneg_int(text: str) -> int:
-    n = _integer(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return n
+    def at_least_0(name: str, value: int) -> int:
+        return _validate.integer(name, value, low=0)
+
+    return _checked(at_least_0, _parsed(int, text, "an integer"), text, "an integer >= 0")
 
 
 def device_name(text: str) -> str:
     """A torch device this build can use (``cuda`` on a CPU-only build is refused up front)."""
-    import torch
-
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):
@@ -135,8 +134,6 @@ def device_name(text: str) -> str:
 
 def output_file(path: str | os.PathLike, flag: str = "-o") -> str:
     """Check an output path before any work: not a directory, its directory exists."""
-    from pathlib import Path
-
     p = Path(path)
     if p.is_dir():
         raise CLIError(f"{flag} {path}: is a directory; give a file name (e.g. {p / 'out.h5'})")
@@ -146,6 +143,34 @@ def output_file(path: str | os.PathLike, flag: str = "-o") -> str:
     if not os.access(parent, os.W_OK):
         raise CLIError(f"{flag} {path}: directory {parent} is not writable")
     return str(path)
+
+
+def check_system_choice(args) -> None:
+    """A command takes a built-in system name or ``--rhs`` (a user's f): exactly one of them."""
+    rhs = getattr(args, "rhs", None)
+    if rhs and args.system is not None:
+        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
+    if not rhs and args.system is None:
+        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+
+
+def load_data(path: str, system_name: str | None) -> TrajectoryDataset:
+    """The trajectory file ``path``, checked to hold ``system_name``'s trajectories (if given)."""
+    data = load_h5(path)
+    if system_name is not None and data.system["name"] != system_name:
+        raise CLIError(
+            f"{path} holds {data.system['name']!r} trajectories, not {system_name!r}; pass the "
+            f"system the data was made for"
+        )
+    return data
+
+
+def output_times(t_final: float, dt: float) -> torch.Tensor:
+    """The output times ``0, dt, ..., t_final`` (float64); ``t_final`` must be a whole multiple of ``dt``."""
+    steps = round(t_final / dt)
+    if steps < 1 or abs(steps * dt - t_final) > 1e-9 * t_final:
+        raise CLIError(f"--t-final ({t_final:g}) must be a whole multiple of --dt ({dt:g})")
+    return torch.arange(steps + 1, dtype=torch.float64) * dt
 
 
 #: errors that are the user's (or the environment's), reported in one line

@@ -22,93 +22,47 @@ Lorenz-96 and the spring chain, also take the local correctors ``neurvec-local``
 from __future__ import annotations
 
 import argparse
+import copy
+import warnings
 from pathlib import Path
-from typing import Any
 
+import torch
+
+from ..correctors import REGISTRY, create, load_corrector, names
+from ..data import TrajectoryDataset, save_h5
+from ..evaluate.metrics import HORIZONS, relative_l2
+from ..integrate import solve
+from ..systems import make_system
+from ..training import FitCheckWarning, fit
 from .common import (
-    CLIError, guarded, nonneg_int, output_file, parse_params, positive_float, positive_int,
+    CLIError, check_system_choice, guarded, load_data, nonneg_int, output_file, output_times, parse_params,
+    positive_float, positive_int,
 )
+from .user_rhs import check_rhs, load_rhs, load_sampler, sample_states
 
-__all__ = ["add_train_parser", "add_solve_parser", "CORRECTOR_CHOICES"]
-
-#: ``--corrector`` names -> (class name, fixed constructor arguments)
-CORRECTOR_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
-    "neurvec": ("NeurVec", {}),
-    "hypersolver": ("Hypersolver", {}),
-    "attsolver": ("AttSolver", {}),
-    "attsolver-add": ("AttSolver", {"combine": "add"}),
-    "attsolver-mul": ("AttSolver", {"combine": "mul"}),
-    # periodic 1-D fields: translation-equivariant convolutional correctors
-    "neurvec-conv": ("NeurVecConv", {}),
-    "attsolver-conv": ("AttSolverConv", {}),
-    "attsolver-conv-add": ("AttSolverConv", {"combine": "add"}),
-    "attsolver-conv-mul": ("AttSolverConv", {"combine": "mul"}),
-    # states on a lattice (lorenz96, spring_chain): one small network shared by every site
-    "neurvec-local": ("LocalNeurVec", {}),
-    "hypersolver-local": ("LocalHypersolver", {}),
-    "attsolver-local": ("LocalAttSolver", {}),
-}
-
-
-def _load_data(path: str, system_name: str | None):
-    from ..data import load_h5
-
-    data = load_h5(path)
-    if system_name is not None and data.system["name"] != system_name:
-        raise CLIError(
-            f"{path} holds {data.system['name']!r} trajectories, not {system_name!r}; pass the "
-            f"system the data was made for"
-        )
-    return data
-
-
-def system_from_args(args, data=None):
-    """The right-hand side of a command: ``--rhs`` (a user's f) or the built-in system name
-    (rebuilt from ``data`` when given); ``None`` for a built-in system without data."""
-    rhs = getattr(args, "rhs", None)
-    if rhs and args.system is not None:
-        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
-    if not rhs and args.system is None:
-        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
-    if rhs:
-        from .user_rhs import load_rhs
-
-        return load_rhs(rhs)
-    return data.make_system() if data is not None else None
+__all__ = ["add_train_parser", "add_solve_parser"]
 
 
 def _cmd_train(args) -> int:
-    import torch
-
-    from ..training.trainer import fit
-    from ..correctors.base import get_corrector_class
-
     output_file(args.output)
     if args.checkpoint:
         output_file(args.checkpoint, "--checkpoint")
-    data = _load_data(args.data, args.system)
+    data = load_data(args.data, args.system)
     if data.n_times < 2:
         raise CLIError(f"{args.data} has a single time point per trajectory; training needs at least two")
-    user_f = system_from_args(args) if args.rhs else None
-    if args.rhs is None and args.system is None:
-        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    check_system_choice(args)
+    user_f = load_rhs(args.rhs) if args.rhs else None
     if user_f is not None:
-        from .user_rhs import check_rhs
-
         check_rhs(user_f, data.y[:, 0].to(torch.float64))
     step = args.step if args.step is not None else float(data.t[1] - data.t[0])
-    name, fixed = CORRECTOR_CHOICES[args.corrector]
-    kw = {**parse_params(args.param), **fixed}
+    kw = parse_params(args.param)  # the name's own arguments (attsolver-mul: combine) win in create()
     kw["dtype"] = torch.float64 if args.float64 else torch.float32
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise CLIError(f"{output} exists; pass --overwrite to replace it or choose another -o")
     torch.manual_seed(args.seed)
-    cls = get_corrector_class(name)
-    from ..correctors.conv import ConvCorrector
-    from ..correctors.local import LocalCorrector
-
-    if issubclass(cls, ConvCorrector):
+    layout = REGISTRY[args.corrector].layout.name  # the factory's names are argparse's choices
+    if layout == "grid":
         system = user_f if user_f is not None else data.make_system()
         if not hasattr(system, "nx") or len(data.state_shape) != 1:
             raise CLIError(
@@ -116,18 +70,14 @@ def _cmd_train(args) -> int:
                 f"kuramoto_sivashinsky); {args.system} has states of shape {data.state_shape}: "
                 "choose neurvec, hypersolver or attsolver"
             )
-        model = cls.for_system(system, method=args.method, step_size=step, **kw)
-    elif issubclass(cls, LocalCorrector):
+        model = create(args.corrector, system=system, method=args.method, step_size=step, **kw)
+    elif layout == "lattice":
         try:  # the lattice (axis, periodic, blocks) is the system's declaration
-            model = cls.for_system(data.make_system(), method=args.method, step_size=step, **kw)
+            model = create(args.corrector, system=data.make_system(), method=args.method, step_size=step, **kw)
         except ValueError as e:
             raise CLIError(f"--corrector {args.corrector}: {e}") from None
     else:
-        model = cls(data.state_shape, method=args.method, step_size=step, **kw)
-    import warnings
-
-    from ..training.trainer import FitCheckWarning
-
+        model = create(args.corrector, data.state_shape, method=args.method, step_size=step, **kw)
     with warnings.catch_warnings():  # the summary below prints the check's warnings
         warnings.simplefilter("ignore", FitCheckWarning)
         history = fit(
@@ -150,68 +100,19 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_solve(args) -> int:
-    import copy
-
-    import torch
-
-    from ..evaluate.comparison import HORIZONS
-    from ..data import TrajectoryDataset, save_h5
-    from ..evaluate.metrics import relative_l2
-    from ..integrate.boundary import solve
-    from ..systems import make_system
-    from ..correctors.base import load_corrector
-
     if args.output:
         output_file(args.output)  # before the integration, not after it
-    model = load_corrector(args.corrector) if args.corrector else None
-    if args.allow_other_grid:
-        if model is not None and hasattr(model, "allow_other_size"):  # a local corrector
-            model.allow_other_size = True
-        elif model is None or not hasattr(model, "allow_other_grid"):
-            raise CLIError("--allow-other-grid applies to a convolutional corrector or a local corrector (--corrector "
-                           "*.pt trained with neurvec-conv / attsolver-conv / *-local)")
-        else:
-            model.allow_other_grid = True
-    if args.system is None and not args.rhs:
-        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
-    user_f = system_from_args(args) if args.rhs else None
-    if args.data:
-        data = _load_data(args.data, args.system)
-        system = user_f if user_f is not None else data.make_system()
-        t = data.t
-        y0 = data.y[:, 0]
-        reference = data.y_clean if data.y_clean is not None else data.y
-    else:
-        if args.t_final is None or args.dt is None:
-            raise CLIError("without --data, give --t-final and --dt (and --n, --seed for the initial states)")
-        steps = round(args.t_final / args.dt)
-        if steps < 1 or abs(steps * args.dt - args.t_final) > 1e-9 * args.t_final:
-            raise CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
-        t = torch.arange(steps + 1, dtype=torch.float64) * args.dt
-        if user_f is not None:
-            from .user_rhs import load_sampler, sample_states
-
-            if args.init:
-                y0 = sample_states(load_sampler(args.init), args.n, args.seed)
-            elif hasattr(user_f, "sample_initial"):
-                y0 = user_f.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
-            else:
-                raise CLIError("--rhs without --data needs --init file.py:sample (the initial states)")
-            system = user_f
-        else:
-            system = make_system(args.system)
-            y0 = system.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
-        reference = None
+    model = _solve_corrector(args)
+    check_system_choice(args)
+    user_f = load_rhs(args.rhs) if args.rhs else None
+    system, t, y0, reference = _solve_problem(args, user_f)
     if user_f is not None:
-        from .user_rhs import check_rhs
-
         check_rhs(user_f, y0.to(torch.float64))
     dtype = torch.float32 if args.float32 else torch.float64
     if model is not None and model.dtype != dtype:
         model = copy.deepcopy(model).to(dtype)  # every solve runs in one dtype (float64 unless --float32)
-    y0 = y0.to(dtype)
     with torch.no_grad():
-        sol, stats = solve(system, y0, t, method=args.method, step_size=args.step, corrector=model,
+        sol, stats = solve(system, y0.to(dtype), t, method=args.method, step_size=args.step, corrector=model,
                            return_stats=True, progress=not args.no_progress)
     y = sol.transpose(0, 1).to(torch.float64)
     name = args.system or getattr(system, "name", None) or getattr(system, "__name__", "f")
@@ -221,12 +122,7 @@ def _cmd_solve(args) -> int:
             f"steady state), {stats.n_steps if stats.n_steps is not None else '?'} steps, {stats.n_f_evals} f "
             f"evaluations, {stats.n_corrector_calls} corrector calls")
     if reference is not None:
-        ref = reference.to(torch.float64)
-        nt = len(t)
-        errs = {}
-        for label, frac in HORIZONS:
-            j = max(2, int(round(frac * (nt - 1))) + 1)
-            errs[label] = float(relative_l2(y[:, 1:j], ref[:, 1:j]).mean())
+        errs = _horizon_errors(y, reference.to(torch.float64))
         line += (f"; relative L2 error against {args.data}: {errs['err_full']:.4g}; up to 1/4 and 1/2 of the "
                  f"horizon: {errs['err_q1']:.4g}, {errs['err_q2']:.4g}")
     if args.output:
@@ -235,10 +131,58 @@ def _cmd_solve(args) -> int:
             config={"produced_by": "attsolver solve", "method": args.method, "step_size": args.step,
                     "corrector": args.corrector, "data": args.data, "rhs": args.rhs},
         )
-        path = save_h5(ds, args.output)
-        line += f"; wrote {path}"
+        line += f"; wrote {save_h5(ds, args.output)}"
     print(line)
     return 0
+
+
+def _solve_corrector(args):
+    """``solve``'s ``--corrector`` (``None`` without one), ``--allow-other-grid`` applied."""
+    model = load_corrector(args.corrector) if args.corrector else None
+    if args.allow_other_grid:
+        if model is not None and hasattr(model, "allow_other_size"):  # a local corrector
+            model.allow_other_size = True
+        elif model is None or not hasattr(model, "allow_other_grid"):
+            raise CLIError("--allow-other-grid applies to a convolutional corrector or a local corrector (--corrector "
+                           "*.pt trained with neurvec-conv / attsolver-conv / *-local)")
+        else:
+            model.allow_other_grid = True
+    return model
+
+
+def _solve_problem(args, user_f):
+    """``(system, t, y0, reference)`` of ``solve``: from ``--data`` (its clean values the
+    reference), else sampled initial states on ``--t-final`` / ``--dt`` (no reference)."""
+    if args.data:
+        data = load_data(args.data, args.system)
+        system = user_f if user_f is not None else data.make_system()
+        reference = data.y_clean if data.y_clean is not None else data.y
+        return system, data.t, data.y[:, 0], reference
+    if args.t_final is None or args.dt is None:
+        raise CLIError("without --data, give --t-final and --dt (and --n, --seed for the initial states)")
+    t = output_times(args.t_final, args.dt)
+    generator = torch.Generator().manual_seed(args.seed)
+    if user_f is None:
+        system = make_system(args.system)
+        return system, t, system.sample_initial(args.n, generator=generator), None
+    if args.init:
+        y0 = sample_states(load_sampler(args.init), args.n, args.seed)
+    elif hasattr(user_f, "sample_initial"):
+        y0 = user_f.sample_initial(args.n, generator=generator)
+    else:
+        raise CLIError("--rhs without --data needs --init file.py:sample (the initial states)")
+    return user_f, t, y0, None
+
+
+def _horizon_errors(y, reference) -> dict[str, float]:
+    """Mean relative L2 error of ``y`` against ``reference`` (``[batch, time, *state]``) up to
+    each of ``compare``'s horizons (1/4, 1/2 and all of the times; t_0 left out)."""
+    nt = reference.shape[1]
+    errs = {}
+    for label, frac in HORIZONS:
+        j = max(2, int(round(frac * (nt - 1))) + 1)
+        errs[label] = float(relative_l2(y[:, 1:j], reference[:, 1:j]).mean())
+    return errs
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -255,7 +199,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training trajectories (.h5)")
     p.add_argument("--method", default="rk4", help="the fixed-step method to correct (default rk4)")
     p.add_argument("--step", type=positive_float, default=None, help="the step to correct (default: the data's dt)")
-    p.add_argument("--corrector", default="attsolver", choices=sorted(CORRECTOR_CHOICES),
+    p.add_argument("--corrector", default="attsolver", choices=names(),
                    help="which corrector (default attsolver = additive AttSolver; *-conv for periodic 1-D fields)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="corrector argument, repeatable, VALUE as JSON (e.g. width=64, hidden=[32,32])")

@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..data import SYSTEM_DEFAULTS, generate_trajectories, inspect_file, save_h5, write_pdebench
+from ..data.generate import default_method
+from ..steppers import get_method
+from ..systems import make_system
 from .common import (
-    CLIError, check_param_types, guarded, nonneg_float, output_file, parse_params, positive_float, positive_int,
+    CLIError, check_param_types, check_system_choice, guarded, nonneg_float, output_file, parse_params, positive_float,
+    positive_int,
 )
+from .user_rhs import check_rhs, describe_spec, load_rhs, load_sampler, sample_states
 
 __all__ = ["add_data_parser"]
 
@@ -38,13 +45,7 @@ def _default_name(spec: str) -> str:
 
 def _generate_user(args) -> int:
     """``data generate --rhs file.py:f [--init file.py:sample]``: a user's own system."""
-    from ..steppers import get_method
-    from .user_rhs import check_rhs, describe_spec, load_rhs, load_sampler, sample_states
-    from ..data.generate import default_method, generate_trajectories
-    from ..data.h5 import save_h5
-
-    if args.system is not None:
-        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
+    check_system_choice(args)
     if args.param:
         raise CLIError("--param sets a built-in system's parameters; with --rhs put them in your file")
     if args.pdebench:
@@ -55,7 +56,7 @@ def _generate_user(args) -> int:
     if args.init:
         y0 = sample_states(load_sampler(args.init), args.n, args.seed)
     elif hasattr(f, "sample_initial"):
-        y0 = f.sample_initial(args.n, generator=__import__("torch").Generator().manual_seed(args.seed))
+        y0 = f.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed))
     else:
         raise CLIError(f"--rhs {args.rhs} has no sample_initial: give an initial-state sampler, "
                        "--init file.py:sample (sample(n, generator) -> [n, *state])")
@@ -82,23 +83,16 @@ def _generate_user(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from ..steppers import get_method
-    from ..systems import make_system
-    from ..data.generate import SYSTEM_DEFAULTS, default_method, generate_trajectories
-    from ..data.h5 import save_h5
-    from ..data.pdebench import write_pdebench
-
     output_file(args.output)
     if args.rhs:
         return _generate_user(args)
     if args.init:
         raise CLIError("--init goes with --rhs (a built-in system samples its own initial states)")
-    if args.system is None:
-        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    check_system_choice(args)
     params = parse_params(args.param, example="F=8.0")
     check_param_types(make_system(args.system).config().get("params", {}), params)
     system = make_system(args.system, params)
-    defaults = SYSTEM_DEFAULTS.get(system.name, {})
+    defaults = system.run_defaults.as_dict()
     dt = args.dt if args.dt is not None else defaults.get("dt")
     t_final = args.t_final if args.t_final is not None else defaults.get("t_final")
     if dt is None or t_final is None:
@@ -177,8 +171,6 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _cmd_info(args) -> int:
-    from ..data.h5 import inspect_file
-
     info = inspect_file(args.file)
     out = sys.stdout
     if args.json:
@@ -231,7 +223,7 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
                     "sampled every --dt), add relative noise and write them atomically to an "
                     "HDF5 file.  Per-system defaults: " + "; ".join(
                         f"{k} dt {v['dt']:g} t_final {v['t_final']:g} spin-up {v['spin_up']:g}"
-                        for k, v in _defaults_for_help().items()),
+                        for k, v in SYSTEM_DEFAULTS.items()),
     )
     g.add_argument("system", nargs="?", default=None, help="system name (see `attsolver systems`), or use --rhs")
     g.add_argument("--rhs", default=None, metavar="MODULE:F",
@@ -270,8 +262,3 @@ def add_data_parser(sub) -> argparse.ArgumentParser:
     i.set_defaults(func=guarded("data info", _cmd_info))
     return p
 
-
-def _defaults_for_help() -> dict[str, dict[str, float]]:
-    from ..data.generate import SYSTEM_DEFAULTS
-
-    return SYSTEM_DEFAULTS

@@ -13,13 +13,19 @@ observed convergence orders, attsolver against torchdiffeq, and spectral Burgers
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 
-from .. import solve
+from ..correctors import Hypersolver
+from ..data import generate_trajectories
+from ..evaluate import compare
+from ..integrate import solve
 from ..steppers import TABLEAUS
-from ..systems import Burgers, Lorenz63
+from ..systems import Burgers, Lorenz63, make_system
+from ..training import fit
 
 
 def _time(fn, repeat=3):
@@ -42,15 +48,6 @@ def run_demo(out: str = "demo_out", *, fast: bool = False) -> int:
     """Train a Hypersolver on noisy elastic-pendulum data and print ``compare``'s verdict;
     writes ``OUT/demo.json``, ``OUT/demo_work_precision.png`` and ``OUT/demo_error_vs_time.png``.
     ``fast`` (or ``ATTSOLVER_FAST=1``) shortens training and timing, for the tests."""
-    import os
-    from pathlib import Path
-
-    from ..evaluate.comparison import compare
-    from ..correctors import Hypersolver
-    from ..data import generate_trajectories
-    from ..systems import make_system
-    from ..training.trainer import fit
-
     fast = fast or os.environ.get("ATTSOLVER_FAST") == "1"
     torch.set_num_threads(1)
     cfg = dict(DEMO, n_train=16, n_test=8, train_steps=150) if fast else DEMO
@@ -108,7 +105,7 @@ def run_tour() -> int:
         order = math.log2(errs[1] / errs[2])
         print(f"{name:10s} {errs[0]:10.2e} {errs[1]:10.2e} {errs[2]:10.2e} {order:6.2f} {tab.order:6d}")
 
-    import torchdiffeq
+    import torchdiffeq  # lazy: ~0.3 s to import, for this one timing; keeps `attsolver` quick to start
 
     tt = torch.linspace(0.0, 10.0, 1001, dtype=torch.float64)
     ours = _time(lambda: solve(system, y0, tt, method="rk38"))

@@ -7,8 +7,26 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
+import os
 import sys
 from pathlib import Path
+
+import torch
+
+from .._progress import LOGGER, stderr_is_terminal
+from ..correctors import load_corrector
+from ..evaluate import CompareResult, compare
+from ..integrate import solve
+from ..steppers import get_method, list_methods
+from ..systems import list_systems, make_system
+from .common import CLIError, check_system_choice, guarded, load_data, output_times, parse_params, report_error
+from .correctors import add_solve_parser, add_train_parser
+from .data import add_data_parser
+from .demo import run_demo, run_tour
+from .pruning import add_prune_parser
+from .user_rhs import check_rhs, load_rhs, load_sampler, sample_states
+from .vision import add_vision_parser
 
 __all__ = ["main"]
 
@@ -17,8 +35,6 @@ _NOT_SUITES = {"__init__", "update_readme", "common", "ode_local_summary"}  # ta
 
 
 def _cmd_methods(args) -> int:
-    from ..steppers import get_method, list_methods
-
     for name in list_methods():
         spec = get_method(name)
         order = "-" if spec.order is None else str(spec.order)
@@ -27,8 +43,6 @@ def _cmd_methods(args) -> int:
 
 
 def _cmd_systems(args) -> int:
-    from ..systems import list_systems, make_system
-
     for name in list_systems():
         s = make_system(name)
         print(f"{name:22s} state {s.state_shape}  {s.config()['params']}")
@@ -67,84 +81,62 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    import torch
-
-    from .common import CLIError, parse_params
-    from ..evaluate.comparison import compare
-
-    if args.rhs and args.system is not None:
-        raise CLIError(f"give a built-in system name ({args.system!r}) or --rhs, not both")
-    if not args.rhs and args.system is None:
-        raise CLIError("give a built-in system name (see `attsolver systems`) or --rhs file.py:f")
+    check_system_choice(args)
     out = Path(args.out)
     targets = [out / f"{args.name}{s}" for s in (".json", "_work_precision.png", "_error_vs_time.png")]
     existing = [str(p) for p in targets if p.exists()]
     if existing and not args.overwrite:
         raise CLIError(f"{', '.join(existing)} exist(s); pass --overwrite to replace, or another --out/--name")
-    model = None
-    if args.corrector:
-        from ..correctors import load_corrector
-
-        model = load_corrector(args.corrector)
-    if args.rhs:
-        from .user_rhs import check_rhs, load_rhs
-
-        f = load_rhs(args.rhs)
-    else:
-        from ..systems import make_system
-
-        f = make_system(args.system, parse_params(args.param, example="F=8.0"))
-    kw = {}
-    if args.data:
-        from ..data import load_h5
-
-        data = load_h5(args.data)
-        if args.system is not None and data.system["name"] != args.system:
-            raise CLIError(f"{args.data} holds {data.system['name']!r} trajectories, not {args.system!r}")
-        kw["data"] = data
-        y_check = data.y[:, 0]
-    else:
-        if args.t_final is None or args.dt is None:
-            raise CLIError("give a test data file (--data test.h5) or --t-final and --dt (and --n, --seed)")
-        steps = round(args.t_final / args.dt)
-        if steps < 1 or abs(steps * args.dt - args.t_final) > 1e-9 * args.t_final:
-            raise CLIError(f"--t-final ({args.t_final:g}) must be a whole multiple of --dt ({args.dt:g})")
-        gen = torch.Generator().manual_seed(args.seed)
-        if args.init:
-            from .user_rhs import load_sampler, sample_states
-
-            y0 = sample_states(load_sampler(args.init), args.n, args.seed)
-        elif hasattr(f, "sample_initial"):
-            y0 = f.sample_initial(args.n, generator=gen, dtype=torch.float64)
-        else:
-            raise CLIError("--rhs without --data needs --init file.py:sample (held-out initial states)")
-        if args.spin_up:
-            from ..integrate.boundary import solve
-
-            with torch.no_grad():
-                y0 = solve(f, y0, torch.tensor([0.0, args.spin_up], dtype=torch.float64),
-                           step_size=args.dt / 20)[-1]
-        kw["y0"] = y0
-        kw["t"] = torch.arange(steps + 1, dtype=torch.float64) * args.dt
-        y_check = y0
+    model = load_corrector(args.corrector) if args.corrector else None
+    f = load_rhs(args.rhs) if args.rhs else make_system(args.system, parse_params(args.param, example="F=8.0"))
+    test, y_check = _compare_test_set(args, f)
     if args.rhs:
         check_rhs(f, y_check.to(torch.float64))
-    lyap = args.lyapunov
-    if lyap not in ("auto", "estimate"):
-        if lyap == "none":
-            lyap = None
-        else:
-            try:
-                lyap = float(lyap)
-            except ValueError:
-                raise CLIError(f"--lyapunov must be a number, auto, estimate or none, got {args.lyapunov!r}") from None
     res = compare(
         f, corrector=model, method=args.method, step_size=args.step, refinements=args.refinements,
         rk4_refinements=args.rk4_refinements, dopri_rtols=args.dopri_rtols,
-        spectral_refinements=args.spectral_refinements, lyapunov_exponent=lyap, match=args.match,
-        dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, out=out, name=args.name,
-        progress=not args.no_progress, command=args.command_line, **kw,
+        spectral_refinements=args.spectral_refinements, lyapunov_exponent=_lyapunov_exponent(args.lyapunov),
+        match=args.match, dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, out=out,
+        name=args.name, progress=not args.no_progress, command=args.command_line, **test,
     )
+    _print_comparison(res)
+    return 0
+
+
+def _compare_test_set(args, f) -> tuple[dict, torch.Tensor]:
+    """``compare``'s held-out data (``{"data": ...}`` or ``{"y0": ..., "t": ...}``) and the states
+    a user's ``f`` is checked on."""
+    if args.data:
+        data = load_data(args.data, args.system)
+        return {"data": data}, data.y[:, 0]
+    if args.t_final is None or args.dt is None:
+        raise CLIError("give a test data file (--data test.h5) or --t-final and --dt (and --n, --seed)")
+    t = output_times(args.t_final, args.dt)
+    if args.init:
+        y0 = sample_states(load_sampler(args.init), args.n, args.seed)
+    elif hasattr(f, "sample_initial"):
+        y0 = f.sample_initial(args.n, generator=torch.Generator().manual_seed(args.seed), dtype=torch.float64)
+    else:
+        raise CLIError("--rhs without --data needs --init file.py:sample (held-out initial states)")
+    if args.spin_up:
+        with torch.no_grad():
+            y0 = solve(f, y0, torch.tensor([0.0, args.spin_up], dtype=torch.float64), step_size=args.dt / 20)[-1]
+    return {"y0": y0, "t": t}, y0
+
+
+def _lyapunov_exponent(text: str) -> float | str | None:
+    """``--lyapunov``: a number, ``auto``, ``estimate`` or ``none``."""
+    if text in ("auto", "estimate"):
+        return text
+    if text == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise CLIError(f"--lyapunov must be a number, auto, estimate or none, got {text!r}") from None
+
+
+def _print_comparison(res: CompareResult) -> None:
     s = res.setting
     print(f"compared {s['n_test']} test trajectories ({s['n_times']} times, horizon {s['horizon']:g}"
           + (f", Lyapunov exponent {s['lyapunov_exponent']:.3g} ({s['lyapunov_source']})"
@@ -157,12 +149,9 @@ def _cmd_compare(args) -> int:
               f"{e['time_median_s'] * 1e3:.3g})")
     print(res.verdict_line)
     print(f"wrote {res.files['json']}, {res.files['work_precision_png']}, {res.files['error_vs_time_png']}")
-    return 0
 
 
 def _add_compare_parser(sub) -> None:
-    from .common import guarded
-
     p = sub.add_parser(
         "compare", help="does a corrector pay? the corrected solve against the classical ladders at equal accuracy",
         description="Run the coarse classical solve, the corrected one, the same method at h/2, h/4, ..., RK4 "
@@ -203,8 +192,6 @@ def _add_compare_parser(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo, run_tour
-
     return int((run_tour() if args.tour else run_demo(args.out)) or 0)
 
 
@@ -216,11 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_methods)
     p = sub.add_parser("systems", help="list the built-in systems and their default parameters")
     p.set_defaults(func=_cmd_systems)
-
-    from .correctors import add_solve_parser, add_train_parser
-    from .data import add_data_parser
-    from .vision import add_vision_parser
-    from .pruning import add_prune_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
@@ -245,11 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _log_progress_when_not_a_terminal() -> None:
     """Long work logs its progress (logger ``attsolver.progress``) where stderr is no terminal."""
-    import logging
-
-    from .._progress import LOGGER, _stderr_is_terminal
-
-    if not _stderr_is_terminal() and not LOGGER.handlers:
+    if not stderr_is_terminal() and not LOGGER.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         LOGGER.addHandler(handler)
@@ -261,11 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command.  The one place that turns errors into a one-line message and an exit
     code instead of a traceback: 2 for bad input or the environment (a full disk, a
     damaged file), 1 for an internal error (``ATTSOLVER_TRACEBACK=1`` shows its traceback)."""
-    import os
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .common import report_error
-
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, its message printed)

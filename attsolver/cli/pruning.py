@@ -21,14 +21,19 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
+from .._io import atomic_write_text
+from ..pruning.criteria import CRITERIA, NEEDS_GRADIENTS
+from ..vision.data import DATASETS, ImageData, load_image_data
+from ..vision.resnet import CifarResNet, make_model
+from ..vision.train import load_checkpoint, train_classifier
 from .common import CLIError, guarded
 
 __all__ = ["add_prune_parser"]
 
 
 def _cmd_criteria(args) -> int:
-    from ..pruning.criteria import CRITERIA, NEEDS_GRADIENTS
-
     doc = {"l1": "sum |w| of each filter (MagnitudeImportance p=1)",
            "l2": "sum w^2 of each filter (MagnitudeImportance p=2)",
            "fpgm": "distance to the other filters: geometric-median redundancy (FPGMImportance)",
@@ -60,15 +65,10 @@ def _check(args) -> None:
 
 
 def _cmd_run(args) -> int:
-    import torch
-
-    from .._io import atomic_write_text
-    from ..vision.data import ImageData, load_image_data
-    from ..vision.resnet import CifarResNet, make_model
-    from ..vision.train import load_checkpoint, train_classifier
-    from ..pruning import (accumulate_gradients, accuracy, calibrate_blend, clone_with_grads,
-                   cluster_criteria, heldout_split, layer_scores, prune_model, ratio_for_reduction, recalibrate_bn)
-    from ..pruning.criteria import CRITERIA
+    from ..pruning import (  # lazy: torch-pruning, the `pruning` extra (if missing, the error names the install)
+        accumulate_gradients, accuracy, calibrate_blend, clone_with_grads, cluster_criteria, heldout_split,
+        layer_scores, prune_model, ratio_for_reduction, recalibrate_bn, save_pruned_model,
+    )
 
     _check(args)
     if args.threads:
@@ -126,7 +126,6 @@ def _cmd_run(args) -> int:
                          milestones=[args.finetune_epochs // 2], progress=not args.no_progress)
     summary["test_acc_finetuned"] = accuracy(pruned, x_te, y_te)
     if args.save_model:
-        from ..pruning.saved import save_pruned_model
         save_pruned_model(args.save_model, pruned, example)  # checksummed; load_pruned_model rebuilds it
     if args.output:
         atomic_write_text(args.output, json.dumps(summary, indent=2, default=float))
@@ -139,9 +138,6 @@ def _cmd_run(args) -> int:
 
 def add_prune_parser(sub) -> argparse.ArgumentParser:
     """Add ``prune`` (with ``run`` and ``criteria``) to the ``attsolver`` subparsers."""
-    from ..vision.data import DATASETS
-    from ..pruning.criteria import CRITERIA
-
     prune = sub.add_parser("prune", help="prune a ResNet by a criterion or a calibrated blend of criteria",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     psub = prune.add_subparsers(dest="prune_command", required=True, metavar="SUBCOMMAND")

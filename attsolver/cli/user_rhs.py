@@ -27,6 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.generate import _sample  # the data layer's sampler check; it has no public name yet
+from ..systems import System
+
 __all__ = ["load_object", "load_rhs", "load_sampler", "check_rhs", "sample_states", "describe_spec"]
 
 
@@ -84,8 +87,6 @@ def load_object(spec: str, option: str = "--rhs") -> Any:
 def load_rhs(spec: str, option: str = "--rhs"):
     """The right-hand side named by ``spec``: a function, a System instance, or a System
     subclass (built with its defaults)."""
-    from ..systems import System
-
     obj = load_object(spec, option)
     if isinstance(obj, type):
         if issubclass(obj, System):
@@ -110,8 +111,6 @@ def load_sampler(spec: str, option: str = "--init"):
 
 def sample_states(sampler, n: int, seed: int, option: str = "--init") -> Tensor:
     """``sampler(n, generator=torch.Generator().manual_seed(seed))`` as float64, its shape checked."""
-    from ..data.generate import _sample
-
     gen = torch.Generator().manual_seed(int(seed))
     try:
         return _sample(sampler, n, gen, torch.float64, None)

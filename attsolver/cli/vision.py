@@ -28,19 +28,21 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from .._io import atomic_path, atomic_write_text
+from ..vision.attention import list_vision_attention, parse_attention
+from ..vision.data import DATASETS, load_image_data
+from ..vision.resnet import check_connection, connection_key, count_parameters, make_model
+from ..vision.search import (MaskEvaluator, check_budget, holdout_split, load_supernet, make_reward, random_search,
+                             reinforce_search, save_supernet, train_supernet)
+from ..vision.train import train_classifier
 from .common import CLIError, device_name, guarded
 
 __all__ = ["add_vision_parser"]
 
 
 def _cmd_train(args) -> int:
-    import torch
-
-    from .._io import atomic_path
-    from ..vision.data import load_image_data
-    from ..vision.resnet import count_parameters, make_model
-    from ..vision.train import train_classifier
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dataset in ("cifar10", "cifar100") and args.data is None:
@@ -77,14 +79,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_search(args) -> int:
-    import torch
-
-    from .._io import atomic_write_text
-    from ..vision.data import load_image_data
-    from ..vision.resnet import check_connection, connection_key, count_parameters, make_model
-    from ..vision.search import (MaskEvaluator, _check_budget, holdout_split, make_reward, random_search,
-                         load_supernet, reinforce_search, save_supernet, train_supernet)
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dataset in ("cifar10", "cifar100") and args.data is None:
@@ -98,7 +92,7 @@ def _cmd_search(args) -> int:
     model = make_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels,
                        attention=args.attention, reduction=args.reduction, block=args.block)
     check_connection((1,) * model.num_blocks, model.num_blocks, model.attention_spec)  # maskable attention?
-    _check_budget(args.budget, model.num_blocks)  # before any training
+    check_budget(args.budget, model.num_blocks)  # before any training
     if args.latency_weight and not args.latency_batch:
         raise CLIError("--latency-weight needs --latency-batch N (held-out images per timing)")
     split = holdout_split(data, args.holdout, seed=args.seed)
@@ -149,8 +143,6 @@ def _cmd_search(args) -> int:
 
 
 def _cmd_params(args) -> int:
-    from ..vision.resnet import count_parameters, make_model
-
     for att in args.attention:
         model = make_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
                            attention=att, block=args.block, reduction=args.reduction)
@@ -160,8 +152,6 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_attention(args) -> int:
-    from ..vision.attention import list_vision_attention, parse_attention
-
     for name in list_vision_attention():
         spec = parse_attention(name)
         where = {"none": "no attention", "block": "one gate per block", "stage": "one module per stage, shared",
@@ -172,9 +162,6 @@ def _cmd_attention(args) -> int:
 
 def add_vision_parser(sub) -> argparse.ArgumentParser:
     """Add ``vision`` (with ``train``, ``search``, ``params``, ``attention``) to the ``attsolver`` subparsers."""
-    from ..vision.attention import list_vision_attention
-    from ..vision.data import DATASETS
-
     vision = sub.add_parser("vision", help="CIFAR ResNets with DIA / SE / IEBN attention: train, count parameters",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     vsub = vision.add_subparsers(dest="vision_command", required=True, metavar="SUBCOMMAND")

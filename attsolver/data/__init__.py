@@ -6,11 +6,14 @@
   the full config that produced them; ``split``/``subset``/``to``.
 * :func:`save_h5` / :func:`load_h5` — our versioned HDF5 schema, written atomically.
 * :func:`read_pdebench` / :func:`write_pdebench` — PDEBench's 1-D Burgers layout.
+* :func:`inspect_file` — a summary of either kind of file (``attsolver data info``).
+* :mod:`attsolver.data.coarse_fine` — fine references restricted to a coarse grid (PDEs).
 """
 
 from .dataset import TrajectoryDataset
 from .generate import SYSTEM_DEFAULTS, generate_trajectories
-from .h5 import SCHEMA, SCHEMA_VERSION, inspect_file, load_h5, save_h5
+from .h5 import SCHEMA, SCHEMA_VERSION, load_h5, save_h5
+from .inspect import inspect_file
 from .noise import add_noise, component_std
 from .pdebench import read_pdebench, write_pdebench
 

@@ -7,7 +7,7 @@ A :class:`CoarseFineSetup` fixes one problem:
 * the **restriction** onto the coarse grid: a sharp spectral filter that keeps the Fourier
   modes ``|m| < coarse_nx / 2`` (the coarse grid's Nyquist mode is dropped) followed by
   sampling at the coarse points (every ``fine_nx / coarse_nx``-th fine point) — i.e. the
-  truncated Fourier series evaluated on the coarse grid;
+  truncated Fourier series evaluated on the coarse grid (:func:`attsolver.systems.grid.restrict`);
 * a **coarse solver**: the same PDE on ``coarse_nx`` points at the step ``coarse_step``
   (typically 8–32 times ``fine_step``), started from the restricted initial field.
 
@@ -35,23 +35,22 @@ benchmark uses, two decades (PDEBench ships files for each).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._validate import nonnegative_number, positive_finite, positive_int
+from .._version import __version__
+from ..integrate import solve
+from ..systems import Burgers, KuramotoSivashinsky
+from ..systems.grid import check_grid_points, restrict
+from ..systems.pde import MIN_NX, SemilinearPDE
 from .dataset import TrajectoryDataset
 from .noise import add_noise
-from .generate import library_version
-from ..systems import Burgers, KuramotoSivashinsky
-from ..systems.pde import MIN_NX, SemilinearPDE
 
-__all__ = [
-    "CoarseFineSetup", "burgers_setup", "ks_setup", "restrict", "nrmse", "BURGERS_PDEBENCH_NU",
-    "FAMILIES",
-]
+__all__ = ["CoarseFineSetup", "burgers_setup", "ks_setup", "BURGERS_PDEBENCH_NU", "FAMILIES"]
 
 #: PDEBench ``Nu`` values of the benchmark: ``nu = Nu / pi`` spans two decades.
 BURGERS_PDEBENCH_NU = (0.001, 0.01, 0.1)
@@ -61,44 +60,6 @@ FAMILIES = {"burgers": ("pdebench", "pulses"), "kuramoto_sivashinsky": ("attract
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def restrict(u: Tensor, nx: int) -> Tensor:
-    """Spectrally filter a periodic field ``[..., n]`` and sample it on ``nx`` points.
-
-    Keeps the Fourier modes ``|m| < nx / 2`` (drops the coarse Nyquist mode, which a real
-    field on ``nx`` points cannot carry unambiguously) and evaluates the truncated series at
-    ``x_j = j L / nx``.  ``nx`` must divide ``n`` (the coarse points are fine points) and be
-    even; ``nx == n`` only removes the Nyquist mode.
-    """
-    n = u.shape[-1]
-    _check_grid("nx", nx)
-    if nx > n or n % nx:
-        raise ValueError(f"restrict: the coarse grid ({nx} points) must divide the fine grid ({n} points)")
-    v = torch.fft.rfft(u)[..., : nx // 2]
-    return torch.fft.irfft(v, n=nx) * (nx / n)
-
-
-def nrmse(pred: Tensor, true: Tensor) -> Tensor:
-    """PDEBench's normalised RMSE per sample and time: ``||pred - true||_2 / ||true||_2`` over
-    space (the last dimension); average over samples (and times) for PDEBench's number."""
-    return (pred - true).norm(dim=-1) / true.norm(dim=-1)
-
-
-def _check_grid(name: str, nx: Any) -> int:
-    if isinstance(nx, bool) or not isinstance(nx, numbers.Integral) or nx < MIN_NX or nx % 2:
-        raise ValueError(
-            f"{name} must be an even integer >= {MIN_NX}, got {nx!r}: the pseudo-spectral solver's 2/3-rule "
-            f"dealiasing keeps only the modes |m| < nx/3 (6 at nx={MIN_NX}) and the real-FFT layout needs "
-            "an even grid; use e.g. 64, 128, 256 or 1024"
-        )
-    return int(nx)
-
-
-def _check_positive(name: str, value: Any, why: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number{why}, got {value!r}")
-    return float(value)
 
 
 def _whole_multiple(big: float, small: float) -> int | None:
@@ -140,12 +101,14 @@ class CoarseFineSetup:
         if self.equation not in FAMILIES:
             raise ValueError(f"equation must be one of {sorted(FAMILIES)}, got {self.equation!r}")
         if self.equation == "burgers":
-            object.__setattr__(self, "nu", _check_positive("nu", self.nu, " (the Burgers viscosity)"))
+            nu = positive_finite("nu", self.nu, why=" (the Burgers viscosity)", type_error=False)
+            object.__setattr__(self, "nu", nu)
         elif self.nu is not None:
             raise ValueError("nu is a Burgers parameter; leave it None for kuramoto_sivashinsky")
-        object.__setattr__(self, "length", _check_positive("length", self.length, " (the domain period)"))
-        fine = _check_grid("fine_nx", self.fine_nx)
-        coarse = _check_grid("coarse_nx", self.coarse_nx)
+        length = positive_finite("length", self.length, why=" (the domain period)", type_error=False)
+        object.__setattr__(self, "length", length)
+        fine = check_grid_points("fine_nx", self.fine_nx)
+        coarse = check_grid_points("coarse_nx", self.coarse_nx)
         if coarse >= fine or fine % coarse:
             raise ValueError(
                 f"coarse_nx ({coarse}) must be smaller than fine_nx ({fine}) and divide it (the coarse "
@@ -154,7 +117,7 @@ class CoarseFineSetup:
         object.__setattr__(self, "fine_nx", fine)
         object.__setattr__(self, "coarse_nx", coarse)
         for name in ("fine_step", "coarse_step", "dt"):
-            object.__setattr__(self, name, _check_positive(name, getattr(self, name)))
+            object.__setattr__(self, name, positive_finite(name, getattr(self, name), type_error=False))
         for name in ("fine_step", "coarse_step"):
             if _whole_multiple(self.dt, getattr(self, name)) is None:
                 raise ValueError(f"dt ({self.dt:g}) must be a whole multiple of {name} ({getattr(self, name):g})")
@@ -162,9 +125,7 @@ class CoarseFineSetup:
             raise ValueError(f"coarse_step ({self.coarse_step:g}) is smaller than fine_step ({self.fine_step:g})")
         if self.method not in ("etdrk4", "ifrk4"):
             raise ValueError(f"method must be a spectral stepper ('etdrk4' or 'ifrk4'), got {self.method!r}")
-        if isinstance(self.spin_up, bool) or not isinstance(self.spin_up, numbers.Real) \
-                or not math.isfinite(self.spin_up) or self.spin_up < 0:
-            raise ValueError(f"spin_up must be a finite number >= 0, got {self.spin_up!r}")
+        nonnegative_number("spin_up", self.spin_up, type_error=False)
 
     # ------------------------------------------------------------------ systems
 
@@ -207,8 +168,7 @@ class CoarseFineSetup:
         family = self.families[0] if family is None else family
         if family not in self.families:
             raise ValueError(f"unknown family {family!r} for {self.equation}; choose one of {self.families}")
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        positive_int("n", n, type_error=False)
         g = torch.Generator().manual_seed(int(seed))
         fine = self.fine_system()
         x = fine.grid(torch.float64)
@@ -232,8 +192,6 @@ class CoarseFineSetup:
         # "attractor": random low modes, spun up on the fine grid
         u0 = fine.sample_initial(n, generator=g, dtype=dtype)
         if self.spin_up > 0:
-            from ..integrate.boundary import solve
-
             t = torch.tensor([0.0, self.spin_up], dtype=torch.float64)
             with torch.no_grad():
                 u0 = solve(fine, u0, t, method=self.method, step_size=self.fine_step)[-1]
@@ -243,8 +201,6 @@ class CoarseFineSetup:
 
     def fine_reference(self, u0_fine: Tensor, t: Tensor, *, batch_size: int = 64) -> Tensor:
         """Solve on the fine grid and restrict: ``[n, len(t), coarse_nx]`` (``u0_fine [n, fine_nx]``)."""
-        from ..integrate.boundary import solve
-
         fine = self.fine_system()
         out = []
         with torch.no_grad():
@@ -259,8 +215,6 @@ class CoarseFineSetup:
 
         ``nx`` defaults to ``u0``'s length, ``step_size`` to ``coarse_step``.
         """
-        from ..integrate.boundary import solve
-
         system = self.system_on(u0.shape[-1] if nx is None else nx)
         return solve(system, u0, t, method=self.method,
                      step_size=self.coarse_step if step_size is None else step_size,
@@ -284,7 +238,7 @@ class CoarseFineSetup:
             rebuilds ``Burgers(nu, nx=coarse_nx)`` / KS), ``x`` the coarse grid, ``y_clean``
             the clean values when noisy; ``config`` records this set-up.
         """
-        t_final = _check_positive("t_final", t_final)
+        t_final = positive_finite("t_final", t_final, type_error=False)
         steps = _whole_multiple(t_final, self.dt)
         if steps is None:
             raise ValueError(f"t_final ({t_final:g}) must be a whole multiple of dt ({self.dt:g})")
@@ -302,7 +256,7 @@ class CoarseFineSetup:
             system=coarse.config(), noise_level=noise_level,
             config={"source": "attsolver.data.coarse_fine", "setup": self.config(), "family": family, "n": n,
                     "seed": int(seed), "t_final": t_final, "restriction": "sharp spectral cutoff |m| < coarse_nx/2",
-                    "attsolver_version": library_version()},
+                    "attsolver_version": __version__},
         )
 
 
@@ -325,10 +279,9 @@ def burgers_setup(nu: float | None = None, *, pdebench_nu: float | None = None, 
     if (nu is None) == (pdebench_nu is None):
         raise ValueError("give the viscosity as nu=... or as PDEBench's pdebench_nu=... (nu = Nu/pi), exactly one")
     if pdebench_nu is not None:
-        nu = _check_positive("pdebench_nu", pdebench_nu, " (PDEBench's Nu)") / math.pi
-    if isinstance(step_ratio, bool) or not isinstance(step_ratio, numbers.Integral) or step_ratio < 1:
-        raise ValueError(f"step_ratio must be a positive integer, got {step_ratio!r}")
-    coarse_step = _check_positive("coarse_step", coarse_step)
+        nu = positive_finite("pdebench_nu", pdebench_nu, why=" (PDEBench's Nu)", type_error=False) / math.pi
+    positive_int("step_ratio", step_ratio, type_error=False)
+    coarse_step = positive_finite("coarse_step", coarse_step, type_error=False)
     return CoarseFineSetup("burgers", nu, length, fine_nx, coarse_nx, coarse_step / step_ratio, coarse_step,
                            coarse_step if dt is None else dt, method)
 
@@ -341,8 +294,7 @@ def ks_setup(*, fine_nx: int = 512, coarse_nx: int = 64, coarse_step: float = 0.
     ``k < 1.33`` after dealiasing, so the coarse solver misses the dissipation range: the
     correction acts as a closure.  (512 points agree with 1024 at h = 1/64 to nRMSE 1e-6 at
     t = 10 on the coarse grid.)"""
-    coarse_step = _check_positive("coarse_step", coarse_step)
-    if isinstance(step_ratio, bool) or not isinstance(step_ratio, numbers.Integral) or step_ratio < 1:
-        raise ValueError(f"step_ratio must be a positive integer, got {step_ratio!r}")
+    coarse_step = positive_finite("coarse_step", coarse_step, type_error=False)
+    positive_int("step_ratio", step_ratio, type_error=False)
     return CoarseFineSetup("kuramoto_sivashinsky", None, length, fine_nx, coarse_nx, coarse_step / step_ratio,
                            coarse_step, coarse_step if dt is None else dt, method, spin_up)

@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._validate import is_integer, nonnegative_number
+from ..systems import make_system
+
 __all__ = ["TrajectoryDataset"]
 
 # how many offending trajectory indices an error message lists before "..."
@@ -123,10 +126,7 @@ class TrajectoryDataset:
                 )
             self.x = x
 
-        if isinstance(self.noise_level, bool) or not isinstance(self.noise_level, numbers.Real) \
-                or not math.isfinite(self.noise_level) or self.noise_level < 0:
-            raise ValueError(f"noise_level must be a finite number >= 0, got {self.noise_level!r}")
-        self.noise_level = float(self.noise_level)
+        self.noise_level = nonnegative_number("noise_level", self.noise_level, type_error=False)
 
         if not isinstance(self.system, dict) or not isinstance(self.system.get("name"), str) \
                 or not isinstance(self.system.get("params", {}), dict):
@@ -311,7 +311,7 @@ class TrajectoryDataset:
         n = len(self)
         if not sizes:
             raise ValueError("split needs at least one size")
-        if all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+        if all(is_integer(s) for s in sizes):
             counts = [int(s) for s in sizes]
             if any(c < 1 for c in counts):
                 raise ValueError(f"split counts must be positive integers, got {sizes}")
@@ -362,8 +362,6 @@ class TrajectoryDataset:
 
     def make_system(self):
         """Rebuild the system from ``self.system`` and check that its state shape matches ``y``."""
-        from ..systems import make_system
-
         system = make_system(**self.system)
         shape = tuple(system.state_shape)
         if shape != self.state_shape:

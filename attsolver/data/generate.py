@@ -4,55 +4,64 @@ fine step, sample on the coarse output grid and add observation noise."""
 from __future__ import annotations
 
 import math
-import numbers
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from collections.abc import Callable
-
 from torch import Tensor
 
 from .._progress import progress as make_progress
+from .._validate import integer, is_integer, nonnegative_number, positive_int, positive_number
 from .._version import __version__
+from ..integrate import NonFiniteSolutionError, solve
+from ..steppers import get_method
+from ..steppers.spectral import SpectralSystem
+from ..systems import RunDefaults, make_system
+from ..systems.base import registered_systems
 from .dataset import TrajectoryDataset
 from .noise import add_noise
 
-__all__ = ["generate_trajectories", "default_method", "SYSTEM_DEFAULTS", "library_version"]
+__all__ = ["generate_trajectories", "default_method", "SYSTEM_DEFAULTS"]
+
+
+class _SystemDefaults(Mapping):
+    """``SYSTEM_DEFAULTS[name]``: ``run_defaults.as_dict()`` of each registered system that
+    has a default output grid, read from its class at every look-up (the class is the one
+    home of these values; this view serves code that looks them up by name)."""
+
+    def _table(self) -> dict[str, dict[str, Any]]:
+        return {name: cls.run_defaults.as_dict() for name, cls in registered_systems().items()
+                if cls.run_defaults.dt is not None}
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"SYSTEM_DEFAULTS({self._table()!r})"
+
 
 #: Per-system defaults of the output grid (``dt``, ``t_final``), the spin-up time and the
-#: refinement of the reference step (``step_size = dt / refine``).  Used by the CLI and
-#: benchmarks; ``generate_trajectories`` itself takes every value explicitly.
-SYSTEM_DEFAULTS: dict[str, dict[str, float]] = {
-    "lorenz63": {"dt": 0.01, "t_final": 10.0, "spin_up": 10.0, "refine": 20},
-    "lorenz96": {"dt": 0.05, "t_final": 10.0, "spin_up": 5.0, "refine": 20},
-    "spring_chain": {"dt": 0.2, "t_final": 20.0, "spin_up": 0.0, "refine": 20},
-    "elastic_pendulum": {"dt": 0.1, "t_final": 10.0, "spin_up": 0.0, "refine": 20},
-    "linear": {"dt": 0.1, "t_final": 10.0, "spin_up": 0.0, "refine": 20},
-    # PDEBench 1-D Burgers: t in [0, 2], 201 frames
-    "burgers": {"dt": 0.01, "t_final": 2.0, "spin_up": 0.0, "refine": 10},
-    # Kassam–Trefethen: h = 1/4 is already accurate for ETDRK4; the reference takes h = 1/16
-    "kuramoto_sivashinsky": {"dt": 0.25, "t_final": 50.0, "spin_up": 0.0, "refine": 4},
-}
-
-DEFAULT_REFINE = 20
+#: refinement of the reference step (``step_size = dt / refine``), by system name: a
+#: read-only view of each class's :attr:`~attsolver.systems.System.run_defaults`.
+SYSTEM_DEFAULTS: Mapping[str, dict[str, Any]] = _SystemDefaults()
 
 
-def library_version() -> str:
-    """The version string written into every file the library makes."""
-    return __version__
-
-
-def _is_semilinear_pde(system) -> bool:
-    try:
-        from ..systems import SemilinearPDE
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(system, SemilinearPDE)
+def _is_spectral_1d(system) -> bool:
+    """A periodic 1-D semilinear PDE: the spectral steppers' protocol on a 1-D grid."""
+    # the one type test of this module; steppers.spectral is to offer a helper for it
+    return isinstance(system, SpectralSystem) and len(tuple(system.grid_shape)) == 1
 
 
 def default_method(system) -> str:
-    """``"etdrk4"`` for semilinear PDE systems, else ``"rk4"``."""
-    return "etdrk4" if _is_semilinear_pde(system) else "rk4"
+    """``"etdrk4"`` for semilinear PDE systems (1-D), else ``"rk4"``."""
+    return "etdrk4" if _is_spectral_1d(system) else "rk4"
 
 
 def _describe(f, short: bool = False) -> str:
@@ -92,14 +101,6 @@ def _spatial_grid(system) -> torch.Tensor | None:
     return grid(torch.float64, None).detach().cpu().reshape(-1)
 
 
-def _positive_number(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
 def _output_grid(t_final: float, dt: float) -> torch.Tensor:
     steps = t_final / dt
     n_steps = round(steps)
@@ -112,16 +113,199 @@ def _output_grid(t_final: float, dt: float) -> torch.Tensor:
     return torch.arange(n_steps + 1, dtype=torch.float64) * dt
 
 
+# --------------------------------------------------------------------------- the steps
+
+
+def _as_rhs(system):
+    """A registered name becomes its system; anything else must be callable as ``f(t, y)``."""
+    if isinstance(system, str):
+        system = make_system(system)
+    if not callable(system):
+        raise TypeError(
+            f"system must be a callable f(t, y), an attsolver System or a registered name, got "
+            f"{type(system).__name__}"
+        )
+    return system
+
+
+def _check_initial(system, n, sampler, builtin: bool) -> None:
+    """``n`` (a count or the initial states) and ``sampler`` fit together and with ``system``."""
+    if isinstance(n, Tensor):
+        if sampler is not None:
+            raise ValueError("give the initial states (a tensor as n) or a sampler, not both")
+        if n.ndim < 2 or len(n) == 0 or not n.is_floating_point():
+            raise ValueError(
+                f"the initial states must be a floating tensor [n_trajectories, *state], got "
+                f"{'dtype ' + str(n.dtype) if not n.is_floating_point() else 'shape ' + str(tuple(n.shape))}; "
+                "for one trajectory use y0.unsqueeze(0)"
+            )
+    elif not is_integer(n) or n < 1:
+        raise ValueError(f"n must be a positive integer or a tensor of initial states, got {n!r}")
+    elif sampler is None and not builtin:
+        raise ValueError(
+            f"{_describe(system)} has no sample_initial: pass the initial states as a tensor "
+            "(generate_trajectories(f, y0, ...)) or a sampler (sampler=lambda n, generator: ...)"
+        )
+    elif sampler is not None and not callable(sampler):
+        raise TypeError(f"sampler must be callable as sampler(n, generator=g), got {type(sampler).__name__}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked recipe of one data set: output grid, method, reference step, spin-up, noise."""
+
+    t: Tensor  # [nt] float64 output times
+    t_final: float
+    dt: float
+    method: str
+    step: float | None  # the effective reference step; None for adaptive methods
+    spin_up: float
+    noise_level: float
+
+
+def _defaults_for(system, t_final, dt) -> RunDefaults:
+    """What fills the arguments the caller left out: the system's ``run_defaults`` when it gave
+    no output grid, else the generic :class:`RunDefaults` (no spin-up, ``refine = 20``)."""
+    if t_final is not None and dt is not None:
+        return RunDefaults()
+    if t_final is not None or dt is not None:
+        raise ValueError("give the output grid as both t_final and dt, or neither (the system's run_defaults)")
+    defaults = getattr(system, "run_defaults", None)
+    if not isinstance(defaults, RunDefaults) or defaults.dt is None or defaults.t_final is None:
+        raise ValueError(f"{_describe(system, short=True)} has no default output grid (run_defaults): "
+                         "pass t_final and dt")
+    return defaults
+
+
+def _plan(system, *, t_final, dt, method, step_size, refine, spin_up, noise_level) -> _Plan:
+    """Check the time arguments and choose the method and the reference step."""
+    defaults = _defaults_for(system, t_final, dt)
+    t_final = positive_number("t_final", defaults.t_final if t_final is None else t_final, type_error=False)
+    dt = positive_number("dt", defaults.dt if dt is None else dt, type_error=False)
+    spin_up = nonnegative_number("spin_up", defaults.spin_up if spin_up is None else spin_up, type_error=False)
+    noise_level = nonnegative_number("noise_level", noise_level, type_error=False)
+    t = _output_grid(t_final, dt)
+    method = default_method(system) if method is None else method
+    if get_method(method).kind == "adaptive":
+        if step_size is not None or refine is not None:
+            raise ValueError(
+                f"{method!r} is adaptive: it takes no step_size/refine; control its accuracy "
+                "with options={'rtol': ..., 'atol': ...}"
+            )
+        return _Plan(t, t_final, dt, method, None, spin_up, noise_level)
+    if step_size is not None and refine is not None:
+        raise ValueError("give step_size or refine, not both (step_size = dt / refine)")
+    if step_size is None:
+        step_size = dt / positive_int("refine", defaults.refine if refine is None else refine, type_error=False)
+    step_size = positive_number("step_size", step_size, type_error=False)
+    n_sub = max(1, math.ceil(dt / step_size - 1e-9))
+    return _Plan(t, t_final, dt, method, dt / n_sub, spin_up, noise_level)
+
+
+def _initial_states(system, n, sampler, builtin: bool, generator, dtype) -> Tensor:
+    """``[n, *state]`` on the CPU: the given states, or ``n`` drawn from ``generator``."""
+    if isinstance(n, Tensor):
+        y0 = n.detach().to(dtype=dtype, device="cpu")
+    elif sampler is not None:
+        y0 = _sample(sampler, int(n), generator, dtype, getattr(system, "state_shape", None) if builtin else None)
+    else:
+        y0 = system.sample_initial(n, generator=generator, dtype=dtype)
+    if not bool(torch.isfinite(y0).all()):
+        raise ValueError("the initial states contain NaN or infinite values")
+    return y0
+
+
+def _integrate(system, y0: Tensor, plan: _Plan, *, options, batch_size: int, progress: bool,
+               label: str) -> Tensor:
+    """Spin-up and reference solve in batches: ``[n, nt, *state]``; a blow-up names the batch."""
+    step_kw = {} if plan.step is None else {"step_size": plan.step}
+    t = plan.t.to(device=y0.device)
+    batches = []
+    with make_progress(len(y0), f"{label} trajectories", unit="traj", enabled=progress) as bar:
+        for start in range(0, len(y0), batch_size):
+            yb = y0[start:start + batch_size]
+            phase = "spin-up"
+            try:
+                with torch.no_grad():
+                    if plan.spin_up > 0:
+                        t_spin = torch.tensor([0.0, plan.spin_up], dtype=torch.float64, device=y0.device)
+                        yb = solve(system, yb, t_spin, method=plan.method, options=options, **step_kw)[-1]
+                    phase = "reference solve"
+                    sol = solve(system, yb, t, method=plan.method, options=options, **step_kw)
+            except NonFiniteSolutionError as e:
+                raise NonFiniteSolutionError(
+                    f"{label}: trajectories {start}..{start + len(yb) - 1}, {phase}: {e}",
+                    step=e.step, time=e.time, partial=e.partial,
+                ) from None
+            batches.append(sol.transpose(0, 1))  # [b, nt, *state]
+            bar.update(len(yb))
+    return torch.cat(batches)
+
+
+def _config(plan: _Plan, *, n: int, seed: int, dtype, options, batch_size: int, given: bool,
+            rhs: str | None) -> dict[str, Any]:
+    """What made the data set, recorded in its ``config`` (``rhs``: where a plain ``f`` came from)."""
+    config = {
+        "generator": "attsolver.data.generate_trajectories",
+        "n": int(n),
+        "t_final": plan.t_final,
+        "dt": plan.dt,
+        "method": plan.method,
+        "step_size": plan.step,
+        "refine": None if plan.step is None else round(plan.dt / plan.step),
+        "spin_up": plan.spin_up,
+        "noise_level": plan.noise_level,
+        "seed": int(seed),
+        "dtype": str(dtype).replace("torch.", ""),
+        "options": dict(options or {}),
+        "batch_size": int(batch_size),
+        "attsolver_version": __version__,
+    }
+    if given:
+        config["initial_states"] = "given"
+    if rhs is not None:
+        config["rhs"] = rhs
+    return config
+
+
+def _system_record(system, builtin: bool, name: str | None) -> dict[str, Any]:
+    """The ``system`` entry of the data set: its config, or the given name for a plain ``f``."""
+    sys_config = system.config() if builtin else {"name": name or _describe(system, short=True), "params": {}}
+    if name is not None:
+        sys_config = {"name": name, "params": dict(sys_config.get("params", {}))}
+    return sys_config
+
+
+def _dataset(system, y_clean: Tensor, y: Tensor, plan: _Plan, sys_config: dict, config: dict,
+             dtype) -> TrajectoryDataset:
+    """The returned set: values on the CPU, the 1-D grid of a PDE field as ``x``."""
+    x = _spatial_grid(system) if _is_spectral_1d(system) else None
+    if x is not None and (x.ndim != 1 or len(x) != y.shape[-1]):
+        x = None
+    return TrajectoryDataset(
+        t=plan.t,
+        y=y.cpu(),
+        system=sys_config,
+        y_clean=y_clean.cpu() if plan.noise_level > 0 else None,
+        x=None if x is None else x.to(dtype),
+        noise_level=plan.noise_level,
+        config=config,
+    )
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
 def generate_trajectories(
     system,
     n,
     *,
-    t_final: float,
-    dt: float,
+    t_final: float | None = None,
+    dt: float | None = None,
     method: str | None = None,
     step_size: float | None = None,
     refine: int | None = None,
-    spin_up: float = 0.0,
+    spin_up: float | None = None,
     noise_level: float = 0.0,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
@@ -157,14 +341,17 @@ def generate_trajectories(
             system name, or any callable ``f(t, y) -> dy/dt`` (torchdiffeq's convention).
         n: the number of trajectories (an int), or the initial states themselves, a tensor
             ``[n, *state]``.
-        t_final, dt: output grid; ``t_final`` must be a whole multiple of ``dt``.
+        t_final, dt: output grid; ``t_final`` must be a whole multiple of ``dt``.  Leave both
+            out for the system's standard set: its :attr:`~attsolver.systems.System.run_defaults`
+            then give the grid, the spin-up and ``refine`` too (what ``attsolver data
+            generate NAME`` makes).
         method: integrator name; default ``"etdrk4"`` for semilinear PDE systems, else ``"rk4"``.
             Adaptive methods (``"scipy_dop853"``, ``"dopri8"``...) take ``options`` instead
             of a step.
         step_size: the reference step; default ``dt / refine``.  Each output interval is
             split into ``ceil(dt / step_size)`` equal steps.
         refine: fine steps per output interval when ``step_size`` is not given (default 20).
-        spin_up: time integrated and discarded before ``t = 0`` (``>= 0``).
+        spin_up: time integrated and discarded before ``t = 0`` (``>= 0``; default 0).
         noise_level: relative observation noise sigma (``>= 0``).
         seed: seed for initial conditions and noise.
         dtype: dtype of the solve and of the returned values.
@@ -184,141 +371,22 @@ def generate_trajectories(
         argument, the effective step and the library version (and, for a plain ``f``, where
         it came from under ``"rhs"``).
     """
-    from ..integrate.boundary import NonFiniteSolutionError, solve
-    from ..steppers import get_method
-    from ..systems import make_system
-
-    if isinstance(system, str):
-        system = make_system(system)
-    if not callable(system):
-        raise TypeError(
-            f"system must be a callable f(t, y), an attsolver System or a registered name, got "
-            f"{type(system).__name__}"
-        )
+    system = _as_rhs(system)
     builtin = hasattr(system, "sample_initial") and hasattr(system, "config")
-    given = isinstance(n, Tensor)
-    if given:
-        if sampler is not None:
-            raise ValueError("give the initial states (a tensor as n) or a sampler, not both")
-        if n.ndim < 2 or len(n) == 0 or not n.is_floating_point():
-            raise ValueError(
-                f"the initial states must be a floating tensor [n_trajectories, *state], got "
-                f"{'dtype ' + str(n.dtype) if not n.is_floating_point() else 'shape ' + str(tuple(n.shape))}; "
-                "for one trajectory use y0.unsqueeze(0)"
-            )
-    elif isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive integer or a tensor of initial states, got {n!r}")
-    elif sampler is None and not builtin:
-        raise ValueError(
-            f"{_describe(system)} has no sample_initial: pass the initial states as a tensor "
-            "(generate_trajectories(f, y0, ...)) or a sampler (sampler=lambda n, generator: ...)"
-        )
-    elif sampler is not None and not callable(sampler):
-        raise TypeError(f"sampler must be callable as sampler(n, generator=g), got {type(sampler).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+    _check_initial(system, n, sampler, builtin)
+    batch_size = positive_int("batch_size", batch_size, type_error=False)
+    seed = integer("seed", seed)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
-    t_final = _positive_number("t_final", t_final)
-    dt = _positive_number("dt", dt)
-    spin_up = _positive_number("spin_up", spin_up, allow_zero=True)
-    noise_level = _positive_number("noise_level", noise_level, allow_zero=True)
-    t = _output_grid(t_final, dt)
-
-    if method is None:
-        method = default_method(system)
-    spec = get_method(method)
-    if spec.kind == "adaptive":
-        if step_size is not None or refine is not None:
-            raise ValueError(
-                f"{method!r} is adaptive: it takes no step_size/refine; control its accuracy "
-                "with options={'rtol': ..., 'atol': ...}"
-            )
-        effective_step = None
-    else:
-        if step_size is not None and refine is not None:
-            raise ValueError("give step_size or refine, not both (step_size = dt / refine)")
-        if step_size is None:
-            refine = DEFAULT_REFINE if refine is None else refine
-            if isinstance(refine, bool) or not isinstance(refine, numbers.Integral) or refine < 1:
-                raise ValueError(f"refine must be a positive integer, got {refine!r}")
-            step_size = dt / int(refine)
-        step_size = _positive_number("step_size", step_size)
-        n_sub = max(1, math.ceil(dt / step_size - 1e-9))
-        effective_step = dt / n_sub
-
-    generator = torch.Generator().manual_seed(int(seed))
-    if given:
-        y0 = n.detach().to(dtype=dtype, device="cpu")
-        n = len(y0)
-    elif sampler is not None:
-        y0 = _sample(sampler, int(n), generator, dtype, getattr(system, "state_shape", None) if builtin else None)
-    else:
-        y0 = system.sample_initial(n, generator=generator, dtype=dtype)
-    if not bool(torch.isfinite(y0).all()):
-        raise ValueError("the initial states contain NaN or infinite values")
-    sys_name = name or (system.name if builtin else _describe(system, short=True))
-    sys_config = system.config() if builtin else {"name": sys_name, "params": {}}
-    if name is not None:
-        sys_config = {"name": name, "params": dict(sys_config.get("params", {}))}
+    plan = _plan(system, t_final=t_final, dt=dt, method=method, step_size=step_size, refine=refine,
+                 spin_up=spin_up, noise_level=noise_level)
+    generator = torch.Generator().manual_seed(seed)
+    y0 = _initial_states(system, n, sampler, builtin, generator, dtype)
     y0 = y0.to(device) if device is not None else y0
-    t_dev = t.to(device=y0.device)
-
-    step_kw = {} if effective_step is None else {"step_size": effective_step}
-    batches = []
-    with make_progress(n, f"{sys_name} trajectories", unit="traj", enabled=progress) as bar:
-        for start in range(0, n, batch_size):
-            yb = y0[start:start + batch_size]
-            phase = "spin-up"
-            try:
-                with torch.no_grad():
-                    if spin_up > 0:
-                        t_spin = torch.tensor([0.0, spin_up], dtype=torch.float64, device=y0.device)
-                        yb = solve(system, yb, t_spin, method=method, options=options, **step_kw)[-1]
-                    phase = "reference solve"
-                    sol = solve(system, yb, t_dev, method=method, options=options, **step_kw)
-            except NonFiniteSolutionError as e:
-                raise NonFiniteSolutionError(
-                    f"{sys_name}: trajectories {start}..{start + len(yb) - 1}, {phase}: {e}",
-                    step=e.step, time=e.time, partial=e.partial,
-                ) from None
-            batches.append(sol.transpose(0, 1))  # [b, nt, *state]
-            bar.update(len(yb))
-    y_clean = torch.cat(batches).to(dtype)
-
-    y = add_noise(y_clean, noise_level, generator=generator) if noise_level > 0 else y_clean
-
-    x = _spatial_grid(system) if _is_semilinear_pde(system) else None
-    if x is not None and (x.ndim != 1 or len(x) != y.shape[-1]):
-        x = None
-    config = {
-        "generator": "attsolver.data.generate_trajectories",
-        "n": int(n),
-        "t_final": t_final,
-        "dt": dt,
-        "method": method,
-        "step_size": effective_step,
-        "refine": None if effective_step is None else round(dt / effective_step),
-        "spin_up": spin_up,
-        "noise_level": noise_level,
-        "seed": int(seed),
-        "dtype": str(dtype).replace("torch.", ""),
-        "options": dict(options or {}),
-        "batch_size": int(batch_size),
-        "attsolver_version": library_version(),
-    }
-    if given:
-        config["initial_states"] = "given"
-    if not builtin:
-        config["rhs"] = _describe(system)
-    return TrajectoryDataset(
-        t=t,
-        y=y.cpu(),
-        system=sys_config,
-        y_clean=y_clean.cpu() if noise_level > 0 else None,
-        x=None if x is None else x.to(dtype),
-        noise_level=noise_level,
-        config=config,
-    )
+    label = name or (system.name if builtin else _describe(system, short=True))
+    y_clean = _integrate(system, y0, plan, options=options, batch_size=batch_size, progress=progress,
+                         label=label).to(dtype)
+    y = add_noise(y_clean, plan.noise_level, generator=generator) if plan.noise_level > 0 else y_clean
+    config = _config(plan, n=len(y0), seed=seed, dtype=dtype, options=options, batch_size=batch_size,
+                     given=isinstance(n, Tensor), rhs=None if builtin else _describe(system))
+    return _dataset(system, y_clean, y, plan, _system_record(system, builtin, name), config, dtype)

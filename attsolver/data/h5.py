@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from .._io import IntegrityError, atomic_path, file_digest, open_regular, require_regular_file
+from .._version import __version__
 from .dataset import TrajectoryDataset
-from .generate import library_version
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "save_h5", "load_h5", "inspect_file", "open_h5"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "save_h5", "load_h5", "open_h5"]
 
 SCHEMA = "attsolver.trajectories"
 #: Version of the layout above; readers refuse files with a larger number.
@@ -213,7 +213,7 @@ def save_h5(dataset: TrajectoryDataset, path: str | os.PathLike, *, dtype: Any =
             f.attrs["config"] = json.dumps(dataset.config, allow_nan=False)
             f.attrs["system"] = json.dumps(dataset.system, allow_nan=False)
             f.attrs["noise_level"] = float(dataset.noise_level)
-            f.attrs["created_by"] = f"attsolver {library_version()}"
+            f.attrs["created_by"] = f"attsolver {__version__}"
             _write_array(f, "t", _to_numpy(dataset.t, np.dtype(np.float64)))
             _write_array(f, "y", _to_numpy(dataset.y, store))
             if dataset.y_clean is not None:
@@ -290,7 +290,7 @@ def _check_schema(f: h5py.File, path: Path) -> int:
     if version > SCHEMA_VERSION:
         raise ValueError(
             f"{path} was written with trajectory schema version {version}, newer than this "
-            f"attsolver ({library_version()}) reads (up to {SCHEMA_VERSION}): upgrade attsolver "
+            f"attsolver ({__version__}) reads (up to {SCHEMA_VERSION}): upgrade attsolver "
             "(pip install -U attsolver) to read it"
         )
     if version < 1:
@@ -396,74 +396,3 @@ def load_h5(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Tra
         )
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: {e}") from None
-
-
-# ---------------------------------------------------------------------------- inspection
-
-
-def component_stats(dset: h5py.Dataset | np.ndarray, *, chunk: int = 64) -> dict[str, np.ndarray]:
-    """Per-component mean, std (population), min and max of ``[n, nt, *state]`` values over
-    trajectories and times, reading ``chunk`` trajectories at a time (Chan's merge of
-    partial means and sums of squared deviations, in float64)."""
-    n = dset.shape[0]
-    count, mean, m2 = 0, None, None
-    lo = hi = None
-    for start in range(0, n, chunk):
-        a = np.asarray(dset[start:start + chunk], dtype=np.float64)
-        a = a.reshape(-1, *a.shape[2:])
-        k = a.shape[0]
-        m = a.mean(axis=0)
-        s = ((a - m) ** 2).sum(axis=0)
-        if mean is None:
-            count, mean, m2, lo, hi = k, m, s, a.min(axis=0), a.max(axis=0)
-        else:
-            delta = m - mean
-            total = count + k
-            mean = mean + delta * (k / total)
-            m2 = m2 + s + delta**2 * (count * k / total)
-            count = total
-            lo, hi = np.minimum(lo, a.min(axis=0)), np.maximum(hi, a.max(axis=0))
-    return {"mean": mean, "std": np.sqrt(m2 / count), "min": lo, "max": hi}
-
-
-def _time_summary(t: np.ndarray) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": int(len(t)), "start": float(t[0]), "end": float(t[-1]), "step": None}
-    if len(t) > 1:
-        d = np.diff(t)
-        if np.allclose(d, d.mean(), rtol=1e-5, atol=0):
-            out["step"] = float(d.mean())
-    return out
-
-
-def inspect_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A summary of an attsolver trajectory file or a PDEBench 1-D file (for ``attsolver
-    data info``): format, schema version, system, shapes, dtype, time grid, noise level,
-    config and per-component statistics of the observed values.  Reads the values in
-    chunks, so large files do not need to fit in memory."""
-    path = Path(path)
-    with open_h5(path) as f:
-        if "schema" not in f.attrs and "tensor" in f:
-            from .pdebench import inspect_pdebench
-
-            return inspect_pdebench(path)
-        version = _check_schema(f, path)
-        dsets = _check_layout(f, path)
-        t = dsets["t"][()]
-        y = dsets["y"]
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"{path}: dataset 't' holds non-finite times; the file is damaged")
-        return {
-            "format": "attsolver",
-            "path": str(path),
-            "schema": SCHEMA,
-            "schema_version": version,
-            "created_by": _attr_str(f.attrs.get("created_by", "unknown")),
-            "system": _json_attr(f, "system", path),
-            "config": _json_attr(f, "config", path),
-            "noise_level": float(f.attrs["noise_level"]),
-            "shapes": {k: tuple(f[k].shape) for k in ("t", "y", "y_clean", "x") if k in f},
-            "dtype": str(y.dtype),
-            "time": _time_summary(t),
-            "has_clean": "y_clean" in f,
-            "stats": component_stats(y),
-        }

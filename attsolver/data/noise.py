@@ -3,11 +3,10 @@ with ``s`` the per-component standard deviation of the trajectory set."""
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
+
+from .._validate import nonnegative_number
 
 __all__ = ["add_noise", "component_std"]
 
@@ -36,9 +35,7 @@ def add_noise(y: Tensor, noise_level: float, *, generator: torch.Generator | Non
         ``y + sigma * s * eps``, a new tensor (``y.clone()`` when ``sigma == 0``, bit-identical
         to ``y``).
     """
-    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real) \
-            or not math.isfinite(noise_level) or noise_level < 0:
-        raise ValueError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
+    noise_level = nonnegative_number("noise_level", noise_level, type_error=False)
     if not isinstance(y, Tensor) or not y.is_floating_point():
         raise TypeError(f"y must be a floating-point tensor, got {getattr(y, 'dtype', type(y).__name__)}")
     if y.ndim < 3:

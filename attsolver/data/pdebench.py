@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from .._io import atomic_path
+from .._version import __version__
+from ..systems import make_system
 from .dataset import TrajectoryDataset
-from .generate import library_version
-from .h5 import _attr_str, _time_summary, component_stats, open_h5, write_sealed
+from .h5 import open_h5, write_sealed
 
-__all__ = ["read_pdebench", "write_pdebench", "inspect_pdebench", "PDEBENCH_DATASETS"]
+__all__ = ["read_pdebench", "write_pdebench", "PDEBENCH_DATASETS"]
 
 #: the dataset names of PDEBench's 1-D layout
 PDEBENCH_DATASETS = ("tensor", "x-coordinate", "t-coordinate")
@@ -185,7 +186,7 @@ def read_pdebench(path: str | os.PathLike, *, samples: int | slice | Any = None,
             else [int(i) for i in idx]
         ),
         "file_samples": int(shape[0]),
-        "attsolver_version": library_version(),
+        "attsolver_version": __version__,
     }
     y_t = torch.from_numpy(np.ascontiguousarray(y))
     x_t = torch.from_numpy(np.ascontiguousarray(x_raw))
@@ -203,8 +204,6 @@ def read_pdebench(path: str | os.PathLike, *, samples: int | slice | Any = None,
 def _burgers_config(*, nu: float, nx: int, length: float) -> dict[str, Any]:
     cfg = {"name": "burgers", "params": {"nu": nu, "nx": int(nx), "length": float(length)}}
     try:  # normalise through the system class (adds its other defaults) when it is available
-        from ..systems import make_system
-
         return make_system(**cfg).config()
     except Exception:  # noqa: BLE001 - a placeholder or differently-parametrised system
         return cfg
@@ -247,31 +246,3 @@ def write_pdebench(dataset: TrajectoryDataset, path: str | os.PathLike) -> Path:
             f.create_dataset("t-coordinate", data=t_coord)
             f.attrs["Nu"] = float(params["nu"]) * math.pi
     return path
-
-
-def inspect_pdebench(path: str | os.PathLike) -> dict[str, Any]:
-    """Summary of a PDEBench 1-D file for ``attsolver data info`` (values read in chunks)."""
-    path = Path(path)
-    with open_h5(path) as f:
-        shape, nt, nx = _check_layout(f, path)
-        try:
-            nu_file: float | None = _find_nu(f, path, None)
-        except ValueError:
-            nu_file = None
-        x = np.asarray(f["x-coordinate"][()], dtype=np.float64)
-        t = _snap_float32(f["t-coordinate"][()][:nt])
-        length = _domain_length(x, path)
-        attrs = {k: _attr_str(v) for k, v in f.attrs.items()}
-        return {
-            "format": "pdebench",
-            "path": str(path),
-            "pdebench_nu": nu_file,
-            "system": _burgers_config(nu=nu_file / math.pi, nx=nx, length=length) if nu_file else None,
-            "attrs": attrs,
-            "shapes": {k: tuple(f[k].shape) for k in PDEBENCH_DATASETS},
-            "dtype": str(f["tensor"].dtype),
-            "time": _time_summary(t),
-            "t_coordinate_extra": f["t-coordinate"].shape[0] == nt + 1,
-            "noise_level": 0.0,
-            "stats": component_stats(f["tensor"]),
-        }

@@ -1,6 +1,13 @@
 """Evaluation: ``compare`` (the verdict: does a corrector pay at equal accuracy?), its
-result type, and the metrics every comparison uses."""
+result type, and the metrics every comparison uses.
 
-from .comparison import CompareResult, compare
+``comparison`` (the ``compare`` orchestrator), ``contenders`` (the classical ladders from the
+method registry, the test set and its reference), ``metrics`` (every error and the
+equal-accuracy speed-up), ``timing``, ``lyapunov``, ``result`` (``CompareResult``, the verdict
+line, JSON) and ``plots``.
+"""
+
+from .comparison import compare
+from .result import CompareResult
 
 __all__ = ["compare", "CompareResult"]

@@ -10,25 +10,49 @@ error, never a silently small one.
 * :func:`mse`, :func:`relative_l2`, :func:`mape` — pointwise-in-time errors over a whole
   trajectory;
 * :func:`nrmse` — PDEBench's normalised RMSE, ``‖pred − true‖₂ / ‖true‖₂`` per sample and
-  time over space, averaged over time;
+  time over space, averaged over time (or per sample and time with ``reduce="none"``);
 * :func:`normalized_error` — ``e(t)``, the error in units of the attractor's spread, per
   time;
 * :func:`valid_prediction_time` — the first time ``e(t)`` exceeds a threshold, optionally
   in Lyapunov times;
 * :func:`blow_up` — which trajectories became non-finite or left a bounded region.
+
+What ``attsolver.compare`` and the ODE benchmark score with the functions above (one code
+path for both):
+
+* :func:`reference_scale`, :func:`blow_up_limit`, :func:`clamp_blow_ups` — the reference's
+  spread, the blow-up bound, and a prediction with its blow-ups clamped to that bound;
+* :func:`score_rollout` — every error of one rollout (relative L2 up to each of
+  :data:`HORIZONS`, MAPE, valid prediction time, blow-ups), averaged over the test set;
+* :func:`cost_at_accuracy` and :func:`speedups_at_equal_accuracy` — the cost at which the
+  classical work-precision front reaches an error, and the speed-up it implies.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._validate import one_of
+
 __all__ = [
     "mse", "relative_l2", "mape", "nrmse", "normalized_error", "valid_prediction_time", "blow_up",
-    "cost_at_accuracy",
+    "cost_at_accuracy", "HORIZONS", "reference_scale", "blow_up_limit", "clamp_blow_ups", "score_rollout",
+    "speedups_at_equal_accuracy", "BLOW_UP_FACTOR", "VPT_THRESHOLD", "MAPE_FLOOR",
 ]
+
+#: the error horizons reported: name -> fraction of the test horizon
+HORIZONS = (("err_q1", 0.25), ("err_q2", 0.5), ("err_full", 1.0))
+#: |y| beyond this multiple of the reference's scale counts as a blow-up
+BLOW_UP_FACTOR = 1e3
+#: the normalised error at which a prediction stops being valid (see :func:`valid_prediction_time`)
+VPT_THRESHOLD = 0.5
+#: MAPE's denominator is at least this fraction of each component's spread
+MAPE_FLOOR = 0.01
 
 
 def _check_pair(pred: Tensor, true: Tensor, min_dim: int = 2) -> None:
@@ -82,13 +106,22 @@ def mape(pred: Tensor, true: Tensor, *, floor: Tensor | float = 0.0) -> Tensor:
     return 100.0 * ratio.reshape(ratio.shape[0], -1).mean(dim=1)
 
 
-def nrmse(pred: Tensor, true: Tensor) -> Tensor:
+def nrmse(pred: Tensor, true: Tensor, *, reduce: str = "mean") -> Tensor:
     """PDEBench's nRMSE: ``‖pred(t) − true(t)‖₂ / ‖true(t)‖₂`` over the state (space) at each
-    time, averaged over time, per sample; inputs ``[batch, time, *state]``, result ``[batch]``."""
+    time, per sample; inputs ``[batch, time, *state]``, computed in float64.
+
+    Args:
+        reduce: ``"mean"``: averaged over time, result ``[batch]``; ``"none"``: one value per
+            sample and time, ``[batch, time]`` (the two leading axes are only carried along,
+            so a rollout in ``solve``'s layout ``[time, batch, *state]`` gives ``[time, batch]``;
+            average it as PDEBench does, over samples and times).
+    """
     _check_pair(pred, true, 3)
+    one_of("reduce", reduce, ("mean", "none"))
     p = pred.reshape(pred.shape[0], pred.shape[1], -1).to(torch.float64)
     t = true.reshape(true.shape[0], true.shape[1], -1).to(torch.float64)
-    return ((p - t).norm(dim=2) / t.norm(dim=2)).mean(dim=1)
+    e = (p - t).norm(dim=2) / t.norm(dim=2)
+    return e.mean(dim=1) if reduce == "mean" else e
 
 
 def normalized_error(pred: Tensor, true: Tensor, scale: Tensor | float) -> Tensor:
@@ -190,3 +223,100 @@ def cost_at_accuracy(errors, costs, target: float) -> tuple[float | None, str]:
     if len(front) >= 2:
         return along(front[-2], front[-1]), "extrapolated"
     return None, "unreached"
+
+
+# --------------------------------------------------------------------------- scoring a rollout
+
+
+def reference_scale(true: Tensor) -> Tensor:
+    """Per-component spread of a reference ``[batch, time, *state]``: the standard deviation
+    over batch and time, of the state's shape; a constant component gets the largest spread
+    (or 1 when every component is constant), so dividing by it is always defined."""
+    flat = true.reshape(-1, math.prod(true.shape[2:]))
+    scale = flat.std(dim=0, correction=0).reshape(true.shape[2:])
+    fill = float(scale.max()) if float(scale.max()) > 0 else 1.0
+    return torch.where(scale > 0, scale, torch.full_like(scale, fill))
+
+
+def blow_up_limit(reference: Tensor) -> float:
+    """The blow-up bound: ``1e3 x max(|mean| + std)`` of the reference's components."""
+    y = reference.reshape(-1, math.prod(reference.shape[2:])).to(torch.float64)
+    std, mean = y.std(dim=0, correction=0), y.mean(dim=0)
+    return BLOW_UP_FACTOR * float((mean.abs() + std).max())
+
+
+def clamp_blow_ups(pred: Tensor, limit: float) -> Tensor:
+    """``pred`` in float64 with NaN and values beyond ``±limit`` set to the bound, so that a
+    blow-up scores as a large error instead of a NaN."""
+    return torch.nan_to_num(pred.double(), nan=limit, posinf=limit, neginf=-limit).clamp(-limit, limit)
+
+
+def score_rollout(pred: Tensor, true: Tensor, t: Tensor, *, scale: Tensor, limit: float,
+                  lyapunov_exponent: float | None, match: str = "err_full") -> dict[str, Any]:
+    """Error metrics of a rollout against the reference, averaged over the test trajectories.
+
+    Args:
+        pred, true: ``[batch, time, *state]``; ``true[:, 0]`` is the initial state (exact for
+            every solver, left out of the errors).
+        t: the times ``[time]``.
+        scale: per-component spread of the reference (state shape), for MAPE's floor and
+            the valid prediction time.
+        limit: blow-up bound (:func:`blow_up_limit`); a blown-up value is clamped to it so a
+            blow-up scores as a large error, not a NaN.
+        lyapunov_exponent: valid prediction time in Lyapunov times when given (``vpt``),
+            else ``None`` (``vpt`` is then in time units and ``vpt_units`` says so).
+        match: the error used for "equal accuracy" (copied to ``err_match``).
+
+    Returns:
+        ``err_q1``, ``err_q2``, ``err_full`` (relative L2 up to ¼, ½, all of the horizon),
+        ``err_match``, ``mape`` (%), ``vpt``, ``blowup_rate`` and ``blowups`` (a count).
+    """
+    blown = blow_up(pred, limit)
+    p = clamp_blow_ups(pred, limit)
+    true = true.to(torch.float64)
+    nt = true.shape[1]
+    out: dict[str, Any] = {}
+    for name, frac in HORIZONS:
+        j = int(round(frac * (nt - 1))) + 1  # t_0 .. t_{frac T}; t_0 is exact for every solver
+        j = max(j, 2)
+        out[name] = float(relative_l2(p[:, 1:j], true[:, 1:j]).mean())
+    out["err_match"] = out[match]
+    out["mape"] = float(mape(p[:, 1:], true[:, 1:], floor=MAPE_FLOOR * scale).mean())
+    out["vpt"] = float(valid_prediction_time(p, true, t, scale, threshold=VPT_THRESHOLD,
+                                             lyapunov_exponent=lyapunov_exponent).mean())
+    out["blowup_rate"] = float(blown.double().mean())
+    out["blowups"] = int(blown.sum())
+    return out
+
+
+def speedups_at_equal_accuracy(entries: Sequence[dict[str, Any]], err: float, time_s: float,
+                               match: str) -> dict[str, Any]:
+    """Speed-up of a run with error ``err`` and wall time ``time_s`` at equal accuracy.
+
+    ``entries`` are the classical contenders (dicts with ``family``, ``label``, ``time_s``,
+    the ``match`` error and, for the same method refined (``family == "same"``), ``k``).
+    The cost at which a family reaches ``err`` is read off its work-precision front
+    (:func:`cost_at_accuracy`); the speed-up is that cost over ``time_s``.
+
+    Returns:
+        ``speedup_same`` (against the same method at ``h/k``) and its kind (interpolated,
+        extrapolated, cheapest = an upper bound, unreached), ``k_equiv`` (the refinement
+        that would match ``err``), ``speedup_best`` against every classical contender and
+        its kind, and ``best_classical_reaching``: the cheapest classical run at least as
+        accurate as ``err`` (``None`` when none is).
+    """
+    same = [e for e in entries if e["family"] == "same"]
+    errs = [e[match] for e in same]
+    t_same, kind_same = cost_at_accuracy(errs, [e["time_s"] for e in same], err)
+    k_equiv, _ = cost_at_accuracy(errs, [e["k"] for e in same], err)
+    t_best, kind_best = cost_at_accuracy([e[match] for e in entries], [e["time_s"] for e in entries], err)
+    reach = [e for e in entries if e[match] <= err]
+    best_label = min(reach, key=lambda e: e["time_s"])["label"] if reach else None
+    return {
+        "speedup_same": None if t_same is None else t_same / time_s,
+        "speedup_same_kind": kind_same,
+        "k_equiv": k_equiv,
+        "speedup_best": None if t_best is None else t_best / time_s,
+        "speedup_best_kind": kind_best,
+        "best_classical_reaching": best_label,
+    }

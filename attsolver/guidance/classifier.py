@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._extras import require
 from .ddpm import timestep_embedding
 from .latent import check_latent
 from .schedule import NoiseSchedule
@@ -143,8 +144,6 @@ class LogisticDirections:
         self.dim: int | None = None
 
     def fit(self, z: Tensor, labels: dict[str, Tensor]) -> "LogisticDirections":
-        from .._extras import require
-
         LogisticRegression = require("sklearn.linear_model", "LogisticDirections",
                                      "guidance").LogisticRegression
 

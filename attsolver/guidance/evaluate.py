@@ -12,7 +12,7 @@ def frechet_distance(a, b) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets ``[N, F]``, ``[M, F]``:
     ``|μ_a - μ_b|² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^{1/2})`` (the FID formula, here in whatever
     feature space the caller chooses)."""
-    from scipy import linalg
+    from scipy import linalg  # lazy: ~0.2 s to import, for this one metric of the guidance package
 
     a = np.asarray(a.detach().double() if isinstance(a, Tensor) else a, dtype=np.float64)
     b = np.asarray(b.detach().double() if isinstance(b, Tensor) else b, dtype=np.float64)

@@ -1,7 +1,10 @@
-"""Integration: the ``solve`` boundary (input checks, the step loop, the compiled loop,
-the error types). Built on ``steppers`` and ``systems``; sees a corrector only as a
-callable."""
+"""Integration: the ``solve`` boundary (:mod:`.boundary`), its input checks (:mod:`.checks`),
+the step plan and loops (:mod:`.loop`), the compiled loop (:mod:`.compiled`), the error types
+(:mod:`.errors`) and the cost of a solve (:mod:`.stats`). Built on ``steppers`` and
+``systems``; sees a corrector only as a callable."""
 
-from .boundary import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError, SolveStats, solve
+from .boundary import solve
+from .errors import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError
+from .stats import SolveStats
 
 __all__ = ["solve", "SolveStats", "NonFiniteSolutionError", "SolutionBoundError", "CoarseStepWarning"]

@@ -12,12 +12,12 @@ cap to rounding.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+from .._validate import positive_number
 
 __all__ = ["SpectralCap", "spectral_cap", "spectral_norm_of", "refresh_spectral_caps"]
 
@@ -34,8 +34,7 @@ class SpectralCap(nn.Module):
 
     def __init__(self, weight: Tensor, cap: float = 1.0, n_power_iterations: int = 1, eps: float = 1e-12):
         super().__init__()
-        if not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap > 0):
-            raise ValueError(f"lipschitz cap must be a positive finite number, got {cap!r}")
+        positive_number("lipschitz cap", cap)
         if weight.ndim < 2:
             raise ValueError(f"a spectral cap needs a weight of at least 2 dimensions, got {tuple(weight.shape)}")
         self.cap = float(cap)

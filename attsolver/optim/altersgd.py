@@ -52,13 +52,14 @@ saved and restored by ``state_dict()`` / ``load_state_dict()``.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+
+from .._validate import is_integer, is_real
 
 __all__ = ["AlterSGD", "TRIGGERS"]
 
@@ -68,7 +69,7 @@ _STATE_KEY = "altersgd"
 
 def _check_real(name: str, value: Any, *, low: float = 0.0, low_open: bool = False, high: float | None = None,
                 high_open: bool = True, hint: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+    if not is_real(value) or not math.isfinite(float(value)):
         raise TypeError(f"{name} must be a finite real number, got {value!r}")
     v = float(value)
     bad_low = v <= low if low_open else v < low
@@ -81,7 +82,8 @@ def _check_real(name: str, value: Any, *, low: float = 0.0, low_open: bool = Fal
 
 
 def _check_int(name: str, value: Any, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    # _validate.integer words low=1 as "a positive integer"; this optimiser's messages say ">= 1"
+    if not is_integer(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -197,7 +199,7 @@ class AlterSGD(Optimizer):
             if loss.numel() != 1:
                 raise ValueError(f"loss must be a scalar (one-element tensor), got shape {tuple(loss.shape)}")
             value = float(loss.detach())
-        elif isinstance(loss, numbers.Real) and not isinstance(loss, bool):
+        elif is_real(loss):
             value = float(loss)
         else:
             raise TypeError(f"loss must be a number or a one-element tensor, got {type(loss).__name__}")

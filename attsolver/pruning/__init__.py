@@ -19,6 +19,8 @@ The pruning mechanics (dependency graph, consistent channel removal) are torch-p
 
 import importlib
 
+from .._extras import require
+
 # Every name below needs torch-pruning (the `pruning` extra), so they load on first access:
 # `import attsolver.pruning` (and the `attsolver prune` parser) work without it, and the
 # first use of a name without it raises an ImportError naming `pip install 'attsolver[pruning]'`.
@@ -40,8 +42,6 @@ def __getattr__(name: str):
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .._extras import require
-
     require("torch_pruning", "attsolver.pruning", "pruning")
     # load every submodule first, then bind the names: importing a submodule sets the package
     # attribute of its own name, which would shadow the function `evolve` with the module

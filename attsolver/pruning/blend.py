@@ -40,7 +40,7 @@ def normalise_scores(scores: Tensor, method: str = "minmax") -> Tensor:
         return torch.zeros_like(s) if span <= 0 else (s - lo) / span
     if n == 1:
         return torch.zeros_like(s)
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy.stats takes ~0.6 s to import; only rank normalising needs it
 
     ranks = torch.from_numpy(rankdata(s.cpu().numpy(), method="average")).to(s)
     return (ranks - 1.0) / (n - 1)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import AppendLog
+from .._validate import integer, nonnegative_number, positive_int
 
 __all__ = ["evolve", "EvolutionResult"]
 
@@ -51,12 +52,6 @@ class EvolutionResult:
     evaluations: int = 0
     reused: int = 0
     wall_time_s: float = 0.0
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _project(v: np.ndarray) -> np.ndarray:
@@ -87,54 +82,32 @@ def evolve(fitness: Callable[[np.ndarray], float], n_params: int, *, population:
         log: optional JSON-lines file of evaluated candidates (resume / audit).
         progress: called with each generation's history record.
     """
-    n_params = _check_int("n_params", n_params, 1)
-    population = _check_int("population", population, 2)
-    generations = _check_int("generations", generations, 0)
-    tournament = _check_int("tournament", tournament, 1)
-    elite = _check_int("elite", elite, 0)
+    n_params = positive_int("n_params", n_params)
+    population = integer("population", population, low=2)
+    generations = integer("generations", generations, low=0)
+    tournament = positive_int("tournament", tournament)
+    elite = integer("elite", elite, low=0)
     if elite >= population:
         raise ValueError(f"elite must be smaller than population ({population}), got {elite}")
-    if not (isinstance(mutation_sigma, (int, float)) and math.isfinite(mutation_sigma) and mutation_sigma >= 0):
-        raise ValueError(f"mutation_sigma must be a finite number >= 0, got {mutation_sigma!r}")
+    nonnegative_number("mutation_sigma", mutation_sigma)
     if not (isinstance(crossover_rate, (int, float)) and 0.0 <= crossover_rate <= 1.0):
         raise ValueError(f"crossover_rate must lie in [0, 1], got {crossover_rate!r}")
     rng = np.random.default_rng(seed)
-    store = AppendLog(log) if log is not None else None
-    cache: dict[str, float] = {}
-    counts = {"reused": 0}
+    score = _MemoFitness(fitness, log)
     t0 = time.perf_counter()
-
-    def score(alpha: np.ndarray) -> float:
-        key = _key(alpha)
-        if key in cache:
-            return cache[key]
-        rec = store.get(key) if store is not None else None
-        if rec is not None:
-            value = float(rec["fitness"])
-            counts["reused"] += 1
-        else:
-            value = float(fitness(alpha.copy()))
-            if not math.isfinite(value):
-                raise ValueError(f"fitness returned {value} for alpha {alpha.tolist()}; it must be finite")
-            if store is not None:
-                store.add({"key": key, "alpha": alpha.tolist(), "fitness": value})
-        cache[key] = value
-        return value
-
-    def rounded(v: np.ndarray) -> np.ndarray:
-        # candidates are identified by their 6-decimal form; round once so the key is the value
-        return np.round(_project(v), 6)
-
     seeds_pop = [np.eye(n_params)[i] for i in range(n_params)]
     if n_params > 1:
         seeds_pop.append(np.full(n_params, 1.0 / n_params))
-    pop = [rounded(v) for v in seeds_pop[:population]]
+    pop = [_rounded(v) for v in seeds_pop[:population]]
     while len(pop) < population:
-        pop.append(rounded(rng.dirichlet(np.ones(n_params))))
+        pop.append(_rounded(rng.dirichlet(np.ones(n_params))))
     fit = [score(a) for a in pop]
     result = EvolutionResult(best=pop[0], best_fitness=-math.inf)
-
-    def record(gen: int) -> None:
+    for gen in range(generations + 1):
+        if gen > 0:
+            pop = _next_generation(pop, fit, rng, elite=elite, tournament=tournament,
+                                   crossover_rate=crossover_rate, mutation_sigma=mutation_sigma)
+            fit = [score(a) for a in pop]
         i = int(np.argmax(fit))
         if fit[i] > result.best_fitness:
             result.best, result.best_fitness = pop[i].copy(), fit[i]
@@ -143,29 +116,65 @@ def evolve(fitness: Callable[[np.ndarray], float], n_params: int, *, population:
         result.history.append(rec)
         if progress is not None:
             progress(rec)
-
-    record(0)
-    for gen in range(1, generations + 1):
-        order = np.argsort(-np.asarray(fit), kind="stable")
-        children = [pop[i].copy() for i in order[:elite]]
-
-        def pick() -> np.ndarray:
-            idx = rng.integers(0, population, size=tournament)
-            return pop[int(max(idx, key=lambda i: fit[i]))]
-
-        while len(children) < population:
-            a, b = pick(), pick()
-            if rng.random() < crossover_rate:
-                w = rng.random()
-                child = w * a + (1.0 - w) * b
-            else:
-                child = a.copy()
-            child = child + rng.normal(0.0, mutation_sigma, size=n_params)
-            children.append(rounded(child))
-        pop = children
-        fit = [score(a) for a in pop]
-        record(gen)
-    result.evaluations = len(cache)
-    result.reused = counts["reused"]
+    result.evaluations = len(score.cache)
+    result.reused = score.reused
     result.wall_time_s = time.perf_counter() - t0
     return result
+
+
+def _rounded(v: np.ndarray) -> np.ndarray:
+    # candidates are identified by their 6-decimal form; round once so the key is the value
+    return np.round(_project(v), 6)
+
+
+class _MemoFitness:
+    """``fitness(α)``, each candidate evaluated once: remembered by its key, replayed from the
+    log of an earlier run, and appended to the log when new."""
+
+    def __init__(self, fitness: Callable[[np.ndarray], float], log: str | Path | None):
+        self.fitness = fitness
+        self.store = AppendLog(log) if log is not None else None
+        self.cache: dict[str, float] = {}
+        self.reused = 0
+
+    def __call__(self, alpha: np.ndarray) -> float:
+        key = _key(alpha)
+        if key in self.cache:
+            return self.cache[key]
+        rec = self.store.get(key) if self.store is not None else None
+        if rec is not None:
+            value = float(rec["fitness"])
+            self.reused += 1
+        else:
+            value = float(self.fitness(alpha.copy()))
+            if not math.isfinite(value):
+                raise ValueError(f"fitness returned {value} for alpha {alpha.tolist()}; it must be finite")
+            if self.store is not None:
+                self.store.add({"key": key, "alpha": alpha.tolist(), "fitness": value})
+        self.cache[key] = value
+        return value
+
+
+def _next_generation(pop: list[np.ndarray], fit: list[float], rng: np.random.Generator, *, elite: int,
+                     tournament: int, crossover_rate: float, mutation_sigma: float) -> list[np.ndarray]:
+    """The ``elite`` fittest unchanged, then children of tournament-picked parents: a random
+    convex mix of two (with probability ``crossover_rate``) or a copy of one, plus Gaussian
+    noise, projected onto the simplex."""
+    population, n_params = len(pop), len(pop[0])
+    order = np.argsort(-np.asarray(fit), kind="stable")
+    children = [pop[i].copy() for i in order[:elite]]
+
+    def pick() -> np.ndarray:
+        idx = rng.integers(0, population, size=tournament)
+        return pop[int(max(idx, key=lambda i: fit[i]))]
+
+    while len(children) < population:
+        a, b = pick(), pick()
+        if rng.random() < crossover_rate:
+            w = rng.random()
+            child = w * a + (1.0 - w) * b
+        else:
+            child = a.copy()
+        child = child + rng.normal(0.0, mutation_sigma, size=n_params)
+        children.append(_rounded(child))
+    return children

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .._io import load_checkpoint, save_checkpoint
+from ..vision.resnet import CifarResNet
 
 __all__ = ["save_pruned_model", "load_pruned_model", "PRUNED_FORMAT"]
 
@@ -86,8 +87,6 @@ def load_pruned_model(path: str | Path) -> nn.Module:
         ValueError: not a pruned-model file, or the rebuilt network does not reproduce the
             saved probe output.
     """
-    from ..vision.resnet import CifarResNet
-
     ckpt = load_checkpoint(path, what="pruned model", check=_check)
     if ckpt["class"] != CifarResNet.__name__:
         raise ValueError(f"{path} holds a {ckpt['class']}; only CifarResNet can be rebuilt")

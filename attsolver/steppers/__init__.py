@@ -8,7 +8,8 @@ from .tableau import TABLEAUS, ButcherTableau
 for _tab in TABLEAUS.values():
     register_method(MethodSpec(
         name=_tab.name, kind="fixed", order=_tab.order, description=_tab.description,
-        build=(lambda f, y0, _t=_tab: ExplicitRK(f, _t)), options=FIXED_OPTIONS,
+        build=(lambda f, y0, _t=_tab, **options: ExplicitRK(f, _t, **options)), options=FIXED_OPTIONS,
+        ladders=("steps",) if _tab.name == "rk4" else (), default_for=("any",) if _tab.name == "rk4" else (),
     ))
 
 from . import adaptive  # noqa: E402,F401  (registers dopri5/dopri8/scipy_*)

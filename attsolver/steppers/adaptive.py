@@ -40,7 +40,7 @@ class StepSizeUnderflow(FloatingPointError):
 
 def _torchdiffeq_runner(name: str):
     def run(f, y0, t, options):
-        import torchdiffeq
+        import torchdiffeq  # heavy (~0.8 s, it loads SciPy): only an adaptive solve pays for it
 
         opts = dict(options)
         rtol = opts.pop("rtol", DEFAULT_RTOL)
@@ -79,7 +79,7 @@ def _torchdiffeq_runner(name: str):
 
 def _scipy_runner(scipy_name: str):
     def run(f, y0, t, options):
-        from scipy.integrate import solve_ivp
+        from scipy.integrate import solve_ivp  # heavy (~1 s): only a SciPy solve pays for it
 
         opts = dict(options)
         rtol = opts.pop("rtol", DEFAULT_RTOL)
@@ -147,6 +147,7 @@ for _name, _desc in (("dopri5", "Dormand–Prince 5(4), adaptive (torchdiffeq)")
         name=_name, kind="adaptive", order=int(_name[-1]), description=_desc,
         run=_torchdiffeq_runner(_name),
         options=frozenset({"rtol", "atol", "check_finite"}) | _TORCHDIFFEQ_PASSTHROUGH,
+        ladders=("tolerance",) if _name == "dopri5" else (),
     ))
 
 for _name, _scipy, _order, _desc in (

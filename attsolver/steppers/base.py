@@ -13,16 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Stepper"]
+__all__ = ["Stepper", "ExplicitRK"]
 
 
 class Stepper:
     """Base class for fixed-step integrators.
 
-    Subclasses set :attr:`order` and :attr:`nodes` and implement :meth:`step`.
+    Subclasses set :attr:`order` and :attr:`nodes` and implement :meth:`step`.  The class
+    attributes and methods below declare every capability the loops of
+    :mod:`attsolver.integrate` use, each with the default a plain stepper gets; a subclass
+    overrides what it can do, at class level or in its constructor.  A stepper is
+    configured when it is built (constructor arguments), never changed afterwards.
+
+    Args:
+        f: the right-hand side ``f(t, y)`` (or the system) the stepper advances.
+        fast_path: allow :attr:`fast_path` where the stepper has one.  ``solve`` passes
+            ``False`` for a corrected solve, so that every step runs the same arithmetic.
+            Steppers without a fast path accept it and have none either way.
 
     Attributes:
         order: classical order ``p`` of the method (global error ``O(h^p)``).
@@ -33,7 +44,24 @@ class Stepper:
     order: int
     nodes: tuple[float, ...]
 
-    def __init__(self, f: Callable[[Tensor, Tensor], Tensor]):
+    #: steps may take a faster arithmetic that equals the reference one to round-off, not
+    #: bit for bit (the spectral steppers' NumPy path); ``False`` when built with
+    #: ``fast_path=False``
+    fast_path: bool = False
+    #: :meth:`step` reads its stage times ``ts``; ``False`` (``f`` ignores ``t``) lets the
+    #: uncorrected loop pass one list of times to every step instead of making new ones
+    needs_times: bool = True
+    #: :meth:`step` takes ``into=out`` and writes the new state into ``out`` (the eager loop
+    #: passes the result's row when a step ends an output interval: each output written once)
+    writes_into: bool = False
+    #: gradients with respect to ``t`` flow through :meth:`step_for_compile` with a tensor
+    #: ``h``; ``False``: ``solve`` refuses a ``t`` that requires grad
+    time_differentiable: bool = False
+    #: ``torch.compile`` makes the loop faster; ``False``: ``options={"compile": True}``
+    #: runs the eager loop with a warning instead of paying for a compilation
+    compile_helps: bool = True
+
+    def __init__(self, f: Callable[[Tensor, Tensor], Tensor], *, fast_path: bool = True):
         self.f = f
 
     def to_state(self, y: Tensor) -> Tensor:
@@ -47,6 +75,22 @@ class Stepper:
     def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
         """Advance ``state`` from ``ts[0]`` by ``h``; ``ts[i] = t_n + nodes[i] * h``."""
         raise NotImplementedError
+
+    def step_for_compile(self, ts: Sequence[Tensor], state: Tensor, h: float | Tensor) -> Tensor:
+        """:meth:`step` as handed to ``torch.compile`` and, with a tensor ``h``, to the loop
+        whose times carry gradients (default: :meth:`step` itself)."""
+        return self.step(ts, state, h)
+
+    def fast_loop(self, y0: Tensor, n_sub: np.ndarray, h_int: np.ndarray) -> Tensor | None:
+        """The whole uncorrected solve in one call, ``[len(n_sub) + 1, *y0.shape]``, or
+        ``None`` where the stepper has no such loop (the default) and the generic loop runs.
+
+        Args:
+            y0: the initial state.
+            n_sub: steps per output interval (int64, each >= 1).
+            h_int: the signed step in each interval (float64).
+        """
+        return None
 
     def increment(self, ts: Sequence[Tensor], y: Tensor, h: float) -> Tensor:
         """The classical increment ``h * Phi(t_n, y_n; h)`` in physical space."""
@@ -125,10 +169,15 @@ class ExplicitRK(Stepper):
 
     Zero tableau entries are skipped, so classic RK4 costs four evaluations of ``f`` and
     seven fused ``add`` kernels per step, issued from generated straight-line code.
+
+    Args:
+        f: the right-hand side ``f(t, y)``.
+        tableau: the method.
+        fast_path: accepted like every stepper's; an explicit RK step has one arithmetic.
     """
 
-    def __init__(self, f, tableau):
-        super().__init__(f)
+    def __init__(self, f, tableau, *, fast_path: bool = True):
+        super().__init__(f, fast_path=fast_path)
         self.tableau = tableau
         self.order = tableau.order
         self.nodes = tableau.c

@@ -55,7 +55,7 @@ from .base import Stepper
 from .registry import FIXED_OPTIONS, MethodSpec, register_method
 
 __all__ = ["ETDRK4", "IFRK4", "ETDRK4Coefficients", "etdrk4_coefficients", "SpectralSystem",
-           "NonlinearOp"]
+           "is_spectral_system", "NonlinearOp"]
 
 #: ``(t, u_hat) -> N_hat``: the dealiased nonlinear term on the ``rfftn`` modes.
 NonlinearOp = Callable[[Tensor, Tensor], Tensor]
@@ -84,6 +84,14 @@ class SpectralSystem(Protocol):
     def linear_symbol(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor: ...
 
     def nonlinear_op(self, dtype: torch.dtype = torch.float64, device=None) -> NonlinearOp: ...
+
+
+def is_spectral_system(obj: object) -> bool:
+    """Whether ``obj`` is a :class:`SpectralSystem` (it has ``grid_shape``, ``linear_symbol``
+    and ``nonlinear_op``): the spectral methods can step it, and its ``f`` runs FFTs on
+    complex coefficients.  The one test of this kind in the package."""
+    return isinstance(obj, SpectralSystem)
+
 
 #: points of the Kassam–Trefethen contour (on the upper half circle when L is real).
 CONTOUR_POINTS = 16
@@ -202,8 +210,8 @@ class _SpectralStepper(Stepper):
     #: CPU) generates no code for complex arithmetic, so the compiled step was 2-3x slower.
     compile_helps = False
 
-    def __init__(self, system: SpectralSystem, y0: Tensor):
-        super().__init__(system)
+    def __init__(self, system: SpectralSystem, y0: Tensor, *, fast_path: bool = True):
+        super().__init__(system, fast_path=fast_path)
         self.grid_shape = tuple(int(n) for n in system.grid_shape)
         self.nx = self.grid_shape[-1]
         # the spatial dims are the trailing len(grid_shape) ones: rfft in 1-D, rfft2 in 2-D
@@ -220,9 +228,9 @@ class _SpectralStepper(Stepper):
         # The fast path (see ``_quadratic_parts``): float64 fields on the CPU of a 1-D system
         # whose nonlinear term is ``g * rfft(irfft(mask * v)^2)``, run on NumPy arrays.
         self._quadratic = _quadratic_parts(system, y0)
-        #: whether steps may take the NumPy fast path where it applies (``solve`` turns it
-        #: off for a corrected solve, so that every step runs the same arithmetic).
-        self.fast_path = self._quadratic is not None
+        #: whether steps may take the NumPy fast path where it applies (``solve`` builds the
+        #: stepper of a corrected solve without it, so that every step runs one arithmetic)
+        self.fast_path = fast_path and self._quadratic is not None
         #: ``False`` when ``N`` ignores ``t`` (the declared autonomous advection term), so
         #: ``solve`` may pass the same stage times to every step instead of making new ones.
         self.needs_times = self._quadratic is None
@@ -366,6 +374,7 @@ def _pocketfft_gufuncs():
     return exactly what ``np.fft.rfft``/``irfft`` return; otherwise the public functions run.
     """
     try:
+        # NumPy's private module, absent from some versions: looked up (and checked) here, once
         from numpy.fft import _pocketfft_umath as pfu
 
         fwd_even, fwd_odd, inv = pfu.rfft_n_even, pfu.rfft_n_odd, pfu.irfft
@@ -430,6 +439,7 @@ class ETDRK4(_SpectralStepper):
         system: the PDE (a :class:`SpectralSystem`, e.g. an :class:`attsolver.SemilinearPDE`).
         y0: an initial field ``[..., *grid_shape]`` fixing the dtype and device of the
             coefficients.
+        fast_path: allow the NumPy fast path where it applies (see :attr:`fast_path`).
     """
 
     def _compute(self, h):
@@ -507,6 +517,7 @@ class IFRK4(_SpectralStepper):
         system: the PDE (a :class:`SpectralSystem`, e.g. an :class:`attsolver.SemilinearPDE`).
         y0: an initial field ``[..., *grid_shape]`` fixing the dtype and device of the
             coefficients.
+        fast_path: allow the NumPy fast path where it applies (see :attr:`fast_path`).
     """
 
     def _compute(self, h):
@@ -568,8 +579,8 @@ _NEEDS = ("a SemilinearPDE system (e.g. attsolver.systems.Burgers, or the 2-D "
 
 
 def _builder(cls: type[_SpectralStepper], method: str):
-    def build(f, y0: Tensor) -> _SpectralStepper:
-        if not isinstance(f, SpectralSystem):
+    def build(f, y0: Tensor, **options) -> _SpectralStepper:
+        if not is_spectral_system(f):
             raise TypeError(
                 f"method {method!r} needs f to be {_NEEDS} that exposes its Fourier-diagonal "
                 f"linear part, got {type(f).__name__}; for a plain f(t, y) use an explicit "
@@ -591,7 +602,7 @@ def _builder(cls: type[_SpectralStepper], method: str):
                 f"{tuple(y0.shape)}; sample it with system.sample_initial(n) or build the "
                 "system with a matching grid"
             )
-        return cls(f, y0)
+        return cls(f, y0, **options)
 
     return build
 
@@ -601,9 +612,11 @@ register_method(MethodSpec(
     description="exponential time differencing RK4 (Cox–Matthews; Kassam–Trefethen contour "
                 "coefficients) for periodic semilinear PDEs",
     build=_builder(ETDRK4, "etdrk4"), options=FIXED_OPTIONS, needs=_NEEDS,
+    applies_to="semilinear", ladders=("steps",), default_for=("semilinear",),
 ))
 register_method(MethodSpec(
     name="ifrk4", kind="fixed", order=4,
     description="integrating-factor RK4 for periodic semilinear PDEs",
     build=_builder(IFRK4, "ifrk4"), options=FIXED_OPTIONS, needs=_NEEDS,
+    applies_to="semilinear", ladders=("steps",),
 ))

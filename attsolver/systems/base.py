@@ -3,7 +3,8 @@
 A system is a small dataclass: its fields are the physical parameters (with the usual
 defaults), ``__call__(t, y)`` is the right-hand side ``dy/dt`` in torchdiffeq's convention
 (batch dimensions first, state last), and :meth:`sample_initial` draws initial
-conditions.  ``config()`` is a JSON-serialisable description that data files record.
+conditions.  ``config()`` is a JSON-serialisable description that data files record, and
+``run_defaults`` (a :class:`RunDefaults`) says how its reference data are made by default.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["System", "Lattice", "register_system", "make_system", "list_systems"]
+__all__ = ["System", "Lattice", "RunDefaults", "register_system", "make_system", "list_systems", "system_class",
+           "registered_systems"]
 
 
 def real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -55,7 +57,7 @@ class CachedConstants:
 class Lattice:
     """Where a system's state components sit on a 1-D lattice (a ring or a chain of sites).
 
-    The weight-shared local correctors (:mod:`attsolver.correctors.local`) read it to apply
+    The weight-shared local correctors (:mod:`attsolver.correctors.layouts.lattice`) read it to apply
     one small network at every site.  Along state axis ``axis`` the components form
     ``blocks`` consecutive blocks of equal length, one per channel (the spring chain's
     ``(p_1..p_n, q_1..q_n)``: 2 blocks of ``n`` sites); ``periodic`` says whether the last
@@ -67,6 +69,33 @@ class Lattice:
     blocks: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class RunDefaults:
+    """How a system's reference data are made unless the caller says otherwise: the output
+    grid ``t = 0, dt, ..., t_final``, the spin-up and the reference step ``dt / refine``.
+
+    Read by ``attsolver data generate NAME`` (each value a flag overrides) and by
+    :func:`attsolver.data.generate_trajectories` when it is given no output grid.
+
+    Attributes:
+        dt: output interval, in the system's time units; ``None``: no default output grid
+            (the caller must give ``dt`` and ``t_final``).
+        t_final: last output time, a whole multiple of ``dt``; ``None`` with ``dt``.
+        spin_up: time integrated and discarded before ``t = 0`` (chaotic systems: onto the
+            attractor).
+        refine: reference steps per output interval for fixed-step methods.
+    """
+
+    dt: float | None = None
+    t_final: float | None = None
+    spin_up: float = 0.0
+    refine: int = 20
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"dt": ..., "t_final": ..., "spin_up": ..., "refine": ...}``."""
+        return dataclasses.asdict(self)
+
+
 class System:
     """Base class for a differential equation ``dy/dt = f(t, y)``.
 
@@ -75,12 +104,19 @@ class System:
         lyapunov_exponent: largest Lyapunov exponent of the default parameters for chaotic
             systems (used for valid-prediction times in Lyapunov units), else ``None``.
         lattice: a :class:`Lattice` if the state's components are sites of a 1-D lattice.
+        run_defaults: a :class:`RunDefaults`; the default has no output grid, no spin-up and
+            20 reference steps per output interval.
     """
 
     name: ClassVar[str]
     lyapunov_exponent: ClassVar[float | None] = None
     #: the state's lattice (for local correctors), ``None`` if its components are not sites of one
     lattice: ClassVar[Lattice | None] = None
+    #: whether ``f`` ignores ``t`` (``fit`` then steps windows that start at different times in
+    #: one batch); a subclass whose ``f`` reads ``t`` (a forcing) sets it to ``False``
+    autonomous: ClassVar[bool] = True
+    #: how reference data are made by default (output grid, spin-up, reference step)
+    run_defaults: ClassVar[RunDefaults] = RunDefaults()
 
     @property
     def state_shape(self) -> tuple[int, ...]:
@@ -130,16 +166,26 @@ def list_systems(pattern: str = "*") -> list[str]:
     return sorted(n for n in _SYSTEMS if fnmatch.fnmatchcase(n, pattern))
 
 
+def registered_systems() -> dict[str, type[System]]:
+    """The registered classes by name, in the order they were registered (a copy)."""
+    return dict(_SYSTEMS)
+
+
+def system_class(name: str) -> type[System]:
+    """The class registered as ``name``; ``ValueError`` listing the valid names otherwise."""
+    try:
+        return _SYSTEMS[name]
+    except KeyError:
+        raise ValueError(f"unknown system {name!r}; choose one of: {', '.join(list_systems())}") from None
+
+
 def make_system(name: str, params: dict[str, Any] | None = None, **kwargs: Any) -> System:
     """Build a registered system, e.g. ``make_system("lorenz96", N=40, F=8.0)``.
 
     ``make_system(**system.config())`` round-trips.  Unknown names or parameters raise
     ``ValueError`` listing the valid ones.
     """
-    try:
-        cls = _SYSTEMS[name]
-    except KeyError:
-        raise ValueError(f"unknown system {name!r}; choose one of: {', '.join(list_systems())}") from None
+    cls = system_class(name)
     kw = dict(params or {}, **kwargs)
     valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     bad = set(kw) - valid

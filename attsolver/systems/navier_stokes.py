@@ -35,19 +35,20 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from .._validate import is_integer, nonnegative_number, positive_number
 from .base import CachedConstants, System, real_dtype, register_system
+from .grid import MIN_POINTS
 
-__all__ = ["NavierStokes2D", "NavierStokes2DFD", "spectral_restrict", "energy_spectrum"]
+__all__ = ["NavierStokes2D", "NavierStokes2DFD", "energy_spectrum"]
 
 #: smallest grid: the 2/3 rule keeps ``3|m| < n``, i.e. |m| <= 5 at n = 16.
-MIN_N = 16
+MIN_N = MIN_POINTS
 LENGTH = 2.0 * math.pi
 
 
@@ -56,28 +57,6 @@ def _wavenumbers(n: int, dtype=torch.float64, device=None) -> tuple[Tensor, Tens
     ky = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)[:, None]
     kx = torch.arange(n // 2 + 1, dtype=torch.float64)[None, :]
     return ky.to(dtype=dtype, device=device), kx.to(dtype=dtype, device=device)
-
-
-def spectral_restrict(w: Tensor, n: int) -> Tensor:
-    """Restrict a periodic field ``[..., N, N]`` to ``[..., n, n]`` by spectral cut-off.
-
-    Keeps the Fourier modes ``|k_x|, |k_y| < n / 2`` (the coarse grid's Nyquist mode is
-    dropped, it cannot be represented symmetrically) and samples the truncated series on
-    the coarse grid.  For ``n == N`` the field is returned unchanged.
-    """
-    big = w.shape[-1]
-    if w.shape[-2] != big or n > big or n % 2 or big % 2:
-        raise ValueError(f"spectral_restrict: need an even square field [..., N, N] and an even n <= N, "
-                         f"got shape {tuple(w.shape)} and n={n}")
-    if n == big:
-        return w
-    w_hat = torch.fft.rfft2(w)
-    h = n // 2
-    top, bottom = w_hat[..., :h, :h], w_hat[..., big - h + 1:, :h]
-    zero_row = torch.zeros_like(w_hat[..., :1, :h])
-    coarse = torch.cat([top, zero_row, bottom], dim=-2)
-    coarse = torch.cat([coarse, torch.zeros_like(coarse[..., :1])], dim=-1)
-    return torch.fft.irfft2(coarse, s=(n, n)) * (n / big) ** 2
 
 
 def energy_spectrum(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,15 +92,6 @@ class _Constants(NamedTuple):
     iky: Tensor  # [n, 1] complex i k_y
 
 
-def _check_positive(name: str, what: str, value: Any, *, allow_zero: bool = False) -> float:
-    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-          and (value >= 0 if allow_zero else value > 0))
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}: {what} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
 class _Vorticity2D(CachedConstants, System):
     """Shared parameters, validation, grid, forcing and diagnostics of the two discretisations."""
 
@@ -133,19 +103,20 @@ class _Vorticity2D(CachedConstants, System):
 
     def _validate(self) -> None:
         n = self.n
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < MIN_N or n % 2:
+        if not is_integer(n) or n < MIN_N or n % 2:
             raise ValueError(
                 f"{self.name}: n must be an even integer >= {MIN_N} (grid points per side of the "
                 f"square), got {n!r}; the 2/3 rule keeps |m| < n/3 and the real-FFT layout needs an "
                 "even grid — use e.g. n=32, 64, 128 or 256"
             )
         object.__setattr__(self, "n", int(n))
-        object.__setattr__(self, "nu", _check_positive(self.name, "nu (the kinematic viscosity)", self.nu))
-        object.__setattr__(self, "drag", _check_positive(self.name, "drag (the linear drag alpha)",
-                                                         self.drag, allow_zero=True))
+        nu = positive_number(f"{self.name}: nu (the kinematic viscosity)", self.nu, type_error=False)
+        drag = nonnegative_number(f"{self.name}: drag (the linear drag alpha)", self.drag, type_error=False)
+        object.__setattr__(self, "nu", nu)
+        object.__setattr__(self, "drag", drag)
         object.__setattr__(self, "forcing_amplitude", float(self.forcing_amplitude))
         k = self.forcing_wavenumber
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0 or 3 * k >= self.n:
+        if not is_integer(k) or k < 0 or 3 * k >= self.n:
             raise ValueError(
                 f"{self.name}: forcing_wavenumber must be an integer with 0 <= k < n/3 = {self.n / 3:.4g} "
                 f"(resolved by the grid), got {k!r}; use a larger n or a smaller k (Kochkov: k=4)"
@@ -191,7 +162,7 @@ class _Vorticity2D(CachedConstants, System):
             raise ValueError(
                 f"{self.name}: {arg} must end in the square grid ({self.n}, {self.n}), got shape "
                 f"{tuple(w.shape)}; only square periodic domains are supported — sample fields with "
-                "system.sample_initial(m) or restrict a fine field with spectral_restrict(w, n)"
+                "system.sample_initial(m) or restrict a fine field with attsolver.systems.grid.restrict_2d(w, n)"
             )
 
     def sample_initial(self, m: int, *, generator: torch.Generator | None = None,

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Lattice, System, register_system
+from .._validate import positive_finite
+from .base import Lattice, RunDefaults, System, register_system
 
 __all__ = ["Lorenz63", "Lorenz96", "SpringChain", "ElasticPendulum", "LinearSystem"]
 
 
 def _positive(name: str, **values: float) -> None:
+    """Check each parameter (the values are kept as given: ``config()`` records them)."""
     for k, v in values.items():
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name}: parameter {k} must be a positive finite number, got {v!r}")
+        positive_finite(f"{name}: parameter {k}", v, type_error=False)
 
 
 @register_system
@@ -34,6 +35,7 @@ class Lorenz63(System):
     beta: float = 8.0 / 3.0
     name = "lorenz63"
     lyapunov_exponent = 0.906
+    run_defaults = RunDefaults(dt=0.01, t_final=10.0, spin_up=10.0, refine=20)
 
     def __post_init__(self):
         _positive(self.name, sigma=self.sigma, beta=self.beta)
@@ -66,6 +68,7 @@ class Lorenz96(System):
     F: float = 8.0
     name = "lorenz96"
     lyapunov_exponent = 1.68
+    run_defaults = RunDefaults(dt=0.05, t_final=10.0, spin_up=5.0, refine=20)
     lattice = Lattice(axis=-1, periodic=True)  # a ring of N sites, one channel
 
     def __post_init__(self):
@@ -104,6 +107,7 @@ class SpringChain(System):
     masses: float | tuple[float, ...] = 1.0
     stiffness: float | tuple[float, ...] = 1.0
     name = "spring_chain"
+    run_defaults = RunDefaults(dt=0.2, t_final=20.0, spin_up=0.0, refine=20)
     lattice = Lattice(axis=-1, periodic=False, blocks=2)  # n sites with (p, q) channels, walls at both ends
 
     def __post_init__(self):
@@ -164,6 +168,7 @@ class ElasticPendulum(System):
     m: float = 1.0
     rest_length: float = 1.0
     name = "elastic_pendulum"
+    run_defaults = RunDefaults(dt=0.1, t_final=10.0, spin_up=0.0, refine=20)
 
     def __post_init__(self):
         _positive(self.name, g=self.g, k=self.k, m=self.m, rest_length=self.rest_length)
@@ -204,6 +209,7 @@ class LinearSystem(System):
 
     A: tuple[tuple[float, ...], ...] = ((-0.1, 2.0), (-2.0, -0.1))
     name = "linear"
+    run_defaults = RunDefaults(dt=0.1, t_final=10.0, spin_up=0.0, refine=20)
 
     def __post_init__(self):
         rows = tuple(tuple(float(x) for x in r) for r in self.A)

@@ -1,6 +1,12 @@
-"""Training a corrector: ``fit`` (targets through the integrator, checkpoint / resume,
-distributed data parallel, the end-of-fit check) and its history."""
+"""Training a corrector: ``fit`` (:mod:`.trainer`) and what it returns (:mod:`.history`).
 
-from .trainer import FitCheckWarning, FitHistory, NonFiniteLossError, fit
+One module per role: :mod:`.arguments` (the boundary's checks), :mod:`.schedule` (the window
+length of each epoch), :mod:`.targets` (the classical steps through ``solve``, samples, batches),
+:mod:`.loop` (the epochs), :mod:`.checkpoint` (write / resume), :mod:`.distributed` (DDP) and
+:mod:`.check` (the end-of-fit check).
+"""
+
+from .history import FitCheckWarning, FitHistory, NonFiniteLossError
+from .trainer import fit
 
 __all__ = ["fit", "FitHistory", "NonFiniteLossError", "FitCheckWarning"]

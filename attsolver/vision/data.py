@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._extras import require
+
 __all__ = ["ImageData", "load_cifar", "load_digits", "synthetic_images", "load_image_data", "DATASETS"]
 
 DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
@@ -193,8 +195,6 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ImageData:
     scikit-learn, no download), as ``[N, 1, 8, 8]`` floats in [0, 1].  The split is
     stratified and fixed by ``seed`` (359 test images for the default 0.2).  Horizontal flips
     change a digit's meaning, so ``flip=False``."""
-    from .._extras import require
-
     _sk_digits = require("sklearn.datasets", "the digits data set", "vision").load_digits
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")

@@ -37,7 +37,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +48,17 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._io import AppendLog, load_checkpoint, save_checkpoint
+from .._validate import is_integer, positive_int
 from .data import ImageData
 from .resnet import CifarResNet, check_connection, connection_key
 from .train import augment_batch, default_milestones, lr_at
 
 __all__ = ["holdout_split", "sample_mask", "train_supernet", "SupernetHistory", "evaluate_mask",
            "measure_latency", "MaskEvaluator", "make_reward", "MaskPolicy", "SearchResult",
-           "reinforce_search", "random_search", "random_masks_like", "save_supernet", "load_supernet"]
+           "reinforce_search", "random_search", "random_masks_like", "save_supernet", "load_supernet",
+           "check_budget"]
 
 Mask = tuple[int, ...]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _probability(name: str, value: Any) -> float:
@@ -125,8 +121,6 @@ SUPERNET_FORMAT = "attsolver-vision-supernet"
 def save_supernet(path: str | Path, model: CifarResNet, history: SupernetHistory | None = None) -> Path:
     """Write a trained supernet (config, weights, training history) atomically, with a checksum
     that :func:`load_supernet` verifies."""
-    from dataclasses import asdict
-
     payload = {"format": SUPERNET_FORMAT, "config": model.config(),
                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "history": asdict(history) if history is not None else None}
@@ -169,8 +163,8 @@ def train_supernet(model: CifarResNet, data: ImageData, *, epochs: int, p: float
     if not isinstance(model, CifarResNet):
         raise TypeError(f"model must be a CifarResNet, got {type(model).__name__}")
     check_connection((1,) * model.num_blocks, model.num_blocks, model.attention_spec)  # has maskable attention
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
+    epochs = positive_int("epochs", epochs)
+    batch_size = positive_int("batch_size", batch_size)
     p = _probability("p", p)
     if model.in_channels != data.in_channels:
         raise ValueError(f"the model takes {model.in_channels}-channel images but {data.name} has {data.in_channels}")
@@ -260,7 +254,7 @@ def measure_latency(model: nn.Module, x: Tensor, connection=None, *, repeats: in
     (``None``: the model's own): the ``"median"`` or the ``"min"`` (the least disturbed by
     other processes on a shared machine) over ``repeats`` forwards.  For ratios, measure the
     contenders in one run."""
-    repeats = _positive_int("repeats", repeats)
+    repeats = positive_int("repeats", repeats)
     if statistic not in ("median", "min"):
         raise ValueError(f"statistic must be 'median' or 'min', got {statistic!r}")
     was_training = model.training
@@ -312,8 +306,8 @@ class MaskEvaluator:
                  latency_batch: int | None = None, latency_repeats: int = 10, device: str | torch.device = "cpu"):
         self.model, self.data, self.device = model, data, device
         self.num_blocks = model.num_blocks
-        self.latency_batch = None if latency_batch is None else _positive_int("latency_batch", latency_batch)
-        self.latency_repeats = _positive_int("latency_repeats", latency_repeats)
+        self.latency_batch = None if latency_batch is None else positive_int("latency_batch", latency_batch)
+        self.latency_repeats = positive_int("latency_repeats", latency_repeats)
         if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 0:
             raise ValueError(f"calibration (training images per BatchNorm re-estimate) must be an integer >= 0, "
                              f"got {calibration!r}")
@@ -398,9 +392,9 @@ class MaskPolicy(nn.Module):
 
     def __init__(self, num_blocks: int, *, embedding_dim: int = 8, hidden: int = 16):
         super().__init__()
-        self.num_blocks = _positive_int("num_blocks", num_blocks)
-        self.embedding = nn.Embedding(num_blocks, _positive_int("embedding_dim", embedding_dim))
-        self.mlp = nn.Sequential(nn.Linear(embedding_dim, _positive_int("hidden", hidden)), nn.Tanh(),
+        self.num_blocks = positive_int("num_blocks", num_blocks)
+        self.embedding = nn.Embedding(num_blocks, positive_int("embedding_dim", embedding_dim))
+        self.mlp = nn.Sequential(nn.Linear(embedding_dim, positive_int("hidden", hidden)), nn.Tanh(),
                                  nn.Linear(hidden, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
@@ -458,8 +452,9 @@ class SearchResult:
                 "trace": [{**t, "mask": connection_key(t["mask"])} for t in self.trace]}
 
 
-def _check_budget(budget: Any, num_blocks: int) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+def check_budget(budget: Any, num_blocks: int) -> int:
+    """``budget`` (distinct masks a search evaluates) as an int in ``[1, 2^num_blocks]``."""
+    if not is_integer(budget):
         raise TypeError(f"budget (masks to evaluate) must be an integer, got {type(budget).__name__}")
     if budget < 1:
         raise ValueError(f"budget (masks to evaluate) must be at least 1, got {budget}")
@@ -491,12 +486,12 @@ def reinforce_search(reward: Callable[[Mask], float], num_blocks: int, *, budget
     ``50 · budget``).  Deterministic given ``seed`` and the rewards: re-running with a
     :class:`MaskEvaluator` log replays the same draws and evaluates only the masks the log
     lacks."""
-    num_blocks = _positive_int("num_blocks", num_blocks)
-    budget = _check_budget(budget, num_blocks)
-    masks_per_step = _positive_int("masks_per_step", masks_per_step)
+    num_blocks = positive_int("num_blocks", num_blocks)
+    budget = check_budget(budget, num_blocks)
+    masks_per_step = positive_int("masks_per_step", masks_per_step)
     if not 0.0 <= baseline_decay < 1.0:
         raise ValueError(f"baseline_decay must lie in [0, 1), got {baseline_decay!r}")
-    max_samples = 50 * budget if max_samples is None else _positive_int("max_samples", max_samples)
+    max_samples = 50 * budget if max_samples is None else positive_int("max_samples", max_samples)
     counter = _new_counter(reward)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -546,8 +541,8 @@ def random_search(reward: Callable[[Mask], float], num_blocks: int, *, budget: i
                   p: float = 0.5, progress: bool = False) -> SearchResult:
     """Evaluate ``budget`` distinct masks drawn at random (each bit Bernoulli(``p``), repeats
     redrawn) and keep the best-rewarded one."""
-    num_blocks = _positive_int("num_blocks", num_blocks)
-    budget = _check_budget(budget, num_blocks)
+    num_blocks = positive_int("num_blocks", num_blocks)
+    budget = check_budget(budget, num_blocks)
     p = _probability("p", p)
     if p in (0.0, 1.0) and budget > 1:
         raise ValueError(f"p={p} draws a single mask; random search over {budget} masks needs 0 < p < 1")
@@ -571,7 +566,7 @@ def random_masks_like(mask: Sequence[int], count: int, *, seed: int = 0, exclude
     ``mask`` itself and ``exclude``); fewer if fewer exist."""
     mask = tuple(int(b) for b in mask)
     n, k = len(mask), sum(mask)
-    count = _positive_int("count", count)
+    count = positive_int("count", count)
     banned = {mask, *(tuple(int(b) for b in e) for e in exclude)}
     available = math.comb(n, k) - sum(1 for e in banned if len(e) == n and sum(e) == k)
     rng = np.random.default_rng(seed)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .._io import load_checkpoint as _load_sealed
 from .._io import save_checkpoint
+from .._validate import nonnegative_number, one_of, positive_int
 from .data import ImageData
 
 __all__ = ["train_classifier", "evaluate", "augment_batch", "VisionHistory", "CHECKPOINT_FORMAT",
@@ -131,12 +132,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return _load_sealed(path, what="vision checkpoint", check=_check_vision_format)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, batch_size: int = 128,
                      lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
                      milestones: list[int] | tuple[int, ...] | None = None, gamma: float = 0.1,
@@ -166,30 +161,10 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, batch_si
 
     Returns a :class:`VisionHistory`.
     """
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    if on_nonfinite not in ("raise", "stop"):
-        raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
-    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("gamma", gamma)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-    if milestones is None:
-        milestones = default_milestones(epochs)
-    milestones = sorted(int(m) for m in milestones)
-    num_classes = getattr(model, "_config", {}).get("num_classes")
-    if num_classes is not None and num_classes < data.num_classes:
-        raise ValueError(f"the model has {num_classes} outputs but {data.name} has {data.num_classes} classes")
-    in_channels = getattr(model, "in_channels", None)
-    if in_channels is not None and in_channels != data.in_channels:
-        raise ValueError(f"the model takes {in_channels}-channel images but {data.name} has {data.in_channels}; "
-                         f"build it with in_channels={data.in_channels}")
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if resume and ckpt_path is None:
-        raise ValueError("resume=True needs checkpoint=path (the checkpoint of the run to continue)")
-    if ckpt_path is not None and ckpt_path.exists() and not resume and not overwrite:
-        raise FileExistsError(f"checkpoint {ckpt_path} exists; pass resume=True to continue that run "
-                              "or overwrite=True to start again")
-
+    epochs, batch_size, milestones, ckpt_path = _check_training(
+        model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        milestones=milestones, gamma=gamma, checkpoint=checkpoint, resume=resume, overwrite=overwrite,
+        on_nonfinite=on_nonfinite)
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": float(lr), "momentum": float(momentum),
                 "weight_decay": float(weight_decay), "milestones": milestones, "gamma": float(gamma),
                 "augment": bool(augment), "seed": int(seed), "data": data.name,
@@ -199,57 +174,18 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, batch_si
     generator = torch.Generator().manual_seed(int(seed))
     history, start = VisionHistory(), 0
     if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        diffs = [f"{k}: {ckpt['settings'].get(k)!r} there, {v!r} here" for k, v in settings.items()
-                 if ckpt["settings"].get(k) != v]
-        if diffs:
-            raise ValueError(f"cannot resume from {ckpt_path}: the run differs from the one that wrote it ("
-                             + "; ".join(diffs) + "); use the same settings or another checkpoint path")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        generator.set_state(ckpt["generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        history = VisionHistory(**{k: v for k, v in ckpt["history"].items() if k != "wall_time_s"})
+        history = _resume(ckpt_path, settings, model, optimizer, generator)
         start = history.epochs_run
-        history.resumed_from = start
     t0 = time.perf_counter()
-    pad = max(1, data.image_size[0] // 8)
-    n = len(data.train_y)
     for epoch in range(start, epochs):
         if history.diverged_epoch is not None:
             break
         rate = lr_at(epoch, lr, milestones, gamma)
         for group in optimizer.param_groups:
             group["lr"] = rate
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                   disable=not progress, unit="batch")
-        for i in bar:
-            idx = order[i:i + batch_size]
-            x = data.normalize(data.train_x[idx])
-            if augment:
-                x = augment_batch(x, generator, pad=pad, flip=data.flip)
-            x, y = x.to(device), data.train_y[idx].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                if on_nonfinite == "raise":
-                    raise FloatingPointError(
-                        f"the training loss became {float(loss.detach())} in epoch {epoch + 1}, batch {i // batch_size}; "
-                        "lower the learning rate (the last checkpoint is kept)"
-                    )
-                history.diverged_epoch = epoch + 1
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        bar.close()
+        loss_sum, correct, seen = _train_epoch(
+            model, data, optimizer, generator, history, epoch=epoch, epochs=epochs, batch_size=batch_size,
+            augment=augment, progress=progress, device=device, on_nonfinite=on_nonfinite)
         test_loss, test_acc = evaluate(model, data, batch_size=eval_batch_size, device=device)
         history.train_loss.append(loss_sum / seen if seen else math.nan)
         history.train_acc.append(correct / seen if seen else math.nan)
@@ -264,6 +200,89 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, batch_si
             _save(ckpt_path, model, optimizer, generator, history, settings)
     history.wall_time_s = time.perf_counter() - t0
     return history
+
+
+def _check_training(model: nn.Module, data: ImageData, *, epochs, batch_size, lr, momentum, weight_decay,
+                    milestones, gamma, checkpoint, resume, overwrite,
+                    on_nonfinite) -> tuple[int, int, list[int], Path | None]:
+    """:func:`train_classifier`'s arguments checked: ``(epochs, batch_size, milestones, checkpoint path)``."""
+    epochs = positive_int("epochs", epochs)
+    batch_size = positive_int("batch_size", batch_size)
+    one_of("on_nonfinite", on_nonfinite, ("raise", "stop"))
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("gamma", gamma)):
+        nonnegative_number(name, value)
+    milestones = sorted(int(m) for m in (default_milestones(epochs) if milestones is None else milestones))
+    num_classes = getattr(model, "_config", {}).get("num_classes")
+    if num_classes is not None and num_classes < data.num_classes:
+        raise ValueError(f"the model has {num_classes} outputs but {data.name} has {data.num_classes} classes")
+    in_channels = getattr(model, "in_channels", None)
+    if in_channels is not None and in_channels != data.in_channels:
+        raise ValueError(f"the model takes {in_channels}-channel images but {data.name} has {data.in_channels}; "
+                         f"build it with in_channels={data.in_channels}")
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt_path is None:
+        raise ValueError("resume=True needs checkpoint=path (the checkpoint of the run to continue)")
+    if ckpt_path is not None and ckpt_path.exists() and not resume and not overwrite:
+        raise FileExistsError(f"checkpoint {ckpt_path} exists; pass resume=True to continue that run "
+                              "or overwrite=True to start again")
+    return epochs, batch_size, milestones, ckpt_path
+
+
+def _resume(ckpt_path: Path, settings: dict, model: nn.Module, optimizer, generator) -> VisionHistory:
+    """Restore the run ``ckpt_path`` holds (weights, optimiser, random states) and return its
+    history; the run must have the same ``settings``."""
+    ckpt = load_checkpoint(ckpt_path)
+    diffs = [f"{k}: {ckpt['settings'].get(k)!r} there, {v!r} here" for k, v in settings.items()
+             if ckpt["settings"].get(k) != v]
+    if diffs:
+        raise ValueError(f"cannot resume from {ckpt_path}: the run differs from the one that wrote it ("
+                         + "; ".join(diffs) + "); use the same settings or another checkpoint path")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    generator.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    history = VisionHistory(**{k: v for k, v in ckpt["history"].items() if k != "wall_time_s"})
+    history.resumed_from = history.epochs_run
+    return history
+
+
+def _train_epoch(model: nn.Module, data: ImageData, optimizer, generator, history: VisionHistory, *, epoch: int,
+                 epochs: int, batch_size: int, augment: bool, progress: bool, device,
+                 on_nonfinite: str) -> tuple[float, int, int]:
+    """One pass over the training images in a random order: ``(summed loss, correct, seen)``.
+    A non-finite loss raises, or (``on_nonfinite="stop"``) ends the epoch with
+    ``history.diverged_epoch`` set."""
+    model.train()
+    n, pad = len(data.train_y), max(1, data.image_size[0] // 8)
+    order = torch.randperm(n, generator=generator)
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+               disable=not progress, unit="batch")
+    for i in bar:
+        idx = order[i:i + batch_size]
+        x = data.normalize(data.train_x[idx])
+        if augment:
+            x = augment_batch(x, generator, pad=pad, flip=data.flip)
+        x, y = x.to(device), data.train_y[idx].to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            if on_nonfinite == "raise":
+                raise FloatingPointError(
+                    f"the training loss became {float(loss.detach())} in epoch {epoch + 1}, batch {i // batch_size}; "
+                    "lower the learning rate (the last checkpoint is kept)"
+                )
+            history.diverged_epoch = epoch + 1
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    bar.close()
+    return loss_sum, correct, seen
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:

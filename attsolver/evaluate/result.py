@@ -1,0 +1,113 @@
+"""What ``compare`` returns: the scored contenders, the verdict and its one line, and the
+JSON form (one non-finite policy: a NaN or infinity is written as ``null``, so the file is
+valid JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics import speedups_at_equal_accuracy
+
+__all__ = ["CompareResult", "make_verdict", "summary_line", "format_speedup", "json_safe"]
+
+#: where each match error is measured, in the verdict's words
+_WHERE = {"err_q1": "1/4 of the horizon", "err_q2": "1/2 of the horizon", "err_full": "the whole horizon"}
+
+
+def format_speedup(x: float | None) -> str:
+    """``"2.5x"`` (three significant digits), or ``"n/a"`` for no value."""
+    if x is None:
+        return "n/a"
+    return f"{x:.3g}x"
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (tuples become lists): what
+    ``json.dumps(..., allow_nan=False)`` accepts."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+@dataclass
+class CompareResult:
+    """What :func:`attsolver.compare` returns (and writes as JSON).
+
+    Attributes:
+        entries: one dict per contender: ``family`` (``same``, a classical method's name
+            such as ``rk4``, ``dopri5``, ``etdrk4``, ``ifrk4``, or ``corrected``), ``label``,
+            ``method``, ``step`` and ``k`` or ``rtol``, the errors of
+            :func:`attsolver.evaluate.metrics.score_rollout`, ``time_s`` (minimum, seconds)
+            and ``time_median_s``.
+        verdict: the speed-ups of the corrected solve (see
+            :func:`attsolver.evaluate.metrics.speedups_at_equal_accuracy`), ``pays`` and the
+            one-line ``line``; ``None`` without a corrector.
+        setting: what was compared (method, step, match error, dtype, Lyapunov exponent and
+            where it came from, test-set size and horizon, timing rounds).
+        error_vs_time: ``{"t": [...], label: [mean normalised error per time]}`` of the
+            coarse, corrected and best classical contenders.
+        files: the paths written (JSON, work-precision PNG, error-vs-time PNG).
+    """
+
+    entries: list[dict[str, Any]]
+    verdict: dict[str, Any] | None
+    setting: dict[str, Any]
+    error_vs_time: dict[str, list[float]]
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict_line(self) -> str:
+        return self.verdict["line"] if self.verdict else self.setting.get("summary_line", "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as plain Python values (floats as computed, NaN included)."""
+        return {"schema": 1, "kind": "attsolver.compare", "setting": self.setting, "verdict": self.verdict,
+                "entries": self.entries, "error_vs_time": self.error_vs_time, "files": self.files}
+
+    def to_json(self) -> str:
+        """:meth:`as_dict` as JSON text, a non-finite number written as ``null``."""
+        return json.dumps(json_safe(self.as_dict()), indent=1, allow_nan=False)
+
+    def __repr__(self) -> str:
+        return f"CompareResult({len(self.entries)} contenders; {self.verdict_line})"
+
+
+def make_verdict(classical: list[dict[str, Any]], corrected: dict[str, Any], coarse: dict[str, Any], *,
+                 method: str, step_size: float, match: str) -> dict[str, Any]:
+    """The verdict on the corrected entry: its speed-ups at equal accuracy against the
+    ``classical`` entries, its error and time relative to the ``coarse`` solve, whether it
+    pays (faster than the best classical contender at its accuracy) and the one ``line``."""
+    v = speedups_at_equal_accuracy(classical, corrected[match], corrected["time_s"], match)
+    v["error_ratio_vs_coarse"] = corrected[match] / coarse[match] if coarse[match] > 0 else None
+    v["time_ratio_vs_coarse"] = corrected["time_s"] / coarse["time_s"]
+    v["pays"] = bool(v["speedup_best"] is not None and v["speedup_best"] > 1.0)
+    v["line"] = _verdict_line(method, step_size, match, corrected, coarse, v)
+    return v
+
+
+def _verdict_line(method: str, h: float, match: str, corr: dict[str, Any], coarse: dict[str, Any],
+                  v: dict[str, Any]) -> str:
+    pays = ">1x (pays)" if v["pays"] else "<1x (does not pay)"
+    k, ks, kb = v["k_equiv"], v["speedup_same_kind"], v["speedup_best_kind"]
+    same_note = {"interpolated": f" (= h/{k:.3g})" if k is not None else "",
+                 "extrapolated": f" (~h/{k:.3g}, extrapolated)" if k is not None else " (extrapolated)",
+                 "cheapest": " (an upper bound: the uncorrected solve is already as accurate)"}.get(ks, "")
+    reach = v["best_classical_reaching"] or "no classical run reaches it"
+    best_note = {"extrapolated": ", extrapolated", "cheapest": ", an upper bound"}.get(kb, "")
+    return (f"verdict: {corr['label'].split(' + ')[-1]} on {method} h={h:g}: error {corr[match]:.3g} up to "
+            f"{_WHERE[match]} (uncorrected {coarse[match]:.3g}) in {corr['time_s'] * 1e3:.3g} ms; speed-up at equal "
+            f"accuracy {format_speedup(v['speedup_same'])} vs {method} refined{same_note} and "
+            f"{format_speedup(v['speedup_best'])} vs the best classical ({reach}{best_note}): {pays}")
+
+
+def summary_line(coarse: dict[str, Any], match: str) -> str:
+    """The line that stands for the verdict when there is no corrector."""
+    return (f"no corrector: {coarse['label']} {match} {coarse[match]:.3g} in "
+            f"{coarse['time_s'] * 1e3:.3g} ms; see the work-precision front")

@@ -1,0 +1,57 @@
+"""What a solve cost: :class:`SolveStats` (``solve(..., return_stats=True)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+__all__ = ["SolveStats", "CountedRHS"]
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """What a solve cost (``solve(..., return_stats=True)``; SciPy's ``nfev``, diffrax's ``stats``).
+
+    Attributes:
+        method: the method used.
+        n_steps: solver steps taken (fixed-step methods; adaptive: ``None``, the solver does
+            not report its accepted steps).
+        n_f_evals: evaluations of ``f`` (for the spectral methods, of the nonlinear term;
+            one per stage per step for fixed-step methods; counted for adaptive ones).
+        n_corrector_calls: corrector evaluations (one per step with a corrector, else 0).
+        wall_time_s: seconds spent integrating (validation excluded; the first call of a
+            process also pays one-time set-up, e.g. building kernels).
+        step_size: the step of a fixed-step solve (the largest when intervals differ).
+        steps_from_grid: ``True`` when no ``step_size`` was given and the method stepped
+            once per output interval.
+    """
+
+    method: str
+    n_steps: int | None
+    n_f_evals: int
+    n_corrector_calls: int
+    wall_time_s: float
+    step_size: float | None = None
+    steps_from_grid: bool = False
+
+    @classmethod
+    def of_pieces(cls, pieces: Sequence[SolveStats]) -> SolveStats:
+        """The stats of a solve run as consecutive pieces (``progress=True``): counts and
+        times summed, the largest step."""
+        first = pieces[0]
+        return cls(first.method, sum(st.n_steps for st in pieces), sum(st.n_f_evals for st in pieces),
+                   sum(st.n_corrector_calls for st in pieces), sum(st.wall_time_s for st in pieces),
+                   max(st.step_size for st in pieces), first.steps_from_grid)
+
+
+class CountedRHS:
+    """``f`` with a count of its calls (the adaptive methods' ``n_f_evals``)."""
+
+    def __init__(self, f: Callable[[Tensor, Tensor], Tensor]):
+        self.f, self.n = f, 0
+
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
+        self.n += 1
+        return self.f(t, y)
