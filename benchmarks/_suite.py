@@ -6,8 +6,9 @@ A suite keeps only its problem, its recipe, its rows and its tables; this module
   date, machine and load average at the start and the end, wall time, complete and quick
   flags), merged into the top level of the suite's JSON, and its clock and log;
 * :func:`write_report` — the one writer: ``NAME.json``, the figures and ``NAME.md``, each
-  replaced atomically, with one non-finite policy (:func:`attsolver._report.finite`: NaN and
-  infinities are written as ``null``; the tables read ``None`` and NaN alike);
+  replaced atomically, with the library's one non-finite policy
+  (:func:`attsolver.evaluate.result.json_safe`, the one ``attsolver compare`` writes with: NaN
+  and infinities are written as ``null``; the tables read ``None`` and NaN alike);
 * :class:`Progress` — the resume log (finished records in an fsynced JSON-lines file);
 * :func:`timings` — the one timing loop: warm-up calls apart, interleaved rounds, minimum,
   median and spread, wall and CPU clocks;
@@ -48,11 +49,13 @@ from scipy import stats  # noqa: E402
 
 import attsolver  # noqa: E402
 from attsolver._io import AppendLog, atomic_write_text  # noqa: E402
+from attsolver._report import save_png  # noqa: E402
 from attsolver.data import TrajectoryDataset, load_h5, save_h5  # noqa: E402
-from attsolver._report import finite, save_png, write_json  # noqa: E402
 from attsolver.evaluate.metrics import cost_at_accuracy  # noqa: E402
+from attsolver.evaluate.result import json_safe as finite  # noqa: E402 - the library's one non-finite policy
 
-__all__ = ["Run", "Progress", "Timing", "write_report", "read_report", "finite", "figure", "cached_h5", "timings",
+__all__ = ["Run", "Progress", "Timing", "write_report", "read_report", "write_json", "json_text", "finite", "figure",
+           "cached_h5", "timings",
            "speedup", "header", "provenance_lines", "mean_std", "pm", "num", "welch_p", "paired_p", "fingerprint",
            "parser", "machine", "plt"]
 
@@ -155,6 +158,17 @@ def write_report(out: str | Path, name: str, report: dict[str, Any], markdown: C
     if echo:
         print(text)
     return report
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as standard JSON: :func:`finite` first, and ``allow_nan=False`` makes a missed
+    non-finite value an error instead of a file other readers reject."""
+    return json.dumps(finite(obj), indent=1, allow_nan=False, default=str)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Replace ``path`` with :func:`json_text` of ``obj``, atomically."""
+    atomic_write_text(path, json_text(obj))
 
 
 def read_report(path: str | Path) -> dict[str, Any]:

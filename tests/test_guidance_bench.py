@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _scripts import load_script
-from attsolver._report import finite
+from attsolver.evaluate.result import json_safe as finite
 
 
 @pytest.fixture(scope="module")

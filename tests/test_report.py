@@ -79,9 +79,7 @@ def test_the_writer_never_writes_nan_and_renders_what_it_wrote(tmp_path):
     assert (tmp_path / "demo.md").read_text().endswith("mean —\n")
     assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
     # the policy itself: nothing the json module would write as NaN / Infinity survives
-    from attsolver._report import json_text
-
-    assert _refuse_constants(json_text({"a": [float("nan"), (float("-inf"), 2)]})) == {"a": [None, [None, 2]]}
+    assert _refuse_constants(s.json_text({"a": [float("nan"), (float("-inf"), 2)]})) == {"a": [None, [None, 2]]}
 
 
 def test_timings_warm_up_apart_interleave_and_check_the_first_output():
