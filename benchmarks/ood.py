@@ -32,7 +32,7 @@ from attsolver.data import generate_trajectories  # noqa: E402
 from attsolver.evaluate.conformal import calibrate, coverage_of  # noqa: E402
 from attsolver.integrate.guard import POSTERIORI_EVERY, OutOfDomainWarning  # noqa: E402
 from attsolver.systems import ElasticPendulum, Lorenz63, Lorenz96  # noqa: E402
-from benchmarks._suite import Run, header, parser, timings, write_report  # noqa: E402
+from benchmarks._suite import Run, figure, header, parser, read_report, timings, write_report  # noqa: E402
 
 SUITE = "ood"
 COVERAGE = 0.9
@@ -172,7 +172,7 @@ def _f(x, fmt=".3g"):
 
 def markdown(report: dict[str, Any]) -> str:
     lines = header(report, "Out of distribution: the guard, the fallback and conformal bounds")
-    lines += ["", "Per-rollout error: RMS over the output times of |y_hat - y| (median over rollouts). "
+    lines += ["", "![errors and coverage](ood.png)", "", "Per-rollout error: RMS over the output times of |y_hat - y| (median over rollouts). "
               "worse: rollouts the corrector made worse than the classical solve; detected: of those, "
               "flagged by the guard.", "",
               "| case | test | classical | corrected | guard=warn | guard=fallback | worse | detected | "
@@ -211,15 +211,42 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figures(report: dict[str, Any]):
+    """``ood.png``: per case and test set, the median rollout error of each solve (log scale)
+    and the conformal coverage against the nominal 90 %."""
+    rows = [(c["case"], r) for c in report["cases"] for r in c["rows"]]
+    fig, (ax, bx) = figure(1, 2, figsize=(12, 4.2))
+    x = np.arange(len(rows))
+    for j, (key, label) in enumerate((("classical", "classical"), ("corrected", "corrected"),
+                                      ("fallback", "guard=fallback"), ("checked", "fallback + check"))):
+        ax.bar(x + (j - 1.5) * 0.2, [r["error_median"][key] or np.nan for _, r in rows], 0.2, label=label)
+    names = [f"{case}\n{r['test']}" for case, r in rows]
+    ax.set_yscale("log")
+    ax.set_ylabel("median rollout error (RMS over time)")
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    ax.legend(fontsize=7)
+    bx.bar(x, [r["coverage_mean"] for _, r in rows], 0.6, color="tab:gray")
+    bx.axhline(report["coverage"], color="k", lw=1, ls="--", label="nominal")
+    bx.set_ylim(0, 1.02)
+    bx.set_ylabel("conformal coverage (mean over times)")
+    bx.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    bx.legend(fontsize=7)
+    fig.suptitle(f"made by `{report['command']}`", fontsize=8)
+    yield "ood.png", fig
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(SUITE, __doc__, quick="a smoke run: few trajectories, 3 epochs")
+    ap = parser(SUITE, __doc__, quick="a smoke run: few trajectories, 3 epochs", render=True)
     args = ap.parse_args(argv)
+    if args.render:
+        write_report(args.out, SUITE, read_report(Path(args.out) / f"{SUITE}.json"), markdown, figures)
+        return 0
     run = Run(SUITE, argv, quick=args.quick)
     report = run.report(cases=[], coverage=COVERAGE)
     for case in cases(args.quick):
         report["cases"].append(run_case(case, args.quick, run))
     run.stamp(report, complete=True)
-    write_report(args.out, SUITE, report, markdown, echo=True)
+    write_report(args.out, SUITE, report, markdown, figures, echo=True)
     return 0
 
 
