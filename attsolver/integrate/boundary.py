@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._progress import progress as make_progress
+from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
@@ -26,7 +27,8 @@ from .checks import (DEFAULT_MAX_STEPS, CheckedCorrector, check_corrector, check
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
-from .loop import StepPlan, fixed_loop, time_differentiable_loop
+from .guard import GUARD_MODES, domain_of, guarded_loop
+from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
 from .stats import CountedRHS, SolveStats
 
 __all__ = ["solve"]
@@ -43,6 +45,8 @@ def solve(
     options: dict[str, Any] | None = None,
     return_stats: bool = False,
     progress: bool = False,
+    guard: str | None = None,
+    guard_check_every: int | None = None,
 ) -> Tensor | tuple[Tensor, SolveStats]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
@@ -94,6 +98,11 @@ def solve(
             terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
             intervals are integrated in about 100 consecutive pieces, each starting from the
             previous piece's last state, so the result is the same as without progress.
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score each corrected
+            step against the corrector's training domain; one warning names the first time and
+            trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
+        guard_check_every: with ``guard``, also check every this many steps a posteriori against
+            the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
@@ -105,9 +114,11 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
+    _check_guard(guard, corrector, options, guard_check_every)
     if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=return_stats)
+                                options=options, return_stats=return_stats, guard=guard,
+                                guard_check_every=guard_check_every)
     y0, t = check_y0_t(y0, t)
     options = check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
@@ -120,8 +131,26 @@ def solve(
                                      options=options, count=return_stats)
     else:
         sol, stats = _solve_fixed(spec, f, y0, t, t_f, step_size=step_size, corrector=corrector,
-                                  options=options, count=return_stats)
+                                  options=options, count=return_stats, guard=guard,
+                                  check_every=guard_check_every)
     return (sol, stats) if return_stats else sol
+
+
+def _check_guard(guard, corrector, options, check_every) -> None:
+    """``guard`` is ``None`` or a mode, needs a corrector with a domain and the eager loop."""
+    if guard is None:
+        if check_every is not None:
+            raise ValueError("guard_check_every needs guard='warn' or 'fallback'")
+        return
+    if check_every is not None:
+        positive_int("guard_check_every", check_every)
+    if guard not in GUARD_MODES:
+        raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
+    if corrector is None:
+        raise ValueError(f"guard={guard!r} scores a corrector's steps; give corrector= or guard=None")
+    domain_of(corrector)
+    if options and options.get("compile", False):
+        raise ValueError("guard= runs the eager loop; drop options={'compile': True} or use guard=None")
 
 
 def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, corrector,
@@ -161,7 +190,8 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
 
 
 def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, step_size, corrector,
-                 options: dict[str, Any], count: bool) -> tuple[Tensor, SolveStats | None]:
+                 options: dict[str, Any], count: bool, guard: str | None = None,
+                 check_every: int | None = None) -> tuple[Tensor, SolveStats | None]:
     """A fixed-step solve: the step grid, the plan, the loop, the checks of the result
     (``t_f``: ``t`` in the dtype ``f`` sees; ``count``: also return the stats)."""
     growth_bound = options.pop("growth_bound", None)
@@ -171,9 +201,16 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
     if len(t) == 1:
         return y0.unsqueeze(0), SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
-    plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size)
+    plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size,
+                 guard=guard)
     started = time.perf_counter()
-    sol = _integrate(plan, f, options)
+    report = None
+    if guard is not None:
+        if plan.t.requires_grad and torch.is_grad_enabled():
+            check_time_gradient(plan, compiling=False)  # a corrector refuses d/dt: the same message
+        sol, report = guarded_loop(plan, stage_times(plan), check_every)
+    else:
+        sol = _integrate(plan, f, options)
     wall = time.perf_counter() - started
     if options.get("check_finite", True) and not all_finite(sol):
         raise_nonfinite(sol, plan)
@@ -183,11 +220,11 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     n_steps = plan.n_steps
     return sol, SolveStats(spec.name, n_steps, n_steps * len(plan.stepper.nodes),
                            n_steps if plan.corrector is not None else 0, wall,
-                           float(np.abs(h_int).max()), step_size is None)
+                           float(np.abs(h_int).max()), step_size is None, report)
 
 
 def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
-          h_int: np.ndarray, *, corrector, step_size) -> StepPlan:
+          h_int: np.ndarray, *, corrector, step_size, guard: str | None = None) -> StepPlan:
     """Build the stepper for this solve and check what depends on it (the system's own step
     limit, the corrector's training, the step-doubling check of a grid-stepped solve)."""
     # with a corrector every step runs one arithmetic (a corrector's parameters would switch a
@@ -205,7 +242,7 @@ def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndar
             corrector = CheckedCorrector(corrector, y0)
     elif step_size is None:
         warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
-    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int)
+    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int, guard)
 
 
 def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
@@ -218,7 +255,8 @@ def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     return fixed_loop(plan)
 
 
-def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, pieces: int = 100):
+def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, guard=None,
+                     guard_check_every=None, pieces: int = 100):
     """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
     n = len(t) - 1
     bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
@@ -228,7 +266,8 @@ def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_
         for a, b in zip(bounds[:-1], bounds[1:]):
             try:
                 sol, st = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=True)
+                                options=options, return_stats=True, guard=guard,
+                                guard_check_every=guard_check_every)
             except NonFiniteSolutionError as e:  # count the step, output and partial over the whole solve
                 raise over_whole_solve(e, outs, sum(s.n_steps or 0 for s in stats), a) from None
             stats.append(st)

@@ -21,7 +21,8 @@ to ``min_lr_ratio * lr`` over ``epochs``; the trajectories are split into traini
 validation parts (``val_fraction``, by trajectory, seeded); training stops after ``patience``
 epochs without a better monitored loss and, with ``restore_best``, the best epoch's weights
 are put back.  The corrector ends in eval mode with ``training_info`` recording the data and
-settings.
+settings, and ``domain`` the training domain that ``solve(..., guard=...)`` checks against
+(:func:`~attsolver.training.domain.record_domain`).
 
 **Checkpoints** (:mod:`.checkpoint`).  With ``checkpoint=path`` a checkpoint (model, best
 weights, optimizer, scheduler, RNG states, epoch, history, settings) is written atomically
@@ -53,6 +54,7 @@ from torch import Tensor
 from ..correctors import Corrector
 from .arguments import as_dataset, check_args, checkpoint_path, right_hand_side
 from .check import check_result
+from .domain import record_domain
 from .distributed import distributed_context, end_process_group
 from .history import FitHistory
 from .loop import train
@@ -139,6 +141,8 @@ def fit(
         history = train(corrector, data, f, autonomous, args, ckpt_path=ckpt_path, resume=resume,
                         progress=progress, restore_best=restore_best, on_epoch_end=on_epoch_end, rank=rank,
                         world=world, started=started)
+        if len(data) * (data.n_times - 1) >= 2:  # what solve(..., guard=...) scores against
+            record_domain(corrector, data, f=f)
         if check:
             history.check = check_result(corrector, data, f, args, history, rank == 0, autonomous)
             history.wall_time_s = time.perf_counter() - started
