@@ -23,6 +23,7 @@ from ..steppers.registry import MethodSpec
 from .checks import (DEFAULT_MAX_STEPS, CheckedCorrector, check_corrector, check_f, check_options,
                      check_result, check_time_gradient, check_y0_t, checked_rhs, fixed_methods, step_grid,
                      time_eps, warn_if_coarse)
+from .adjoint import adjoint_params_of, adjoint_run, checkpointed_loop, split_memory_options
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
@@ -109,7 +110,12 @@ def solve(
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=options, return_stats=return_stats)
     y0, t = check_y0_t(y0, t)
+    options, memory = split_memory_options(options, spec)  # adjoint / checkpoint_steps: see .adjoint
     options = check_options(options, spec)
+    if memory.get("adjoint"):
+        options["adjoint_params"] = adjoint_params_of(f, memory)
+    if memory.get("checkpoint_steps"):
+        options["checkpoint_steps"] = memory["checkpoint_steps"]
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
@@ -140,12 +146,14 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
         )
     growth_bound = options.pop("growth_bound", None)
     options.pop("max_steps", None)
+    params = options.pop("adjoint_params", None)  # set only with options["adjoint"]
     if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
         return y0.unsqueeze(0), SolveStats(spec.name, None, 0, 0, 0.0)
     counted = CountedRHS(f) if count else None
     started = time.perf_counter()
     try:
-        sol = spec.run(counted if counted is not None else f, y0, t, options)
+        rhs = counted if counted is not None else f
+        sol = spec.run(rhs, y0, t, options) if params is None else adjoint_run(spec.name, rhs, y0, t, options, params)
     except StepSizeUnderflow as e:
         partial = e.partial if e.partial is not None else y0.unsqueeze(0)
         raise NonFiniteSolutionError(
@@ -210,9 +218,12 @@ def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndar
 
 def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     """The loop this solve needs: time-differentiable, compiled or eager."""
+    segment = options.get("checkpoint_steps")
     if plan.t.requires_grad and torch.is_grad_enabled():
         check_time_gradient(plan, compiling=bool(options.get("compile", False)))
-        return time_differentiable_loop(plan)
+        return time_differentiable_loop(plan) if segment is None else checkpointed_loop(plan, segment)
+    if segment is not None and torch.is_grad_enabled():  # recompute segments in the backward pass
+        return checkpointed_loop(plan, segment)
     if options.get("compile", False):
         return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
     return fixed_loop(plan)
