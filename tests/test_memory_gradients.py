@@ -145,3 +145,23 @@ def test_bad_memory_options_are_clear_errors():
         attsolver.solve(lambda t, y: -y, Y0, t, method="dopri5", options={"adjoint": True})
     with pytest.raises(ValueError, match="integer >= 1"):
         attsolver.solve(Lorenz(), Y0, t, step_size=0.1, options={"checkpoint_steps": 0})
+
+
+def test_fit_with_checkpoint_steps_trains_exactly_as_without():
+    """fit(..., checkpoint_steps=k): the same gradients, so the same weights after training
+    (the corrector is float32: to float32 round-off)."""
+    from attsolver.correctors import AttSolver  # lazy: training layer, only this test needs it
+    from attsolver.data import generate_trajectories  # lazy: as above
+    from attsolver.training import fit  # lazy: as above
+
+    data = generate_trajectories("linear", 8, t_final=2.0, dt=0.1, seed=1, progress=False)
+    weights = []
+    for k in (None, 2):
+        torch.manual_seed(0)
+        model = AttSolver(2, method="rk4", step_size=0.05, width=16)
+        fit(model, data, epochs=2, lr=3e-3, batch_size=32, progress=False, patience=None, rollout_steps=3,
+            check=False, checkpoint_steps=k)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    _close(weights[1], weights[0], 1e-6)  # float32 weights: equal to round-off (sum order)
+    with pytest.raises(ValueError, match="checkpoint_steps"):
+        fit(model, data, epochs=1, progress=False, checkpoint_steps=0)
