@@ -25,6 +25,7 @@ from .checks import (DEFAULT_MAX_STEPS, CheckedCorrector, check_corrector, check
                      time_eps, warn_if_coarse)
 from .adjoint import adjoint_params_of, adjoint_run, checkpointed_loop, split_memory_options
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
+from .events import DEFAULT_EVENT_TOL, check_event, event_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
 from .loop import StepPlan, fixed_loop, time_differentiable_loop
@@ -44,7 +45,8 @@ def solve(
     options: dict[str, Any] | None = None,
     return_stats: bool = False,
     progress: bool = False,
-) -> Tensor | tuple[Tensor, SolveStats]:
+    event: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Tensor | tuple[Tensor, SolveStats] | tuple[Tensor, Tensor]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
@@ -95,10 +97,18 @@ def solve(
             terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
             intervals are integrated in about 100 consecutive pieces, each starting from the
             previous piece's last state, so the result is the same as without progress.
+        event: a terminal event for the fixed-step methods, ``event(t, y) -> Tensor`` of
+            shape ``y0.shape[:-1]`` (one value per sample; ``t`` is given with that shape too):
+            each sample stops where its value crosses zero, located on the step's cubic
+            Hermite interpolant to ``options["event_tol"]`` (default ``1e-12``) in time; see
+            :mod:`attsolver.integrate.events` and docs/guide/events.md.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
-        ``(solution, stats)``.
+        ``(solution, stats)``.  With ``event``: ``(event_times, solution)``, ``event_times`` of
+        shape ``y0.shape[:-1]`` (``+inf`` where the event never fired, differentiable) and the
+        solution with each sample's outputs after its event held at its event state (with
+        ``return_stats``: ``((event_times, solution), stats)``).
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
@@ -106,12 +116,16 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
-    if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
+    if progress and event is None and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=options, return_stats=return_stats)
     y0, t = check_y0_t(y0, t)
     options, memory = split_memory_options(options, spec)  # adjoint / checkpoint_steps: see .adjoint
+    event_tol = options.pop("event_tol", DEFAULT_EVENT_TOL) if isinstance(options, dict) and event is not None \
+        else DEFAULT_EVENT_TOL
     options = check_options(options, spec)
+    if event is not None:
+        options["event"] = (event, _check_event_solve(event, spec, y0, t, event_tol, options, memory))
     if memory.get("adjoint"):
         options["adjoint_params"] = adjoint_params_of(f, memory)
     if memory.get("checkpoint_steps"):
@@ -177,21 +191,36 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     t_np = t.detach().cpu().double().numpy()
     # validates step_size even when len(t) == 1
     n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
+    event = options.pop("event", None)
     if len(t) == 1:
-        return y0.unsqueeze(0), SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
+        sol = y0.unsqueeze(0)
+        sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)
+        return sol, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
     plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size)
     started = time.perf_counter()
-    sol = _integrate(plan, f, options)
+    event_t, sol = event_loop(plan, f, *event) if event is not None else (None, _integrate(plan, f, options))
     wall = time.perf_counter() - started
     if options.get("check_finite", True) and not all_finite(sol):
         raise_nonfinite(sol, plan)
     check_result(sol, y0, t_f, growth_bound, spec.name)
+    if event_t is not None:
+        sol = (event_t, sol)
     if not count:
         return sol, None
     n_steps = plan.n_steps
     return sol, SolveStats(spec.name, n_steps, n_steps * len(plan.stepper.nodes),
                            n_steps if plan.corrector is not None else 0, wall,
                            float(np.abs(h_int).max()), step_size is None)
+
+
+def _check_event_solve(event, spec: MethodSpec, y0: Tensor, t: Tensor, tol, options, memory) -> float:
+    """The checks of an event solve (see :mod:`.events`); returns the event tolerance."""
+    if spec.kind != "fixed":
+        raise ValueError(f"event= needs a fixed-step method (e.g. 'rk4' with a step_size), not the adaptive {spec.name!r}")
+    if t.requires_grad or memory or options.get("compile", False):
+        raise ValueError("event= works with the eager loop: t must not require grad, and options 'compile', "
+                         "'adjoint' and 'checkpoint_steps' do not apply (the event time is differentiable anyway)")
+    return check_event(event, y0, t[0].to(y0.real.dtype if y0.is_complex() else y0.dtype), tol)
 
 
 def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
