@@ -120,16 +120,7 @@ def solve(
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=options, return_stats=return_stats)
     y0, t = check_y0_t(y0, t)
-    options, memory = split_memory_options(options, spec)  # adjoint / checkpoint_steps: see .adjoint
-    event_tol = options.pop("event_tol", DEFAULT_EVENT_TOL) if isinstance(options, dict) and event is not None \
-        else DEFAULT_EVENT_TOL
-    options = check_options(options, spec)
-    if event is not None:
-        options["event"] = (event, _check_event_solve(event, spec, y0, t, event_tol, options, memory))
-    if memory.get("adjoint"):
-        options["adjoint_params"] = adjoint_params_of(f, memory)
-    if memory.get("checkpoint_steps"):
-        options["checkpoint_steps"] = memory["checkpoint_steps"]
+    options = _checked_options(options, spec, f, y0, t, event)
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
@@ -211,6 +202,25 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     return sol, SolveStats(spec.name, n_steps, n_steps * len(plan.stepper.nodes),
                            n_steps if plan.corrector is not None else 0, wall,
                            float(np.abs(h_int).max()), step_size is None)
+
+
+def _checked_options(options, spec: MethodSpec, f, y0: Tensor, t: Tensor, event) -> dict[str, Any]:
+    """``check_options`` plus what this module adds: the memory options (:mod:`.adjoint`) and
+    the event (:mod:`.events`), checked and stored as ``adjoint_params`` / ``checkpoint_steps``
+    / ``event`` for the solve below."""
+    options, memory = split_memory_options(options, spec)
+    event_tol = DEFAULT_EVENT_TOL
+    if isinstance(options, dict) and event is not None and "event_tol" in options:
+        options = dict(options)
+        event_tol = options.pop("event_tol")
+    options = check_options(options, spec)
+    if event is not None:
+        options["event"] = (event, _check_event_solve(event, spec, y0, t, event_tol, options, memory))
+    if memory.get("adjoint"):
+        options["adjoint_params"] = adjoint_params_of(f, memory)
+    if memory.get("checkpoint_steps"):
+        options["checkpoint_steps"] = memory["checkpoint_steps"]
+    return options
 
 
 def _check_event_solve(event, spec: MethodSpec, y0: Tensor, t: Tensor, tol, options, memory) -> float:
