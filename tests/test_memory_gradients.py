@@ -158,7 +158,7 @@ def test_fit_with_checkpoint_steps_trains_as_without(monkeypatch):
 
     calls = []
     real = boundary.checkpointed_loop
-    monkeypatch.setattr(boundary, "checkpointed_loop", lambda plan, k: calls.append(k) or real(plan, k))
+    monkeypatch.setattr(boundary, "checkpointed_loop", lambda plan, k, f: calls.append(k) or real(plan, k, f))
     data = generate_trajectories("linear", 8, t_final=2.0, dt=0.1, seed=1, progress=False)
     losses = []
     for k in (None, 2):
@@ -171,3 +171,20 @@ def test_fit_with_checkpoint_steps_trains_as_without(monkeypatch):
     assert torch.allclose(losses[1], losses[0], rtol=1e-4, atol=0)
     with pytest.raises(ValueError, match="checkpoint_steps"):
         fit(model, data, epochs=1, progress=False, checkpoint_steps=0)
+
+
+def test_checkpointed_gradients_reach_tensors_a_plain_function_captures():
+    """f a closure (not an nn.Module): the tensors it uses are found from its graph."""
+    log_w = torch.tensor([0.1, -0.2, 0.3], requires_grad=True)
+    net = MLP()
+
+    def f(t, y):
+        return -log_w.exp() * y + net(t, y)
+
+    t = torch.linspace(0.0, 0.4, 3)
+    grads = []
+    for opts in ({}, {"checkpoint_steps": 6}):
+        y0 = Y0.clone().requires_grad_(True)
+        sol = attsolver.solve(f, y0, t, step_size=0.02, options=opts)
+        grads.append(torch.autograd.grad((sol ** 2).sum(), (y0, log_w, net.a, net.b)))
+    _close(grads[1], grads[0], 1e-12)

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ..steppers.adaptive import DEFAULT_ATOL, DEFAULT_MAX_NUM_STEPS, DEFAULT_RTOL
 from ..steppers.registry import MethodSpec
@@ -137,7 +136,7 @@ def _segments(plan: StepPlan, k: int):
         yield plan.h_int[interval], inside == n_sub[interval] - 1, interval, inside
 
 
-def checkpointed_loop(plan: StepPlan, k: int) -> Tensor:
+def checkpointed_loop(plan: StepPlan, k: int, f: Callable) -> Tensor:
     """:func:`~attsolver.integrate.loop.fixed_loop`'s result (the same step arithmetic, so the
     same values), computed in checkpointed segments of ``k`` steps."""
     stepper, corrector, t = plan.stepper, plan.corrector, plan.t
@@ -146,6 +145,7 @@ def checkpointed_loop(plan: StepPlan, k: int) -> Tensor:
     times = None if t_grad else stage_times(plan)
     nodes = [float(c) for c in stepper.nodes]
     outputs, x = [plan.y0], stepper.to_state(plan.y0) if plain else plan.y0
+    leaves = _leaves(plan, f) if torch.is_grad_enabled() else None
     for hs, last, interval, starts in _segments(plan, k):
         stamps = None
         if not t_grad:  # the exact stage times of the eager loop, as float64 numbers
@@ -169,7 +169,63 @@ def checkpointed_loop(plan: StepPlan, k: int) -> Tensor:
                     outs.append(stepper.from_state(x) if plain else x)
             return (x, *outs)
 
-        res = checkpoint(run, x, use_reentrant=False) if torch.is_grad_enabled() else run(x)
+        res = _Segment.apply(run, x, *leaves) if leaves is not None else run(x)
         x = res[0]
         outputs.extend(res[1:])
     return torch.stack(outputs)
+
+
+class _Segment(torch.autograd.Function):
+    """``run(x)`` without a graph in the forward pass; recomputed with one in the backward pass.
+
+    ``leaves`` are the tensors the gradient reaches besides ``x`` (inputs of this function so
+    that autograd routes their gradients here; ``run`` uses them through its closure)."""
+
+    @staticmethod
+    def forward(ctx, run, x, *leaves):
+        ctx.run = run
+        ctx.save_for_backward(x, *leaves)
+        return run(x)  # autograd.Function.forward runs without grad
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x, *leaves = ctx.saved_tensors
+        want_x = ctx.needs_input_grad[1]
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(want_x)
+            outs = ctx.run(xd)
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        inputs = ([xd] if want_x else []) + [p for p, need in zip(leaves, ctx.needs_input_grad[2:]) if need]
+        if not pairs or not inputs:
+            return (None, None, *[None] * len(leaves))
+        got = list(torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True,
+                                       retain_graph=True))  # the recompute graph may share nodes with the caller's
+        gx = got.pop(0) if want_x else None
+        rest = [got.pop(0) if need else None for need in ctx.needs_input_grad[2:]]
+        return (None, gx, *rest)
+
+
+def _leaves(plan: StepPlan, f: Callable) -> list[Tensor]:
+    """The tensors requiring grad that one call of ``f`` and of the corrector depend on (leaves
+    of their graphs: parameters, captured tensors), and ``t`` if it requires grad."""
+    t0 = plan.t[0].detach()
+    y = plan.y0.detach()
+    found: dict[int, Tensor] = {}
+    with torch.enable_grad():
+        outs = [f(t0, y)]
+        if plan.corrector is not None:
+            outs.append(plan.corrector(t0, y, outs[0].detach(), float(plan.h_int[0])))
+    seen, stack = set(), [o.grad_fn for o in outs if o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        var = getattr(node, "variable", None)  # an AccumulateGrad node: a leaf
+        if isinstance(var, Tensor):
+            found[id(var)] = var
+        stack.extend(n for n, _ in node.next_functions)
+    leaves = list(found.values())
+    if plan.t.requires_grad:
+        leaves.append(plan.t)
+    return leaves

@@ -260,9 +260,9 @@ def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     segment = options.get("checkpoint_steps")
     if plan.t.requires_grad and torch.is_grad_enabled():
         check_time_gradient(plan, compiling=bool(options.get("compile", False)))
-        return time_differentiable_loop(plan) if segment is None else checkpointed_loop(plan, segment)
+        return time_differentiable_loop(plan) if segment is None else checkpointed_loop(plan, segment, f)
     if segment is not None and torch.is_grad_enabled():  # recompute segments in the backward pass
-        return checkpointed_loop(plan, segment)
+        return checkpointed_loop(plan, segment, f)
     if options.get("compile", False):
         return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
     return fixed_loop(plan)
