@@ -143,3 +143,10 @@ def test_bad_event_input_is_a_clear_error():
         attsolver.solve(Ball(), y0, t, method="dopri5", event=height)
     with pytest.raises(ValueError, match="event_tol"):
         attsolver.solve(Ball(), y0, t, step_size=0.01, event=height, options={"event_tol": -1.0})
+
+
+def test_event_backwards_in_time():
+    """t decreasing: the ball thrown back in time reaches the ground at t = -sqrt(2h/g)."""
+    t_ev, _ = attsolver.solve(Ball(), torch.tensor([[5.0, 0.0]], dtype=DT), torch.tensor([0.0, -2.0], dtype=DT),
+                              step_size=0.01, event=height)
+    assert abs(float(t_ev) + math.sqrt(10 / 9.81)) < 1e-9
