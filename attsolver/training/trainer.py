@@ -51,6 +51,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._validate import positive_int
 from ..correctors import Corrector
 from .arguments import as_dataset, check_args, checkpoint_path, right_hand_side
 from .check import check_result
@@ -72,6 +73,7 @@ def fit(
     min_lr_ratio: float = 0.0, restore_best: bool = True, system: Callable[[Tensor, Tensor], Tensor] | None = None,
     autonomous: bool | None = None, on_epoch_end: Callable[[int, FitHistory], None] | None = None,
     f: Callable[[Tensor, Tensor], Tensor] | None = None, check: bool = True,
+    checkpoint_steps: int | None = None,
 ) -> FitHistory:
     """Train ``corrector`` in place on the trajectories in ``data`` (the targets, optimisation,
     checkpoints and DDP are described in :mod:`attsolver.training.trainer`).
@@ -117,6 +119,10 @@ def fit(
             (:class:`FitCheckWarning`) when the corrected rollout is worse than the uncorrected
             one, when the loss did not fall well below the zero correction's, or when the
             one-step targets are dominated by observation noise — with what to change.
+        checkpoint_steps: rollout training only: back-propagate through each window's solve
+            in recomputed segments of this many steps (``solve``'s ``options["checkpoint_steps"]``,
+            see docs/guide/gradients.md): the same gradients in memory that does not grow with
+            the window; ``None`` (default) keeps every step's graph.
 
     Returns:
         A :class:`FitHistory`.
@@ -133,6 +139,7 @@ def fit(
     started = time.perf_counter()
     args = check_args(corrector, method, step_size, epochs, lr, batch_size, rollout_steps, rollout_schedule,
                       val_fraction, patience, seed, weight_decay, grad_clip, min_lr_ratio)
+    args["checkpoint_steps"] = None if checkpoint_steps is None else positive_int("checkpoint_steps", checkpoint_steps)
     data = as_dataset(data)
     ckpt_path = checkpoint_path(checkpoint, resume, overwrite)
     f, autonomous = right_hand_side(corrector, data, system, f, autonomous)
