@@ -112,6 +112,17 @@ def _fmt_steps(steps: np.ndarray) -> str:
     return shown + (f", ... ({len(distinct)} distinct)" if len(distinct) > 5 else "")
 
 
+def layout_attribute(name: str, doc: str, *, settable: bool = False) -> property:
+    """The layout's attribute ``name`` under the same name on the corrector (a usage flag: settable)."""
+    def get(self):
+        return getattr(self.layout, name)
+
+    def set_(self, value):
+        setattr(self.layout, name, bool(value))
+
+    return property(get, set_ if settable else None, doc=doc)
+
+
 def head_features(features: Any, head: Head | None) -> tuple[str, ...]:
     """The features a corrector reads: its head's (``features``, if given, must agree)."""
     if head is None:
@@ -210,27 +221,13 @@ class Corrector(nn.Module):
 
     # ------------------------------------------------------------------ the layout's description
 
-    @property
-    def state_shape(self) -> tuple[int, ...]:
-        return self.layout.state_shape
-
-    @property
-    def state_dim(self) -> int:
-        return self.layout.state_dim
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return self.layout.features
-
-    @property
-    def feature_dim(self) -> int:
-        """Length of the per-component feature vector: ``D`` per state feature, 1 for ``h`` and each time feature."""
-        return self.layout.feature_dim
-
-    @property
-    def uses_time(self) -> bool:
-        """Whether a time feature (``t``, ``cos:<w>``, ``sin:<w>``) is among the features."""
-        return self.layout.uses_time
+    state_shape = layout_attribute("state_shape", "Shape of one state, without batch dimensions.")
+    state_dim = layout_attribute("state_dim", "``D``, the number of components of one state.")
+    features = layout_attribute("features", "The step features the network sees.")
+    feature_dim = layout_attribute("feature_dim", "Length of the per-component feature vector: ``D`` per state "
+                                   "feature, 1 for ``h`` and each time feature.")
+    uses_time = layout_attribute("uses_time", "Whether a time feature (``t``, ``cos:<w>``, ``sin:<w>``) is among "
+                                 "the features.")
 
     def feature_slices(self) -> dict[str, slice]:
         """Where each feature lies in the per-component feature vector."""
