@@ -68,24 +68,16 @@ def solve(
         t: 1-D strictly monotone times (increasing or decreasing), ``t[0]`` is the
             initial time.
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
-        step_size: fixed-step methods only.  Without it, one step is taken between
-            consecutive points of ``t`` — and, when there is no corrector, a step-doubling
-            check on the first interval (one step of the grid spacing against two of half
-            of it, three extra steps) estimates that step's local error; above
-            :data:`~attsolver.integrate.checks.COARSE_STEP_TOLERANCE` of the state's size a
-            :class:`CoarseStepWarning` gives the estimate and a ``step_size`` that would
-            meet the tolerance.  Passing
-            ``step_size`` (even equal to the grid spacing) states the step explicitly and
-            skips the check.  With it, each interval ``[t_i, t_{i+1}]`` is split
-            into ``n_i = ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned
-            value is an actual solver state (no interpolation, unlike torchdiffeq); when
-            ``step_size`` divides the intervals the steps are exactly ``step_size``.
+        step_size: fixed-step methods only.  Each interval ``[t_i, t_{i+1}]`` is split into
+            ``ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned value is an actual
+            solver state (no interpolation, unlike torchdiffeq).  Without it one step is taken
+            per interval, and without a corrector a step-doubling check on the first interval
+            gives a :class:`CoarseStepWarning` with a ``step_size`` that would meet
+            :data:`~attsolver.integrate.checks.COARSE_STEP_TOLERANCE` of the state's size.
         corrector: a learned correction applied after every classical step,
             ``y_{n+1} = y_n + dy_n + corrector(t_n, y_n, dy_n, h)`` where ``dy_n = h Phi`` is
-            the classical increment (computed as the classical step minus ``y_n``, so a
-            zero correction reproduces the classical solution bit for bit) and ``h`` a
-            Python float (negative when ``t`` decreases).  A corrector that records what it was trained for (a
-            ``check_compatible`` method) is refused for another method, step or shape.
+            the classical increment (a zero correction reproduces the classical solution bit
+            for bit); one trained for another method, step or shape is refused.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
             :class:`NonFiniteSolutionError` naming the step and time if the solution
             becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
@@ -106,11 +98,8 @@ def solve(
             trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
         guard_check_every: with ``guard``, also check every this many steps a posteriori against
             the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
-        event: a terminal event for the fixed-step methods, ``event(t, y) -> Tensor`` of
-            shape ``y0.shape[:-1]`` (one value per sample; ``t`` is given with that shape too):
-            each sample stops where its value crosses zero, located on the step's cubic
-            Hermite interpolant to ``options["event_tol"]`` (default ``1e-12``) in time; see
-            :mod:`attsolver.integrate.events` and docs/guide/events.md.
+        event: a terminal event for the fixed-step methods, ``event(t, y)`` with one value per
+            sample: each sample stops where it crosses zero (see :mod:`attsolver.integrate.events`).
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
