@@ -31,6 +31,7 @@ PNAS 118 (2021) e2101784118 (learned interpolation, the affine constraint).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -147,6 +148,9 @@ class LearnedInterpolation(nn.Module):
         self.meta = {"n": int(n), "nu": float(nu), "drag": float(drag),
                      "forcing_wavenumber": int(forcing_wavenumber), "base": base,
                      "width": int(width), "transverse": int(transverse), "degree": int(degree)}
+        # what it was built for, saved with the weights (a tensor, so state dicts stay tensors)
+        self.register_buffer("trained_for_json", torch.tensor(list(json.dumps(self.meta, sort_keys=True).encode()),
+                                                              dtype=torch.uint8))
         self.cells = stencil(width, transverse)
         a = constraint_matrix(width, transverse, degree)
         _, s, vh = torch.linalg.svd(a)
@@ -205,16 +209,18 @@ class LearnedInterpolation(nn.Module):
                 + " — train a LearnedInterpolation for this grid and Reynolds number"
             )
 
-    def get_extra_state(self) -> dict[str, Any]:
-        return dict(self.meta)
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        if state != self.meta:
-            raise ValueError(
-                f"LearnedInterpolation.load_state_dict: the weights were trained for "
-                f"{_trained_for_text(state)}, but this model is built for {self.trained_for}; build "
-                f"LearnedInterpolation(**<what it was trained for>) to load them"
-            )
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Refuse weights saved from a model built for another flow or base scheme."""
+        saved = state_dict.get(prefix + "trained_for_json")
+        if saved is not None:
+            theirs = json.loads(bytes(saved.tolist()).decode())
+            if theirs != self.meta:
+                raise ValueError(
+                    f"LearnedInterpolation.load_state_dict: the weights were trained for "
+                    f"{_trained_for_text(theirs)}, but this model is built for {self.trained_for}; build "
+                    f"LearnedInterpolation with what it was trained for to load them"
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def check_consistency(self) -> None:
         """Refuse a base scheme or null-space basis that breaks the constraint."""
