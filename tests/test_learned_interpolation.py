@@ -7,8 +7,12 @@ import math
 import pytest
 import torch
 
+from attsolver import fit
+from attsolver.correctors import InterpolationHost
+from attsolver.data import TrajectoryDataset
 from attsolver.integrate import solve
-from attsolver.systems import LearnedInterpolation, NavierStokes2DFD
+from attsolver.systems import LearnedInterpolation, NavierStokes2D, NavierStokes2DFD
+from attsolver.systems.grid import restrict_2d
 from attsolver.systems.learned_interpolation import constraint_matrix, face_velocities
 
 NU = 1.0 / 500.0
@@ -204,3 +208,26 @@ def test_config_names_the_interpolation_and_plain_config_is_unchanged():
     assert "interpolation" not in NavierStokes2DFD(n=32).config()["params"]
     cfg = NavierStokes2DFD(n=32, nu=NU, interpolation=_model(32)).config()
     assert "n=32" in cfg["learned_interpolation"] and "interpolation" not in cfg["params"]
+
+
+@pytest.mark.slow
+def test_fit_trains_the_interpolation_by_unrolling_solve():
+    n, h = 16, 0.05
+    fine = NavierStokes2D(n=32, nu=NU)
+    w0 = fine.sample_initial(4, generator=torch.Generator().manual_seed(5), dtype=torch.float32, peak_wavenumber=2.0)
+    t = torch.arange(6, dtype=torch.float64) * 0.1
+    y = restrict_2d(solve(fine, w0, t, method="etdrk4", step_size=0.025).transpose(0, 1), n)
+    data = TrajectoryDataset(t=t, y=y.contiguous(), system=NavierStokes2DFD(n=n, nu=NU).config())
+    host = InterpolationHost(LearnedInterpolation(n, NU, hidden=4, layers=2), step_size=h)
+    system = host.system()
+    assert system.interpolation is host.interpolation
+    before = [p.detach().clone() for p in host.interpolation.parameters()]
+    fit(host, data, system=system, epochs=2, lr=1e-2, batch_size=8, rollout_schedule=[(0, 1), (1, 2)],
+        val_fraction=0.0, patience=None, progress=False, check=False, restore_best=False)
+    after = list(host.interpolation.parameters())
+    assert any(float((a - b).abs().max()) > 0 for a, b in zip(after, before))  # the CNN was trained
+    state = host.interpolation.state_dict()
+    again = LearnedInterpolation(n, NU, hidden=4, layers=2)
+    again.load_state_dict(state)  # a model built for the same flow loads what fit trained
+    with pytest.raises(ValueError, match="trained for n=16"):
+        LearnedInterpolation(32, NU, hidden=4, layers=2).load_state_dict(state)
