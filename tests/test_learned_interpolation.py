@@ -231,3 +231,23 @@ def test_fit_trains_the_interpolation_by_unrolling_solve():
     again.load_state_dict(state)  # a model built for the same flow loads what fit trained
     with pytest.raises(ValueError, match="trained for n=16"):
         LearnedInterpolation(32, NU, hidden=4, layers=2).load_state_dict(state)
+
+
+def test_flux_form_zeroed_is_the_base_and_conserves_the_mean():
+    n = 16
+    w = _field(n) + 0.3
+    plain = NavierStokes2DFD(n=n, nu=NU, interpolation=_model(n))
+    flux = NavierStokes2DFD(n=n, nu=NU, interpolation=_model(n, form="flux"))
+    assert torch.allclose(_advection(flux, w), _advection(plain, w), rtol=0, atol=1e-12)
+    active = NavierStokes2DFD(n=n, nu=NU, interpolation=_model(n, scale=0.3, form="flux"))
+    adv = _advection(active, w)
+    assert float((adv - _advection(plain, w)).abs().max()) > 1e-3  # the learned flux acts
+    assert float(adv.sum(dim=(-2, -1)).abs().max()) < 1e-11  # a divergence: zero domain sum
+    adv.square().sum().backward()
+    assert float(active.interpolation.net[0].weight.grad.abs().max()) > 0
+
+
+def test_refuses_weights_of_the_other_form():
+    saved = LearnedInterpolation(32, NU, form="flux").state_dict()
+    with pytest.raises(ValueError, match=r"trained for .*form='flux'"):
+        LearnedInterpolation(32, NU).load_state_dict(saved)

@@ -123,7 +123,8 @@ def flux_advection(w: Tensor, u: Tensor, v: Tensor, wx: Tensor, wy: Tensor,
 def _trained_for_text(meta: dict[str, Any]) -> str:
     return (f"n={meta['n']}, nu={meta['nu']:g} (Re=1/nu={1 / meta['nu']:.4g}), drag={meta['drag']:g}, "
             f"forcing_wavenumber={meta['forcing_wavenumber']}, base={meta['base']!r}, "
-            f"stencil {meta['width']}x{meta['transverse']}, degree={meta['degree']}")
+            f"stencil {meta['width']}x{meta['transverse']}, degree={meta['degree']}"
+            + (f", form={meta['form']!r}" if "form" in meta else ""))
 
 
 class LearnedInterpolation(nn.Module):
@@ -138,16 +139,25 @@ class LearnedInterpolation(nn.Module):
         degree: the weights are exact for polynomials of degree <= ``degree`` (0 or 1...).
         hidden, layers: channels and number of 3x3 circular convolutions.
         input_scale: the inputs (omega, u, v) are multiplied by it (order one at Re = 500).
+        form: ``"weights"`` (the learned stencil weights above) or ``"flux"``, the cheaper
+            second form: the base scheme's face values plus a learned face-value correction
+            (two output channels, no stencil of learned weights; conservative like the first,
+            but not constrained to be consistent).
     """
 
     def __init__(self, n: int, nu: float, *, drag: float = 0.1, forcing_wavenumber: int = 4,
                  base: str = "centred2", width: int = 4, transverse: int = 1, degree: int = 1,
-                 hidden: int = 16, layers: int = 3, input_scale: float = 0.25):
+                 hidden: int = 16, layers: int = 3, input_scale: float = 0.25, form: str = "weights"):
         super().__init__()
         self._check_args(base, width, transverse, degree, hidden, layers)
         self.meta = {"n": int(n), "nu": float(nu), "drag": float(drag),
                      "forcing_wavenumber": int(forcing_wavenumber), "base": base,
                      "width": int(width), "transverse": int(transverse), "degree": int(degree)}
+        if form not in ("weights", "flux"):
+            raise ValueError(f"LearnedInterpolation: form must be 'weights' or 'flux', got {form!r}")
+        if form != "weights":  # recorded only when not the default (older records stay valid)
+            self.meta["form"] = form
+        self.form = form
         # what it was built for, saved with the weights (a tensor, so state dicts stay tensors)
         self.register_buffer("trained_for_json", torch.tensor(list(json.dumps(self.meta, sort_keys=True).encode()),
                                                               dtype=torch.uint8))
@@ -166,7 +176,7 @@ class LearnedInterpolation(nn.Module):
         for _ in range(layers - 1):
             convs += [nn.Conv2d(c_in, hidden, 3, padding=1, padding_mode="circular"), nn.GELU()]
             c_in = hidden
-        last = nn.Conv2d(c_in, 2 * self.free, 3, padding=1, padding_mode="circular")
+        last = nn.Conv2d(c_in, 2 * self.free if form == "weights" else 2, 3, padding=1, padding_mode="circular")
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*convs, last)
@@ -235,7 +245,10 @@ class LearnedInterpolation(nn.Module):
 
     def forward(self, w: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Face weights ``(wx, wy)``, each ``[..., S, n, n]``, from the vorticity and the face
-        velocities (all ``[..., n, n]``)."""
+        velocities (all ``[..., n, n]``); the ``"flux"`` form's are the base scheme's."""
+        if self.form == "flux":
+            base = self.w0.to(w.device, w.dtype)[:, None, None].expand(len(self.cells), *w.shape[-2:])
+            return base.expand(*w.shape[:-2], *base.shape), base.expand(*w.shape[:-2], *base.shape)
         batch = w.shape[:-2]
         x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
         p = next(self.net.parameters())
@@ -249,6 +262,19 @@ class LearnedInterpolation(nn.Module):
     def advection(self, w: Tensor, psi: Tensor, dx: float) -> Tensor:
         """``-div(u omega)`` with the learned face values."""
         u, v = face_velocities(psi, dx)
+        if self.form == "flux":
+            return self._flux_form(w, u, v, dx)
         wx, wy = self(w, u, v)
         return flux_advection(w, u, v, wx, wy, self.cells, dx)
 
+    def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float) -> Tensor:
+        """The second form: base face values plus a learned correction of them."""
+        batch = w.shape[:-2]
+        x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
+        p = next(self.net.parameters())
+        d = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype) / self.input_scale
+        d = d.reshape(*batch, 2, *w.shape[-2:])
+        base = self.w0.to(w.device, w.dtype)[:, None, None]
+        fx = u * ((base * _neighbours(w, self.cells, "x")).sum(dim=-3) + d[..., 0, :, :])
+        fy = v * ((base * _neighbours(w, self.cells, "y")).sum(dim=-3) + d[..., 1, :, :])
+        return ((_roll(fx, -1, 0) - fx) + (_roll(fy, 0, -1) - fy)) * (1.0 / dx)
