@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -72,16 +73,56 @@ def t95(t: np.ndarray, corr: np.ndarray) -> float:
     return float(t[i - 1] + (t[i] - t[i - 1]) * (corr[i - 1] - 0.95) / (corr[i - 1] - corr[i]))
 
 
-def score(system, n: int, ref: torch.Tensor, t: torch.Tensor) -> dict:
+def correlations(system, n: int, ref: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+    """``[m, nt]`` correlation with the reference on the 32^2 restriction (NaN -> -1: blown up)."""
     w0 = restrict_2d(ref[:, 0].double(), n)
     with torch.no_grad():
         pred = solve(system, w0, t, method="ssprk3", step_size=dt_for(n)).transpose(0, 1)
-    c = correlation(restrict_2d(pred, N), restrict_2d(ref.double(), N)).numpy()  # [m, nt]
-    mean = np.nan_to_num(c, nan=-1.0).mean(axis=0)
+    return np.nan_to_num(correlation(restrict_2d(pred, N), restrict_2d(ref.double(), N)).numpy(), nan=-1.0)
+
+
+def equivalent_n(ladder: list[tuple[int, float]], t95_value: float) -> tuple[float, str]:
+    """The FD grid with this t95, linear in t95 between neighbouring measured rungs; ``(n, "")``,
+    or ``(n_max, ">=")`` past the finest rung, ``(32, "<=")`` below the coarsest."""
+    for (n0, a), (n1, b) in zip(ladder, ladder[1:]):
+        if a <= t95_value <= b and b > a:
+            return n0 + (n1 - n0) * (t95_value - a) / (b - a), ""
+    return (ladder[-1][0], ">=") if t95_value > ladder[-1][1] else (ladder[0][0], "<=")
+
+
+def step_cost(system, n: int, batch: int, rounds: int = 5) -> float:
+    """Median CPU seconds of one ssprk3 step of a batch (one thread), per trajectory."""
+    w = system.sample_initial(batch, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.0, 4 * dt_for(n)], dtype=torch.float64)
+    out = []
+    with torch.no_grad():
+        for _ in range(rounds):
+            c0 = time.process_time()
+            solve(system, w, t, method="ssprk3", step_size=dt_for(n))
+            out.append((time.process_time() - c0) / 4 / batch)
+    return float(np.median(out))
+
+
+def summarise(corr: dict[str, np.ndarray], t: np.ndarray, ladder_names: list[tuple[int, str]], boot: int = 200):
+    """t95 of every contender and the equivalent FD grid of the others, with bootstrap 5-95 %."""
+    m = next(iter(corr.values())).shape[0]
     rng = np.random.default_rng(0)
-    boot = [t95(t.numpy(), np.nan_to_num(c[rng.integers(0, len(c), len(c))], nan=-1.0).mean(axis=0))
-            for _ in range(200)]
-    return {"t95": t95(t.numpy(), mean), "censored": bool((mean >= 0.95).all()), "t95_5_95": [float(np.percentile(boot, 5)), float(np.percentile(boot, 95))]}
+    draws = [np.arange(m)] + [rng.integers(0, m, m) for _ in range(boot)]
+    res: dict[str, dict[str, list[float]]] = {k: {"t95": [], "eq_n": []} for k in corr}
+    for idx in draws:
+        t95s = {k: t95(t, c[idx].mean(axis=0)) for k, c in corr.items()}
+        ladder = [(n, t95s[name]) for n, name in ladder_names]
+        for k in corr:
+            res[k]["t95"].append(t95s[k])
+            res[k]["eq_n"].append(equivalent_n(ladder, t95s[k])[0])
+    out = {}
+    for k, r in res.items():
+        tv, en = np.array(r["t95"]), np.array(r["eq_n"])
+        out[k] = {"t95": float(tv[0]), "t95_5_95": [float(np.percentile(tv[1:], 5)), float(np.percentile(tv[1:], 95))],
+                  "censored": bool(tv[0] >= t[-1]), "eq_n": float(en[0]),
+                  "eq_n_5_95": [float(np.percentile(en[1:], 5)), float(np.percentile(en[1:], 95))],
+                  "halvings": float(np.log2(en[0] / N))}
+    return out
 
 
 def main(argv=None):
@@ -94,9 +135,10 @@ def main(argv=None):
     ap.add_argument("--t-test", type=float, default=6.0)
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=16)
+    ap.add_argument("--ladder", type=int, nargs="+", default=[32, 40, 48, 56, 64, 80, 96])
     a = ap.parse_args(argv)
     if a.quick:
-        a.train, a.test, a.t_train, a.t_test, a.epochs = 4, 2, 1.0, 2.0, 2
+        a.train, a.test, a.t_train, a.t_test, a.epochs, a.ladder = 4, 2, 1.0, 2.0, 2, [32, 48, 64]
     torch.set_num_threads(1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,26 +149,47 @@ def main(argv=None):
                                      "seed": 13_500, "t_spin": 9.0})
     ref, tt = trajectories(a.test, 13_000, a.t_test, 0.1, 8.0)
     cpu_data = time.process_time() - t0
+    print(f"data: {cpu_data:.0f}s cpu", flush=True)
     li = LearnedInterpolation(N, PHYSICS["nu"], hidden=a.hidden, layers=3)
     host = InterpolationHost(li, step_size=DT32)
-    sched = [(0, 1), (max(1, a.epochs // 4), 2), (max(2, a.epochs // 2), 4), (max(3, 3 * a.epochs // 4), 8)]
+    q = max(1, a.epochs // 4)
+    sched = [(0, 1), (q, 2), (2 * q, 4), (3 * q, 8)]  # up to 8 intervals = 32 steps of 0.025
     t0 = time.process_time()
     hist = fit(host, data, system=host.system(), epochs=a.epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
-               patience=None, progress=False, grad_clip=1.0, check=False)
+               patience=None, progress=False, grad_clip=1.0, check=False,
+               on_epoch_end=lambda e, h: print(f"epoch {e}: cpu {time.process_time() - t0:.0f}s", flush=True))
     cpu_fit = time.process_time() - t0
     host.interpolation.double()
-    rows = {f"fd-{n}": score(NavierStokes2DFD(n=n, **PHYSICS), n, ref, tt) for n in (32, 40, 48, 64)}
-    rows["centred-flux-32 (untrained)"] = score(
-        NavierStokes2DFD(n=N, **PHYSICS, interpolation=LearnedInterpolation(N, PHYSICS["nu"]).double()), N, ref, tt)
-    rows["learned-interp-32"] = score(host.system(), N, ref, tt)
+    ladder = [(n, f"fd-{n}") for n in a.ladder]
+    systems = {f"fd-{n}": (NavierStokes2DFD(n=n, **PHYSICS), n) for n in a.ladder}
+    systems["centred-flux-32 (untrained)"] = (NavierStokes2DFD(
+        n=N, **PHYSICS, interpolation=LearnedInterpolation(N, PHYSICS["nu"]).double()), N)
+    systems["learned-interp-32"] = (host.system(), N)
+    corr = {k: correlations(sy, n, ref, tt) for k, (sy, n) in systems.items()}
+    rows = summarise(corr, tt.numpy(), ladder)
+    host.interpolation.float()  # timed in its training dtype (float32 weights, float64 fields)
+    for k, (sy, n) in systems.items():  # interleaved by construction: one contender after another, 5 rounds each
+        rows[k]["cpu_s_per_step_batch8"] = step_cost(sy, n, 8)
+        rows[k]["cpu_s_per_time_unit_batch8"] = rows[k]["cpu_s_per_step_batch8"] / dt_for(n)
+    fd_cost = [(n, rows[f"fd-{n}"]["cpu_s_per_time_unit_batch8"]) for n in a.ladder]
+    for k, r in rows.items():
+        en = r["eq_n"]
+        for (n0, c0), (n1, c1) in zip(fd_cost, fd_cost[1:]):
+            if n0 <= en <= n1:  # cost log-linear in n between neighbouring measured rungs
+                c = math.exp(math.log(c0) + (math.log(c1) - math.log(c0)) * (en - n0) / (n1 - n0))
+                r["speedup_vs_fd_at_equal_t95"] = c / r["cpu_s_per_time_unit_batch8"]
     report = {"rows": rows, "cpu_s": {"data": cpu_data, "fit": cpu_fit}, "args": vars(a), "schedule": sched,
-              "train_loss": [float(x) for x in getattr(hist, "train_loss", [])][-5:],
-              "val_loss": [float(x) for x in getattr(hist, "val_loss", [])][-5:]}
+              "data": f"{a.train} trajectories x {a.t_train} time units (frames 0.1) train (20% validation), "
+                      f"{a.test} held-out x {a.t_test} test; 128^2 spectral ETDRK4 restricted to 32^2",
+              "train_loss": [float(x) for x in hist.train_loss], "val_loss": [float(x) for x in hist.val_loss]}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     torch.save(host.interpolation.state_dict(), out / "learned_interpolation.pt")
     for k, v in rows.items():
-        print(f"{k:30s} t95 {'>=' if v['censored'] else '  '}{v['t95']:.3f}  [{v['t95_5_95'][0]:.3f}, {v['t95_5_95'][1]:.3f}]")
-    print(json.dumps(report["cpu_s"]))
+        print(f"{k:30s} t95 {'>=' if v['censored'] else '  '}{v['t95']:.3f} [{v['t95_5_95'][0]:.3f}, "
+              f"{v['t95_5_95'][1]:.3f}]  eq n {v['eq_n']:.1f} [{v['eq_n_5_95'][0]:.1f}, {v['eq_n_5_95'][1]:.1f}] "
+              f"halvings {v['halvings']:.2f}  cpu/time-unit {v['cpu_s_per_time_unit_batch8'] * 1e3:.2f} ms  "
+              f"speed-up {v.get('speedup_vs_fd_at_equal_t95', float('nan')):.2f}")
+    print(json.dumps(report["cpu_s"]), json.dumps(report["val_loss"]))
 
 
 if __name__ == "__main__":
