@@ -349,7 +349,7 @@ class NavierStokes2DFD(_Vorticity2D):
     forcing_wavenumber: int = 4
     forcing_amplitude: float = 1.0
     n: int = 64
-    interpolation: Any = field(default=None, compare=False, repr=False)
+    interpolation: Any = field(default=None, repr=False)  # compared by identity
     name = "navier_stokes_2d_fd"
 
     def __post_init__(self) -> None:
