@@ -27,6 +27,7 @@ from .base import (
 from .factory import REGISTRY, create, names, register_head, register_layout
 from .heads import COMBINES, AttSolverHead, Head, HypersolverHead, NeurVecHead, register_combine
 from .hosts import ConvCorrector, LocalCorrector
+from .interpolation_host import InterpolationHost
 from .layouts import DenseLayout, GridLayout, LatticeLayout, Layout, PeriodicConv1d, PeriodicConv2d
 from .named import (
     AttSolver, AttSolverConv, Hypersolver, LocalAttSolver, LocalHypersolver, LocalNeurVec, NeurVec, NeurVecConv,
@@ -36,7 +37,7 @@ __all__ = [
     "Corrector", "NeurVec", "Hypersolver", "AttSolver", "load_corrector", "create", "names", "REGISTRY",
     "list_correctors", "get_corrector_class", "register_corrector", "register_head", "register_layout",
     "read_checkpoint", "COMBINES", "register_combine", "FEATURES", "TIME_FEATURES", "CHECKPOINT_FORMAT",
-    "FIT_CHECKPOINT_FORMAT", "SCHEMA_VERSION", "ConvCorrector", "NeurVecConv", "AttSolverConv", "PeriodicConv1d",
+    "FIT_CHECKPOINT_FORMAT", "SCHEMA_VERSION", "ConvCorrector", "InterpolationHost", "NeurVecConv", "AttSolverConv", "PeriodicConv1d",
     "PeriodicConv2d", "LocalCorrector", "LocalNeurVec", "LocalHypersolver", "LocalAttSolver",
     "Layout", "DenseLayout", "LatticeLayout", "GridLayout", "Head", "NeurVecHead", "HypersolverHead",
     "AttSolverHead",

@@ -35,7 +35,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -44,6 +44,7 @@ from torch import Tensor
 from .._validate import is_integer, nonnegative_number, positive_number
 from .base import CachedConstants, System, real_dtype, register_system
 from .grid import MIN_POINTS
+from .learned_interpolation import LearnedInterpolation, check_weights, face_velocities
 
 __all__ = ["NavierStokes2D", "NavierStokes2DFD", "energy_spectrum"]
 
@@ -331,10 +332,38 @@ class NavierStokes2DFD(_Vorticity2D):
     RK method (``"ssprk3"``, ``"rk4"``); ``solve`` checks the step against
     :meth:`max_step_size` of the initial field.
 
-    Args: as :class:`NavierStokes2D`.
+    With ``interpolation=`` a :class:`~attsolver.systems.learned_interpolation.LearnedInterpolation`
+    the advection term is instead the flux form ``-div(u omega)`` with the face values chosen
+    by the model (inside every stage of the step, so ``solve`` differentiates through it);
+    the domain mean of ``omega`` is then conserved exactly by the advection.
+
+    Args: as :class:`NavierStokes2D`; ``interpolation``: ``None`` (Arakawa) or a learned
+    interpolation built for this ``n``, ``nu``, ``drag`` and forcing wavenumber.
     """
 
+    interpolation: Any = field(default=None, repr=False)  # compared by identity
     name = "navier_stokes_2d_fd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        li = self.interpolation
+        if li is not None:
+            if not isinstance(li, LearnedInterpolation):
+                raise TypeError(
+                    f"{self.name}: interpolation must be None or an "
+                    f"attsolver.systems.learned_interpolation.LearnedInterpolation, got {type(li).__name__}"
+                )
+            li.check_system(self)
+            li.check_consistency()
+
+    def config(self) -> dict[str, Any]:
+        """As :meth:`System.config`; a learned interpolation is named by what it was trained
+        for (its weights travel in a checkpoint, not in the config)."""
+        out = super().config()
+        li = out["params"].pop("interpolation")
+        if li is not None:
+            out["learned_interpolation"] = li.trained_for
+        return out
 
     def _laplacian_eigenvalues(self, ky, kx):
         d = self.dx
@@ -379,7 +408,10 @@ class NavierStokes2DFD(_Vorticity2D):
         c = self._constants(w.dtype, w.device)
         q = _Padded(w)  # one padded copy serves the Jacobian and the Laplacian
         lap = (q(1, 0) + q(-1, 0) + q(0, 1) + q(0, -1) - 4.0 * w) * (self.nu / self.dx**2)
-        out = self._jacobian(_Padded(self.streamfunction(w)), q)
+        if self.interpolation is not None:
+            out = self.interpolation.advection(w, self.streamfunction(w), self.dx)
+        else:
+            out = self._jacobian(_Padded(self.streamfunction(w)), q)
         return (out + lap).sub_(w, alpha=self.drag).add_(c.forcing)
 
     def max_step_size(self, w: Tensor, courant: float = 1.0) -> float:
@@ -392,9 +424,22 @@ class NavierStokes2DFD(_Vorticity2D):
     def check_step_size(self, y0: Tensor, step_size: float, method: str) -> None:
         """Called by ``solve`` once: refuse an explicit step above the CFL limit of ``y0``."""
         limit = self.max_step_size(y0.detach())
+        if self.interpolation is not None:
+            self._check_learned_weights(y0.detach())
         if step_size > limit * (1.0 + 1e-9):
             raise ValueError(
                 f"{self.name}: step_size={step_size:.4g} exceeds the CFL limit {limit:.4g} of the "
                 f"initial field (dx / max(|u|+|v|) and dx^2 / (4 nu) at n={self.n}); pass "
                 f"step_size <= {limit:.4g}, e.g. 0.5 * system.max_step_size(w0)"
             )
+
+    def _check_learned_weights(self, w: Tensor) -> None:
+        """Refuse a learned interpolation whose weights on ``w`` are not consistent."""
+        li = self.interpolation
+        with torch.no_grad():
+            u, v = face_velocities(self.streamfunction(w), self.dx)
+            wx, wy = li(w, u, v)
+        m = li.meta
+        for name, wt in (("x-face", wx), ("y-face", wy)):
+            check_weights(wt, m["width"], m["transverse"], m["degree"],
+                          what=f"{self.name}: the interpolation's {name} weights")

@@ -1,0 +1,280 @@
+"""Learned interpolation (Kochkov et al. 2021) for the finite-volume advection of 2-D vorticity.
+
+The advection term of :class:`attsolver.systems.NavierStokes2DFD` built with
+``interpolation=model`` is the flux form
+
+    -div(u omega) ~ -(F[i+1/2, j] - F[i-1/2, j]) / dx - (G[i, j+1/2] - G[i, j-1/2]) / dx,
+
+``F = u_face * omega_face`` on the x-faces and ``G = v_face * omega_face`` on the y-faces.
+The face velocities come from the streamfunction interpolated to the cell corners, so their
+discrete divergence is exactly zero, and the sum of the fluxes' differences telescopes: the
+domain mean of ``omega`` is conserved exactly by the advection, whatever the weights.
+
+The vorticity at a face is a weighted sum over a stencil of cells around it (``width`` cells
+across the face, ``transverse`` along it).  A small periodic CNN
+(:class:`LearnedInterpolation`) chooses the weights per face and per state, constrained to be
+exact for every polynomial of degree ``<= degree`` (``degree = 0``: the weights sum to one;
+``degree = 1``: also exact for linear fields).  The constraint is met by construction, as in
+Kochkov et al.: ``w = w0 + N z`` with ``w0`` the weights of a known consistent base scheme
+(``"centred2"``: the mean of the two neighbours; ``"centred4"``: the 4-point Lagrange
+midpoint rule) and ``N`` an orthonormal basis of the null space of the constraint matrix; the
+network outputs ``z``.  Its last layer starts at zero, so an untrained model *is* the base
+scheme, exactly.
+
+A model records what it was built for (grid, viscosity, drag, forcing, base scheme, stencil):
+the system refuses a model built for another one, and loading a state dict saved from a model
+built for another one is refused, naming what it was trained for.
+
+Reference: D. Kochkov et al., "Machine learning-accelerated computational fluid dynamics",
+PNAS 118 (2021) e2101784118 (learned interpolation, the affine constraint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._validate import is_integer
+
+__all__ = ["LearnedInterpolation", "BASE_SCHEMES", "face_velocities", "flux_advection",
+           "check_weights"]
+
+#: the known consistent interpolations an untrained model reproduces exactly
+BASE_SCHEMES = ("centred2", "centred4")
+_TOL = 1e-9
+
+
+def _roll(a: Tensor, di: int, dj: int) -> Tensor:
+    """``a`` at ``(i + di, j + dj)``: ``i`` along x (last axis), ``j`` along y."""
+    return torch.roll(a, shifts=(-dj, -di), dims=(-2, -1))
+
+
+def stencil(width: int, transverse: int) -> list[tuple[int, int]]:
+    """Offsets ``(o, b)`` of the cells of a face's stencil: ``o`` across the face (the face
+    of cell ``i`` lies between cells ``i`` and ``i + 1``), ``b`` along it; ``o`` varies fastest."""
+    normal = range(-(width // 2 - 1), width // 2 + 1)
+    along = range(-(transverse // 2), transverse // 2 + 1)
+    return [(o, b) for b in along for o in normal]
+
+
+def constraint_matrix(width: int, transverse: int, degree: int) -> Tensor:
+    """``A [m, S]`` (float64): row ``(p, q)`` holds ``a^p b^q`` at every stencil cell, ``a``
+    and ``b`` its position relative to the face in cells; consistency is ``A w = e_0``."""
+    cells = stencil(width, transverse)
+    powers = [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
+    if transverse == 1:
+        powers = [(p, q) for p, q in powers if q == 0]
+    rows = [[(o - 0.5) ** p * float(b) ** q for o, b in cells] for p, q in powers]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def base_weights(base: str, width: int, transverse: int) -> Tensor:
+    """Weights ``[S]`` of the base scheme on the stencil (zero off its own cells)."""
+    taps = {"centred2": {0: 0.5, 1: 0.5}, "centred4": {-1: -1 / 16, 0: 9 / 16, 1: 9 / 16, 2: -1 / 16}}[base]
+    return torch.tensor([taps.get(o, 0.0) if b == 0 else 0.0 for o, b in stencil(width, transverse)],
+                        dtype=torch.float64)
+
+
+def check_weights(weights: Tensor, width: int, transverse: int, degree: int, what: str = "weights") -> None:
+    """Refuse face weights ``[..., S, n, n]`` that are not exact to polynomial ``degree``."""
+    a = constraint_matrix(width, transverse, degree).to(dtype=weights.dtype, device=weights.device)
+    moments = torch.einsum("ms,...sij->...mij", a, weights.detach())
+    target = torch.zeros_like(moments)
+    target[..., 0, :, :] = 1.0
+    err = float((moments - target).abs().max()) if moments.numel() else 0.0
+    tol = 1e-3 if weights.dtype in (torch.float16, torch.bfloat16) else 1e-5
+    if not math.isfinite(err) or err > tol * max(1.0, float(weights.detach().abs().max())):
+        raise ValueError(
+            f"{what} violate the consistency constraint (exact for polynomials of degree <= {degree}: "
+            f"the weights sum to one{' and reproduce linear fields' if degree >= 1 else ''}); largest "
+            f"moment error {err:.3g}; build the weights as w0 + N z (LearnedInterpolation does)"
+        )
+
+
+def face_velocities(psi: Tensor, dx: float) -> tuple[Tensor, Tensor]:
+    """``(u at the x-faces, v at the y-faces)`` from the cell-centred streamfunction: ``psi``
+    averaged to the corners and differenced along each face, so the discrete divergence
+    ``(u[i] - u[i-1] + v[j] - v[j-1]) / dx`` is exactly zero.  Index ``(j, i)`` holds the
+    face ``(i + 1/2, j)`` (x) or ``(i, j + 1/2)`` (y)."""
+    corner = 0.25 * (psi + _roll(psi, 1, 0) + _roll(psi, 0, 1) + _roll(psi, 1, 1))
+    return (corner - _roll(corner, 0, -1)) / dx, -(corner - _roll(corner, -1, 0)) / dx
+
+
+def _neighbours(w: Tensor, cells: list[tuple[int, int]], axis: str) -> Tensor:
+    """``[..., S, n, n]``: the stencil's cell values at every x-face (``axis="x"``) or y-face."""
+    if axis == "x":
+        return torch.stack([_roll(w, o, b) for o, b in cells], dim=-3)
+    return torch.stack([_roll(w, b, o) for o, b in cells], dim=-3)
+
+
+def flux_advection(w: Tensor, u: Tensor, v: Tensor, wx: Tensor, wy: Tensor,
+                   cells: list[tuple[int, int]], dx: float) -> Tensor:
+    """``-div(u omega)`` in flux form with face values ``sum_k w_k omega_k`` (``wx``, ``wy``:
+    ``[..., S, n, n]`` weights at the x- and y-faces; ``u``, ``v`` from :func:`face_velocities`)."""
+    fx = u * (wx * _neighbours(w, cells, "x")).sum(dim=-3)
+    fy = v * (wy * _neighbours(w, cells, "y")).sum(dim=-3)
+    return ((_roll(fx, -1, 0) - fx) + (_roll(fy, 0, -1) - fy)) * (1.0 / dx)
+
+
+def _trained_for_text(meta: dict[str, Any]) -> str:
+    return (f"n={meta['n']}, nu={meta['nu']:g} (Re=1/nu={1 / meta['nu']:.4g}), drag={meta['drag']:g}, "
+            f"forcing_wavenumber={meta['forcing_wavenumber']}, base={meta['base']!r}, "
+            f"stencil {meta['width']}x{meta['transverse']}, degree={meta['degree']}"
+            + (f", form={meta['form']!r}" if "form" in meta else ""))
+
+
+class LearnedInterpolation(nn.Module):
+    """A periodic CNN that chooses the vorticity-to-face interpolation weights per face.
+
+    Args:
+        n, nu, drag, forcing_wavenumber: the flow it is built (and trained) for; a
+            :class:`NavierStokes2DFD` with other values refuses it.
+        base: the consistent scheme an untrained model equals (:data:`BASE_SCHEMES`).
+        width: cells across a face (even, >= 2; ``"centred4"`` needs >= 4).
+        transverse: cells along a face (odd, >= 1).
+        degree: the weights are exact for polynomials of degree <= ``degree`` (0 or 1...).
+        hidden, layers: channels and number of 3x3 circular convolutions.
+        input_scale: the inputs (omega, u, v) are multiplied by it (order one at Re = 500).
+        form: ``"weights"`` (the learned stencil weights above) or ``"flux"``, the cheaper
+            second form: the base scheme's face values plus a learned face-value correction
+            (two output channels, no stencil of learned weights; conservative like the first,
+            but not constrained to be consistent).
+    """
+
+    def __init__(self, n: int, nu: float, *, drag: float = 0.1, forcing_wavenumber: int = 4,
+                 base: str = "centred2", width: int = 4, transverse: int = 1, degree: int = 1,
+                 hidden: int = 16, layers: int = 3, input_scale: float = 0.25, form: str = "weights"):
+        super().__init__()
+        self._check_args(base, width, transverse, degree, hidden, layers)
+        self.meta = {"n": int(n), "nu": float(nu), "drag": float(drag),
+                     "forcing_wavenumber": int(forcing_wavenumber), "base": base,
+                     "width": int(width), "transverse": int(transverse), "degree": int(degree)}
+        if form not in ("weights", "flux"):
+            raise ValueError(f"LearnedInterpolation: form must be 'weights' or 'flux', got {form!r}")
+        if form != "weights":  # recorded only when not the default (older records stay valid)
+            self.meta["form"] = form
+        self.form = form
+        # what it was built for, saved with the weights (a tensor, so state dicts stay tensors)
+        self.register_buffer("trained_for_json", torch.tensor(list(json.dumps(self.meta, sort_keys=True).encode()),
+                                                              dtype=torch.uint8))
+        self.cells = stencil(width, transverse)
+        a = constraint_matrix(width, transverse, degree)
+        _, s, vh = torch.linalg.svd(a)
+        rank = int((s > 1e-10 * s[0]).sum())
+        # float64 constants rebuilt from ``meta`` (not buffers: ``.float()`` would round them
+        # and the constraint would then hold to 1e-8 only); cast per call in ``forward``
+        self.w0 = base_weights(base, width, transverse)
+        self.null = vh[rank:].T.contiguous()  # [S, S - rank], orthonormal columns
+        self.free = self.null.shape[1]
+        self.input_scale = float(input_scale)
+        convs: list[nn.Module] = []
+        c_in = 3
+        for _ in range(layers - 1):
+            convs += [nn.Conv2d(c_in, hidden, 3, padding=1, padding_mode="circular"), nn.GELU()]
+            c_in = hidden
+        last = nn.Conv2d(c_in, 2 * self.free if form == "weights" else 2, 3, padding=1, padding_mode="circular")
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*convs, last)
+
+    @staticmethod
+    def _check_args(base, width, transverse, degree, hidden, layers) -> None:
+        if base not in BASE_SCHEMES:
+            raise ValueError(f"LearnedInterpolation: base must be one of {BASE_SCHEMES}, got {base!r}")
+        if not is_integer(width) or width < 2 or width % 2 or (base == "centred4" and width < 4):
+            raise ValueError(f"LearnedInterpolation: width must be an even integer >= 2 (>= 4 for "
+                             f"base='centred4'), got {width!r}")
+        if not is_integer(transverse) or transverse < 1 or transverse % 2 == 0:
+            raise ValueError(f"LearnedInterpolation: transverse must be an odd integer >= 1, got {transverse!r}")
+        if not is_integer(degree) or degree < 0 or degree + 1 >= width * transverse:
+            raise ValueError(f"LearnedInterpolation: degree must be an integer in [0, width*transverse - 2] "
+                             f"(room for learned weights), got {degree!r}")
+        exact = {"centred2": 1, "centred4": 3}[base]
+        if degree > exact:
+            raise ValueError(f"LearnedInterpolation: base={base!r} is exact to degree {exact} only, got "
+                             f"degree={degree!r}; pass degree <= {exact} or base='centred4'")
+        if not is_integer(hidden) or hidden < 1 or not is_integer(layers) or layers < 1:
+            raise ValueError(f"LearnedInterpolation: hidden and layers must be integers >= 1, got "
+                             f"{hidden!r}, {layers!r}")
+
+    @property
+    def trained_for(self) -> str:
+        """What the model was built for, in words (quoted by every refusal)."""
+        return _trained_for_text(self.meta)
+
+    def check_system(self, system: Any) -> None:
+        """Refuse a system other than the one the model was built for."""
+        mine = self.meta
+        theirs = {"n": system.n, "nu": system.nu, "drag": system.drag,
+                  "forcing_wavenumber": system.forcing_wavenumber}
+        bad = [k for k, v in theirs.items() if not math.isclose(float(v), float(mine[k]), rel_tol=1e-9)]
+        if bad:
+            raise ValueError(
+                f"{system.name}: interpolation was trained for {self.trained_for}; this system has "
+                + ", ".join(f"{k}={theirs[k]:g}" for k in bad)
+                + " — train a LearnedInterpolation for this grid and Reynolds number"
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Refuse weights saved from a model built for another flow or base scheme."""
+        saved = state_dict.get(prefix + "trained_for_json")
+        if saved is not None:
+            theirs = json.loads(bytes(saved.tolist()).decode())
+            if theirs != self.meta:
+                raise ValueError(
+                    f"LearnedInterpolation.load_state_dict: the weights were trained for "
+                    f"{_trained_for_text(theirs)}, but this model is built for {self.trained_for}; build "
+                    f"LearnedInterpolation with what it was trained for to load them"
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def check_consistency(self) -> None:
+        """Refuse a base scheme or null-space basis that breaks the constraint."""
+        m = self.meta
+        a = constraint_matrix(m["width"], m["transverse"], m["degree"])
+        w0, null = self.w0.double(), self.null.double()
+        e0 = torch.zeros(a.shape[0], dtype=torch.float64)
+        e0[0] = 1.0
+        if float((a @ w0 - e0).abs().max()) > 1e-6 or float((a @ null).abs().max()) > 1e-6:
+            raise ValueError(f"LearnedInterpolation: w0/null violate the consistency constraint "
+                             f"(degree {m['degree']}); rebuild the model instead of editing its buffers")
+
+    def forward(self, w: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Face weights ``(wx, wy)``, each ``[..., S, n, n]``, from the vorticity and the face
+        velocities (all ``[..., n, n]``); the ``"flux"`` form's are the base scheme's."""
+        if self.form == "flux":
+            base = self.w0.to(w.device, w.dtype)[:, None, None].expand(len(self.cells), *w.shape[-2:])
+            return base.expand(*w.shape[:-2], *base.shape), base.expand(*w.shape[:-2], *base.shape)
+        batch = w.shape[:-2]
+        x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
+        p = next(self.net.parameters())
+        z = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype)
+        z = z.reshape(-1, 2, self.free, *w.shape[-2:])
+        null, w0 = self.null.to(z.device, z.dtype), self.w0.to(z.device, z.dtype)
+        weights = torch.einsum("sk,bdkij->bdsij", null, z) + w0[:, None, None]
+        weights = weights.reshape(*batch, 2, len(self.cells), *w.shape[-2:]).to(w.dtype)
+        return weights[..., 0, :, :, :], weights[..., 1, :, :, :]
+
+    def advection(self, w: Tensor, psi: Tensor, dx: float) -> Tensor:
+        """``-div(u omega)`` with the learned face values."""
+        u, v = face_velocities(psi, dx)
+        if self.form == "flux":
+            return self._flux_form(w, u, v, dx)
+        wx, wy = self(w, u, v)
+        return flux_advection(w, u, v, wx, wy, self.cells, dx)
+
+    def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float) -> Tensor:
+        """The second form: base face values plus a learned correction of them."""
+        batch = w.shape[:-2]
+        x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
+        p = next(self.net.parameters())
+        d = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype) / self.input_scale
+        d = d.reshape(*batch, 2, *w.shape[-2:])
+        base = self.w0.to(w.device, w.dtype)[:, None, None]
+        fx = u * ((base * _neighbours(w, self.cells, "x")).sum(dim=-3) + d[..., 0, :, :])
+        fy = v * ((base * _neighbours(w, self.cells, "y")).sum(dim=-3) + d[..., 1, :, :])
+        return ((_roll(fx, -1, 0) - fx) + (_roll(fy, 0, -1) - fy)) * (1.0 / dx)
