@@ -28,7 +28,6 @@ speed-up columns of ``benchmarks/ode.py`` (:func:`~attsolver.evaluate.metrics.sp
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import math
 import os
@@ -73,15 +72,8 @@ def compare(
     lyapunov_exponent: float | str | None = "auto",
     match: str = "auto",
     dtype: torch.dtype = torch.float64,
-    rounds: int = 5,
-    clock: str = "auto",
-    ci_width: float = 0.10,
-    max_rounds: int = 40,
-    time_budget: float = 60.0,
-    out: str | os.PathLike | None = None,
-    name: str = "compare",
-    progress: bool = True,
-    command: str | None = None,
+    rounds: int = 5, clock: str = "auto", ci_width: float = 0.10, max_rounds: int = 40, time_budget: float = 60.0,
+    out: str | os.PathLike | None = None, name: str = "compare", progress: bool = True, command: str | None = None,
 ) -> CompareResult:
     """Compare a corrected coarse solve with the classical solvers on held-out data.
 
@@ -115,9 +107,8 @@ def compare(
         rounds: the fewest timing rounds (interleaved, after one warm-up call each); more
             follow until the speed-up's 95 % interval is within ``±ci_width`` of its point
             estimate, ``max_rounds`` are done or ``time_budget`` seconds of timing are spent.
-        clock: the time the verdict reads: ``"cpu"`` (the process's CPU time, which other
-            processes on the machine barely touch), ``"wall"``, or ``"auto"`` (CPU time unless
-            the solves are too short for its resolution); the verdict says which.
+        clock: the time the verdict reads: ``"cpu"`` (process CPU time), ``"wall"``, or
+            ``"auto"`` (CPU time unless the solves are too short for it); the verdict says which.
         ci_width: the relative half-width of the interval at which timing stops (0.10: ±10 %).
         max_rounds, time_budget: the most timing rounds, and seconds of timing.
         out: a folder: writes ``<name>.json``, ``<name>_work_precision.png`` and
@@ -145,12 +136,8 @@ def compare(
     scale, limit = reference_scale(test.true), blow_up_limit(test.true)
     model = None if corrector is None else copy.deepcopy(corrector).to(dtype).eval()
 
-    ladders = build_ladders(method, problem, refinements=refinements, step_refinements=rk4_refinements,
-                            spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
-    contenders = [c for ladder in ladders for c in ladder.contenders(h)]
-    if model is not None:
-        contenders.append(Contender("corrected", f"{method} h/1 + {type(corrector).__name__}", method,
-                                    step=h, k=1, corrected=True))
+    contenders = _contenders(method, problem, h, corrector, refinements=refinements, step_refinements=rk4_refinements,
+                             spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
     score = {"scale": scale, "limit": limit, "lyapunov_exponent": lam_units, "match": match}
     entries, preds, meas = _measure(f, test, contenders, model, timing, score, name=name, progress=progress)
 
@@ -171,6 +158,15 @@ def compare(
 
 
 # --------------------------------------------------------------------------- the steps of compare
+
+
+def _contenders(method: str, problem: str, h: float, corrector, **rungs) -> list[Contender]:
+    """Every classical ladder's rungs (:func:`build_ladders`), then the corrected solve."""
+    out = [c for ladder in build_ladders(method, problem, **rungs) for c in ladder.contenders(h)]
+    if corrector is not None:
+        out.append(Contender("corrected", f"{method} h/1 + {type(corrector).__name__}", method, step=h, k=1,
+                             corrected=True))
+    return out
 
 
 def _check_arguments(f, dtype, rounds, corrector, method, step_size) -> tuple[str, float]:
@@ -241,38 +237,14 @@ def _timing_options(clock, ci_width, max_rounds, time_budget, rounds) -> dict[st
             "budget_s": float(time_budget)}
 
 
-def _counting(f, counter: list[int]):
-    """``f`` whose calls add to ``counter[0]`` (a hook on a module, a wrapper on a plain
-    function), and the hook handle or ``None``; ``(f, None)`` with no count for another callable."""
-    if isinstance(f, torch.nn.Module):
-        def hook(*_):
-            counter[0] += 1
-        return f, f.register_forward_pre_hook(hook)
-    if inspect.isfunction(f) or inspect.ismethod(f):
-        def g(t, y):
-            counter[0] += 1
-            return f(t, y)
-        return g, None
-    counter[0] = -1
-    return f, None
-
-
 def _scored_run(c: Contender, f, test: TestSet, model, score) -> tuple[dict[str, Any], Tensor, int | None, int]:
     """One untimed run of a contender (its warm-up): the entry with its errors, the
-    prediction, the evaluations of ``f`` (``None`` when they cannot be counted) and of the corrector."""
-    n_f, n_c = [0], [0]
-    g, handle = _counting(f, n_f)
-    c_handle = model.register_forward_pre_hook(lambda *_: n_c.__setitem__(0, n_c[0] + 1)) \
-        if (model is not None and c.corrected) else None
-    try:
-        pred = c.runner(g, test.y0, test.t, model)().transpose(0, 1)
-    finally:
-        for hd in (handle, c_handle):
-            if hd is not None:
-                hd.remove()
+    prediction, the evaluations of ``f`` (``None`` when none were counted) and of the corrector."""
+    pred, stats = c.runner(f, test.y0, test.t, model, return_stats=True)()
+    pred = pred.transpose(0, 1)
     entry = c.entry()
     entry.update(score_rollout(pred, test.true, test.t, **score))
-    return entry, pred, (n_f[0] if n_f[0] > 0 else None), n_c[0]
+    return entry, pred, (stats.n_f_evals or None), stats.n_corrector_calls
 
 
 def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[str, Any], score: dict[str, Any], *,

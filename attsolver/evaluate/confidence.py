@@ -38,8 +38,10 @@ __all__ = ["CLOCKS", "machine_load", "timed_call", "per_trajectory_error", "choo
 
 #: the clocks the verdict can read: ``"cpu"`` (process CPU time), ``"wall"``, or ``"auto"``
 CLOCKS = ("auto", "cpu", "wall")
-#: a CPU-time reading below this many clock ticks is too coarse: ``"auto"`` falls back to wall
+#: a CPU-time reading below this many clock ticks, or below ``_MIN_CPU_S`` (the clock is read by a
+#: system call, ~1 us), is too coarse: ``"auto"`` falls back to wall time
 _MIN_TICKS = 200
+_MIN_CPU_S = 1e-4
 
 
 def machine_load() -> dict[str, Any]:
@@ -82,14 +84,14 @@ def relative_spread(values: Sequence[float]) -> float:
 def choose_clock(clock: str, samples: dict[str, dict[str, list[float]]]) -> tuple[str, str]:
     """The clock the verdict reads and why: ``clock`` itself when ``"cpu"`` or ``"wall"``;
     for ``"auto"`` the CPU time, unless the shortest contender's CPU reading is under
-    :data:`_MIN_TICKS` ticks of the CPU clock (then wall time)."""
+    :data:`_MIN_TICKS` ticks of the CPU clock or 0.1 ms (then wall time)."""
     if clock == "wall":
         return "wall", "wall time (asked for)"
     if clock == "cpu":
         return "cpu", "process CPU time (asked for)"
     tick = max(time.get_clock_info("process_time").resolution, 1e-9)
     shortest = min(statistics.median(s["cpu"]) for s in samples.values())
-    if shortest < _MIN_TICKS * tick:
+    if shortest < max(_MIN_TICKS * tick, _MIN_CPU_S):
         return "wall", f"wall time (the shortest solve, {shortest:.2g} s, is too short for the CPU clock)"
     return "cpu", "process CPU time (other processes stretch wall time, not the CPU time a solve uses)"
 
