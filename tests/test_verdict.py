@@ -18,6 +18,8 @@ from attsolver.evaluate import compare
 from attsolver.evaluate.confidence import (bootstrap_speedup, choose_clock, machine_load, narrow_enough, outcome,
                                            run_rounds)
 from attsolver.systems import make_system
+from attsolver.training.check import _warnings
+from attsolver.training.history import FitHistory
 
 
 def _front(speedup: float, n_rounds: int, n_traj: int, noise: float, seed: int = 0):
@@ -128,3 +130,29 @@ def test_cli_and_python_give_the_same_verdict(tmp_path, capsys):
     assert cli["verdict"]["outcome"] == py.verdict["outcome"] == "does not pay"
     assert cli["verdict"]["interval"]["high"] < 1 and py.verdict["interval"]["high"] < 1
     assert math.isfinite(py.verdict["evals"]["speedup_best_evals"])
+
+
+# --------------------------------------------------------------------------- fit's end check
+
+
+def _roll(ratio, ec, e0, bc=0, b0=0):
+    return {"data": "validation", "n_trajectories": 4, "method": "rk4", "step_size": 0.5, "horizons": [1, 5],
+            "err_corrected": ec, "err_classical": e0, "ratio": ratio, "blowups_corrected": bc,
+            "blowups_classical": b0, "against": "the observations"}
+
+
+def test_fit_check_says_beats_only_when_the_ratio_is_below_one():
+    h = FitHistory(best_loss=1.0, epochs_run=1, best_epoch=1,
+                   check={"rollout": _roll([0.5, 1.01], [0.05, 0.101], [0.1, 0.1]), "zero_loss": None,
+                          "residual_to_noise": {}})
+    assert "beats" not in h.summary().split("\n")[-1] and "does not beat" in h.summary()
+    h.check["rollout"] = _roll([0.5, 0.9], [0.05, 0.09], [0.1, 0.1])
+    assert h.summary().endswith("beats the classical one at every horizon checked")
+
+
+def test_fit_check_reports_infinite_rollouts_as_blow_ups():
+    out = {"rollout": _roll([math.inf, math.inf], [math.inf] * 2, [math.inf] * 2, bc=4, b0=1), "zero_loss": None,
+           "residual_to_noise": {}}
+    (w,) = _warnings(out, FitHistory(), "rk4", 0.5, "validation", 1)
+    assert "blow up" in w and "on 4 of 4" in w and "on 1 of 4" in w and "stability region" in w
+    assert "n/a" not in w and "WORSE" not in w
