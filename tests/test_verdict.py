@@ -156,3 +156,21 @@ def test_fit_check_reports_infinite_rollouts_as_blow_ups():
     (w,) = _warnings(out, FitHistory(), "rk4", 0.5, "validation", 1)
     assert "blow up" in w and "on 4 of 4" in w and "on 1 of 4" in w and "stability region" in w
     assert "n/a" not in w and "WORSE" not in w
+
+
+# --------------------------------------------------------------------------- guard rails
+
+
+def test_data_of_another_system_are_refused_with_the_mismatch_named():
+    """Lorenz-63 data with rho=28 compared against f with rho=35 differ from a fine solve of
+    that f by far more than the coarse step does: refused; with the right f they pass and
+    their one-interval accuracy (RK4 at dt/64: ~1e-9 of the state) is recorded."""
+    data = generate_trajectories(make_system("lorenz63"), 3, t_final=1.0, dt=0.1, refine=64, seed=7, progress=False)
+    other = make_system("lorenz63", {"rho": 35.0})
+    with pytest.raises(ValueError, match="do not belong to this f"):
+        compare(other, data=data, method="rk4", step_size=0.1, refinements=(1,), rk4_refinements=(), dopri_rtols=(),
+                lyapunov_exponent=None, rounds=1, progress=False)
+    res = compare(make_system("lorenz63"), data=data, method="rk4", step_size=0.1, refinements=(1,),
+                  rk4_refinements=(), dopri_rtols=(), lyapunov_exponent=None, rounds=1, progress=False)
+    dc = res.setting["data_check"]
+    assert dc["data_error_one_interval"] < 1e-7 < dc["coarse_error_one_interval"]

@@ -44,6 +44,7 @@ from .._io import atomic_write_text
 from .._progress import progress as make_progress
 from .._validate import is_integer, is_real
 from ..steppers.registry import default_method, get_method
+from .guards import check_data_match_f
 from .contenders import Contender, TestSet, build_ladders, build_test_set, problem_of
 from .lyapunov import lyapunov_for
 from .metrics import HORIZONS, blow_up_limit, clamp_blow_ups, normalized_error, reference_scale, score_rollout
@@ -130,6 +131,8 @@ def compare(
     load_start = machine_load()
     problem = problem_of(f)
     test = build_test_set(f, y0, t, data, reference, method, h, dtype)
+    data_check = None if (data is None and reference is None) else check_data_match_f(
+        f, test.y0, test.t, test.true, method, h, problem)
     lam, lam_source = lyapunov_for(f, test.y0, test.t, lyapunov_exponent, h, method=default_method(problem))
     match, chaotic = _match_error(match, lam, float(test.t[-1] - test.t[0]))
     lam_units = lam if (lam is not None and lam > 0) else None
@@ -148,7 +151,7 @@ def compare(
     curves = _error_vs_time(test, preds, classical, coarse, corrected, verdict, scale, limit, match)
     setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit,
                        meas["rounds"], command)
-    setting.update(_timing_setting(meas, timing, load_start, machine_load()))
+    setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
     if verdict is None:
         setting["summary_line"] = summary_line(coarse, match)
     result = CompareResult(entries, verdict, setting, curves)
