@@ -41,8 +41,8 @@ TIME_BUDGET, MAX_ROUNDS, TRAIN_STEPS = 45.0, 40, 800
 CASES = {
     # the demo's problem, data seeds and recipe (attsolver/cli/demo.py)
     "demo: elastic_pendulum rk4 h=0.2": dict(system="elastic_pendulum", step=0.2, t_final=10.0, n_train=64,
-                                             noise=1e-3, n_test=32, train_seed=1000, test_seed=10007,
-                                             match="err_full", lyapunov="auto"),
+                                             noise=1e-3, n_test=32, train_seed=DEMO["train_seed"],
+                                             test_seed=DEMO["test_seed"], match="err_full", lyapunov="auto"),
     "lorenz63 rk4 h=0.1": dict(system="lorenz63", step=0.1, t_final=4.0, n_train=64, noise=0.0, n_test=32,
                                train_seed=2000, test_seed=20011, match="auto", lyapunov=0.906),
 }
