@@ -174,3 +174,17 @@ def test_data_of_another_system_are_refused_with_the_mismatch_named():
                   rk4_refinements=(), dopri_rtols=(), lyapunov_exponent=None, rounds=1, progress=False)
     dc = res.setting["data_check"]
     assert dc["data_error_one_interval"] < 1e-7 < dc["coarse_error_one_interval"]
+
+
+def test_a_ladder_whose_cost_explodes_is_stopped_early_with_a_note():
+    """With a tiny time budget every classical rung after the first of its ladder is too slow:
+    the ladders stop, each skipped rung named with the reason; the coarse run always stays."""
+    s, y0, t = _lorenz(n=2, nt=11)
+    res = compare(s, y0, t, method="rk4", step_size=0.1, refinements=(1, 2, 4), rk4_refinements=(),
+                  dopri_rtols=(1e-4, 1e-6), lyapunov_exponent=None, rounds=1, time_budget=1e-4, progress=False)
+    labels = [e["label"] for e in res.entries]
+    skipped = res.setting["skipped"]
+    assert "rk4 h/1" in labels and {"rk4 h/2", "rk4 h/4", "dopri5 rtol=1e-06"} <= set(skipped)
+    assert not set(labels) & set(skipped)
+    assert "ladder stopped: rk4 h/1 took" in skipped["rk4 h/2"]
+    assert res.setting["estimate"]["one_round_s"] > 0

@@ -150,6 +150,8 @@ def _print_comparison(res: CompareResult) -> None:
               f"{e['time_median_s'] * 1e3:.3g})")
     print(f"timing: {s['clock_note']}; {s['timing_stopped']}; load {s['load_start']['load_1min']:.3g} -> "
           f"{s['load_end']['load_1min']:.3g} on {s['load_start']['cores']} cores")
+    for label, why in s.get("skipped", {}).items():
+        print(f"skipped {label}: {why}")
     if s.get("load_warning"):
         print(f"warning: {s['load_warning']}")
     print(res.verdict_line)

@@ -250,6 +250,40 @@ def _scored_run(c: Contender, f, test: TestSet, model, score) -> tuple[dict[str,
     return entry, pred, (stats.n_f_evals or None), stats.n_corrector_calls
 
 
+def _score_all(f, test: TestSet, contenders: list[Contender], model, score, too_slow_s: float, bar):
+    """Every contender's untimed, scored run, coarse to fine within a ladder.  A classical
+    ladder stops early, with a note in ``skipped``, after a rung that failed (an exception:
+    a blow-up the adaptive solver cannot step through, its step budget spent) or took more
+    than ``too_slow_s`` (its cost explodes: a stiff problem); the coarse and the corrected runs are never skipped.
+    Returns entries, predictions, per-trajectory errors, timing calls, corrector calls,
+    the skipped rungs ``{label: reason}`` and the estimated seconds of one timing round."""
+    entries, preds, traj, fns, skipped, stop = [], {}, {}, {}, {}, {}
+    corr_calls, one_round = 0, 0.0
+    for c in contenders:
+        bar.update(1)
+        if c.family in stop:
+            skipped[c.label] = stop[c.family]
+            continue
+        t0 = time.perf_counter()
+        try:
+            entry, pred, n_f, n_c = _scored_run(c, f, test, model, score)
+        except (RuntimeError, FloatingPointError) as err:
+            if c.corrected or (c.family == "same" and c.k == 1):
+                raise
+            skipped[c.label] = stop[c.family] = f"{c.label} failed: {str(err).splitlines()[0]}"
+            continue
+        took = time.perf_counter() - t0
+        if took > too_slow_s and not c.corrected:
+            stop[c.family] = f"ladder stopped: {c.label} took {took:.3g} s (over {too_slow_s:.3g} s; stiff?)"
+        entry["f_evals"] = n_f
+        corr_calls, one_round = max(corr_calls, n_c), one_round + took
+        entries.append(entry)
+        preds[c.label] = pred
+        traj[c.label] = per_trajectory_error(pred, test.true, score["limit"], score["match"])
+        fns[c.label] = c.runner(f, test.y0, test.t, model)
+    return entries, preds, traj, fns, corr_calls, skipped, one_round
+
+
 def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[str, Any], score: dict[str, Any], *,
              name: str, progress: bool) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
     """Run every contender once (scored against the reference, its evaluations of ``f``
@@ -257,19 +291,10 @@ def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[
     the verdict's interval is narrow enough (see :func:`~attsolver.evaluate.confidence.run_rounds`).
     Returns the entries, the predictions ``{label: [n, time, *state]}`` and the measurement
     (timing samples, per-trajectory errors, clock, why timing stopped)."""
-    entries, fns, preds, traj = [], {}, {}, {}
-    corr_calls = 0
     bar = make_progress(len(contenders) + timing["min_rounds"], f"{name}: contenders", unit="run", enabled=progress)
     try:
-        for c in contenders:
-            entry, pred, n_f, n_c = _scored_run(c, f, test, model, score)
-            entry["f_evals"] = n_f
-            corr_calls = max(corr_calls, n_c)
-            entries.append(entry)
-            preds[c.label] = pred
-            traj[c.label] = per_trajectory_error(pred, test.true, score["limit"], score["match"])
-            fns[c.label] = c.runner(f, test.y0, test.t, model)
-            bar.update(1)
+        entries, preds, traj, fns, corr_calls, skipped, one_round = _score_all(
+            f, test, contenders, model, score, timing["budget_s"] / 4, bar)
         classical = [e for e in entries if e["family"] != "corrected"]
         corrected = next((e["label"] for e in entries if e["family"] == "corrected"), None)
 
@@ -291,6 +316,8 @@ def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[
         e.update(time_s=min(s["wall"]), time_median_s=statistics.median(s["wall"]), cpu_s=min(s["cpu"]),
                  cpu_median_s=statistics.median(s["cpu"]), verdict_time_s=statistics.median(s[clk]))
     meas = {"samples": samples, "traj_errors": traj, "clock": clk, "clock_note": clock_note, "stopped": stopped,
+            "skipped": skipped, "estimate_s": {"one_round_s": one_round, "timing_at_least_s": one_round *
+                                               timing["min_rounds"], "timing_at_most_s": timing["budget_s"]},
             "rounds": len(next(iter(samples.values()))["wall"]), "corrector_calls": corr_calls,
             "corrector_f_equiv": None if model is None else _corrector_f_equivalents(f, model, test)}
     return entries, preds, meas
@@ -344,7 +371,8 @@ def _timing_setting(meas, timing, load_start, load_end) -> dict[str, Any]:
             f"times are stretched; the verdict reads {meas['clock_note']}") if busiest > load_start["cores"] else None
     return {"clock": meas["clock"], "clock_note": meas["clock_note"], "timing_stopped": meas["stopped"],
             "ci_width_target": timing["ci_width"], "time_budget_s": timing["budget_s"],
-            "load_start": load_start, "load_end": load_end, "load_warning": warn}
+            "load_start": load_start, "load_end": load_end, "load_warning": warn, "skipped": meas["skipped"],
+            "estimate": meas["estimate_s"]}
 
 
 def _error_vs_time(test: TestSet, preds: dict[str, Tensor], classical, coarse, corrected, verdict, scale: Tensor,
