@@ -127,9 +127,8 @@ def compare(
             another method or step, a test horizon shorter than one coarse step, ...).
     """
     method, h = _check_arguments(f, dtype, rounds, corrector, method, step_size)
-    timing = _timing_options(clock, ci_width, max_rounds, time_budget, rounds)
-    load_start = machine_load()
-    problem = problem_of(f)
+    timing, load_start, problem = _timing_options(clock, ci_width, max_rounds, time_budget, rounds), machine_load(), \
+        problem_of(f)
     test = build_test_set(f, y0, t, data, reference, method, h, dtype)
     data_check = None if (data is None and reference is None) else check_data_match_f(
         f, test.y0, test.t, test.true, method, h, problem)
@@ -144,13 +143,12 @@ def compare(
     score = {"scale": scale, "limit": limit, "lyapunov_exponent": lam_units, "match": match}
     entries, preds, meas = _measure(f, test, contenders, model, timing, score, name=name, progress=progress)
 
-    classical = [e for e in entries if e["family"] != "corrected"]
+    classical, corrected = [e for e in entries if e["family"] != "corrected"], next(
+        (e for e in entries if e["family"] == "corrected"), None)
     coarse = next(e for e in classical if e["family"] == "same" and e["k"] == 1)
-    corrected = next((e for e in entries if e["family"] == "corrected"), None)
     verdict = None if corrected is None else _verdict(classical, corrected, coarse, meas, method, h, match)
     curves = _error_vs_time(test, preds, classical, coarse, corrected, verdict, scale, limit, match)
-    setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit,
-                       meas["rounds"], command)
+    setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit, meas["rounds"], command)
     setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
     if verdict is None:
         setting["summary_line"] = summary_line(coarse, match)

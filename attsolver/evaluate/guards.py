@@ -36,8 +36,9 @@ def _rel(a: Tensor, b: Tensor) -> Tensor:
 def check_data_match_f(f, y0: Tensor, t: Tensor, true: Tensor, method: str, h: float, problem: str) -> dict[str, Any]:
     """The data's first interval against a fine solve of ``f`` (float64) and against the
     coarse ``method`` at step ``h``; raises ``ValueError`` when the data disagree with ``f``
-    by more than the coarse method at ``h/2`` would (coarse error / 2^order, at least :data:`FLOOR`).  Returns ``{"data_error_one_interval",
-    "coarse_error_one_interval", "fine_solve"}`` (mean relative errors)."""
+    by more than the coarse method at ``h/2`` would (coarse error / 2^order, at least
+    :data:`FLOOR`).  Returns ``{"data_error_one_interval", "coarse_error_one_interval",
+    "fine_solve", "limit"}`` (mean relative errors)."""
     y0 = y0.to(torch.float64)
     t2 = t[:2].to(torch.float64)
     dt = float(t2[1] - t2[0])
