@@ -13,13 +13,14 @@ import torch
 
 import attsolver
 from attsolver.cli.main import main
-from attsolver.data import generate_trajectories, save_h5
+from attsolver.data import TrajectoryDataset, generate_trajectories, save_h5
 from attsolver.evaluate import compare
 from attsolver.evaluate.confidence import (bootstrap_speedup, choose_clock, machine_load, narrow_enough, outcome,
                                            run_rounds)
 from attsolver.systems import make_system
 from attsolver.training.check import _warnings
 from attsolver.training.history import FitHistory
+from attsolver.training.stability import describe, unstable_states
 
 
 def _front(speedup: float, n_rounds: int, n_traj: int, noise: float, seed: int = 0):
@@ -188,3 +189,21 @@ def test_a_ladder_whose_cost_explodes_is_stopped_early_with_a_note():
     assert not set(labels) & set(skipped)
     assert "ladder stopped: rk4 h/1 took" in skipped["rk4 h/2"]
     assert res.setting["estimate"]["one_round_s"] > 0
+
+
+def test_unstable_training_states_are_named_before_training():
+    """y' = -lam y with lam = 1 on most trajectories and lam = 10 on one: RK4 at h = 0.5 is
+    stable where |R(-h lam)| < 1 (h lam = 0.5) and unstable at h lam = 5 (R(-5) = 13.7 > 1):
+    exactly that trajectory's states are named, at every time index."""
+    lam = torch.tensor([1.0, 1.0, 10.0, 1.0], dtype=torch.float64)
+    t = torch.arange(6, dtype=torch.float64) * 0.5
+    y = torch.exp(-lam[:, None] * t[None, :])[..., None]
+    data = TrajectoryDataset(t=t, y=y, system={"name": "test", "params": {}})
+    res = unstable_states(data, lambda tt, yy: -lam_of(yy) * yy, "rk4", 0.5, 1, True)
+    assert {i for i, _ in res["unstable"]} == {2} and len(res["unstable"]) == 5
+    assert "unstable on 5 of 20 training states (trajectory 2 at time index 0" in describe(res, "rk4", 0.5)
+
+
+def lam_of(yy):
+    # the autonomous batch is [trajectory x time] flattened, trajectory-major (5 states each)
+    return torch.tensor([1.0, 1.0, 10.0, 1.0], dtype=torch.float64).repeat_interleave(5).reshape(-1, 1)
