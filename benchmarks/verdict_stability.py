@@ -106,6 +106,11 @@ def main(argv=None) -> int:
                 p.join(timeout=10)
         print(name, "loaded", loaded["line"], flush=True)
         rows.append({"case": name, "base": base, "loaded": loaded})
+        _write(out, cores, n_busy, rows, t0)  # after every case: a stopped run keeps what it measured
+    return 0
+
+
+def _write(out: Path, cores: int, n_busy: int, rows: list, t0: float) -> None:
     report = {"suite": "verdict_stability", "command": "PYTHONPATH=. python benchmarks/verdict_stability.py",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": cores, "busy_processes": n_busy,
               "time_budget_s": TIME_BUDGET, "max_rounds": MAX_ROUNDS, "train_steps": TRAIN_STEPS,
@@ -114,7 +119,6 @@ def main(argv=None) -> int:
     (out / "verdict_stability.json").write_text(json.dumps(report, indent=1))
     (out / "verdict_stability.md").write_text(markdown(report))
     print(markdown(report))
-    return 0
 
 
 def _fmt(x) -> str:
