@@ -162,7 +162,7 @@ def _add_compare_parser(sub) -> None:
     p = sub.add_parser(
         "compare", help="does a corrector pay? the corrected solve against the classical ladders at equal accuracy",
         description="Run the coarse classical solve, the corrected one, the same method at h/2, h/4, ..., RK4 "
-                    "over steps, dopri5 over tolerances (and the spectral steppers for a semilinear PDE) on "
+                    "over steps, dopri5 / dopri8 / SciPy DOP853 over tolerances (and the spectral steppers for a semilinear PDE) on "
                     "held-out data; time them in the steady state; print the speed-up at equal accuracy and "
                     "write JSON plus work-precision and error-vs-time plots.",
     )
