@@ -43,6 +43,8 @@ def test_demo_trains_a_corrector_and_prints_the_verdict(tmp_path, capsys, monkey
     out = capsys.readouterr().out
     verdict = re.search(r"speed-up at equal accuracy ([\d.]+)x vs .*?and ([\d.]+)x vs the best classical", out)
     assert verdict, out
-    pays = float(verdict.group(2)) > 1
-    assert ("(pays)" in out) == pays and "What it means" in out
+    # issue 22: three outcomes; a decisive one agrees with the point estimate
+    point = float(verdict.group(2))
+    assert ("(pays)" in out and point > 1) or ("(does not pay)" in out and point < 1) or "inconclusive" in out
+    assert "What it means" in out
     assert {p.name for p in tmp_path.iterdir()} >= {"demo.json", "demo_work_precision.png", "demo_error_vs_time.png"}

@@ -120,11 +120,14 @@ def test_bad_input_is_refused_with_the_argument_named():
 LADDER_ARGS = dict(refinements=(2, 4), step_refinements=(1, 2), spectral_refinements=(1, 3), tolerances=(1e-3, 1e-6))
 
 
+TOL = ["dopri5", "dopri8", "scipy_dop853"]  # issue 22: the high-order explicit methods join the tolerance ladder
+
+
 @pytest.mark.parametrize("method, problem, families", [
-    ("rk4", "any", ["same", "dopri5"]),
-    ("euler", "any", ["same", "rk4", "dopri5"]),
-    ("rk4", "semilinear", ["same", "etdrk4", "ifrk4", "dopri5"]),
-    ("etdrk4", "semilinear", ["same", "rk4", "ifrk4", "dopri5"]),
+    ("rk4", "any", ["same", *TOL]),
+    ("euler", "any", ["same", "rk4", *TOL]),
+    ("rk4", "semilinear", ["same", "etdrk4", "ifrk4", *TOL]),
+    ("etdrk4", "semilinear", ["same", "rk4", "ifrk4", *TOL]),
 ])
 def test_the_classical_ladders_are_the_registrys(method, problem, families):
     """compare's contenders are a registry query (today: RK4 over steps, dopri5 over
@@ -133,11 +136,11 @@ def test_the_classical_ladders_are_the_registrys(method, problem, families):
     ladders = build_ladders(method, problem, **LADDER_ARGS)
     assert [lad.family for lad in ladders] == families
     rungs = {lad.family: lad.rungs for lad in ladders}
-    assert rungs["same"] == (1, 2, 4) and rungs["dopri5"] == (1e-3, 1e-6)
+    assert rungs["same"] == (1, 2, 4) and all(rungs[m] == (1e-3, 1e-6) for m in TOL)
     assert all(rungs[m] == ((1, 2) if m == "rk4" else (1, 3)) for m in families if m in ("rk4", "etdrk4", "ifrk4"))
     labels = [c.label for lad in ladders for c in lad.contenders(0.1)]
-    assert labels[:3] == [f"{method} h/1", f"{method} h/2", f"{method} h/4"] and labels[-1] == "dopri5 rtol=1e-06"
-    assert set(list_methods(ladder="steps", problem=problem)) - {method} == set(families[1:-1])
+    assert labels[:3] == [f"{method} h/1", f"{method} h/2", f"{method} h/4"] and labels[-1] == "scipy_dop853 rtol=1e-06"
+    assert set(list_methods(ladder="steps", problem=problem)) - {method} == set(families[1:-len(TOL)])
 
 
 def test_a_method_joins_the_comparison_by_its_registry_entry(monkeypatch):
@@ -145,14 +148,14 @@ def test_a_method_joins_the_comparison_by_its_registry_entry(monkeypatch):
         name="heun_ladder", kind="fixed", order=2, description="test", build=_REGISTRY["heun"].build,
         options=_REGISTRY["heun"].options, ladders=("steps",)))
     families = [lad.family for lad in build_ladders("euler", "any", **LADDER_ARGS)]
-    assert families == ["same", "heun_ladder", "rk4", "dopri5"]
+    assert families == ["same", "heun_ladder", "rk4", *TOL]
 
 
 def test_registry_declarations_are_checked_and_queried():
     assert default_method() == "rk4" and default_method("any") == "rk4" and default_method("semilinear") == "etdrk4"
     assert problem_of(make_system("burgers", {"nx": 32})) == "semilinear"
     assert problem_of(make_system("lorenz63")) == problem_of(lambda t, y: -y) == "any"
-    assert list_methods(ladder="tolerance") == ["dopri5"]
+    assert list_methods(ladder="tolerance") == TOL
     assert "etdrk4" not in list_methods(problem="any") and "etdrk4" in list_methods(problem="semilinear")
     for bad, match in [(dict(kind="adaptive", ladders=("steps",)), "takes fixed methods"),
                        (dict(ladders=("sizes",)), "ladders must be one of"),

@@ -39,9 +39,12 @@ def _time(fn, repeat=3):
 
 
 #: the demo's problem and recipe: the benchmark's elastic-pendulum case and training recipe
-#: (benchmarks/ode.py), at 64 training trajectories with relative noise 1e-3
+#: (benchmarks/ode.py), at 64 training trajectories with relative noise 1e-3; its own data
+#: seeds (the benchmark selected its configurations on seeds 1000 + k and test seed 10007:
+#: the demo's verdict is read on data never used for choosing)
 DEMO = {"system": "elastic_pendulum", "method": "rk4", "step": 0.2, "t_final": 10.0, "n_train": 64,
-        "noise": 1e-3, "n_test": 32, "train_steps": 1500, "lr": 3e-3, "batch_size": 128}
+        "noise": 1e-3, "n_test": 32, "train_steps": 1500, "lr": 3e-3, "batch_size": 128,
+        "train_seed": 31_337, "test_seed": 47_251}
 
 
 def run_demo(out: str = "demo_out", *, fast: bool = False) -> int:
@@ -57,8 +60,9 @@ def run_demo(out: str = "demo_out", *, fast: bool = False) -> int:
     print(f"attsolver demo: {cfg['system']}, corrected {cfg['method']} at h={h:g} — the problem where the "
           f"project's correctors do best in benchmarks/results/ode.md")
     train = generate_trajectories(system, cfg["n_train"], t_final=cfg["t_final"], dt=h, refine=32,
-                                  noise_level=cfg["noise"], seed=1000, progress=False)
-    test = generate_trajectories(system, cfg["n_test"], t_final=cfg["t_final"], dt=h, refine=256, seed=10007,
+                                  noise_level=cfg["noise"], seed=cfg["train_seed"], progress=False)
+    test = generate_trajectories(system, cfg["n_test"], t_final=cfg["t_final"], dt=h, refine=256,
+                                 seed=cfg["test_seed"],
                                  progress=False)
     print(f"1. data: {cfg['n_train']} noisy training trajectories (relative noise {cfg['noise']:g}) and "
           f"{cfg['n_test']} clean held-out ones, output interval {h:g} = the corrector's step "
@@ -76,15 +80,17 @@ def run_demo(out: str = "demo_out", *, fast: bool = False) -> int:
     t0 = time.perf_counter()
     # the benchmark scores this non-chaotic-in-practice case over the whole horizon (err_full)
     result = compare(system, data=test, corrector=model.eval(), match="err_full", rounds=2 if fast else 5,
+                     time_budget=15.0 if fast else 60.0,
                      out=Path(out), name="demo", progress=False)
     print(f"3. compared with the classical solvers, timed steady state ({time.perf_counter() - t0:.0f} s):")
     print()
     print("   " + result.verdict_line)
     print()
-    print("   What it means: the speed-up is the wall time a classical solver needs to reach the corrected "
-          "solver's accuracy, divided by the corrected solver's; above 1x the corrector pays on this problem, "
-          "below 1x a classical solver (the same method at a smaller step, RK4, or dopri5) is faster at that "
-          "accuracy.")
+    print("   What it means: the speed-up is the time (the process's CPU time, which other programs on the "
+          "machine barely change) a classical solver needs to reach the corrected solver's accuracy, divided by "
+          "the corrected solver's. The verdict says 'pays' only when its whole 95 % interval (over timing rounds "
+          "and test trajectories) is above 1x, 'does not pay' when it is below, else 'inconclusive'; the "
+          "classical side is the best of the same method refined, RK4, dopri5/dopri8 and SciPy's DOP853.")
     for kind, path in result.files.items():
         print(f"   wrote {path}")
     print(f"done in {time.perf_counter() - start:.0f} s")

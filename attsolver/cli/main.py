@@ -96,7 +96,8 @@ def _cmd_compare(args) -> int:
         f, corrector=model, method=args.method, step_size=args.step, refinements=args.refinements,
         rk4_refinements=args.rk4_refinements, dopri_rtols=args.dopri_rtols,
         spectral_refinements=args.spectral_refinements, lyapunov_exponent=_lyapunov_exponent(args.lyapunov),
-        match=args.match, dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, out=out,
+        match=args.match, dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, clock=args.clock,
+        ci_width=args.ci_width, max_rounds=max(args.max_rounds, args.rounds), time_budget=args.time_budget, out=out,
         name=args.name, progress=not args.no_progress, command=args.command_line, **test,
     )
     _print_comparison(res)
@@ -147,6 +148,12 @@ def _print_comparison(res: CompareResult) -> None:
         print(f"  {e['label']:32s} err 1/4 {e['err_q1']:9.3g}  1/2 {e['err_q2']:9.3g}  full {e['err_full']:9.3g}  "
               f"{vpt:14s} blow-ups {e['blowups']:3d}  time {e['time_s'] * 1e3:9.3g} ms (median "
               f"{e['time_median_s'] * 1e3:.3g})")
+    print(f"timing: {s['clock_note']}; {s['timing_stopped']}; load {s['load_start']['load_1min']:.3g} -> "
+          f"{s['load_end']['load_1min']:.3g} on {s['load_start']['cores']} cores")
+    for label, why in s.get("skipped", {}).items():
+        print(f"skipped {label}: {why}")
+    if s.get("load_warning"):
+        print(f"warning: {s['load_warning']}")
     print(res.verdict_line)
     print(f"wrote {res.files['json']}, {res.files['work_precision_png']}, {res.files['error_vs_time_png']}")
 
@@ -155,7 +162,7 @@ def _add_compare_parser(sub) -> None:
     p = sub.add_parser(
         "compare", help="does a corrector pay? the corrected solve against the classical ladders at equal accuracy",
         description="Run the coarse classical solve, the corrected one, the same method at h/2, h/4, ..., RK4 "
-                    "over steps, dopri5 over tolerances (and the spectral steppers for a semilinear PDE) on "
+                    "over steps, dopri5 / dopri8 / SciPy DOP853 over tolerances (and the spectral steppers for a semilinear PDE) on "
                     "held-out data; time them in the steady state; print the speed-up at equal accuracy and "
                     "write JSON plus work-precision and error-vs-time plots.",
     )
@@ -178,10 +185,16 @@ def _add_compare_parser(sub) -> None:
                    help="largest Lyapunov exponent: a number, auto (the system's, else estimated), estimate, none")
     p.add_argument("--match", default="auto", choices=["auto", "err_q1", "err_q2", "err_full"],
                    help="the error compared at equal accuracy (auto: err_q1 for chaotic problems, else err_full)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--rounds", type=int, default=5, help="the fewest interleaved timing rounds (default 5)")
+    p.add_argument("--max-rounds", type=int, default=40, help="the most timing rounds (default 40)")
+    p.add_argument("--ci-width", type=float, default=0.10,
+                   help="stop timing when the speed-up's 95%% interval is within +-this of it (default 0.10)")
+    p.add_argument("--time-budget", type=float, default=60.0, help="seconds of timing at most (default 60)")
+    p.add_argument("--clock", default="auto", choices=["auto", "cpu", "wall"],
+                   help="the time the verdict reads (auto: process CPU time unless the solves are too short)")
     p.add_argument("--refinements", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--rk4-refinements", type=int, nargs="*", default=[1, 2, 4, 8, 16])
-    p.add_argument("--dopri-rtols", type=float, nargs="*", default=[1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8])
+    p.add_argument("--dopri-rtols", type=float, nargs="*", default=[1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10])
     p.add_argument("--spectral-refinements", type=int, nargs="*", default=[1, 2, 4, 8])
     p.add_argument("--float32", action="store_true", help="run every contender in float32 (default float64)")
     p.add_argument("--out", default="compare_out", help="output folder (default compare_out)")

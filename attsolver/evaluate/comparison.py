@@ -31,6 +31,7 @@ import copy
 import json
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,12 +44,14 @@ from .._io import atomic_write_text
 from .._progress import progress as make_progress
 from .._validate import is_integer, is_real
 from ..steppers.registry import default_method, get_method
+from .guards import check_data_match_f
 from .contenders import Contender, TestSet, build_ladders, build_test_set, problem_of
 from .lyapunov import lyapunov_for
 from .metrics import HORIZONS, blow_up_limit, clamp_blow_ups, normalized_error, reference_scale, score_rollout
 from .plots import save_figures
+from .confidence import (CLOCKS, bootstrap_speedup, choose_clock, machine_load, narrow_enough,
+                         per_trajectory_error, point_speedup, run_rounds, timed_call)
 from .result import CompareResult, make_verdict, summary_line
-from .timing import interleaved_times
 
 __all__ = ["compare"]
 
@@ -65,16 +68,13 @@ def compare(
     step_size: float | None = None,
     refinements: Sequence[int] = (1, 2, 4, 8, 16, 32),
     rk4_refinements: Sequence[int] = (1, 2, 4, 8, 16),
-    dopri_rtols: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
+    dopri_rtols: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10),
     spectral_refinements: Sequence[int] = (1, 2, 4, 8),
     lyapunov_exponent: float | str | None = "auto",
     match: str = "auto",
     dtype: torch.dtype = torch.float64,
-    rounds: int = 5,
-    out: str | os.PathLike | None = None,
-    name: str = "compare",
-    progress: bool = True,
-    command: str | None = None,
+    rounds: int = 5, clock: str = "auto", ci_width: float = 0.10, max_rounds: int = 40, time_budget: float = 60.0,
+    out: str | os.PathLike | None = None, name: str = "compare", progress: bool = True, command: str | None = None,
 ) -> CompareResult:
     """Compare a corrected coarse solve with the classical solvers on held-out data.
 
@@ -95,7 +95,7 @@ def compare(
         refinements: ``k`` of the same method at ``h / k`` (1 = the coarse solve).
         rk4_refinements: ``k`` of the registry's general ``"steps"`` ladder (RK4) at ``h / k``
             (when the method is not RK4).
-        dopri_rtols: tolerances of the ``"tolerance"`` ladder (dopri5; ``atol = rtol / 100``);
+        dopri_rtols: tolerances of every ``"tolerance"`` ladder (dopri5, dopri8, SciPy DOP853; ``atol = rtol / 100``);
             empty to skip.
         spectral_refinements: ``etdrk4``/``ifrk4`` at ``h / k`` for a SemilinearPDE.
         lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own
@@ -105,7 +105,13 @@ def compare(
             exponent and a horizon over one Lyapunov time, where every rollout decorrelates
             late in the horizon), else ``err_full``.
         dtype: the dtype every contender runs in (the corrector is copied to it).
-        rounds: timing rounds (interleaved, after one warm-up call each).
+        rounds: the fewest timing rounds (interleaved, after one warm-up call each); more
+            follow until the speed-up's 95 % interval is within ``±ci_width`` of its point
+            estimate, ``max_rounds`` are done or ``time_budget`` seconds of timing are spent.
+        clock: the time the verdict reads: ``"cpu"`` (process CPU time), ``"wall"``, or
+            ``"auto"`` (CPU time unless the solves are too short for it); the verdict says which.
+        ci_width: the relative half-width of the interval at which timing stops (0.10: ±10 %).
+        max_rounds, time_budget: the most timing rounds, and seconds of timing.
         out: a folder: writes ``<name>.json``, ``<name>_work_precision.png`` and
             ``<name>_error_vs_time.png`` (atomically; only after everything ran).
         name: file name stem.
@@ -121,30 +127,29 @@ def compare(
             another method or step, a test horizon shorter than one coarse step, ...).
     """
     method, h = _check_arguments(f, dtype, rounds, corrector, method, step_size)
-    problem = problem_of(f)
+    timing, load_start, problem = _timing_options(clock, ci_width, max_rounds, time_budget, rounds), machine_load(), \
+        problem_of(f)
     test = build_test_set(f, y0, t, data, reference, method, h, dtype)
+    data_check = None if (data is None and reference is None) else check_data_match_f(
+        f, test.y0, test.t, test.true, method, h, problem)
     lam, lam_source = lyapunov_for(f, test.y0, test.t, lyapunov_exponent, h, method=default_method(problem))
     match, chaotic = _match_error(match, lam, float(test.t[-1] - test.t[0]))
     lam_units = lam if (lam is not None and lam > 0) else None
     scale, limit = reference_scale(test.true), blow_up_limit(test.true)
     model = None if corrector is None else copy.deepcopy(corrector).to(dtype).eval()
 
-    ladders = build_ladders(method, problem, refinements=refinements, step_refinements=rk4_refinements,
-                            spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
-    contenders = [c for ladder in ladders for c in ladder.contenders(h)]
-    if model is not None:
-        contenders.append(Contender("corrected", f"{method} h/1 + {type(corrector).__name__}", method,
-                                    step=h, k=1, corrected=True))
+    contenders = _contenders(method, problem, h, corrector, refinements=refinements, step_refinements=rk4_refinements,
+                             spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
     score = {"scale": scale, "limit": limit, "lyapunov_exponent": lam_units, "match": match}
-    entries, preds = _measure(f, test, contenders, model, rounds, score, name=name, progress=progress)
+    entries, preds, meas = _measure(f, test, contenders, model, timing, score, name=name, progress=progress)
 
-    classical = [e for e in entries if e["family"] != "corrected"]
+    classical, corrected = [e for e in entries if e["family"] != "corrected"], next(
+        (e for e in entries if e["family"] == "corrected"), None)
     coarse = next(e for e in classical if e["family"] == "same" and e["k"] == 1)
-    corrected = next((e for e in entries if e["family"] == "corrected"), None)
-    verdict = None if corrected is None else make_verdict(classical, corrected, coarse, method=method,
-                                                          step_size=h, match=match)
+    verdict = None if corrected is None else _verdict(classical, corrected, coarse, meas, method, h, match)
     curves = _error_vs_time(test, preds, classical, coarse, corrected, verdict, scale, limit, match)
-    setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit, rounds, command)
+    setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit, meas["rounds"], command)
+    setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
     if verdict is None:
         setting["summary_line"] = summary_line(coarse, match)
     result = CompareResult(entries, verdict, setting, curves)
@@ -154,6 +159,15 @@ def compare(
 
 
 # --------------------------------------------------------------------------- the steps of compare
+
+
+def _contenders(method: str, problem: str, h: float, corrector, **rungs) -> list[Contender]:
+    """Every classical ladder's rungs (:func:`build_ladders`), then the corrected solve."""
+    out = [c for ladder in build_ladders(method, problem, **rungs) for c in ladder.contenders(h)]
+    if corrector is not None:
+        out.append(Contender("corrected", f"{method} h/1 + {type(corrector).__name__}", method, step=h, k=1,
+                             corrected=True))
+    return out
 
 
 def _check_arguments(f, dtype, rounds, corrector, method, step_size) -> tuple[str, float]:
@@ -210,30 +224,153 @@ def _match_error(match: str, lam: float | None, horizon: float) -> tuple[str, bo
     return match, chaotic
 
 
-def _measure(f, test: TestSet, contenders: list[Contender], model, rounds: int, score: dict[str, Any], *,
-             name: str, progress: bool) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
-    """Run every contender once (scored against the reference; this call is also its warm-up),
-    then time them all in interleaved rounds.  Returns the entries and the predictions
-    ``{label: [n, time, *state]}``."""
-    entries, fns, preds = [], {}, {}
-    bar = make_progress(len(contenders) + rounds, f"{name}: contenders", unit="run", enabled=progress)
+def _timing_options(clock, ci_width, max_rounds, time_budget, rounds) -> dict[str, Any]:
+    """The timing arguments checked."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    if not is_real(ci_width) or not 0 < ci_width < 10:
+        raise ValueError(f"ci_width must be a relative half-width in (0, 10), e.g. 0.1 for ±10 %, got {ci_width!r}")
+    if not is_integer(max_rounds) or max_rounds < rounds:
+        raise ValueError(f"max_rounds must be an integer >= rounds ({rounds}), got {max_rounds!r}")
+    if not is_real(time_budget) or not time_budget > 0:
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    return {"clock": clock, "ci_width": float(ci_width), "min_rounds": int(rounds), "max_rounds": int(max_rounds),
+            "budget_s": float(time_budget)}
+
+
+def _scored_run(c: Contender, f, test: TestSet, model, score) -> tuple[dict[str, Any], Tensor, int | None, int]:
+    """One untimed run of a contender (its warm-up): the entry with its errors, the
+    prediction, the evaluations of ``f`` (``None`` when none were counted) and of the corrector."""
+    pred, stats = c.runner(f, test.y0, test.t, model, return_stats=True)()
+    pred = pred.transpose(0, 1)
+    entry = c.entry()
+    entry.update(score_rollout(pred, test.true, test.t, **score))
+    return entry, pred, (stats.n_f_evals or None), stats.n_corrector_calls
+
+
+def _score_all(f, test: TestSet, contenders: list[Contender], model, score, too_slow_s: float, bar):
+    """Every contender's untimed, scored run, coarse to fine within a ladder.  A classical
+    ladder stops early, with a note in ``skipped``, after a rung that failed (an exception:
+    a blow-up the adaptive solver cannot step through, its step budget spent) or took more
+    than ``too_slow_s`` (its cost explodes: a stiff problem); the coarse and the corrected runs are never skipped.
+    Returns entries, predictions, per-trajectory errors, timing calls, corrector calls,
+    the skipped rungs ``{label: reason}`` and the estimated seconds of one timing round."""
+    entries, preds, traj, fns, skipped, stop = [], {}, {}, {}, {}, {}
+    corr_calls, one_round = 0, 0.0
+    for c in contenders:
+        bar.update(1)
+        if c.family in stop:
+            skipped[c.label] = stop[c.family]
+            continue
+        t0 = time.perf_counter()
+        try:
+            entry, pred, n_f, n_c = _scored_run(c, f, test, model, score)
+        except (RuntimeError, FloatingPointError) as err:
+            if c.corrected or (c.family == "same" and c.k == 1):
+                raise
+            skipped[c.label] = stop[c.family] = f"{c.label} failed: {str(err).splitlines()[0]}"
+            continue
+        took = time.perf_counter() - t0
+        if took > too_slow_s and not c.corrected:
+            stop[c.family] = f"ladder stopped: {c.label} took {took:.3g} s (over {too_slow_s:.3g} s; stiff?)"
+        entry["f_evals"] = n_f
+        corr_calls, one_round = max(corr_calls, n_c), one_round + took
+        entries.append(entry)
+        preds[c.label] = pred
+        traj[c.label] = per_trajectory_error(pred, test.true, score["limit"], score["match"])
+        fns[c.label] = c.runner(f, test.y0, test.t, model)
+    return entries, preds, traj, fns, corr_calls, skipped, one_round
+
+
+def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[str, Any], score: dict[str, Any], *,
+             name: str, progress: bool) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
+    """Run every contender once (scored against the reference, its evaluations of ``f``
+    counted; this call is also its warm-up), then time them all in interleaved rounds until
+    the verdict's interval is narrow enough (see :func:`~attsolver.evaluate.confidence.run_rounds`).
+    Returns the entries, the predictions ``{label: [n, time, *state]}`` and the measurement
+    (timing samples, per-trajectory errors, clock, why timing stopped)."""
+    bar = make_progress(len(contenders) + timing["min_rounds"], f"{name}: contenders", unit="run", enabled=progress)
     try:
-        for c in contenders:
-            run = c.runner(f, test.y0, test.t, model)
-            pred = run().transpose(0, 1)
-            entry = c.entry()
-            entry.update(score_rollout(pred, test.true, test.t, **score))
-            entries.append(entry)
-            preds[c.label] = pred
-            fns[c.label] = run
-            bar.update(1)
-        times = interleaved_times(fns, rounds, warmup=0, on_round=lambda r: bar.update(1))
+        entries, preds, traj, fns, corr_calls, skipped, one_round = _score_all(
+            f, test, contenders, model, score, timing["budget_s"] / 4, bar)
+        classical = [e for e in entries if e["family"] != "corrected"]
+        corrected = next((e["label"] for e in entries if e["family"] == "corrected"), None)
+
+        def enough(samples) -> bool:
+            if corrected is None:
+                return True
+            clk, _ = choose_clock(timing["clock"], samples)
+            iv = bootstrap_speedup(classical, corrected, samples, traj, score["match"], clk, n_boot=150)
+            return narrow_enough(iv, timing["ci_width"])
+
+        samples, stopped = run_rounds(fns, min_rounds=timing["min_rounds"], max_rounds=timing["max_rounds"],
+                                      budget_s=timing["budget_s"], enough=enough,
+                                      on_round=lambda r: bar.update(1))
     finally:
         bar.close()
+    clk, clock_note = choose_clock(timing["clock"], samples)
     for e in entries:
-        e["time_s"] = times[e["label"]]["min_s"]
-        e["time_median_s"] = times[e["label"]]["median_s"]
-    return entries, preds
+        s = samples[e["label"]]
+        e.update(time_s=min(s["wall"]), time_median_s=statistics.median(s["wall"]), cpu_s=min(s["cpu"]),
+                 cpu_median_s=statistics.median(s["cpu"]), verdict_time_s=statistics.median(s[clk]))
+    meas = {"samples": samples, "traj_errors": traj, "clock": clk, "clock_note": clock_note, "stopped": stopped,
+            "skipped": skipped, "estimate_s": {"one_round_s": one_round, "timing_at_least_s": one_round *
+                                               timing["min_rounds"], "timing_at_most_s": timing["budget_s"]},
+            "rounds": len(next(iter(samples.values()))["wall"]), "corrector_calls": corr_calls,
+            "corrector_f_equiv": None if model is None else _corrector_f_equivalents(f, model, test)}
+    return entries, preds, meas
+
+
+def _corrector_f_equivalents(f, model, test: TestSet, calls: int = 15) -> float | None:
+    """One corrector call on the test states in evaluations of ``f`` on them (median CPU
+    time of ``calls`` calls each, measured once): the machine-independent cost's exchange rate."""
+    t0 = test.t[0]
+    with torch.no_grad():
+        dy = f(t0, test.y0) * float(model.step_size)
+        fc = [timed_call(lambda: f(t0, test.y0))[1] for _ in range(calls)]
+        cc = [timed_call(lambda: model(t0, test.y0, dy, float(model.step_size)))[1] for _ in range(calls)]
+    tf = statistics.median(fc)
+    return statistics.median(cc) / tf if tf > 0 else None
+
+
+def _verdict(classical, corrected, coarse, meas, method: str, h: float, match: str) -> dict[str, Any]:
+    """The verdict at the chosen clock's median times, with its bootstrap interval and the
+    cross-check in evaluations of ``f``."""
+    timed = [dict(e, time_s=e["verdict_time_s"]) for e in classical]
+    interval = bootstrap_speedup(classical, corrected["label"], meas["samples"], meas["traj_errors"], match,
+                                 meas["clock"], n_boot=400)
+    cost = _cost_in_f_evals(classical, corrected, meas, match)
+    return make_verdict(timed, dict(corrected, time_s=corrected["verdict_time_s"]), dict(
+        coarse, time_s=coarse["verdict_time_s"]), method=method, step_size=h, match=match, interval=interval,
+        clock_note=meas["clock_note"], evals=cost)
+
+
+def _cost_in_f_evals(classical, corrected, meas, match: str) -> dict[str, Any] | None:
+    """The speed-up at equal accuracy with cost = evaluations of ``f`` (+ the corrector's calls
+    times its cost in ``f``-equivalents); ``None`` when evaluations cannot be counted."""
+    eq = meas["corrector_f_equiv"]
+    usable = [e for e in classical if e.get("f_evals")]
+    if eq is None or corrected.get("f_evals") is None or len(usable) < 2:
+        return None
+    corrected["cost_f_equiv"] = corrected["f_evals"] + meas["corrector_calls"] * eq
+    for e in usable:
+        e["cost_f_equiv"] = float(e["f_evals"])
+    costs = {e["label"]: e["cost_f_equiv"] for e in usable + [corrected]}
+    errs = {e["label"]: e[match] for e in usable + [corrected]}
+    s = point_speedup(usable, corrected["label"], costs, errs, match)
+    return {"speedup_best_evals": s["speedup_best"], "corrector_f_equiv": eq, "corrector_calls": meas["corrector_calls"],
+            "corrected_cost_f_equiv": corrected["cost_f_equiv"]}
+
+
+def _timing_setting(meas, timing, load_start, load_end) -> dict[str, Any]:
+    """How the times were measured, the machine's load and its warning."""
+    busiest = max(x["load_1min"] or 0.0 for x in (load_start, load_end))
+    warn = (f"the machine was busier than its cores (load {busiest:.3g} on {load_start['cores']} cores): wall "
+            f"times are stretched; the verdict reads {meas['clock_note']}") if busiest > load_start["cores"] else None
+    return {"clock": meas["clock"], "clock_note": meas["clock_note"], "timing_stopped": meas["stopped"],
+            "ci_width_target": timing["ci_width"], "time_budget_s": timing["budget_s"],
+            "load_start": load_start, "load_end": load_end, "load_warning": warn, "skipped": meas["skipped"],
+            "estimate": meas["estimate_s"]}
 
 
 def _error_vs_time(test: TestSet, preds: dict[str, Tensor], classical, coarse, corrected, verdict, scale: Tensor,
@@ -268,7 +405,8 @@ def _setting(method, h, corrector, match, dtype, test: TestSet, lam, lam_source,
         "vpt_units": "Lyapunov times" if (lam is not None and lam > 0) else "time units",
         "chaotic": chaotic, "blow_up_limit": limit, "timing_rounds": rounds,
         "timing": "steady state: one untimed warm-up call each, torch.no_grad(), interleaved rounds; "
-                  "time_s is the minimum, time_median_s the median",
+                  "time_s / time_median_s: minimum / median wall time, cpu_s / cpu_median_s: the same in "
+                  "process CPU time; the verdict reads verdict_time_s, the median on setting['clock']",
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

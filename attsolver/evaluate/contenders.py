@@ -83,9 +83,11 @@ class Contender:
             out["rtol"] = self.rtol
         return out
 
-    def runner(self, f, y0: Tensor, t: Tensor, corrector: Any = None) -> Callable[[], Tensor]:
+    def runner(self, f, y0: Tensor, t: Tensor, corrector: Any = None, *,
+               return_stats: bool = False) -> Callable[[], Tensor]:
         """A call that solves the test set, ``[len(t), n, *state]``, without gradients
-        (``corrector`` is used only when the contender is ``corrected``)."""
+        (``corrector`` is used only when the contender is ``corrected``); with
+        ``return_stats`` it returns ``(solution, SolveStats)`` (evaluations of ``f`` counted)."""
         kw = {"step_size": self.step} if self.step is not None else {}
         opts: dict[str, Any] = {"check_finite": False}
         if self.rtol is not None:
@@ -94,7 +96,8 @@ class Contender:
 
         def run() -> Tensor:
             with torch.no_grad():
-                return solve(f, y0, t, method=self.method, corrector=corr, options=opts, **kw)
+                return solve(f, y0, t, method=self.method, corrector=corr, options=opts,
+                             return_stats=return_stats, **kw)
         return run
 
 

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .confidence import outcome
 from .metrics import speedups_at_equal_accuracy
 
 __all__ = ["CompareResult", "make_verdict", "summary_line", "format_speedup", "json_safe"]
@@ -80,21 +81,46 @@ class CompareResult:
 
 
 def make_verdict(classical: list[dict[str, Any]], corrected: dict[str, Any], coarse: dict[str, Any], *,
-                 method: str, step_size: float, match: str) -> dict[str, Any]:
+                 method: str, step_size: float, match: str, interval: dict[str, Any] | None = None,
+                 clock_note: str = "", evals: dict[str, Any] | None = None) -> dict[str, Any]:
     """The verdict on the corrected entry: its speed-ups at equal accuracy against the
-    ``classical`` entries, its error and time relative to the ``coarse`` solve, whether it
-    pays (faster than the best classical contender at its accuracy) and the one ``line``."""
+    ``classical`` entries, its error and time relative to the ``coarse`` solve, the
+    ``outcome`` and the one ``line``.
+
+    With an ``interval`` (``{"low", "high", ...}``, the speed-up against the best classical
+    contender) the outcome is ``"pays"`` only when the whole interval is above 1x, ``"does not
+    pay"`` when it is below, else ``"inconclusive"``; without one, the point estimate decides
+    (pays / does not pay).  ``evals``: the cross-check in evaluations of ``f``, added as is."""
     v = speedups_at_equal_accuracy(classical, corrected[match], corrected["time_s"], match)
     v["error_ratio_vs_coarse"] = corrected[match] / coarse[match] if coarse[match] > 0 else None
     v["time_ratio_vs_coarse"] = corrected["time_s"] / coarse["time_s"]
-    v["pays"] = bool(v["speedup_best"] is not None and v["speedup_best"] > 1.0)
+    point_pays = v["speedup_best"] is not None and v["speedup_best"] > 1.0
+    if interval is None:
+        v["outcome"] = "pays" if point_pays else "does not pay"
+    else:
+        v["outcome"] = outcome(interval["low"], interval["high"])
+        v["interval"] = {k: interval[k] for k in ("low", "high", "n_boot", "unreached")}
+        v["interval"]["level"] = 0.95
+    v["pays"] = v["outcome"] == "pays"
+    v["clock"] = clock_note
+    v["evals"] = evals
     v["line"] = _verdict_line(method, step_size, match, corrected, coarse, v)
     return v
 
 
 def _verdict_line(method: str, h: float, match: str, corr: dict[str, Any], coarse: dict[str, Any],
                   v: dict[str, Any]) -> str:
-    pays = ">1x (pays)" if v["pays"] else "<1x (does not pay)"
+    pays = {"pays": ">1x (pays)", "does not pay": "<1x (does not pay)",
+            "inconclusive": "inconclusive"}[v["outcome"]]
+    iv = v.get("interval")
+    if iv is not None:
+        span = ("no interval: most resamples reach no classical cost" if iv["low"] is None else
+                f"95 % interval {format_speedup(iv['low'])}-{format_speedup(iv['high'])}")
+        pays += f" [{span}" + (", contains 1x" if v["outcome"] == "inconclusive" and iv["low"] is not None else "")
+        pays += f"; {v['clock'].split(' (')[0]}]" if v.get("clock") else "]"
+    ev = v.get("evals")
+    if ev and ev.get("speedup_best_evals") is not None:
+        pays += f"; in evaluations of f: {format_speedup(ev['speedup_best_evals'])}"
     k, ks, kb = v["k_equiv"], v["speedup_same_kind"], v["speedup_best_kind"]
     same_note = {"interpolated": f" (= h/{k:.3g})" if k is not None else "",
                  "extrapolated": f" (~h/{k:.3g}, extrapolated)" if k is not None else " (extrapolated)",

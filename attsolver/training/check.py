@@ -102,8 +102,12 @@ def _rollout(model, part, data, f, args: dict[str, Any], m: int, which: str) -> 
     ec = [err(pred_c, k) for k in horizons]
     e0 = [err(pred_0, k) for k in horizons]
     ratio = [c / z if z > 0 and math.isfinite(c) else (math.inf if c > 0 else 1.0) for c, z in zip(ec, e0)]
+    def blown(pred: Tensor) -> int:  # trajectories whose rollout became non-finite
+        return int((~torch.isfinite(pred.reshape(len(pred), -1))).any(dim=1).sum())
+
     return {"data": which, "n_trajectories": len(obs), "method": method, "step_size": h,
             "horizons": [k * m for k in horizons], "err_corrected": ec, "err_classical": e0,
+            "blowups_corrected": blown(pred_c), "blowups_classical": blown(pred_0),
             "ratio": ratio, "against": "the observations" + (" (noisy)" if data.noise_level > 0 else "")}
 
 
@@ -133,7 +137,16 @@ def _warnings(out: dict[str, Any], history: FitHistory, method: str, h: float, w
     ratio, horizons = roll["ratio"], roll["horizons"]
     warn: list[str] = []
     worst = max(range(len(horizons)), key=lambda i: ratio[i])
-    if ratio[worst] > _WORSE_RATIO:
+    bc, b0, n = roll.get("blowups_corrected", 0), roll.get("blowups_classical", 0), roll["n_trajectories"]
+    if bc or b0:
+        warn.append(
+            f"rollouts blow up (become infinite) on the {which} trajectories: the corrected one on {bc} of {n}, "
+            f"the uncorrected {method} h={h:g} on {b0} of {n}"
+            + (": the coarse step is outside the method's stability region on some states; use a smaller step "
+               "or check the data's states" if b0 else ": the corrector destabilises the solve; train with a "
+               "rollout loss (rollout_steps=4 or more) or a smaller step")
+        )
+    elif ratio[worst] > _WORSE_RATIO:
         warn.append(
             f"the corrected rollout is WORSE than the uncorrected {method} h={h:g} on the {which} trajectories "
             f"(error {format_ratio(ratio[worst])} the classical one up to {horizons[worst]} steps): this corrector "

@@ -116,7 +116,13 @@ class FitHistory:
         for w in self.warnings:
             lines.append(f"WARNING: {w}")
         if not self.warnings and self.check:
-            lines.append("check passed: the corrected rollout beats the classical one at every horizon checked")
+            ratios = roll["ratio"] if roll else []
+            if all(r is not None and r < 1.0 for r in ratios):
+                lines.append("check passed: the corrected rollout beats the classical one at every horizon checked")
+            else:
+                worst = max((r for r in ratios if r is not None), default=None)
+                lines.append(f"check: no warning, but the corrected rollout does not beat the classical one at "
+                             f"every horizon (ratio up to {format_ratio(worst)}, within the 5 % tolerated)")
         return "\n".join(lines)
 
 

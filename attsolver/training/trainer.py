@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -53,11 +54,12 @@ from torch import Tensor
 
 from .._validate import positive_int
 from ..correctors import Corrector
-from .arguments import as_dataset, check_args, checkpoint_path, right_hand_side
+from .arguments import as_dataset, check_args, check_data, checkpoint_path, right_hand_side
 from .check import check_result
 from .domain import record_domain
+from .stability import describe, unstable_states
 from .distributed import distributed_context, end_process_group
-from .history import FitHistory
+from .history import FitCheckWarning, FitHistory
 from .loop import train
 from .schedule import Schedule
 
@@ -144,6 +146,8 @@ def fit(
     ckpt_path = checkpoint_path(checkpoint, resume, overwrite)
     f, autonomous = right_hand_side(corrector, data, system, f, autonomous)
     rank, world, owned_group = distributed_context()
+    if check:
+        _warn_unstable_states(corrector, data, f, args, autonomous)
     try:
         history = train(corrector, data, f, autonomous, args, ckpt_path=ckpt_path, resume=resume,
                         progress=progress, restore_best=restore_best, on_epoch_end=on_epoch_end, rank=rank,
@@ -157,3 +161,13 @@ def fit(
     finally:
         if owned_group:
             end_process_group()
+
+
+def _warn_unstable_states(corrector, data, f, args, autonomous: bool) -> None:
+    """Before training: warn (:class:`FitCheckWarning`) naming the training states on which the
+    coarse classical step is unstable (:func:`attsolver.training.stability.unstable_states`)."""
+    _, m = check_data(data, corrector, args)
+    msg = describe(unstable_states(data, f, args["method"], args["step_size"], m, autonomous), args["method"],
+                   args["step_size"])
+    if msg:
+        warnings.warn(msg, FitCheckWarning, stacklevel=3)
