@@ -20,14 +20,16 @@ from .._progress import progress as make_progress
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
-from .checks import (DEFAULT_MAX_STEPS, CheckedCorrector, check_corrector, check_f, check_options,
+from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL_S, CheckedCorrector,
+                     check_corrector, check_dtype, check_f, check_no_grad_through, check_options,
+                     check_output_size,
                      check_result, check_time_gradient, check_y0_t, checked_rhs, fixed_methods, step_grid,
                      time_eps, warn_if_coarse)
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
 from .loop import StepPlan, fixed_loop, time_differentiable_loop
-from .stats import CountedRHS, SolveStats
+from .stats import CountedRHS, SolveStats, WallBudget, WallBudgetExceeded
 
 __all__ = ["solve"]
 
@@ -105,11 +107,20 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
-    if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
+    # one validation for every path: progress on or off, fixed or adaptive
+    options = check_options(options, spec)
+    max_bytes = options.pop("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
+    if isinstance(y0, Tensor) and isinstance(t, Tensor) and t.ndim == 1:  # before t's checks touch it
+        check_output_size(len(t), y0, max_bytes)
+    y0, t = check_y0_t(y0, t)
+    check_dtype(spec, y0)
+    check_no_grad_through(spec, f, y0, t)
+    if spec.kind == "fixed":  # the step budget of the whole solve, before any work
+        step_grid(t.detach().cpu().double().numpy(), step_size, time_eps=time_eps(t),
+                  max_steps=options.get("max_steps", DEFAULT_MAX_STEPS), y0=y0)
+    if progress and spec.kind == "fixed" and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=options, return_stats=return_stats)
-    y0, t = check_y0_t(y0, t)
-    options = check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
@@ -144,8 +155,15 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
         return y0.unsqueeze(0), SolveStats(spec.name, None, 0, 0, 0.0)
     counted = CountedRHS(f) if count else None
     started = time.perf_counter()
+    timed = WallBudget(counted if counted is not None else f, options.pop("max_wall_s", DEFAULT_MAX_WALL_S))
     try:
-        sol = spec.run(counted if counted is not None else f, y0, t, options)
+        sol = spec.run(timed, y0, t, options)
+    except WallBudgetExceeded:
+        raise RuntimeError(
+            f"{method} ran past its wall-time budget of {timed.limit:g} s and reached only t={timed.last_t:.6g} of "
+            f"[{float(t[0]):.6g}, {float(t[-1]):.6g}]: the span may be far too long for the problem's time "
+            "scale, or the problem stiff; shorten t, loosen rtol/atol, or raise options['max_wall_s']"
+        ) from None
     except StepSizeUnderflow as e:
         partial = e.partial if e.partial is not None else y0.unsqueeze(0)
         raise NonFiniteSolutionError(

@@ -158,4 +158,5 @@ for _name, _scipy, _order, _desc in (
     register_method(MethodSpec(
         name=_name, kind="adaptive", order=_order, description=_desc, run=_scipy_runner(_scipy),
         options=frozenset({"rtol", "atol", "check_finite", "max_evaluations"}) | _SCIPY_PASSTHROUGH,
+        differentiable=False,
     ))
