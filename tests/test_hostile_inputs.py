@@ -4,12 +4,14 @@ path, declared precisions, non-differentiable methods refused under autograd."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from attsolver import solve
+from attsolver.evaluate import compare
 from attsolver.steppers import get_method, list_methods
 
 
@@ -21,6 +23,10 @@ _T = torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
 _Y = torch.ones(2, dtype=torch.float64)
 
 # (y0, t, kwargs, expected error type, a phrase of its message)
+with warnings.catch_warnings():  # torch: "ComplexHalf support is experimental"
+    warnings.simplefilter("ignore", UserWarning)
+    _C32 = torch.ones(2, dtype=torch.complex32)
+
 _BAD_INPUTS = [
     ([1.0, 2.0], _T, {}, TypeError, "y0 must be a torch.Tensor"),
     (np.ones(2), _T, {}, TypeError, "y0 must be a torch.Tensor"),
@@ -33,7 +39,7 @@ _BAD_INPUTS = [
     (_Y, _T, {"step_size": -1.0}, ValueError, "positive finite"),
     (_Y, torch.linspace(0, 1000, 101, dtype=torch.float64), {"step_size": 1e-7}, ValueError, "max_steps"),
     (_Y, _T, {"options": {"max_output_bytes": 16}}, ValueError, "max_output_bytes"),
-    (torch.ones(2, dtype=torch.complex32), _T, {}, TypeError, "complex32"),
+    (_C32, _T, {}, TypeError, "complex32"),
 ]
 
 
@@ -140,3 +146,37 @@ class _Module(torch.nn.Module):
 
     def forward(self, t, y):
         return self.lin(y)
+
+
+# --------------------------------------------------------------------------- compare
+
+def _compare(**kw):
+    y0 = torch.ones(2, 2, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    args = dict(method="rk4", step_size=0.1, progress=False, lyapunov_exponent=None, rounds=1)
+    args.update(kw)
+    return compare(_decay, y0, t, **args)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", "", "/tmp/x"])
+def test_compare_name_is_a_file_name(name, tmp_path):
+    with pytest.raises(ValueError, match="name must be a file name"):
+        _compare(out=tmp_path / "out", name=name)
+    assert not (tmp_path / "x.json").exists() and not list(tmp_path.rglob("*.json"))
+
+
+def test_compare_out_must_be_a_folder(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("keep")
+    with pytest.raises(ValueError, match="out must be a folder"):
+        _compare(out=f)
+    assert f.read_text() == "keep"
+
+
+def test_compare_nan_reference_and_half_dtype(tmp_path):
+    ref = torch.exp(-torch.linspace(0.0, 1.0, 11, dtype=torch.float64))[None, :, None].expand(2, 11, 2).clone()
+    ref[1, 5, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"reference contains NaN.*\[1\]"):
+        _compare(reference=ref)
+    with pytest.raises(TypeError, match="float32 or float64.*float16"):
+        _compare(dtype=torch.float16)
