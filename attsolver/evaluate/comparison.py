@@ -121,9 +121,7 @@ def compare(
             another method or step, a test horizon shorter than one coarse step, ...).
     """
     method, h = _check_arguments(f, dtype, rounds, corrector, method, step_size)
-    _check_output(out, name)
-    if t is not None and hasattr(t, "__len__"):
-        output_time_count(len(t), dt_name="t's spacing", t_final_name="t's span")
+    _check_output(out, name, t)
     problem = problem_of(f)
     test = build_test_set(f, y0, t, data, reference, method, h, dtype)
     lam, lam_source = lyapunov_for(f, test.y0, test.t, lyapunov_exponent, h, method=default_method(problem))
@@ -159,9 +157,11 @@ def compare(
 # --------------------------------------------------------------------------- the steps of compare
 
 
-def _check_output(out, name) -> None:
-    """``name`` is a file name stem (never a path: ``"../x"`` would write outside ``out``) and
-    ``out``, when it exists, a folder."""
+def _check_output(out, name, t) -> None:
+    """``name`` is a file name stem (never a path: ``"../x"`` would write outside ``out``),
+    ``out``, when it exists, a folder, and ``t`` at most 1e8 output times."""
+    if t is not None and hasattr(t, "__len__"):
+        output_time_count(len(t), dt_name="t's spacing", t_final_name="t's span")
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
             or os.sep in name or "\0" in name:
         raise ValueError(f"name must be a file name stem without folders (e.g. 'lorenz_run'), got {name!r}; "
