@@ -6,8 +6,9 @@ tree, classified, and the tables of two trees side by side (before / after a cha
 
 A plain script (the common layer ``benchmarks/_suite.py`` had not landed in main when it was
 written).  Every case runs as ``python -c SNIPPET`` or ``python -m attsolver ...`` with
-``PYTHONPATH`` set to the tree, a wall limit of ``--limit`` seconds (60) and its peak memory
-read from ``getrusage``.  Outcomes:
+``PYTHONPATH`` set to the tree, a wall limit of ``--limit`` seconds (60), an address-space
+limit of 4 GiB (so the old code's 10^9-output-time allocations fail instead of taking the
+machine down) and its peak memory read from ``getrusage``.  Outcomes:
 
 * ``refused``: a clear error (the expected phrase; exit 2 for the CLI), or the right answer;
 * ``silent-wrong``: a result (or exit 0) where an error or another value was due;
@@ -180,7 +181,7 @@ def prepare(work: Path, tree: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(tree))
     src = work / "small.h5"
     subprocess.run(_cli("data", "generate", "lorenz63", "--n", "2", "--t-final", "1", "--dt", "0.1", "--no-progress",
-                        "-o", str(src)), check=True, env=env, capture_output=True)
+                        "-o", str(src)), check=True, env=env, capture_output=True, cwd=work)
     script = textwrap.dedent(f'''
         import h5py, numpy as np
         from attsolver.data.h5 import seal_file, SCHEMA
@@ -193,15 +194,25 @@ def prepare(work: Path, tree: Path) -> None:
             f.create_dataset("y", shape=(2000, 11, 5000), dtype="f8", chunks=(1, 11, 100))
         seal_file({str(work / "big.h5")!r})
     ''')
-    subprocess.run([sys.executable, "-c", script], check=True, env=env)
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=work)
+
+
+#: address-space limit of every case: an attack that makes the old code allocate tens of GB
+#: (10^9 output times) fails with MemoryError instead of taking a shared machine down
+MEMORY_LIMIT = 4 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def run_case(case: dict, tree: Path, limit: float) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # cwd: the work folder, never a checkout (python -c puts the cwd before PYTHONPATH)
     proc = subprocess.Popen(case["argv"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, cwd=case["cwd"], preexec_fn=_limit_memory)
     timed_out = False
     try:
         if "sigint_after" in case:
@@ -288,6 +299,7 @@ def main(argv=None) -> int:
         for case in cases(work):
             if args.only and args.only not in case["name"]:
                 continue
+            case["cwd"] = str(work)
             row = {"cat": case["cat"], "name": case["name"], "before": None}
             if args.before is not None:
                 row["before"] = run_case(case, args.before, args.limit)
