@@ -115,10 +115,11 @@ def solve(
     y0, t = check_y0_t(y0, t)
     check_dtype(spec, y0)
     check_no_grad_through(spec, f, y0, t)
-    if spec.kind == "fixed":  # the step budget of the whole solve, before any work
+    if progress and spec.kind == "fixed" and len(t) > 2:
+        # the step budget of the whole solve, before the first piece (a silent solve checks
+        # it in _solve_fixed, also before any work)
         step_grid(t.detach().cpu().double().numpy(), step_size, time_eps=time_eps(t),
                   max_steps=options.get("max_steps", DEFAULT_MAX_STEPS), y0=y0)
-    if progress and spec.kind == "fixed" and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=options, return_stats=return_stats)
     check_finite = bool(options.get("check_finite", True))
