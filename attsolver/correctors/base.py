@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from .._io import load_checkpoint, save_checkpoint
 from .._validate import is_real
 from .._version import __version__
+from ..integrate.guard import TrainingDomain
 from ..nn import refresh_spectral_caps
 from ..steppers import get_method, list_methods
 from .evaluators import fast_forms
@@ -181,6 +182,8 @@ class Corrector(nn.Module):
         # a composition without hparams of its own is saved as its parts' configs
         self._parts_in_config = hparams is None and head is not None
         self.training_info: dict[str, Any] = {}
+        #: what it saw in training (``fit`` records it; ``solve(..., guard=...)`` scores against it)
+        self.domain: TrainingDomain | None = None
         json.dumps(self._hparams)  # a subclass bug if not JSON-able
         layout.install(self, dtype)
         if head is not None:
@@ -395,7 +398,10 @@ class Corrector(nn.Module):
         """What :meth:`save` writes: plain types and tensors only (loads with ``weights_only=True``)."""
         if self._parts_in_config:
             self.head_spec.check_rebuildable()
+        # the training domain only when recorded: a file without one reads as before
+        domain = {} if self.domain is None else {"domain": self.domain.to_dict()}
         return {
+            **domain,
             "format": CHECKPOINT_FORMAT,
             "schema_version": SCHEMA_VERSION,
             "class": type(self).__name__,
@@ -440,6 +446,8 @@ class Corrector(nn.Module):
             raise ValueError(f"{source}: its weights do not fit a {name} built from its config: {e}") from None
         model._trained_dtype = str(ckpt.get("trained_dtype", config.get("dtype", "float32")))
         model.training_info = dict(info if info is not None else ckpt.get("training_info") or {})
+        if ckpt.get("domain") is not None:
+            model.domain = TrainingDomain.from_dict(ckpt["domain"])
         return model.eval()
 
     @classmethod

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._progress import progress as make_progress
+from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
@@ -25,10 +26,13 @@ from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WA
                      check_output_size,
                      check_result, check_time_gradient, check_y0_t, checked_rhs, fixed_methods, step_grid,
                      time_eps, warn_if_coarse)
+from .adjoint import adjoint_params_of, adjoint_run, checkpointed_loop, split_memory_options
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
+from .events import DEFAULT_EVENT_TOL, check_event, event_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
-from .loop import StepPlan, fixed_loop, time_differentiable_loop
+from .guard import GUARD_MODES, domain_of, guarded_loop
+from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
 from .stats import CountedRHS, SolveStats, WallBudget, WallBudgetExceeded
 
 __all__ = ["solve"]
@@ -45,7 +49,10 @@ def solve(
     options: dict[str, Any] | None = None,
     return_stats: bool = False,
     progress: bool = False,
-) -> Tensor | tuple[Tensor, SolveStats]:
+    guard: str | None = None,
+    guard_check_every: int | None = None,
+    event: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Tensor | tuple[Tensor, SolveStats] | tuple[Tensor, Tensor]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
@@ -96,10 +103,23 @@ def solve(
             terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
             intervals are integrated in about 100 consecutive pieces, each starting from the
             previous piece's last state, so the result is the same as without progress.
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score each corrected
+            step against the corrector's training domain; one warning names the first time and
+            trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
+        guard_check_every: with ``guard``, also check every this many steps a posteriori against
+            the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
+        event: a terminal event for the fixed-step methods, ``event(t, y) -> Tensor`` of
+            shape ``y0.shape[:-1]`` (one value per sample; ``t`` is given with that shape too):
+            each sample stops where its value crosses zero, located on the step's cubic
+            Hermite interpolant to ``options["event_tol"]`` (default ``1e-12``) in time; see
+            :mod:`attsolver.integrate.events` and docs/guide/events.md.
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
-        ``(solution, stats)``.
+        ``(solution, stats)``.  With ``event``: ``(event_times, solution)``, ``event_times`` of
+        shape ``y0.shape[:-1]`` (``+inf`` where the event never fired, differentiable) and the
+        solution with each sample's outputs after its event held at its event state (with
+        ``return_stats``: ``((event_times, solution), stats)``).
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
@@ -107,21 +127,15 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
-    # one validation for every path: progress on or off, fixed or adaptive
-    options = check_options(options, spec)
-    max_bytes = options.pop("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
-    if isinstance(y0, Tensor) and isinstance(t, Tensor) and t.ndim == 1:  # before t's checks touch it
-        check_output_size(len(t), y0, max_bytes)
-    y0, t = check_y0_t(y0, t)
-    check_dtype(spec, y0)
-    check_no_grad_through(spec, f, y0, t)
-    if progress and spec.kind == "fixed" and len(t) > 2:
-        # the step budget of the whole solve, before the first piece (a silent solve checks
-        # it in _solve_fixed, also before any work)
+    raw_options = options
+    y0, t, options = _validated(spec, f, y0, t, options, corrector=corrector, event=event, guard=guard,
+                                guard_check_every=guard_check_every)
+    if progress and event is None and spec.kind == "fixed" and len(t) > 2:
         step_grid(t.detach().cpu().double().numpy(), step_size, time_eps=time_eps(t),
                   max_steps=options.get("max_steps", DEFAULT_MAX_STEPS), y0=y0)
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=return_stats)
+                                options=raw_options, return_stats=return_stats, guard=guard,
+                                guard_check_every=guard_check_every)
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
@@ -132,8 +146,50 @@ def solve(
                                      options=options, count=return_stats)
     else:
         sol, stats = _solve_fixed(spec, f, y0, t, t_f, step_size=step_size, corrector=corrector,
-                                  options=options, count=return_stats)
+                                  options=options, count=return_stats, guard=guard,
+                                  check_every=guard_check_every)
     return (sol, stats) if return_stats else sol
+
+
+def _validated(spec: MethodSpec, f, y0, t, options, *, corrector, event, guard, guard_check_every):
+    """One validation for every path (progress on or off, fixed or adaptive): ``(y0, t,
+    options)`` checked, the result's size, the dtype and gradients included.  (The whole
+    solve's step budget: by ``solve`` before its pieces, else by ``_solve_fixed``.)"""
+    _check_guard(guard, corrector, options, guard_check_every)
+    if guard is not None and event is not None:
+        raise ValueError("guard= and event= do not combine yet: pass one of them")
+    if isinstance(y0, Tensor) and isinstance(t, Tensor) and t.ndim == 1:  # before t's checks touch it
+        check_output_size(len(t), y0, _max_output_bytes(options))
+    y0, t = check_y0_t(y0, t)
+    options = _checked_options(options, spec, f, y0, t, event)
+    options.pop("max_output_bytes", None)
+    check_dtype(spec, y0)
+    check_no_grad_through(spec, f, y0, t)
+    return y0, t, options
+
+
+def _max_output_bytes(options) -> int:
+    """``options["max_output_bytes"]`` checked (the size check runs before the other options')."""
+    if isinstance(options, dict) and "max_output_bytes" in options:
+        return positive_int("options['max_output_bytes']", options["max_output_bytes"])
+    return DEFAULT_MAX_OUTPUT_BYTES
+
+
+def _check_guard(guard, corrector, options, check_every) -> None:
+    """``guard`` is ``None`` or a mode, needs a corrector with a domain and the eager loop."""
+    if guard is None:
+        if check_every is not None:
+            raise ValueError("guard_check_every needs guard='warn' or 'fallback'")
+        return
+    if check_every is not None:
+        positive_int("guard_check_every", check_every)
+    if guard not in GUARD_MODES:
+        raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
+    if corrector is None:
+        raise ValueError(f"guard={guard!r} scores a corrector's steps; give corrector= or guard=None")
+    domain_of(corrector)
+    if options and options.get("compile", False):
+        raise ValueError("guard= runs the eager loop; drop options={'compile': True} or use guard=None")
 
 
 def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, corrector,
@@ -152,13 +208,15 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
         )
     growth_bound = options.pop("growth_bound", None)
     options.pop("max_steps", None)
+    params = options.pop("adjoint_params", None)  # set only with options["adjoint"]
     if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
         return y0.unsqueeze(0), SolveStats(spec.name, None, 0, 0, 0.0)
     counted = CountedRHS(f) if count else None
     started = time.perf_counter()
     timed = WallBudget(counted if counted is not None else f, options.pop("max_wall_s", DEFAULT_MAX_WALL_S))
     try:
-        sol = spec.run(timed, y0, t, options)
+        sol = spec.run(timed, y0, t, options) if params is None else adjoint_run(spec.name, timed, y0, t, options,
+                                                                                params)
     except WallBudgetExceeded:
         raise RuntimeError(
             f"{method} ran past its wall-time budget of {timed.limit:g} s and reached only t={timed.last_t:.6g} of "
@@ -180,7 +238,8 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
 
 
 def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, step_size, corrector,
-                 options: dict[str, Any], count: bool) -> tuple[Tensor, SolveStats | None]:
+                 options: dict[str, Any], count: bool, guard: str | None = None,
+                 check_every: int | None = None) -> tuple[Tensor, SolveStats | None]:
     """A fixed-step solve: the step grid, the plan, the loop, the checks of the result
     (``t_f``: ``t`` in the dtype ``f`` sees; ``count``: also return the stats)."""
     growth_bound = options.pop("growth_bound", None)
@@ -188,25 +247,68 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     t_np = t.detach().cpu().double().numpy()
     # validates step_size even when len(t) == 1
     n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
+    event = options.pop("event", None)
     if len(t) == 1:
-        return y0.unsqueeze(0), SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
-    plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size)
+        sol = y0.unsqueeze(0)
+        sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)
+        return sol, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
+    plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size,
+                 guard=guard)
     started = time.perf_counter()
-    sol = _integrate(plan, f, options)
+    report, event_t = None, None
+    if guard is not None:
+        if plan.t.requires_grad and torch.is_grad_enabled():
+            check_time_gradient(plan, compiling=False)  # a corrector refuses d/dt: the same message
+        sol, report = guarded_loop(plan, stage_times(plan), check_every)
+    elif event is not None:
+        event_t, sol = event_loop(plan, f, *event)
+    else:
+        sol = _integrate(plan, f, options)
     wall = time.perf_counter() - started
     if options.get("check_finite", True) and not all_finite(sol):
         raise_nonfinite(sol, plan)
     check_result(sol, y0, t_f, growth_bound, spec.name)
+    if event_t is not None:
+        sol = (event_t, sol)
     if not count:
         return sol, None
     n_steps = plan.n_steps
     return sol, SolveStats(spec.name, n_steps, n_steps * len(plan.stepper.nodes),
                            n_steps if plan.corrector is not None else 0, wall,
-                           float(np.abs(h_int).max()), step_size is None)
+                           float(np.abs(h_int).max()), step_size is None, report)
+
+
+def _checked_options(options, spec: MethodSpec, f, y0: Tensor, t: Tensor, event) -> dict[str, Any]:
+    """``check_options`` plus what this module adds: the memory options (:mod:`.adjoint`) and
+    the event (:mod:`.events`), checked and stored as ``adjoint_params`` / ``checkpoint_steps``
+    / ``event`` for the solve below."""
+    options, memory = split_memory_options(options, spec)
+    event_tol = DEFAULT_EVENT_TOL
+    if isinstance(options, dict) and event is not None and "event_tol" in options:
+        options = dict(options)
+        event_tol = options.pop("event_tol")
+    options = check_options(options, spec)
+    if event is not None:
+        options["event"] = (event, _check_event_solve(event, spec, y0, t, event_tol, options, memory))
+    if memory.get("adjoint"):
+        options["adjoint_params"] = adjoint_params_of(f, memory)
+    if memory.get("checkpoint_steps"):
+        options["checkpoint_steps"] = memory["checkpoint_steps"]
+    return options
+
+
+def _check_event_solve(event, spec: MethodSpec, y0: Tensor, t: Tensor, tol, options, memory) -> float:
+    """The checks of an event solve (see :mod:`.events`); returns the event tolerance."""
+    if spec.kind != "fixed":
+        raise ValueError(f"event= needs a fixed-step method (e.g. 'rk4' with a step_size), not the adaptive {spec.name!r}")
+    if t.requires_grad or memory or options.get("compile", False):
+        raise ValueError("event= works with the eager loop: t must not require grad, and options 'compile', "
+                         "'adjoint' and 'checkpoint_steps' do not apply (the event time is differentiable anyway)")
+    return check_event(event, y0, t[0].to(y0.real.dtype if y0.is_complex() else y0.dtype), tol)
 
 
 def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
-          h_int: np.ndarray, *, corrector, step_size) -> StepPlan:
+          h_int: np.ndarray, *, corrector, step_size, guard: str | None = None) -> StepPlan:
     """Build the stepper for this solve and check what depends on it (the system's own step
     limit, the corrector's training, the step-doubling check of a grid-stepped solve)."""
     # with a corrector every step runs one arithmetic (a corrector's parameters would switch a
@@ -224,20 +326,24 @@ def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndar
             corrector = CheckedCorrector(corrector, y0)
     elif step_size is None:
         warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
-    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int)
+    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int, guard)
 
 
 def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     """The loop this solve needs: time-differentiable, compiled or eager."""
+    segment = options.get("checkpoint_steps")
     if plan.t.requires_grad and torch.is_grad_enabled():
         check_time_gradient(plan, compiling=bool(options.get("compile", False)))
-        return time_differentiable_loop(plan)
+        return time_differentiable_loop(plan) if segment is None else checkpointed_loop(plan, segment, f)
+    if segment is not None and torch.is_grad_enabled():  # recompute segments in the backward pass
+        return checkpointed_loop(plan, segment, f)
     if options.get("compile", False):
         return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
     return fixed_loop(plan)
 
 
-def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, pieces: int = 100):
+def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, guard=None,
+                     guard_check_every=None, pieces: int = 100):
     """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
     n = len(t) - 1
     bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
@@ -247,7 +353,8 @@ def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_
         for a, b in zip(bounds[:-1], bounds[1:]):
             try:
                 sol, st = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=True)
+                                options=options, return_stats=True, guard=guard,
+                                guard_check_every=guard_check_every)
             except NonFiniteSolutionError as e:  # count the step, output and partial over the whole solve
                 raise over_whole_solve(e, outs, sum(s.n_steps or 0 for s in stats), a) from None
             stats.append(st)
