@@ -16,7 +16,8 @@ import numbers
 from typing import Any
 
 __all__ = ["is_real", "is_integer", "finite_number", "positive_number", "positive_finite",
-           "nonnegative_number", "positive_int", "integer", "one_of", "boolean", "whole_multiple"]
+           "nonnegative_number", "positive_int", "integer", "one_of", "boolean", "whole_multiple",
+           "MAX_OUTPUT_TIMES", "output_time_count"]
 
 
 def is_real(value: Any) -> bool:
@@ -133,3 +134,19 @@ def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool) and type(value).__name__ != "bool_":
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+#: the most output times a grid ``0, dt, ..., t_final`` may have: 10**8 times are 0.8 GB of
+#: times alone and 10**8 rows per trajectory; more is refused before anything is allocated
+MAX_OUTPUT_TIMES = 10**8
+
+
+def output_time_count(n_times: int, *, dt_name: str = "dt", t_final_name: str = "t_final") -> int:
+    """``n_times`` if it is at most :data:`MAX_OUTPUT_TIMES`; the error names both options."""
+    if n_times > MAX_OUTPUT_TIMES:
+        raise ValueError(
+            f"{t_final_name} / {dt_name} asks for {n_times:.3g} output times, more than the limit of "
+            f"{MAX_OUTPUT_TIMES:.0e}: use a larger {dt_name} or a shorter {t_final_name} (the solver's "
+            "own steps are set by the step size, not by the output grid)"
+        )
+    return n_times

@@ -170,6 +170,7 @@ def output_times(t_final: float, dt: float) -> torch.Tensor:
     steps = round(t_final / dt)
     if steps < 1 or abs(steps * dt - t_final) > 1e-9 * t_final:
         raise CLIError(f"--t-final ({t_final:g}) must be a whole multiple of --dt ({dt:g})")
+    _validate.output_time_count(steps + 1, dt_name="--dt", t_final_name="--t-final")
     return torch.arange(steps + 1, dtype=torch.float64) * dt
 
 

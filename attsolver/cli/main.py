@@ -6,10 +6,13 @@ ResNets), ``methods`` / ``systems`` (list what is registered), ``demo``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -248,6 +251,27 @@ def _log_progress_when_not_a_terminal() -> None:
         LOGGER.propagate = False
 
 
+@contextlib.contextmanager
+def _noting_interrupts():
+    """SIGINT still raises ``KeyboardInterrupt``, and is also noted in the yielded list: an
+    interrupt that a library swallows (h5py's cleanup prints "Exception ignored") cannot
+    let the command exit 0."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def on_sigint(signum, frame):
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command.  The one place that turns errors into a one-line message and an exit
     code instead of a traceback: 2 for bad input or the environment (a full disk, a
@@ -262,11 +286,21 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(str(getattr(args, k)) for k in ("command", "data_command", "vision_command",
                                                        "prune_command") if getattr(args, k, None))
     try:
-        return int(args.func(args) or 0)
+        with _noting_interrupts() as interrupted:
+            code = int(args.func(args) or 0)
+        if interrupted and code == 0:  # a Ctrl-C swallowed somewhere (a library's cleanup): never exit 0
+            print(f"attsolver {command}: interrupted (the interrupt arrived while files were being finished; "
+                  "check the output before using it)", file=sys.stderr)
+            return 130
+        return code
     except KeyboardInterrupt:
         print(f"attsolver {command}: interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:
+        if not e.code and args.command != "bench":  # no command exits 0 this way: user code did
+            print(f"attsolver {command}: error: something (user code?) called sys.exit({e.code!r}) before the "
+                  "command finished; nothing was completed", file=sys.stderr)
+            return 2
         if isinstance(e.code, int) or e.code is None:
             return int(e.code or 0)
         print(f"attsolver {command}: error: {e.code}", file=sys.stderr)

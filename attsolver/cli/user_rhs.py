@@ -18,9 +18,11 @@ option and the fix.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,35 @@ def load_rhs(spec: str, option: str = "--rhs"):
             raise ValueError(f"{option}: {spec} is a class, not a function f(t, y) or a System")
     if not callable(obj):
         raise ValueError(f"{option}: {spec} is a {type(obj).__name__}, not a callable f(t, y)")
+    if isinstance(obj, types.FunctionType):
+        return _UsersRHS(obj, spec, option)
     return obj
+
+
+class UserFunctionError(ValueError):
+    """An exception (or ``sys.exit``) raised inside the user's ``f``: the user's error (exit 2)."""
+
+
+class _UsersRHS:
+    """The user's plain function ``f``, whose exceptions — ``SystemExit`` included — become a
+    :class:`UserFunctionError` naming ``f``, the time and the exception (not an "internal
+    error", and never a silent exit 0)."""
+
+    def __init__(self, f, spec: str, option: str):
+        self.f, self.spec, self.option = f, spec, option
+        functools.update_wrapper(self, f)
+
+    def __call__(self, t, y):
+        try:
+            return self.f(t, y)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code, reported as theirs
+            if isinstance(e, UserFunctionError):
+                raise
+            when = float(t.detach().reshape(-1)[0]) if isinstance(t, Tensor) else t
+            what = f"called sys.exit({e.code!r})" if isinstance(e, SystemExit) else \
+                f"raised {type(e).__name__}: {str(e).strip()[:300]}"
+            raise UserFunctionError(f"{self.option} {self.spec}: your f(t, y) {what} at t={when:.6g}; "
+                                    "fix f (this is not an attsolver error)") from e
 
 
 def load_sampler(spec: str, option: str = "--init"):

@@ -8,13 +8,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._progress import progress as make_progress
-from .._validate import integer, is_integer, nonnegative_number, positive_int, positive_number, whole_multiple
+from .._validate import (integer, is_integer, nonnegative_number, output_time_count, positive_int,
+                         positive_number, whole_multiple)
 from .._version import __version__
 from ..integrate import NonFiniteSolutionError, solve
+from ..integrate.checks import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, step_grid
 from ..steppers import get_method
 from ..steppers.spectral import SpectralSystem
 from ..systems import RunDefaults, make_system
@@ -94,6 +97,22 @@ def _sample(sampler, n: int, generator, dtype, state_shape) -> Tensor:
     return y0.to(dtype)
 
 
+def _check_dataset_size(y0: Tensor, plan, dtype: torch.dtype, options) -> None:
+    """The whole data set (clean values, plus the noisy copy) fits solve's output budget,
+    checked before the first batch (each batch alone would pass)."""
+    limit = (options or {}).get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
+    copies = 2 if plan.noise_level > 0 else 1
+    per_traj = len(plan.t) * (y0[0].numel() if len(y0) else 0) * torch.empty(0, dtype=dtype).element_size()
+    need = copies * len(y0) * per_traj
+    if is_integer(limit) and need > limit:
+        raise ValueError(
+            f"the data set would take {need / 2**30:.3g} GiB ({len(y0)} trajectories x {len(plan.t)} times x "
+            f"{y0[0].numel()} components{' x 2 (clean and noisy)' if copies == 2 else ''}), more than the limit "
+            f"of {limit / 2**30:.3g} GiB: fewer trajectories (n), a larger dt, or raise "
+            "options['max_output_bytes'] if you mean it"
+        )
+
+
 def _spatial_grid(system) -> torch.Tensor | None:
     grid = getattr(system, "grid", None)
     if grid is None or not callable(grid):
@@ -109,6 +128,7 @@ def _output_grid(t_final: float, dt: float) -> torch.Tensor:
             f"t_final ({t_final:g}) must be a positive whole multiple of dt ({dt:g}); "
             f"e.g. t_final={max(round(steps), 1) * dt:g}"
         )
+    output_time_count(n_steps + 1)
     # i * dt (one rounding each), not a running sum, so t[i] is as exact as it can be
     return torch.arange(n_steps + 1, dtype=torch.float64) * dt
 
@@ -384,6 +404,10 @@ def generate_trajectories(
     y0 = _initial_states(system, n, sampler, builtin, generator, dtype)
     y0 = y0.to(device) if device is not None else y0
     label = name or (system.name if builtin else _describe(system, short=True))
+    _check_dataset_size(y0, plan, dtype, options)
+    if plan.step is not None:  # the step budget of spin-up and reference together, before any work
+        step_grid(np.array([0.0, plan.spin_up + plan.t_final]), plan.step,
+                  max_steps=(options or {}).get("max_steps", DEFAULT_MAX_STEPS), y0=y0[:1])
     y_clean = _integrate(system, y0, plan, options=options, batch_size=batch_size, progress=progress,
                          label=label).to(dtype)
     y = add_noise(y_clean, plan.noise_level, generator=generator) if plan.noise_level > 0 else y_clean

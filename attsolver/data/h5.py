@@ -14,8 +14,12 @@ holds a SHA-256 of every byte after it — attributes, the datasets' names, shap
 the B-trees and the values — checked before HDF5 parses anything, so a damaged file is an
 :class:`~attsolver._io.IntegrityError` (never other values, never a hang inside the HDF5
 library).  Every dataset also carries a Fletcher-32 checksum.  A file without the seal (written
-by another program, or by an attsolver before it) is first opened in a child process with a
-time limit, so a damaged one cannot hang the reader.  Files are written atomically (temporary
+by another program, or by an attsolver before it) — and a sealed one too, since anyone can
+recompute a checksum (it is not a signature) — is first opened in a child process with a
+time limit, so a damaged or hostile one cannot hang the reader (files this process wrote
+itself, unchanged since, are not probed again).  Before any dataset is read, its declared
+size and chunk size are checked against :func:`allocation_limit` (16x the file's size, at
+least 64 MiB).  Files are written atomically (temporary
 file beside the target, fsync, ``os.replace``).  Readers turn every problem (not HDF5,
 truncated, foreign file, newer schema, missing or inconsistent datasets) into a
 ``ValueError`` that says what is wrong and what to do.
@@ -42,7 +46,8 @@ from .._io import IntegrityError, atomic_path, file_digest, open_regular, requir
 from .._version import __version__
 from .dataset import TrajectoryDataset
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "save_h5", "load_h5", "open_h5"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "save_h5", "load_h5", "open_h5", "allocation_limit", "MAX_INFLATION",
+           "MIN_ALLOCATION_LIMIT"]
 
 SCHEMA = "attsolver.trajectories"
 #: Version of the layout above; readers refuse files with a larger number.
@@ -169,13 +174,46 @@ with h5py.File(sys.argv[1], "r") as f:
 """
 
 
+#: files this process wrote (``save_h5``) or already probed, by identity (device, inode, size,
+#: mtime, ctime): any change to a file — an edit, a re-seal — makes it a stranger again
+_KNOWN: set[tuple[int, ...]] = set()
+#: a reader allocates at most this multiple of the file's size for its datasets (or
+#: :data:`MIN_ALLOCATION_LIMIT`, whichever is larger); a larger claim is refused as damaged
+MAX_INFLATION = 16
+#: the allocation a small file may always ask for (bytes)
+MIN_ALLOCATION_LIMIT = 64 << 20
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def allocation_limit(path: Path) -> int:
+    """The most bytes a reader allocates for ``path``'s datasets: :data:`MAX_INFLATION` times
+    its size, at least :data:`MIN_ALLOCATION_LIMIT`."""
+    return max(MAX_INFLATION * path.stat().st_size, MIN_ALLOCATION_LIMIT)
+
+
+def _probe(path: Path) -> None:
+    """Open a file in a child process with a time limit unless this process wrote it (or
+    probed it unchanged): damaged HDF5 metadata can send the HDF5 library into an endless
+    loop (or a crash), which must not take this process.  A seal proves no origin — anyone
+    can recompute a checksum — so sealed files are probed too."""
+    key = _identity(path)
+    if key in _KNOWN:
+        return
+    _probe_unsealed(path)
+    _KNOWN.add(key)
+
+
 def _probe_unsealed(path: Path) -> None:
-    """Open an unsealed file in a child process with a time limit: damaged HDF5 metadata can
-    send the HDF5 library into an endless loop (or a crash), which must not take this process."""
+    """Open a file in a child process with a time limit (the child is killed on timeout and
+    on Ctrl-C, so the reader stays interruptible)."""
     size = path.stat().st_size
     timeout = _PROBE_TIMEOUT_S + size / 50e6
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(256 << 20)],
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(min(allocation_limit(path), 256 << 20))],
                               capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise _unreadable(path, f"opening it did not finish within {timeout:.0f} s") from None
@@ -220,6 +258,7 @@ def save_h5(dataset: TrajectoryDataset, path: str | os.PathLike, *, dtype: Any =
                 _write_array(f, "y_clean", _to_numpy(dataset.y_clean, store))
             if dataset.x is not None:
                 _write_array(f, "x", _to_numpy(dataset.x, store))
+    _KNOWN.add(_identity(path))
     return path
 
 
@@ -239,8 +278,7 @@ def open_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     file is corrupt or truncated (a missing file is ``FileNotFoundError``)."""
     path = require_regular_file(path, "HDF5 file")
     sealed = check_seal(path)
-    if not sealed:
-        _probe_unsealed(path)
+    _probe(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -319,6 +357,24 @@ def _tensor(a: np.ndarray, name: str, path: Path, dtype: torch.dtype | None) -> 
     return t if dtype is None else t.to(dtype)
 
 
+def _check_allocation(dsets: dict[str, h5py.Dataset], path: Path) -> None:
+    """The datasets' declared sizes (and chunk sizes) fit :func:`allocation_limit` before
+    anything is read: a damaged or hostile 8 KB file cannot make the reader allocate GiBs."""
+    limit = allocation_limit(path)
+    total = 0
+    for k, d in dsets.items():
+        item = d.dtype.itemsize
+        total += int(np.prod(d.shape, dtype=object)) * item
+        chunk = int(np.prod(d.chunks, dtype=object)) * item if d.chunks else 0
+        if total > limit or chunk > limit:
+            raise ValueError(
+                f"{path}: dataset {k!r} declares {max(total, chunk) / 2**20:.3g} MiB (shape {d.shape}, chunks "
+                f"{d.chunks}) in a file of {path.stat().st_size} bytes — more than the reader allocates "
+                f"({MAX_INFLATION}x the file's size, at least {MIN_ALLOCATION_LIMIT >> 20} MiB); the file is "
+                "damaged or hostile — regenerate it or copy it again"
+            )
+
+
 def _check_layout(f: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
     """The checks every reader makes (``load_h5`` and ``data info`` alike): required datasets
     and attributes present, each a floating-point dataset, shapes consistent.  Returns the
@@ -342,6 +398,7 @@ def _check_layout(f: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
         if not np.issubdtype(obj.dtype, np.floating):
             raise ValueError(f"{path}: dataset {k!r} must hold floating-point values, found {obj.dtype}")
         dsets[k] = obj
+    _check_allocation(dsets, path)
     t, y = dsets["t"].shape, dsets["y"].shape
     if "y_clean" in dsets and dsets["y_clean"].shape != y:
         raise ValueError(f"{path}: dataset 'y_clean' has shape {dsets['y_clean'].shape} but 'y' has {y}")

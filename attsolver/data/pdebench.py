@@ -35,7 +35,7 @@ from .._io import atomic_path
 from .._version import __version__
 from ..systems import make_system
 from .dataset import TrajectoryDataset
-from .h5 import open_h5, write_sealed
+from .h5 import _check_allocation, open_h5, write_sealed
 
 __all__ = ["read_pdebench", "write_pdebench", "PDEBENCH_DATASETS"]
 
@@ -159,6 +159,7 @@ def read_pdebench(path: str | os.PathLike, *, samples: int | slice | Any = None,
     path = Path(path)
     with open_h5(path) as f:
         shape, nt, nx = _check_layout(f, path)
+        _check_allocation({k: f[k] for k in ("tensor", "x-coordinate", "t-coordinate")}, path)
         nu_file = _find_nu(f, path, pdebench_nu)
         idx = _select(samples, shape[0])
         x_raw = f["x-coordinate"][()]

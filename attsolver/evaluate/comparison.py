@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .._io import atomic_write_text
 from .._progress import progress as make_progress
-from .._validate import is_integer, is_real
+from .._validate import is_integer, is_real, output_time_count
 from ..steppers.registry import default_method, get_method
 from .guards import check_data_match_f
 from .contenders import Contender, TestSet, build_ladders, build_test_set, problem_of
@@ -127,6 +127,7 @@ def compare(
             another method or step, a test horizon shorter than one coarse step, ...).
     """
     method, h = _check_arguments(f, dtype, rounds, corrector, method, step_size)
+    _check_output(out, name, t)
     timing, load_start, problem = _timing_options(clock, ci_width, max_rounds, time_budget, rounds), machine_load(), \
         problem_of(f)
     test = build_test_set(f, y0, t, data, reference, method, h, dtype)
@@ -170,12 +171,29 @@ def _contenders(method: str, problem: str, h: float, corrector, **rungs) -> list
     return out
 
 
+def _check_output(out, name, t) -> None:
+    """``name`` is a file name stem (never a path: ``"../x"`` would write outside ``out``),
+    ``out``, when it exists, a folder, and ``t`` at most 1e8 output times."""
+    if t is not None and hasattr(t, "__len__"):
+        output_time_count(len(t), dt_name="t's spacing", t_final_name="t's span")
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or os.sep in name or "\0" in name:
+        raise ValueError(f"name must be a file name stem without folders (e.g. 'lorenz_run'), got {name!r}; "
+                         "put the folder in out=")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out must be a folder, but {out} is an existing file; give a folder (it is created "
+                         "if missing)")
+
+
 def _check_arguments(f, dtype, rounds, corrector, method, step_size) -> tuple[str, float]:
     """The plain argument checks; returns the coarse ``(method, step)``."""
     if not callable(f):
         raise TypeError(f"f must be callable as f(t, y), got {type(f).__name__}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"compare runs every contender in float32 or float64, got dtype={dtype}: the adaptive "
+                        "ladder and the reference need at least single precision; pass dtype=torch.float32")
     if not is_integer(rounds) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     method, h = _coarse_setting(corrector, method, step_size)

@@ -252,6 +252,11 @@ def _reference(f, y0: Tensor, t: Tensor, reference: Any, method: str, h: float) 
         if true.shape != (len(y0), len(t), *y0.shape[1:]):
             raise ValueError(f"reference must have shape [n, len(t), *state] = "
                              f"{(len(y0), len(t), *y0.shape[1:])}, got {tuple(true.shape)}")
+        if not bool(torch.isfinite(true).all()):
+            bad = (~torch.isfinite(true)).reshape(len(true), -1).any(1).nonzero().flatten().tolist()
+            raise ValueError(f"reference contains NaN or infinite values (trajectories {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''}); every error would be NaN — drop those "
+                             "trajectories or recompute the reference (leave reference out to compute one)")
         return true, ""
     # a method restricted to semilinear PDEs (spectral) is its own reference; others get the default
     spectral = get_method(method).applies_to != "any"

@@ -21,7 +21,9 @@ from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
-from .checks import (DEFAULT_MAX_STEPS, CheckedCorrector, check_corrector, check_f, check_options,
+from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL_S, CheckedCorrector,
+                     check_corrector, check_dtype, check_f, check_no_grad_through, check_options,
+                     check_output_size,
                      check_result, check_time_gradient, check_y0_t, checked_rhs, fixed_methods, step_grid,
                      time_eps, warn_if_coarse)
 from .adjoint import adjoint_params_of, adjoint_run, checkpointed_loop, split_memory_options
@@ -31,7 +33,7 @@ from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise
                      raise_nonfinite)
 from .guard import GUARD_MODES, domain_of, guarded_loop
 from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
-from .stats import CountedRHS, SolveStats
+from .stats import CountedRHS, SolveStats, WallBudget, WallBudgetExceeded
 
 __all__ = ["solve"]
 
@@ -114,15 +116,15 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
-    _check_guard(guard, corrector, options, guard_check_every)
-    if guard is not None and event is not None:
-        raise ValueError("guard= and event= do not combine yet: pass one of them")
-    if progress and event is None and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
-        return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=return_stats, guard=guard,
+    raw_options = options
+    y0, t, options = _validated(spec, f, y0, t, options, corrector=corrector, event=event, guard=guard,
                                 guard_check_every=guard_check_every)
-    y0, t = check_y0_t(y0, t)
-    options = _checked_options(options, spec, f, y0, t, event)
+    if progress and event is None and spec.kind == "fixed" and len(t) > 2:
+        step_grid(t.detach().cpu().double().numpy(), step_size, time_eps=time_eps(t),
+                  max_steps=options.get("max_steps", DEFAULT_MAX_STEPS), y0=y0)
+        return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
+                                options=raw_options, return_stats=return_stats, guard=guard,
+                                guard_check_every=guard_check_every)
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
@@ -136,6 +138,30 @@ def solve(
                                   options=options, count=return_stats, guard=guard,
                                   check_every=guard_check_every)
     return (sol, stats) if return_stats else sol
+
+
+def _validated(spec: MethodSpec, f, y0, t, options, *, corrector, event, guard, guard_check_every):
+    """One validation for every path (progress on or off, fixed or adaptive): ``(y0, t,
+    options)`` checked, the result's size, the dtype and gradients included.  (The whole
+    solve's step budget: by ``solve`` before its pieces, else by ``_solve_fixed``.)"""
+    _check_guard(guard, corrector, options, guard_check_every)
+    if guard is not None and event is not None:
+        raise ValueError("guard= and event= do not combine yet: pass one of them")
+    if isinstance(y0, Tensor) and isinstance(t, Tensor) and t.ndim == 1:  # before t's checks touch it
+        check_output_size(len(t), y0, _max_output_bytes(options))
+    y0, t = check_y0_t(y0, t)
+    options = _checked_options(options, spec, f, y0, t, event)
+    options.pop("max_output_bytes", None)
+    check_dtype(spec, y0)
+    check_no_grad_through(spec, f, y0, t)
+    return y0, t, options
+
+
+def _max_output_bytes(options) -> int:
+    """``options["max_output_bytes"]`` checked (the size check runs before the other options')."""
+    if isinstance(options, dict) and "max_output_bytes" in options:
+        return positive_int("options['max_output_bytes']", options["max_output_bytes"])
+    return DEFAULT_MAX_OUTPUT_BYTES
 
 
 def _check_guard(guard, corrector, options, check_every) -> None:
@@ -176,9 +202,16 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
         return y0.unsqueeze(0), SolveStats(spec.name, None, 0, 0, 0.0)
     counted = CountedRHS(f) if count else None
     started = time.perf_counter()
+    timed = WallBudget(counted if counted is not None else f, options.pop("max_wall_s", DEFAULT_MAX_WALL_S))
     try:
-        rhs = counted if counted is not None else f
-        sol = spec.run(rhs, y0, t, options) if params is None else adjoint_run(spec.name, rhs, y0, t, options, params)
+        sol = spec.run(timed, y0, t, options) if params is None else adjoint_run(spec.name, timed, y0, t, options,
+                                                                                params)
+    except WallBudgetExceeded:
+        raise RuntimeError(
+            f"{method} ran past its wall-time budget of {timed.limit:g} s and reached only t={timed.last_t:.6g} of "
+            f"[{float(t[0]):.6g}, {float(t[-1]):.6g}]: the span may be far too long for the problem's time "
+            "scale, or the problem stiff; shorten t, loosen rtol/atol, or raise options['max_wall_s']"
+        ) from None
     except StepSizeUnderflow as e:
         partial = e.partial if e.partial is not None else y0.unsqueeze(0)
         raise NonFiniteSolutionError(

@@ -23,21 +23,29 @@ import torch
 from torch import Tensor
 
 from .._validate import boolean, finite_number, is_real, positive_int
-from ..steppers import list_methods
+from ..steppers import get_method, list_methods
 from ..steppers.base import Stepper
 from ..steppers.registry import MethodSpec
 from .errors import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError, all_finite, bad_rows
 from .loop import StepPlan
 
-__all__ = ["DEFAULT_MAX_STEPS", "SOLVE_OPTIONS", "COARSE_STEP_TOLERANCE", "check_y0_t", "check_options",
+__all__ = ["DEFAULT_MAX_STEPS", "DEFAULT_MAX_OUTPUT_BYTES", "DEFAULT_MAX_WALL_S", "SOLVE_OPTIONS",
+           "check_dtype", "check_output_size", "COARSE_STEP_TOLERANCE", "check_y0_t", "check_options",
            "check_f", "checked_rhs", "time_eps", "step_grid", "check_corrector", "CheckedCorrector",
            "check_time_gradient", "check_result", "warn_if_coarse", "fixed_methods"]
 
 #: default cap on the number of fixed steps of one solve (``options={"max_steps": ...}``
 #: raises it): a ``step_size`` far too small for ``t`` is an error before any work starts.
 DEFAULT_MAX_STEPS = 10**9
+#: default cap on the bytes of ``solve``'s result (``len(t) * y0.numel() * itemsize``;
+#: ``options={"max_output_bytes": ...}`` raises it): refused before any work starts.
+DEFAULT_MAX_OUTPUT_BYTES = 8 * 2**30
+#: default cap on the wall time of one adaptive solve, seconds (``options={"max_wall_s": ...}``)
+DEFAULT_MAX_WALL_S = 600.0
 #: options ``solve`` itself handles for every method (not passed on to the stepper)
-SOLVE_OPTIONS = frozenset({"max_steps", "growth_bound"})
+SOLVE_OPTIONS = frozenset({"max_steps", "growth_bound", "max_output_bytes", "max_wall_s"})
+#: no step count can exceed this (NumPy's int64 step counts), whatever ``max_steps`` says
+_COUNTABLE_STEPS = 2**62
 #: local error (relative to the state's size) above which the step-doubling check warns
 COARSE_STEP_TOLERANCE = 1e-3
 #: the tightest relative tolerance an adaptive solve can meet in float64 (SciPy's floor too)
@@ -160,6 +168,8 @@ _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "compile": _opt_bool,
     "compile_chunk": _opt_int,
     "max_steps": _opt_int,
+    "max_output_bytes": _opt_int,
+    "max_wall_s": _opt_number,
     "growth_bound": _opt_number,
     "rtol": lambda n, v: _opt_rtol(n, _opt_number(n, v, tolerance=True)),
     "atol": lambda n, v: _opt_number(n, v, allow_zero=True, tolerance=True),
@@ -325,7 +335,8 @@ def step_grid(t_np: np.ndarray, step_size, *, time_eps: float = 0.0, max_steps: 
     with np.errstate(over="ignore"):
         ratio = np.abs(dt) / step_size
     total = float(np.sum(np.ceil(ratio))) if len(ratio) else 0.0
-    if not math.isfinite(total) or total > max_steps:
+    if not math.isfinite(total) or total > min(max_steps, _COUNTABLE_STEPS):
+        max_steps = min(max_steps, _COUNTABLE_STEPS)
         span = float(np.sum(np.abs(dt)))
         work = ""
         if y0 is not None:
@@ -343,7 +354,78 @@ def step_grid(t_np: np.ndarray, step_size, *, time_eps: float = 0.0, max_steps: 
     tol = 1e-9 * np.maximum(1.0, ratio) + 4.0 * time_eps * np.maximum(scale, 1.0)
     n_sub = np.where(np.abs(ratio - nearest) <= tol, nearest, np.ceil(ratio))
     n_sub = np.maximum(n_sub, 1).astype(np.int64)
-    return n_sub, dt / n_sub
+    h_int = dt / n_sub
+    _check_steps_advance(t_np, h_int, step_size)
+    return n_sub, h_int
+
+
+def _check_steps_advance(t_np: np.ndarray, h_int: np.ndarray, step_size: float) -> None:
+    """A step below float64's resolution at its time would not move time at all (the solve
+    would return ``y0`` unchanged): an error whatever ``max_steps`` allows."""
+    if not len(h_int):
+        return
+    scale = np.maximum(np.abs(t_np[1:]), np.abs(t_np[:-1]))
+    stuck = np.abs(h_int) <= np.finfo(np.float64).eps * scale
+    if bool(stuck.any()):
+        i = int(np.argmax(stuck))
+        raise ValueError(
+            f"step_size={step_size:g} underflows the time grid near t={t_np[i]:.6g}: a step there is below "
+            f"float64's resolution ({np.finfo(np.float64).eps * scale[i]:.3g}) and would not advance time; "
+            "use a larger step_size (raising options['max_steps'] cannot help)"
+        )
+
+
+# --------------------------------------------------------------------------- size and precision
+
+
+def check_output_size(n_times: int, y0: Tensor, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+    """The result, ``[n_times, *y0.shape]`` in ``y0``'s dtype, fits ``max_bytes``: a solve
+    asked for 10^9 output times is refused before any work, naming the option."""
+    need = int(n_times) * int(y0.numel()) * int(y0.element_size())
+    if need > max_bytes:
+        raise ValueError(
+            f"the result would take {need / 2**30:.3g} GiB ({n_times} output times x {y0.numel()} components x "
+            f"{y0.element_size()} bytes), more than the limit of {max_bytes / 2**30:.3g} GiB: ask for fewer "
+            "output times (t), or raise options['max_output_bytes'] if you mean it"
+        )
+
+
+def check_dtype(spec: MethodSpec, y0: Tensor) -> None:
+    """``y0``'s dtype is one ``spec``'s method declares (its registry entry's ``dtypes``): a
+    lower precision would be silently wrong or fail inside torch."""
+    name = str(y0.dtype).replace("torch.", "")
+    if name in spec.dtypes:
+        return
+    ok = [m for m in list_methods() if name in _spec_dtypes(m)]
+    raise TypeError(
+        f"method {spec.name!r} does not support y0 of dtype {y0.dtype} (it supports "
+        f"{', '.join(spec.dtypes)}); convert y0, e.g. y0.float() or y0.double()"
+        + (f", or use a method that supports {name}: {', '.join(ok)}" if ok else
+           f" — no registered method supports {name}")
+    )
+
+
+def check_no_grad_through(spec: MethodSpec, f, y0: Tensor, t: Tensor) -> None:
+    """A method that is not differentiable (SciPy's) is refused when ``y0``, ``t`` or a
+    parameter of ``f`` requires grad: its result would silently drop the gradient and a
+    later ``backward()`` fail far from the cause."""
+    if spec.differentiable or not torch.is_grad_enabled():
+        return
+    params = f.parameters() if isinstance(f, torch.nn.Module) else ()
+    which = ("y0" if y0.requires_grad else "t" if t.requires_grad
+             else "f's parameters" if any(p.requires_grad for p in params) else None)
+    if which is None:
+        return
+    grads = [m for m in list_methods() if get_method(m).differentiable]
+    raise ValueError(
+        f"method {spec.name!r} is not differentiable (SciPy runs outside autograd) but {which} requires grad; "
+        f"use a differentiable method such as 'dopri5' (one of: {', '.join(grads)}), or solve under "
+        "torch.no_grad() / pass y0.detach() if no gradient is wanted"
+    )
+
+
+def _spec_dtypes(name: str) -> tuple[str, ...]:
+    return get_method(name).dtypes
 
 
 # --------------------------------------------------------------------------- the corrector

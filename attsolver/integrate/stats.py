@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["SolveStats", "CountedRHS"]
+__all__ = ["SolveStats", "CountedRHS", "WallBudget", "WallBudgetExceeded"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,28 @@ class CountedRHS:
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         self.n += 1
         return self.f(t, y)
+
+
+class WallBudgetExceeded(Exception):
+    """Raised by :class:`WallBudget` (and turned into a clear error by ``solve``)."""
+
+
+class WallBudget:
+    """``f`` with a wall-time budget: a call after ``limit`` seconds raises
+    :class:`WallBudgetExceeded` (an adaptive solver shrinking its step, or a span of 1e300,
+    otherwise runs without end).  ``last_t``: the time of the last call."""
+
+    def __init__(self, f, limit: float):
+        self.f, self.limit = f, float(limit)
+        self.deadline = time.monotonic() + self.limit
+        self._t = float("nan")
+
+    def __call__(self, t, y):
+        if time.monotonic() > self.deadline:
+            raise WallBudgetExceeded
+        self._t = t  # kept as given: a float() here would sync a GPU on every call
+        return self.f(t, y)
+
+    @property
+    def last_t(self) -> float:
+        return float(self._t.detach().reshape(-1)[0]) if isinstance(self._t, Tensor) else float(self._t)

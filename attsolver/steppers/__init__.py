@@ -2,7 +2,7 @@
 periodic PDEs, and adaptive reference solvers delegated to torchdiffeq / SciPy."""
 
 from .base import ExplicitRK, Stepper
-from .registry import FIXED_OPTIONS, MethodSpec, get_method, list_methods, register_method
+from .registry import FIXED_OPTIONS, FLOAT_DTYPES, HALF_DTYPES, MethodSpec, get_method, list_methods, register_method
 from .tableau import TABLEAUS, ButcherTableau
 
 for _tab in TABLEAUS.values():
@@ -10,6 +10,7 @@ for _tab in TABLEAUS.values():
         name=_tab.name, kind="fixed", order=_tab.order, description=_tab.description,
         build=(lambda f, y0, _t=_tab, **options: ExplicitRK(f, _t, **options)), options=FIXED_OPTIONS,
         ladders=("steps",) if _tab.name == "rk4" else (), default_for=("any",) if _tab.name == "rk4" else (),
+        dtypes=FLOAT_DTYPES + HALF_DTYPES,
     ))
 
 from . import adaptive  # noqa: E402,F401  (registers dopri5/dopri8/scipy_*)

@@ -172,4 +172,5 @@ for _name, _scipy, _order, _desc, _ladders in (
         name=_name, kind="adaptive", order=_order, description=_desc, run=_scipy_runner(_scipy),
         options=frozenset({"rtol", "atol", "check_finite", "max_evaluations"}) | _SCIPY_PASSTHROUGH,
         ladders=_ladders,
+        differentiable=False,
     ))

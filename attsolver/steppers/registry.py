@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from .._validate import one_of
 
 __all__ = ["MethodSpec", "register_method", "get_method", "list_methods", "default_method",
-           "LADDERS", "PROBLEMS"]
+           "LADDERS", "PROBLEMS", "FLOAT_DTYPES", "HALF_DTYPES"]
 
 #: options every fixed-step method understands (see ``solve``'s docstring).
 FIXED_OPTIONS = frozenset({"check_finite", "compile", "compile_chunk"})
@@ -42,6 +42,11 @@ PROBLEMS = ("any", "semilinear")
 #: the classical ladders of ``compare``: a fixed-step method over step sizes, an adaptive one
 #: over tolerances; each ladder needs one kind of method.
 LADDERS = {"steps": "fixed", "tolerance": "adaptive"}
+#: the dtypes of ``y0`` a method supports unless its entry says otherwise: single and double
+#: precision, real and complex (half precision only where a method declares it)
+FLOAT_DTYPES = ("float64", "float32", "complex128", "complex64")
+#: half precision too (the explicit Runge–Kutta steppers: plain torch arithmetic)
+HALF_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,12 @@ class MethodSpec:
             for a fixed-step method, ``"tolerance"`` for an adaptive one); ``()``: none.
         default_for: the problems (from :data:`PROBLEMS`) for which it is the default
             fixed-step method; at most one method per problem.
+        dtypes: the dtypes of ``y0`` it supports, as names (``"float32"``, ...); ``solve``
+            refuses any other with an error naming the dtype and the method.  The default
+            :data:`FLOAT_DTYPES` (single and double precision) is the lowest precision most
+            methods support; ``complex32`` is supported by none.
+        differentiable: whether gradients flow through its result; ``solve`` refuses a
+            method that is not (the SciPy ones) when an input requires grad.
     """
 
     name: str
@@ -76,6 +87,8 @@ class MethodSpec:
     applies_to: str = "any"
     ladders: tuple[str, ...] = ()
     default_for: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = FLOAT_DTYPES
+    differentiable: bool = True
 
     def solves(self, problem: str) -> bool:
         """Whether the method applies to a problem of kind ``problem`` (one of :data:`PROBLEMS`)."""
