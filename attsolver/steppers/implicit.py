@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .._validate import boolean, positive_int, positive_number
+from .adaptive import StepSizeUnderflow
 from .base import Stepper
 from .registry import FIXED_OPTIONS, MethodSpec, register_method
 
@@ -161,7 +162,8 @@ class _StageAdjoint(torch.autograd.Function):
         (z_star,) = ctx.saved_tensors
         F = ctx.F
         J = F.jacobian(ctx.t, z_star)
-        M = torch.eye(F.d, dtype=J.dtype, device=J.device) - ctx.hg * J
+        hg = ctx.hg.unsqueeze(-1) if isinstance(ctx.hg, Tensor) else ctx.hg
+        M = torch.eye(F.d, dtype=J.dtype, device=J.device) - hg * J
         w = torch.linalg.solve(M.transpose(-1, -2), g.unsqueeze(-1)).squeeze(-1)
         return w, None, None, None, None
 
@@ -364,7 +366,9 @@ class _Control:
         tiny = self.h_abs < 1e-14 * self.cur.abs().clamp_min(1.0)
         if bool((tiny & (self.idx < self.n_t)).any()):
             b = int(torch.nonzero(tiny)[0, 0])
-            raise FloatingPointError(f"kvaerno5's step size underflowed near t={float(self.cur[b]):.6g} in sample {b}")
+            when = float(self.cur[b])
+            raise StepSizeUnderflow(f"kvaerno5's step size underflowed near t={when:.6g} in sample {b}: its solution "
+                                    "most likely leaves f's domain or blows up there", time=when)
 
 
 def esdirk_solve(f: Callable, y0: Tensor, t: Tensor, options: dict) -> Tensor:
