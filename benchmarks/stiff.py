@@ -7,7 +7,7 @@ sample does not depend on the batch) and diffrax's ``Kvaerno5`` under ``jax.jit(
 interleaved round by round; accuracy of each checked against SciPy Radau at rtol 1e-12 on a
 few samples first.
 
-    PYTHONPATH=$PWD python benchmarks/stiff.py --batch 1024 --rounds 3 --out results/stiff
+    PYTHONPATH=$PWD python benchmarks/stiff.py --batch 1024 --rounds 3
 
 (a plain script: ``benchmarks/_suite.py`` had not landed in main when this was written).
 """
@@ -93,7 +93,7 @@ def main(argv=None):
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=1e-9)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default="results/stiff")
+    ap.add_argument("--out", default="benchmarks/results/stiff")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     y0 = initial_states(a.batch)
