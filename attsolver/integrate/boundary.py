@@ -27,6 +27,7 @@ from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
 from .loop import StepPlan, fixed_loop, time_differentiable_loop
+from .per_sample import solve_per_sample
 from .stats import CountedRHS, SolveStats
 
 __all__ = ["solve"]
@@ -59,7 +60,8 @@ def solve(
             ``f`` must be a semilinear PDE system (see :mod:`attsolver.systems`).
         y0: initial state, any shape, batch dimensions first; a floating dtype.
         t: 1-D strictly monotone times (increasing or decreasing), ``t[0]`` is the
-            initial time.
+            initial time; or ``[batch, n_t]``, one grid per sample of ``y0`` (result
+            ``[n_t, batch, ...]``; see :mod:`attsolver.integrate.per_sample`).
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
         step_size: fixed-step methods only.  Without it, one step is taken between
             consecutive points of ``t`` — and, when there is no corrector, a step-doubling
@@ -108,6 +110,8 @@ def solve(
     if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=options, return_stats=return_stats)
+    if isinstance(t, Tensor) and t.ndim == 2 and not return_stats:  # one time grid per sample
+        return solve_per_sample(solve, spec, f, y0, t, step_size=step_size, corrector=corrector, options=options)
     y0, t = check_y0_t(y0, t)
     options = check_options(options, spec)
     check_finite = bool(options.get("check_finite", True))
