@@ -32,10 +32,11 @@ def check_grid(y0, t: Tensor) -> None:
     if not isinstance(y0, Tensor) or y0.dim() < 2 or y0.shape[0] != t.shape[0]:
         shape = tuple(y0.shape) if isinstance(y0, Tensor) else type(y0).__name__
         raise ValueError(
-            f"t of shape {tuple(t.shape)} gives one time grid per sample, so y0 must be [batch, ...] with "
-            f"batch = {t.shape[0]}; got y0 {shape} — give t as [n_t] for a grid shared by the batch")
+            f"t must be 1-D (one grid for the batch) or [batch, n_t] (one grid per sample, y0 [batch, ...] with "
+            f"batch = {t.shape[0]}); got t of shape {tuple(t.shape)} and y0 {shape}")
     if t.shape[1] == 0:
-        raise ValueError("t has no times; give at least the initial time of each sample")
+        raise ValueError(f"t must be 1-D with at least one time, or [batch, n_t] with n_t >= 1; got shape "
+                         f"{tuple(t.shape)}")
     if t.shape[1] > 1:
         tt = t.detach().double()
         step = (tt[:, 1:] - tt[:, :-1]) * torch.sign(tt[:, -1:] - tt[:, :1])
