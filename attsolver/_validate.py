@@ -16,7 +16,7 @@ import numbers
 from typing import Any
 
 __all__ = ["is_real", "is_integer", "finite_number", "positive_number", "positive_finite",
-           "nonnegative_number", "positive_int", "integer", "one_of", "boolean"]
+           "nonnegative_number", "positive_int", "integer", "one_of", "boolean", "whole_multiple"]
 
 
 def is_real(value: Any) -> bool:
@@ -27,6 +27,13 @@ def is_real(value: Any) -> bool:
 def is_integer(value: Any) -> bool:
     """An integer that is not a ``bool`` (NumPy integers included)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def whole_multiple(ratio: float, rtol: float) -> int | None:
+    """``round(ratio)`` where ``ratio`` (a span over a step) is a whole number ``>= 1`` within
+    ``rtol * max(1, ratio)``, else ``None``: the callers' messages say what to change."""
+    k = round(ratio)
+    return k if k >= 1 and abs(ratio - k) <= rtol * max(1.0, ratio) else None
 
 
 def _bounds(low, high, low_open, high_open) -> str:

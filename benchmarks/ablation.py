@@ -19,16 +19,12 @@ One row per attention module (none, SE, shared SE, DIA, IEBN):
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +34,10 @@ from torch.nn.utils import parametrize
 import attsolver
 from attsolver.correctors import AttSolver
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
-from attsolver._io import atomic_path
 from attsolver.training import NonFiniteLossError, fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, header, mean_std, num, parser, pm, read_report, welch_p, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SEED = 10_007      # held-out initial states (the ODE benchmark's)
@@ -92,17 +90,9 @@ CASES = {c.name: c for c in [
 ]}
 
 
-@dataclass(frozen=True)
-class Recipe:
-    train_steps: int = 1200
-    lr: float = 3e-3
-    batch_size: int = 128
-    val_fraction: float = 0.25
-    grad_clip: float = 10.0
-    min_lr_ratio: float = 0.05
-    patience_frac: float = 0.25
-    width: int = 128
-    depth: int = 3
+#: the training recipe and corrector size, the same for every attention module
+RECIPE = {"train_steps": 1200, "lr": 3e-3, "batch_size": 128, "val_fraction": 0.25, "grad_clip": 10.0,
+          "min_lr_ratio": 0.05, "patience_frac": 0.25, "width": 128, "depth": 3}
 
 
 # --------------------------------------------------------------------------- solver side
@@ -145,9 +135,9 @@ def rollout_error(case: Case, test: TrajectoryDataset, corrector=None) -> tuple[
     return err(int(round(case.horizon / case.step)) + 1), err(true.shape[1]), float(blown.double().mean())
 
 
-def build(case: Case, variant: str, recipe: Recipe) -> AttSolver:
+def build(case: Case, variant: str, recipe: dict[str, Any]) -> AttSolver:
     dim = attsolver.systems.make_system(case.system).dim
-    return AttSolver(dim, method=case.method, step_size=case.step, width=recipe.width, depth=recipe.depth,
+    return AttSolver(dim, method=case.method, step_size=case.step, width=recipe["width"], depth=recipe["depth"],
                      **VARIANTS[variant][0])
 
 
@@ -156,18 +146,18 @@ def n_params(model) -> int:
 
 
 def run_solver(case: Case, variant: str, data: TrajectoryDataset, test: TrajectoryDataset, seed: int,
-               recipe: Recipe) -> dict[str, Any]:
+               recipe: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = build(case, variant, recipe)
-    n_train = len(data) - max(1, round(recipe.val_fraction * len(data)))
-    batches = math.ceil(n_train * (data.n_times - 1) / recipe.batch_size)
-    epochs = max(5, math.ceil(recipe.train_steps / batches))
+    n_train = len(data) - max(1, round(recipe["val_fraction"] * len(data)))
+    batches = math.ceil(n_train * (data.n_times - 1) / recipe["batch_size"])
+    epochs = max(5, math.ceil(recipe["train_steps"] / batches))
     failure = None
     t0 = time.perf_counter()
     try:
-        fit(model, data, epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size, val_fraction=recipe.val_fraction,
-            patience=max(5, math.ceil(recipe.patience_frac * epochs)), seed=seed, progress=False,
-            grad_clip=recipe.grad_clip, min_lr_ratio=recipe.min_lr_ratio)
+        fit(model, data, epochs=epochs, lr=recipe["lr"], batch_size=recipe["batch_size"],
+            val_fraction=recipe["val_fraction"], patience=max(5, math.ceil(recipe["patience_frac"] * epochs)), seed=seed, progress=False,
+            grad_clip=recipe["grad_clip"], min_lr_ratio=recipe["min_lr_ratio"])
     except NonFiniteLossError as e:
         failure = str(e)
     train_s = time.perf_counter() - t0
@@ -211,8 +201,8 @@ def vision_numbers(epochs_if_missing: int, seeds_if_missing: int) -> dict[str, A
             hist = train_classifier(model, data, epochs=epochs_if_missing, batch_size=128, augment=True, seed=seed,
                                     progress=False, on_nonfinite="stop")
             accs.append(100 * hist.final_test_acc)
-        out[a] = {"acc_mean": statistics.fmean(accs), "acc_std": statistics.stdev(accs) if len(accs) > 1 else math.nan,
-                  "params": count_parameters(model), "n": len(accs)}
+        out[a] = {**dict(zip(("acc_mean", "acc_std"), mean_std(accs))), "params": count_parameters(model),
+                  "n": len(accs)}
     return {"source": "trained here", "date": None, "epochs": epochs_if_missing, "seeds": seeds_if_missing,
             "rows": out}
 
@@ -227,36 +217,26 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = {}
     for key, rs in groups.items():
         errs = [r["err"] for r in rs]
-        out[key] = {"n": len(rs), "err_mean": statistics.fmean(errs),
-                    "err_std": statistics.stdev(errs) if len(errs) > 1 else math.nan, "err": errs,
+        out[key] = {"n": len(rs), **dict(zip(("err_mean", "err_std"), mean_std(errs))), "err": errs,
                     "err_full_mean": statistics.fmean(r["err_full"] for r in rs),
                     "blowups": sum(r["blowup_rate"] > 0 for r in rs), "params": rs[0]["params"],
                     "train_s_mean": statistics.fmean(r["train_s"] for r in rs)}
     return out
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.3f} ± {std:.3f}" if std == std else f"{mean:.3f}"
-
-
 def to_markdown(rep: dict[str, Any]) -> str:
     c, rows, vis = rep["config"], rep["rows"], rep["vision"]
     cases = [CASES[n] for n in c["cases"]]
     lines = [
-        "# Cross-domain ablation: one attention module, two domains",
-        "",
-        f"Produced by `{rep['command']}` on {rep['date']}"
-        + ("" if rep["complete"] else " — **incomplete: stopped before every row finished**") + ". "
-        f"Machine: {rep['machine']['cpus']} CPUs (shared with other runs), torch {rep['machine']['torch']}, "
-        f"1 thread; solver part {rep['wall_time_s'] / 60:.1f} min.",
+        *header(rep, "Cross-domain ablation: one attention module, two domains", unfinished="row"),
         "",
         "| attention | Lorenz-63 error | spring-chain error | digits accuracy (%) "
         "| extra params: L63 / spring / ResNet-20 |",
         "|---|---:|---:|---:|---:|",
     ]
     coarse = rep["coarse"]
-    lines.append(f"| *coarse solver, uncorrected* | {coarse.get('lorenz63', math.nan):.3g} | "
-                 f"{coarse.get('spring_chain', math.nan):.3g} | — | — |")
+    lines.append(f"| *coarse solver, uncorrected* | {pm(coarse.get('lorenz63'), fmt='.3g')} | "
+                 f"{pm(coarse.get('spring_chain'), fmt='.3g')} | — | — |")
     base_p = {cs.name: rows.get(f"{cs.name}/none", {}).get("params") for cs in cases}
     vbase = vis["rows"].get("none", {}).get("params")
     for v, (_, vname, _, _) in VARIANTS.items():
@@ -267,13 +247,13 @@ def to_markdown(rep: dict[str, Any]) -> str:
                 cells.append("—")
                 extra.append("—")
                 continue
-            cell = _pm(r["err_mean"], r["err_std"])
+            cell = pm(r["err_mean"], r["err_std"], ".3f")
             if r["blowups"]:
                 cell += f" ({r['blowups']} seeds blew up)"
             cells.append(cell)
             extra.append(f"+{r['params'] - base_p[name]:,}" if base_p[name] is not None else "?")
         vr = vis["rows"].get(vname) if vname else None
-        acc = (f"{vr['acc_mean']:.2f} ± {vr['acc_std']:.2f}" if vr else "— (a ResNet is always residual: see none)")
+        acc = pm(vr["acc_mean"], vr["acc_std"]) if vr else "— (a ResNet is always residual: see none)"
         extra.append(f"+{vr['params'] - vbase:,}" if (vr and vbase) else "—")
         lines.append(f"| {v} | {cells[0]} | {cells[1]} | {acc} | {' / '.join(extra)} |")
     lines += [
@@ -309,15 +289,6 @@ def to_markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _welch(a: list[float], b: list[float]) -> float:
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    from scipy import stats
-
-    p = stats.ttest_ind(a, b, equal_var=False).pvalue
-    return float(p) if p == p else math.nan
-
-
 #: the gate-less corrector each gated one is compared with: the same body without the gate
 CONTROL = {"se": "none", "iebn": "none", "shared_se": "none (residual body)", "dia": "none (residual body)",
            "none (residual body)": "none"}
@@ -339,8 +310,8 @@ def reading(rep: dict[str, Any]) -> list[str]:
             if ctrl is None or f"{name}/{ctrl}" not in rows:
                 continue
             r, c = rows[f"{name}/{v}"], rows[f"{name}/{ctrl}"]
-            p = _welch(r["err"], c["err"])
-            txt = f"`{v}` {r['err_mean'] / c['err_mean']:.2f}× `{ctrl}`" + (f" (p={p:.2g})" if p == p else "")
+            p = welch_p(r["err"], c["err"])
+            txt = f"`{v}` {r['err_mean'] / c['err_mean']:.2f}× `{ctrl}`" + (f" (p={p:.2g})" if num(p) else "")
             if p < 0.05 and r["err_mean"] < c["err_mean"] and v != "none (residual body)":
                 gate_wins.append(f"`{v}` on {label}")
             (better if (p < 0.05 and r["err_mean"] < c["err_mean"]) else
@@ -362,9 +333,9 @@ def reading(rep: dict[str, Any]) -> list[str]:
         diffs = []
         for a in ("se", "shared_se", "dia", "iebn"):
             if a in vis:
-                p = vis[a].get("p_vs_none", math.nan)
+                p = vis[a].get("p_vs_none")
                 diffs.append(f"`{a}` {vis[a]['acc_mean'] - vis['none']['acc_mean']:+.2f} pp"
-                             + (f" (p={p:.2g})" if p == p else ""))
+                             + (f" (p={p:.2g})" if num(p) else ""))
         out.append("**Digits**, against `none`: " + ", ".join(diffs) + "; near the ceiling (about 98%), the "
                    "vision column separates the modules little.")
     if gate_wins:
@@ -376,20 +347,42 @@ def reading(rep: dict[str, Any]) -> list[str]:
     return out
 
 
-def write(out: Path, rep: dict[str, Any]) -> None:
+def plot(rep: dict[str, Any]):
+    """``ablation.png``: per solver case the corrected error per attention module (mean ± std over
+    seeds, each seed a dot; the uncorrected coarse solver dashed), and the digits accuracy."""
+    cases = [n for n in rep["config"]["cases"] if any(k.startswith(f"{n}/") for k in rep["rows"])]
+    fig, axes = figure(1, len(cases) + 1, figsize=(4.6 * (len(cases) + 1), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], cases):
+        have = [v for v in VARIANTS if f"{name}/{v}" in rep["rows"]]
+        for i, v in enumerate(have):
+            r = rep["rows"][f"{name}/{v}"]
+            ax.scatter([i] * len(r["err"]), r["err"], s=8, color="0.6")
+            ax.errorbar(i, r["err_mean"], yerr=r["err_std"] if num(r["err_std"]) else 0, fmt="o", color="C0",
+                        capsize=4)
+        if num(rep["coarse"].get(name)):
+            ax.axhline(rep["coarse"][name], color="k", ls="--", lw=1, label="coarse solver, uncorrected")
+            ax.legend(fontsize=8)
+        ax.set_xticks(range(len(have)), have, rotation=30, ha="right")
+        ax.set(yscale="log", ylabel="relative L2 error of the corrected rollout", title=CASES[name].label)
+    vis = rep["vision"]["rows"]
+    names = [a for a in (v[1] for v in VARIANTS.values()) if a in vis]
+    axes[0][-1].errorbar(range(len(names)), [vis[a]["acc_mean"] for a in names], fmt="o", capsize=4, color="C1",
+                         yerr=[vis[a]["acc_std"] if num(vis[a]["acc_std"]) else 0 for a in names])
+    axes[0][-1].set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axes[0][-1].set(ylabel="test accuracy (%)", title="ResNet-20 on digits")
+    yield "ablation.png", fig
+
+
+def write(out: Path, rep: dict[str, Any], echo: bool = False) -> None:
     rep["rows"] = summarise(rep["runs"])
-    with atomic_path(out / "ablation.json") as tmp:
-        tmp.write_text(json.dumps(rep, indent=2))
-    with atomic_path(out / "ablation.md") as tmp:
-        tmp.write_text(to_markdown(rep))
+    write_report(out, "ablation", rep, to_markdown, plot, echo=echo)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench ablation", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("ablation", __doc__, out=None, quick="2 seeds, 400 optimiser steps, 16 test states (minutes)",
+                render=True)
     ap.add_argument("--out", default=None, help="folder for ablation.md/.json (default benchmarks/results; "
                     "out/bench-ablation-quick with --quick)")
-    ap.add_argument("--quick", action="store_true", help="2 seeds, 400 optimiser steps, 16 test states (minutes)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 20; 2 with --quick)")
     ap.add_argument("--train-steps", type=int, default=None, help="optimiser steps per corrector (default 1200)")
     ap.add_argument("--n-train", type=int, default=16, help="training trajectories (default 16)")
@@ -399,31 +392,19 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--vision-epochs", type=int, default=8,
                     help="epochs per digits run when vision.json cannot be reused (default 8)")
-    ap.add_argument("--render", action="store_true", help="only rewrite ablation.md from OUT/ablation.json")
     args = ap.parse_args(argv)
     out = Path(args.out or ("out/bench-ablation-quick" if args.quick else "benchmarks/results"))
     if args.render:
-        rep = json.loads((out / "ablation.json").read_text())
-        write(out, rep)
-        print(to_markdown(rep))
+        write(out, read_report(out / "ablation.json"), echo=True)
         return 0
-    torch.set_num_threads(1)
+    run = Run("ablation", argv, quick=args.quick)
     seeds = args.seeds or (2 if args.quick else 20)
-    recipe = Recipe(train_steps=args.train_steps or (400 if args.quick else Recipe.train_steps))
+    recipe = {**RECIPE, "train_steps": args.train_steps or (400 if args.quick else RECIPE["train_steps"])}
     n_test = args.n_test or (16 if args.quick else 32)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    rep: dict[str, Any] = {
-        "command": " ".join(["attsolver bench ablation", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
-        "config": {"cases": args.cases, "variants": args.variants, "seeds": seeds, "n_train": args.n_train,
-                   "noise": args.noise, "n_test": n_test, "recipe": asdict(recipe),
-                   "case_details": {n: asdict(CASES[n]) for n in args.cases}},
-        "vision": vision_numbers(args.vision_epochs, seeds), "coarse": {}, "coarse_full": {}, "runs": [],
-        "complete": False,
-        "wall_time_s": 0.0,
-    }
+    rep = run.report(config={"cases": args.cases, "variants": args.variants, "seeds": seeds, "n_train": args.n_train,
+                             "noise": args.noise, "n_test": n_test, "recipe": recipe,
+                             "case_details": {n: asdict(CASES[n]) for n in args.cases}},
+                     vision=vision_numbers(args.vision_epochs, seeds), coarse={}, coarse_full={}, runs=[])
     tests = {n: make_test(CASES[n], n_test) for n in args.cases}
     for n in args.cases:
         rep["coarse"][n], rep["coarse_full"][n], _ = rollout_error(CASES[n], tests[n])
@@ -434,14 +415,10 @@ def main(argv=None) -> int:
             for v in args.variants:
                 r = run_solver(case, v, data, tests[n], seed, recipe)
                 rep["runs"].append(r)
-                print(f"seed {seed} {n:12s} {v:22s} err {r['err']:.4g} (coarse {rep['coarse'][n]:.4g}) "
-                      f"{r['params']:,} params, {r['train_s']:.1f} s", file=sys.stderr, flush=True)
-            rep["wall_time_s"] = time.perf_counter() - t_start
-            write(out, rep)
-    rep["complete"] = True
-    rep["wall_time_s"] = time.perf_counter() - t_start
-    write(out, rep)
-    print(to_markdown(rep))
+                run.log(f"seed {seed} {n:12s} {v:22s} err {r['err']:.4g} (coarse {rep['coarse'][n]:.4g}) "
+                        f"{r['params']:,} params, {r['train_s']:.1f} s")
+            write(out, run.stamp(rep, complete=False))
+    write(out, run.stamp(rep, complete=True), echo=True)
     return 0
 
 

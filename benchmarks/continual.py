@@ -25,17 +25,11 @@ optimizers, so the comparison with SGD is paired.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import hashlib
-import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +37,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from attsolver._report import provenance_lines, save_png
-from attsolver._io import AppendLog, atomic_write_text
 from attsolver.optim import SAM, AlterSGD, perturbed_loss_increase
 from attsolver.vision.data import load_digits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import (Progress, Run, figure, fingerprint, header, mean_std, num, paired_p,  # noqa: E402
+                               parser, pm, read_report, write_report)
 
 VARIANTS = {
     "split": "class-incremental: 5 tasks of 2 classes, one 10-way head",
@@ -204,22 +200,6 @@ def run_one(variant: str, method: str, seed: int, cfg: dict) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- summary
-def _ms(values: list[float]) -> tuple[float, float]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return math.nan, math.nan
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan)
-
-
-def _paired_p(a: list[float], b: list[float]) -> float:
-    from scipy import stats
-
-    if len(a) < 2 or len(a) != len(b) or all(x == y for x, y in zip(a, b)):
-        return math.nan
-    p = float(stats.ttest_rel(a, b).pvalue)
-    return p if math.isfinite(p) else math.nan
-
-
 def summarise(runs: list[dict], cfg: dict) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for variant in VARIANTS:
@@ -232,13 +212,13 @@ def summarise(runs: list[dict], cfg: dict) -> dict[str, Any]:
             T = len(rs[0]["acc"])
             row: dict[str, Any] = {"variant": variant, "method": method, "n": len(rs), "seeds": [r["seed"] for r in rs]}
             for key in ("avg_acc", "forgetting", "learning_acc", "train_loss"):
-                row[key] = [_ms([r[key][i] for r in rs]) for i in range(T)]
-            row["flatness"] = {str(rad): [_ms([r["flatness"][i][str(rad)] for r in rs]) for i in range(T)]
+                row[key] = [mean_std([r[key][i] for r in rs]) for i in range(T)]
+            row["flatness"] = {str(rad): [mean_std([r["flatness"][i][str(rad)] for r in rs]) for i in range(T)]
                                for rad in cfg["radii"]}
-            row["learning_acc_avg"] = _ms([statistics.fmean(r["learning_acc"]) for r in rs])
-            row["train_loss_avg"] = _ms([statistics.fmean(r["train_loss"]) for r in rs])
-            row["grad_norm_avg"] = _ms([statistics.fmean(r["grad_norm"]) for r in rs])
-            row["flatness_avg"] = {str(rad): _ms([statistics.fmean(f[str(rad)] for f in r["flatness"]) for r in rs])
+            row["learning_acc_avg"] = mean_std([statistics.fmean(r["learning_acc"]) for r in rs])
+            row["train_loss_avg"] = mean_std([statistics.fmean(r["train_loss"]) for r in rs])
+            row["grad_norm_avg"] = mean_std([statistics.fmean(r["grad_norm"]) for r in rs])
+            row["flatness_avg"] = {str(rad): mean_std([statistics.fmean(f[str(rad)] for f in r["flatness"]) for r in rs])
                                    for rad in cfg["radii"]}
             row["final_avg_acc"] = [r["avg_acc"][-1] for r in rs]
             row["final_forgetting"] = [r["forgetting"][-1] for r in rs]
@@ -247,7 +227,7 @@ def summarise(runs: list[dict], cfg: dict) -> dict[str, Any]:
                 trig = [e for r in rs for e in r["trigger_epoch"]]
                 row["trigger_fired"] = sum(e is not None for e in trig)
                 row["trigger_total"] = len(trig)
-                row["trigger_epoch_mean"] = _ms(trig)[0]
+                row["trigger_epoch_mean"] = mean_std(trig)[0]
                 row["alternating_fraction_mean"] = statistics.fmean(f for r in rs for f in r["alternating_fraction"])
             paired = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
             mid = str(cfg["radii"][len(cfg["radii"]) // 2])
@@ -261,20 +241,17 @@ def summarise(runs: list[dict], cfg: dict) -> dict[str, Any]:
                                  (f"flatness_r{mid}", lambda r: statistics.fmean(f[mid] for f in r["flatness"]))):
                     a, b = [get(r) for r, _ in paired], [get(s) for _, s in paired]
                     row["vs_sgd"][key] = {"diff_mean": statistics.fmean(x - y for x, y in zip(a, b)),
-                                          "p_paired": _paired_p(a, b)}
+                                          "p_paired": paired_p(a, b)}
             rows[f"{variant}/{method}"] = row
     return rows
 
 
 def _pm(ms, scale: float = 100.0, digits: int = 1, kind: str = "f") -> str:
-    m, s = ms
-    if m != m:
-        return "—"
-    return f"{scale * m:.{digits}{kind}} ± {scale * s:.{digits}{kind}}" if s == s else f"{scale * m:.{digits}{kind}}"
+    return pm(ms, fmt=f".{digits}{kind}", scale=scale)
 
 
 def _p(p: float) -> str:
-    return "n/a" if p != p else f"{p:.2g}"
+    return f"{p:.2g}" if num(p) else "n/a"
 
 
 def verdict(rows: dict, variant: str, cfg: dict) -> str:
@@ -288,7 +265,7 @@ def verdict(rows: dict, variant: str, cfg: dict) -> str:
     fl = a["vs_sgd"][f"flatness_r{mid}"]
 
     def sig(p):
-        return p == p and p < 0.05
+        return num(p) and p < 0.05
 
     if sig(f["p_paired"]) and f["diff_mean"] < 0:
         forget = f"AlterSGD **reduces** final forgetting by {-100 * f['diff_mean']:.1f} pp (paired p={_p(f['p_paired'])})"
@@ -324,9 +301,7 @@ def to_markdown(report: dict) -> str:
     cfg, rows = report["config"], report["rows"]
     mid = str(cfg["radii"][len(cfg["radii"]) // 2])
     lines = [
-        "# Continual learning: AlterSGD, SGD and SAM on digits",
-        "",
-        *provenance_lines(report),
+        *header(report, "Continual learning: AlterSGD, SGD and SAM on digits"),
         "",
         f"scikit-learn's 8x8 digits ({report['data']['n_train']} train / {report['data']['n_test']} test images), "
         f"flattened; an MLP 64-{cfg['hidden']}-{cfg['hidden']}-10 (ReLU) trained on 5 tasks in sequence, no replay. "
@@ -379,42 +354,29 @@ def to_markdown(report: dict) -> str:
                      "logits, and a flat minimum cannot protect a head whose earlier classes are never seen again. "
                      "The `permuted` variant, where all tasks share the label space, is where flatness can matter.")
     lines.append("")
+    tasks = " | ".join(f"task {k + 1}" for k in range(N_TASKS))
     for variant in present:
+        done = [(m, rows[f"{variant}/{m}"]) for m in METHODS if rows.get(f"{variant}/{m}")]
         lines += [f"## `{variant}` after each task", "",
                   "Average accuracy (%) / forgetting (pp) after task k, mean ± std over seeds.", "",
-                  "| optimizer | " + " | ".join(f"task {k + 1}" for k in range(N_TASKS)) + " |",
-                  "|---|" + "---:|" * N_TASKS]
-        for method in METHODS:
-            r = rows.get(f"{variant}/{method}")
-            if not r:
-                continue
-            cells = [f"{_pm(r['avg_acc'][i])} / {_pm(r['forgetting'][i])}" for i in range(len(r["avg_acc"]))]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                  f"| optimizer | {tasks} |", "|---|" + "---:|" * N_TASKS]
+        lines += [f"| {m} | " + " | ".join(f"{_pm(a)} / {_pm(f)}" for a, f in zip(r["avg_acc"], r["forgetting"]))
+                  + " |" for m, r in done]
         lines += ["", "Flatness: mean training-loss increase of the task just learned under random perturbation "
                   "of every weight tensor W by r·‖W‖ in a random direction, per radius r.", "",
-                  "| optimizer | r | " + " | ".join(f"task {k + 1}" for k in range(N_TASKS)) + " |",
-                  "|---|---:|" + "---:|" * N_TASKS]
-        for method in METHODS:
-            r = rows.get(f"{variant}/{method}")
-            if not r:
-                continue
-            for rad in cfg["radii"]:
-                cells = [_pm(v, scale=1.0, digits=2, kind="e") for v in r["flatness"][str(rad)]]
-                lines.append(f"| {method} | {rad} | " + " | ".join(cells) + " |")
+                  f"| optimizer | r | {tasks} |", "|---|---:|" + "---:|" * N_TASKS]
+        lines += [f"| {m} | {rad} | " + " | ".join(_pm(v, scale=1.0, digits=2, kind="e") for v in r["flatness"][str(rad)])
+                  + " |" for m, r in done for rad in cfg["radii"]]
         lines.append("")
     lines += ["## Plot", "", "![average accuracy, forgetting and flatness after each task](continual.png)", ""]
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(report: dict):
+    """``continual.png``: average accuracy, forgetting and flatness after each task."""
     rows, cfg = report["rows"], report["config"]
     mid = str(cfg["radii"][len(cfg["radii"]) // 2])
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    fig, axes = figure(2, 3, figsize=(13, 7), dpi=90)
     for row_ax, variant in zip(axes, VARIANTS):
         for method in METHODS:
             r = rows.get(f"{variant}/{method}")
@@ -424,12 +386,12 @@ def plot(report: dict, path: Path) -> None:
             # ± one std over seeds, clipped to the feasible range (accuracy 0..100 %, forgetting -100..100 pp):
             # near 100 pp of forgetting a symmetric bar would claim impossible values
             for ax, key, (lo, hi) in ((row_ax[0], "avg_acc", (0, 100)), (row_ax[1], "forgetting", (-100, 100))):
-                pts = [(t, 100 * m, 100 * (s if s == s else 0)) for t, (m, s) in zip(tasks, r[key]) if m == m]
+                pts = [(t, 100 * m, 100 * (s if num(s) else 0)) for t, (m, s) in zip(tasks, r[key]) if num(m)]
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
                             yerr=[[min(p[2], p[1] - lo) for p in pts], [min(p[2], hi - p[1]) for p in pts]],
                             marker="o", capsize=3, label=method)
             fl = r["flatness"][mid]
-            row_ax[2].errorbar(tasks, [m for m, _ in fl], yerr=[s if s == s else 0 for _, s in fl], marker="o",
+            row_ax[2].errorbar(tasks, [m for m, _ in fl], yerr=[s if num(s) else 0 for _, s in fl], marker="o",
                                capsize=3, label=method)
         row_ax[0].set(title=f"{variant}: average accuracy", xlabel="after task", ylabel="% (± std, clipped to 0-100)",
                       ylim=(0, 105))
@@ -439,78 +401,46 @@ def plot(report: dict, path: Path) -> None:
             ax.set_xticks(range(1, N_TASKS + 1))
             if ax.get_legend_handles_labels()[0]:
                 ax.legend()
-    fig.tight_layout()
-    save_png(fig, path, dpi=90)
-
-
-def write(out: Path, report: dict, *, png: bool = True) -> None:
-    atomic_write_text(out / "continual.json", json.dumps(report, indent=1, allow_nan=True))
-    atomic_write_text(out / "continual.md", to_markdown(report))
-    if png:
-        plot(report, out / "continual.png")
-
-
-def _config_key(cfg: dict) -> str:
-    return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
+    yield "continual.png", fig
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench continual", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results", help="folder for continual.{md,json,png}")
-    ap.add_argument("--quick", action="store_true", help="2 seeds, fewer epochs (about a minute)")
+    ap = parser("continual", __doc__, quick="2 seeds, fewer epochs (about a minute)", render=True)
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 10; 2 with --quick)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--render", action="store_true",
-                    help="only recompute the summary and rewrite continual.md/.png from OUT/continual.json")
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.render:
-        report = json.loads((out / "continual.json").read_text())
+        report = read_report(out / "continual.json")
         report["rows"] = summarise(report["runs"], report["config"])
-        write(out, report)
-        print(to_markdown(report))
+        write_report(out, "continual", report, to_markdown, plot, echo=True)
         return 0
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     if seeds < 1:
         raise SystemExit("attsolver bench continual: --seeds must be >= 1")
-    torch.set_num_threads(1)
+    run = Run("continual", argv, quick=args.quick)
     out.mkdir(parents=True, exist_ok=True)
     cfg = default_config(args.quick)
-    key = _config_key(cfg)
-    progress = AppendLog(out / PROGRESS)  # finished runs; a rerun with the same config resumes
+    key = fingerprint(cfg, 10)
+    progress = Progress(out / PROGRESS)  # finished runs; a rerun with the same config resumes
     data = load_digits(test_fraction=cfg["test_fraction"], seed=0)
-    t_start = time.perf_counter()
-    report: dict[str, Any] = {
-        "command": " ".join(["attsolver bench continual", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads()},
-        "config": cfg, "seeds": seeds, "data": {"n_train": len(data.train_y), "n_test": len(data.test_y)},
-        "complete": False, "runs": [], "rows": {}, "wall_time_s": 0.0,
-    }
+    report = run.report(config=cfg, seeds=seeds, data={"n_train": len(data.train_y), "n_test": len(data.test_y)},
+                        runs=[], rows={})
     for variant in args.variants:
         for seed in range(seeds):
             for method in args.methods:
-                run_key = f"{key}/{variant}/{method}/{seed}"
-                rec = progress.get(run_key)
-                if rec is None:
-                    rec = {"key": run_key, **run_one(variant, method, seed, cfg)}
-                    progress.add(rec)
-                run = {k: v for k, v in rec.items() if k != "key"}
-                report["runs"].append(run)
-                fl = run["flatness"][-1][str(cfg["radii"][len(cfg["radii"]) // 2])]
-                print(f"{variant:8s} {method:8s} seed {seed}: final avg acc {100 * run['avg_acc'][-1]:.1f}%, "
-                      f"forgetting {100 * run['forgetting'][-1]:.1f} pp, flatness {fl:.3g} "
-                      f"({run['seconds']:.1f} s)", file=sys.stderr, flush=True)
+                rec, _ = progress.run(f"{key}/{variant}/{method}/{seed}",
+                                      lambda: run_one(variant, method, seed, cfg))  # noqa: B023 - called at once
+                r = {k: v for k, v in rec.items() if k != "key"}
+                report["runs"].append(r)
+                fl = r["flatness"][-1][str(cfg["radii"][len(cfg["radii"]) // 2])]
+                run.log(f"{variant:8s} {method:8s} seed {seed}: final avg acc {100 * r['avg_acc'][-1]:.1f}%, "
+                        f"forgetting {100 * r['forgetting'][-1]:.1f} pp, flatness {fl:.3g} ({r['seconds']:.1f} s)")
             report["rows"] = summarise(report["runs"], cfg)
-            report["wall_time_s"] = time.perf_counter() - t_start
-            write(out, report, png=False)  # after every seed, so a stopped run leaves what it finished
-    report["complete"] = True
-    report["wall_time_s"] = time.perf_counter() - t_start
-    write(out, report)
-    print(to_markdown(report))
+            # after every seed, so a stopped run leaves what it finished
+            write_report(out, "continual", run.stamp(report, complete=False), to_markdown, plot)
+    write_report(out, "continual", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Issue 17's fault campaign, re-run: per category the number of cases, how many gave a
 silently wrong result, how many hung, how many raised our error.
 
-    PYTHONPATH=. python benchmarks/faults.py            # writes benchmarks/results/faults.md
+    attsolver bench faults [--quick] [--out benchmarks/results]   # faults.{md,json,png}
 
 Categories: solve() inputs (a grid of step sizes, spans and option values), HDF5 bit flips
 (every byte of a small file), checkpoint bit flips (every byte of a small checkpoint), kill -9
@@ -11,28 +11,32 @@ flags.  The checks themselves are those of tests/test_faults.py.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import io
 import math
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from attsolver import solve
+from attsolver._io import payload_digest, remove_stale_temps
+from attsolver.correctors import NeurVec, load_corrector
+from attsolver.correctors.base import read_checkpoint
+from attsolver.data import generate_trajectories, load_h5, save_h5
+from attsolver.integrate.errors import NonFiniteSolutionError
+
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, header, parser, write_report  # noqa: E402
+
 HANG_S = 10.0
-
-
-def _tests():
-    spec = importlib.util.spec_from_file_location("_faults_tests", REPO / "tests" / "test_faults.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _row(name, cases, silent, hangs, errors, note=""):
@@ -41,9 +45,6 @@ def _row(name, cases, silent, hangs, errors, note=""):
 
 
 def solve_inputs() -> dict:
-    from attsolver import solve
-    from attsolver.integrate.errors import NonFiniteSolutionError
-
     cases = silent = hangs = errors = 0
     y0 = torch.ones(1, dtype=torch.float64)
     # (steps that are accepted but take millions of steps, e.g. 1e-9, are left out: slow, not wrong)
@@ -91,36 +92,37 @@ def solve_inputs() -> dict:
     return _row("solve() inputs", cases, silent, hangs, errors, "step sizes x spans, option values x methods, extreme t")
 
 
-def h5_flips(T, work: Path) -> dict:
-    from attsolver.data import generate_trajectories, load_h5, save_h5
-
+def h5_flips(T, work: Path, stride: int) -> dict:
     d = generate_trajectories("lorenz63", 2, t_final=0.1, dt=0.01, spin_up=0.0, noise_level=0.01, seed=1,
                               progress=False)
     path = save_h5(d, work / "d.h5")
     raw, ref = path.read_bytes(), load_h5(path)
+    where = range(0, len(raw), stride)
     try:
-        counts = T._flip_h5(raw, ref, range(len(raw)), work)
-        silent = 0
+        counts = T._flip_h5(raw, ref, where, work)
     except AssertionError as e:  # the helper asserts: identical content or our error, in time
-        return _row("HDF5 bit flips", len(raw), 1, 0, 0, f"FAILED: {e}")
-    return _row("HDF5 bit flips", len(raw), silent, 0, counts["error"],
-                f"every byte of a {len(raw)}-byte file, one random bit each; {counts['identical']} loaded identical content")
+        return _row("HDF5 bit flips", len(where), 1, 0, 0, f"FAILED: {e}")
+    return _row("HDF5 bit flips", len(where), 0, 0, counts["error"],
+                f"{_every(stride)} of a {len(raw)}-byte file, one random bit each; {counts['identical']} loaded "
+                "identical content")
 
 
-def ckpt_flips(T, work: Path) -> dict:
-    from attsolver._io import payload_digest
-    from attsolver.correctors import NeurVec
-    from attsolver.correctors.base import read_checkpoint
+def _every(stride: int) -> str:
+    return "every byte" if stride == 1 else f"every {stride}th byte"
 
+
+def ckpt_flips(T, work: Path, stride: int) -> dict:
     torch.manual_seed(0)
     path = NeurVec((3,), method="rk4", step_size=0.1, width=16).save(work / "m.pt")
     raw = path.read_bytes()
+    where = range(0, len(raw), stride)
     try:
-        counts = T._flip_ckpt(raw, payload_digest(read_checkpoint(path)), range(len(raw)), work)
+        counts = T._flip_ckpt(raw, payload_digest(read_checkpoint(path)), where, work)
     except AssertionError as e:
-        return _row("checkpoint bit flips", len(raw), 1, 0, 0, f"FAILED: {e}")
-    return _row("checkpoint bit flips", len(raw), 0, 0, counts["error"],
-                f"every byte of a {len(raw)}-byte NeurVec checkpoint; {counts['identical']} loaded identical content")
+        return _row("checkpoint bit flips", len(where), 1, 0, 0, f"FAILED: {e}")
+    return _row("checkpoint bit flips", len(where), 0, 0, counts["error"],
+                f"{_every(stride)} of a {len(raw)}-byte NeurVec checkpoint; {counts['identical']} loaded identical "
+                "content")
 
 
 def kills(T, work: Path, per_writer: int) -> dict:
@@ -137,15 +139,9 @@ def kills(T, work: Path, per_writer: int) -> dict:
             except Exception:  # noqa: BLE001 - a damaged target is what this counts
                 bad += 1
         # the next successful write cleans up what the kills left
-        from attsolver._io import remove_stale_temps
-
         if kind == "data":
-            from attsolver.data import load_h5, save_h5
-
             save_h5(load_h5(target), target)
         elif kind == "checkpoint":
-            from attsolver.correctors import load_corrector
-
             load_corrector(target).save(target)
         else:
             remove_stale_temps(target)
@@ -156,8 +152,6 @@ def kills(T, work: Path, per_writer: int) -> dict:
 
 
 def full_disk(T, work: Path) -> dict:
-    import subprocess
-
     mnt = work / "mnt"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
@@ -172,8 +166,6 @@ def full_disk(T, work: Path) -> dict:
 
 
 def cli(T, work: Path) -> dict:
-    import pytest
-
     cases = bad = 0
     params = [m for m in T.test_cli_bad_input_is_one_line_and_exit_code_2.pytestmark if m.name == "parametrize"][0]
     for i, (argv, message) in enumerate(params.args[1]):
@@ -197,49 +189,59 @@ def cli(T, work: Path) -> dict:
     return _row("CLI bad flags", cases, bad, 0, cases - bad, "one line on stderr, exit code 2, no traceback")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/faults.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kills", type=int, default=4, help="kill -9 runs per writer (default 4)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "faults.md"))
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    T = _tests()
-    rows = []
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for name, run in (("solve", lambda w: solve_inputs()), ("h5", lambda w: h5_flips(T, w)),
-                          ("ckpt", lambda w: ckpt_flips(T, w)), ("kill", lambda w: kills(T, w, args.kills)),
-                          ("disk", lambda w: full_disk(T, w)), ("cli", lambda w: cli(T, w))):
-            w = tmp / name
-            w.mkdir()
-            t0 = time.perf_counter()
-            row = run(w)
-            row["wall_s"] = time.perf_counter() - t0
-            rows.append(row)
-            print(row, flush=True)
-    lines = [
-        "# Fault campaign (issue 17), re-run",
-        "",
-        "Command: `PYTHONPATH=. python benchmarks/faults.py` "
-        f"(total {time.perf_counter() - started:.0f} s on this machine). A case is *silent-wrong* when it "
-        "returned without error but not the right content; a *hang* when it took over "
-        f"{HANG_S:g} s; *errors* are our clear errors.",
-        "",
-        "| category | cases | silent-wrong | hangs | our errors | wall s | what |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
+def to_markdown(report: dict) -> str:
+    rows = report["rows"]
+    lines = [*header(report, "Fault campaign (issue 17), re-run"), "",
+             "A case is *silent-wrong* when it returned without error but not the right content; a *hang* when it "
+             f"took over {HANG_S:g} s; *errors* are our clear errors.", "",
+             "| category | cases | silent-wrong | hangs | our errors | wall s | what |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['category']} | {r['cases']} | {r['silent_wrong']} | {r['hangs']} | {r['errors']} | "
                      f"{r['wall_s']:.0f} | {r['note']} |")
-    total = sum(r["cases"] for r in rows)
-    lines += ["", f"Total: {total} cases, {sum(r['silent_wrong'] for r in rows)} silent-wrong, "
-              f"{sum(r['hangs'] for r in rows)} hangs.", ""]
-    from attsolver._io import atomic_write_text
+    lines += ["", f"Total: {sum(r['cases'] for r in rows)} cases, {sum(r['silent_wrong'] for r in rows)} "
+              f"silent-wrong, {sum(r['hangs'] for r in rows)} hangs.", ""]
+    return "\n".join(lines)
 
-    atomic_write_text(args.out, "\n".join(lines))
-    print("\n".join(lines))
+
+def plot(report: dict):
+    """``faults.png``: per category, the cases by outcome."""
+    rows = report["rows"]
+    fig, ax = figure(figsize=(7, 3.4))
+    left = [0] * len(rows)
+    for key, label, colour in (("errors", "our clear error", "C0"), ("silent_wrong", "silent-wrong", "C3"),
+                               ("hangs", "hang", "C1")):
+        ax.barh(range(len(rows)), [r[key] for r in rows], left=left, color=colour, label=label)
+        left = [a + r[key] for a, r in zip(left, rows)]
+    ax.barh(range(len(rows)), [r["cases"] - a for a, r in zip(left, rows)], left=left, color="0.75",
+            label="correct result")
+    ax.set_yticks(range(len(rows)), [r["category"] for r in rows])
+    ax.set(xscale="symlog", xlabel="cases")
+    ax.legend(fontsize=7)
+    yield "faults.png", fig
+
+
+def main(argv=None) -> int:
+    ap = parser("faults", __doc__, quick="every 64th byte flipped, one kill per writer (a minute)")
+    ap.add_argument("--kills", type=int, default=None, help="kill -9 runs per writer (default 4; 1 with --quick)")
+    args = ap.parse_args(argv)
+    run = Run("faults", argv, quick=args.quick)
+    stride, kill_runs = (64, 1) if args.quick else (1, 4)
+    kill_runs = args.kills or kill_runs
+    spec = importlib.util.spec_from_file_location("_faults_tests", REPO / "tests" / "test_faults.py")
+    T = importlib.util.module_from_spec(spec)  # the checks are the tests' own
+    spec.loader.exec_module(T)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, category in (("solve", lambda w: solve_inputs()), ("h5", lambda w: h5_flips(T, w, stride)),
+                               ("ckpt", lambda w: ckpt_flips(T, w, stride)), ("kill", lambda w: kills(T, w, kill_runs)),
+                               ("disk", lambda w: full_disk(T, w)), ("cli", lambda w: cli(T, w))):
+            work = Path(tmp) / name
+            work.mkdir()
+            t0 = time.perf_counter()
+            rows.append({**category(work), "wall_s": time.perf_counter() - t0})
+            run.log(str(rows[-1]))
+    write_report(args.out, "faults", run.stamp(run.report(rows=rows), complete=True), to_markdown, plot, echo=True)
     return 0
 
 

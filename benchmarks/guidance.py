@@ -22,25 +22,21 @@ ground truth.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from attsolver._report import provenance_lines, save_png
-from attsolver._io import AppendLog, atomic_path
 from attsolver.guidance import (LatentDDPM, LatentGuidance, LogisticDirections, NoiseSchedule, TimeLatentClassifier,
                                 attribute_agreement, ddim_sample, frechet_distance, latent_arithmetic,
                                 sequential_arithmetic, train_ddpm, train_latent_classifier)
 from attsolver.guidance.shapes import ATTRIBUTES, build_shapes_demo, make_shapes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Progress, Run, figure, header, mean_std, parser, pm, write_report  # noqa: E402
 
 SIZES = {  # mode -> sizes of everything trained and evaluated
     "quick": dict(seeds=2, n_train=4000, vae_epochs=12, judge_steps=500, ddpm_steps=1500, clf_steps=1000,
@@ -150,45 +146,32 @@ def run_seed(demo, ref_feats, seed: int, sz: dict, cfg: dict, keep_examples: boo
     return out
 
 
-def _ms(vals: list[float]) -> tuple[float, float]:
-    vals = [v for v in vals if v is not None and v == v]
-    if not vals:
-        return math.nan, math.nan
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan)
-
-
 def summarise(runs: list[dict]) -> dict:
     gen = {}
     for m in runs[0]["generation"]:
-        gen[m] = {key: _ms([r["generation"][m][key] for r in runs]) for key in ("acc_mean", "joint", "fd")}
+        gen[m] = {key: mean_std([r["generation"][m][key] for r in runs]) for key in ("acc_mean", "joint", "fd")}
         for a in ATTRIBUTES:
-            gen[m][f"acc_{a}"] = _ms([r["generation"][m]["acc"][a] for r in runs])
+            gen[m][f"acc_{a}"] = mean_std([r["generation"][m]["acc"][a] for r in runs])
     edit = {}
     for m in EDIT_METHODS:
         edit[m] = []
         for k in range(len(EDIT_ORDER)):
-            edit[m].append({key: _ms([r["editing"][m][k][key] for r in runs])
+            edit[m].append({key: mean_std([r["editing"][m][k][key] for r in runs])
                             for key in ("edited_acc", "preserved", "all_intended", "latent_dist", "image_dist")})
-    recon = {a: _ms([r["reconstruction_acc"][a] for r in runs]) for a in ATTRIBUTES}
-    probe = {kind: {a: _ms([r["latent_probe_acc"][kind][a] for r in runs]) for a in ATTRIBUTES}
+    recon = {a: mean_std([r["reconstruction_acc"][a] for r in runs]) for a in ATTRIBUTES}
+    probe = {kind: {a: mean_std([r["latent_probe_acc"][kind][a] for r in runs]) for a in ATTRIBUTES}
              for kind in ("time_classifier_t0", "logistic") if all(r.get("latent_probe_acc") for r in runs)}
     return {"generation": gen, "editing": edit, "reconstruction_acc": recon, "latent_probe_acc": probe}
 
 
 def _f(ms, pct: bool = False, d: int = 2) -> str:
-    m, s = ms
-    if m != m:
-        return "—"
-    scale = 100 if pct else 1
-    return f"{scale * m:.{1 if pct else d}f} ± {scale * s:.{1 if pct else d}f}" if s == s else f"{scale * m:.{1 if pct else d}f}"
+    return pm(ms, fmt=".1f" if pct else f".{d}f", scale=100 if pct else 1)
 
 
 def to_markdown(report: dict) -> str:
     c, sz, s = report["config"], report["sizes"], report["summary"]
     lines = [
-        "# Latent classifier guidance on a semantic latent space (shapes VAE)",
-        "",
-        *provenance_lines(report, unfinished="seed"),
+        *header(report, "Latent classifier guidance on a semantic latent space (shapes VAE)", unfinished="seed"),
         "",
         f"Data: 1×32×32 procedurally rendered shapes with exact attributes (shape ∈ square/circle/triangle, "
         f"size small/large, position left/right, fill filled/outline; vertical position and intensity vary as "
@@ -273,17 +256,14 @@ def findings(s: dict) -> list[str]:
     return out
 
 
-def save_grid(path: Path, ex: dict) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def edits_figure(ex: dict):
+    """``guidance_edits.png``: seed 0's sources, reconstructions and sequential edits."""
     methods = [("lcg_preserve", "LCG + preservation (pull + hold)"), ("lcg_no_preserve", "LCG, no preservation"),
                ("arithmetic", "latent arithmetic")]
     n, size, pad = ex["source"].shape[0], ex["source"].shape[-1], 2
     cols = 2 + len(EDIT_ORDER)
     labels = ["source", "recon"] + [f"+{a}" for a in EDIT_ORDER]
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.3 * len(methods), 3.9))
+    fig, axes = figure(1, len(methods), figsize=(3.3 * len(methods), 3.9), dpi=120)
     for ax, (m, title) in zip(axes, methods):
         canvas = torch.ones(n * (size + pad) - pad, cols * (size + pad) - pad)
         for i in range(n):
@@ -299,33 +279,11 @@ def save_grid(path: Path, ex: dict) -> None:
             spine.set_visible(False)
     fig.suptitle("Sequential edits (each edit moves the attribute to a different class; white = separator)",
                  fontsize=9)
-    fig.tight_layout()
-    save_png(fig, path, dpi=120)
-
-
-def _no_nan(x):
-    """NaN (a std over one seed, an undefined share) -> None, so the JSON is standard."""
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _no_nan(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_no_nan(v) for v in x]
-    return x
-
-
-def write(out: Path, report: dict) -> None:
-    with atomic_path(out / "guidance.json") as tmp:
-        tmp.write_text(json.dumps(_no_nan(report), indent=2, allow_nan=False))
-    with atomic_path(out / "guidance.md") as tmp:
-        tmp.write_text(to_markdown(report))
+    yield "guidance_edits.png", fig
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench guidance", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results", help="folder for guidance.{md,json} and guidance_edits.png")
-    ap.add_argument("--quick", action="store_true", help="smaller models and sets, 2 seeds (a few minutes)")
+    ap = parser("guidance", __doc__, quick="smaller models and sets, 2 seeds (a few minutes)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 5; 2 with --quick)")
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -335,26 +293,18 @@ def main(argv=None) -> int:
             ap.error("--seeds must be >= 1")
         sz["seeds"] = args.seeds
     cfg = dict(GUIDE)
-    torch.set_num_threads(1)
+    run = Run("guidance", argv, quick=args.quick)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    report = {
-        "command": " ".join(["attsolver bench guidance", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads()},
-        "mode": mode, "sizes": sz, "config": cfg, "edit_order": EDIT_ORDER, "complete": False, "runs": [],
-        "summary": {}, "wall_time_s": 0.0,
-    }
+    report = run.report(mode=mode, sizes=sz, config=cfg, edit_order=EDIT_ORDER, runs=[], summary={})
     # finished seeds survive an interrupted run (the VAE and judge are retrained deterministically)
     key_base = json.dumps({"sizes": {k: v for k, v in sz.items() if k != "seeds"}, "config": cfg}, sort_keys=True)
-    log = AppendLog(out / f"guidance_progress_{mode}.jsonl")
+    log = Progress(out / f"guidance_progress_{mode}.jsonl")
     t = time.perf_counter()
     demo = build_shapes_demo(n_train=sz["n_train"], latent_dim=cfg["latent_dim"], vae_epochs=sz["vae_epochs"],
                              judge_steps=sz["judge_steps"], vae_beta=cfg["vae_beta"], seed=0)
     report["build_s"] = time.perf_counter() - t
-    print(f"VAE + judge trained in {report['build_s']:.0f} s", file=sys.stderr, flush=True)
+    run.log(f"VAE + judge trained in {report['build_s']:.0f} s")
     x_ref, lab_ref = make_shapes(sz["n_ref"], 40_000)
     ref_feats = demo.judge.embed(x_ref)
     held_out = (demo.space.encode(x_ref), lab_ref)
@@ -366,22 +316,19 @@ def main(argv=None) -> int:
             r = run_seed(demo, ref_feats, seed, sz, cfg, keep_examples=(seed == 0), held_out=held_out)
             if seed == 0:
                 examples = r.pop("_examples")
-                save_grid(out / "guidance_edits.png", examples)
             rec = {"key": key, "run": r}
             log.add(rec)
         r = rec["run"]
         report["runs"].append(r)
-        print(f"seed {seed}: LCG gen acc {max(v['acc_mean'] for v in r['generation'].values()) * 100:.1f}%, "
-              f"4-edit all-intended {100 * r['editing']['lcg_preserve'][-1]['all_intended']:.1f}% "
-              f"(train {r['train_s']:.0f} s, eval {r['eval_s']:.0f} s)", file=sys.stderr, flush=True)
+        run.log(f"seed {seed}: LCG gen acc {max(v['acc_mean'] for v in r['generation'].values()) * 100:.1f}%, "
+                f"4-edit all-intended {100 * r['editing']['lcg_preserve'][-1]['all_intended']:.1f}% "
+                f"(train {r['train_s']:.0f} s, eval {r['eval_s']:.0f} s)")
         report["summary"] = summarise(report["runs"])
         report["findings"] = findings(report["summary"])
-        report["wall_time_s"] = time.perf_counter() - t_start
-        write(out, report)
-    report["complete"] = True
-    report["wall_time_s"] = time.perf_counter() - t_start
-    write(out, report)
-    print(to_markdown(report))
+        done = seed == sz["seeds"] - 1
+        write_report(out, "guidance", run.stamp(report, complete=done), to_markdown,
+                     (lambda _: edits_figure(examples)) if examples is not None and (done or seed == 0) else None,
+                     echo=done)
     return 0
 
 

@@ -37,16 +37,13 @@ Data and trained models are cached under ``--cache`` (default ``out/kolmogorov_c
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import platform
-import statistics
 import sys
 import time
+from argparse import SUPPRESS
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +52,18 @@ import torch
 
 from attsolver import solve
 from attsolver._io import atomic_write_text
-from attsolver._report import provenance_lines, save_png
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
-from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
+from attsolver.data import TrajectoryDataset, add_noise, save_h5
+from attsolver.evaluate.metrics import cost_at_accuracy
 from attsolver.steppers import get_method
 from attsolver.systems import NavierStokes2D, NavierStokes2DFD
+from attsolver.systems.grid import prolong_2d as prolong  # k.prolong: the tests' name
 from attsolver.systems.grid import restrict_2d as spectral_restrict
 from attsolver.systems.navier_stokes import energy_spectrum
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import (Run, cached_h5, figure, finite, parser, provenance_lines, timings,  # noqa: E402
+                               write_report)
 
 SCHEMA = 1
 PHYSICS = {"nu": 1.0 / 500.0, "drag": 0.1, "forcing_wavenumber": 4, "forcing_amplitude": 1.0}
@@ -82,19 +84,6 @@ def dt_for(n: int) -> float:
 
 def system_for(base: str, n: int):
     return BASES[base][0](n=n, **PHYSICS)
-
-
-def prolong(w: torch.Tensor, n: int) -> torch.Tensor:
-    """Zero-pad the Fourier series of ``[..., N, N]`` to ``[..., n, n]`` (``n >= N``)."""
-    big = w.shape[-1]
-    if n == big:
-        return w
-    w_hat = torch.fft.rfft2(w)
-    out = torch.zeros(*w.shape[:-2], n, n // 2 + 1, dtype=w_hat.dtype)
-    h = big // 2
-    out[..., :h, :h] = w_hat[..., :h, :h]
-    out[..., n - h + 1:, :h] = w_hat[..., big - h + 1:, :h]
-    return torch.fft.irfft2(out, s=(n, n)) * (n / big) ** 2
 
 
 # --------------------------------------------------------------------------- data
@@ -132,15 +121,6 @@ def restricted(data: TrajectoryDataset, n: int, noise: float = 0.0, seed: int = 
         y = add_noise(y, noise, generator=torch.Generator().manual_seed(seed), scale=scale)
     return TrajectoryDataset(t=data.t, y=y, y_clean=y_clean, system=NavierStokes2D(n=n, **PHYSICS).config(),
                              noise_level=noise, config={**data.config, "restricted_to": n})
-
-
-def cached(cache: Path, name: str, make: Callable[[], TrajectoryDataset]) -> TrajectoryDataset:
-    path = cache / f"{name}.h5"
-    if path.exists():
-        return load_h5(path)
-    d = make()
-    save_h5(d, path)
-    return d
 
 
 # --------------------------------------------------------------------------- metrics
@@ -279,21 +259,9 @@ def interleaved_median(fns: dict[str, Callable[[], Any]], rounds: int
     a machine shared with other jobs a single-threaded run gets a fraction of a core, so its
     wall time measures the neighbours; its CPU time is what it would take on an idle core.
     Both libraries compared here run on one thread (torch) or are checked to (XLA flags)."""
-    warm = {}
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        fn()
-        warm[name] = time.perf_counter() - t0
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    med = {k: statistics.median(v) for k, v in cpu.items()}
-    return med, {k: statistics.median(v) for k, v in wall.items()}, warm
+    t = timings(fns, rounds)
+    return ({k: v.median("cpu") for k, v in t.items()}, {k: v.median() for k, v in t.items()},
+            {k: v.first_s for k, v in t.items()})
 
 
 def time_contenders(contenders: dict[str, dict[str, Any]], w_ref: torch.Tensor, models: dict[str, ConvCorrector],
@@ -382,22 +350,15 @@ def cost_multiples_of(timing: dict[str, Any], contenders: dict[str, Any], models
 def interpolate_cost(ladder: list[tuple[float, float]], t95: float) -> tuple[float | None, str]:
     """Kochkov: log(cost) linear in time-until-0.95 between the two bracketing ladder points.
 
-    Returns ``(cost, how)``: ``how`` is "interpolated", "above" (the value is beyond the
-    best rung: the best rung's cost, so the speed-up is a lower bound) or "below" (worse than
-    the cheapest rung: the cheapest rung's cost, an upper bound)."""
-    pts = sorted(ladder)
-    ts = [p[0] for p in pts]
-    if t95 >= ts[-1]:
-        return pts[-1][1], "above"
-    if t95 <= ts[0]:
-        return pts[0][1], "below"
-    for (ta, ca), (tb, cb) in zip(pts, pts[1:]):
-        if ta <= t95 <= tb:
-            if tb == ta:
-                return max(ca, cb), "interpolated"
-            f = (t95 - ta) / (tb - ta)
-            return math.exp((1 - f) * math.log(ca) + f * math.log(cb)), "interpolated"
-    return None, "none"
+    The library's :func:`attsolver.evaluate.metrics.cost_at_accuracy` reads it off the ladder's
+    front with the error ``exp(-t95)`` (log error linear in t95).  Returns ``(cost, how)``:
+    ``how`` is "interpolated", "above" (at or beyond the best rung: the best rung's cost, so
+    the speed-up is a lower bound) or "below" (no better than the cheapest rung: its cost, an
+    upper bound)."""
+    if t95 >= max(t for t, _ in ladder):  # beyond the front: never extrapolated
+        return max(ladder)[1], "above"
+    cost, kind = cost_at_accuracy([math.exp(-t) for t, _ in ladder], [c for _, c in ladder], math.exp(-t95))
+    return cost, "below" if kind == "cheapest" else kind
 
 
 def speedups(scores: dict[str, Any], contenders: dict[str, Any], costs: dict[str, float], t: np.ndarray,
@@ -496,30 +457,14 @@ def exponax_comparison(sizes: list[int], steps: int, rounds: int, log) -> dict[s
 # --------------------------------------------------------------------------- plots
 
 
-def finite_or_none(obj: Any) -> Any:
-    """The report with every NaN / infinity replaced by ``None`` (JSON has neither)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_or_none(v) for v in obj]
-    return obj
-
-
-def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray], out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
+def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray]):
+    """Snapshots, correlation against time, cost against time-until-0.95, energy spectra."""
     t = np.asarray(report["t"])
     sc = report["scores"]
     # 1. snapshots, shared colour scale
     names = list(fields)
     vmax = float(np.abs(fields["reference"]).max())
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9))
+    fig, axes = figure(1, len(names), figsize=(2.6 * len(names), 2.9), layout=None)  # room for the colour bar
     for ax, name in zip(axes, names):
         im = ax.imshow(fields[name], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(name, fontsize=8)
@@ -528,10 +473,9 @@ def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray], out: Path)
     fig.colorbar(im, ax=axes, shrink=0.8, label="vorticity")
     fig.suptitle(f"Kolmogorov flow, Re = {1 / PHYSICS['nu']:.0f}: vorticity at t = {report['snapshot_time']:g} "
                  "(32^2 restriction of each)", fontsize=9)
-    save_png(fig, out / "kolmogorov_snapshots.png", dpi=110)
-    files.append("kolmogorov_snapshots.png")
+    yield "kolmogorov_snapshots.png", fig
     # 2. correlation vs time
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = figure(figsize=(6.5, 4))
     for name, s in sc.items():
         style = "-" if name.startswith(("fd", "spectral")) and "+" not in name else "--"
         ax.plot(t, s["mean_corr"], style, label=name)
@@ -540,10 +484,9 @@ def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray], out: Path)
     ax.set_ylabel("mean vorticity correlation")
     ax.set_ylim(0.5, 1.01)
     ax.legend(fontsize=6, ncol=2)
-    save_png(fig, out / "kolmogorov_correlation.png", dpi=110)
-    files.append("kolmogorov_correlation.png")
+    yield "kolmogorov_correlation.png", fig
     # 3. cost vs time-until-0.95
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = figure(figsize=(6.5, 4))
     cost = report["timing"]["seconds_per_time"]
     for lname, rungs in report["ladders"].items():
         ax.plot([sc[k]["t95"] for k in rungs], [cost[k] for k in rungs], "o-", label=f"{lname} ladder")
@@ -563,10 +506,9 @@ def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray], out: Path)
     ax.set_ylabel("CPU s per unit simulated time per trajectory (1 thread)")
     ax.set_title("filled / solid: one trajectory per solve; hollow / dashed: all ICs batched", fontsize=8)
     ax.legend(fontsize=6)
-    save_png(fig, out / "kolmogorov_cost_accuracy.png", dpi=110)
-    files.append("kolmogorov_cost_accuracy.png")
+    yield "kolmogorov_cost_accuracy.png", fig
     # 4. spectra
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = figure(figsize=(6.5, 4))
     for name, e in report["spectra"].items():
         e = np.asarray(e, dtype=float)  # None (a non-finite value) -> NaN, not drawn
         k = np.arange(len(e))
@@ -576,9 +518,7 @@ def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray], out: Path)
     ax.set_ylim(1e-8, None)
     ax.legend(fontsize=6)
     ax.set_title(f"energy spectra at t = {t[-1]:g} (mean over test ICs)", fontsize=9)
-    save_png(fig, out / "kolmogorov_spectra.png", dpi=110)
-    files.append("kolmogorov_spectra.png")
-    return files
+    yield "kolmogorov_spectra.png", fig
 
 
 # --------------------------------------------------------------------------- report
@@ -590,6 +530,14 @@ def _f(x, d=3):
     if isinstance(x, float):
         return f"{x:.{d}g}"
     return str(x)
+
+
+def _headline_rows(r: dict[str, Any], cost: dict[str, float], speedups: dict[str, Any]) -> list[str]:
+    tags = {"interpolated": "", "above": " (≥: beyond the ladder's best rung)",
+            "below": " (≤: worse than the cheapest rung)"}
+    return ["| " + " | ".join([k, _f(r["scores"][k]["t95"]), _f(cost[k])] + [
+        f"{_f(s['speedup'])}× [{_f(s['p05'])}, {_f(s['p95'])}]{tags[s['how']]}"
+        for s in (speedups[k][lname] for lname in ("fd", "spectral"))]) + " |" for k in r["corrected"]]
 
 
 def to_markdown(r: dict[str, Any]) -> str:
@@ -607,14 +555,7 @@ def to_markdown(r: dict[str, Any]) -> str:
           "| corrected solver | t95 | cost (CPU s / unit time) | vs FD ladder | vs spectral ladder |",
           "|---|---|---|---|---|"]
     cost = r["timing"]["seconds_per_time"]
-    for k in r["corrected"]:
-        row = [k, _f(r["scores"][k]["t95"]), _f(cost[k])]
-        for lname in ("fd", "spectral"):
-            s = r["speedups"][k][lname]
-            tag = {"interpolated": "", "above": " (≥: beyond the ladder's best rung)",
-                   "below": " (≤: worse than the cheapest rung)"}[s["how"]]
-            row.append(f"{_f(s['speedup'])}× [{_f(s['p05'])}, {_f(s['p95'])}]{tag}")
-        L.append("| " + " | ".join(row) + " |")
+    L += _headline_rows(r, cost, r["speedups"])
     b = r["timing"].get("batched")
     if b is not None:
         bcost = b["seconds_per_time_per_trajectory"]
@@ -626,14 +567,7 @@ def to_markdown(r: dict[str, Any]) -> str:
               "bootstrap resamples; only the costs change.", "",
               "| corrected solver | t95 | cost (CPU s / unit time / trajectory, batched) | vs FD ladder | "
               "vs spectral ladder |", "|---|---|---|---|---|"]
-        for k in r["corrected"]:
-            row = [k, _f(r["scores"][k]["t95"]), _f(bcost[k])]
-            for lname in ("fd", "spectral"):
-                s = r["speedups_batched"][k][lname]
-                tag = {"interpolated": "", "above": " (≥: beyond the ladder's best rung)",
-                       "below": " (≤: worse than the cheapest rung)"}[s["how"]]
-                row.append(f"{_f(s['speedup'])}× [{_f(s['p05'])}, {_f(s['p95'])}]{tag}")
-            L.append("| " + " | ".join(row) + " |")
+        L += _headline_rows(r, bcost, r["speedups_batched"])
         L += ["", "Cost per halving of the grid spacing (ratio of consecutive rungs' CPU s per unit simulated time):",
               "", "| ladder | rungs | one trajectory per solve | all trajectories batched |", "|---|---|---|---|"]
         for lname, rungs in r["ladders"].items():
@@ -733,16 +667,15 @@ def honest_notes(r: dict[str, Any]) -> list[str]:
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="attsolver bench kolmogorov", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small settings (minutes): fewer training its, shorter runs")
-    ap.add_argument("--out", default="out/bench-kolmogorov", help="output folder")
+    ap = parser("kolmogorov", __doc__.split("\n\n")[0], out="out/bench-kolmogorov",
+                quick="small settings (minutes): fewer training its, shorter runs")
     ap.add_argument("--cache", default="out/kolmogorov_cache", help="data and model cache")
     ap.add_argument("--n-test", type=int, default=16)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--no-exponax", action="store_true", help="skip the exponax speed comparison")
     ap.add_argument("--iterations", type=int, default=None, help="training iterations (default 150; quick 40)")
     ap.add_argument("--unroll", type=int, default=None, help="steps unrolled in training (default 8; quick 4)")
-    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test's seconds-long run
+    ap.add_argument("--tiny", action="store_true", help=SUPPRESS)  # the test's seconds-long run
     args = ap.parse_args(argv)
     if args.n_test < 16:
         ap.error("--n-test must be >= 16 (Kochkov's protocol averages over 16 initial conditions)")
@@ -768,43 +701,13 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
-    started = time.perf_counter()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    torch.set_num_threads(1)
-    out, cache = Path(args.out), Path(args.cache)
-    out.mkdir(parents=True, exist_ok=True)
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)
-
-    tag = f"re{1 / PHYSICS['nu']:.0f}_{'t' if args.tiny else 'q' if args.quick else 'f'}"
-    log("data: test and training trajectories")
-    test = cached(cache, f"test_{tag}_{args.n_test}", lambda: make_trajectories(
-        args.n_test, TEST_SEED, args.t_eval, args.frame, args.t_spin, log))
-    train = cached(cache, f"train_{tag}_{args.n_train}", lambda: make_trajectories(
-        args.n_train, TRAIN_SEED, args.t_train, dt_for(COARSE_N), args.t_spin, log))
-    t = test.t
-    t_np = t.numpy()
-    ref = test.y.to(DTYPE)  # [B, nt, 128, 128]
-    ref32 = spectral_restrict(ref, COARSE_N)
-    train_sets = {noise: restricted(train, COARSE_N, noise, seed=1) for noise in (0.0, 0.01)}
-    for noise, d in train_sets.items():
-        save_h5(d, cache / f"train_{tag}_{COARSE_N}_noise{noise:g}.h5")
-
-    contenders: dict[str, dict[str, Any]] = {}
-    for n in args.fd_ladder:
-        contenders[f"fd-{n}"] = {"base": "fd", "n": n}
-    for n in args.spectral_ladder:
-        contenders[f"spectral-{n}"] = {"base": "spectral", "n": n}
-    # corrected: every kind on the FD base, AttSolver on the spectral base; AttSolver with noisy data
+def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDataset], log):
+    """The corrected contenders: every kind on the FD base, AttSolver on the spectral base and with
+    noisy data; a trained model (and its training record) is cached."""
     rows = [(k, "fd", 0.0) for k in args.kinds]
     if "attsolver" in args.kinds:
         rows += [("attsolver", "spectral", 0.0), ("attsolver", "fd", 0.01)]
-    models: dict[str, ConvCorrector] = {}
-    training: dict[str, Any] = {}
+    contenders, models, training = {}, {}, {}
     for kind, base, noise in rows:
         name = f"{base}-32+{kind}" + (f"(noise {noise:g})" if noise else "")
         path = cache / f"model_{tag}_{base}_{kind}_{noise:g}_{args.iterations}_{args.unroll}.pt"
@@ -820,101 +723,111 @@ def main(argv=None) -> int:
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[name]))
         models[name] = model
         contenders[name] = {"base": base, "n": COARSE_N, "model": name}
+    return contenders, models, training
+
+
+def reference_check(args, contenders, preds, scores, coarser_full, ref, t_np, horizons) -> dict[str, Any]:
+    """The reference against the next coarser spectral solve, and every contender's t95 against it."""
+    coarser_n = args.spectral_ladder[-1]
+    alt_ref = spectral_restrict(coarser_full, COARSE_N)
+    diffs = {name: abs(score(preds[name], alt_ref, t_np, horizons)["t95"] - scores[name]["t95"])
+             for name in contenders if name != f"spectral-{coarser_n}"}
+    worst = max(diffs, key=diffs.get)
+    self_corr = correlation(spectral_restrict(coarser_full, coarser_n), spectral_restrict(ref, coarser_n)).numpy()
+    t95_c, cens_c = time_until(t_np, self_corr.mean(0))
+    return {"coarser": coarser_n, "corr_at_end": float(self_corr.mean(0)[-1]), "t95": t95_c, "censored": cens_c,
+            "max_t95_difference": diffs[worst], "worst": worst, "t95_differences": diffs}
+
+
+def blowups_of(args, contenders, models, ref) -> dict[str, Any]:
+    """Blow-ups of the 32^2 contenders over a long rollout (non-finite or |w| > 5x the reference's max)."""
+    t_long = torch.tensor([0.0, args.t_long], dtype=torch.float64)
+    bound = 5.0 * float(ref.abs().max())
+    out = {}
+    for name, c in contenders.items():
+        if c["n"] == COARSE_N:
+            end = rollout(c["base"], COARSE_N, spectral_restrict(ref[:, 0], COARSE_N), t_long,
+                          models.get(c.get("model", "")))[:, -1]
+            bad = ~torch.isfinite(end).all(dim=(-2, -1)) | (end.abs().amax(dim=(-2, -1)) > bound)
+            out[name] = {"blown_up": int(bad.sum()), "n": int(len(end)), "t_long": args.t_long, "bound": bound}
+    return out
+
+
+def costs(args, contenders, models, scores, ref, t_np) -> dict[str, Any]:
+    """Timings (per trajectory and batched), cost multiples, Kochkov speed-ups, halving ratios."""
+    timing = time_contenders(contenders, ref[:, -1], models, span=0.5, rounds=args.rounds, batched=True)
+    cost, bcost = timing["seconds_per_time"], timing["batched"]["seconds_per_time"]
+    ladders = {"fd": [f"fd-{n}" for n in args.fd_ladder], "spectral": [f"spectral-{n}" for n in args.spectral_ladder]}
+    corrected = list(models)
+    return {"ladders": ladders, "corrected": corrected, "timing": timing,
+            "cost_multiples": cost_multiples_of(timing, contenders, models),
+            "cost_multiples_batched": cost_multiples_of(timing["batched"], contenders, models),
+            "speedups": speedups(scores, contenders, cost, t_np, ladders, corrected, args.n_boot, seed=0),
+            # the same bootstrap resamples (same seed) with the costs of batched rollouts
+            "speedups_batched": speedups(scores, contenders, bcost, t_np, ladders, corrected, args.n_boot, seed=0),
+            "halving_cost_ratios": {"per_trajectory": {ln: halving_ratios(cost, r) for ln, r in ladders.items()},
+                                    "batched": {ln: halving_ratios(bcost, r) for ln, r in ladders.items()}}}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    run = Run("kolmogorov", argv, quick=args.quick, schema=SCHEMA)
+    out, cache = Path(args.out), Path(args.cache)
+    out.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    log = run.log
+    tag = f"re{1 / PHYSICS['nu']:.0f}_{'t' if args.tiny else 'q' if args.quick else 'f'}"
+    log("data: test and training trajectories")
+    test = cached_h5(cache, f"test_{tag}_{args.n_test}", lambda: make_trajectories(
+        args.n_test, TEST_SEED, args.t_eval, args.frame, args.t_spin, log))
+    train = cached_h5(cache, f"train_{tag}_{args.n_train}", lambda: make_trajectories(
+        args.n_train, TRAIN_SEED, args.t_train, dt_for(COARSE_N), args.t_spin, log))
+    t, t_np = test.t, test.t.numpy()
+    ref = test.y.to(DTYPE)  # [B, nt, 128, 128]
+    ref32 = spectral_restrict(ref, COARSE_N)
+    train_sets = {noise: restricted(train, COARSE_N, noise, seed=1) for noise in (0.0, 0.01)}
+    for noise, d in train_sets.items():
+        save_h5(d, cache / f"train_{tag}_{COARSE_N}_noise{noise:g}.h5")
+    contenders = {f"fd-{n}": {"base": "fd", "n": n} for n in args.fd_ladder}
+    contenders.update({f"spectral-{n}": {"base": "spectral", "n": n} for n in args.spectral_ladder})
+    corrected, models, training = correctors(args, cache, tag, train_sets, log)
+    contenders.update(corrected)
 
     log("rollouts on the test set")
-    w0_fine = ref[:, 0]
     preds, scores = {}, {}
     horizons = [h for h in (0.5, 1.0, 2.0, 4.0) if h <= args.t_eval]
     for name, c in contenders.items():
         t0 = time.perf_counter()
-        sol = rollout(c["base"], c["n"], spectral_restrict(w0_fine, c["n"]), t, models.get(c.get("model", "")))
+        sol = rollout(c["base"], c["n"], spectral_restrict(ref[:, 0], c["n"]), t, models.get(c.get("model", "")))
         preds[name] = spectral_restrict(sol, COARSE_N)
         if name == f"spectral-{args.spectral_ladder[-1]}":
             coarser_full = sol
         scores[name] = score(preds[name], ref32, t_np, horizons)
         log(f"  {name}: t95 {scores[name]['t95']:.2f}{' (censored)' if scores[name]['censored'] else ''} "
             f"({time.perf_counter() - t0:.0f}s)")
-
-    log("reference convergence check")
-    coarser_n = args.spectral_ladder[-1]
-    alt_ref = spectral_restrict(coarser_full, COARSE_N)
-    diffs = {}
-    for name in contenders:
-        if name == f"spectral-{coarser_n}":
-            continue
-        alt = score(preds[name], alt_ref, t_np, horizons)
-        diffs[name] = abs(alt["t95"] - scores[name]["t95"])
-    worst = max(diffs, key=diffs.get)
-    self_corr = correlation(spectral_restrict(coarser_full, coarser_n), spectral_restrict(ref, coarser_n)).numpy()
-    t95_c, cens_c = time_until(t_np, self_corr.mean(0))
-    reference_check = {"coarser": coarser_n, "corr_at_end": float(self_corr.mean(0)[-1]), "t95": t95_c,
-                       "censored": cens_c, "max_t95_difference": diffs[worst], "worst": worst,
-                       "t95_differences": diffs}
-
-    log("blow-ups over a long rollout")
-    t_long = torch.tensor([0.0, args.t_long], dtype=torch.float64)
-    bound = 5.0 * float(ref.abs().max())
-    blowups = {}
-    for name, c in contenders.items():
-        if c["n"] != COARSE_N:
-            continue
-        end = rollout(c["base"], COARSE_N, spectral_restrict(w0_fine, COARSE_N), t_long,
-                      models.get(c.get("model", "")))[:, -1]
-        bad = ~torch.isfinite(end).all(dim=(-2, -1)) | (end.abs().amax(dim=(-2, -1)) > bound)
-        blowups[name] = {"blown_up": int(bad.sum()), "n": int(len(end)), "t_long": args.t_long,
-                         "bound": bound}
-
-    log("timing (interleaved)")
-    timing = time_contenders(contenders, ref[:, -1], models, span=0.5, rounds=args.rounds, batched=True)
-    cost = timing["seconds_per_time"]
-    cost_multiples = cost_multiples_of(timing, contenders, models)
-    batched_multiples = cost_multiples_of(timing["batched"], contenders, models)
-
-    ladders = {"fd": [f"fd-{n}" for n in args.fd_ladder], "spectral": [f"spectral-{n}" for n in args.spectral_ladder]}
-    corrected = list(models)
-    sp = speedups(scores, contenders, cost, t_np, ladders, corrected, args.n_boot, seed=0)
-    # the same bootstrap resamples (same seed) with the costs of batched rollouts
-    sp_batched = speedups(scores, contenders, timing["batched"]["seconds_per_time"], t_np, ladders, corrected,
-                          args.n_boot, seed=0)
-    halving = {"per_trajectory": {ln: halving_ratios(cost, rungs) for ln, rungs in ladders.items()},
-               "batched": {ln: halving_ratios(timing["batched"]["seconds_per_time"], rungs)
-                           for ln, rungs in ladders.items()}}
-
+    log("reference convergence check; blow-ups over a long rollout; timing (interleaved)")
+    checks = {"reference_check": reference_check(args, contenders, preds, scores, coarser_full, ref, t_np, horizons),
+              "blowups": blowups_of(args, contenders, models, ref)}
     spectra = {"reference": energy_spectrum(ref[:, -1].double())[1].mean(0).tolist()}
-    for name in contenders:
-        spectra[name] = energy_spectrum(preds[name][:, -1].double())[1].mean(0).tolist()
-
-    exponax = {"skipped": "--no-exponax"} if args.no_exponax or args.tiny else exponax_comparison(
-        [64, 128, 256] if not args.quick else [64, 128], steps=10 if args.quick else 20, rounds=args.rounds, log=log)
-
+    spectra.update({name: energy_spectrum(preds[name][:, -1].double())[1].mean(0).tolist() for name in contenders})
+    report = run.report(
+        setup={"physics": PHYSICS, "ref_n": REF_N, "coarse_n": COARSE_N, "dt32": DT32, "n_test": args.n_test,
+               "n_train": args.n_train, "t_spin": args.t_spin, "t_eval": args.t_eval, "t_train": args.t_train,
+               "t_long": args.t_long, "iterations": args.iterations, "unroll": args.unroll, "quick": args.quick},
+        t=t_np.tolist(), horizons=horizons, contenders=contenders,
+        scores={k: {kk: vv for kk, vv in v.items() if kk != "corr"} for k, v in scores.items()},
+        **checks, **costs(args, contenders, models, scores, ref, t_np), training=training, spectra=spectra,
+        exponax={"skipped": "--no-exponax"} if args.no_exponax or args.tiny else exponax_comparison(
+            [64, 128, 256] if not args.quick else [64, 128], steps=10 if args.quick else 20, rounds=args.rounds,
+            log=log))
     i_snap = int(np.argmin(np.abs(t_np - min(2.0, args.t_eval))))
-    snap_names = ["fd-32", "spectral-32"] + [k for k in corrected if "noise" not in k and k.endswith("attsolver")] \
-        + ["fd-128"]
+    report["snapshot_time"] = float(t_np[i_snap])
+    snap_names = ["fd-32", "spectral-32", *(k for k in models if "noise" not in k and k.endswith("attsolver")), "fd-128"]
     fields = {"reference": ref32[0, i_snap].numpy()}
     fields.update({k: preds[k][0, i_snap].numpy() for k in snap_names if k in preds})
-
-    report: dict[str, Any] = {
-        "schema": SCHEMA, "command": "attsolver bench kolmogorov " + " ".join(argv),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads()},
-        "setup": {"physics": PHYSICS, "ref_n": REF_N, "coarse_n": COARSE_N, "dt32": DT32, "n_test": args.n_test,
-                  "n_train": args.n_train, "t_spin": args.t_spin, "t_eval": args.t_eval, "t_train": args.t_train,
-                  "t_long": args.t_long, "iterations": args.iterations, "unroll": args.unroll, "quick": args.quick},
-        "t": t_np.tolist(), "horizons": horizons, "snapshot_time": float(t_np[i_snap]),
-        "contenders": contenders, "ladders": ladders, "corrected": corrected,
-        "scores": {k: {kk: vv for kk, vv in v.items() if kk != "corr"} for k, v in scores.items()},
-        "reference_check": reference_check, "blowups": blowups, "timing": timing,
-        "cost_multiples": cost_multiples, "cost_multiples_batched": batched_multiples, "training": training,
-        "speedups": sp, "speedups_batched": sp_batched, "halving_cost_ratios": halving, "spectra": spectra,
-        "exponax": exponax, "complete": True,
-    }
-    report = finite_or_none(report)
+    report = finite(run.stamp(report, complete=True))
     report["notes"] = honest_notes(report)
-    report["plots"] = make_plots(report, fields, out)
-    report["wall_time_s"] = time.perf_counter() - started
-    atomic_write_text(out / "kolmogorov.json", json.dumps(report, indent=1, allow_nan=False))
-    atomic_write_text(out / "kolmogorov.md", to_markdown(report))
+    write_report(out, "kolmogorov", report, to_markdown, lambda r: make_plots(r, fields))
     log(f"wrote {out / 'kolmogorov.md'}")
     return 0
 

@@ -9,17 +9,17 @@ the starting RSS is compared with the result's size.  Linux only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, parser, provenance_lines, read_report, write_report  # noqa: E402
+
+PROG = "python benchmarks/memory.py"
 
 _PRELUDE = textwrap.dedent("""
     import gc, json, re, sys, time
@@ -92,14 +92,41 @@ def run_case(setup: str, call: str, env: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> int:
-    from attsolver._io import atomic_write_text
+def to_markdown(report: dict) -> str:
+    lines = ["# Memory: peak RSS of a solve against its result's size", "", *provenance_lines(report), "",
+             "Each row is a fresh process; `peak` is the peak RSS above the RSS just before the call "
+             "(inputs built, warm-up done).  Target (issue 15): peak <= 1.15x the result plus O(state).", ""]
+    for c in report["cases"]:
+        lines += [f"## {c['title']}", "", "| contender | result MB | peak above start MB | peak / result | s |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, r in c["rows"].items():
+            if "error" in r:
+                lines.append(f"| {name} | | error: {r['error']} | | |")
+                continue
+            ratio = f"{r['peak_over_result']:.2f}×" if "peak_over_result" in r else "—"
+            lines.append(f"| {name} | {r['result_mb']:.1f} | {r['peak_above_start_mb']:.1f} | {ratio} | {r['seconds']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--quick", action="store_true", help="10^5 instead of 10^6 output times; no compile row")
+
+def plot(report: dict):
+    """``memory.png``: the result's size and the peak above the start, per case and contender."""
+    rows = [(f"{c['case']}: {name}", r) for c in report["cases"] for name, r in c["rows"].items() if "error" not in r]
+    fig, ax = figure(figsize=(8, 0.6 + 0.5 * len(rows)))
+    for i, (label, r) in enumerate(rows):
+        ax.barh(i + 0.2, r["result_mb"], 0.4, color="0.6", label="result" if i == 0 else None)
+        ax.barh(i - 0.2, r["peak_above_start_mb"], 0.4, color="C0", label="peak above start" if i == 0 else None)
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
+    ax.set(xscale="log", xlabel="MB")
+    ax.legend(fontsize=8)
+    yield "memory.png", fig
+
+
+def main(argv=None) -> int:
+    ap = parser("memory", __doc__, prog=PROG, quick="10^5 instead of 10^6 output times; no compile row")
     ap.add_argument("--cases", default="all", help=f"comma-separated subset of: {', '.join(CASES)}")
     args = ap.parse_args(argv)
+    run = Run("memory", argv, prog=PROG, quick=args.quick)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parents[1])] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     results = []
@@ -114,36 +141,14 @@ def main(argv=None) -> int:
             rows[name] = r = run_case(setup, call, env)
             if "result_mb" in r and r["result_mb"] > 0:
                 r["peak_over_result"] = r["peak_above_start_mb"] / r["result_mb"]
-            print(key, name, r, flush=True)
+            run.log(f"{key} {name} {r}")
         results.append({"case": key, "title": title, "rows": rows})
     out = Path(args.out)
     if args.cases != "all" and (out / "memory.json").exists():  # keep the cases not rerun
         rerun = {c["case"] for c in results}
-        old = json.loads((out / "memory.json").read_text())["cases"]
-        results = [c for c in old if c["case"] not in rerun] + results
+        results = [c for c in read_report(out / "memory.json")["cases"] if c["case"] not in rerun] + results
         results.sort(key=lambda c: list(CASES).index(c["case"]))
-    report = {"command": "python benchmarks/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
-              "cases": results}
-    lines = ["# Memory: peak RSS of a solve against its result's size", "",
-             f"Produced by `{report['command']}` on {report['date']} (torch {torch.__version__}, one thread).", "",
-             "Each row is a fresh process; `peak` is the peak RSS above the RSS just before the call "
-             "(inputs built, warm-up done).  Target (issue 15): peak <= 1.15x the result plus O(state).", ""]
-    for c in results:
-        lines += [f"## {c['title']}", "", "| contender | result MB | peak above start MB | peak / result | s |",
-                  "|---|---:|---:|---:|---:|"]
-        for name, r in c["rows"].items():
-            if "error" in r:
-                lines.append(f"| {name} | | error: {r['error']} | | |")
-                continue
-            ratio = f"{r['peak_over_result']:.2f}×" if "peak_over_result" in r else "—"
-            lines.append(f"| {name} | {r['result_mb']:.1f} | {r['peak_above_start_mb']:.1f} | {ratio} | {r['seconds']:.1f} |")
-        lines.append("")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "memory.json", json.dumps(report, indent=2))
-    atomic_write_text(out / "memory.md", "\n".join(lines))
-    print("\n".join(lines))
+    write_report(out, "memory", run.stamp(run.report(cases=results), complete=True), to_markdown, plot, echo=True)
     return 0
 
 

@@ -54,27 +54,25 @@ The protocol, the same for both:
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+import matplotlib.ticker
 import torch
 from torch import nn
 
 import attsolver
-from attsolver._io import atomic_write_text
 from attsolver.correctors import AttSolver, Hypersolver, NeurVec
 from attsolver.data import TrajectoryDataset, generate_trajectories
 from attsolver.evaluate.metrics import cost_at_accuracy, relative_l2
 from attsolver.systems import Lorenz96
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, parser, pm, provenance_lines, read_report, timings, write_report  # noqa: E402
+
+PROG = "python benchmarks/neural_ode.py"
 FAMILIES = {"NeurVec": (NeurVec, {}), "Hypersolver": (Hypersolver, {}), "AttSolver-add": (AttSolver, {})}
 TORCHDYN_INSTALL = "pip install --no-deps -c requirements/constraints.txt -r requirements/torchdyn.txt"
 
@@ -158,18 +156,6 @@ def checked_solve(f, y0, t, **kw):
             "coarse step through it) left the range it was trained on; use a smaller step or retrain f",
             step=e.step, time=e.time, partial=e.partial,
         ) from None
-
-
-def interleaved_min(fns: dict, rounds: int) -> dict[str, float]:
-    best = {k: float("inf") for k in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
 
 
 # --------------------------------------------------------------------------- the problems
@@ -448,9 +434,9 @@ def run_problem(p: dict, args) -> dict:
             print(f"[neural_ode:{p['name']}] {label}: error {contenders[label]['error']:.3g}", flush=True)
 
     with torch.no_grad():
-        times = interleaved_min({k: c["fn"] for k, c in contenders.items()}, args.rounds)
+        times = timings({k: c["fn"] for k, c in contenders.items()}, args.rounds)
     for k, c in contenders.items():
-        c["time_s"] = times[k]
+        c["time_s"] = times[k].min()
         del c["fn"]
     add_speedups(contenders.values())
     return {"name": p["name"], "about": p["about"], "dim": p["dim"], "hidden": p["hidden"], "batch": p["batch"],
@@ -501,16 +487,6 @@ def add_speedups(contenders) -> None:
                   "best_classical_reaching": min(reach, key=lambda r: r["time_s"])["label"] if reach else None})
 
 
-def run(args) -> dict:
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    problems = []
-    for name in args.problems:
-        p = make_problem(name, args)
-        problems.append(run_problem(p, args))
-    return {"problems": problems, "wall_s": time.perf_counter() - started}
-
-
 def _stages(method: str) -> int:
     return {"euler": 1, "midpoint": 2, "rk4": 4}[method]
 
@@ -535,8 +511,7 @@ def best_corrected(problem: dict) -> dict[str, dict]:
 def to_markdown(report: dict) -> str:
     a = report["args"]
     lines = ["# Neural vector field: classical vs corrected solvers at equal accuracy", "",
-             f"Produced by `{report['command']}` on {report['date']} ({report['machine']}; one thread; "
-             f"{report['wall_s'] / 60:.1f} min in all, training included).", "",
+             *provenance_lines(report), "",
              "Protocol (fixed before training; see the module docstring): the neural ODE `f_theta` is fitted "
              "inside the run, then it *is* the problem.  Outputs every dt_out to T (per problem), float32; "
              "reference dopri5 rtol "
@@ -567,8 +542,8 @@ def to_markdown(report: dict) -> str:
                          f"{b['time_s'] * 1e3:.1f} | {b['speedup_best'] * b['time_s'] * 1e3:.1f} ms | "
                          f"{_MARK[b['speedup_best_kind']]}{_f(b['speedup_best'])}× | "
                          f"{_MARK[b['f_eval_ratio_best_kind']]}{_f(b['f_eval_ratio_best'])}× | {met} |")
-    if report.get("plot"):
-        lines += ["", f"![work-precision]({report['plot']})"]
+    if report.get("plots"):
+        lines += ["", f"![work-precision]({report['plots'][0]})"]
     for p in report["problems"]:
         rows = {c["label"]: c for c in p["contenders"]}
         lines += ["", f"## {p['name']}", "",
@@ -598,7 +573,7 @@ def to_markdown(report: dict) -> str:
         for c in p["contenders"]:
             if not c["family"].startswith("corrected"):
                 blew = "" if c["finite"] else " (blew up)"
-                lines.append(f"| {c['label']} | {c['n_f_evals']} | {c['error']:.3g}{blew} | "
+                lines.append(f"| {c['label']} | {c['n_f_evals']} | {pm(c['error'], fmt='.3g')}{blew} | "
                              f"{c['time_s'] * 1e3:.1f} |")
         data_s = sum(r["data_time_s"] for r in p["training"])
         train_s = sum(c["train_time_s"] for c in p["contenders"] if c["family"].startswith("corrected"))
@@ -609,18 +584,10 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict, path: Path) -> bool:
-    """Work-precision plot: error vs wall time, classical fronts as lines, corrected runs as markers."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        return False
+def plot(report: dict):
+    """``neural_ode.png``: error against wall time, classical fronts as lines, corrected runs as markers."""
     probs = report["problems"]
-    fig, axes = plt.subplots(1, len(probs), figsize=(6.2 * len(probs), 4.6), squeeze=False)
+    fig, axes = figure(1, len(probs), figsize=(6.2 * len(probs), 4.6), squeeze=False)
     markers = {"NeurVec": "s", "Hypersolver": "o", "AttSolver-add": "^", "torchdyn HyperEuler": "x"}
     colours = {"euler": "tab:blue", "midpoint": "tab:orange", "rk4": "tab:green", "dopri5": "tab:red"}
     for ax, p in zip(axes[0], probs):
@@ -649,23 +616,12 @@ def plot(report: dict, path: Path) -> bool:
         ax.set_title(f"{p['name']}: neural ODE, {p['fit']['n_params']:,} params, dim {p['dim']}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return True
+    yield "neural_ode.png", fig
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: the vdp problem with a small network, one corrected step, short trainings")
-    ap.add_argument("--out", default="benchmarks/results", help="folder for neural_ode.{md,json,png}")
+    ap = parser("neural_ode", __doc__.split("\n\n")[0], prog=PROG,
+                quick="a smoke run: the vdp problem with a small network, one corrected step, short trainings")
     ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument("--hidden", type=int, default=None, help="width of f_theta (default per problem)")
     ap.add_argument("--batch", type=int, default=None, help="test states (default per problem)")
@@ -685,34 +641,18 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    out = Path(args.out)
     if args.render:  # the speed-ups are recomputed from the recorded errors and times
-        report = json.loads(Path(args.render).read_text())
+        report = read_report(args.render)
         for p in report["problems"]:
             add_speedups(p["contenders"])
-        return _write(report, out)
-    result = run(args)
-    report = {
-        "command": " ".join(["python benchmarks/neural_ode.py", *argv]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, numpy {np.__version__}, "
-                   f"Python {platform.python_version()}",
-        "args": {k: v for k, v in vars(args).items()}, **result,
-    }
-    return _write(report, out)
-
-
-def _write(report: dict, out: Path) -> int:
-    report["command"] = report["command"].strip()
-    out.mkdir(parents=True, exist_ok=True)
-    if plot(report, out / "neural_ode.png"):
-        report["plot"] = "neural_ode.png"
-    atomic_write_text(out / "neural_ode.json", json.dumps(report, indent=1, default=str))
-    md = to_markdown(report)
-    atomic_write_text(out / "neural_ode.md", md)
-    print(md)
+        write_report(args.out, "neural_ode", report, to_markdown, plot, echo=True)
+        return 0
+    run = Run("neural_ode", argv, prog=PROG, quick=args.quick)
+    report = run.report(args=dict(vars(args)), problems=[])
+    for name in args.problems:
+        report["problems"].append(run_problem(make_problem(name, args), args))
+    write_report(args.out, "neural_ode", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

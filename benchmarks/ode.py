@@ -29,34 +29,32 @@ interrupted run continues where it stopped when rerun with the same ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import math
-import os
-import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 from torch.nn.utils import parametrize
 
 import attsolver
-from attsolver._report import save_png
-from attsolver._io import AppendLog, atomic_write_text
-from attsolver.evaluate.metrics import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
-                                       score_rollout, speedups_at_equal_accuracy)
-from attsolver.evaluate.timing import interleaved_times
-from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver, LocalNeurVec, NeurVec
+from attsolver.cli.common import nonneg_float, nonneg_int, positive_float, positive_int
+from attsolver.cli.user_rhs import check_rhs, load_rhs, load_sampler, sample_states
+from attsolver.correctors import (AttSolver, Hypersolver, LocalAttSolver, LocalCorrector, LocalHypersolver,
+                                  LocalNeurVec, NeurVec)
 from attsolver.data import TrajectoryDataset, add_noise, generate_trajectories
+from attsolver.evaluate.metrics import (BLOW_UP_FACTOR, HORIZONS, MAPE_FLOOR, VPT_THRESHOLD, blow_up_limit,
+                                        score_rollout, speedups_at_equal_accuracy)
 from attsolver.systems import make_system
 from attsolver.training import NonFiniteLossError, fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Progress, Run, figure, fingerprint, parser, provenance_lines, timings, write_report  # noqa: E402
 
 #: layout version of ode.json and of the progress file
 SCHEMA = 1
@@ -216,18 +214,13 @@ def recipe_fingerprint(recipe: Recipe) -> str:
     return _fingerprint(d)
 
 
-# --------------------------------------------------------------------------- small helpers
+_fingerprint = fingerprint  # the resume keys of the committed progress file (sha256, 16 hex digits)
 
 
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def interleaved_min(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Shortest wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up each):
-    :func:`attsolver.evaluate.timing.interleaved_times`, the minimum (the least disturbed run is the most
-    repeatable estimate of a solver's own cost on a shared machine)."""
-    return {k: v["min_s"] for k, v in interleaved_times(fns, rounds, warmup=1).items()}
+def interleaved_min(fns: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Shortest wall time (s) per function over ``rounds`` interleaved rounds after one warm-up
+    each: the least disturbed run is the most repeatable estimate of a solver's own cost."""
+    return {k: t.min() for k, t in timings(fns, rounds).items()}
 
 
 # --------------------------------------------------------------------------- data
@@ -412,9 +405,6 @@ def target_snr(case: Case, noise_levels: list[float], n: int = 16, seed: int = 0
     return out
 
 
-# --------------------------------------------------------------------------- progress file
-
-
 # --------------------------------------------------------------------------- aggregation
 
 
@@ -574,16 +564,13 @@ def _agg_row(g, label=None) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     grid, recipe = report["grid"], report["recipe"]
     aggs = report["aggregates"]
-    v = report["verdicts"]
     issue_grid = "4 sizes (4, 16, 64, 256) × 4 noise levels (0, 1e-3, 1e-2, 5e-2) × 5 seeds"
     L = [
         "# ODE benchmark: learned correctors vs classical solvers",
         "",
-        f"Produced by `{report['command']}` on {report['date']} "
-        f"({report['machine']['cpus']} CPUs, torch {report['machine']['torch']}, 1 thread). "
-        f"This invocation: {report['wall_time_s'] / 60:.1f} min wall time, {report['rows_computed']} rows "
-        f"computed, {report['rows_resumed']} resumed from `{PROGRESS}`; the rows and classical sweeps took "
-        f"{report['compute_minutes']:.1f} min to compute in all.",
+        *provenance_lines(report, unfinished="case"),
+        f"This invocation: {report['rows_computed']} rows computed, {report['rows_resumed']} resumed from "
+        f"`{PROGRESS}`; the rows and classical sweeps took {report['compute_minutes']:.1f} min to compute in all.",
         "",
         f"**Grid run here:** cases {', '.join(grid['cases'])}; training-set sizes {grid['sizes']}; "
         f"noise levels {grid['noise']}; {len(grid['seeds'])} seeds; correctors {', '.join(grid['correctors'])}; "
@@ -621,7 +608,50 @@ def to_markdown(report: dict[str, Any]) -> str:
         "## Targets",
         "",
     ]
-    # target 1
+    L += _targets(report)
+    # headline
+    h_noise = 1e-2 if 1e-2 in grid["noise"] else max(grid["noise"])
+    h_size = 16 if 16 in grid["sizes"] else min(grid["sizes"])
+    L += [f"## Headline: noise {h_noise:g}, {h_size} training trajectories", ""]
+    for case in grid["cases"]:
+        c = CASES[case]
+        sweep = report["cases"][case]["sweep"]
+        coarse = next(e for e in sweep["entries"] if e["family"] == "same" and e["k"] == 1)
+        L += [f"### {case}: {c.system}, {c.method} h={c.step:g}", "", _TABLE_HEAD,
+              _classical_row(c, coarse, f"classical {c.method} h={c.step:g}")]
+        for corr in grid["correctors"]:
+            g = _cell(aggs, case, corr, h_size, h_noise)
+            if g is not None:
+                L.append(_agg_row(g))
+        L.append("")
+    L += ["## Where AttSolver does not win", ""]
+    L += honest_notes(report)
+    if report.get("target_snr"):
+        levels = sorted({k for v in report["target_snr"].values() for k in v}, key=float)
+        L += ["", "Why noise dominates: signal-to-noise ratio of the one-step training targets (RMS of the clean "
+              "residual y(t+h) − Φ_h(y(t)) over RMS of the part the observation noise adds; 16 trajectories). "
+              "At noise 1e-2 it is about 1: half of each target's variance is noise, whatever the corrector, and "
+              "a gate that reweights the body's features does not see clean targets either:", "",
+              "| case | " + " | ".join(f"noise {lv}" for lv in levels) + " |",
+              "|---|" + "---:|" * len(levels)]
+        for case, snr in report["target_snr"].items():
+            L.append(f"| {case} | " + " | ".join(_f(snr.get(lv)) for lv in levels) + " |")
+    L.append("")
+    if report.get("probes"):
+        L += probe_table(report["probes"])
+    L += _all_rows(report)
+    L += ["## Plots", "",
+          "* `ode_error_vs_size.png`: test error (the matching error) against training-set size, one panel per "
+          "case and noise level, classical coarse dashed.",
+          "* `ode_pareto.png`: error against wall time: the classical solvers at several steps/tolerances and "
+          "every corrected configuration (mean over seeds).", ""]
+    return "\n".join(L)
+
+
+def _targets(report: dict[str, Any]) -> list[str]:
+    """The issue's three targets (the section the README quotes)."""
+    grid, v = report["grid"], report["verdicts"]
+    L: list[str] = []
     L.append("**Corrected coarse steps match the fine classical solver with ≥ 10× less wall time "
              "(spring chain, Lorenz-96).**")
     L.append("")
@@ -656,37 +686,13 @@ def to_markdown(report: dict[str, Any]) -> str:
              + "; ".join(f"{c} {b['rows_with_blowup']}/{b['rows']} (mean rate {_f(b['mean_rate'], 2)})"
                          for c, b in v["blowups"].items()) + ".")
     L.append("")
-    # headline
-    h_noise = 1e-2 if 1e-2 in grid["noise"] else max(grid["noise"])
-    h_size = 16 if 16 in grid["sizes"] else min(grid["sizes"])
-    L += [f"## Headline: noise {h_noise:g}, {h_size} training trajectories", ""]
-    for case in grid["cases"]:
-        c = CASES[case]
-        sweep = report["cases"][case]["sweep"]
-        coarse = next(e for e in sweep["entries"] if e["family"] == "same" and e["k"] == 1)
-        L += [f"### {case}: {c.system}, {c.method} h={c.step:g}", "", _TABLE_HEAD,
-              _classical_row(c, coarse, f"classical {c.method} h={c.step:g}")]
-        for corr in grid["correctors"]:
-            g = _cell(aggs, case, corr, h_size, h_noise)
-            if g is not None:
-                L.append(_agg_row(g))
-        L.append("")
-    L += ["## Where AttSolver does not win", ""]
-    L += honest_notes(report)
-    if report.get("target_snr"):
-        levels = sorted({k for v in report["target_snr"].values() for k in v}, key=float)
-        L += ["", "Why noise dominates: signal-to-noise ratio of the one-step training targets (RMS of the clean "
-              "residual y(t+h) − Φ_h(y(t)) over RMS of the part the observation noise adds; 16 trajectories). "
-              "At noise 1e-2 it is about 1: half of each target's variance is noise, whatever the corrector, and "
-              "a gate that reweights the body's features does not see clean targets either:", "",
-              "| case | " + " | ".join(f"noise {lv}" for lv in levels) + " |",
-              "|---|" + "---:|" * len(levels)]
-        for case, snr in report["target_snr"].items():
-            L.append(f"| {case} | " + " | ".join(_f(snr.get(lv)) for lv in levels) + " |")
-    L.append("")
-    if report.get("probes"):
-        L += probe_table(report["probes"])
-    L += ["## All rows", ""]
+    return L
+
+
+def _all_rows(report: dict[str, Any]) -> list[str]:
+    """Per case and noise level every (size, corrector) cell, then the classical sweep."""
+    grid, aggs = report["grid"], report["aggregates"]
+    L = ["## All rows", ""]
     for case in grid["cases"]:
         c = CASES[case]
         sweep = report["cases"][case]["sweep"]
@@ -708,12 +714,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                      f"{_f(e['vpt']) if e.get('vpt') is not None else '–'} | {_f(100 * e['blowup_rate'], 2)} | "
                      f"{_f(1e3 * e['time_s'])} |")
         L.append("")
-    L += ["## Plots", "",
-          "* `ode_error_vs_size.png`: test error (the matching error) against training-set size, one panel per "
-          "case and noise level, classical coarse dashed.",
-          "* `ode_pareto.png`: error against wall time: the classical solvers at several steps/tolerances and "
-          "every corrected configuration (mean over seeds).", ""]
-    return "\n".join(L)
+    return L
 
 
 def load_probes(folder: Path) -> list[dict[str, Any]]:
@@ -808,35 +809,30 @@ def honest_notes(report: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- plots
 
 
-def make_plots(report: dict[str, Any], out: Path) -> list[str]:
+def make_plots(report: dict[str, Any]):
     """``ode_error_vs_size.png`` and ``ode_pareto.png`` from a report (re-render the committed
-    ones without training: ``make_plots(json.load(open("benchmarks/results/ode.json")), out)``)."""
-    import matplotlib
+    ones without training: ``write_report(out, "ode", report, to_markdown, make_plots)``)."""
+    yield "ode_error_vs_size.png", _error_vs_size(report)
+    yield "ode_pareto.png", _pareto(report)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
+def _coarse_solver(report: dict[str, Any], case: str) -> tuple[str, float, str]:
+    """The case's coarse method, step and matching error, as the report recorded them."""
+    d = report["cases"][case].get("definition", {})
+    return d.get("method", CASES[case].method), d.get("step", CASES[case].step), d.get("match", CASES[case].match)
+
+
+def _error_vs_size(report: dict[str, Any]):
+    """Error against training-set size: one row per case, one column per noise level; the dashed
+    line is that row's own classical coarse solver (method and step in the row label)."""
     grid, aggs = report["grid"], report["aggregates"]
     markers = {"NeurVec": "o", "Hypersolver": "s", "AttSolver-add": "^", "AttSolver-mul": "v", "AttSolver-none": "x"}
     colours = {corr: f"C{i}" for i, corr in enumerate(grid["correctors"])}
-    written = []
     cases, noises = grid["cases"], grid["noise"]
-
-    def coarse_solver(case: str) -> tuple[str, float]:
-        d = report["cases"][case].get("definition", {})
-        return d.get("method", CASES[case].method), d.get("step", CASES[case].step)
-
-    def match_of(case: str) -> str:
-        return report["cases"][case].get("definition", {}).get("match", CASES[case].match)
-
-    # -- error against training-set size: one row per case, one column per noise level; the
-    # dashed line is that row's own classical coarse solver (method and step in the row label)
-    fig, axes = plt.subplots(len(cases), len(noises), figsize=(3.3 * len(noises), 2.8 * len(cases)),
-                             squeeze=False, sharex=True)
+    fig, axes = figure(len(cases), len(noises), figsize=(3.3 * len(noises), 2.8 * len(cases)), dpi=100,
+                       squeeze=False, sharex=True, layout=None)
     for i, case in enumerate(cases):
-        method, step = coarse_solver(case)
-        match = match_of(case)
+        method, step, match = _coarse_solver(report, case)
         sweep = report["cases"][case]["sweep"]
         coarse = next(e for e in sweep["entries"] if e["family"] == "same" and e["k"] == 1)[match]
         for j, noise in enumerate(noises):
@@ -865,23 +861,26 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
     fig.suptitle("Corrected coarse solvers: test error against training-set size (mean ± std over seeds)",
                  fontsize=11)
     fig.tight_layout(rect=(0, 0.035, 1, 0.98))
-    path = out / "ode_error_vs_size.png"
-    save_png(fig, path, dpi=100)
-    written.append(path.name)
+    return fig
 
-    # -- work-precision: one panel per case; classical solvers as lines, corrected configurations
-    # as points: colour = corrector, marker = noise level, size = training-set size
+
+def _pareto(report: dict[str, Any]):
+    """Work-precision: one panel per case; classical solvers as lines, corrected configurations as
+    points: colour = corrector, marker = noise level, size = training-set size."""
+    grid, aggs = report["grid"], report["aggregates"]
+    colours = {corr: f"C{i}" for i, corr in enumerate(grid["correctors"])}
+    cases, noises = grid["cases"], grid["noise"]
     sizes = sorted({g["n_train"] for g in aggs})
     noise_markers = dict(zip(noises, ["o", "s", "^", "D", "v", "P"]))
     size_of = {n: 14 + 22 * k for k, n in enumerate(sizes)}
     ncols = 2 if len(cases) > 1 else 1
     nrows = (len(cases) + ncols - 1) // ncols
     legend_in = 1.5  # inches below the panels for the two legends
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.4 * nrows + legend_in), squeeze=False)
+    fig, axes = figure(nrows, ncols, figsize=(6.2 * ncols, 4.4 * nrows + legend_in), dpi=100, squeeze=False,
+                       layout=None)
     for i, case in enumerate(cases):
         ax = axes[i // ncols][i % ncols]
-        method, step = coarse_solver(case)
-        match = match_of(case)
+        method, step, match = _coarse_solver(report, case)
         entries = report["cases"][case]["sweep"]["entries"]
         for fam, style in (("same", "k-o"), ("rk4", "b-s"), ("dopri5", "g-d")):
             fam_entries = [e for e in entries if e["family"] == fam]  # in order of refinement
@@ -925,23 +924,15 @@ def make_plots(report: dict[str, Any], out: Path) -> list[str]:
     fig.suptitle("Error against wall time: classical solvers and every corrected configuration (mean over seeds)",
                  fontsize=12)
     fig.tight_layout(rect=(0, legend_in / (4.4 * nrows + legend_in), 1, 0.97))
-    path = out / "ode_pareto.png"
-    save_png(fig, path, dpi=100)
-    written.append(path.name)
-    return written
+    return fig
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def parse_args(argv):
-    from attsolver.cli.common import nonneg_float, nonneg_int, positive_float, positive_int
-
-    ap = argparse.ArgumentParser(prog="attsolver bench ode", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="small grid and short training (all 4 systems, sizes 4 16, noise 0 0.01, 2 seeds); "
-                         "< 10 min on 2 cores")
+    ap = parser("ode", __doc__, out=None, quick="small grid and short training (all 4 systems, sizes 4 16, "
+                "noise 0 0.01, 2 seeds); < 10 min on 2 cores")
     ap.add_argument("--systems", nargs="+", choices=sorted(CASES), default=None,
                     help=f"cases to run (default: {' '.join(DEFAULT_CASES)})")
     ap.add_argument("--sizes", nargs="+", type=positive_int, default=None, help="training-set sizes (default 4 16 64 256)")
@@ -1009,8 +1000,6 @@ def parse_args(argv):
 
 def _register_user_case(args, ap) -> None:
     """``--rhs``: the user's system as the case ``"user"``."""
-    from attsolver.cli.user_rhs import check_rhs, load_rhs, load_sampler, sample_states
-
     try:
         f = load_rhs(args.rhs)
         sampler = load_sampler(args.init) if args.init else None
@@ -1042,76 +1031,67 @@ def _record_complete(rec: dict) -> bool:
     return need is not None and all(k in rec for k in need)
 
 
+def run_case(case_name: str, args, progress: Progress, run: Run, rows: list, counts: dict) -> dict[str, Any]:
+    """The test set, the classical sweep and every (seed, size, noise, corrector) row of one case,
+    each finished record taken from ``progress`` when it is there."""
+    case = CASES[case_name]
+    case_fp = _fingerprint([SCHEMA, asdict(case), args.n_test, TEST_SEED, REFERENCE_REFINE])
+    recipe_fp = recipe_fingerprint(args.recipe)
+    t0 = time.perf_counter()
+    test = make_test_set(case, args.n_test)
+
+    def sweep_record():
+        rec = {"kind": "sweep", "case": case_name, **classical_sweep(case, test, args.rounds)}
+        return {**rec, "sweep_wall_s": time.perf_counter() - t0}  # with the test set
+
+    rec, _ = progress.run(f"sweep|{case_fp}", sweep_record)
+    sweep = {k: rec.get(k) for k in ("entries", "coarse_time_s", "rounds", "sweep_wall_s")}
+    run.log(f"{case_name}: test set and classical sweep ready ({time.perf_counter() - t0:.1f} s)")
+    pools: dict[int, TrajectoryDataset] = {}
+    for seed in args.seed_list:
+        for size in args.sizes:
+            for noise in args.noise:
+                for corr in args.correctors:
+                    if issubclass(CORRECTORS[corr][0], LocalCorrector) and make_system(case.system).lattice is None:
+                        continue  # a local corrector needs a lattice (lorenz96, spring_chain)
+
+                    def row_record():
+                        if seed not in pools:
+                            pools[seed] = make_training_pool(case, max(args.sizes), seed)
+                        data = training_set(pools[seed], size, noise, seed)
+                        t1 = time.perf_counter()
+                        row = train_and_score(case, corr, data, test, sweep, args.recipe, seed, args.row_rounds)
+                        return {"kind": "row", "case": case_name, "system": case.system, "method": case.method,
+                                "step": case.step, "corrector": corr, "n_train": size, "noise": noise, "seed": seed,
+                                "recipe": recipe_fp, **row, "row_wall_s": time.perf_counter() - t1}
+
+                    rec, new = progress.run(f"row|{case_fp}|{recipe_fp}|{corr}|{size}|{noise!r}|{seed}", row_record)
+                    rows.append(rec)
+                    counts["computed" if new else "resumed"] += 1
+                    if new:
+                        run.log(f"{case_name} {corr:13s} n={size:<3d} noise={noise:<6g} seed={seed}: "
+                                f"err={rec['err_match']:.3g} blow-up={rec['blowup_rate']:.2f} "
+                                f"speed-up same={_f(rec['speedup_same'])} ({rec['speedup_same_kind']}) "
+                                f"best={_f(rec['speedup_best'])} train {rec['train_time_s']:.1f}s")
+    return {"definition": asdict(case), "n_test": args.n_test, "test_seed": TEST_SEED, "limit": test.limit,
+            "sweep": sweep}
+
+
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    torch.set_num_threads(1)
-    started = time.perf_counter()
+    run = Run("ode", argv, quick=args.quick, schema=SCHEMA)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    progress = AppendLog(out / PROGRESS, validate=_record_complete)  # a bad record is recomputed
-    recipe = args.recipe
-    recipe_fp = recipe_fingerprint(recipe)
-    rows, case_reports = [], {}
-    computed = resumed = 0
-    for case_name in args.cases:
-        case = CASES[case_name]
-        case_fp = _fingerprint([SCHEMA, asdict(case), args.n_test, TEST_SEED, REFERENCE_REFINE])
-        t0 = time.perf_counter()
-        test = make_test_set(case, args.n_test)
-        key = f"sweep|{case_fp}"
-        rec = progress.get(key)
-        if rec is None:
-            rec = {"key": key, "kind": "sweep", "case": case_name, **classical_sweep(case, test, args.rounds)}
-            rec["sweep_wall_s"] = time.perf_counter() - t0  # with the test set
-            progress.add(rec)
-        sweep = {k: rec.get(k) for k in ("entries", "coarse_time_s", "rounds", "sweep_wall_s")}
-        case_reports[case_name] = {"definition": asdict(case), "n_test": args.n_test, "test_seed": TEST_SEED,
-                                   "limit": test.limit, "sweep": sweep}
-        print(f"[ode] {case_name}: test set and classical sweep ready ({time.perf_counter() - t0:.1f} s)", flush=True)
-        pools: dict[int, TrajectoryDataset] = {}
-        for seed in args.seed_list:
-            for size in args.sizes:
-                for noise in args.noise:
-                    data = None
-                    for corr in args.correctors:
-                        if issubclass(CORRECTORS[corr][0], LocalCorrector) and make_system(case.system).lattice is None:
-                            continue  # a local corrector needs a lattice (lorenz96, spring_chain)
-                        key = f"row|{case_fp}|{recipe_fp}|{corr}|{size}|{noise!r}|{seed}"
-                        rec = progress.get(key)
-                        if rec is not None:
-                            rows.append(rec)
-                            resumed += 1
-                            continue
-                        if data is None:
-                            if seed not in pools:
-                                pools[seed] = make_training_pool(case, max(args.sizes), seed)
-                            data = training_set(pools[seed], size, noise, seed)
-                        t1 = time.perf_counter()
-                        row = train_and_score(case, corr, data, test, sweep, recipe, seed, args.row_rounds)
-                        row["row_wall_s"] = time.perf_counter() - t1
-                        rec = {"key": key, "kind": "row", "case": case_name, "system": case.system,
-                               "method": case.method, "step": case.step, "corrector": corr, "n_train": size,
-                               "noise": noise, "seed": seed, "recipe": recipe_fp, **row}
-                        progress.add(rec)
-                        rows.append(rec)
-                        computed += 1
-                        print(f"[ode] {case_name} {corr:13s} n={size:<3d} noise={noise:<6g} seed={seed}: "
-                              f"err={rec['err_match']:.3g} blow-up={rec['blowup_rate']:.2f} "
-                              f"speed-up same={_f(rec['speedup_same'])} ({rec['speedup_same_kind']}) "
-                              f"best={_f(rec['speedup_best'])} train {rec['train_time_s']:.1f}s", flush=True)
-    wall = time.perf_counter() - started
-    report = build_report(args, argv, rows, case_reports, wall, computed, resumed)
+    progress = Progress(out / PROGRESS, validate=_record_complete)  # a bad record is recomputed
+    rows: list[dict[str, Any]] = []
+    counts = {"computed": 0, "resumed": 0}
+    case_reports = {name: run_case(name, args, progress, run, rows, counts) for name in args.cases}
+    report = build_report(args, run, rows, case_reports, counts)
     probes = load_probes(out / "ode_probes")
     if probes:
         report["probes"] = probes
-    atomic_write_text(out / "ode.json", json.dumps(report, indent=1, allow_nan=False))
-    if not args.no_plots:
-        report["plots"] = make_plots(report, out)
-        atomic_write_text(out / "ode.json", json.dumps(report, indent=1, allow_nan=False))
-    md = to_markdown(report)
-    atomic_write_text(out / "ode.md", md)
-    print(f"[ode] wrote {out / 'ode.json'}, {out / 'ode.md'} in {wall / 60:.1f} min", flush=True)
+    write_report(out, "ode", run.stamp(report, complete=True), to_markdown, None if args.no_plots else make_plots)
+    run.log(f"wrote {out / 'ode.json'}, {out / 'ode.md'} in {run.elapsed() / 60:.1f} min")
     return 0
 
 
@@ -1140,34 +1120,20 @@ def estimate_full_minutes(args, rows, case_reports) -> float:
     return total / 60
 
 
-def build_report(args, argv, rows, case_reports, wall, computed, resumed) -> dict[str, Any]:
-    report_estimate = estimate_full_minutes(args, rows, case_reports)
-    report = {
-        "schema": SCHEMA,
-        "suite": "ode",
-        "command": "attsolver bench ode " + " ".join(argv),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-                    "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-                    "attsolver": attsolver.__version__},
-        "quick": bool(args.quick),
-        "grid": {"cases": list(args.cases), "sizes": args.sizes, "noise": args.noise, "seeds": args.seed_list,
-                 "correctors": list(args.correctors), "n_test": args.n_test, "timing_rounds": args.rounds,
-                 "row_timing_rounds": args.row_rounds},
-        "recipe": asdict(args.recipe),
-        "constants": {"test_seed": TEST_SEED, "train_seed_base": TRAIN_SEED, "reference_refine": REFERENCE_REFINE,
-                      "train_refine": TRAIN_REFINE, "blow_up_factor": BLOW_UP_FACTOR,
-                      "vpt_threshold": VPT_THRESHOLD, "mape_floor": MAPE_FLOOR,
-                      "horizons": dict(HORIZONS)},
-        "wall_time_s": wall,
-        "rows_computed": computed,
-        "rows_resumed": resumed,
-        "estimated_full_minutes": report_estimate,
-        "compute_minutes": (sum(r.get("row_wall_s", r["train_time_s"]) for r in rows)
-                            + sum(c["sweep"].get("sweep_wall_s") or 0.0 for c in case_reports.values())) / 60,
-        "cases": case_reports,
-        "rows": rows,
-    }
+def build_report(args, run: Run, rows, case_reports, counts) -> dict[str, Any]:
+    report = run.report(
+        grid={"cases": list(args.cases), "sizes": args.sizes, "noise": args.noise, "seeds": args.seed_list,
+              "correctors": list(args.correctors), "n_test": args.n_test, "timing_rounds": args.rounds,
+              "row_timing_rounds": args.row_rounds},
+        recipe=asdict(args.recipe),
+        constants={"test_seed": TEST_SEED, "train_seed_base": TRAIN_SEED, "reference_refine": REFERENCE_REFINE,
+                   "train_refine": TRAIN_REFINE, "blow_up_factor": BLOW_UP_FACTOR, "vpt_threshold": VPT_THRESHOLD,
+                   "mape_floor": MAPE_FLOOR, "horizons": dict(HORIZONS)},
+        rows_computed=counts["computed"], rows_resumed=counts["resumed"],
+        estimated_full_minutes=estimate_full_minutes(args, rows, case_reports),
+        compute_minutes=(sum(r.get("row_wall_s", r["train_time_s"]) for r in rows)
+                         + sum(c["sweep"].get("sweep_wall_s") or 0.0 for c in case_reports.values())) / 60,
+        cases=case_reports, rows=rows)
     report["aggregates"] = aggregate(rows)
     report["verdicts"] = verdicts(report)
     noise_levels = sorted(set(args.noise) | {1e-3, 1e-2, 5e-2})

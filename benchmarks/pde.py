@@ -37,33 +37,30 @@ Data and trained models are cached under ``--cache`` (default ``out/pde_cache``,
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import math
-import os
-import platform
-import statistics
 import sys
 import time
+from argparse import SUPPRESS
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.integrate import solve_ivp
 
 import attsolver
-from attsolver._report import save_png
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
-from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
-from attsolver._io import AppendLog, atomic_write_text
-from attsolver.evaluate.metrics import cost_at_accuracy, nrmse
+from attsolver.data import TrajectoryDataset, add_noise
 from attsolver.data.coarse_fine import CoarseFineSetup, burgers_setup, ks_setup
-from attsolver.systems.grid import restrict
+from attsolver.evaluate.metrics import nrmse
+from attsolver.systems.grid import prolong, restrict
 from attsolver.training import NonFiniteLossError, fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import (Progress, Run, cached_h5, figure, finite, fingerprint, parser,  # noqa: E402
+                               provenance_lines, read_report, speedup, timings, write_report)
 
 SCHEMA = 1
 PROGRESS = "pde_progress.jsonl"
@@ -121,19 +118,9 @@ def make_problems(tiny: bool = False) -> dict[str, Problem]:
     return out
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Training recipe, the same for every corrector."""
-
-    epochs: int = 30
-    lr: float = 3e-3
-    batch_size: int = 128
-    patience: int = 10
-    rollout_steps: int = 4
-    rollout_epochs: int = 5
-    rollout_lr: float = 1e-3
-    rollout_batch_size: int = 64
-    val_fraction: float = 0.2
+#: the training recipe, the same for every corrector: one-step targets, then short rollouts
+RECIPE = {"epochs": 30, "lr": 3e-3, "batch_size": 128, "patience": 10, "rollout_steps": 4, "rollout_epochs": 5,
+          "rollout_lr": 1e-3, "rollout_batch_size": 64, "val_fraction": 0.2}
 
 
 #: corrector kinds: label -> (class, constructor keywords)
@@ -146,42 +133,16 @@ CORRECTORS: dict[str, tuple[type[ConvCorrector], dict[str, Any]]] = {
 DEFAULT_CORRECTORS = ("NeurVec-conv", "AttSolver-conv-add", "AttSolver-conv-mul")
 
 
-# --------------------------------------------------------------------------- small helpers
-
-
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+_fingerprint = fingerprint  # the resume keys and cache names of earlier runs (sha256, 16 hex digits)
 
 
 def interleaved_median(fns: dict[str, Callable[[], Any]], rounds: int, warmup: bool = True) -> dict[str, float]:
     """Median wall time (s) per function over ``rounds`` interleaved rounds (after one warm-up
     call each, unless ``warmup=False``)."""
-    if warmup:
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(1, rounds)):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
+    return {k: t.median() for k, t in timings(fns, rounds, warmup=int(warmup)).items()}
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _cached(cache: Path, name: str, make: Callable[[], TrajectoryDataset]) -> TrajectoryDataset:
-    path = cache / f"{name}.h5"
-    if path.exists():
-        return load_h5(path)
-    data = make()
-    save_h5(data, path)
-    return data
 
 
 @dataclass
@@ -199,7 +160,7 @@ def make_test_sets(p: Problem, n_test: int, cache: Path) -> TestSets:
     s = p.setup
     key = _fingerprint([s.config(), n_test, p.t_eval, TEST_SEED])
     return TestSets({
-        fam: _cached(cache, f"{p.name}_test_{fam}_{key}",
+        fam: cached_h5(cache, f"{p.name}_test_{fam}_{key}",
                      lambda fam=fam, i=i: s.generate(n_test, p.t_eval, family=fam, seed=TEST_SEED + i))
         for i, fam in enumerate(s.families)
     })
@@ -209,7 +170,7 @@ def make_training_pool(p: Problem, n: int, cache: Path) -> TrajectoryDataset:
     """``n`` clean training trajectories of the training family; smaller sizes take the first ones."""
     s = p.setup
     key = _fingerprint([s.config(), n, p.t_train, TRAIN_SEED])
-    return _cached(cache, f"{p.name}_train_{key}", lambda: s.generate(n, p.t_train, seed=TRAIN_SEED))
+    return cached_h5(cache, f"{p.name}_train_{key}", lambda: s.generate(n, p.t_train, seed=TRAIN_SEED))
 
 
 def training_set(pool: TrajectoryDataset, size: int, noise: float, seed: int) -> TrajectoryDataset:
@@ -232,7 +193,7 @@ def score_rollout(p: Problem, test: TrajectoryDataset, pred: torch.Tensor) -> di
     """nRMSE of a rollout ``pred [nt, n, nx]`` against the test references."""
     true = test.y.transpose(0, 1)
     e = nrmse(pred, true, reduce="none")[1:]  # [nt-1, n]: per time and sample
-    finite = torch.isfinite(e).all(dim=0)
+    whole = torch.isfinite(e).all(dim=0)  # per sample: finite at every time
     e = torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf))
     per_time = e.mean(dim=1)  # inf where any sample has blown up
     t = test.t[1:]
@@ -240,12 +201,12 @@ def score_rollout(p: Problem, test: TrajectoryDataset, pred: torch.Tensor) -> di
     idx = _curve_index(len(test.t))
     full_curve = torch.cat([torch.zeros(1, dtype=per_time.dtype), per_time])
     return {
-        "nrmse": _finite_or_none(float(per_time.mean())),
-        "nrmse_train_horizon": _finite_or_none(float(per_time[train_part].mean())),
-        "nrmse_final": _finite_or_none(float(per_time[-1])),
-        "nonfinite_samples": int((~finite).sum()),
+        "nrmse": finite(float(per_time.mean())),
+        "nrmse_train_horizon": finite(float(per_time[train_part].mean())),
+        "nrmse_final": finite(float(per_time[-1])),
+        "nonfinite_samples": int((~whole).sum()),
         "curve_t": [float(test.t[i]) for i in idx],
-        "curve": [_finite_or_none(float(full_curve[i])) for i in idx],
+        "curve": [finite(float(full_curve[i])) for i in idx],
     }
 
 
@@ -254,7 +215,7 @@ def blow_up_rate(p: Problem, tests: TestSets, *, nx: int, step: float, corrector
     non-finite or exceeds ``blow_up_factor * max|u_test|``."""
     u0 = torch.cat([d.y[:, 0] for d in tests.data.values()])
     if nx != u0.shape[-1]:
-        u0 = _prolong(u0, nx)
+        u0 = prolong(u0, nx)
     n_out = max(2, int(round(p.t_long / p.t_train)) * 10 + 1)
     t = torch.linspace(0, p.t_long, n_out, dtype=torch.float64)
     with torch.no_grad():
@@ -265,17 +226,11 @@ def blow_up_rate(p: Problem, tests: TestSets, *, nx: int, step: float, corrector
             "t_long": p.t_long}
 
 
-def _prolong(u: torch.Tensor, nx: int) -> torch.Tensor:
-    """Spectral interpolation of a coarse field ``[..., n]`` onto ``nx >= n`` points (zero padding)."""
-    n = u.shape[-1]
-    return torch.fft.irfft(torch.fft.rfft(u), n=nx) * (nx / n)
-
-
 def rollout(p: Problem, test: TrajectoryDataset, *, nx: int, step: float, corrector=None) -> torch.Tensor:
     """The solver on ``nx`` points from the test set's initial fields, restricted to the coarse grid."""
     u0 = test.y[:, 0]
     if nx != u0.shape[-1]:
-        u0 = _prolong(u0, nx)
+        u0 = prolong(u0, nx)
     with torch.no_grad():
         y = p.setup.coarse_solve(u0, test.t, corrector=corrector, nx=nx, step_size=step, check_finite=False)
     if nx != p.setup.coarse_nx:
@@ -284,7 +239,7 @@ def rollout(p: Problem, test: TrajectoryDataset, *, nx: int, step: float, correc
     return y
 
 
-def ladder_configs(p: Problem, quick: bool) -> list[tuple[int, float]]:
+def ladder_configs(p: Problem) -> list[tuple[int, float]]:
     """(nx, step) of the classical ladder: 1, 2, 4, 8 times finer grids (below the fine grid)
     at the coarse step and 1/2, 1/4, 1/8 of it."""
     s = p.setup
@@ -293,13 +248,9 @@ def ladder_configs(p: Problem, quick: bool) -> list[tuple[int, float]]:
     return [(nx, h) for nx in grids for h in steps]
 
 
-def classical_ladder(p: Problem, tests: TestSets, quick: bool, progress: AppendLog, log) -> dict[str, Any]:
-    key = f"ladder/{p.name}/{_fingerprint([p.setup.config(), {k: len(d) for k, d in tests.data.items()}])}"
-    rec = progress.get(key)
-    if rec is not None:
-        return rec
+def classical_ladder(p: Problem, tests: TestSets, log) -> dict[str, Any]:
     runs = []
-    for nx, h in ladder_configs(p, quick):
+    for nx, h in ladder_configs(p):
         entry = {"nx": nx, "step": h, "label": f"{nx} pts, h={h:g}"}
         for fam, test in tests.data.items():
             entry[fam] = score_rollout(p, test, rollout(p, test, nx=nx, step=h))
@@ -307,9 +258,7 @@ def classical_ladder(p: Problem, tests: TestSets, quick: bool, progress: AppendL
             entry["stability"] = blow_up_rate(p, tests, nx=nx, step=h)
         runs.append(entry)
         log(f"  classical {entry['label']}: nRMSE {entry[p.setup.families[0]]['nrmse']}")
-    rec = {"key": key, "kind": "ladder", "problem": p.name, "runs": runs}
-    progress.add(rec)
-    return rec
+    return {"kind": "ladder", "problem": p.name, "runs": runs}
 
 
 # --------------------------------------------------------------------------- training
@@ -322,22 +271,22 @@ def build_corrector(kind: str, p: Problem, seed: int) -> ConvCorrector:
                           dtype=torch.float64, **kw)
 
 
-def train_corrector(model: ConvCorrector, data: TrajectoryDataset, recipe: Recipe, seed: int) -> dict[str, Any]:
+def train_corrector(model: ConvCorrector, data: TrajectoryDataset, recipe: dict[str, Any], seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    h1 = fit(model, data, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
-             patience=recipe.patience, val_fraction=recipe.val_fraction, seed=seed, progress=False)
+    h1 = fit(model, data, epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
+             patience=recipe["patience"], val_fraction=recipe["val_fraction"], seed=seed, progress=False)
     info = {"one_step": {"epochs_run": h1.epochs_run, "best_epoch": h1.best_epoch, "best_val_loss": h1.best_loss}}
-    if recipe.rollout_epochs > 0:
-        h2 = fit(model, data, epochs=recipe.rollout_epochs, lr=recipe.rollout_lr,
-                 batch_size=recipe.rollout_batch_size, rollout_steps=recipe.rollout_steps, patience=None,
-                 val_fraction=recipe.val_fraction, seed=seed, progress=False)
+    if recipe["rollout_epochs"] > 0:
+        h2 = fit(model, data, epochs=recipe["rollout_epochs"], lr=recipe["rollout_lr"],
+                 batch_size=recipe["rollout_batch_size"], rollout_steps=recipe["rollout_steps"], patience=None,
+                 val_fraction=recipe["val_fraction"], seed=seed, progress=False)
         info["rollout"] = {"epochs_run": h2.epochs_run, "best_epoch": h2.best_epoch, "best_val_loss": h2.best_loss}
     info["train_time_s"] = time.perf_counter() - t0
     return info
 
 
 def run_row(p: Problem, kind: str, size: int, noise: float, seed: int, pool: TrajectoryDataset, tests: TestSets,
-            recipe: Recipe, cache: Path) -> dict[str, Any]:
+            recipe: dict[str, Any], cache: Path) -> dict[str, Any]:
     model = build_corrector(kind, p, seed)
     data = training_set(pool, size, noise, seed)
     row: dict[str, Any] = {"problem": p.name, "corrector": kind, "n_train": size, "noise": noise, "seed": seed,
@@ -348,7 +297,7 @@ def run_row(p: Problem, kind: str, size: int, noise: float, seed: int, pool: Tra
         row.update({"failed": f"training loss non-finite: {e}"})
         return row
     model.eval()
-    model_path = cache / "models" / f"{p.name}_{kind}_{size}_{noise:g}_{seed}_{_fingerprint(recipe.__dict__)}.pt"
+    model_path = cache / "models" / f"{p.name}_{kind}_{size}_{noise:g}_{seed}_{_fingerprint(recipe)}.pt"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path)
     row["model_file"] = str(model_path)
@@ -391,13 +340,10 @@ def speedups(p: Problem, ladder: dict[str, Any], times: dict[str, float], err: f
     s = p.setup
     fam = s.families[0]
     runs = [r for r in ladder["runs"] if r["label"] in times]
-    out: dict[str, Any] = {}
     if err is None or t_corr is None:
         return {"speedup_equal_accuracy": None, "kind": "unreached"}
-    cost, how = cost_at_accuracy([r[fam]["nrmse"] for r in runs], [times[r["label"]] for r in runs], err)
-    out["classical_time_at_equal_accuracy_s"] = cost
-    out["kind"] = how
-    out["speedup_equal_accuracy"] = None if cost is None else cost / t_corr
+    value, kind, cost = speedup([r[fam]["nrmse"] for r in runs], [times[r["label"]] for r in runs], err, t_corr)
+    out: dict[str, Any] = {"classical_time_at_equal_accuracy_s": cost, "kind": kind, "speedup_equal_accuracy": value}
     fine4 = [r for r in runs if r["nx"] == 4 * s.coarse_nx]
     if fine4:
         best = min(r[fam]["nrmse"] for r in fine4)
@@ -429,8 +375,6 @@ def _np_burgers_rhs(nu: float, nx: int, length: float):
 
 def speed_figure(quick: bool, tiny: bool, log) -> dict[str, Any]:
     """ETDRK4 vs SciPy ``solve_ivp`` (method of lines) on Burgers at 1024 points, same accuracy."""
-    from scipy.integrate import solve_ivp
-
     nx = 256 if tiny else 1024
     nu = 0.01 / math.pi
     t_final = 0.05 if tiny else (0.2 if quick else 0.5)
@@ -466,7 +410,7 @@ def speed_figure(quick: bool, tiny: bool, log) -> dict[str, Any]:
                             atol=rtol * 1e-2)
             sec = time.perf_counter() - t0
             e = err(sol.y.T) if sol.success else math.inf
-            candidates.append({"method": method, "rtol": rtol, "error": _finite_or_none(e), "nfev": int(sol.nfev),
+            candidates.append({"method": method, "rtol": rtol, "error": finite(e), "nfev": int(sol.nfev),
                                "first_time_s": sec})
             log(f"  solve_ivp {method} rtol={rtol:g}: error {e:.2e}, {sec:.2f} s, {sol.nfev} evaluations")
             if e <= target:
@@ -482,7 +426,7 @@ def speed_figure(quick: bool, tiny: bool, log) -> dict[str, Any]:
     best = min((k for k in times if k != "etdrk4"), key=times.get, default=None)
     return {
         "nx": nx, "nu": nu, "pdebench_nu": 0.01, "t_final": t_final, "reference_step": h_ref,
-        "etdrk4_step": h_etd, "etdrk4_errors": {f"{h:g}": _finite_or_none(e) for h, e in etd.items()},
+        "etdrk4_step": h_etd, "etdrk4_errors": {f"{h:g}": finite(e) for h, e in etd.items()},
         "target_error": target, "candidates": candidates, "times_s": times,
         "best_scipy": best, "speedup": None if best is None else times[best] / times["etdrk4"],
     }
@@ -583,11 +527,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# PDE correctors on coarse spectral grids: Burgers and Kuramoto–Sivashinsky",
         "",
-        f"Produced by `{report['command']}` on {report['date']} ({report['wall_time_min']:.1f} min in this "
-        "invocation; rows finished by earlier invocations with the same `--out` are reused from "
-        f"`{PROGRESS}`, the classical ladder, timings and the speed figure are redone).",
-        f"Machine: {report['machine']['cpus']} CPUs (shared), torch {report['machine']['torch']} "
-        f"({report['machine']['torch_threads']} thread), Python {report['machine']['python']}.",
+        *provenance_lines(report, unfinished="problem"),
+        f"Rows finished by earlier invocations with the same `--out` are reused from `{PROGRESS}`; the classical "
+        "ladder, timings and the speed figure are redone.",
         "",
         f"**Grid that ran:** problems {', '.join(g['problems'])}; correctors {', '.join(g['correctors'])}; "
         f"training sizes {g['sizes']}; noise levels {g['noise']}; seeds {g['seeds']}. "
@@ -657,38 +599,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     lines += honest_notes(report)
 
-    fams_of = {n: pr["families"] for n, pr in report["problems"].items()}
     for name in report["problems"]:
-        fam0, fam1 = fams_of[name]
-        lad = report["ladders"].get(name)
-        lines += [f"## {name}", "", f"Classical ladder (timed on the {fam0} test batch, to t = {report['problems'][name]['t_eval']:g}):", "",
-                  f"| solver | nRMSE {fam0} | nRMSE {fam1} | blow-up rate | wall time (s) |", "|---|---:|---:|---:|---:|"]
-        times = report["times"].get(name, {})
-        if lad:
-            for r in lad["runs"]:
-                tt = times.get(r["label"])
-                stab = f"{r['stability']['blowup_rate']:.2f}" if "stability" in r else "—"
-                lines.append(f"| {r['label']} | {_f(r[fam0]['nrmse'])} | {_f(r[fam1]['nrmse'])} | "
-                             f"{stab} | {'' if tt is None else f'{tt:.3f}'} |")
-        if "fine reference" in times:
-            s = report["problems"][name]["setup"]
-            lines.append(f"| fine reference ({s['fine_nx']} pts, h={s['fine_step']:g}) | 0 (reference) | 0 (reference) | | "
-                         f"{times['fine reference']:.3f} |")
-        lines += ["", "Corrected coarse solver (mean ± std over seeds):", "",
-                  f"| corrector | n_train | noise | nRMSE {fam0} | nRMSE {fam0} to t_train | nRMSE {fam1} (unseen) | "
-                  "blow-up rate | speed-up at equal accuracy | 4×-grid time ratio | train (s) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for a in report["aggregates"]:
-            if a["problem"] != name:
-                continue
-            lines.append(
-                f"| {a['corrector']} | {a['n_train']} | {a['noise']:g} | {_pm(a[f'{fam0}.nrmse'])} | "
-                f"{_pm(a[f'{fam0}.nrmse_train_horizon'])} | {_pm(a[f'{fam1}.nrmse'])} | {_pm(a['blowup_rate'], 2)} | "
-                f"{_pm(a['speedup'], 2)}× | {_pm(a['grid4x_time_ratio'], 2)}× | {_pm(a['train_time_s'], 2)} |")
-        if times:
-            corr = ", ".join(f"{k} {times[k]:.3f} s" for k in report["correctors"] if k in times)
-            lines += ["", f"Corrected rollout wall time on the same batch: {corr}."]
-        lines.append("")
+        lines += _problem_section(report, name)
     if sf:
         lines += [f"## Speed figure: ETDRK4 vs SciPy solve_ivp (Burgers, {sf['nx']} points, Nu={sf['pdebench_nu']:g}, "
                   f"one field, t ∈ [0, {sf['t_final']:g}])", "",
@@ -707,6 +619,42 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["## Plots", ""] + [f"- `{p}`" for p in report.get("plots", [])] + [""]
     return "\n".join(lines)
+
+
+def _problem_section(report: dict[str, Any], name: str) -> list[str]:
+    """One problem's classical ladder and corrected rows."""
+    fam0, fam1 = report["problems"][name]["families"]
+    lad = report["ladders"].get(name)
+    lines = [f"## {name}", "", f"Classical ladder (timed on the {fam0} test batch, to t = "
+             f"{report['problems'][name]['t_eval']:g}):", "",
+             f"| solver | nRMSE {fam0} | nRMSE {fam1} | blow-up rate | wall time (s) |", "|---|---:|---:|---:|---:|"]
+    times = report["times"].get(name, {})
+    if lad:
+        for r in lad["runs"]:
+            tt = times.get(r["label"])
+            stab = f"{r['stability']['blowup_rate']:.2f}" if "stability" in r else "—"
+            lines.append(f"| {r['label']} | {_f(r[fam0]['nrmse'])} | {_f(r[fam1]['nrmse'])} | "
+                         f"{stab} | {'' if tt is None else f'{tt:.3f}'} |")
+    if "fine reference" in times:
+        s = report["problems"][name]["setup"]
+        lines.append(f"| fine reference ({s['fine_nx']} pts, h={s['fine_step']:g}) | 0 (reference) | 0 (reference) | | "
+                     f"{times['fine reference']:.3f} |")
+    lines += ["", "Corrected coarse solver (mean ± std over seeds):", "",
+              f"| corrector | n_train | noise | nRMSE {fam0} | nRMSE {fam0} to t_train | nRMSE {fam1} (unseen) | "
+              "blow-up rate | speed-up at equal accuracy | 4×-grid time ratio | train (s) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for a in report["aggregates"]:
+        if a["problem"] != name:
+            continue
+        lines.append(
+            f"| {a['corrector']} | {a['n_train']} | {a['noise']:g} | {_pm(a[f'{fam0}.nrmse'])} | "
+            f"{_pm(a[f'{fam0}.nrmse_train_horizon'])} | {_pm(a[f'{fam1}.nrmse'])} | {_pm(a['blowup_rate'], 2)} | "
+            f"{_pm(a['speedup'], 2)}× | {_pm(a['grid4x_time_ratio'], 2)}× | {_pm(a['train_time_s'], 2)} |")
+    if times:
+        corr = ", ".join(f"{k} {times[k]:.3f} s" for k in report["correctors"] if k in times)
+        lines += ["", f"Corrected rollout wall time on the same batch: {corr}."]
+    lines.append("")
+    return lines
 
 
 def _params(report: dict[str, Any]) -> dict[str, int]:
@@ -754,19 +702,15 @@ def honest_notes(report: dict[str, Any]) -> list[str]:
     return notes
 
 
-def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, cache: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+def make_plots(report: dict[str, Any], problems: dict[str, Problem], cache: Path):
+    """Per problem ``pde_nrmse_<name>.png`` (nRMSE against time, classical and corrected) and
+    ``pde_spacetime_<name>.png`` (one held-out field: fine, coarse, corrected, error)."""
     for name, p in problems.items():
         fam0 = p.setup.families[0]
         lad = report["ladders"].get(name)
         if not lad:
             continue
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        fig, axes = figure(1, 2, figsize=(11, 3.8))
         for ax, fam in zip(axes, p.setup.families):
             for nx in sorted({r["nx"] for r in lad["runs"]}):
                 # each grid at its largest step within 10 % of the grid's best nRMSE (step-converged)
@@ -788,10 +732,7 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
             ax.set(xlabel="t", ylabel="nRMSE", title=f"{name}: {fam} initial conditions"
                    + (" (training family)" if fam == fam0 else " (never seen)"))
         axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"pde_nrmse_{name}.png"
-        save_png(fig, path, dpi=110)
-        paths.append(path.name)
+        yield f"pde_nrmse_{name}.png", fig
 
         # space-time image of one held-out field: fine (restricted) / coarse / corrected
         row = next((x for x in report["rows"] if x["problem"] == name and x["corrector"] == "AttSolver-conv-add"
@@ -808,7 +749,7 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
         corrected = rollout(p, sub, nx=p.setup.coarse_nx, step=p.setup.coarse_step, corrector=model)[:, 0]
         fine = test.y[0]
         vmax = float(fine.abs().max())
-        fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
+        fig, axes = figure(1, 4, figsize=(14, 3.6), sharey=True, dpi=80)
         ext = [0, p.setup.length, float(test.t[-1]), 0]
         for ax, (title, field_) in zip(axes, [("fine reference (restricted)", fine), ("coarse ETDRK4", coarse),
                                              (f"corrected ({row['corrector']})", corrected),
@@ -820,24 +761,13 @@ def make_plots(report: dict[str, Any], problems: dict[str, Problem], out: Path, 
             fig.colorbar(im, ax=ax, fraction=0.046)
         axes[0].set_ylabel("t")
         fig.suptitle(f"{name}: one held-out {fam0} field, {p.setup.coarse_nx} points")
-        fig.tight_layout()
-        path = out / f"pde_spacetime_{name}.png"
-        save_png(fig, path, dpi=80)
-        paths.append(path.name)
-    return paths
-
-
-# --------------------------------------------------------------------------- main
+        yield f"pde_spacetime_{name}.png", fig
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="attsolver bench pde", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results", help="folder for pde.json, pde.md and the PNGs")
+    ap = parser("pde", __doc__, quick="sizes 32, noise 0, one seed, shorter training (< 10 min on 2 cores)")
     ap.add_argument("--cache", default="out/pde_cache", help="folder for cached data and trained models")
-    ap.add_argument("--quick", action="store_true",
-                    help="sizes 32, noise 0, one seed, shorter training (< 10 min on 2 cores)")
-    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the end-to-end test's configuration
+    ap.add_argument("--tiny", action="store_true", help=SUPPRESS)  # the end-to-end test's configuration
     ap.add_argument("--problems", nargs="+", default=None)
     ap.add_argument("--correctors", nargs="+", default=list(DEFAULT_CORRECTORS), choices=sorted(CORRECTORS))
     ap.add_argument("--sizes", nargs="+", type=int, default=None)
@@ -858,105 +788,88 @@ def parse_args(argv):
     args.n_test = args.n_test or (3 if args.tiny else 16)
     if any(s < 2 for s in args.sizes) or any(n < 0 for n in args.noise) or not args.seed_list or args.n_test < 1:
         ap.error("sizes must be >= 2 (one trajectory is held out for validation), noise >= 0, --seeds >= 1, --n-test >= 1")
-    args.recipe = Recipe(
-        epochs=args.epochs or (2 if args.tiny else 15 if args.quick else 30),
-        rollout_epochs=args.rollout_epochs if args.rollout_epochs is not None else (1 if args.tiny else 2 if args.quick else 5),
-        patience=10,
-    )
+    args.recipe = {**RECIPE, "epochs": args.epochs or (2 if args.tiny else 15 if args.quick else 30),
+                   "rollout_epochs": args.rollout_epochs if args.rollout_epochs is not None else
+                   (1 if args.tiny else 2 if args.quick else 5)}
     args.rounds = args.rounds or (1 if args.tiny else 2 if args.quick else 3)
     return args
 
 
+def run_problem(p: Problem, args, progress: Progress, run: Run, report: dict[str, Any], cache: Path) -> None:
+    """The test sets, the classical ladder, every (size, noise, seed, corrector) row of one problem
+    (finished rows from ``progress``), then the timings and the speed-ups."""
+    run.log(f"{p.name}: test sets and training pool")
+    report["problems"][p.name] = {"setup": p.setup.config(), "families": list(p.setup.families),
+                                  "t_train": p.t_train, "t_eval": p.t_eval, "t_long": p.t_long,
+                                  "blow_up_factor": p.blow_up_factor}
+    tests = make_test_sets(p, args.n_test, cache)
+    pool = make_training_pool(p, max(args.sizes), cache)
+    key = f"ladder/{p.name}/{_fingerprint([p.setup.config(), {k: len(d) for k, d in tests.data.items()}])}"
+    ladder = report["ladders"][p.name] = progress.run(key, lambda: classical_ladder(p, tests, run.log))[0]
+    recipe_fp, fam = _fingerprint(args.recipe), p.setup.families[0]
+    rows = []
+    for size in args.sizes:
+        for noise in args.noise:
+            for seed in args.seed_list:
+                for kind in args.correctors:
+                    key = f"row/{p.name}/{kind}/{size}/{noise:g}/{seed}/{recipe_fp}/{_fingerprint(p.setup.config())}"
+                    rec, new = progress.run(key, lambda: {"kind": "row", **run_row(  # noqa: B023 - called at once
+                        p, kind, size, noise, seed, pool, tests, args.recipe, cache)})
+                    if new:
+                        run.log(f"  {kind} n={size} noise={noise:g} seed={seed}: " + (rec.get("failed") or (
+                            f"nRMSE {rec[fam]['nrmse']}, blow-up {rec['stability']['blowup_rate']:.2f}, "
+                            f"train {rec['train_time_s']:.1f}s")))
+                    rows.append(rec)
+    # timing: one model per corrector kind (the weights do not change the cost)
+    models = {}
+    for kind in args.correctors:
+        r = next((x for x in rows if x["corrector"] == kind and "failed" not in x and Path(x["model_file"]).exists()),
+                 None)
+        if r is not None:
+            models[kind] = load_corrector(r["model_file"])
+    run.log(f"{p.name}: timing the classical ladder, the fine reference and {len(models)} corrected solvers")
+    times = report["times"][p.name] = time_problem(p, tests, ladder, models, args.rounds,
+                                                   warmup=not (args.quick or args.tiny))
+    for r in rows:
+        if "failed" not in r:
+            r["speed"] = speedups(p, ladder, times, r[fam]["nrmse"], times.get(r["corrector"]))
+    report["rows"].extend(rows)
+
+
 def main(argv=None) -> int:
-    started = time.perf_counter()
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    torch.set_num_threads(1)  # the 2-core machines are shared; timings are per thread
     all_problems = make_problems(args.tiny)
     names = args.problems or list(all_problems)
     unknown = [n for n in names if n not in all_problems]
     if unknown:
         print(f"attsolver bench pde: unknown problem(s) {unknown}; choose from {list(all_problems)}", file=sys.stderr)
         return 2
-    problems = {n: all_problems[n] for n in names}
     out, cache = Path(args.out), Path(args.cache)
     if args.replot:
-        report = json.loads((out / "pde.json").read_text())
+        report = read_report(out / "pde.json")
         problems = {n: all_problems[n] for n in report["problems"]}
         report["verdicts"] = verdicts(report)
-        report["plots"] = make_plots(report, problems, out, cache)
-        atomic_write_text(out / "pde.json", json.dumps(report, indent=1, allow_nan=False))
-        atomic_write_text(out / "pde.md", to_markdown(report))
+        write_report(out, "pde", report, to_markdown, lambda r: make_plots(r, problems, cache))
         return 0
+    problems = {n: all_problems[n] for n in names}
+    run = Run("pde", argv, quick=args.quick, schema=SCHEMA)
     out.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    progress = AppendLog(out / PROGRESS)
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)
-
-    report: dict[str, Any] = {
-        "schema": SCHEMA, "command": "attsolver bench pde " + " ".join(argv),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads()},
-        "grid": {"problems": names, "correctors": args.correctors, "sizes": args.sizes, "noise": args.noise,
-                 "seeds": args.seed_list},
-        "recipe": args.recipe.__dict__, "n_test": args.n_test, "correctors": args.correctors,
-        "problems": {}, "ladders": {}, "times": {}, "rows": [],
-    }
-    recipe_fp = _fingerprint(args.recipe.__dict__)
-    for name, p in problems.items():
-        log(f"{name}: test sets and training pool")
-        report["problems"][name] = {"setup": p.setup.config(), "families": list(p.setup.families),
-                                    "t_train": p.t_train, "t_eval": p.t_eval, "t_long": p.t_long,
-                                    "blow_up_factor": p.blow_up_factor}
-        tests = make_test_sets(p, args.n_test, cache)
-        pool = make_training_pool(p, max(args.sizes), cache)
-        ladder = classical_ladder(p, tests, args.quick, progress, log)
-        report["ladders"][name] = ladder
-        rows = []
-        for size in args.sizes:
-            for noise in args.noise:
-                for seed in args.seed_list:
-                    for kind in args.correctors:
-                        key = f"row/{name}/{kind}/{size}/{noise:g}/{seed}/{recipe_fp}/{_fingerprint(p.setup.config())}"
-                        rec = progress.get(key)
-                        if rec is None:
-                            row = run_row(p, kind, size, noise, seed, pool, tests, args.recipe, cache)
-                            rec = {"key": key, "kind": "row", **row}
-                            progress.add(rec)
-                            fam = p.setup.families[0]
-                            log(f"  {kind} n={size} noise={noise:g} seed={seed}: "
-                                + (rec.get("failed") or f"nRMSE {rec[fam]['nrmse']}, blow-up {rec['stability']['blowup_rate']:.2f}, "
-                                   f"train {rec['train_time_s']:.1f}s"))
-                        rows.append(rec)
-        # timing: one model per corrector kind (the weights do not change the cost)
-        models = {}
-        for kind in args.correctors:
-            r = next((x for x in rows if x["corrector"] == kind and "failed" not in x and Path(x["model_file"]).exists()), None)
-            if r is not None:
-                models[kind] = load_corrector(r["model_file"])
-        log(f"{name}: timing the classical ladder, the fine reference and {len(models)} corrected solvers")
-        times = time_problem(p, tests, ladder, models, args.rounds, warmup=not (args.quick or args.tiny))
-        report["times"][name] = times
-        for r in rows:
-            if "failed" in r:
-                continue
-            r["speed"] = speedups(p, ladder, times, r[p.setup.families[0]]["nrmse"], times.get(r["corrector"]))
-        report["rows"].extend(rows)
+    progress = Progress(out / PROGRESS)
+    report = run.report(grid={"problems": names, "correctors": args.correctors, "sizes": args.sizes,
+                              "noise": args.noise, "seeds": args.seed_list},
+                        recipe=args.recipe, n_test=args.n_test, correctors=args.correctors,
+                        problems={}, ladders={}, times={}, rows=[])
+    for p in problems.values():
+        run_problem(p, args, progress, run, report, cache)
     if not args.no_speed_figure:
-        log("speed figure: ETDRK4 vs solve_ivp")
-        report["speed_figure"] = speed_figure(args.quick, args.tiny, log)
+        run.log("speed figure: ETDRK4 vs solve_ivp")
+        report["speed_figure"] = speed_figure(args.quick, args.tiny, run.log)
     report["aggregates"] = aggregate(report["rows"], problems)
     report["verdicts"] = verdicts(report)
-    report["plots"] = make_plots(report, problems, out, cache)
-    report["wall_time_min"] = (time.perf_counter() - started) / 60
-    atomic_write_text(out / "pde.json", json.dumps(report, indent=1, allow_nan=False))
-    md = to_markdown(report)
-    atomic_write_text(out / "pde.md", md)
-    print(md)
-    log("done")
+    write_report(out, "pde", run.stamp(report, complete=True), to_markdown,
+                 lambda r: make_plots(r, problems, cache), echo=True)
+    run.log("done")
     return 0
 
 

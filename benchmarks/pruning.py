@@ -18,29 +18,24 @@ unpruned network, measured in the same run).
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import platform
 import statistics
 import sys
 import time
-import warnings
-from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from attsolver._report import provenance_lines, save_png
-from attsolver._io import atomic_path
 from attsolver.pruning import (CRITERIA, BlendedImportance, accumulate_gradients, accuracy, calibrate_blend,
                                clone_with_grads, cluster_criteria, compare_latency, heldout_split, layer_scores,
                                model_cost, prune_model, ratio_for_reduction, recalibrate_bn)
 from attsolver.vision import make_model
 from attsolver.vision.data import ImageData, load_digits
 from attsolver.vision.train import train_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, header, mean_std, num, paired_p, parser, pm, write_report  # noqa: E402
 
 SINGLE = list(CRITERIA)
 VARIANTS = SINGLE + ["blend_uniform", "blend"]
@@ -135,8 +130,6 @@ def run_seed(data: ImageData, seed: int, cfg: dict, log=print) -> dict:
 
 
 def summarise(seeds: list[dict]) -> dict:
-    from scipy import stats
-
     rows = {}
     targets = [t["target"] for t in seeds[0]["targets"]] if seeds else []
     for ti, target in enumerate(targets):
@@ -147,23 +140,16 @@ def summarise(seeds: list[dict]) -> dict:
                    "params_ratio": statistics.fmean(r["params"] for r in recs) / seeds[0]["base"]["params"],
                    "flops_ratio": statistics.fmean(r["flops"] for r in recs) / seeds[0]["base"]["flops"]}
             for k in ("acc_pruned", "acc_recal", "acc_finetuned", "heldout_recal"):
-                vals = [100 * r[k] for r in recs]
-                row[k] = vals
-                row[k + "_mean"] = statistics.fmean(vals)
-                row[k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else math.nan
+                row[k] = [100 * r[k] for r in recs]
+                row[k + "_mean"], row[k + "_std"] = mean_std(row[k])
             per[v] = row
         best_single = max(SINGLE, key=lambda c: per[c]["acc_finetuned_mean"])
         best_single_recal = max(SINGLE, key=lambda c: per[c]["acc_recal_mean"])
         verdict = {"best_single_finetuned": best_single, "best_single_recal": best_single_recal}
         for stage, ref in (("acc_finetuned", best_single), ("acc_recal", best_single_recal)):
             a, b = per["blend"][stage], per[ref][stage]
-            p = math.nan
-            if len(a) > 1:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    p = float(stats.ttest_rel(a, b).pvalue)  # paired: same base network per seed
             verdict[stage] = {"blend_minus_best_single": statistics.fmean(a) - statistics.fmean(b),
-                              "p_paired": p if math.isfinite(p) else math.nan}
+                              "p_paired": paired_p(a, b)}  # paired: the same base network per seed
         lat_ratio = [s["targets"][ti]["latency_ratio"] for s in seeds if ti < len(s["targets"])]
         rows[f"{target}"] = {"target": target, "variants": per, "verdict": verdict,
                              "latency_ratio": statistics.median(lat_ratio),
@@ -172,17 +158,12 @@ def summarise(seeds: list[dict]) -> dict:
     return rows
 
 
-def _fmt(m, s):
-    return f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
-
-
 def to_markdown(report: dict) -> str:
     c = report["config"]
     seeds = report["seeds"]
     lines = [
-        "# Pruning: blended criteria on ResNet-20 (digits)",
-        "",
-        *provenance_lines(report, unfinished="seed", software=f", torch-pruning {report['machine']['torch_pruning']}"),
+        *header(report, "Pruning: blended criteria on ResNet-20 (digits)", unfinished="seed",
+                software=f", torch-pruning {report['machine']['torch_pruning']}"),
         "",
         f"ResNet-20 (basic blocks, 1x1 projection shortcuts, {seeds[0]['base']['params']:,} parameters) trained "
         f"{c['epochs']} epochs (SGD 0.1, momentum 0.9, wd 1e-4, step decay, crop augmentation) on scikit-learn's 8x8 "
@@ -212,28 +193,26 @@ def to_markdown(report: dict) -> str:
             r = per[v]
             lines.append(f"| {v} | {r['params']:,} ({r['params_ratio']:.2f}x) | {r['flops'] / 1e6:.2f}M "
                          f"({r['flops_ratio']:.2f}x) | "
-                         f"{_fmt(r['acc_pruned_mean'], r['acc_pruned_std'])} | "
-                         f"{_fmt(r['acc_recal_mean'], r['acc_recal_std'])} | "
-                         f"{_fmt(r['acc_finetuned_mean'], r['acc_finetuned_std'])} | "
-                         f"{_fmt(r['heldout_recal_mean'], r['heldout_recal_std'])} |")
+                         f"{pm(r['acc_pruned_mean'], r['acc_pruned_std'])} | "
+                         f"{pm(r['acc_recal_mean'], r['acc_recal_std'])} | "
+                         f"{pm(r['acc_finetuned_mean'], r['acc_finetuned_std'])} | "
+                         f"{pm(r['heldout_recal_mean'], r['heldout_recal_std'])} |")
         vd = row["verdict"]
         parts = []
         for stage, label, ref in (("acc_recal", "after BN recalibration", vd["best_single_recal"]),
                                   ("acc_finetuned", "after fine-tuning", vd["best_single_finetuned"])):
             d, p = vd[stage]["blend_minus_best_single"], vd[stage]["p_paired"]
             word = "above" if d > 0 else ("below" if d < 0 else "level with")
-            sig = "" if p != p else (", significant at 5%" if p < 0.05 else ", not significant at 5%")
+            sig = "" if not num(p) else (", significant at 5%" if p < 0.05 else ", not significant at 5%")
             parts.append(f"{label}, the blend is {abs(d):.2f} pp {word} the best single criterion (`{ref}`; paired "
-                         f"t-test p={p:.2g}{sig})" if p == p else
+                         f"t-test p={p:.2g}{sig})" if num(p) else
                          f"{label}, the blend is {abs(d):.2f} pp {word} the best single criterion (`{ref}`)")
         lines += ["", "**Verdict:** " + "; ".join(parts) + ".", ""]
         alphas = [s["targets"][list(report["rows"]).index(key)]["alpha"] for s in seeds]
         lines.append("α found per seed: " + "; ".join(
             ", ".join(f"{k} {v:.2f}" for k, v in a.items()) for a in alphas) + ".")
         lines.append("")
-    base_acc = [100 * s["base"]["test_acc"] for s in seeds]
-    lines += ["Unpruned: test accuracy " + _fmt(statistics.fmean(base_acc),
-                                                statistics.stdev(base_acc) if len(base_acc) > 1 else math.nan)
+    lines += ["Unpruned: test accuracy " + pm(mean_std(100 * s["base"]["test_acc"] for s in seeds))
               + f" %, {seeds[0]['base']['params']:,} parameters, {seeds[0]['base']['flops'] / 1e6:.2f}M FLOPs, "
               f"latency {1e3 * statistics.median(t['unpruned_latency_s'] for s in seeds for t in s['targets']):.2f} "
               "ms per forward pass of 256 images (1 thread). Ratios in the tables are to the unpruned network; "
@@ -261,19 +240,16 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(report: dict):
+    """``pruning.png``: test accuracy per criterion after BN recalibration and after fine-tuning."""
     rows = list(report["rows"].values())
-    fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 3.8), squeeze=False)
+    fig, axes = figure(1, len(rows), figsize=(5.5 * len(rows), 3.8), squeeze=False)
     for ax, row in zip(axes[0], rows):
         x = np.arange(len(VARIANTS))
         for off, key, label in ((-0.2, "acc_recal", "after BN recal."), (0.2, "acc_finetuned", "fine-tuned")):
             m = [row["variants"][v][key + "_mean"] for v in VARIANTS]
             s = [row["variants"][v][key + "_std"] for v in VARIANTS]
-            bars = ax.bar(x + off, m, 0.4, yerr=[0 if e != e else e for e in s], label=label, capsize=2)
+            bars = ax.bar(x + off, m, 0.4, yerr=[e if num(e) else 0 for e in s], label=label, capsize=2)
             ax.bar_label(bars, labels=[f"{v:.1f}" for v in m], label_type="center", fontsize=8, rotation=90,
                          color="white")
         ax.set_xticks(x, VARIANTS, rotation=30, ha="right")
@@ -282,22 +258,11 @@ def plot(report: dict, path: Path) -> None:
         ax.set_ylim(0, 115)  # bars start at zero; the headroom holds the legend
         ax.set_yticks(range(0, 101, 20))
         ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
-    save_png(fig, path, dpi=110)
-
-
-def write(out: Path, report: dict) -> None:
-    with atomic_path(out / "pruning.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(out / "pruning.md") as tmp:
-        tmp.write_text(to_markdown(report))
+    yield "pruning.png", fig
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench pruning", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results", help="folder for pruning.md, pruning.json, pruning.png")
-    ap.add_argument("--quick", action="store_true", help="2 seeds, short training and search (a few minutes)")
+    ap = parser("pruning", __doc__, quick="2 seeds, short training and search (a few minutes)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 4; 2 with --quick)")
     ap.add_argument("--targets", type=float, nargs="+", default=None,
                     help="FLOP reductions to prune to, each in (0, 1) (default 0.5 0.75)")
@@ -312,34 +277,18 @@ def main(argv=None) -> int:
             if not 0.0 < t < 1.0:
                 ap.error(f"--targets must lie in (0, 1), got {t}")
         cfg["targets"] = list(args.targets)
-    torch.set_num_threads(1)
-    from importlib.metadata import version
-
+    run = Run("pruning", argv, quick=args.quick, torch_pruning=version("torch-pruning"))
     data = load_digits()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    report = {
-        "command": " ".join(["attsolver bench pruning", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads(), "torch_pruning": version("torch-pruning")},
-        "config": {**cfg, "model": "resnet20 (shortcut B)", "dataset": "digits", "n_test": len(data.test_y),
-                   "finetune_lr": FINETUNE_LR, "threshold": THRESHOLD, "latency_repeats": LATENCY_REPEATS,
-                   "heldout_fraction": HELDOUT,
-                   "criteria": SINGLE, "normalisation": "minmax"},
-        "complete": False, "seeds": [], "rows": {}, "wall_time_s": 0.0,
-    }
+    report = run.report(config={**cfg, "model": "resnet20 (shortcut B)", "dataset": "digits",
+                                "n_test": len(data.test_y), "finetune_lr": FINETUNE_LR, "threshold": THRESHOLD,
+                                "latency_repeats": LATENCY_REPEATS, "heldout_fraction": HELDOUT,
+                                "criteria": SINGLE, "normalisation": "minmax"}, seeds=[], rows={})
     for seed in range(cfg["seeds"]):
-        report["seeds"].append(run_seed(data, seed, cfg, log=lambda s: print(s, file=sys.stderr, flush=True)))
+        report["seeds"].append(run_seed(data, seed, cfg, log=run.log))
         report["rows"] = summarise(report["seeds"])
-        report["wall_time_s"] = time.perf_counter() - t_start
-        write(out, report)  # after every seed, so a stopped run keeps what it finished
-    report["complete"] = True
-    report["wall_time_s"] = time.perf_counter() - t_start
-    write(out, report)
-    plot(report, out / "pruning.png")
-    print(to_markdown(report))
+        # after every seed, so a stopped run keeps what it finished
+        write_report(args.out, "pruning", run.stamp(report, complete=False), to_markdown, plot)
+    write_report(args.out, "pruning", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

@@ -25,22 +25,20 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import attsolver  # noqa: E402
-from attsolver._io import atomic_write_text  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, parser, provenance_lines, read_report, timings, write_report  # noqa: E402
+
+PROG = "python benchmarks/speed.py"
 RK4_A = ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0))
 RK4_B = (1 / 6, 1 / 3, 1 / 3, 1 / 6)
 RK4_C = (0.0, 0.5, 0.5, 1.0)
@@ -235,35 +233,23 @@ def _as_np(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def check_and_warm(contenders: dict, reference: dict, prefix: int, tol: float) -> dict[str, float]:
-    """First call of every contender (timed: compilation/warm-up), its output checked against
-    ``reference[name]`` (the attsolver trajectory doing the same arithmetic)."""
-    first = {}
-    for name, fn in contenders.items():
-        t0 = time.perf_counter()
-        out = fn()
-        first[name] = time.perf_counter() - t0
+def timed(contenders: dict, reference: dict, prefix: int, tol: float, rounds: int, steps: int) -> dict:
+    """Every contender's first call (compilation, JIT) timed apart, its output checked against
+    ``reference[name]`` (the attsolver trajectory doing the same arithmetic) on the first
+    ``prefix`` outputs, then ``rounds`` interleaved rounds: microseconds per step, min and median."""
+    def check(name, out):
         ref = reference.get(name)
-        if ref is None:
-            continue
-        a = _as_np(out).reshape(_as_np(ref).shape)[:prefix]
-        b = _as_np(ref)[:prefix]
-        err = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-300))
-        if not err <= tol:
-            raise AssertionError(f"{name}: differs from attsolver by {err:.2e} (relative) on the first "
-                                 f"{prefix} outputs: the benchmark would not compare equal work")
-    return first
+        if ref is not None:
+            a, b = _as_np(out).reshape(_as_np(ref).shape)[:prefix], _as_np(ref)[:prefix]
+            err = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-300))
+            if not err <= tol:
+                raise AssertionError(f"{name}: differs from attsolver by {err:.2e} (relative) on the first "
+                                     f"{prefix} outputs: the benchmark would not compare equal work")
 
-
-def interleaved(contenders: dict, rounds: int, steps: int) -> dict[str, dict[str, float]]:
-    """Microseconds per step, min and median over ``rounds`` interleaved rounds."""
-    samples = {k: [] for k in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - t0) / steps * 1e6)
-    return {k: {"min": min(v), "median": statistics.median(v)} for k, v in samples.items()}
+    t = timings(contenders, rounds, first=check)
+    return {"first_call_s": {k: v.first_s for k, v in t.items()},
+            "us_per_step": {k: {"min": v.min() / steps * 1e6, "median": v.median() / steps * 1e6}
+                            for k, v in t.items()}}
 
 
 # ----------------------------------------------------------------------------- cases
@@ -294,9 +280,7 @@ def case_rk4(key: str, title: str, system, y0: torch.Tensor, h: float, steps: in
     if tod is not None:
         contenders["torchode rk4"] = tod
         reference["torchode rk4"] = ref
-    first = check_and_warm(contenders, reference, prefix, tol)
-    return {"case": key, "title": title, "steps": steps, "first_call_s": first,
-            "us_per_step": interleaved(contenders, rounds, steps)}
+    return {"case": key, "title": title, "steps": steps, **timed(contenders, reference, prefix, tol, rounds, steps)}
 
 
 def case_spectral(kind: str, nx: int, rounds: int, steps: int, use_compile: bool) -> dict:
@@ -327,9 +311,8 @@ def case_spectral(kind: str, nx: int, rounds: int, steps: int, use_compile: bool
     if exx is not None:
         contenders["exponax etdrk4 (jit)"] = exx
         reference["exponax etdrk4 (jit)"] = ref
-    first = check_and_warm(contenders, reference, steps + 1, 1e-8)
-    return {"case": f"{kind}_{nx}", "title": title, "steps": steps, "first_call_s": first,
-            "us_per_step": interleaved(contenders, rounds, steps)}
+    return {"case": f"{kind}_{nx}", "title": title, "steps": steps,
+            **timed(contenders, reference, steps + 1, 1e-8, rounds, steps)}
 
 
 # ----------------------------------------------------------------------------- report
@@ -356,15 +339,9 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Speed: attsolver.solve against diffrax, exponax, torchode, torchdiffeq and NumPy",
         "",
-        f"Produced by `{report['command']}` on {report['date']}.",
-        f"Machine: {m['cpus']} CPUs (shared with other jobs: absolute times are noisy, ratios less so), "
-        f"torch {m['torch']} (1 thread), numpy {m['numpy']}, jax {m.get('jax', '—')}, "
-        f"Python {m['python']}.  JAX: CPU, float64, `XLA_FLAGS={m.get('xla_flags', '')}`.",
-        *([f"Load average (1/5/15 min, all jobs on the machine) at the start {_load(m.get('load_start'))}, "
-           f"at the end {_load(m.get('load_end'))}: above ~1 other jobs shared the cores and the absolute "
-           "times are inflated (minima over interleaved rounds are the least affected)."]
-          if m.get("load_start") else []),
-        *([f"The whole run took {report['wall_seconds'] / 60:.1f} min."] if report.get("wall_seconds") else []),
+        *provenance_lines(report, software=f", numpy {m['numpy']}, jax {m.get('jax') or '—'}"),
+        f"JAX: CPU, float64, `XLA_FLAGS={m.get('xla_flags', '')}`. The machine's cores are shared with other jobs: "
+        "absolute times are noisy, ratios less so.",
         "",
         "Every contender's trajectory was checked equal to attsolver's before timing.  Figures are "
         "µs per solver step, the minimum over interleaved rounds (median in the JSON); first-call "
@@ -398,21 +375,24 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _load(values) -> str:
-    return "—" if not values else " / ".join(f"{v:.2f}" for v in values)
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):  # not on every platform
-        return None
+def plot(report: dict):
+    """``speed.png``: per case, microseconds per step of every contender (minimum over rounds)."""
+    cases = report["cases"]
+    fig, ax = figure(figsize=(8, 0.5 + 0.45 * sum(len(c["us_per_step"]) for c in cases)))
+    y, ticks = 0, []
+    for i, c in enumerate(cases):
+        for name, v in sorted(c["us_per_step"].items(), key=lambda kv: -kv[1]["min"]):
+            ax.barh(y, v["min"], color="C0" if name.startswith("attsolver") else "0.6")
+            ticks.append((y, f"{c['case']}: {name}"))
+            y += 1
+        y += 0.6
+    ax.set_yticks([t for t, _ in ticks], [lab for _, lab in ticks], fontsize=7)
+    ax.set(xscale="log", xlabel="µs per step (minimum over interleaved rounds; blue: attsolver)")
+    yield "speed.png", fig
 
 
 def _case_order(case: dict) -> tuple:
     """lorenz63, lorenz96 by batch, burgers by nx, ks by nx."""
-    import re
-
     name = case["case"]
     kind = next(i for i, k in enumerate(("lorenz63", "lorenz96", "burgers", "ks")) if name.startswith(k))
     size = re.findall(r"(\d+)$", name)
@@ -420,20 +400,18 @@ def _case_order(case: dict) -> tuple:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python benchmarks/speed.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results", help="folder for speed.md and speed.json")
-    ap.add_argument("--quick", action="store_true", help="fewer steps and rounds, no compile rows")
+    ap = parser("speed", __doc__, prog=PROG, quick="fewer steps and rounds, no compile rows")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     ap.add_argument("--cases", default="all", help="comma-separated subset: lorenz63,lorenz96,burgers,ks")
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
-    torch.set_num_threads(1)  # NumPy's elementwise loops and JAX (XLA_FLAGS) run one thread too
     use_compile = not (args.no_compile or args.quick)
     want = set(args.cases.split(",")) if args.cases != "all" else {"lorenz63", "lorenz96", "burgers", "ks"}
-    load_start, started = _loadavg(), time.perf_counter()
     jax = _peer("jax")
+    # NumPy's elementwise loops and JAX (XLA_FLAGS) run one thread too
+    run = Run("speed", argv, prog=PROG, quick=args.quick, jax=None if jax is None else jax.__version__,
+              xla_flags=os.environ.get("XLA_FLAGS", ""))
     jnp = None if jax is None else jax.numpy
     cases = []
     if "lorenz63" in want:
@@ -462,28 +440,14 @@ def main(argv=None) -> int:
                 cases.append(case_spectral(kind, nx, rounds, 100 if args.quick else 400, use_compile))
     for c in cases:
         c["summary"] = summary_row(c)
-        c["command"] = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        c["command"] = run.record["command"]
     out = Path(args.out)
     if args.cases != "all" and (out / "speed.json").exists():  # keep the cases not rerun
         rerun = {c["case"] for c in cases}
-        kept = [c for c in json.loads((out / "speed.json").read_text())["cases"] if c["case"] not in rerun]
+        kept = [c for c in read_report(out / "speed.json")["cases"] if c["case"] not in rerun]
         cases = sorted(kept + cases, key=_case_order)
-    report = {
-        "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-                    "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-                    "jax": None if jax is None else jax.__version__,
-                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                    "load_start": load_start, "load_end": _loadavg()},
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "quick": args.quick, "rounds": rounds, "cases": cases, "notes": sorted(set(NOTES)),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "speed.json", json.dumps(report, indent=2))
-    md = to_markdown(report)
-    atomic_write_text(out / "speed.md", md)
-    print(md)
+    report = run.report(rounds=rounds, cases=cases, notes=sorted(set(NOTES)))
+    write_report(out, "speed", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

@@ -30,25 +30,22 @@ GEMM form.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
-import platform
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import attsolver
-from attsolver.integrate.compiled import clear_compile_cache, compile_stats
 from attsolver.correctors import AttSolver, Hypersolver, LocalAttSolver, LocalHypersolver, LocalNeurVec, NeurVec
-from attsolver._io import AppendLog, atomic_write_text
+from attsolver.integrate.compiled import clear_compile_cache, compile_stats
 from attsolver.systems import Lorenz96, SpringChain
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Progress, Run, figure, parser, provenance_lines, timings, write_report  # noqa: E402
+
+PROG = "python benchmarks/speed_correctors.py"
 CASES = {
     "lorenz96": {"title": "Lorenz-96 (N=40), batch 1024, RK4, h=0.125", "system": lambda: Lorenz96(N=40),
                  "method": "rk4", "h": 0.125, "target": 1.5},
@@ -77,16 +74,6 @@ def build(form: str, family: str, system, method: str, h: float, precision: str)
             p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
         model.out_scale.fill_(1e-3)  # a small correction keeps the rollout bounded
     return model.eval()
-
-
-def interleaved_min(fns: dict, rounds: int) -> dict[str, float]:
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
 
 
 def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int, forms: tuple[str, ...],
@@ -136,10 +123,11 @@ def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int,
                 # the float32 correction on float64 states against the all-float64 corrector
                 exact = solver(copy.deepcopy(m).double(), False, check_t)()
                 torch.testing.assert_close(ref, exact, rtol=1e-6, atol=1e-6)
-        for k, fn in fns.items():
-            if not bool(torch.isfinite(fn()).all()):  # the timed span stays bounded
+        def bounded(k, out):  # the warm-up call: the timed span stays bounded
+            if not bool(torch.isfinite(out).all()):
                 raise RuntimeError(f"{name} {precision}: {k} is not finite over {steps} steps")
-        best = interleaved_min(fns, rounds)
+
+        best = {k: t.min() for k, t in timings(fns, rounds, first=bounded).items()}
     base = best["classical"]
     fastest = min(base, best["classical other mode"])
     rows = []
@@ -154,22 +142,13 @@ def run_case(name: str, precision: str, compiled: bool, rounds: int, steps: int,
             "rows": rows}
 
 
-def _load(report: dict) -> str:
-    load = report.get("load_average")
-    if not load:
-        return "not recorded"
-    return " -> ".join("/".join(f"{x:.1f}" for x in load[k]) for k in ("start", "end")) + " (start -> end)"
-
-
 def _fmt(x, digits=3):
     return "—" if x is None else f"{x:.{digits}g}"
 
 
 def to_markdown(report: dict) -> str:
     lines = ["# What a corrected step costs: dense vs local correctors, eager vs compiled", "",
-             f"Produced by `{report['command']}` on {report['date']}.",
-             f"Machine: {report['machine']}; load average (1, 5, 15 min) {_load(report)}.  "
-             f"One thread; {report['rounds']} interleaved rounds of "
+             *provenance_lines(report), f"One thread; {report['rounds']} interleaved rounds of "
              f"{report['steps']} steps, shortest kept; compiled solves fuse {report.get('compile_chunk', 8)} "
              "steps (classical stages and corrector) per graph.", "",
              "Each cell: the corrected step's time as a multiple of the classical step's (same case, precision "
@@ -229,10 +208,30 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(report: dict):
+    """``speed_correctors.png``: per case, each corrected step as a multiple of the classical step,
+    one bar per (precision, mode)."""
+    cases = [c for c in report["cases"] if any(r["case"] == c for r in report["results"])]
+    fig, axes = figure(1, len(cases), figsize=(6.5 * len(cases), 4.2), squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        res = [r for r in report["results"] if r["case"] == case]
+        keys = sorted({(x["family"], x["form"]) for r in res for x in r["rows"]},
+                      key=lambda k: (k[1] != "dense", list(FAMILIES).index(k[0])))
+        width = 0.8 / len(res)
+        for i, r in enumerate(res):
+            val = {(x["family"], x["form"]): x["multiple"] for x in r["rows"]}
+            ax.bar(np.arange(len(keys)) + i * width, [val.get(k, np.nan) for k in keys], width,
+                   label=f"{r['precision']} {r['mode']}")
+        ax.axhline(CASES[case]["target"], color="k", ls="--", lw=1, label="target (local)")
+        ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [f"{f} {m}" for f, m in keys], rotation=30, ha="right")
+        ax.set(yscale="log", ylabel="corrected step / classical step", title=CASES[case]["title"])
+        ax.legend(fontsize=7)
+    yield "speed_correctors.png", fig
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="benchmarks/results", help="folder for speed_correctors.{md,json}")
-    ap.add_argument("--quick", action="store_true", help="few rounds and steps, eager only (a smoke run)")
+    ap = parser("speed_correctors", __doc__.split("\n\n")[0], prog=PROG,
+                quick="few rounds and steps, eager only (a smoke run)")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     ap.add_argument("--modes", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
@@ -240,7 +239,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=48, help="steps per timed solve (a multiple of --compile-chunk)")
     ap.add_argument("--compile-chunk", type=int, default=8, help="steps per compiled graph (solve's compile_chunk)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    run = Run("speed_correctors", argv, prog=PROG, quick=args.quick)
     # every corrector is a new compiled graph of the same step function: lift dynamo's per-code limit
     torch._dynamo.config.recompile_limit = 256
     torch._dynamo.config.cache_size_limit = 256
@@ -249,38 +248,27 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # one record per (case, precision, mode), appended as it finishes: a run resumes, and runs of
     # different cases may go on side by side
-    log = AppendLog(out / "speed_correctors_progress.jsonl")
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    suffix = f"|{rounds}|{steps}|{args.compile_chunk}"
+    log = Progress(out / "speed_correctors_progress.jsonl")
     for case in args.cases:
         for precision in args.precisions:
             for mode in modes:
-                key = f"{case}|{precision}|{mode}|{rounds}|{steps}|{args.compile_chunk}"
-                if log.get(key) is not None:
-                    continue
-                clear_compile_cache()
-                r = run_case(case, precision, mode == "compiled", rounds, steps, ("dense", "local"), args.compile_chunk)
-                log.add({"key": key, **r})
-                print(f"{case} {precision} {mode}: classical {r['classical_us_per_step']:.0f} us/step; "
-                      + ", ".join(f"{x['family']} {x['form']} {x['multiple']:.2f}x" for x in r["rows"]), flush=True)
-    log = AppendLog(out / "speed_correctors_progress.jsonl")  # with what other runs added meanwhile
-    suffix = f"|{rounds}|{steps}|{args.compile_chunk}"
+                def measure():  # called at once, by log.run
+                    clear_compile_cache()  # every (case, precision, mode) compiles afresh
+                    return run_case(case, precision, mode == "compiled", rounds, steps, ("dense", "local"),  # noqa: B023
+                                    args.compile_chunk)
+
+                r, new = log.run(f"{case}|{precision}|{mode}{suffix}", measure)
+                if new:
+                    run.log(f"{case} {precision} {mode}: classical {r['classical_us_per_step']:.0f} us/step; "
+                            + ", ".join(f"{x['family']} {x['form']} {x['multiple']:.2f}x" for x in r["rows"]))
+    log = Progress(out / "speed_correctors_progress.jsonl")  # with what other runs added meanwhile
     results = [{k: v for k, v in r.items() if k != "key"} for r in log.records.values() if r["key"].endswith(suffix)]
-    report = {
-        "command": "python benchmarks/speed_correctors.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, numpy {np.__version__}, "
-                   f"Python {platform.python_version()}",
-        "rounds": rounds, "steps": steps, "compile_chunk": args.compile_chunk,
-        "cases": [c for c in CASES if any(r["case"] == c for r in results)],
-        "precisions": [p for p in PRECISIONS if any(r["precision"] == p for r in results)],
-        "wall_s": time.perf_counter() - started, "results": results,
-        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
-    }
-    atomic_write_text(out / "speed_correctors.json", json.dumps(report, indent=2))
-    md = to_markdown(report)
-    atomic_write_text(out / "speed_correctors.md", md)
-    print(md)
+    report = run.report(rounds=rounds, steps=steps, compile_chunk=args.compile_chunk,
+                        cases=[c for c in CASES if any(r["case"] == c for r in results)],
+                        precisions=[p for p in PRECISIONS if any(r["precision"] == p for r in results)],
+                        results=results)
+    write_report(out, "speed_correctors", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

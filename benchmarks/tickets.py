@@ -22,29 +22,26 @@ finished retraining runs; a stopped run resumes from it).
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import math
 import os
-import platform
 import statistics
 import sys
 import time
-import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from attsolver._report import save_png
-from attsolver._io import AppendLog, atomic_write_text
+from attsolver._io import atomic_write_text
 from attsolver.vision import count_parameters, make_model
 from attsolver.vision.data import load_digits
 from attsolver.vision.resnet import attention_parameters, connection_key
 from attsolver.vision.search import (MaskEvaluator, evaluate_mask, holdout_split, make_reward, measure_latency, random_masks_like,
                                      random_search, reinforce_search, train_supernet)
 from attsolver.vision.train import default_milestones, train_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import (Progress, Run, figure, mean_std, num, parser, pm, provenance_lines,  # noqa: E402
+                               read_report, welch_p, write_report)
 
 MODEL, ATTENTION, REDUCTION = "resnet20", "dia", 4
 CIFAR_COMMAND = ("attsolver vision search --data DIR/cifar-100-python --dataset cifar100 --model resnet164 "
@@ -127,23 +124,23 @@ def conditions(search: dict, cfg: dict) -> list[dict]:
     return conds
 
 
-def retrain_phase(data, conds: list[dict], cfg: dict, progress: AppendLog, log=print) -> list[dict]:
+def retrain(data, c: dict, seed: int, epochs: int) -> dict:
+    torch.manual_seed(seed)
+    model = build(c, data.in_channels, data.num_classes)
+    t0 = time.perf_counter()
+    hist = train_classifier(model, data, epochs=epochs, seed=seed, progress=False, on_nonfinite="stop")
+    return {"condition": c["name"], "group": c["group"], "mask": connection_key(c["mask"]) if c["mask"] else None,
+            "seed": seed, "test_acc": hist.final_test_acc, "diverged_epoch": hist.diverged_epoch,
+            "seconds": time.perf_counter() - t0}
+
+
+def retrain_phase(data, conds: list[dict], cfg: dict, progress: Progress, log=print) -> list[dict]:
     runs = []
     for seed in range(cfg["seeds"]):
         for c in conds:
             key = f"{c['name']}:{connection_key(c['mask']) if c['mask'] else 'none'}:seed{seed}:ep{cfg['epochs']}"
-            rec = progress.get(key)
-            if rec is None:
-                torch.manual_seed(seed)
-                model = build(c, data.in_channels, data.num_classes)
-                t0 = time.perf_counter()
-                hist = train_classifier(model, data, epochs=cfg["epochs"], seed=seed, progress=False,
-                                        on_nonfinite="stop")
-                rec = {"key": key, "condition": c["name"], "group": c["group"],
-                       "mask": connection_key(c["mask"]) if c["mask"] else None, "seed": seed,
-                       "test_acc": hist.final_test_acc, "diverged_epoch": hist.diverged_epoch,
-                       "seconds": time.perf_counter() - t0}
-                progress.add(rec)
+            rec, new = progress.run(key, lambda c=c, seed=seed: retrain(data, c, seed, cfg["epochs"]))
+            if new:
                 log(f"seed {seed} {c['name']:22s} {rec['mask'] or '-':10s} test acc {100 * rec['test_acc']:.2f}% "
                     f"({rec['seconds']:.1f} s)")
             runs.append(rec)
@@ -173,34 +170,23 @@ def latency_phase(conds: list[dict], cfg: dict) -> dict:
 
 
 def summarise(runs: list[dict], conds: list[dict]) -> dict:
-    from scipy import stats
-
     rows = {}
     for c in conds:
         acc = [100 * r["test_acc"] for r in runs if r["condition"] == c["name"]]
         if acc:
             rows[c["name"]] = {"group": c["group"], "mask": connection_key(c["mask"]) if c["mask"] else None,
                                "connected": sum(c["mask"]) if c["mask"] else 0, "n": len(acc), "acc": acc,
-                               "acc_mean": statistics.fmean(acc),
-                               "acc_std": statistics.stdev(acc) if len(acc) > 1 else math.nan}
+                               **dict(zip(("acc_mean", "acc_std"), mean_std(acc)))}
     groups = {}
     for r in runs:
         groups.setdefault(r["group"], []).append(100 * r["test_acc"])
-    pooled = {g: {"n": len(v), "acc_mean": statistics.fmean(v), "acc_std": statistics.stdev(v) if len(v) > 1 else math.nan,
-                  "acc": v} for g, v in groups.items()}
+    pooled = {g: {"n": len(v), **dict(zip(("acc_mean", "acc_std"), mean_std(v))), "acc": v} for g, v in groups.items()}
     tests = {}
     for other in ("full", "random_equal_sparsity", "none", "ticket_rs"):
         a, b = groups.get("ticket", []), groups.get(other, [])
         if len(a) > 1 and len(b) > 1:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                p = stats.ttest_ind(a, b, equal_var=False).pvalue
-            tests[other] = {"diff": statistics.fmean(a) - statistics.fmean(b), "p": float(p) if math.isfinite(p) else math.nan}
+            tests[other] = {"diff": statistics.fmean(a) - statistics.fmean(b), "p": welch_p(a, b)}
     return {"rows": rows, "pooled": pooled, "ticket_vs": tests}
-
-
-def _fmt(m: float, s: float) -> str:
-    return f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
 
 
 def to_markdown(report: dict) -> str:
@@ -209,13 +195,10 @@ def to_markdown(report: dict) -> str:
     n_masks = len(ex["rewards"])
     lines = [
         "# Connection search for shared DIA attention (EAN lottery tickets, digits)", "",
-        f"Produced by `{report['command']}` on {report['date']}"
-        + ("" if report["complete"] else " — **incomplete: the run stopped early**") + ".",
-        f"Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']} (1 thread), Python "
-        f"{report['machine']['python']}; total {report['wall_time_s'] / 60:.1f} min"
-        + (f" ({report['resumed_runs']} of the {len(report['runs'])} retraining runs read back from "
-           f"tickets_progress.jsonl; the retraining runs took {report['retrain_seconds'] / 60:.1f} min in all)"
-           if report.get("resumed_runs") else "") + ".", "",
+        *provenance_lines(report, unfinished="stage"),
+        *([f"{report['resumed_runs']} of the {len(report['runs'])} retraining runs read back from "
+           f"tickets_progress.jsonl; the retraining runs took {report['retrain_seconds'] / 60:.1f} min in all."]
+          if report.get("resumed_runs") else []), "",
         f"ResNet-20 with one DIA unit per stage (reduction {REDUCTION}), 9 blocks, so {n_masks} connection masks. "
         f"Supernet: {c['supernet_epochs']} epochs, a fresh Bernoulli(1/2) mask per mini-batch, on "
         f"{s['split']['train']} of the {c['n_train']} training images; masks are scored on the other "
@@ -266,18 +249,18 @@ def to_markdown(report: dict) -> str:
     for name, r in summ["rows"].items():
         extra = report["extra_params"][name]
         lines.append(f"| {name} | {('`' + r['mask'] + '`') if r['mask'] else '—'} | {r['connected']} | +{extra:,} | "
-                     f"{_fmt(r['acc_mean'], r['acc_std'])} | {lat['digits']['ratio_to_none'][name]:.3f}× | "
+                     f"{pm(r['acc_mean'], r['acc_std'])} | {lat['digits']['ratio_to_none'][name]:.3f}× | "
                      f"{lat['cifar_shaped']['ratio_to_none'][name]:.3f}× |")
     pooled = summ["pooled"]
     if "random_equal_sparsity" in pooled:
         p = pooled["random_equal_sparsity"]
-        lines += ["", f"Random masks of equal sparsity, pooled ({p['n']} runs): {_fmt(p['acc_mean'], p['acc_std'])}."]
+        lines += ["", f"Random masks of equal sparsity, pooled ({p['n']} runs): {pm(p['acc_mean'], p['acc_std'])}."]
     lines += ["", "**Is the ticket real?** Ticket against each alternative (difference of mean test accuracy, pp; "
               "Welch's two-sided p):", ""]
     names = {"full": "full attention", "random_equal_sparsity": "random masks of equal sparsity (pooled)",
              "none": "no attention", "ticket_rs": "random search's ticket"}
     for k, t in summ["ticket_vs"].items():
-        lines.append(f"- vs {names[k]}: {t['diff']:+.2f} pp (p={t['p']:.2g}).")
+        lines.append(f"- vs {names[k]}: {t['diff']:+.2f} pp (p={pm(t['p'], fmt='.2g')}).")
     lines += ["", report["verdict"], "",
               "## CIFAR", "",
               "Not run here (no GPU, no download). Search, then retrain the ticket per seed:", "",
@@ -310,13 +293,10 @@ def verdict(summ: dict) -> str:
     return "Verdict: " + "; ".join(parts) + "."
 
 
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(report: dict):
+    """``tickets.png``: the searches' progress, every mask on the supernet, the retrained networks."""
     s = report["search"]
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ax = figure(1, 3, figsize=(15, 4.2))
     colors = {"reinforce": "C0", "random": "C1"}
     for m in ("reinforce", "random"):
         curves = [r["curve"] for r in s["searches"] if r["method"] == m]
@@ -339,19 +319,15 @@ def plot(report: dict, path: Path) -> None:
     names = list(rows)
     for i, k in enumerate(names):
         ax[2].scatter([i] * len(rows[k]["acc"]), rows[k]["acc"], color="gray", s=12)
-        ax[2].errorbar(i, rows[k]["acc_mean"], yerr=rows[k]["acc_std"] if rows[k]["acc_std"] == rows[k]["acc_std"] else 0,
+        ax[2].errorbar(i, rows[k]["acc_mean"], yerr=rows[k]["acc_std"] if num(rows[k]["acc_std"]) else 0,
                        fmt="o", color="C3", capsize=4)
     ax[2].set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax[2].set(ylabel="test accuracy (%)", title="retrained from scratch")
-    fig.tight_layout()
-    save_png(fig, path, dpi=110)
+    yield "tickets.png", fig
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench tickets", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--quick", action="store_true", help="2 seeds, short training (about 2 minutes)")
+    ap = parser("tickets", __doc__, quick="2 seeds, short training (about 2 minutes)", render=True)
     ap.add_argument("--seeds", type=int, default=None, help="retraining seeds (default 3; 2 with --quick)")
     ap.add_argument("--epochs", type=int, default=None, help="retraining epochs (default 20; 5 with --quick)")
     ap.add_argument("--supernet-epochs", type=int, default=None, help="default 30; 8 with --quick")
@@ -363,21 +339,16 @@ def main(argv=None) -> int:
     ap.add_argument("--random-masks", type=int, default=3)
     ap.add_argument("--calibration", type=int, default=256,
                     help="training images that re-estimate the BatchNorm statistics for each scored mask")
-    ap.add_argument("--render", action="store_true",
-                    help="only recompute the summary and rewrite tickets.md / tickets.png from OUT/tickets.json")
     args = ap.parse_args(argv)
+    out = Path(args.out)
     if args.render:
-        out = Path(args.out)
-        report = json.loads((out / "tickets.json").read_text())
+        report = read_report(out / "tickets.json")
         report["summary"] = summarise(report["runs"], report["conditions"])
         report["verdict"] = verdict(report["summary"])
-        atomic_write_text(out / "tickets.json", json.dumps(report, indent=1))
-        atomic_write_text(out / "tickets.md", to_markdown(report))
-        plot(report, out / "tickets.png")
-        print(to_markdown(report))
+        write_report(out, "tickets", report, to_markdown, plot, echo=True)
         return 0
     q = args.quick
-    torch.set_num_threads(1)
+    run = Run("tickets", argv, quick=q)
     data = load_digits()
     epochs = args.epochs or (5 if q else 20)
     cfg = {"seeds": args.seeds or (2 if q else 3), "epochs": epochs, "milestones": default_milestones(epochs),
@@ -386,46 +357,26 @@ def main(argv=None) -> int:
            "random_masks": args.random_masks, "n_train": len(data.train_y), "n_test": len(data.test_y),
            "calibration": args.calibration, "latency_batch": 256, "latency_batch_cifar": 64, "latency_rounds": 3 if q else 9,
            "latency_repeats": 5 if q else 10, "model": MODEL, "attention": ATTENTION, "reduction": REDUCTION}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    report = {
-        "command": " ".join(["attsolver bench tickets", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
-        "config": cfg, "cifar_command": CIFAR_COMMAND, "complete": False,
-    }
-    report["search"] = search_phase(data, cfg, log)
-    conds = conditions(report["search"], cfg)
-    report["conditions"] = conds
+    report = run.report(config=cfg, cifar_command=CIFAR_COMMAND, search=search_phase(data, cfg, run.log))
+    conds = report["conditions"] = conditions(report["search"], cfg)
     report["extra_params"] = {c["name"]: attention_parameters(build(c), c["mask"]) if c["mask"] else 0 for c in conds}
-    progress = AppendLog(out / "tickets_progress.jsonl")
-    header = {"key": "__config__", **{k: cfg[k] for k in ("epochs", "model", "attention", "reduction")}}
-    old = progress.get("__config__")
-    if old is not None and old != header:
-        log(f"{progress.path} was written with other settings ({old}); starting it afresh")
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(out / "tickets_progress.jsonl")
+    config = {"key": "__config__", **{k: cfg[k] for k in ("epochs", "model", "attention", "reduction")}}
+    if progress.get("__config__") not in (None, config):
+        run.log(f"{progress.path} was written with other settings ({progress.get('__config__')}); starting it afresh")
         atomic_write_text(progress.path, "")
-        progress = AppendLog(out / "tickets_progress.jsonl")
-        old = None
-    if old is None:
-        progress.add(header)
+        progress = Progress(out / "tickets_progress.jsonl")
+    if progress.get("__config__") is None:
+        progress.add(config)
     done_before = {k for k in progress.records if k != "__config__"}
-    report["runs"] = retrain_phase(data, conds, cfg, progress, log)
+    report["runs"] = retrain_phase(data, conds, cfg, progress, run.log)
     report["resumed_runs"] = sum(r["key"] in done_before for r in report["runs"])
     report["retrain_seconds"] = sum(r["seconds"] for r in report["runs"])
     report["latency"] = latency_phase(conds, cfg)
     report["summary"] = summarise(report["runs"], conds)
     report["verdict"] = verdict(report["summary"])
-    report["complete"] = True
-    report["wall_time_s"] = time.perf_counter() - t_start
-    atomic_write_text(out / "tickets.json", json.dumps(report, indent=1))
-    atomic_write_text(out / "tickets.md", to_markdown(report))
-    plot(report, out / "tickets.png")
-    print(to_markdown(report))
+    write_report(out, "tickets", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

@@ -5,7 +5,10 @@ into README.md, the long result tables into the documentation site's docs/result
     python benchmarks/update_readme.py --check  # exit 1 if either is out of date
 
 Neither page carries hand-typed figures: every number in a marked block comes from a file
-under benchmarks/results/.
+under benchmarks/results/.  What is generic is read from the common record every suite writes
+(``benchmarks/_suite.py``: command, date, completeness, quick flag): a quote from an incomplete
+or a ``--quick`` run says so.  Only the verdict table reads suite-specific keys, one function per
+suite (:data:`VERDICT_ROWS`).
 """
 
 from __future__ import annotations
@@ -19,15 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-#: marker name -> (results file, the ``## `` sections quoted, or None for the whole body).
-#: These solver-benchmark tables are quoted on RESULTS_PAGE (the README's first screens keep the
-#: verdict and link there); every results file is shown in full on the site's benchmark pages.
-BLOCKS = {
-    "speed": ("speed.md", None),
-    "ode": ("ode.md", ["Targets"]),
-    "pde": ("pde.md", ["Targets", "Reading the numbers"]),
-    "neural_ode": ("neural_ode.md", ["Headline"]),
-}
+#: marker name (= the suite) -> the ``## `` sections of ``<suite>.md`` quoted, or None for the whole
+#: body.  These solver-benchmark tables are quoted on RESULTS_PAGE (the README's first screens keep
+#: the verdict and link there); every results file is shown in full on the site's benchmark pages.
+BLOCKS = {"speed": None, "ode": ["Targets"], "pde": ["Targets", "Reading the numbers"], "neural_ode": ["Headline"]}
 #: blocks computed from a results JSON rather than copied from its Markdown; README.md carries them
 COMPUTED = ("verdict", "user_verdict")
 #: the documentation page that carries the BLOCKS; its links are relative to docs/
@@ -69,29 +67,17 @@ def _kolmogorov_rows(k: dict) -> list[str]:
             f"{band(best)} ({best_name} ladder) | {'**yes**' if value > 1 else 'no'} |"]
 
 
-def verdict_text() -> str:
-    """The "when does a corrector pay?" table: per ODE case the corrected configuration with the
-    best speed-up at equal accuracy against the best classical solver (mean over seeds), the same
-    configuration against its own method refined, and the PDE benchmark's closest row."""
-    ode_path, pde_path = RESULTS / "ode.json", RESULTS / "pde.json"
-    if not ode_path.exists():
-        return "_No committed result yet: run `attsolver bench ode` to produce `benchmarks/results/ode.json`._"
-    ode = json.loads(ode_path.read_text())
-    lines = [
-        "Speed-up = wall time of the classical solver at the corrected solver's accuracy ÷ wall time of the "
-        "corrected solver (> 1× pays). Per problem, the corrected configuration (corrector, training "
-        "trajectories, noise) with the best speed-up against the **best classical solver** (the same method at "
-        "any smaller step, RK4 at any step, dopri5 at any tolerance; for the PDEs the classical solver on finer "
-        "grids); mean ± std over seeds, for Kolmogorov flow the bootstrap 5–95 % interval over initial conditions. "
-        "It pays only when **every seed** of that configuration is above 1× (the best of many configurations "
-        "is a selected maximum; its seeds are the check). "
-        "Quoted by `benchmarks/update_readme.py` from [`ode.json`](benchmarks/results/ode.json), "
-        "[`pde.json`](benchmarks/results/pde.json) and [`kolmogorov.json`](benchmarks/results/kolmogorov.json).",
-        "",
-        "| problem | coarse solver | best corrected configuration | vs the same method refined | "
-        "vs the best classical solver | pays? |",
-        "|---|---|---|---:|---:|---|",
-    ]
+def record(name: str) -> dict:
+    """The common record of ``<name>.json`` (files written before it existed: complete, not quick)."""
+    path = RESULTS / f"{name}.json"
+    rep = json.loads(path.read_text()) if path.exists() else {}
+    return {"complete": rep.get("complete", True), "quick": rep.get("quick", False), **rep}
+
+
+def _ode_rows(ode: dict) -> list[str]:
+    """Per ODE case the corrected configuration with the best speed-up against the best classical
+    solver (mean over seeds) and the same configuration against its own method refined."""
+    lines = []
     for case, spec in ode.get("cases", {}).items():
         rows = [a for a in ode.get("aggregates", []) if a.get("case") == case
                 and isinstance(a.get("speedup_best"), (int, float))]
@@ -109,20 +95,50 @@ def verdict_text() -> str:
                      f"{_x(best.get('speedup_same'), best.get('speedup_same_kind'), best.get('speedup_same_std'))} | "
                      f"{_x(best['speedup_best'], best.get('speedup_best_kind'), best.get('speedup_best_std'))} | "
                      f"{pays} |")
-    if pde_path.exists():
-        grid = json.loads(pde_path.read_text()).get("verdicts", {}).get("grid4x", {})
-        row = grid.get("closest_row")
-        if row:
-            g = row.get("grid4x", {})
-            reached = "reached" if g.get("accuracy_met") else "not reached"
-            lines.append(
-                f"| {row['problem']} | coarse spectral grid | {row['corrector']}, {row['n_train']} traj., "
-                f"noise {row['noise']:g}: nRMSE {row['corrected_nrmse']:.3g} | | "
-                f"{_x(g.get('time_ratio'))} against {g.get('label', 'a 4× finer grid')} "
-                f"(nRMSE {g.get('nrmse', float('nan')):.3g}; accuracy {reached}) | no |")
-    kolmo = RESULTS / "kolmogorov.json"
-    if kolmo.exists():
-        lines += _kolmogorov_rows(json.loads(kolmo.read_text()))
+    return lines
+
+
+def _pde_rows(pde: dict) -> list[str]:
+    """The PDE benchmark's closest row to its 4x-grid target."""
+    row = pde.get("verdicts", {}).get("grid4x", {}).get("closest_row")
+    if not row:
+        return []
+    g = row.get("grid4x", {})
+    reached = "reached" if g.get("accuracy_met") else "not reached"
+    return [f"| {row['problem']} | coarse spectral grid | {row['corrector']}, {row['n_train']} traj., "
+            f"noise {row['noise']:g}: nRMSE {row['corrected_nrmse']:.3g} | | "
+            f"{_x(g.get('time_ratio'))} against {g.get('label', 'a 4× finer grid')} "
+            f"(nRMSE {g.get('nrmse', float('nan')):.3g}; accuracy {reached}) | no |"]
+
+
+#: the verdict table's rows: results file -> the function that reads its suite's keys
+VERDICT_ROWS = {"ode": _ode_rows, "pde": _pde_rows, "kolmogorov": _kolmogorov_rows}
+
+
+def verdict_text() -> str:
+    """The "when does a corrector pay?" table: one or more rows per suite of :data:`VERDICT_ROWS`,
+    then the summary line."""
+    if not (RESULTS / "ode.json").exists():
+        return "_No committed result yet: run `attsolver bench ode` to produce `benchmarks/results/ode.json`._"
+    ode = record("ode")
+    lines = [
+        "Speed-up = wall time of the classical solver at the corrected solver's accuracy ÷ wall time of the "
+        "corrected solver (> 1× pays). Per problem, the corrected configuration (corrector, training "
+        "trajectories, noise) with the best speed-up against the **best classical solver** (the same method at "
+        "any smaller step, RK4 at any step, dopri5 at any tolerance; for the PDEs the classical solver on finer "
+        "grids); mean ± std over seeds, for Kolmogorov flow the bootstrap 5–95 % interval over initial conditions. "
+        "It pays only when **every seed** of that configuration is above 1× (the best of many configurations "
+        "is a selected maximum; its seeds are the check). "
+        "Quoted by `benchmarks/update_readme.py` from [`ode.json`](benchmarks/results/ode.json), "
+        "[`pde.json`](benchmarks/results/pde.json) and [`kolmogorov.json`](benchmarks/results/kolmogorov.json).",
+        "",
+        "| problem | coarse solver | best corrected configuration | vs the same method refined | "
+        "vs the best classical solver | pays? |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for name, rows_of in VERDICT_ROWS.items():
+        if (RESULTS / f"{name}.json").exists():
+            lines += rows_of(record(name))
     rows = lines[4:]
     wins = [ln.split(" | ")[0].lstrip("| ") for ln in rows if "**yes**" in ln]
     losses = [ln.split(" | ")[0].lstrip("| ") for ln in rows if "**yes**" not in ln]
@@ -154,9 +170,9 @@ def _sections(body: str, wanted: list[str]) -> str:
 
 
 def block_text(name: str, up: str = "") -> str:
-    """Block ``name`` quoted from its results file; ``up`` ("../" from docs/) prefixes its links
-    so that they reach benchmarks/results/ from the page that carries the block."""
-    filename, wanted = BLOCKS[name]
+    """Block ``name`` quoted from ``<name>.md``; ``up`` ("../" from docs/) prefixes its links so
+    that they reach benchmarks/results/ from the page that carries the block."""
+    filename, wanted = f"{name}.md", BLOCKS[name]
     path = RESULTS / filename
     if not path.exists():
         return f"_No committed result yet: run the benchmark to produce `benchmarks/results/{filename}`._"
@@ -165,6 +181,10 @@ def block_text(name: str, up: str = "") -> str:
         lines = lines[1:]
     body = "\n".join(lines).strip()
     lead = f"Quoted from [`benchmarks/results/{filename}`]({up}benchmarks/results/{filename})"
+    rec = record(name)
+    flags = [w for w, on in (("incomplete", not rec["complete"]), ("`--quick`", rec["quick"])) if on]
+    if flags:  # a partial run is never quoted as if it were the benchmark
+        lead += f" — **not the full benchmark ({', '.join(flags)}): `{rec['command']}`**"
     if wanted:
         body = _sections(body, wanted)
         lead += f" (sections: {', '.join(wanted)}; the file has the full tables and plots)"

@@ -14,25 +14,20 @@ need a GPU; the report gives the command.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import platform
-import statistics
 import sys
 import time
-import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from attsolver._report import provenance_lines
-from attsolver._io import atomic_path
 from attsolver.vision import CifarResNet, count_parameters, make_model
 from attsolver.vision.data import load_digits
 from attsolver.vision.train import default_milestones, train_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
+from benchmarks._suite import Run, figure, header, mean_std, num, parser, pm, read_report, welch_p, write_report  # noqa: E402
 
 ATTENTIONS = ["none", "se", "shared_se", "dia", "iebn"]
 SETTINGS = {  # name -> (model switches, augment, description)
@@ -74,8 +69,6 @@ def run_one(data, attention: str, setting: str, seed: int, epochs: int, batch_si
 
 
 def summarise(runs: list[dict]) -> dict:
-    from scipy import stats
-
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         groups.setdefault((r["setting"], r["attention"]), []).append(r)
@@ -84,28 +77,17 @@ def summarise(runs: list[dict]) -> dict:
         acc = [100 * r["test_acc"] for r in rs]
         rows[f"{setting}/{att}"] = {
             "setting": setting, "attention": att, "params": rs[0]["params"], "n": len(rs),
-            "acc_mean": statistics.fmean(acc), "acc_std": statistics.stdev(acc) if len(acc) > 1 else math.nan,
-            "acc": acc, "diverged": sum(r["diverged_epoch"] is not None for r in rs),
-            "seconds_mean": statistics.fmean(r["seconds"] for r in rs),
+            **dict(zip(("acc_mean", "acc_std"), mean_std(acc))), "acc": acc,
+            "diverged": sum(r["diverged_epoch"] is not None for r in rs),
+            "seconds_mean": mean_std(r["seconds"] for r in rs)[0],
         }
     # what each module wins back, per destabilised setting
-    for key, row in rows.items():
-        base = rows.get(f"{row['setting']}/none")
-        std_none = rows.get("standard/none")
+    for row in rows.values():
+        base, std_none = rows.get(f"{row['setting']}/none"), rows.get("standard/none")
         row["gain_vs_none"] = row["acc_mean"] - base["acc_mean"] if base else math.nan
-        row["p_vs_none"] = math.nan
-        if base and row["attention"] != "none" and row["n"] > 1 and base["n"] > 1:
-            with warnings.catch_warnings():  # identical accuracies (e.g. all at chance): p is NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                p = stats.ttest_ind(row["acc"], base["acc"], equal_var=False).pvalue
-            row["p_vs_none"] = float(p) if math.isfinite(p) else math.nan
+        row["p_vs_none"] = welch_p(row["acc"], base["acc"]) if base and row["attention"] != "none" else math.nan
         lost = std_none["acc_mean"] - base["acc_mean"] if (std_none and base) else math.nan
-        row["p_lost"] = math.nan
-        if std_none and base and base is not std_none and base["n"] > 1 and std_none["n"] > 1:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                p = stats.ttest_ind(std_none["acc"], base["acc"], equal_var=False).pvalue
-            row["p_lost"] = float(p) if math.isfinite(p) else math.nan
+        row["p_lost"] = welch_p(std_none["acc"], base["acc"]) if std_none and base and base is not std_none else math.nan
         row["lost_without_attention"] = lost
         row["recovered_fraction"] = row["gain_vs_none"] / lost if (lost == lost and lost > 0) else math.nan
     return rows
@@ -122,17 +104,11 @@ def published_params() -> list[dict]:
     return out
 
 
-def _fmt(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f}" if std == std else f"{mean:.2f}"
-
-
 def to_markdown(report: dict) -> str:
     c = report["config"]
     rows = report["rows"]
     lines = [
-        "# Vision: shared attention on ResNet-20 (digits)",
-        "",
-        *provenance_lines(report),
+        *header(report, "Vision: shared attention on ResNet-20 (digits)"),
         "",
         f"ResNet-20 (basic blocks, 16/32/64 channels, zero-padding shortcuts) on scikit-learn's 8x8 digits "
         f"({c['n_train']} train / {c['n_test']} test images, 1 channel, stratified split). SGD momentum 0.9, "
@@ -154,7 +130,7 @@ def to_markdown(report: dict) -> str:
         r = rows.get(f"standard/{att}")
         if r:
             extra = f"+{r['params'] - base_params:,}" if base_params and att != "none" else ""
-            lines.append(f"| {att} | {where[att]} | {r['params']:,} | {extra} | {_fmt(r['acc_mean'], r['acc_std'])} |")
+            lines.append(f"| {att} | {where[att]} | {r['params']:,} | {extra} | {pm(r['acc_mean'], r['acc_std'])} |")
     lines += ["", "## Destabilised training", "",
               "Test accuracy (%); in brackets the change against `none` in the same setting, with Welch's "
               "two-sided p-value.", "",
@@ -166,10 +142,10 @@ def to_markdown(report: dict) -> str:
             if r is None:
                 cells.append("n/a" if (att == "iebn" and s == "no_bn") else "")
                 continue
-            cell = _fmt(r["acc_mean"], r["acc_std"])
-            if att != "none" and r["gain_vs_none"] == r["gain_vs_none"]:
+            cell = pm(r["acc_mean"], r["acc_std"])
+            if att != "none" and num(r["gain_vs_none"]):
                 p = r["p_vs_none"]
-                cell += f" ({r['gain_vs_none']:+.2f}" + (f", p={p:.2g})" if p == p else ")")
+                cell += f" ({r['gain_vs_none']:+.2f}" + (f", p={p:.2g})" if num(p) else ")")
             if r["diverged"]:
                 cell += f" [{r['diverged']} diverged]"
             cells.append(cell)
@@ -188,24 +164,24 @@ def to_markdown(report: dict) -> str:
         base = rows.get(f"{s}/none")
         if not base:
             continue
-        lost = base["lost_without_attention"]
+        lost = base["lost_without_attention"] if num(base["lost_without_attention"]) else math.nan
         parts = []
         for att in ATTENTIONS[1:]:
             r = rows.get(f"{s}/{att}")
             if r is None:
                 continue
             gain, frac, p = r["gain_vs_none"], r["recovered_fraction"], r["p_vs_none"]
-            p_txt = f"p={p:.2g}" if p == p else "p n/a"
+            p_txt = f"p={p:.2g}" if num(p) else "p n/a"
             if abs(gain) < 5e-3:
                 parts.append(f"{att} no change ({p_txt})")
             elif gain < 0:
                 parts.append(f"{att} {gain:+.2f} pp, worse than none ({p_txt})")
             else:
-                share = f" = {100 * frac:.0f}% of the loss" if (frac == frac and lost > 0) else ""
+                share = f" = {100 * frac:.0f}% of the loss" if (num(frac) and lost > 0) else ""
                 parts.append(f"{att} {gain:+.2f} pp{share} ({p_txt})")
         p_lost = base["p_lost"]
-        noise = ", not significant at 5%" if (p_lost == p_lost and p_lost >= 0.05) else ""
-        p_lost_txt = f" (p={p_lost:.2g}{noise})" if p_lost == p_lost else ""
+        noise = ", not significant at 5%" if (num(p_lost) and p_lost >= 0.05) else ""
+        p_lost_txt = f" (p={p_lost:.2g}{noise})" if num(p_lost) else ""
         if lost > 0:
             head = f"`none` loses {lost:.2f} pp{p_lost_txt}; against none: "
         else:
@@ -226,52 +202,51 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write(out: Path, report: dict) -> None:
-    with atomic_path(out / "vision.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(out / "vision.md") as tmp:
-        tmp.write_text(to_markdown(report))
+def plot(report: dict):
+    """``vision.png``: test accuracy per attention module, one marker per setting, mean ± std over
+    seeds (each seed a dot)."""
+    rows, settings = report["rows"], [s for s in SETTINGS if any(k.startswith(f"{s}/") for k in report["rows"])]
+    fig, ax = figure(figsize=(7.5, 4.2))
+    for i, s in enumerate(settings):
+        for j, att in enumerate(ATTENTIONS):
+            r = rows.get(f"{s}/{att}")
+            if r is None:
+                continue
+            x = j + (i - (len(settings) - 1) / 2) * 0.18
+            ax.scatter(np.full(len(r["acc"]), x), r["acc"], s=8, color=f"C{i}", alpha=0.35)
+            ax.errorbar(x, r["acc_mean"], yerr=r["acc_std"] if num(r["acc_std"]) else 0, fmt="o", color=f"C{i}",
+                        capsize=3, label=None if ax.get_legend_handles_labels()[1].count(s) else s)
+    ax.set_xticks(range(len(ATTENTIONS)), ATTENTIONS)
+    ax.set(xlabel="attention module", ylabel="test accuracy (%), mean ± std over seeds",
+           title=f"ResNet-20 on digits, {report['config']['epochs']} epochs, {report['config']['seeds']} seeds")
+    ax.legend(fontsize=8, title="training setting", title_fontsize=8)
+    yield "vision.png", fig
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="attsolver bench vision", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="benchmarks/results", help="folder for vision.md and vision.json")
-    ap.add_argument("--quick", action="store_true", help="2 seeds, 8 epochs (a few minutes)")
+    ap = parser("vision", __doc__, quick="2 seeds, 8 epochs (a few minutes)", render=True)
     ap.add_argument("--seeds", type=int, default=None, help="seeds per row (default 5; 2 with --quick)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default 24; 8 with --quick)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--attention", nargs="+", default=ATTENTIONS, choices=ATTENTIONS)
-    ap.add_argument("--render", action="store_true",
-                    help="only recompute the summary and rewrite vision.md from the runs in OUT/vision.json")
     args = ap.parse_args(argv)
+    out = Path(args.out)
     if args.render:
-        out = Path(args.out)
-        report = json.loads((out / "vision.json").read_text())
+        report = read_report(out / "vision.json")
         report["rows"] = summarise(report["runs"])
-        write(out, report)
-        print(to_markdown(report))
+        write_report(out, "vision", report, to_markdown, plot, echo=True)
         return 0
     seeds = args.seeds or (2 if args.quick else 5)
     epochs = args.epochs or (8 if args.quick else 24)
-    torch.set_num_threads(1)
+    run = Run("vision", argv, quick=args.quick)
     data = load_digits()
-    t_start = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "command": " ".join(["attsolver bench vision", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads()},
-        "config": {"model": "resnet20", "dataset": "digits", "n_train": len(data.train_y), "n_test": len(data.test_y),
-                   "seeds": seeds, "epochs": epochs, "batch_size": args.batch_size, "reduction": REDUCTION,
-                   "milestones": default_milestones(epochs), "lr": 0.1, "momentum": 0.9,
-                   "weight_decay": 1e-4, "settings": {k: v[2] for k, v in SETTINGS.items() if k in args.settings}},
-        "published_params": published_params(), "cifar_command": CIFAR_COMMAND,
-        "complete": False, "runs": [], "rows": {}, "wall_time_s": 0.0,
-    }
+    report = run.report(
+        config={"model": "resnet20", "dataset": "digits", "n_train": len(data.train_y), "n_test": len(data.test_y),
+                "seeds": seeds, "epochs": epochs, "batch_size": args.batch_size, "reduction": REDUCTION,
+                "milestones": default_milestones(epochs), "lr": 0.1, "momentum": 0.9,
+                "weight_decay": 1e-4, "settings": {k: v[2] for k, v in SETTINGS.items() if k in args.settings}},
+        published_params=published_params(), cifar_command=CIFAR_COMMAND, runs=[], rows={})
     for setting in args.settings:
         for att in args.attention:
             if att == "iebn" and setting == "no_bn":
@@ -279,17 +254,13 @@ def main(argv=None) -> int:
             for seed in range(seeds):
                 r = run_one(data, att, setting, seed, epochs, args.batch_size)
                 report["runs"].append(r)
-                print(f"{setting:9s} {att:10s} seed {seed}: test acc {100 * r['test_acc']:.2f}%  "
-                      f"({r['params']:,} params, {r['seconds']:.1f} s)"
-                      + (f"  diverged in epoch {r['diverged_epoch']}" if r["diverged_epoch"] else ""),
-                      file=sys.stderr, flush=True)
+                run.log(f"{setting:9s} {att:10s} seed {seed}: test acc {100 * r['test_acc']:.2f}%  "
+                        f"({r['params']:,} params, {r['seconds']:.1f} s)"
+                        + (f"  diverged in epoch {r['diverged_epoch']}" if r["diverged_epoch"] else ""))
             report["rows"] = summarise(report["runs"])
-            report["wall_time_s"] = time.perf_counter() - t_start
-            write(out, report)  # after every row, so a stopped run leaves what it finished
-    report["complete"] = True
-    report["wall_time_s"] = time.perf_counter() - t_start
-    write(out, report)
-    print(to_markdown(report))
+            # after every row, so a stopped run leaves what it finished
+            write_report(out, "vision", run.stamp(report, complete=False), to_markdown, plot)
+    write_report(out, "vision", run.stamp(report, complete=True), to_markdown, plot, echo=True)
     return 0
 
 

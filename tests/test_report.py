@@ -1,10 +1,20 @@
-"""The helpers every benchmark report uses: provenance header, atomic figure files."""
+"""The helpers every benchmark report uses: provenance header, atomic figure files, the one
+writer and its non-finite policy, the timing loop and the equal-accuracy speed-up."""
+
+import json
+import math
 
 import pytest
 
+from _scripts import load_script
+
+
+def _suite():
+    return load_script("benchmarks/_suite.py")
+
 
 def test_report_provenance_lines_flag_an_unfinished_run():
-    from attsolver._report import provenance_lines
+    provenance_lines = _suite().provenance_lines
 
     rep = {"command": "attsolver bench x", "date": "2026-01-01 00:00 UTC", "complete": True, "wall_time_s": 90.0,
            "machine": {"cpus": 2, "torch": "2.13.0", "torch_threads": 1, "python": "3.11"}}
@@ -33,3 +43,63 @@ def test_save_png_writes_atomically_and_closes_the_figure(tmp_path, monkeypatch)
     monkeypatch.undo()
     save_png(fig, path, dpi=50)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.fignum_exists(fig.number)
+
+
+def _refuse_constants(text: str):
+    """``json.loads`` that fails on NaN / Infinity (which are not JSON)."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_the_writer_never_writes_nan_and_renders_what_it_wrote(tmp_path):
+    s = _suite()
+    run = s.Run("demo", ["--quick"], quick=True)
+    report = run.report(rows=[{"mean": float("nan"), "std": float("inf"), "err": -math.inf, "n": (1, 2.5)}],
+                        values=[1.0, float("nan")])
+    seen = []
+
+    def markdown(rep):
+        seen.append(rep)
+        return "# demo\n\n" + "\n".join(s.provenance_lines(rep)) + f"\n\nmean {s.pm(rep['rows'][0]['mean'])}\n"
+
+    def figures(rep):
+        fig, ax = s.figure(dpi=40)
+        ax.plot(rep["values"])
+        yield "demo.png", fig
+
+    written = s.write_report(tmp_path, "demo", run.stamp(report, complete=True), markdown, figures)
+    text = (tmp_path / "demo.json").read_text()
+    data = _refuse_constants(text)
+    assert data["rows"] == [{"mean": None, "std": None, "err": None, "n": [1, 2.5]}]
+    assert data["values"] == [1.0, None] and data["plots"] == ["demo.png"] and data == written
+    # the record: command, date, machine with the load average, completeness, wall time
+    assert data["suite"] == "demo" and data["command"] == "attsolver bench demo --quick" and data["quick"]
+    assert data["complete"] and data["wall_time_s"] >= 0 and {"cpus", "torch", "load_start", "load_end"} <= set(
+        data["machine"])
+    assert seen == [data]  # the tables are rendered from exactly what the JSON holds
+    assert (tmp_path / "demo.md").read_text().endswith("mean —\n")
+    assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
+    # the policy itself: nothing the json module would write as NaN / Infinity survives
+    assert _refuse_constants(s.json_text({"a": [float("nan"), (float("-inf"), 2)]})) == {"a": [None, [None, 2]]}
+
+
+def test_timings_warm_up_apart_interleave_and_check_the_first_output():
+    s = _suite()
+    calls, checked = [], []
+    fns = {"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}
+    t = s.timings(fns, rounds=3, warmup=1, alternate=True, first=lambda name, out: checked.append((name, out)))
+    assert checked == [("a", 1), ("b", 2)]
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rounds in alternating order
+    for v in t.values():
+        assert len(v.wall) == len(v.cpu) == 3 and v.first_s is not None
+        assert v.min() <= v.median() and v.spread()[0] <= v.spread()[1]
+        assert v.summary()["rounds"] == 3
+
+
+def test_speedup_reads_the_classical_front_through_the_library():
+    s = _suite()
+    # a fourth-order ladder: error k^-4 at cost k; a run of error 3^-4 costing 0.5 is a 6x speed-up
+    ks = [1, 2, 4, 8]
+    value, kind, cost = s.speedup([k ** -4.0 for k in ks], ks, 3.0 ** -4, 0.5)
+    assert kind == "interpolated" and cost == pytest.approx(3.0) and value == pytest.approx(6.0)
+    assert s.speedup([1.0, 0.5], [1.0, 2.0], 2.0, 4.0)[:2] == (0.25, "cheapest")  # an upper bound
+    assert s.speedup([1.0, 0.5], [1.0, 2.0], None, 4.0) == (None, "unreached", None)

@@ -31,7 +31,7 @@ from .vision import add_vision_parser
 __all__ = ["main"]
 
 #: modules in benchmarks/ that are tools, not suites
-_NOT_SUITES = {"__init__", "update_readme", "common", "ode_local_summary"}  # table tools, not suites
+_NOT_SUITES = {"__init__", "update_readme", "ode_local_summary"}  # table tools, not suites
 
 
 def _cmd_methods(args) -> int:

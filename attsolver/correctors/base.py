@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from .._io import load_checkpoint, save_checkpoint
 from .._validate import is_real
 from .._version import __version__
+from ..integrate.guard import TrainingDomain
 from ..nn import refresh_spectral_caps
 from ..steppers import get_method, list_methods
 from .evaluators import fast_forms
@@ -111,6 +112,17 @@ def _fmt_steps(steps: np.ndarray) -> str:
     return shown + (f", ... ({len(distinct)} distinct)" if len(distinct) > 5 else "")
 
 
+def layout_attribute(name: str, doc: str, *, settable: bool = False) -> property:
+    """The layout's attribute ``name`` under the same name on the corrector (a usage flag: settable)."""
+    def get(self):
+        return getattr(self.layout, name)
+
+    def set_(self, value):
+        setattr(self.layout, name, bool(value))
+
+    return property(get, set_ if settable else None, doc=doc)
+
+
 def head_features(features: Any, head: Head | None) -> tuple[str, ...]:
     """The features a corrector reads: its head's (``features``, if given, must agree)."""
     if head is None:
@@ -181,6 +193,8 @@ class Corrector(nn.Module):
         # a composition without hparams of its own is saved as its parts' configs
         self._parts_in_config = hparams is None and head is not None
         self.training_info: dict[str, Any] = {}
+        #: what it saw in training (``fit`` records it; ``solve(..., guard=...)`` scores against it)
+        self.domain: TrainingDomain | None = None
         json.dumps(self._hparams)  # a subclass bug if not JSON-able
         layout.install(self, dtype)
         if head is not None:
@@ -207,27 +221,13 @@ class Corrector(nn.Module):
 
     # ------------------------------------------------------------------ the layout's description
 
-    @property
-    def state_shape(self) -> tuple[int, ...]:
-        return self.layout.state_shape
-
-    @property
-    def state_dim(self) -> int:
-        return self.layout.state_dim
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return self.layout.features
-
-    @property
-    def feature_dim(self) -> int:
-        """Length of the per-component feature vector: ``D`` per state feature, 1 for ``h`` and each time feature."""
-        return self.layout.feature_dim
-
-    @property
-    def uses_time(self) -> bool:
-        """Whether a time feature (``t``, ``cos:<w>``, ``sin:<w>``) is among the features."""
-        return self.layout.uses_time
+    state_shape = layout_attribute("state_shape", "Shape of one state, without batch dimensions.")
+    state_dim = layout_attribute("state_dim", "``D``, the number of components of one state.")
+    features = layout_attribute("features", "The step features the network sees.")
+    feature_dim = layout_attribute("feature_dim", "Length of the per-component feature vector: ``D`` per state "
+                                   "feature, 1 for ``h`` and each time feature.")
+    uses_time = layout_attribute("uses_time", "Whether a time feature (``t``, ``cos:<w>``, ``sin:<w>``) is among "
+                                 "the features.")
 
     def feature_slices(self) -> dict[str, slice]:
         """Where each feature lies in the per-component feature vector."""
@@ -395,7 +395,10 @@ class Corrector(nn.Module):
         """What :meth:`save` writes: plain types and tensors only (loads with ``weights_only=True``)."""
         if self._parts_in_config:
             self.head_spec.check_rebuildable()
+        # the training domain only when recorded: a file without one reads as before
+        domain = {} if self.domain is None else {"domain": self.domain.to_dict()}
         return {
+            **domain,
             "format": CHECKPOINT_FORMAT,
             "schema_version": SCHEMA_VERSION,
             "class": type(self).__name__,
@@ -440,6 +443,8 @@ class Corrector(nn.Module):
             raise ValueError(f"{source}: its weights do not fit a {name} built from its config: {e}") from None
         model._trained_dtype = str(ckpt.get("trained_dtype", config.get("dtype", "float32")))
         model.training_info = dict(info if info is not None else ckpt.get("training_info") or {})
+        if ckpt.get("domain") is not None:
+            model.domain = TrainingDomain.from_dict(ckpt["domain"])
         return model.eval()
 
     @classmethod

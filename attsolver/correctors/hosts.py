@@ -16,22 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Corrector, head_features, register_corrector
+from .base import Corrector, head_features, layout_attribute, register_corrector
 from .heads import Head, as_head
 from .layouts import GridLayout, LatticeLayout, PeriodicConv1d, PeriodicConv2d
 
 __all__ = ["LocalCorrector", "ConvCorrector"]
-
-
-def _layout_attribute(name: str, doc: str, *, settable: bool = False) -> property:
-    """The layout's attribute ``name`` under the same name on the corrector (a usage flag: settable)."""
-    def get(self):
-        return getattr(self.layout, name)
-
-    def set_(self, value):
-        setattr(self.layout, name, bool(value))
-
-    return property(get, set_ if settable else None, doc=doc)
 
 
 class LocalCorrector(Corrector):
@@ -78,17 +67,17 @@ class LocalCorrector(Corrector):
     def _parts_config(self) -> dict[str, Any]:
         return {"head": self.head_spec.config()}
 
-    sites = _layout_attribute("sites", "``n``, the number of sites of the training lattice.")
-    state_channels = _layout_attribute("state_channels", "``C``, channels per site of one state feature.")
-    in_channels = _layout_attribute("in_channels", "Input channels (``C`` per state feature, 1 for ``h``).")
-    site_features = _layout_attribute("site_features", "Inputs of the per-site network: ``in_channels * window``.")
-    periodic = _layout_attribute("periodic", "A ring (``True``) or a chain with fixed ends.")
-    lattice_axis = _layout_attribute("lattice_axis", "The state axis of the sites (non-negative).")
-    blocks = _layout_attribute("blocks", "Channels stacked along the lattice axis.")
-    window = _layout_attribute("window", "Sites the network sees at each site.")
-    allow_other_size = _layout_attribute("allow_other_size", "Usage flag: run on another lattice length.",
+    sites = layout_attribute("sites", "``n``, the number of sites of the training lattice.")
+    state_channels = layout_attribute("state_channels", "``C``, channels per site of one state feature.")
+    in_channels = layout_attribute("in_channels", "Input channels (``C`` per state feature, 1 for ``h``).")
+    site_features = layout_attribute("site_features", "Inputs of the per-site network: ``in_channels * window``.")
+    periodic = layout_attribute("periodic", "A ring (``True``) or a chain with fixed ends.")
+    lattice_axis = layout_attribute("lattice_axis", "The state axis of the sites (non-negative).")
+    blocks = layout_attribute("blocks", "Channels stacked along the lattice axis.")
+    window = layout_attribute("window", "Sites the network sees at each site.")
+    allow_other_size = layout_attribute("allow_other_size", "Usage flag: run on another lattice length.",
                                          settable=True)
-    mixed_precision = _layout_attribute("mixed_precision", "Usage flag: accept states of another floating dtype.",
+    mixed_precision = layout_attribute("mixed_precision", "Usage flag: accept states of another floating dtype.",
                                         settable=True)
 
     def _forward(self, y: Tensor, dy: Tensor, h: float) -> Tensor:
@@ -156,13 +145,13 @@ class ConvCorrector(Corrector):
     def _parts_config(self) -> dict[str, Any]:
         return {"kernel_size": self.layout.kernel_size, "head": self.head_spec.config()}
 
-    nx = _layout_attribute("nx", "Grid points of the training grid.")
-    grid_spacing = _layout_attribute("grid_spacing", "``dx = domain_length / nx`` of the training grid.")
-    domain_length = _layout_attribute("domain_length", "Period of the domain.")
-    spatial_dims = _layout_attribute("spatial_dims", "1 or 2.")
-    conv = _layout_attribute("conv", "The periodic convolution class of this dimension.")
-    in_channels = _layout_attribute("in_channels", "One input channel per feature.")
-    allow_other_grid = _layout_attribute("allow_other_grid", "Usage flag: run on fields of another length.",
+    nx = layout_attribute("nx", "Grid points of the training grid.")
+    grid_spacing = layout_attribute("grid_spacing", "``dx = domain_length / nx`` of the training grid.")
+    domain_length = layout_attribute("domain_length", "Period of the domain.")
+    spatial_dims = layout_attribute("spatial_dims", "1 or 2.")
+    conv = layout_attribute("conv", "The periodic convolution class of this dimension.")
+    in_channels = layout_attribute("in_channels", "One input channel per feature.")
+    allow_other_grid = layout_attribute("allow_other_grid", "Usage flag: run on fields of another length.",
                                          settable=True)
 
     @property

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import nonnegative_number, positive_finite, positive_int
+from .._validate import nonnegative_number, positive_finite, positive_int, whole_multiple
 from .._version import __version__
 from ..integrate import solve
 from ..systems import Burgers, KuramotoSivashinsky
@@ -63,9 +63,7 @@ FAMILIES = {"burgers": ("pdebench", "pulses"), "kuramoto_sivashinsky": ("attract
 
 
 def _whole_multiple(big: float, small: float) -> int | None:
-    r = big / small
-    k = round(r)
-    return k if k >= 1 and abs(r - k) <= 1e-9 * max(1.0, r) else None
+    return whole_multiple(big / small, 1e-9)
 
 
 # --------------------------------------------------------------------------- the set-up

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .._progress import progress as make_progress
-from .._validate import integer, is_integer, nonnegative_number, positive_int, positive_number
+from .._validate import integer, is_integer, nonnegative_number, positive_int, positive_number, whole_multiple
 from .._version import __version__
 from ..integrate import NonFiniteSolutionError, solve
 from ..steppers import get_method
@@ -103,11 +103,11 @@ def _spatial_grid(system) -> torch.Tensor | None:
 
 def _output_grid(t_final: float, dt: float) -> torch.Tensor:
     steps = t_final / dt
-    n_steps = round(steps)
-    if n_steps < 1 or abs(steps - n_steps) > 1e-9 * max(1.0, steps):
+    n_steps = whole_multiple(steps, 1e-9)
+    if n_steps is None:
         raise ValueError(
             f"t_final ({t_final:g}) must be a positive whole multiple of dt ({dt:g}); "
-            f"e.g. t_final={max(n_steps, 1) * dt:g}"
+            f"e.g. t_final={max(round(steps), 1) * dt:g}"
         )
     # i * dt (one rounding each), not a running sum, so t[i] is as exact as it can be
     return torch.arange(n_steps + 1, dtype=torch.float64) * dt

@@ -8,6 +8,7 @@ line, JSON) and ``plots``.
 """
 
 from .comparison import compare
+from .conformal import ErrorBounds, calibrate
 from .result import CompareResult
 
-__all__ = ["compare", "CompareResult"]
+__all__ = ["compare", "CompareResult", "calibrate", "ErrorBounds"]

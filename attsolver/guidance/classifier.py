@@ -108,16 +108,31 @@ def train_latent_classifier(clf: TimeLatentClassifier, schedule: NoiseSchedule, 
         raise ValueError(f"labels is missing attribute(s) {missing}")
     max_t = schedule.T - 1 if max_t is None else schedule.check_timestep(max_t, "max_t")
     g = torch.Generator().manual_seed(seed)
+
+    def batch():
+        idx = torch.randint(0, len(z), (batch_size,), generator=g)
+        t = torch.randint(0, max_t + 1, (batch_size,), generator=g)
+        zt = schedule.q_sample(z[idx], t, generator=g)
+        return (zt, t), {k: labels[k][idx] for k in clf.attributes}
+
+    return train_attribute_heads(clf, batch, steps=steps, lr=lr)
+
+
+def train_attribute_heads(clf: nn.Module, batch, *, steps: int, lr: float) -> list[float]:
+    """The attribute classifiers' training loop: Adam at ``lr`` with a cosine schedule over
+    ``steps``, minimising the summed cross-entropy of ``clf``'s heads (``clf.attributes``).
+
+    ``batch()`` draws one batch, ``(inputs, labels)``: ``clf(*inputs)`` gives a dict of logits
+    ``[B, n_classes]`` per attribute, ``labels`` the class indices ``[B]``.  Leaves ``clf`` in
+    eval mode; returns the per-step losses."""
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     losses = []
     clf.train()
     for _ in range(steps):
-        idx = torch.randint(0, len(z), (batch_size,), generator=g)
-        t = torch.randint(0, max_t + 1, (batch_size,), generator=g)
-        zt = schedule.q_sample(z[idx], t, generator=g)
-        logits = clf(zt, t)
-        loss = sum(nn.functional.cross_entropy(logits[k], labels[k][idx]) for k in clf.attributes)
+        inputs, labels = batch()
+        logits = clf(*inputs)
+        loss = sum(nn.functional.cross_entropy(logits[k], labels[k]) for k in clf.attributes)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

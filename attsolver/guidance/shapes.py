@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .classifier import train_attribute_heads
 from .latent import LatentSpace
 
 __all__ = ["ATTRIBUTES", "CLASS_NAMES", "IMAGE_SIZE", "RADII", "X_CENTRES", "OUTLINE_WIDTH",
@@ -241,26 +242,17 @@ def train_image_classifier(clf: ImageAttributeClassifier, *, steps: int = 1500, 
     images a decoder produces.  Returns the per-step losses."""
     g = torch.Generator().manual_seed(seed)
     pool, pool_labels = make_shapes(n_images, seed)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    losses = []
-    clf.train()
-    for _ in range(steps):
+
+    def batch():
         idx = torch.randint(0, n_images, (batch_size,), generator=g)
         labels = {k: v[idx] for k, v in pool_labels.items()}
         x = pool[idx]
         a = torch.rand(batch_size, 1, 1, 1, generator=g)
         x = (1 - a) * x + a * _blur(x, 1.0)
         x = (x + 0.05 * torch.rand(batch_size, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        logits = clf(x)
-        loss = sum(F.cross_entropy(logits[k], labels[k]) for k in clf.attributes)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    clf.eval()
-    return losses
+        return (x,), labels
+
+    return train_attribute_heads(clf, batch, steps=steps, lr=lr)
 
 
 @dataclass

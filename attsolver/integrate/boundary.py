@@ -17,16 +17,20 @@ import torch
 from torch import Tensor
 
 from .._progress import progress as make_progress
+from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
 from .checks import (DEFAULT_MAX_STEPS, CheckedCorrector, check_corrector, check_f, check_options,
                      check_result, check_time_gradient, check_y0_t, checked_rhs, fixed_methods, step_grid,
                      time_eps, warn_if_coarse)
+from .adjoint import adjoint_params_of, adjoint_run, checkpointed_loop, split_memory_options
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
+from .events import DEFAULT_EVENT_TOL, check_event, event_loop
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
-from .loop import StepPlan, fixed_loop, time_differentiable_loop
+from .guard import GUARD_MODES, domain_of, guarded_loop
+from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
 from .per_sample import solve_per_sample
 from .stats import CountedRHS, SolveStats
 
@@ -44,7 +48,10 @@ def solve(
     options: dict[str, Any] | None = None,
     return_stats: bool = False,
     progress: bool = False,
-) -> Tensor | tuple[Tensor, SolveStats]:
+    guard: str | None = None,
+    guard_check_every: int | None = None,
+    event: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Tensor | tuple[Tensor, SolveStats] | tuple[Tensor, Tensor]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
     The conventions are torchdiffeq's, so the same ``f``/``y0``/``t`` work with
@@ -63,24 +70,16 @@ def solve(
             initial time; or ``[batch, n_t]``, one grid per sample of ``y0`` (result
             ``[n_t, batch, ...]``; see :mod:`attsolver.integrate.per_sample`).
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
-        step_size: fixed-step methods only.  Without it, one step is taken between
-            consecutive points of ``t`` — and, when there is no corrector, a step-doubling
-            check on the first interval (one step of the grid spacing against two of half
-            of it, three extra steps) estimates that step's local error; above
-            :data:`~attsolver.integrate.checks.COARSE_STEP_TOLERANCE` of the state's size a
-            :class:`CoarseStepWarning` gives the estimate and a ``step_size`` that would
-            meet the tolerance.  Passing
-            ``step_size`` (even equal to the grid spacing) states the step explicitly and
-            skips the check.  With it, each interval ``[t_i, t_{i+1}]`` is split
-            into ``n_i = ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned
-            value is an actual solver state (no interpolation, unlike torchdiffeq); when
-            ``step_size`` divides the intervals the steps are exactly ``step_size``.
+        step_size: fixed-step methods only.  Each interval ``[t_i, t_{i+1}]`` is split into
+            ``ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned value is an actual
+            solver state (no interpolation, unlike torchdiffeq).  Without it one step is taken
+            per interval, and without a corrector a step-doubling check on the first interval
+            gives a :class:`CoarseStepWarning` with a ``step_size`` that would meet
+            :data:`~attsolver.integrate.checks.COARSE_STEP_TOLERANCE` of the state's size.
         corrector: a learned correction applied after every classical step,
             ``y_{n+1} = y_n + dy_n + corrector(t_n, y_n, dy_n, h)`` where ``dy_n = h Phi`` is
-            the classical increment (computed as the classical step minus ``y_n``, so a
-            zero correction reproduces the classical solution bit for bit) and ``h`` a
-            Python float (negative when ``t`` decreases).  A corrector that records what it was trained for (a
-            ``check_compatible`` method) is refused for another method, step or shape.
+            the classical increment (a zero correction reproduces the classical solution bit
+            for bit); one trained for another method, step or shape is refused.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
             :class:`NonFiniteSolutionError` naming the step and time if the solution
             becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
@@ -96,10 +95,20 @@ def solve(
             terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
             intervals are integrated in about 100 consecutive pieces, each starting from the
             previous piece's last state, so the result is the same as without progress.
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score each corrected
+            step against the corrector's training domain; one warning names the first time and
+            trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
+        guard_check_every: with ``guard``, also check every this many steps a posteriori against
+            the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
+        event: a terminal event for the fixed-step methods, ``event(t, y)`` with one value per
+            sample: each sample stops where it crosses zero (see :mod:`attsolver.integrate.events`).
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
-        ``(solution, stats)``.
+        ``(solution, stats)``.  With ``event``: ``(event_times, solution)``, ``event_times`` of
+        shape ``y0.shape[:-1]`` (``+inf`` where the event never fired, differentiable) and the
+        solution with each sample's outputs after its event held at its event state (with
+        ``return_stats``: ``((event_times, solution), stats)``).
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
@@ -107,13 +116,18 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
-    if progress and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
+    _check_guard(guard, corrector, options, guard_check_every)
+    if guard is not None and event is not None:
+        raise ValueError("guard= and event= do not combine yet: pass one of them")
+    if progress and event is None and spec.kind == "fixed" and isinstance(t, Tensor) and t.ndim == 1 and len(t) > 2:
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=return_stats)
-    if isinstance(t, Tensor) and t.ndim == 2 and not return_stats:  # one time grid per sample
+                                options=options, return_stats=return_stats, guard=guard,
+                                guard_check_every=guard_check_every)
+    if isinstance(t, Tensor) and t.ndim == 2 and not return_stats and guard is None and event is None:
+        # one time grid per sample
         return solve_per_sample(solve, spec, f, y0, t, step_size=step_size, corrector=corrector, options=options)
     y0, t = check_y0_t(y0, t)
-    options = check_options(options, spec)
+    options = _checked_options(options, spec, f, y0, t, event)
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
@@ -124,8 +138,26 @@ def solve(
                                      options=options, count=return_stats)
     else:
         sol, stats = _solve_fixed(spec, f, y0, t, t_f, step_size=step_size, corrector=corrector,
-                                  options=options, count=return_stats)
+                                  options=options, count=return_stats, guard=guard,
+                                  check_every=guard_check_every)
     return (sol, stats) if return_stats else sol
+
+
+def _check_guard(guard, corrector, options, check_every) -> None:
+    """``guard`` is ``None`` or a mode, needs a corrector with a domain and the eager loop."""
+    if guard is None:
+        if check_every is not None:
+            raise ValueError("guard_check_every needs guard='warn' or 'fallback'")
+        return
+    if check_every is not None:
+        positive_int("guard_check_every", check_every)
+    if guard not in GUARD_MODES:
+        raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
+    if corrector is None:
+        raise ValueError(f"guard={guard!r} scores a corrector's steps; give corrector= or guard=None")
+    domain_of(corrector)
+    if options and options.get("compile", False):
+        raise ValueError("guard= runs the eager loop; drop options={'compile': True} or use guard=None")
 
 
 def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, corrector,
@@ -144,12 +176,14 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
         )
     growth_bound = options.pop("growth_bound", None)
     options.pop("max_steps", None)
+    params = options.pop("adjoint_params", None)  # set only with options["adjoint"]
     if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
         return y0.unsqueeze(0), SolveStats(spec.name, None, 0, 0, 0.0)
     counted = CountedRHS(f) if count else None
     started = time.perf_counter()
     try:
-        sol = spec.run(counted if counted is not None else f, y0, t, options)
+        rhs = counted if counted is not None else f
+        sol = spec.run(rhs, y0, t, options) if params is None else adjoint_run(spec.name, rhs, y0, t, options, params)
     except StepSizeUnderflow as e:
         partial = e.partial if e.partial is not None else y0.unsqueeze(0)
         raise NonFiniteSolutionError(
@@ -165,7 +199,8 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
 
 
 def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, step_size, corrector,
-                 options: dict[str, Any], count: bool) -> tuple[Tensor, SolveStats | None]:
+                 options: dict[str, Any], count: bool, guard: str | None = None,
+                 check_every: int | None = None) -> tuple[Tensor, SolveStats | None]:
     """A fixed-step solve: the step grid, the plan, the loop, the checks of the result
     (``t_f``: ``t`` in the dtype ``f`` sees; ``count``: also return the stats)."""
     growth_bound = options.pop("growth_bound", None)
@@ -173,25 +208,68 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     t_np = t.detach().cpu().double().numpy()
     # validates step_size even when len(t) == 1
     n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
+    event = options.pop("event", None)
     if len(t) == 1:
-        return y0.unsqueeze(0), SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
-    plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size)
+        sol = y0.unsqueeze(0)
+        sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)
+        return sol, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
+    plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size,
+                 guard=guard)
     started = time.perf_counter()
-    sol = _integrate(plan, f, options)
+    report, event_t = None, None
+    if guard is not None:
+        if plan.t.requires_grad and torch.is_grad_enabled():
+            check_time_gradient(plan, compiling=False)  # a corrector refuses d/dt: the same message
+        sol, report = guarded_loop(plan, stage_times(plan), check_every)
+    elif event is not None:
+        event_t, sol = event_loop(plan, f, *event)
+    else:
+        sol = _integrate(plan, f, options)
     wall = time.perf_counter() - started
     if options.get("check_finite", True) and not all_finite(sol):
         raise_nonfinite(sol, plan)
     check_result(sol, y0, t_f, growth_bound, spec.name)
+    if event_t is not None:
+        sol = (event_t, sol)
     if not count:
         return sol, None
     n_steps = plan.n_steps
     return sol, SolveStats(spec.name, n_steps, n_steps * len(plan.stepper.nodes),
                            n_steps if plan.corrector is not None else 0, wall,
-                           float(np.abs(h_int).max()), step_size is None)
+                           float(np.abs(h_int).max()), step_size is None, report)
+
+
+def _checked_options(options, spec: MethodSpec, f, y0: Tensor, t: Tensor, event) -> dict[str, Any]:
+    """``check_options`` plus what this module adds: the memory options (:mod:`.adjoint`) and
+    the event (:mod:`.events`), checked and stored as ``adjoint_params`` / ``checkpoint_steps``
+    / ``event`` for the solve below."""
+    options, memory = split_memory_options(options, spec)
+    event_tol = DEFAULT_EVENT_TOL
+    if isinstance(options, dict) and event is not None and "event_tol" in options:
+        options = dict(options)
+        event_tol = options.pop("event_tol")
+    options = check_options(options, spec)
+    if event is not None:
+        options["event"] = (event, _check_event_solve(event, spec, y0, t, event_tol, options, memory))
+    if memory.get("adjoint"):
+        options["adjoint_params"] = adjoint_params_of(f, memory)
+    if memory.get("checkpoint_steps"):
+        options["checkpoint_steps"] = memory["checkpoint_steps"]
+    return options
+
+
+def _check_event_solve(event, spec: MethodSpec, y0: Tensor, t: Tensor, tol, options, memory) -> float:
+    """The checks of an event solve (see :mod:`.events`); returns the event tolerance."""
+    if spec.kind != "fixed":
+        raise ValueError(f"event= needs a fixed-step method (e.g. 'rk4' with a step_size), not the adaptive {spec.name!r}")
+    if t.requires_grad or memory or options.get("compile", False):
+        raise ValueError("event= works with the eager loop: t must not require grad, and options 'compile', "
+                         "'adjoint' and 'checkpoint_steps' do not apply (the event time is differentiable anyway)")
+    return check_event(event, y0, t[0].to(y0.real.dtype if y0.is_complex() else y0.dtype), tol)
 
 
 def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
-          h_int: np.ndarray, *, corrector, step_size) -> StepPlan:
+          h_int: np.ndarray, *, corrector, step_size, guard: str | None = None) -> StepPlan:
     """Build the stepper for this solve and check what depends on it (the system's own step
     limit, the corrector's training, the step-doubling check of a grid-stepped solve)."""
     # with a corrector every step runs one arithmetic (a corrector's parameters would switch a
@@ -209,20 +287,24 @@ def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndar
             corrector = CheckedCorrector(corrector, y0)
     elif step_size is None:
         warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
-    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int)
+    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int, guard)
 
 
 def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     """The loop this solve needs: time-differentiable, compiled or eager."""
+    segment = options.get("checkpoint_steps")
     if plan.t.requires_grad and torch.is_grad_enabled():
         check_time_gradient(plan, compiling=bool(options.get("compile", False)))
-        return time_differentiable_loop(plan)
+        return time_differentiable_loop(plan) if segment is None else checkpointed_loop(plan, segment, f)
+    if segment is not None and torch.is_grad_enabled():  # recompute segments in the backward pass
+        return checkpointed_loop(plan, segment, f)
     if options.get("compile", False):
         return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
     return fixed_loop(plan)
 
 
-def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, pieces: int = 100):
+def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, guard=None,
+                     guard_check_every=None, pieces: int = 100):
     """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
     n = len(t) - 1
     bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
@@ -232,7 +314,8 @@ def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_
         for a, b in zip(bounds[:-1], bounds[1:]):
             try:
                 sol, st = solve(f, y, t[a:b + 1], method=method, step_size=step_size, corrector=corrector,
-                                options=options, return_stats=True)
+                                options=options, return_stats=True, guard=guard,
+                                guard_check_every=guard_check_every)
             except NonFiniteSolutionError as e:  # count the step, output and partial over the whole solve
                 raise over_whole_solve(e, outs, sum(s.n_steps or 0 for s in stats), a) from None
             stats.append(st)

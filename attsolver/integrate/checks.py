@@ -197,6 +197,18 @@ def check_options(options, spec: MethodSpec) -> dict[str, Any]:
 # --------------------------------------------------------------------------- f
 
 
+def check_returned(call: str, out: Any, ref: str, shape: torch.Size, dtype: torch.dtype, shape_advice: str,
+                   dtype_advice: str) -> None:
+    """What a user's callable returned (``call``, as the message writes it): a tensor of the
+    shape of ``ref`` (``shape``) and of the solve's ``dtype``; the advice ends each message."""
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{call} must return a torch.Tensor, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{call} returned shape {tuple(out.shape)} but {ref} has shape {tuple(shape)}; {shape_advice}")
+    if out.dtype != dtype:
+        raise TypeError(f"{call} returned dtype {out.dtype} but y0 is {dtype}; {dtype_advice}")
+
+
 def check_f(f, y0: Tensor, t: Tensor, *, check_finite: bool = False, adaptive: bool = False) -> None:
     """Call ``f(t[0], y0)`` once (no grad): callable, a tensor of ``y0``'s shape and dtype,
     and (``check_finite``) finite for a finite ``y0``."""
@@ -204,18 +216,8 @@ def check_f(f, y0: Tensor, t: Tensor, *, check_finite: bool = False, adaptive: b
         raise TypeError(f"f must be callable as f(t, y), got {type(f).__name__}")
     with torch.no_grad():
         out = f(t[0], y0)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"f(t, y) must return a torch.Tensor, got {type(out).__name__}")
-    if out.shape != y0.shape:
-        raise ValueError(
-            f"f(t, y) returned shape {tuple(out.shape)} but y0 has shape {tuple(y0.shape)}; "
-            "f must return dy/dt with the same shape as y"
-        )
-    if out.dtype != y0.dtype:
-        raise TypeError(
-            f"f(t, y) returned dtype {out.dtype} but y0 is {y0.dtype}; make f keep y's dtype "
-            "(e.g. build its constants with dtype=y.dtype)"
-        )
+    check_returned("f(t, y)", out, "y0", y0.shape, y0.dtype, "f must return dy/dt with the same shape as y",
+                   "make f keep y's dtype (e.g. build its constants with dtype=y.dtype)")
     if check_finite and not all_finite(out) and all_finite(y0):
         raise NonFiniteSolutionError(
             f"f(t, y) returned NaN/inf at t={float(t[0]):.6g} for the finite initial state{bad_rows(out)}, "
@@ -377,17 +379,8 @@ class CheckedCorrector:
 
     def __call__(self, t, y, dy, h):
         out = self.corrector(t, y, dy, h)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"corrector(t, y, dy, h) must return a torch.Tensor, got {type(out).__name__}")
-        if out.shape != y.shape:
-            raise ValueError(
-                f"corrector(t, y, dy, h) returned shape {tuple(out.shape)} but y has shape {tuple(y.shape)}; "
-                "it must return a correction of y's shape (no broadcasting)"
-            )
-        if out.dtype != self.dtype:
-            raise TypeError(
-                f"corrector(t, y, dy, h) returned dtype {out.dtype} but y0 is {self.dtype}; make it keep y's dtype"
-            )
+        check_returned("corrector(t, y, dy, h)", out, "y", y.shape, self.dtype,
+                       "it must return a correction of y's shape (no broadcasting)", "make it keep y's dtype")
         return out
 
 

@@ -40,6 +40,8 @@ class StepPlan:
         t_np: the same times as float64 NumPy (the step arithmetic is done in float64).
         n_sub: steps per output interval, int64 ``[n_out - 1]``, each >= 1.
         h_int: the signed step in each interval, float64 ``[n_out - 1]``.
+        guard: ``None`` (the plain loops) or ``"warn"`` / ``"fallback"``: the corrected steps
+            are scored against the corrector's training domain (:mod:`.guard`).
     """
 
     method: str
@@ -50,6 +52,7 @@ class StepPlan:
     t_np: np.ndarray
     n_sub: np.ndarray
     h_int: np.ndarray
+    guard: str | None = None
 
     @property
     def n_steps(self) -> int:
@@ -67,7 +70,7 @@ class StepPlan:
         n_sub = np.concatenate(([self.n_sub[interval] - first_sub], self.n_sub[interval + 1:]))
         h_int = np.concatenate(([self.h_int[interval]], self.h_int[interval + 1:]))
         t = torch.as_tensor(t_np, device=self.t.device).to(self.t.dtype)
-        return StepPlan(self.method, self.stepper, self.corrector, y, t, t_np, n_sub, h_int)
+        return StepPlan(self.method, self.stepper, self.corrector, y, t, t_np, n_sub, h_int, self.guard)
 
 
 def step_windows(n_sub: np.ndarray, first_step: int = 0, window: int = STAGE_CHUNK

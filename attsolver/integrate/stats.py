@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -26,6 +27,8 @@ class SolveStats:
         step_size: the step of a fixed-step solve (the largest when intervals differ).
         steps_from_grid: ``True`` when no ``step_size`` was given and the method stepped
             once per output interval.
+        guard: with ``solve(..., guard=...)``, the guard's report (flagged steps, fallbacks and
+            their ``f`` evaluations: :class:`~attsolver.integrate.guard.GuardReport`); else ``None``.
     """
 
     method: str
@@ -35,15 +38,18 @@ class SolveStats:
     wall_time_s: float
     step_size: float | None = None
     steps_from_grid: bool = False
+    guard: Any = None
 
     @classmethod
     def of_pieces(cls, pieces: Sequence[SolveStats]) -> SolveStats:
         """The stats of a solve run as consecutive pieces (``progress=True``): counts and
         times summed, the largest step."""
         first = pieces[0]
+        guards = [st.guard for st in pieces if st.guard is not None]
         return cls(first.method, sum(st.n_steps for st in pieces), sum(st.n_f_evals for st in pieces),
                    sum(st.n_corrector_calls for st in pieces), sum(st.wall_time_s for st in pieces),
-                   max(st.step_size for st in pieces), first.steps_from_grid)
+                   max(st.step_size for st in pieces), first.steps_from_grid,
+                   type(guards[0]).of_pieces(guards) if guards else None)
 
 
 class CountedRHS:

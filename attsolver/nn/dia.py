@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .activations import make_activation
 from .lipschitz import spectral_cap
 from .registry import register_attention
-from .se import _ACT_LIPSCHITZ, broadcast_gate, pool_channels
+from .se import _ACT_LIPSCHITZ, broadcast_gate, gate_in_channels, pool_channels
 
 __all__ = ["DIAUnit", "DIAState"]
 
@@ -61,9 +61,7 @@ class DIAUnit(nn.Module):
                  activation: str = "relu", lipschitz_cap: float | None = None,
                  dtype: torch.dtype | None = None, device=None):
         super().__init__()
-        if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
-        in_channels = channels if in_channels is None else in_channels
+        in_channels = gate_in_channels(channels, in_channels, reduction)
         self.channels = channels
         self.in_channels = in_channels
         self.lipschitz_cap = lipschitz_cap

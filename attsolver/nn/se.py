@@ -15,6 +15,14 @@ __all__ = ["SEGate", "SqueezeExcitation", "pool_channels", "broadcast_gate"]
 _ACT_LIPSCHITZ = {nn.ReLU: 1.0, nn.Tanh: 1.0, nn.SiLU: 1.1, nn.GELU: 1.13}
 
 
+def gate_in_channels(channels: int, in_channels: int | None, reduction: int) -> int:
+    """A gate's input channels (default ``channels``), after checking its bottleneck ratio
+    ``reduction`` (a positive ``int``; the gates' one check of it)."""
+    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+        raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
+    return channels if in_channels is None else in_channels
+
+
 def pool_channels(x: Tensor) -> Tensor:
     """``[B, C]`` stays, ``[B, C, *spatial]`` is averaged over the spatial dimensions (GAP)."""
     if x.ndim < 2:
@@ -48,9 +56,7 @@ class SEGate(nn.Module):
                  activation: str = "relu", lipschitz_cap: float | None = None,
                  dtype: torch.dtype | None = None, device=None):
         super().__init__()
-        if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
-        in_channels = channels if in_channels is None else in_channels
+        in_channels = gate_in_channels(channels, in_channels, reduction)
         hidden = max(1, channels // reduction)
         kw = {"dtype": dtype, "device": device}
         self.fc1 = nn.Linear(in_channels, hidden, **kw)

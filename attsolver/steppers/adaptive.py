@@ -38,14 +38,21 @@ class StepSizeUnderflow(FloatingPointError):
         self.partial = partial
 
 
+def _backend_options(options: dict) -> tuple[dict, float, float]:
+    """``(rest, rtol, atol)`` from ``solve``'s options: the tolerances (with this module's
+    defaults) taken out of a copy, and ``check_finite`` (``solve``'s own) dropped; ``rest`` goes to the backend."""
+    opts = dict(options)
+    rtol = opts.pop("rtol", DEFAULT_RTOL)
+    atol = opts.pop("atol", DEFAULT_ATOL)
+    opts.pop("check_finite", None)
+    return opts, rtol, atol
+
+
 def _torchdiffeq_runner(name: str):
     def run(f, y0, t, options):
         import torchdiffeq  # heavy (~0.8 s, it loads SciPy): only an adaptive solve pays for it
 
-        opts = dict(options)
-        rtol = opts.pop("rtol", DEFAULT_RTOL)
-        atol = opts.pop("atol", DEFAULT_ATOL)
-        opts.pop("check_finite", None)
+        opts, rtol, atol = _backend_options(options)
         if name == "dopri8":
             # torchdiffeq's dopri8 dense output is far less accurate than its steps (1e-4
             # errors at rtol=1e-7 on Lorenz-63); stepping onto every output time avoids it.
@@ -81,10 +88,7 @@ def _scipy_runner(scipy_name: str):
     def run(f, y0, t, options):
         from scipy.integrate import solve_ivp  # heavy (~1 s): only a SciPy solve pays for it
 
-        opts = dict(options)
-        rtol = opts.pop("rtol", DEFAULT_RTOL)
-        atol = opts.pop("atol", DEFAULT_ATOL)
-        opts.pop("check_finite", None)
+        opts, rtol, atol = _backend_options(options)
         budget = int(opts.pop("max_evaluations", DEFAULT_MAX_EVALUATIONS))
         shape, dtype, device = y0.shape, y0.dtype, y0.device
         t_dtype = y0.real.dtype if y0.is_complex() else y0.dtype  # torchdiffeq's rule for f's t

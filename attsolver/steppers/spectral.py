@@ -301,6 +301,15 @@ class _SpectralStepper(Stepper):
                 np.empty((*shape[:-1], self.nx)),)
         return self._scratch
 
+    def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
+        if self._use_fast(state):
+            return self._fast_step(state, h)
+        return self._torch_step(ts, state, h)
+
+    def _torch_step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
+        """One step in torch (autograd, any dtype and device)."""
+        raise NotImplementedError
+
     def _fast_step(self, state: Tensor, h: float) -> Tensor:
         v = state.numpy()
         return torch.from_numpy(self._np_step(v, self._fast_coefficients(h), np.empty_like(v)))
@@ -422,6 +431,18 @@ def _real_ffts(nx: int) -> tuple[Callable, Callable, float]:
     return (kernels[0] if nx % 2 == 0 else kernels[1]), kernels[2], 1.0 / nx
 
 
+def _np_rk4_sum(out: np.ndarray, E: np.ndarray, v: np.ndarray, w1: np.ndarray, P1: np.ndarray, w23: np.ndarray,
+                P2: np.ndarray, P3: np.ndarray, w4: np.ndarray, P4: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """The fast path's last stage of both RK4-like steppers, in place:
+    ``out = E v + w1 P1 + w23 (P2 + P3) + w4 P4`` (``P2`` is overwritten, ``tmp`` is scratch)."""
+    np.multiply(E, v, out=out)
+    out += np.multiply(w1, P1, out=tmp)
+    P2 += P3
+    out += np.multiply(w23, P2, out=tmp)
+    out += np.multiply(w4, P4, out=tmp)
+    return out
+
+
 class ETDRK4(_SpectralStepper):
     """Exponential time differencing RK4 (Cox & Matthews 2002; coefficients by the
     contour integrals of Kassam & Trefethen 2005).
@@ -474,16 +495,10 @@ class ETDRK4(_SpectralStepper):
         c -= QgPv
         irfft(c, scale, out=u)
         rfft(mul(u, u, out=u), 1.0, out=Pc)
-        mul(E, v, out=out)  # + f1 g Pv + 2 f2 g (Pa + Pb) + f3 g Pc
-        out += mul(F1, Pv, out=tmp)
-        Pa += Pb
-        out += mul(F2, Pa, out=tmp)
-        out += mul(F3, Pc, out=tmp)
-        return out
+        # E v + f1 g Pv + 2 f2 g (Pa + Pb) + f3 g Pc
+        return _np_rk4_sum(out, E, v, F1, Pv, F2, Pa, Pb, F3, Pc, tmp)
 
-    def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
-        if self._use_fast(state):
-            return self._fast_step(state, h)
+    def _torch_step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
         E, E2, Q, Q2, f1, f2x2, f3 = self._coefficients(h)
         N = self._nonlinear
         Nv = N(ts[0], state)
@@ -513,11 +528,7 @@ class IFRK4(_SpectralStepper):
     error constants for stiff problems (the transformed equation oscillates/decays at the
     rates of ``L``).
 
-    Args:
-        system: the PDE (a :class:`SpectralSystem`, e.g. an :class:`attsolver.SemilinearPDE`).
-        y0: an initial field ``[..., *grid_shape]`` fixing the dtype and device of the
-            coefficients.
-        fast_path: allow the NumPy fast path where it applies (see :attr:`fast_path`).
+    Args: as :class:`ETDRK4`.
     """
 
     def _compute(self, h):
@@ -549,16 +560,10 @@ class IFRK4(_SpectralStepper):
         rfft(mul(u, u, out=u), 1.0, out=P3)
         irfft(add(mul(Em, v, out=tmp), mul(hE2g, P3, out=s), out=s), scale, out=u)
         rfft(mul(u, u, out=u), 1.0, out=P4)
-        mul(E, v, out=out)  # + h/6 E g P1 + h/3 E2 g (P2 + P3) + h/6 g P4
-        out += mul(hEg_6, P1, out=tmp)
-        P2 += P3
-        out += mul(hE2g_3, P2, out=tmp)
-        out += mul(hg_6, P4, out=tmp)
-        return out
+        # E v + h/6 E g P1 + h/3 E2 g (P2 + P3) + h/6 g P4
+        return _np_rk4_sum(out, E, v, hEg_6, P1, hE2g_3, P2, P3, hg_6, P4, tmp)
 
-    def step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
-        if self._use_fast(state):
-            return self._fast_step(state, h)
+    def _torch_step(self, ts: Sequence[Tensor], state: Tensor, h: float) -> Tensor:
         E, E2, hE2_2, hE2, hE_6, hE2_3, h_2, h_6 = self._coefficients(h)
         N = self._nonlinear
         N1 = N(ts[0], state)

@@ -92,14 +92,19 @@ class _Constants(NamedTuple):
     iky: Tensor  # [n, 1] complex i k_y
 
 
+@dataclass(frozen=True)
 class _Vorticity2D(CachedConstants, System):
-    """Shared parameters, validation, grid, forcing and diagnostics of the two discretisations."""
+    """Shared parameters (with their defaults: both discretisations solve the same problem),
+    validation, grid, forcing and diagnostics of the two discretisations."""
 
-    nu: float
-    drag: float
-    forcing_wavenumber: int
-    forcing_amplitude: float
-    n: int
+    nu: float = 1.0 / 250.0
+    drag: float = 0.1
+    forcing_wavenumber: int = 4
+    forcing_amplitude: float = 1.0
+    n: int = 64
+
+    def __post_init__(self) -> None:
+        self._validate()
 
     def _validate(self) -> None:
         n = self.n
@@ -248,15 +253,7 @@ class NavierStokes2D(_Vorticity2D):
         n: grid points per side (even, >= 16); the domain is ``[0, 2 pi)^2``.
     """
 
-    nu: float = 1.0 / 250.0
-    drag: float = 0.1
-    forcing_wavenumber: int = 4
-    forcing_amplitude: float = 1.0
-    n: int = 64
     name = "navier_stokes_2d"
-
-    def __post_init__(self) -> None:
-        self._validate()
 
     @property
     def dealias_cutoff(self) -> int:
@@ -337,15 +334,7 @@ class NavierStokes2DFD(_Vorticity2D):
     Args: as :class:`NavierStokes2D`.
     """
 
-    nu: float = 1.0 / 250.0
-    drag: float = 0.1
-    forcing_wavenumber: int = 4
-    forcing_amplitude: float = 1.0
-    n: int = 64
     name = "navier_stokes_2d_fd"
-
-    def __post_init__(self) -> None:
-        self._validate()
 
     def _laplacian_eigenvalues(self, ky, kx):
         d = self.dx

@@ -6,7 +6,8 @@ length of each epoch), :mod:`.targets` (the classical steps through ``solve``, s
 :mod:`.check` (the end-of-fit check).
 """
 
+from .domain import record_domain
 from .history import FitCheckWarning, FitHistory, NonFiniteLossError
 from .trainer import fit
 
-__all__ = ["fit", "FitHistory", "NonFiniteLossError", "FitCheckWarning"]
+__all__ = ["fit", "record_domain", "FitHistory", "NonFiniteLossError", "FitCheckWarning"]

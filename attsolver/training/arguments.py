@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validate import finite_number, integer, is_real, nonnegative_number, positive_int, positive_number
+from .._validate import (finite_number, integer, is_real, nonnegative_number, positive_int, positive_number,
+                         whole_multiple)
 from ..correctors import Corrector
 from ..data import TrajectoryDataset, load_h5
 from .schedule import rollout_schedule
@@ -139,8 +140,8 @@ def check_data(data, corrector: Corrector, args: dict[str, Any]) -> tuple[float,
         )
     h = args["step_size"]
     ratio = dt / h
-    m = round(ratio)
-    if m < 1 or abs(ratio - m) > 1e-6 * max(1.0, ratio):
+    m = whole_multiple(ratio, 1e-6)
+    if m is None:
         raise ValueError(
             f"the data interval dt={dt:g} is not a whole multiple of the corrector's step_size={h:g}; "
             f"train with step_size=dt/m for an integer m (e.g. {dt / max(1, math.floor(ratio)):g}) or "

@@ -39,6 +39,7 @@ class Objective(nn.Module):
         self.m = m
         self.t_grid = t_grid  # float64 data times
         self.autonomous = autonomous
+        self.checkpoint_steps = args.get("checkpoint_steps")
 
     def forward(self, kind: str, batch: tuple[Tensor, ...]) -> Tensor:
         c = self.corrector
@@ -49,6 +50,8 @@ class Objective(nn.Module):
         y_start, targets, starts = batch  # [b, *s], [b, k, *s], [b]
         k = targets.shape[1]
         opts = {"check_finite": False}
+        if self.checkpoint_steps is not None and torch.is_grad_enabled():
+            opts["checkpoint_steps"] = self.checkpoint_steps
         if self.autonomous:
             t = self.t_grid[: k + 1] - self.t_grid[0]
             pred = solve(self.f, y_start, t, method=self.method, step_size=self.h, corrector=c, options=opts)[1:]

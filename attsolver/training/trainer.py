@@ -21,7 +21,8 @@ to ``min_lr_ratio * lr`` over ``epochs``; the trajectories are split into traini
 validation parts (``val_fraction``, by trajectory, seeded); training stops after ``patience``
 epochs without a better monitored loss and, with ``restore_best``, the best epoch's weights
 are put back.  The corrector ends in eval mode with ``training_info`` recording the data and
-settings.
+settings, and ``domain`` the training domain that ``solve(..., guard=...)`` checks against
+(:func:`~attsolver.training.domain.record_domain`).
 
 **Checkpoints** (:mod:`.checkpoint`).  With ``checkpoint=path`` a checkpoint (model, best
 weights, optimizer, scheduler, RNG states, epoch, history, settings) is written atomically
@@ -50,9 +51,11 @@ from typing import Any
 
 from torch import Tensor
 
+from .._validate import positive_int
 from ..correctors import Corrector
 from .arguments import as_dataset, check_args, checkpoint_path, right_hand_side
 from .check import check_result
+from .domain import record_domain
 from .distributed import distributed_context, end_process_group
 from .history import FitHistory
 from .loop import train
@@ -70,6 +73,7 @@ def fit(
     min_lr_ratio: float = 0.0, restore_best: bool = True, system: Callable[[Tensor, Tensor], Tensor] | None = None,
     autonomous: bool | None = None, on_epoch_end: Callable[[int, FitHistory], None] | None = None,
     f: Callable[[Tensor, Tensor], Tensor] | None = None, check: bool = True,
+    checkpoint_steps: int | None = None,
 ) -> FitHistory:
     """Train ``corrector`` in place on the trajectories in ``data`` (the targets, optimisation,
     checkpoints and DDP are described in :mod:`attsolver.training.trainer`).
@@ -115,6 +119,10 @@ def fit(
             (:class:`FitCheckWarning`) when the corrected rollout is worse than the uncorrected
             one, when the loss did not fall well below the zero correction's, or when the
             one-step targets are dominated by observation noise — with what to change.
+        checkpoint_steps: rollout training only: back-propagate through each window's solve
+            in recomputed segments of this many steps (``solve``'s ``options["checkpoint_steps"]``,
+            see docs/guide/gradients.md): the same gradients in memory that does not grow with
+            the window; ``None`` (default) keeps every step's graph.
 
     Returns:
         A :class:`FitHistory`.
@@ -131,6 +139,7 @@ def fit(
     started = time.perf_counter()
     args = check_args(corrector, method, step_size, epochs, lr, batch_size, rollout_steps, rollout_schedule,
                       val_fraction, patience, seed, weight_decay, grad_clip, min_lr_ratio)
+    args["checkpoint_steps"] = None if checkpoint_steps is None else positive_int("checkpoint_steps", checkpoint_steps)
     data = as_dataset(data)
     ckpt_path = checkpoint_path(checkpoint, resume, overwrite)
     f, autonomous = right_hand_side(corrector, data, system, f, autonomous)
@@ -139,6 +148,8 @@ def fit(
         history = train(corrector, data, f, autonomous, args, ckpt_path=ckpt_path, resume=resume,
                         progress=progress, restore_best=restore_best, on_epoch_end=on_epoch_end, rank=rank,
                         world=world, started=started)
+        if len(data) * (data.n_times - 1) >= 2:  # what solve(..., guard=...) scores against
+            record_domain(corrector, data, f=f)
         if check:
             history.check = check_result(corrector, data, f, args, history, rank == 0, autonomous)
             history.wall_time_s = time.perf_counter() - started

@@ -38,15 +38,35 @@ def _odd_stencil(kernel_size: int) -> int:
     return kernel_size
 
 
-def _finish_periodic(conv: nn.Module, zero_init: bool) -> None:
-    """The periodic convolutions' common set-up: the wrap width and an optional exact zero."""
-    conv.wrap = conv.kernel_size[0] // 2
-    if zero_init:
-        nn.init.zeros_(conv.weight)
-        nn.init.zeros_(conv.bias)
+class _PeriodicConv:
+    """The periodic convolutions' common part (mixed in before ``nn.Conv1d`` / ``nn.Conv2d``):
+    an odd stencil, the wrap width ``kernel_size // 2``, an optional exact zero, and the
+    circular wrap of the last ``_dims`` axes before a 'valid' convolution."""
+
+    _dims = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, zero_init: bool = False,
+                 dtype: torch.dtype | None = None):
+        super().__init__(in_channels, out_channels, _odd_stencil(kernel_size), padding=0, dtype=dtype)
+        self.wrap = self.kernel_size[0] // 2
+        if zero_init:
+            nn.init.zeros_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def _wrapped(self, x: Tensor) -> Tensor:
+        """``x`` extended periodically by ``wrap`` points on each side of its last ``_dims`` axes."""
+        p, d = self.wrap, self._dims
+        if not p:
+            return x
+        if p <= min(x.shape[-d:]):
+            return F.pad(x, (p, p) * d, mode="circular")
+        for dim in range(-d, 0):  # a field shorter than the stencil: index the periodic extension
+            n = x.shape[dim]
+            x = x.index_select(dim, torch.arange(-p, n + p, device=x.device) % n)
+        return x
 
 
-class PeriodicConv1d(nn.Conv1d):
+class PeriodicConv1d(_PeriodicConv, nn.Conv1d):
     """``Conv1d`` on a periodic domain: the input ``[B, C, X]`` is wrapped around by
     ``kernel_size // 2`` points on each side before a 'valid' convolution, so the output has
     the input's length and commutes with ``torch.roll`` along ``X``.
@@ -59,24 +79,13 @@ class PeriodicConv1d(nn.Conv1d):
         zero_init: set weight and bias to zero (an exact zero output).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, zero_init: bool = False,
-                 dtype: torch.dtype | None = None):
-        super().__init__(in_channels, out_channels, _odd_stencil(kernel_size), padding=0, dtype=dtype)
-        _finish_periodic(self, zero_init)
+    _dims = 1
 
     def forward(self, x: Tensor) -> Tensor:
-        p = self.wrap
-        if p:
-            n = x.shape[-1]
-            if p <= n:
-                x = F.pad(x, (p, p), mode="circular")
-            else:  # a field shorter than the stencil: index the periodic extension
-                idx = torch.arange(-p, n + p, device=x.device) % n
-                x = x.index_select(-1, idx)
-        return F.conv1d(x, self.weight, self.bias)
+        return F.conv1d(self._wrapped(x), self.weight, self.bias)
 
 
-class PeriodicConv2d(nn.Conv2d):
+class PeriodicConv2d(_PeriodicConv, nn.Conv2d):
     """``Conv2d`` on a periodic square: the input ``[B, C, Y, X]`` is wrapped around by
     ``kernel_size // 2`` points on each side before a 'valid' convolution, so the output has
     the input's size and commutes with ``torch.roll`` along ``Y`` and ``X``.
@@ -84,21 +93,10 @@ class PeriodicConv2d(nn.Conv2d):
     Args: as :class:`PeriodicConv1d` (a square ``kernel_size x kernel_size`` stencil).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, zero_init: bool = False,
-                 dtype: torch.dtype | None = None):
-        super().__init__(in_channels, out_channels, _odd_stencil(kernel_size), padding=0, dtype=dtype)
-        _finish_periodic(self, zero_init)
+    _dims = 2
 
     def forward(self, x: Tensor) -> Tensor:
-        p = self.wrap
-        if p:
-            if p <= min(x.shape[-2:]):
-                x = F.pad(x, (p, p, p, p), mode="circular")
-            else:  # a field smaller than the stencil: index the periodic extension
-                for dim in (-2, -1):
-                    n = x.shape[dim]
-                    x = x.index_select(dim, torch.arange(-p, n + p, device=x.device) % n)
-        return F.conv2d(x, self.weight, self.bias)
+        return F.conv2d(self._wrapped(x), self.weight, self.bias)
 
 
 class GridLayout(Layout):

@@ -1,0 +1,360 @@
+"""The out-of-distribution guard of a corrected solve: the training domain a corrector
+remembers (:class:`TrainingDomain`), the per-step score against it, and the guarded loop.
+
+A corrected step is ``y_{n+1} = y* + C(t_n, y_n, dy_n, h)``.  The guard scores each step, per
+sample, by two cheap numbers:
+
+* the squared Mahalanobis distance of the step's features ``z = (y_n, dy_n / h)`` (flattened)
+  to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
+  the training covariance (per-feature scaling only when ``z`` has more than
+  :data:`MAX_FULL_COVARIANCE` entries);
+* the correction's size relative to the step, ``r = |C| / |dy|``, against its training
+  quantiles.
+
+A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold` or ``r``
+exceeds :attr:`TrainingDomain.ratio_threshold` (both the training maximum times a margin), or
+when the corrected state is not finite.  With ``guard_check_every=k`` the guard also checks
+every ``k``-th step a posteriori: the corrected and the classical step against the classical step
+refined to ``h / FALLBACK_SUBSTEPS``; a sample whose corrected step is more than twice as far
+as the classical one (and further than the median training correction) is flagged from then on (the corrector has been seen to do worse than no corrector).  With ``guard="warn"`` the solve goes on and one
+warning names the first flagged time and trajectory; with ``guard="fallback"`` a flagged
+sample's step is recomputed by the classical method with :data:`FALLBACK_SUBSTEPS` substeps of
+``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged samples only.  The unguarded loop
+(:func:`attsolver.integrate.loop.fixed_loop`) is untouched: ``guard=None`` costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .loop import Outputs, StepPlan
+
+__all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
+           "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of"]
+
+GUARD_MODES = ("warn", "fallback")
+#: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
+FALLBACK_SUBSTEPS = 4
+#: above this many features the distance uses per-feature scaling, not the full covariance
+MAX_FULL_COVARIANCE = 256
+#: ``solve(..., guard_check_every=k)``: every ``k`` steps the corrected step is checked a
+#: posteriori against the classical step refined to ``h / FALLBACK_SUBSTEPS``; a sample whose
+#: corrected step is further from it than twice the plain classical step (and than a typical
+#: correction's size) is distrusted for the rest of the solve.  Off by default; 16 is a choice
+#: that costs a quarter more ``f`` evaluations
+POSTERIORI_EVERY = 16
+#: quantiles of ``|C| / |dy|`` that a domain records
+RATIO_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
+
+
+class OutOfDomainWarning(UserWarning):
+    """A guarded solve (``guard="warn"``) left the corrector's training domain."""
+
+
+def guard_features(y: Tensor, dy: Tensor, h: float, state_dim: int) -> Tensor:
+    """The guard's features ``[B, 2 D]``: the state and the classical rate ``dy / h``, flattened
+    per sample (``y``, ``dy``: ``[*batch, *state]`` with ``D = state_dim`` entries per state)."""
+    return torch.cat((y.reshape(-1, state_dim), dy.reshape(-1, state_dim) / h), dim=1)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingDomain:
+    """What a corrector saw in training (``fit`` records it; so does
+    :func:`attsolver.training.record_domain` from data, for an older checkpoint).
+
+    Attributes:
+        mean: feature mean ``[F]`` (``F = 2 D``: the state and ``dy / h``), float64.
+        whiten: ``[F, F]`` with ``W^T Sigma W = I`` (full covariance), or ``[F]`` per-feature
+            ``1 / std`` when ``F > MAX_FULL_COVARIANCE``.
+        low, high: per-feature ranges ``[F]``.
+        distance_max: the largest training ``d^2``; ``distance_threshold`` is it times the margin.
+        ratio_quantiles: ``|C| / |dy|`` at :data:`RATIO_QUANTILES` over the training steps.
+        ratio_threshold: flag a step whose ``|C| / |dy|`` is above this.
+        horizon: the span of the training trajectories (time units); ``step_size``: the step.
+        n_samples: training steps the statistics come from.
+    """
+
+    mean: Tensor
+    whiten: Tensor
+    low: Tensor
+    high: Tensor
+    distance_max: float
+    distance_threshold: float
+    ratio_quantiles: tuple[float, ...]
+    ratio_threshold: float
+    horizon: float
+    step_size: float
+    n_samples: int
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.mean.numel())
+
+    @classmethod
+    def from_samples(cls, features: Tensor, ratios: Tensor, *, horizon: float, step_size: float,
+                     distance_margin: float = 1.5, ratio_margin: float = 2.0) -> TrainingDomain:
+        """The domain of training features ``[N, F]`` and correction ratios ``[N]``; the
+        thresholds are the training maxima times the margins."""
+        z = features.detach().double().cpu()
+        n, dim = z.shape
+        if n < 2:
+            raise ValueError(f"a training domain needs at least 2 samples, got {n}")
+        mean = z.mean(0)
+        zc = z - mean
+        if dim <= MAX_FULL_COVARIANCE:
+            cov = zc.T @ zc / (n - 1)
+            # a ridge of 1e-9 of the mean variance: a feature constant in training (a fixed
+            # parameter component) still gets a finite, very large distance when it moves
+            ridge = 1e-9 * float(cov.diagonal().mean()) + 1e-300
+            chol = torch.linalg.cholesky(cov + ridge * torch.eye(dim, dtype=cov.dtype))
+            whiten = torch.linalg.inv(chol).T.contiguous()  # (z - mu) @ W has identity covariance
+        else:
+            whiten = 1.0 / zc.std(0).clamp_min(1e-12 * float(zc.abs().max()) + 1e-300)
+        d2 = _distance2(zc, whiten)
+        r = ratios.detach().double().cpu().reshape(-1)
+        r = r[torch.isfinite(r)]
+        quant = tuple(float(v) for v in torch.quantile(r, torch.tensor(RATIO_QUANTILES, dtype=r.dtype))) \
+            if len(r) else (0.0,) * len(RATIO_QUANTILES)
+        dmax = float(d2.max())
+        return cls(mean, whiten, z.min(0).values, z.max(0).values, dmax, dmax * distance_margin, quant,
+                   max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types and tensors (a checkpoint loads it with ``weights_only=True``)."""
+        return {"mean": self.mean, "whiten": self.whiten, "low": self.low, "high": self.high,
+                "distance_max": self.distance_max, "distance_threshold": self.distance_threshold,
+                "ratio_quantiles": list(self.ratio_quantiles), "ratio_threshold": self.ratio_threshold,
+                "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingDomain:
+        try:
+            return cls(*(d[k].double() for k in ("mean", "whiten", "low", "high")),
+                       float(d["distance_max"]), float(d["distance_threshold"]),
+                       tuple(float(v) for v in d["ratio_quantiles"]), float(d["ratio_threshold"]),
+                       float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
+
+    def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, whiten)`` in ``like``'s dtype and device (cached)."""
+        key = (like.dtype, like.device)
+        got = self._cache.get(key)
+        if got is None:
+            got = self._cache[key] = (self.mean.to(like), self.whiten.to(like))
+        return got
+
+    def distance2(self, z: Tensor) -> Tensor:
+        """Squared Mahalanobis distance ``[B]`` of features ``z [B, F]`` to the training mean."""
+        mean, whiten = self._on(z)
+        return _distance2(z - mean, whiten)
+
+
+def _distance2(zc: Tensor, whiten: Tensor) -> Tensor:
+    u = zc @ whiten if whiten.ndim == 2 else zc * whiten
+    return u.square().sum(1)
+
+
+def domain_of(corrector: Any) -> TrainingDomain:
+    """The corrector's recorded domain, or a ``ValueError`` that says how to record one."""
+    domain = getattr(corrector, "domain", None)
+    if domain is None:
+        raise ValueError(
+            "guard= needs the corrector's training domain, and this corrector has none (it was trained "
+            "or saved before domains were recorded); record it from its training data without "
+            "retraining: attsolver.training.record_domain(corrector, data) (then corrector.save(path) "
+            "keeps it), or solve with guard=None"
+        )
+    return domain
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """What the guard saw (``SolveStats.guard``).
+
+    Attributes:
+        mode: ``"warn"`` or ``"fallback"``.
+        n_checked: sample-steps scored.
+        n_flagged: sample-steps judged outside the domain.
+        n_fallbacks: sample-steps recomputed classically (``"fallback"``; else 0).
+        fallback_f_evals: evaluations of ``f`` by the fallback substeps (each on the flagged samples
+            only) and by the a-posteriori checks (on all samples).
+        flagged: per trajectory (flattened batch), whether any of its steps was flagged.
+        first: ``(time, trajectory)`` of the first flagged step, or ``None``.
+        beyond_horizon: the solve ran longer than the training trajectories.
+    """
+
+    mode: str
+    n_checked: int
+    n_flagged: int
+    n_fallbacks: int
+    fallback_f_evals: int
+    flagged: tuple[bool, ...]
+    first: tuple[float, int] | None
+    beyond_horizon: bool
+
+    @classmethod
+    def of_pieces(cls, pieces: Sequence[GuardReport]) -> GuardReport:
+        first = next((p.first for p in pieces if p.first is not None), None)
+        flagged = tuple(any(col) for col in zip(*(p.flagged for p in pieces)))
+        return cls(pieces[0].mode, sum(p.n_checked for p in pieces), sum(p.n_flagged for p in pieces),
+                   sum(p.n_fallbacks for p in pieces), sum(p.fallback_f_evals for p in pieces), flagged, first,
+                   any(p.beyond_horizon for p in pieces))
+
+
+class _Scorer:
+    """The per-step test, folded for one step ``h`` and one dtype: ``u = [y, dy] A + b`` with
+    ``A`` the whitening whose ``dy`` rows are divided by ``h`` and ``b = -mu W`` (one ``addmm``),
+    then ``|u| <= sqrt(distance_threshold)`` and ``|C| <= ratio_threshold |dy|`` — about ten
+    tensor operations per step, no host synchronisation but one ``all``."""
+
+    def __init__(self, domain: TrainingDomain, h: float, like: Tensor):
+        dim = domain.feature_dim // 2
+        w = domain.whiten if domain.whiten.ndim == 2 else torch.diag(domain.whiten)
+        a = torch.cat((w[:dim], w[dim:] / h), dim=0)
+        self.a = a.to(like)
+        self.b = (-(domain.mean @ w)).to(like)
+        self.radius = math.sqrt(domain.distance_threshold)
+        self.ratio = domain.ratio_threshold
+        self.dim = dim
+
+    def ok(self, y: Tensor, dy: Tensor, c: Tensor) -> Tensor:
+        """Per-sample ``[B]``: inside the domain (NaN compares false: a non-finite step is outside)."""
+        dim = self.dim
+        y2, dy2 = y.detach().reshape(-1, dim), dy.detach().reshape(-1, dim)
+        u = torch.addmm(self.b, torch.cat((y2, dy2), dim=1), self.a)
+        near = torch.linalg.vector_norm(u, dim=1) <= self.radius
+        small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
+            dy2, dim=1).mul_(self.ratio)
+        return near.logical_and_(small)
+
+
+def _fallback(stepper, y: Tensor, rows: Tensor, t0: float, h: float, dtype: torch.dtype) -> Tensor:
+    """``FALLBACK_SUBSTEPS`` classical substeps of ``h / FALLBACK_SUBSTEPS`` from ``y[rows]``
+    (``rows`` an index tensor or ``slice(None)``)."""
+    sub = h / FALLBACK_SUBSTEPS
+    state = stepper.to_state(y[rows])
+    for k in range(FALLBACK_SUBSTEPS):
+        start = t0 + k * sub
+        ts = [torch.tensor(start + c * sub, dtype=dtype, device=y.device) for c in stepper.nodes]
+        state = stepper.step(ts, state, sub)
+    return stepper.from_state(state)
+
+
+class _Guard:
+    """The guard of one solve: the scorers per step size, the counts, the flagged steps' handling."""
+
+    def __init__(self, plan: StepPlan, domain: TrainingDomain):
+        self.plan, self.domain = plan, domain
+        self.dim = domain.feature_dim // 2
+        # the corrector's state shape (trailing dimensions of y); the batch is what precedes it
+        self.state_shape = tuple(getattr(plan.corrector, "state_shape", (self.dim,)))
+        if math.prod(self.state_shape) != self.dim:
+            raise ValueError(f"the corrector's training domain is for states of {self.dim} entries, its "
+                             f"state_shape {self.state_shape} has {math.prod(self.state_shape)}; record the "
+                             "domain again")
+        self.batch = plan.y0.numel() // self.dim
+        self.scorers: dict[float, _Scorer] = {}
+        self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
+        self.n_flagged = self.n_fallbacks = self.f_evals = 0
+        self.first: tuple[float, int] | None = None
+        self.distrust: Tensor | None = None  # samples that failed an a-posteriori check
+
+    def posteriori(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_cls: Tensor, y_next: Tensor, h: float
+                   ) -> Tensor:
+        """``ok`` less the samples whose corrected step is further than the classical one from
+        the refined classical step (and those that failed before)."""
+        fine = _fallback(self.plan.stepper, y.reshape(-1, *self.state_shape), slice(None), float(ts[0]), h,
+                         self.plan.t.dtype).reshape(-1, self.dim)
+        self.f_evals += FALLBACK_SUBSTEPS * len(self.plan.stepper.nodes)
+        # worse: twice the classical step's error, and above a typical correction's size (the
+        # median |C| / |dy| of training): one step where the classical error happens to be
+        # near zero is not evidence against a corrector
+        e_corr = torch.linalg.vector_norm(y_next.detach().reshape(-1, self.dim) - fine, dim=1)
+        e_cls = torch.linalg.vector_norm(y_cls.detach().reshape(-1, self.dim) - fine, dim=1)
+        typical = torch.linalg.vector_norm((y_cls - y).detach().reshape(-1, self.dim), dim=1) * \
+            self.domain.ratio_quantiles[0]
+        worse = (e_corr > 2 * e_cls) & (e_corr > typical)
+        self.distrust = worse if self.distrust is None else self.distrust | worse
+        return ok & ~self.distrust
+
+    def scorer(self, h: float, like: Tensor) -> _Scorer:
+        got = self.scorers.get(h)
+        if got is None:
+            got = self.scorers[h] = _Scorer(self.domain, h, like)
+        return got
+
+    def handle(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_next: Tensor, h: float) -> Tensor:
+        """Count a step with flagged samples; under ``"fallback"`` recompute them classically."""
+        bad = ~ok
+        rows = bad.nonzero().squeeze(1)
+        n_bad = int(rows.numel())
+        self.n_flagged += n_bad
+        self.flagged |= bad
+        if self.first is None:
+            self.first = (float(ts[0]), int(rows[0]))
+        if self.plan.guard != "fallback":
+            return y_next
+        stepper = self.plan.stepper
+        flat = y_next.reshape(-1, self.dim).clone()
+        fine = _fallback(stepper, y.reshape(-1, *self.state_shape), rows, float(ts[0]), h, self.plan.t.dtype)
+        flat[rows] = fine.reshape(n_bad, self.dim).to(flat.dtype)
+        self.n_fallbacks += n_bad
+        self.f_evals += FALLBACK_SUBSTEPS * len(stepper.nodes)
+        return flat.reshape(y_next.shape)
+
+    def report(self) -> GuardReport:
+        plan = self.plan
+        span = abs(float(plan.t_np[-1] - plan.t_np[0]))
+        return GuardReport(plan.guard, plan.n_steps * self.batch, self.n_flagged, self.n_fallbacks, self.f_evals,
+                           tuple(bool(v) for v in self.flagged.tolist()), self.first,
+                           span > self.domain.horizon * (1 + 1e-9))
+
+    def warn(self) -> None:
+        t_first, row = self.first
+        warnings.warn(
+            f"the corrected solve left the corrector's training domain at t = {t_first:g} on trajectory "
+            f"{row} (flattened batch index; {self.n_flagged} of {self.plan.n_steps * self.batch} sample-steps "
+            f"flagged, {int(self.flagged.sum())} of {self.batch} trajectories); its result there may be worse "
+            "than the classical solver's — solve with guard='fallback' to recompute such steps classically",
+            OutOfDomainWarning, stacklevel=5)
+
+
+def guarded_loop(plan: StepPlan, times, check_every: int | None = None) -> tuple[Tensor, GuardReport]:
+    """The eager corrected loop with the guard (``plan.guard`` is ``"warn"`` or ``"fallback"``;
+    ``check_every``: the a-posteriori check's interval, ``None`` for none); the outputs as
+    :func:`~attsolver.integrate.loop.fixed_loop`'s, and the guard's report."""
+    every = check_every or 0
+    guard = _Guard(plan, domain_of(plan.corrector))
+    stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
+    step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
+    out = Outputs(y, len(plan.t_np))
+    k = 0
+    for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
+        score = guard.scorer(h, y).ok
+        for _ in range(n):
+            ts = next(times)
+            y_cls = from_state(step(ts, to_state(y), h))
+            dy = y_cls - y
+            c = corrector(ts[0], y, dy, h)
+            ok = score(y, dy, c)
+            y_next = y_cls + c
+            k += 1
+            if k == every:
+                k = 0
+                ok = guard.posteriori(ok, ts, y, y_cls, y_next, h)
+            elif guard.distrust is not None:
+                ok = ok & ~guard.distrust
+            y = y_next if bool(ok.all()) else guard.handle(ok, ts, y, y_next, h)
+        out.put(i, y)
+    if plan.guard == "warn" and guard.first is not None:
+        guard.warn()
+    return out.result(), guard.report()

@@ -1,0 +1,79 @@
+"""Record a corrector's training domain (:class:`~attsolver.integrate.guard.TrainingDomain`) from
+trajectories: ``fit`` calls :func:`record_domain` at its end; a corrector saved before domains
+existed gets one from its training data without retraining."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..correctors import Corrector
+from ..integrate.guard import TrainingDomain, guard_features
+from .arguments import as_dataset, right_hand_side
+from .targets import classical_steps
+
+__all__ = ["record_domain", "DEFAULT_DOMAIN_SAMPLES"]
+
+#: at most this many observed states (drawn with a fixed seed) make the domain's statistics
+DEFAULT_DOMAIN_SAMPLES = 20000
+
+
+@torch.no_grad()
+def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples: int = DEFAULT_DOMAIN_SAMPLES,
+                  distance_margin: float = 1.5, ratio_margin: float = 2.0, seed: int = 0) -> TrainingDomain:
+    """Set ``corrector.domain`` from the states of ``data`` and return it.
+
+    Every observed state ``y_n`` but the last of each trajectory (at most ``max_samples`` of
+    them, a seeded draw) is advanced by one classical step ``h = corrector.step_size``; the
+    domain records the features ``(y_n, dy_n / h)`` (mean, whitening, ranges, largest squared
+    Mahalanobis distance), the correction's relative size ``|C| / |dy|`` (quantiles), the
+    horizon ``t[-1] - t[0]`` and the step.  The thresholds a guard uses are the training
+    maxima times ``distance_margin`` (on ``d^2``) and ``ratio_margin``.
+
+    Args:
+        corrector: a trained corrector (left in eval mode).
+        data: the trajectories it was trained on (a :class:`~attsolver.data.TrajectoryDataset`
+            or an HDF5 path).
+        f: the right-hand side; default the data's built-in system.
+    """
+    data = as_dataset(data)
+    if len(data.t) < 2:
+        raise ValueError("data needs at least 2 times per trajectory to record a training domain")
+    for name, v in (("distance_margin", distance_margin), ("ratio_margin", ratio_margin)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1):
+            raise ValueError(f"{name} must be a finite number >= 1, got {v!r}")
+    f, autonomous = right_hand_side(corrector, data, None, f, None)
+    h = corrector.step_size
+    dtype, device = corrector.dtype, corrector.out_scale.device
+    y = data.y[:, :-1].to(dtype=dtype, device=device)
+    state_shape = tuple(y.shape[2:])
+    dim = math.prod(state_shape)
+    # a seeded draw of the states, at most max_samples and ~16 MB of features (a 2-D field's
+    # 8192 features keep ~250 states)
+    n_all = y.shape[0] * y.shape[1]
+    n_keep = min(n_all, max_samples, max(256, 2_000_000 // (2 * dim)))
+    pick = torch.randperm(n_all, generator=torch.Generator().manual_seed(seed))[:n_keep].sort().values
+    starts = data.t[:-1].to(dtype).expand(y.shape[0], -1).reshape(-1)[pick].to(device)
+    if autonomous:  # one batched step of the drawn states
+        y = y.reshape(n_all, *state_shape)[pick.to(device)]
+        y1 = classical_steps(corrector.method, f, y[:, None], [0.0], h, 1, True)[:, 0]
+    else:  # each start time its own solve: step every state, then draw
+        y1 = classical_steps(corrector.method, f, y, data.t[:-1].numpy(), h, 1, False)
+        y = y.reshape(n_all, *state_shape)[pick.to(device)]
+        y1 = y1.reshape(n_all, *state_shape)[pick.to(device)]
+    keep = torch.isfinite(y1.reshape(len(y1), -1)).all(1)
+    y, y1, starts = y[keep], y1[keep], starts[keep]
+    dy = y1 - y
+    was_training = corrector.training
+    corrector.eval()
+    c = corrector(starts, y, dy, h)
+    corrector.train(was_training)
+    ratios = torch.linalg.vector_norm(c.reshape(-1, dim), dim=1) / torch.linalg.vector_norm(
+        dy.reshape(-1, dim), dim=1).clamp_min(torch.finfo(dy.dtype).tiny)
+    domain = TrainingDomain.from_samples(guard_features(y, dy, h, dim), ratios,
+                                         horizon=float(data.t[-1] - data.t[0]), step_size=h,
+                                         distance_margin=distance_margin, ratio_margin=ratio_margin)
+    corrector.domain = domain
+    return domain

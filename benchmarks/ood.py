@@ -1,0 +1,254 @@
+"""Out of distribution: does the guarded corrected solve know when it is wrong?
+
+Every case trains a NeurVec corrector in distribution (one-step targets, CPU-small), records its
+training domain (``fit`` does), calibrates split-conformal error bounds on held-out
+in-distribution trajectories, and is tested in distribution and out of it.  For each test set:
+the per-rollout error (RMS over the output times of the state error's norm, against a fine
+reference) of the classical solve, of the corrected solve without guard, with
+``guard="warn"`` and with ``guard="fallback"``; detection (the rollouts the guard flags vs the
+ones the corrector made worse than the classical solve); the guard's cost (CPU time,
+interleaved rounds, one thread); conformal coverage at 90 %.
+
+    attsolver bench ood            # about 5-10 minutes on a loaded 2-core machine
+    attsolver bench ood --quick    # a smoke run (a few seconds of training per case)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import attsolver  # noqa: E402
+from attsolver.correctors import NeurVec  # noqa: E402
+from attsolver.data import generate_trajectories  # noqa: E402
+from attsolver.evaluate.conformal import calibrate, coverage_of  # noqa: E402
+from attsolver.integrate.guard import POSTERIORI_EVERY, OutOfDomainWarning  # noqa: E402
+from attsolver.systems import ElasticPendulum, Lorenz63, Lorenz96  # noqa: E402
+from benchmarks._suite import Run, figure, header, parser, read_report, timings, write_report  # noqa: E402
+
+SUITE = "ood"
+COVERAGE = 0.9
+#: the guarded solves: (name, guard, guard_check_every)
+MODES = (("warn", "warn", None), ("fallback", "fallback", None), ("checked", "fallback", POSTERIORI_EVERY))
+
+
+def _scaled(y0: torch.Tensor, centre: torch.Tensor, factor: float) -> torch.Tensor:
+    return centre + factor * (y0 - centre)
+
+
+def cases(quick: bool) -> list[dict[str, Any]]:
+    """Each case: the training system, its step and horizons, and the out-of-distribution tests
+    (``(label, system, initial-state map or None)``)."""
+    l63_centre = torch.tensor([0.0, 0.0, 23.5], dtype=torch.float64)
+    pend = ElasticPendulum()
+    r_eq = pend.rest_length + pend.m * pend.g / pend.k
+    pend_eq = torch.tensor([r_eq, 0.0, 0.0, 0.0], dtype=torch.float64)
+    return [
+        {"name": "lorenz63", "system": Lorenz63(), "h": 0.02, "t_train": 4.0, "t_test": 2.0, "spin_up": 5.0,
+         "ood": [("rho=35", Lorenz63(rho=35.0), None),
+                 ("2x initial radius", Lorenz63(), lambda y0: _scaled(y0, l63_centre, 2.0))]},
+        {"name": "elastic_pendulum", "system": pend, "h": 0.05, "t_train": 5.0, "t_test": 5.0, "spin_up": 0.0,
+         # deviations from the hanging equilibrium times sqrt(2): twice the (quadratic) energy
+         "ood": [("2x energy", pend, lambda y0: _scaled(y0, pend_eq, math.sqrt(2.0)))]},
+        {"name": "lorenz96", "system": Lorenz96(N=20), "h": 0.05, "t_train": 4.0, "t_test": 2.0, "spin_up": 5.0,
+         "ood": [("F=12", Lorenz96(N=20, F=12.0), None)]},
+    ]
+
+
+def _data(system, n, t_final, dt, spin_up, seed, y0_map=None):
+    if y0_map is None:
+        return generate_trajectories(system, n, t_final=t_final, dt=dt, spin_up=spin_up, seed=seed, progress=False)
+    start = generate_trajectories(system, n, t_final=dt, dt=dt, spin_up=spin_up, seed=seed, progress=False)
+    return generate_trajectories(system, y0_map(start.y[:, 0]), t_final=t_final, dt=dt, spin_up=0.0,
+                                 seed=seed, progress=False)
+
+
+def _rollout_error(sol: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
+    """RMS over the output times of ``|y_hat - y|`` per rollout (``sol``: ``[T, n, *state]``)."""
+    err = torch.linalg.vector_norm((sol - truth.transpose(0, 1)).reshape(sol.shape[0], sol.shape[1], -1), dim=-1)
+    return err.square().mean(0).sqrt().numpy()
+
+
+def _solves(system, y0, t, h, model) -> dict[str, Any]:
+    unchecked = {"check_finite": False}
+    out = {"classical": attsolver.solve(system, y0, t, step_size=h, options=unchecked),
+           "corrected": attsolver.solve(system, y0, t, step_size=h, corrector=model, options=unchecked)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        for name, mode, every in MODES:
+            out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode,
+                                            guard_check_every=every, options=unchecked, return_stats=True)
+            out[f"{name}_stats"] = st.guard
+    return out
+
+
+def evaluate(model, system, test, h, bounds, label: str) -> dict[str, Any]:
+    """One test set: errors, detection, fallbacks, coverage."""
+    with torch.no_grad():
+        s = _solves(system, test.y[:, 0], test.t, h, model)
+    err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", "warn", "fallback", "checked")}
+    flagged = np.array(s["warn_stats"].flagged)
+    flagged_c = np.array(s["checked_stats"].flagged)
+    worse = err["corrected"] > err["classical"]
+    ratio = err["fallback"] / err["classical"]
+    ratio_c = err["checked"] / err["classical"]
+    cover = coverage_of(bounds, s["corrected"], test.y.transpose(0, 1))[1:]  # t = 0 is covered trivially
+    fb = s["fallback_stats"]
+    return {
+        "test": label, "n": len(test),
+        "error_median": {k: float(np.median(v)) for k, v in err.items()},
+        "error_mean": {k: float(np.nanmean(v)) for k, v in err.items()},
+        "worse": int(worse.sum()), "flagged": int(flagged.sum()),
+        "worse_flagged": int((worse & flagged).sum()),
+        "detection": float((worse & flagged).sum() / worse.sum()) if worse.any() else None,
+        "flagged_fraction": float(flagged.mean()),
+        "flagged_steps_fraction": s["warn_stats"].n_flagged / max(1, s["warn_stats"].n_checked),
+        "fallback_steps_fraction": fb.n_fallbacks / max(1, fb.n_checked), "fallback_f_evals": fb.fallback_f_evals,
+        "fallback_over_classical_max": float(np.nanmax(ratio)),
+        "fallback_over_classical_median": float(np.nanmedian(ratio)),
+        "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
+        "checked": {"flagged": int(flagged_c.sum()), "worse_flagged": int((worse & flagged_c).sum()),
+                    "detection": float((worse & flagged_c).sum() / worse.sum()) if worse.any() else None,
+                    "flagged_steps_fraction": s["checked_stats"].n_flagged / max(1, s["checked_stats"].n_checked),
+                    "over_classical_median": float(np.nanmedian(ratio_c)),
+                    "over_classical_max": float(np.nanmax(ratio_c)),
+                    "rollouts_over_1_5x": int((~(ratio_c <= 1.5)).sum())},
+        "coverage_mean": float(cover.mean()), "coverage_min": float(cover.min()),
+    }
+
+
+def guard_cost(model, system, test, h, rounds: int) -> dict[str, Any]:
+    """CPU time of the corrected solve without and with each guard (interleaved rounds)."""
+    y0, t = test.y[:, 0], test.t
+
+    def run(mode, every=None):
+        return lambda: attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode,
+                                       guard_check_every=every)
+
+    outs = {}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        tm = timings({"none": run(None), **{name: run(mode, every) for name, mode, every in MODES}}, rounds,
+                     first=lambda name, out: outs.__setitem__(name, out))
+    same = all(torch.equal(outs["none"], o) for o in outs.values())  # in distribution nothing is flagged
+    base = tm["none"].median("cpu")
+    return {"outputs_equal": same, **{k: v.summary() for k, v in tm.items()},
+            **{f"overhead_{k}": tm[k].median("cpu") / base - 1 for k, _, _ in MODES}}
+
+
+def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
+    system, h = case["system"], case["h"]
+    n_train, n_cal, n_test = (8, 20, 20) if quick else (24, 100, 100)
+    train = _data(system, n_train, case["t_train"], h, case["spin_up"], seed=0)
+    torch.manual_seed(0)
+    model = NeurVec.for_system(system, method="rk4", step_size=h, dtype=torch.float64)
+    attsolver.fit(model, train, epochs=3 if quick else 30, progress=False, check=False, patience=None)
+    run.log(f"{case['name']}: trained")
+    cal = _data(system, n_cal, case["t_test"], h, case["spin_up"], seed=1)
+    bounds = calibrate(model, cal, COVERAGE)
+    tests = [("in distribution", system, _data(system, n_test, case["t_test"], h, case["spin_up"], seed=2))]
+    tests += [(label, sys_, _data(sys_, n_test, case["t_test"], h, case["spin_up"], seed=2, y0_map=m))
+              for label, sys_, m in case["ood"]]
+    rows = [evaluate(model, sys_, data, h, bounds, label) for label, sys_, data in tests]
+    cost = guard_cost(model, system, tests[0][2], h, rounds=3 if quick else 7)
+    run.log(f"{case['name']}: evaluated")
+    return {"case": case["name"], "step_size": h, "t_train": case["t_train"], "t_test": case["t_test"],
+            "n_train": n_train, "n_calibration": n_cal, "rows": rows, "cost": cost,
+            "domain": {"distance_threshold": model.domain.distance_threshold,
+                       "ratio_threshold": model.domain.ratio_threshold}}
+
+
+def _f(x, fmt=".3g"):
+    return "–" if x is None else format(x, fmt)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = header(report, "Out of distribution: the guard, the fallback and conformal bounds")
+    lines += ["", "![errors and coverage](ood.png)", "", "Per-rollout error: RMS over the output times of |y_hat - y| (median over rollouts). "
+              "worse: rollouts the corrector made worse than the classical solve; detected: of those, "
+              "flagged by the guard.", "",
+              "| case | test | classical | corrected | guard=warn | guard=fallback | worse | detected | "
+              "flagged rollouts | flagged steps | fallback/classical (median, max, >1.5x) | coverage 90 % (mean, min) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in report["cases"]:
+        for r in c["rows"]:
+            e = r["error_median"]
+            lines.append(
+                f"| {c['case']} | {r['test']} | {_f(e['classical'])} | {_f(e['corrected'])} | {_f(e['warn'])} | "
+                f"{_f(e['fallback'])} | {r['worse']}/{r['n']} | {r['worse_flagged']}/{r['worse']} "
+                f"({_f(r['detection'], '.0%')}) | {r['flagged']}/{r['n']} | {_f(r['flagged_steps_fraction'], '.2%')} | "
+                f"{_f(r['fallback_over_classical_median'], '.2f')}, {_f(r['fallback_over_classical_max'], '.2f')}, "
+                f"{r['fallback_rollouts_over_1_5x']} | {_f(r['coverage_mean'], '.1%')}, {_f(r['coverage_min'], '.1%')} |")
+    lines += ["", f"With the a-posteriori check (`guard='fallback', guard_check_every={POSTERIORI_EVERY}`):", "",
+              "| case | test | error (median) | worse | detected | flagged rollouts | flagged steps | "
+              "checked/classical (median, max, >1.5x) |", "|---|---|---|---|---|---|---|---|"]
+    for c in report["cases"]:
+        for r in c["rows"]:
+            k = r["checked"]
+            lines.append(
+                f"| {c['case']} | {r['test']} | {_f(r['error_median']['checked'])} | {r['worse']}/{r['n']} | "
+                f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
+                f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
+                f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |")
+    lines += ["", "Guard cost in distribution (CPU-time median of interleaved rounds, one thread; outputs equal: "
+              "whether every guarded solve returned the unguarded result, i.e. nothing was flagged):", "",
+              "| case | none (s) | warn (s) | fallback (s) | checked (s) | overhead warn | overhead fallback | "
+              "overhead checked | outputs equal |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in report["cases"]:
+        k = c["cost"]
+        lines.append(f"| {c['case']} | {k['none']['cpu_median_s']:.4f} | {k['warn']['cpu_median_s']:.4f} | "
+                     f"{k['fallback']['cpu_median_s']:.4f} | {k['checked']['cpu_median_s']:.4f} | "
+                     f"{k['overhead_warn']:+.1%} | {k['overhead_fallback']:+.1%} | {k['overhead_checked']:+.1%} | "
+                     f"{k['outputs_equal']} |")
+    return "\n".join(lines) + "\n"
+
+
+def figures(report: dict[str, Any]):
+    """``ood.png``: per case and test set, the median rollout error of each solve (log scale)
+    and the conformal coverage against the nominal 90 %."""
+    rows = [(c["case"], r) for c in report["cases"] for r in c["rows"]]
+    fig, (ax, bx) = figure(1, 2, figsize=(12, 4.2))
+    x = np.arange(len(rows))
+    for j, (key, label) in enumerate((("classical", "classical"), ("corrected", "corrected"),
+                                      ("fallback", "guard=fallback"), ("checked", "fallback + check"))):
+        ax.bar(x + (j - 1.5) * 0.2, [r["error_median"][key] or np.nan for _, r in rows], 0.2, label=label)
+    names = [f"{case}\n{r['test']}" for case, r in rows]
+    ax.set_yscale("log")
+    ax.set_ylabel("median rollout error (RMS over time)")
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    ax.legend(fontsize=7)
+    bx.bar(x, [r["coverage_mean"] for _, r in rows], 0.6, color="tab:gray")
+    bx.axhline(report["coverage"], color="k", lw=1, ls="--", label="nominal")
+    bx.set_ylim(0, 1.02)
+    bx.set_ylabel("conformal coverage (mean over times)")
+    bx.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    bx.legend(fontsize=7)
+    fig.suptitle(f"made by `{report['command']}`", fontsize=8)
+    yield "ood.png", fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(SUITE, __doc__, quick="a smoke run: few trajectories, 3 epochs", render=True)
+    args = ap.parse_args(argv)
+    if args.render:
+        write_report(args.out, SUITE, read_report(Path(args.out) / f"{SUITE}.json"), markdown, figures)
+        return 0
+    run = Run(SUITE, argv, quick=args.quick)
+    report = run.report(cases=[], coverage=COVERAGE)
+    for case in cases(args.quick):
+        report["cases"].append(run_case(case, args.quick, run))
+    run.stamp(report, complete=True)
+    write_report(args.out, SUITE, report, markdown, figures, echo=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

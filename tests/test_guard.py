@@ -1,0 +1,168 @@
+"""The out-of-distribution guard (integrate/guard.py), the training domain and its record."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import attsolver
+from attsolver.correctors import NeurVec, load_corrector
+from attsolver.data import generate_trajectories
+from attsolver.integrate.guard import FALLBACK_SUBSTEPS, OutOfDomainWarning, TrainingDomain
+from attsolver.systems import Lorenz63
+from attsolver.training import record_domain
+
+H = 0.02
+
+
+@pytest.fixture(scope="module")
+def setting():
+    system = Lorenz63()
+    data = generate_trajectories(system, 6, t_final=2.0, dt=H, spin_up=2.0, seed=0, progress=False)
+    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)  # an exact zero correction
+    record_domain(model, data)
+    return system, data, model
+
+
+def test_mahalanobis_distance_is_the_inverse_covariance_form():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    z = torch.randn(500, 4, generator=g, dtype=torch.float64) @ a + 3.0
+    dom = TrainingDomain.from_samples(z, torch.zeros(500), horizon=1.0, step_size=0.1)
+    zn = z.numpy()
+    prec = np.linalg.inv(np.cov(zn.T))
+    dev = zn[:5] - zn.mean(0)
+    expect = np.einsum("ij,jk,ik->i", dev, prec, dev)
+    np.testing.assert_allclose(dom.distance2(z[:5]).numpy(), expect, rtol=1e-6)  # the 1e-9 ridge
+    assert dom.distance_threshold == pytest.approx(1.5 * dom.distance_max)
+
+
+def test_in_domain_guard_flags_nothing_and_changes_nothing(setting):
+    system, data, model = setting
+    y0, t = data.y[:, 0], data.t
+    plain = attsolver.solve(system, y0, t, step_size=H, corrector=model)
+    for mode in ("warn", "fallback"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OutOfDomainWarning)
+            got, st = attsolver.solve(system, y0, t, step_size=H, corrector=model, guard=mode, return_stats=True)
+        assert torch.equal(got, plain)
+        assert st.guard.n_flagged == 0 and st.guard.n_checked == 6 * (len(t) - 1)
+        assert not any(st.guard.flagged)
+
+
+def test_fallback_is_the_classical_solve_at_a_quarter_step(setting):
+    system, data, model = setting
+    wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    wild.domain = model.domain
+    with torch.no_grad():  # a large correction on every step: each is flagged by its size
+        wild.out_scale.fill_(1.0)
+        for p in wild.parameters():
+            p.fill_(0.05)
+    y0, t = data.y[:3, 0], data.t[:11]
+    got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True)
+    fine = attsolver.solve(system, y0, t, step_size=H / FALLBACK_SUBSTEPS)
+    torch.testing.assert_close(got, fine, rtol=1e-12, atol=1e-12)
+    assert st.guard.n_flagged == st.guard.n_fallbacks == 3 * 10
+    assert st.guard.fallback_f_evals == 10 * FALLBACK_SUBSTEPS * 4
+    # unguarded, the same corrector leaves the classical solution far behind
+    raw = attsolver.solve(system, y0, t, step_size=H, corrector=wild, options={"check_finite": False})
+    assert not bool(torch.isfinite(raw).all()) or float((raw - fine).abs().max()) > 1e-3
+
+
+def test_warn_names_the_first_time_and_trajectory_once(setting):
+    system, data, model = setting
+    y0 = data.y[:4, 0].clone()
+    y0[2] *= 3.0  # trajectory 2 starts far outside the attractor
+    with pytest.warns(OutOfDomainWarning, match=r"t = 0 on trajectory 2 ") as rec:
+        out, st = attsolver.solve(system, y0, data.t[:6], step_size=H, corrector=model, guard="warn",
+                                  return_stats=True)
+    assert len(rec) == 1
+    assert st.guard.first == (0.0, 2) and st.guard.flagged[2] and st.guard.n_fallbacks == 0
+    assert torch.equal(out, attsolver.solve(system, y0, data.t[:6], step_size=H, corrector=model))
+
+
+def test_guard_over_progress_pieces_sums_the_reports(setting):
+    system, data, model = setting
+    y0 = data.y[:2, 0].clone()
+    y0[1] *= 3.0
+    _, whole = attsolver.solve(system, y0, data.t[:21], step_size=H, corrector=model, guard="fallback",
+                               return_stats=True)
+    _, pieces = attsolver.solve(system, y0, data.t[:21], step_size=H, corrector=model, guard="fallback",
+                                return_stats=True, progress=True)
+    assert pieces.guard.n_flagged == whole.guard.n_flagged > 0
+    assert pieces.guard.flagged == whole.guard.flagged == (False, True)
+
+
+def test_domain_survives_the_checkpoint_and_old_files_load_without_one(setting, tmp_path):
+    _, _, model = setting
+    back = load_corrector(model.save(tmp_path / "m.pt"))
+    for k in ("mean", "whiten", "low", "high"):
+        assert torch.equal(getattr(back.domain, k), getattr(model.domain, k))
+    assert back.domain.ratio_quantiles == model.domain.ratio_quantiles
+    old = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    assert "domain" not in old.checkpoint_dict()
+    assert load_corrector(old.save(tmp_path / "old.pt")).domain is None
+
+
+def test_bad_guard_input(setting):
+    system, data, model = setting
+    y0, t = data.y[:2, 0], data.t[:3]
+    bare = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"record_domain\(corrector, data\)"):
+        attsolver.solve(system, y0, t, step_size=H, corrector=bare, guard="warn")
+    with pytest.raises(ValueError, match="guard must be None, 'warn' or 'fallback'"):
+        attsolver.solve(system, y0, t, step_size=H, corrector=model, guard="on")
+    with pytest.raises(ValueError, match="give corrector="):
+        attsolver.solve(system, y0, t, step_size=H, guard="warn")
+    with pytest.raises(ValueError, match="guard_check_every needs guard"):
+        attsolver.solve(system, y0, t, step_size=H, corrector=model, guard_check_every=4)
+    with pytest.raises(ValueError, match="guard_check_every"):
+        attsolver.solve(system, y0, t, step_size=H, corrector=model, guard="warn", guard_check_every=0)
+    with pytest.raises(ValueError, match="distance_margin"):
+        record_domain(bare, data, distance_margin=0.5)
+
+
+def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(setting):
+    import dataclasses
+
+    from attsolver.integrate.guard import POSTERIORI_EVERY
+    system, data, model = setting
+    wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    # a domain that admits every state and correction size: only the a-posteriori check can flag
+    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    with torch.no_grad():
+        wild.out_scale.fill_(1.0)
+        for p in wild.parameters():
+            p.fill_(0.01)
+    y0, t = data.y[:2, 0], data.t[:31]
+    plain = attsolver.solve(system, y0, t, step_size=H, corrector=wild)
+    got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True,
+                              guard_check_every=POSTERIORI_EVERY)
+    unchecked = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback")
+    assert torch.equal(unchecked, plain)  # without the check nothing is flagged
+    first = POSTERIORI_EVERY - 1  # steps before the first check are the corrected ones
+    assert torch.equal(got[:first + 1], plain[:first + 1])
+    assert st.guard.n_flagged == 2 * (30 - first) and st.guard.flagged == (True, True)
+    assert st.guard.first == (pytest.approx(float(t[first])), 0)
+    # from the check on, every step is the classical one refined to h/4
+    fine = attsolver.solve(system, got[first], t[first:], step_size=H / FALLBACK_SUBSTEPS)
+    torch.testing.assert_close(got[first:], fine, rtol=1e-12, atol=1e-12)
+
+
+def test_record_domain_of_a_time_dependent_f_steps_each_state_from_its_own_time():
+    from attsolver.data import TrajectoryDataset
+
+    def forced(t, y):  # reads t: every state is stepped from its own start time
+        return torch.stack((y[..., 1], -y[..., 0] + torch.cos(3.0 * t)), dim=-1)
+
+    t = torch.arange(6, dtype=torch.float64) * 0.1
+    y = torch.randn(3, 6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    data = TrajectoryDataset(t, y, system={"name": "forced", "params": {}})
+    model = NeurVec(2, method="rk4", step_size=0.1, dtype=torch.float64)
+    dom = record_domain(model, data, f=forced)
+    assert dom.n_samples == 3 * 5 and dom.horizon == pytest.approx(0.5)
+    steps = torch.stack([attsolver.solve(forced, y[:, j], t[j:j + 2], step_size=0.1)[-1] for j in range(5)], 1)
+    z = torch.cat((y[:, :-1].reshape(-1, 2), (steps - y[:, :-1]).reshape(-1, 2) / 0.1), dim=1)
+    torch.testing.assert_close(dom.mean, z.mean(0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dom.low, z.min(0).values, rtol=0, atol=0)
