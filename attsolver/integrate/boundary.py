@@ -33,6 +33,7 @@ from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise
                      raise_nonfinite)
 from .guard import GUARD_MODES, domain_of, guarded_loop
 from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
+from .per_sample import solve_per_sample
 from .stats import CountedRHS, SolveStats, WallBudget, WallBudgetExceeded
 
 __all__ = ["solve"]
@@ -67,8 +68,8 @@ def solve(
             of ``y``'s shape and dtype.  For the spectral methods (``etdrk4``, ``ifrk4``)
             ``f`` must be a semilinear PDE system (see :mod:`attsolver.systems`).
         y0: initial state, any shape, batch dimensions first; a floating dtype.
-        t: 1-D strictly monotone times (increasing or decreasing), ``t[0]`` is the
-            initial time.
+        t: 1-D strictly monotone times (either way), ``t[0]`` the initial time; or ``[batch, n_t]``,
+            one grid per sample, result ``[n_t, batch, ...]`` (:mod:`attsolver.integrate.per_sample`).
         method: a name from :func:`attsolver.list_methods` (default classic ``"rk4"``).
         step_size: fixed-step methods only.  Each interval ``[t_i, t_{i+1}]`` is split into
             ``ceil(|t_{i+1}-t_i| / step_size)`` equal steps, so every returned value is an actual
@@ -76,10 +77,9 @@ def solve(
             per interval, and without a corrector a step-doubling check on the first interval
             gives a :class:`CoarseStepWarning` with a ``step_size`` that would meet
             :data:`~attsolver.integrate.checks.COARSE_STEP_TOLERANCE` of the state's size.
-        corrector: a learned correction applied after every classical step,
-            ``y_{n+1} = y_n + dy_n + corrector(t_n, y_n, dy_n, h)`` where ``dy_n = h Phi`` is
-            the classical increment (a zero correction reproduces the classical solution bit
-            for bit); one trained for another method, step or shape is refused.
+        corrector: a learned correction after every classical step, ``y_{n+1} = y_n + dy_n +
+            corrector(t_n, y_n, dy_n, h)``, ``dy_n = h Phi`` the classical increment (a zero correction
+            reproduces the classical solution bit for bit); one trained for another method, step or shape: refused.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
             :class:`NonFiniteSolutionError` naming the step and time if the solution
             becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
@@ -87,8 +87,7 @@ def solve(
             configuration is compiled once per process, and where it cannot be compiled or
             would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
             and the eager loop runs; see :func:`attsolver.integrate.compiled.compile_stats`).
-            Adaptive methods: ``rtol``, ``atol``, ``check_finite`` and a few solver
-            pass-throughs.  Unknown keys are an error, not a warning.
+            Adaptive: ``rtol``, ``atol``, ``check_finite``, solver pass-throughs. Unknown keys: an error.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
             calls, wall time).
         progress: for long fixed-step solves: progress over the output times, a tqdm bar on a
@@ -116,6 +115,8 @@ def solve(
             ``options={"check_finite": False}``).
     """
     spec = get_method(method)
+    if isinstance(t, Tensor) and t.ndim == 2 and not return_stats and guard is None and event is None:
+        return solve_per_sample(solve, spec, f, y0, t, step_size=step_size, corrector=corrector, options=options)
     raw_options = options
     y0, t, options = _validated(spec, f, y0, t, options, corrector=corrector, event=event, guard=guard,
                                 guard_check_every=guard_check_every)

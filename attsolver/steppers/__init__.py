@@ -15,6 +15,7 @@ for _tab in TABLEAUS.values():
 
 from . import adaptive  # noqa: E402,F401  (registers dopri5/dopri8/scipy_*)
 from . import spectral  # noqa: E402,F401  (registers etdrk4/ifrk4)
+from . import implicit  # noqa: E402,F401  (registers kvaerno5/kvaerno5_fixed)
 
 __all__ = [
     "ButcherTableau", "ExplicitRK", "MethodSpec", "Stepper", "TABLEAUS",
