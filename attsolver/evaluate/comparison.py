@@ -95,8 +95,7 @@ def compare(
         refinements: ``k`` of the same method at ``h / k`` (1 = the coarse solve).
         rk4_refinements: ``k`` of the registry's general ``"steps"`` ladder (RK4) at ``h / k``
             (when the method is not RK4).
-        dopri_rtols: tolerances of every ``"tolerance"`` ladder (dopri5, dopri8, SciPy DOP853; ``atol = rtol / 100``);
-            empty to skip.
+        dopri_rtols: tolerances of every ``"tolerance"`` ladder (``atol = rtol / 100``); ``()`` skips.
         spectral_refinements: ``etdrk4``/``ifrk4`` at ``h / k`` for a SemilinearPDE.
         lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own
             ``lyapunov_exponent`` attribute, else estimated) or ``"estimate"``.
