@@ -14,8 +14,9 @@ Set-up (see docs/kolmogorov.md for the choices and what they cost):
 * contenders: the finite-difference ladder (Arakawa + SSP-RK3, 32^2 / 64^2 / 128^2), the
   spectral ladder (ETDRK4, 32^2 / 64^2), and periodic-convolution correctors (plain CNN,
   NeurVec-style, AttSolver-style with its SE gate) after a 32^2 step of either base solver,
-  trained by unrolling through the differentiable coarse solver (solver-in-the-loop) on a
-  handful of trajectories, noise 0 and 1e-2; every solver steps at Courant number ~0.5
+  trained with ``attsolver.fit`` by unrolling through the differentiable coarse solver
+  (solver-in-the-loop, ``rollout_schedule`` 2 -> K) on a handful of trajectories, noise 0
+  and 1e-2; every solver steps at Courant number ~0.5
   (``dt = 0.025 * 32 / n``);
 * accuracy: mean vorticity correlation with the reference over >= 16 held-out initial
   conditions (all solutions compared on the common 32^2 grid), its time until 0.95,
@@ -50,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attsolver import solve
+from attsolver import fit, solve
 from attsolver._io import atomic_write_text
 from attsolver.correctors import AttSolverConv, ConvCorrector, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, save_h5
@@ -185,64 +186,34 @@ def build_corrector(kind: str, base: str, seed: int) -> ConvCorrector:
     raise ValueError(f"unknown corrector kind {kind!r}; choose one of {KINDS}")
 
 
-def coarse_stepper(base: str, like: torch.Tensor):
-    system = system_for(base, COARSE_N)
-    stepper = get_method(BASES[base][1]).build(system, like)
-    ts = [torch.tensor(0.0, dtype=torch.float64)] * len(stepper.nodes)
-    h = dt_for(COARSE_N)
+def curriculum(unroll: int, epochs: int) -> Callable[[int], int]:
+    """Window length per epoch: 2 data intervals, rising to ``unroll`` over the first half."""
+    return lambda e: max(2, min(unroll, 2 + (unroll - 1) * e // max(1, epochs // 2)))
 
-    def step(w):
-        return stepper.from_state(stepper.step(ts, stepper.to_state(w), h))
 
-    return step
+def epochs_for(iterations: int, batch: int, unroll: int, data: TrajectoryDataset) -> int:
+    """Epochs that show ``fit`` about as many windows as ``iterations`` random batches of
+    ``batch`` did (one epoch: every window of ``unroll`` intervals once); at least 2, so the
+    curriculum has a short and a long phase."""
+    windows = len(data) * (data.n_times - 1 - unroll + 1)  # windows of `unroll` intervals per epoch
+    return max(2, math.ceil(iterations * batch / max(1, windows)))
 
 
 def train_corrector(model: ConvCorrector, base: str, data: TrajectoryDataset, *, iterations: int, unroll: int,
                     batch: int, seed: int, log) -> dict[str, Any]:
-    """Solver-in-the-loop: unroll ``unroll`` corrected coarse steps from a data frame and
-    match the next ``unroll`` frames (relative MSE); curriculum 2 -> ``unroll`` steps."""
-    y = data.y.to(DTYPE)  # [n, nt, 32, 32] at the coarse step
-    step = coarse_stepper(base, y[0, 0])
-    h = dt_for(COARSE_N)
-    with torch.no_grad():  # normalisation from the data: per channel, and the one-step residual
-        x0 = y[:, :-1].reshape(-1, COARSE_N, COARSE_N)
-        stepped = step(x0)
-        dy = stepped - x0
-        resid = y[:, 1:].reshape(-1, COARSE_N, COARSE_N) - stepped
-        stds = {"y": x0.std(), "dy": dy.std()}
-        in_std = torch.stack([stds[f] for f in model.features])
-        model.set_normalization(torch.zeros(len(model.features)), in_std, resid.std().reshape(1))
-    var = y.var()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
-    gen = torch.Generator().manual_seed(seed)
-    n, nt = y.shape[:2]
-    losses = []
-    t0 = time.perf_counter()
-    for it in range(iterations):
-        k = max(2, min(unroll, 2 + (unroll - 1) * it // max(1, iterations // 2)))
-        i = torch.randint(0, n, (batch,), generator=gen)
-        j = torch.randint(0, nt - k, (batch,), generator=gen)
-        w = y[i, j]
-        loss = 0.0
-        for s in range(1, k + 1):
-            w_star = step(w)
-            w = w_star + model(None, w, w_star - w, h)
-            loss = loss + (w - y[i, j + s]).square().mean() / var
-        loss = loss / k
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"training loss became non-finite at iteration {it}")
-    model.eval()
-    secs = time.perf_counter() - t0
-    log(f"    trained {iterations} its (unroll {unroll}) in {secs:.0f}s, loss {np.mean(losses[:10]):.3g} -> "
-        f"{np.mean(losses[-10:]):.3g}")
-    return {"seconds": secs, "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
+    """Solver-in-the-loop through :func:`attsolver.fit`: windows of ``k`` corrected coarse steps
+    from a data frame matched to the next ``k`` frames, ``k`` rising 2 -> ``unroll``
+    (:func:`curriculum`); Adam (lr 2e-3, cosine decay, gradient norm clipped to 1) on every
+    trajectory (no validation split, no early stop) for :func:`epochs_for` epochs."""
+    epochs = epochs_for(iterations, batch, unroll, data)
+    history = fit(model, data, system=system_for(base, COARSE_N), method=BASES[base][1],
+                  step_size=dt_for(COARSE_N), rollout_schedule=curriculum(unroll, epochs), epochs=epochs,
+                  lr=2e-3, batch_size=batch, val_fraction=0.0, patience=None, grad_clip=1.0, seed=seed,
+                  progress=False, check=False)
+    losses = history.train_loss
+    log(f"    fit {epochs} epochs (budget {iterations} its, unroll {unroll}) in {history.wall_time_s:.0f}s, "
+        f"loss {losses[0]:.3g} -> {losses[-1]:.3g}")
+    return {"seconds": history.wall_time_s, "loss_first": float(losses[0]), "loss_last": float(losses[-1]),
             "iterations": iterations, "unroll": unroll, "batch": batch,
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -673,7 +644,7 @@ def parse_args(argv):
     ap.add_argument("--n-test", type=int, default=16)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--no-exponax", action="store_true", help="skip the exponax speed comparison")
-    ap.add_argument("--iterations", type=int, default=None, help="training iterations (default 150; quick 40)")
+    ap.add_argument("--iterations", type=int, default=None, help="training budget in batches, mapped to fit epochs (default 150; quick 40)")
     ap.add_argument("--unroll", type=int, default=None, help="steps unrolled in training (default 8; quick 4)")
     ap.add_argument("--tiny", action="store_true", help=SUPPRESS)  # the test's seconds-long run
     args = ap.parse_args(argv)
@@ -710,7 +681,7 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
     contenders, models, training = {}, {}, {}
     for kind, base, noise in rows:
         name = f"{base}-32+{kind}" + (f"(noise {noise:g})" if noise else "")
-        path = cache / f"model_{tag}_{base}_{kind}_{noise:g}_{args.iterations}_{args.unroll}.pt"
+        path = cache / f"model_{tag}_{base}_{kind}_{noise:g}_fit_{args.iterations}_{args.unroll}.pt"  # fit-trained
         log(f"corrector {name}")
         if path.exists():
             model = load_corrector(path)

@@ -133,7 +133,7 @@ plt.show()
 #
 # `AttSolverConv` on a `(32, 32)` grid uses periodic 2-D convolutions (translation
 # equivariant, any grid size) and an SE channel gate. The benchmark's `train_corrector`
-# unrolls the corrected finite-difference step for several steps and matches the reference
+# calls `attsolver.fit` with a rollout curriculum: it unrolls the corrected finite-difference step for several steps and matches the reference
 # trajectory restricted to 32² (solver-in-the-loop).
 
 # %%
@@ -160,11 +160,9 @@ plt.show()
 
 # %%
 w32 = restrict_2d(w[:1], 32)
-step = bench.coarse_stepper("fd", w32)
+t20 = torch.tensor([0.0, 20 * bench.dt_for(32)], dtype=torch.float64)  # 20 base steps
 def base():
-    with torch.no_grad():
-        for _ in range(20):
-            step(w32)
+    bench.rollout("fd", 32, w32, t20)
 def corr():
     with torch.no_grad():
         for _ in range(20):
