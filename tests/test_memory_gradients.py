@@ -12,7 +12,16 @@ from torch import nn
 import attsolver
 from tests.test_torchdiffeq_conventions import PROBLEMS, _exact
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64_by_default():
+    """These tests compare gradients to 1e-8: float64 throughout, for this module only (a
+    module-level set_default_dtype would leak into every test collected after it)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 class Lorenz(nn.Module):
@@ -63,12 +72,13 @@ def _close(a, b, tol=1e-8):
         assert float((x - y).abs().max()) <= tol * max(1.0, float(y.abs().max())), (x, y)
 
 
-Y0 = torch.tensor([[1.0, 1.0, 1.0], [-2.0, 0.5, 20.0]])
+Y0 = torch.tensor([[1.0, 1.0, 1.0], [-2.0, 0.5, 20.0]], dtype=torch.float64)
 
 
-@pytest.mark.parametrize("f", [Lorenz(), MLP()], ids=["lorenz63", "neural_ode"])
+@pytest.mark.parametrize("make_f", [Lorenz, MLP], ids=["lorenz63", "neural_ode"])
 @pytest.mark.parametrize("time_grad", [False, True])
-def test_checkpointed_equals_direct_backprop(f, time_grad):
+def test_checkpointed_equals_direct_backprop(make_f, time_grad):
+    f = make_f()  # built inside the test, under the float64 default
     t = torch.linspace(0.0, 0.6, 7).requires_grad_(time_grad)
     kw = dict(method="rk4", step_size=0.01)
     sol_d, g_d = _grads(f, Y0, t, **kw)
@@ -97,8 +107,9 @@ def test_checkpointed_without_grad_is_the_eager_result_bit_for_bit():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("f", [Lorenz(), MLP()], ids=["lorenz63", "neural_ode"])
-def test_continuous_adjoint_equals_direct_backprop(f):
+@pytest.mark.parametrize("make_f", [Lorenz, MLP], ids=["lorenz63", "neural_ode"])
+def test_continuous_adjoint_equals_direct_backprop(make_f):
+    f = make_f()  # built inside the test, under the float64 default
     t = torch.linspace(0.0, 0.5, 4).requires_grad_(True)
     opts = {"rtol": 1e-12, "atol": 1e-12}
     sol_d, g_d = _grads(f, Y0, t, method="dopri5", options=opts)
