@@ -138,7 +138,7 @@ def test_readme_python_snippets_run_in_order(tmp_path):
     errors = {m.group(1): float(m.group(2)) for m in
               re.finditer(r"^(coarse RK4|corrected RK4)\s+relative error at t=1: (\S+)$", r.stdout, re.M)}
     assert set(errors) == {"coarse RK4", "corrected RK4"}, r.stdout
-    assert re.search(r"^verdict: .*speed-up at equal accuracy .*\((pays|does not pay)\)$", r.stdout, re.M), r.stdout
+    assert re.search(r"^verdict: .*speed-up at equal accuracy .*\((pays|does not pay|inconclusive)\)", r.stdout, re.M), r.stdout
     assert (tmp_path / "lorenz_compare" / "compare_work_precision.png").exists()
 
 

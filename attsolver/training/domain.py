@@ -47,7 +47,9 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
     f, autonomous = right_hand_side(corrector, data, None, f, None)
     h = corrector.step_size
     dtype, device = corrector.dtype, corrector.out_scale.device
-    y = data.y[:, :-1].to(dtype=dtype, device=device)
+    # the classical step runs in the data's dtype, as fit's targets do (f may be a float64
+    # module while the corrector is float32); features are then cast to the corrector's dtype
+    y = data.y[:, :-1].to(device=device)
     state_shape = tuple(y.shape[2:])
     dim = math.prod(state_shape)
     # a seeded draw of the states, at most max_samples and ~16 MB of features (a 2-D field's
@@ -63,6 +65,7 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
         y1 = classical_steps(corrector.method, f, y, data.t[:-1].numpy(), h, 1, False)
         y = y.reshape(n_all, *state_shape)[pick.to(device)]
         y1 = y1.reshape(n_all, *state_shape)[pick.to(device)]
+    y, y1 = y.to(dtype), y1.to(dtype)
     keep = torch.isfinite(y1.reshape(len(y1), -1)).all(1)
     y, y1, starts = y[keep], y1[keep], starts[keep]
     dy = y1 - y
