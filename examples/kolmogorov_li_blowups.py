@@ -34,7 +34,7 @@ def main():
     w = solve(s64, w, torch.tensor([0.0, 8.0], dtype=torch.float64), method="etdrk4", step_size=0.0125)[-1]
     w0 = restrict_2d(w, 32)
     li = LearnedInterpolation(32, PHYSICS["nu"])
-    li.load_state_dict(torch.load(sys.argv[1]))
+    li.load_state_dict(torch.load(sys.argv[1], weights_only=True))
     print("fd-32 blow-ups of 16 by t=20:", blowups(NavierStokes2DFD(n=32, **PHYSICS), w0))
     print("learned-interp-32 blow-ups of 16 by t=20:",
           blowups(NavierStokes2DFD(n=32, **PHYSICS, interpolation=li), w0))
