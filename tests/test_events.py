@@ -140,7 +140,7 @@ def test_bad_event_input_is_a_clear_error():
     with pytest.raises(TypeError, match="event"):
         attsolver.solve(Ball(), y0, t, step_size=0.01, event=3)
     with pytest.raises(ValueError, match="fixed-step"):
-        attsolver.solve(Ball(), y0, t, method="dopri5", event=height)
+        attsolver.solve(Ball(), y0, t, method="scipy_radau", event=height)
     with pytest.raises(ValueError, match="event_tol"):
         attsolver.solve(Ball(), y0, t, step_size=0.01, event=height, options={"event_tol": -1.0})
 

@@ -29,6 +29,7 @@ from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WA
 from .adjoint import adjoint_params_of, adjoint_run, checkpointed_loop, split_memory_options
 from .compiled import DEFAULT_COMPILE_CHUNK, compiled_loop
 from .events import DEFAULT_EVENT_TOL, check_event, event_loop
+from .events_adaptive import EVENT_ADAPTIVE_METHODS, adaptive_event_solve
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
 from .guard import GUARD_MODES, domain_of, guarded_loop
@@ -199,14 +200,20 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
     growth_bound = options.pop("growth_bound", None)
     options.pop("max_steps", None)
     params = options.pop("adjoint_params", None)  # set only with options["adjoint"]
+    event = options.pop("event", None)
     if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
-        return y0.unsqueeze(0), SolveStats(spec.name, None, 0, 0, 0.0)
+        sol = y0.unsqueeze(0)
+        sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=y0.dtype), sol)
+        return sol, SolveStats(spec.name, None, 0, 0, 0.0)
     counted = CountedRHS(f) if count else None
     started = time.perf_counter()
     timed = WallBudget(counted if counted is not None else f, options.pop("max_wall_s", DEFAULT_MAX_WALL_S))
     try:
-        sol = spec.run(timed, y0, t, options) if params is None else adjoint_run(spec.name, timed, y0, t, options,
-                                                                                params)
+        if event is not None:
+            event_t, sol = adaptive_event_solve(spec.name, timed, y0, t, options, *event)
+        else:
+            sol = spec.run(timed, y0, t, options) if params is None else adjoint_run(spec.name, timed, y0, t,
+                                                                                    options, params)
     except WallBudgetExceeded:
         raise RuntimeError(
             f"{method} ran past its wall-time budget of {timed.limit:g} s and reached only t={timed.last_t:.6g} of "
@@ -224,6 +231,7 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
     if options.get("check_finite", True) and not all_finite(sol):
         raise_if_nonfinite_adaptive(sol, t, method)
     check_result(sol, y0, t, growth_bound, method)
+    sol = sol if event is None else (event_t, sol)
     return sol, (SolveStats(spec.name, None, counted.n, 0, wall) if counted is not None else None)
 
 
@@ -289,8 +297,9 @@ def _checked_options(options, spec: MethodSpec, f, y0: Tensor, t: Tensor, event)
 
 def _check_event_solve(event, spec: MethodSpec, y0: Tensor, t: Tensor, tol, options, memory) -> float:
     """The checks of an event solve (see :mod:`.events`); returns the event tolerance."""
-    if spec.kind != "fixed":
-        raise ValueError(f"event= needs a fixed-step method (e.g. 'rk4' with a step_size), not the adaptive {spec.name!r}")
+    if spec.kind != "fixed" and spec.name not in EVENT_ADAPTIVE_METHODS:
+        raise ValueError(f"event= needs a fixed-step method (e.g. 'rk4' with a step_size) or one of "
+                         f"{', '.join(sorted(EVENT_ADAPTIVE_METHODS))}, not {spec.name!r}")
     if t.requires_grad or memory or options.get("compile", False):
         raise ValueError("event= works with the eager loop: t must not require grad, and options 'compile', "
                          "'adjoint' and 'checkpoint_steps' do not apply (the event time is differentiable anyway)")
