@@ -119,11 +119,12 @@ class _Watcher:
         if step.pair.dense == "hermite":
             y_tau, f_tau = step.restep(tau - step.cur, cross)
         else:
-            theta = (tau - step.cur) / step.h
+            h = torch.where(step.h == 0, 1.0, step.h)  # finished samples: a harmless step
+            theta = (tau - step.cur) / h
             y_tau = step.interpolate(theta)
             # the interpolant's own slope, d/dθ exactly (forward mode), over h
             _, dy = torch.func.jvp(lambda th: step.interpolate(th, detach=True), (theta,), (torch.ones_like(theta),))
-            f_tau = dy / step.h.to(self.dtype).unsqueeze(1)
+            f_tau = dy / h.to(self.dtype).unsqueeze(1)
         tau_t = tau.to(self.dtype)
         if not torch.is_grad_enabled():
             return tau_t, y_tau

@@ -1,6 +1,8 @@
 """Adaptive reference solvers, delegated to well-kept libraries rather than rewritten.
 
-* ``dopri5`` / ``dopri8``: torchdiffeq's embedded Dormand–Prince pairs (autograd works).
+* ``dopri5`` / ``dopri8``: torchdiffeq's embedded Dormand–Prince pairs (autograd works); with
+  ``options={"per_sample": True}`` or a ``[batch, n_t]`` grid, the same pairs with per-sample
+  step-size control (:mod:`.embedded`).
 * ``scipy_dop853`` / ``scipy_radau`` / ``scipy_lsoda``: ``scipy.integrate.solve_ivp`` on the
   flattened state (batch included), for high-accuracy or stiff references.  No autograd:
   the result is a new tensor with no graph.
@@ -11,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validate import boolean
+from ._errors import StepSizeUnderflow
+from .embedded import erk_solve, get_pair, solver_options
 from .registry import MethodSpec, register_method
 
 DEFAULT_RTOL = 1e-7
@@ -28,16 +33,6 @@ class _Budget(Exception):
     pass
 
 
-class StepSizeUnderflow(FloatingPointError):
-    """An adaptive solver's step shrank to nothing (typically a finite-time blow-up).
-    ``time``: the last time ``f`` was evaluated at; ``partial``: the outputs reached, or ``None``."""
-
-    def __init__(self, message: str, *, time: float, partial=None):
-        super().__init__(message)
-        self.time = time
-        self.partial = partial
-
-
 def _backend_options(options: dict) -> tuple[dict, float, float]:
     """``(rest, rtol, atol)`` from ``solve``'s options: the tolerances (with this module's
     defaults) taken out of a copy, and ``check_finite`` (``solve``'s own) dropped; ``rest`` goes to the backend."""
@@ -50,9 +45,13 @@ def _backend_options(options: dict) -> tuple[dict, float, float]:
 
 def _torchdiffeq_runner(name: str):
     def run(f, y0, t, options):
+        if boolean("options['per_sample']", options.get("per_sample", False)) or t.dim() == 2:  # own steps
+            grid = t.detach().cpu().double()
+            return erk_solve(get_pair(name), f, y0, grid, solver_options(name, options))
         import torchdiffeq  # heavy (~0.8 s, it loads SciPy): only an adaptive solve pays for it
 
         opts, rtol, atol = _backend_options(options)
+        opts.pop("per_sample", None)
         if name == "dopri8":
             # torchdiffeq's dopri8 dense output is far less accurate than its steps (1e-4
             # errors at rtol=1e-7 on Lorenz-63); stepping onto every output time avoids it.
@@ -156,7 +155,7 @@ for _name, _desc in (("dopri5", "Dormand–Prince 5(4), adaptive (torchdiffeq)")
     register_method(MethodSpec(
         name=_name, kind="adaptive", order=int(_name[-1]), description=_desc,
         run=_torchdiffeq_runner(_name),
-        options=frozenset({"rtol", "atol", "check_finite"}) | _TORCHDIFFEQ_PASSTHROUGH,
+        options=frozenset({"rtol", "atol", "check_finite", "per_sample"}) | _TORCHDIFFEQ_PASSTHROUGH,
         ladders=("tolerance",),
     ))
 

@@ -29,7 +29,7 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
-from .adaptive import StepSizeUnderflow
+from ._errors import StepSizeUnderflow
 
 __all__ = ["EmbeddedPair", "StepData", "erk_solve", "get_pair"]
 
@@ -354,7 +354,9 @@ def _emit(rows: list, clock: _Clock, step: StepData, stop, land: bool) -> None:
             inside = inside & ((target - step.cur).abs() >= step.h.abs() * (1 - 1e-12))
         if not bool(inside.any()):
             break
-        theta = ((target - step.cur) / step.h).clamp(0.0, 1.0)
+        # a finished sample's step is 0: keep its θ finite (a NaN off the chosen branch of a
+        # torch.where still poisons the gradient)
+        theta = ((target - step.cur) / torch.where(step.h == 0, 1.0, step.h)).clamp(0.0, 1.0)
         value = step.Yn if land else torch.where((theta >= 1.0).unsqueeze(1), step.Yn, step.interpolate(theta))
         for j in torch.unique(clock.idx[inside]).tolist():
             m = (inside & (clock.idx == j)).unsqueeze(1)

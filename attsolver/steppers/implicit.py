@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from .._validate import boolean, positive_int, positive_number
-from .adaptive import StepSizeUnderflow
+from ._errors import StepSizeUnderflow
 from .base import Stepper
 from .registry import FIXED_OPTIONS, MethodSpec, register_method
 
