@@ -1,4 +1,4 @@
-"""Terminal events with the adaptive ``dopri5``/``dopri8`` (``solve(..., method=..., event=g)``):
+"""Terminal events with the adaptive ``dopri5``/``dopri8``/``kvaerno5`` (``solve(..., method=..., event=g)``):
 a falling body with quadratic drag against its closed-form landing time, the drag-free ball,
 SciPy's ``solve_ivp`` events and torchdiffeq's ``odeint_event``, the event time's gradient
 against the closed form's and finite differences, batched samples stopping at their own
@@ -48,9 +48,10 @@ def _drop(h0):
 
 
 @pytest.mark.parametrize("method, rtol, tol", [("dopri5", 1e-8, 2e-9), ("dopri5", 1e-10, 1e-10),
-                                               ("dopri8", 1e-8, 1e-10)])
+                                               ("dopri8", 1e-8, 1e-10), ("kvaerno5", 1e-8, 1e-9)])
 def test_drag_landing_time_against_the_closed_form_and_held_states(method, rtol, tol):
-    """dopri5 locates on its 4th-order dense output (error ~ rtol / 10 here); dopri8 polishes on its own step."""
+    """dopri5 locates on its 4th-order dense output (error ~ rtol / 10 here); dopri8 and kvaerno5
+    polish on their own step."""
     h0 = torch.tensor([1.0, 5.0, 10.0, 2000.0], dtype=DT)  # the last lands long after t[-1]
     t = torch.linspace(0.0, 3.0, 31, dtype=DT)
     f = Drag()
@@ -118,7 +119,7 @@ def test_agrees_with_torchdiffeq_odeint_event(method):
     assert abs(float(t_ev) - float(t_td)) < 1e-9
 
 
-@pytest.mark.parametrize("method", ["dopri5", "dopri8"])
+@pytest.mark.parametrize("method", ["dopri5", "dopri8", pytest.param("kvaerno5", marks=pytest.mark.slow)])
 def test_event_time_gradient_against_the_closed_form_and_finite_differences(method):
     f = Drag()
     h0 = torch.tensor([3.0, 8.0], dtype=DT, requires_grad=True)
@@ -140,6 +141,30 @@ def test_event_time_gradient_against_the_closed_form_and_finite_differences(meth
     c = math.sqrt(G * 0.3)
     exact = -math.sqrt(G / 0.3) * c * (1 - torch.tanh(c * landing_time(h0.detach(), 0.3)) ** 2) * e_h
     assert torch.allclose(g_v, exact, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dopri8", "kvaerno5"])
+def test_per_sample_step_control_with_events(method):
+    """options={"per_sample": True}: every sample its own time and step (f gets t of shape
+    [batch, 1]); the same landing times as the closed form, and as the lock-step solve."""
+    seen = []
+
+    def f(t, y):
+        seen.append(tuple(t.shape))
+        return Drag()(t, y)
+
+    h0 = torch.tensor([1.0, 15.0, 2000.0], dtype=DT)
+    t = torch.tensor([0.0, 1.0, 4.0], dtype=DT)
+    opts = {"rtol": 1e-9, "atol": 1e-11}
+    with torch.no_grad():
+        t_ev, sol = attsolver.solve(f, _drop(h0), t, method=method, options={**opts, "per_sample": True},
+                                    event=height)
+        t_lock, sol_lock = attsolver.solve(Drag(), _drop(h0), t, method=method, options=opts, event=height)
+    assert (3, 1) in seen
+    assert float((t_ev[:2] - landing_time(h0[:2], 0.3)).abs().max()) < 1e-9
+    assert math.isinf(float(t_ev[2])) and math.isinf(float(t_lock[2]))
+    torch.testing.assert_close(t_ev[:2], t_lock[:2], rtol=0, atol=2e-9)
+    torch.testing.assert_close(sol, sol_lock, rtol=0, atol=1e-6)
 
 
 def test_event_depending_on_time_gradient_by_finite_differences():
@@ -188,3 +213,5 @@ def test_event_bad_input_and_an_event_that_never_fires():
         attsolver.solve(Drag(), y0, t, method="scipy_dop853", event=height)
     t_ev, sol = attsolver.solve(Drag(), y0, t, method="dopri8", event=height)
     assert math.isinf(float(t_ev)) and sol.shape == (2, 1, 2)
+    with pytest.raises(ValueError, match=r"\[batch, d\]"):
+        attsolver.solve(Drag(), _drop(torch.ones(2, 3, dtype=DT)), t, method="kvaerno5", event=height)

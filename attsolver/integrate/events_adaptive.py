@@ -1,18 +1,21 @@
-"""Terminal events for the adaptive ``dopri5`` and ``dopri8``: ``solve(f, y0, t, method=..., event=g)``.
+"""Terminal events for the adaptive ``dopri5``, ``dopri8`` and ``kvaerno5``: ``solve(f, y0, t, method=..., event=g)``.
 
-The batch is solved by :func:`attsolver.steppers.embedded.erk_solve` in lock-step (``t`` is
-1-D: one time for the batch, ``f`` gets a 0-d ``t`` as with torchdiffeq; the step size is
-set by the live samples only).  After every accepted step, ``g(t, y)`` at the step's end is
-compared with its value at the start; a sample whose value changed sign (or reached zero)
-fires in that step, and the crossing is located on the step:
+The batch is solved by :func:`attsolver.steppers.embedded.erk_solve` (``dopri5``/``dopri8``)
+or :func:`attsolver.steppers.implicit.esdirk_solve` (``kvaerno5``) in lock-step: ``t`` is 1-D,
+one time for the batch, ``f`` gets a 0-d ``t`` as with torchdiffeq, and the step size is set by
+the samples that have not fired; ``options={"per_sample": True}`` gives each sample its own
+time and step instead (``f`` then gets ``t`` of the batch shape plus a trailing 1).  After every
+accepted step, ``g(t, y)`` at the step's end is compared with its value at the start; a sample
+whose value changed sign (or reached zero) fires in that step, and the crossing is located on
+the step:
 
 * ``dopri5``: bisection on the step's own 4th-order dense output (local error ``O(h^5)``,
   the size of the step's error estimate, so at ``rtol`` the event time is about as accurate
   as the solution), to ``event_tol`` in time;
-* ``dopri8``: bisection on the cubic Hermite interpolant (``O(h^4)``: too coarse for 8th-order
-  steps), then Newton's iteration on the step itself, ``G(σ) = g(t_n + σ, Φ_σ(y_n))`` with
-  ``Φ_σ`` the method's step of length ``σ``, to ``event_tol``: the event time is as accurate
-  as the method's steps.
+* ``dopri8``, ``kvaerno5``: bisection on the cubic Hermite interpolant (``O(h^4)``: too coarse
+  for their steps), then Newton's iteration on the step itself, ``G(σ) = g(t_n + σ, Φ_σ(y_n))``
+  with ``Φ_σ`` the method's step of length ``σ``, to ``event_tol``: the event time is as
+  accurate as the method's steps.
 
 Each sample stops at its own event; its later outputs hold its state at the event, and the
 solve ends when every sample has fired or at ``t[-1]`` (``+inf`` for a sample that never
@@ -31,11 +34,12 @@ import torch
 from torch import Tensor
 
 from ..steppers.embedded import StepData, erk_solve, get_pair, solver_options
+from ..steppers.implicit import esdirk_solve
 
 __all__ = ["EVENT_ADAPTIVE_METHODS", "adaptive_event_solve"]
 
 #: the adaptive methods that take ``event=``
-EVENT_ADAPTIVE_METHODS = frozenset({"dopri5", "dopri8"})
+EVENT_ADAPTIVE_METHODS = frozenset({"dopri5", "dopri8", "kvaerno5"})
 _MAX_HALVINGS = 100
 _NEWTON_ITERS = 8
 
@@ -140,8 +144,15 @@ def adaptive_event_solve(name: str, f: Callable, y0: Tensor, t: Tensor, options:
     """``(event_times, solution)``: event times of ``y0.shape[:-1]`` (``+inf`` where the event
     never fired), the solution ``[len(t), *y0.shape]`` with each sample held at its event
     state after its event (see the module's docstring)."""
-    opts = solver_options(name, options)
     grid = t.detach().cpu().double()
     watcher = _Watcher(event, y0, float(grid[0]), tol)
-    sol = erk_solve(get_pair(name), f, y0, grid, opts, sample_dims=y0.dim() - 1, shared=True, watch=watcher)
+    if name == "kvaerno5":
+        if y0.dim() > 2 or options.get("coupled", False):
+            raise ValueError(f"event= with kvaerno5 takes y0 of shape [batch, d] (got {tuple(y0.shape)}) and no "
+                             "'coupled' option: reshape y0 to [batch, d], or use dopri5/dopri8")
+        sol = esdirk_solve(f, y0, t, options, watch=watcher)
+        return watcher.t_event.reshape(y0.shape[:-1]), sol
+    opts = solver_options(name, options)
+    shared = not options.get("per_sample", False)
+    sol = erk_solve(get_pair(name), f, y0, grid, opts, sample_dims=y0.dim() - 1, shared=shared, watch=watcher)
     return watcher.t_event.reshape(y0.shape[:-1]), sol

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._errors import StepSizeUnderflow
 
-__all__ = ["EmbeddedPair", "StepData", "erk_solve", "get_pair"]
+__all__ = ["HERMITE", "EmbeddedPair", "StepData", "erk_solve", "get_pair", "hold_after_stop"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ def _dopri8() -> EmbeddedPair:
 
 
 _PAIRS: dict[str, EmbeddedPair] = {"dopri5": _DOPRI5}
+
+#: the dense output of a method without one of its own (``kvaerno5``): only ``dense`` is read
+HERMITE = EmbeddedPair("hermite", c=(0.0,), a=((),), b=(1.0,), e=(0.0,), q=1, dense="hermite")
 
 
 def get_pair(name: str) -> EmbeddedPair:
@@ -363,8 +366,14 @@ def _emit(rows: list, clock: _Clock, step: StepData, stop, land: bool) -> None:
             rows[j] = torch.where(m, value, rows[j])
         clock.idx = clock.idx + inside.long()
     if stop is not None and bool(stopped.any()):
-        first = int(clock.idx[stopped].min())
-        for j in range(first, n_t):
-            m = (stopped & (clock.idx <= j)).unsqueeze(1)
-            rows[j] = torch.where(m, y_stop, rows[j])
-        clock.idx = torch.where(stopped, torch.full_like(clock.idx, n_t), clock.idx)
+        clock.idx = hold_after_stop(rows, clock.idx, n_t, stopped, y_stop)
+
+
+def hold_after_stop(rows: list, idx: Tensor, n_t: int, stopped: Tensor, y_stop: Tensor) -> Tensor:
+    """Write ``y_stop`` into every output a ``stopped`` sample has not reached (``idx``: each
+    sample's next output); returns the cursors with the stopped samples finished."""
+    first = int(idx[stopped].min())
+    for j in range(first, n_t):
+        m = (stopped & (idx <= j)).unsqueeze(1)
+        rows[j] = torch.where(m, y_stop, rows[j])
+    return torch.where(stopped, torch.full_like(idx, n_t), idx)

@@ -38,6 +38,7 @@ from torch import Tensor
 from .._validate import boolean, positive_int, positive_number
 from ._errors import StepSizeUnderflow
 from .base import Stepper
+from .embedded import HERMITE, StepData, hold_after_stop
 from .registry import FIXED_OPTIONS, MethodSpec, register_method
 
 __all__ = ["KVAERNO5", "NewtonFailure", "NotDifferentiableError", "ESDIRKStepper", "esdirk_solve"]
@@ -371,17 +372,20 @@ class _Control:
                                     "most likely leaves f's domain or blows up there", time=when)
 
 
-def esdirk_solve(f: Callable, y0: Tensor, t: Tensor, options: dict) -> Tensor:
+def esdirk_solve(f: Callable, y0: Tensor, t: Tensor, options: dict, watch: Callable | None = None) -> Tensor:
     """The adaptive Kværnø 5(4) solve: ``[n_t, *y0.shape]`` at the output times (each
     reached by a step that ends on it).  ``options["per_sample"]``: each sample its own step
-    size (``f`` then gets ``t`` shaped ``[B, 1, ...]``, broadcastable against ``y``)."""
+    size (``f`` then gets ``t`` shaped ``[B, 1, ...]``, broadcastable against ``y``).
+    ``watch``: an event watcher, as :func:`attsolver.steppers.embedded.erk_solve` takes one
+    (its steps carry the cubic Hermite dense output and ``restep``)."""
     o = _options(options)
     F = _Batched(f, y0, o["coupled"])
     grid = _time_grid(t, F.B)
     per = o["per_sample"] or grid.dim() == 2 and t.dim() == 2
     o["per_sample"] = per
     tshape = (F.B,) + (1,) * (y0.dim() - 1)
-    as_t = ((lambda v: v.to(y0.dtype).reshape(tshape)) if per else (lambda v: v[0].to(y0.dtype)))
+    ref = [0]  # lock-step: a live sample, whose time is the batch's
+    as_t = ((lambda v: v.to(y0.dtype).reshape(tshape)) if per else (lambda v: v[ref[0]].to(y0.dtype)))
     Y = F.view(y0)
     ctl = _Control(grid, torch.zeros(F.B, dtype=torch.float64), o)
     _check_differentiable(F, as_t(ctl.cur), Y)
@@ -401,14 +405,41 @@ def esdirk_solve(f: Callable, y0: Tensor, t: Tensor, options: dict) -> Tensor:
         scale = o["atol"] + o["rtol"] * torch.maximum(Y.detach().abs(), Yn.detach().abs())
         acc = ctl.update(h, lands, target, active, _rms(err / scale).double(), failed & active)
         ctl.check(h, failed & active)
+        stop = None if watch is None else watch(StepData(
+            HERMITE, cur, h, Y, Yn, [K], acc, Kn, _restepper(F, cur, Y, K, J, o, track, per, as_t)))
         a = acc.unsqueeze(1)
         Y, K = torch.where(a, Yn, Y), torch.where(a, Kn, K)
-        landed = acc & lands
+        landed = acc & lands if stop is None else acc & lands & ~stop[0]
         for j in torch.unique(ctl.idx[landed]).tolist():
             m = (landed & (ctl.idx == j)).unsqueeze(1)
             rows[j] = torch.where(m, Y, rows[j])
         ctl.idx = ctl.idx + landed.long()
+        if stop is not None and bool(stop[0].any()):
+            ctl.idx = hold_after_stop(rows, ctl.idx, ctl.n_t, stop[0], stop[2])
+            ref[0] = int(torch.nonzero(ctl.idx < ctl.n_t)[0, 0]) if bool((ctl.idx < ctl.n_t).any()) else 0
     return torch.stack([r.reshape(y0.shape) for r in rows])
+
+
+def _restepper(F: _Batched, cur: Tensor, Y: Tensor, K: Tensor, J: Tensor, o: dict, track: bool, per: bool, as_t):
+    """``restep(h, rows)`` for an event watcher: the step again from ``(cur, Y)`` with the
+    signed steps ``h`` (lock-step: one row at a time, the batch having one time)."""
+
+    def restep(h: Tensor, rows: Tensor):
+        on = track and torch.is_grad_enabled()
+        hc = h.to(Y.dtype).unsqueeze(1)
+        if per:
+            Yn, Kn, _, _ = esdirk_step(F, lambda c: as_t(cur + c * h), Y, K, hc, J, o["rtol"], o["atol"], o["iters"],
+                                       on)
+            return Yn, Kn
+        y_end, f_end = torch.zeros_like(Y), torch.zeros_like(Y)
+        for b in torch.nonzero(rows).flatten().tolist():
+            Yn, Kn, _, _ = esdirk_step(F, lambda c: (cur[b] + c * h[b]).to(Y.dtype), Y, K, hc[b].expand_as(hc), J,
+                                       o["rtol"], o["atol"], o["iters"], on)
+            m = (torch.arange(F.B, device=Y.device) == b).unsqueeze(1)
+            y_end, f_end = torch.where(m, Yn, y_end), torch.where(m, Kn, f_end)
+        return y_end, f_end
+
+    return restep
 
 
 # --------------------------------------------------------------------------- fixed steps
