@@ -109,3 +109,17 @@ def test_per_sample_grid_not_monotone_names_the_sample(method):
 def test_per_sample_grid_needs_a_matching_batch():
     with pytest.raises(ValueError, match=r"batch = 3"):
         solve(damped, Y0[:2], GRID, method="rk4")
+
+
+def test_per_sample_bad_combinations_are_clear_errors():
+    t2 = GRID[:, :2].clone()
+    with pytest.raises(ValueError, match="event= takes a 1-D t"):
+        solve(damped, Y0, t2, method="dopri5", event=lambda t, y: y[..., 0])
+    with pytest.raises(ValueError, match="'adjoint' and 'checkpoint_steps' do not apply"):
+        solve(damped, Y0, t2, method="dopri5", options={"adjoint": True})
+    with pytest.raises(ValueError, match="no gradient with respect to t"):
+        solve(damped, Y0, t2.requires_grad_(True), method="dopri8")
+    with pytest.raises(ValueError, match="no gradient with respect to t"):
+        solve(damped, Y0, GRID[0].clone().requires_grad_(True), method="dopri5", options={"per_sample": True})
+    with pytest.raises(TypeError, match="per_sample"):
+        solve(damped, Y0, GRID[0], method="dopri5", options={"per_sample": "yes"})

@@ -100,8 +100,8 @@ def solve(
             trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
         guard_check_every: with ``guard``, also check every this many steps a posteriori against
             the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
-        event: a terminal event for the fixed-step methods, ``event(t, y)`` with one value per
-            sample: each sample stops where it crosses zero (see :mod:`attsolver.integrate.events`).
+        event: a terminal event ``event(t, y)``, one value per sample (fixed-step methods, dopri5/8,
+            kvaerno5): each sample stops where it crosses zero (:mod:`attsolver.integrate.events`).
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
@@ -149,6 +149,9 @@ def _validated(spec: MethodSpec, f, y0, t, options, *, corrector, event, guard, 
     _check_guard(guard, corrector, options, guard_check_every)
     if guard is not None and event is not None:
         raise ValueError("guard= and event= do not combine yet: pass one of them")
+    if event is not None and isinstance(t, Tensor) and t.ndim == 2:
+        raise ValueError("event= takes a 1-D t (one grid for the batch), not a per-sample grid [batch, n_t]; for "
+                         "each sample's own step size use options={'per_sample': True} (dopri5, dopri8, kvaerno5)")
     if isinstance(y0, Tensor) and isinstance(t, Tensor) and t.ndim == 1:  # before t's checks touch it
         check_output_size(len(t), y0, _max_output_bytes(options))
     y0, t = check_y0_t(y0, t)
@@ -201,6 +204,9 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
     options.pop("max_steps", None)
     params = options.pop("adjoint_params", None)  # set only with options["adjoint"]
     event = options.pop("event", None)
+    if params is not None and options.get("per_sample", False):
+        raise ValueError("options 'adjoint' and 'per_sample' do not combine: the adjoint is torchdiffeq's lock-step "
+                         "solve; drop one of them")
     if len(t) == 1:  # nothing to integrate (SciPy's solve_ivp cannot take an empty span)
         sol = y0.unsqueeze(0)
         sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=y0.dtype), sol)
@@ -246,6 +252,9 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     # validates step_size even when len(t) == 1
     n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
     event = options.pop("event", None)
+    if params is not None and options.get("per_sample", False):
+        raise ValueError("options 'adjoint' and 'per_sample' do not combine: the adjoint is torchdiffeq's lock-step "
+                         "solve; drop one of them")
     if len(t) == 1:
         sol = y0.unsqueeze(0)
         sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)

@@ -82,6 +82,13 @@ def solve_per_sample(solve_one: Callable, spec: MethodSpec, f, y0: Tensor, t: Te
 def _adaptive_batched(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, corrector, options) -> Tensor:
     if step_size is not None or corrector is not None:
         raise ValueError(f"{spec.name!r} is adaptive: it takes neither step_size nor a corrector")
+    if set(options or ()) & _UNBATCHED_OPTIONS:
+        raise ValueError(f"{spec.name!r} on a per-sample grid t [batch, n_t] back-propagates through its batched "
+                         "loop: options 'adjoint' and 'checkpoint_steps' do not apply; drop them, or solve each "
+                         "sample with a 1-D t")
+    if t.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{spec.name!r} on a per-sample grid gives no gradient with respect to t; pass "
+                         "t.detach(), or solve each sample with a 1-D t (dopri5/dopri8 differentiate t there)")
     y0, t0 = check_y0_t(y0, t[:, 0][:1])
     opts = check_options(options, spec)
     for key in ("growth_bound", "max_steps", "max_wall_s", "max_output_bytes"):

@@ -46,6 +46,9 @@ def _backend_options(options: dict) -> tuple[dict, float, float]:
 def _torchdiffeq_runner(name: str):
     def run(f, y0, t, options):
         if boolean("options['per_sample']", options.get("per_sample", False)) or t.dim() == 2:  # own steps
+            if t.requires_grad and torch.is_grad_enabled():
+                raise ValueError(f"{name} with per-sample step control gives no gradient with respect to t; "
+                                 "pass t.detach() or drop options['per_sample']")
             grid = t.detach().cpu().double()
             return erk_solve(get_pair(name), f, y0, grid, solver_options(name, options))
         import torchdiffeq  # heavy (~0.8 s, it loads SciPy): only an adaptive solve pays for it

@@ -120,8 +120,8 @@ class StepData:
     """One batched step, for the output interpolation and an event watcher.
 
     ``cur``/``h``: float64 ``[B]``, each sample's start time and signed step; ``Y``/``Yn``:
-    ``[B, d]`` the states at both ends; ``K``: the stages (``K[0] = f(t_n, y_n)``; ``K[-1] =
-    f(t_{n+1}, y_{n+1})``; ``f1``: that end slope; ``accepted``: ``[B]`` bool; ``restep(h, rows)``:
+    ``[B, d]`` the states at both ends; ``K``: the stages (``K[0] = f(t_n, y_n)``); ``f1``:
+    ``f(t_{n+1}, y_{n+1})``; ``accepted``: ``[B]`` bool; ``restep(h, rows)``:
     the step again from ``Y`` with the signed steps ``h`` (float64 ``[B]``), ``(y_end, f_end)``,
     valid in the ``rows`` (``[B]`` bool) asked for."""
 
@@ -134,6 +134,7 @@ class StepData:
     accepted: Tensor
     f1: Tensor | None = None
     restep: Callable | None = None
+    err: Tensor | None = None  # each sample's error ratio (float64 ``[B]``; accepted where <= 1)
 
     def interpolate(self, theta: Tensor, detach: bool = False) -> Tensor:
         """The dense output at ``θ`` (``[B]``, in ``Y``'s dtype), ``[B, d]``."""
