@@ -252,9 +252,6 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     # validates step_size even when len(t) == 1
     n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
     event = options.pop("event", None)
-    if params is not None and options.get("per_sample", False):
-        raise ValueError("options 'adjoint' and 'per_sample' do not combine: the adjoint is torchdiffeq's lock-step "
-                         "solve; drop one of them")
     if len(t) == 1:
         sol = y0.unsqueeze(0)
         sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)

@@ -53,7 +53,8 @@ class _Watcher:
         self.batch, self.dtype = y0.shape[:-1], y0.dtype
         self.B = math.prod(self.batch)
         with torch.no_grad():
-            self.g_prev = self.g(torch.full((self.B,), t0, dtype=torch.float64), y0.reshape(self.B, -1))
+            self.g_prev = self.g(torch.full((self.B,), t0, dtype=torch.float64, device=y0.device),
+                                 y0.reshape(self.B, -1))
         self.fired = torch.zeros(self.B, dtype=torch.bool, device=y0.device)
         self.t_event = torch.full((self.B,), math.inf, dtype=self.dtype, device=y0.device)
 

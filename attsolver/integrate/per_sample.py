@@ -123,17 +123,18 @@ def _fixed_batched(spec: MethodSpec, stepper: ExplicitRK, f, y0: Tensor, t: Tens
     pad = lambda rows, fill: np.stack([np.pad(r, (0, n_max - len(r)), constant_values=fill) for r in rows], 1)  # noqa: E731
     starts, steps, outs = pad(starts, 0.0), pad(steps, 0.0), pad(outs, -1)
     nodes = np.asarray(stepper.nodes, dtype=np.float64)
-    stage = torch.as_tensor(starts[:, None, :] + nodes[None, :, None] * steps[:, None, :]).to(t_f.dtype)
+    dev = y0.device
+    stage = torch.as_tensor(starts[:, None, :] + nodes[None, :, None] * steps[:, None, :]).to(dev, t_f.dtype)
     tshape = (B,) + (1,) * (y0.dim() - 1)
-    h_all = torch.as_tensor(steps).to(y0.real.dtype if y0.is_complex() else y0.dtype)
-    live_all = torch.as_tensor(steps != 0.0)
+    h_all = torch.as_tensor(steps).to(dev, y0.real.dtype if y0.is_complex() else y0.dtype)
+    live_all = torch.as_tensor(steps != 0.0).to(dev)
     rows, y = [y0] * n_t, y0
     for i in range(n_max):
         ts = [s.reshape(tshape) for s in stage[i].unbind(0)]
         y_new = stepper.step_for_compile(ts, y, h_all[i].reshape(tshape))
         y = torch.where(live_all[i].reshape(tshape), y_new, y)
         for j in np.unique(outs[i][outs[i] >= 0]).tolist():
-            rows[j] = torch.where(torch.as_tensor(outs[i] == j).reshape(tshape), y, rows[j])
+            rows[j] = torch.where(torch.as_tensor(outs[i] == j).to(dev).reshape(tshape), y, rows[j])
     sol = torch.stack(rows)
     if opts.get("check_finite", True) and not all_finite(sol):
         bad = ~torch.isfinite(sol.reshape(n_t, B, -1)).all(-1)

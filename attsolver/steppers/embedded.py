@@ -165,9 +165,9 @@ class _Clock:
         self.end = self.grid[:, -1].clone()
         self.dir = torch.sign(self.end - self.cur)
         self.dir[self.dir == 0] = 1.0
-        self.idx = torch.ones(B, dtype=torch.int64)  # each sample's next output
+        self.idx = torch.ones(B, dtype=torch.int64, device=grid.device)  # each sample's next output
         self.live = self.idx < self.n_t  # not finished and not stopped by an event
-        self.h_abs = torch.zeros(B, dtype=torch.float64)
+        self.h_abs = torch.zeros(B, dtype=torch.float64, device=grid.device)
         self.steps = 0
         self.ref = 0  # with ``shared``: a live sample, whose time is the batch's
 
@@ -270,8 +270,8 @@ def erk_solve(pair: EmbeddedPair, f: Callable, y0: Tensor, grid: Tensor, options
     """
     B = math.prod(y0.shape[:sample_dims])
     Y = y0.reshape(B, -1)
-    grid = grid.reshape(1, -1) if grid.dim() == 1 else grid
-    clock = _Clock(grid, B, shared, options)
+    grid = (grid.reshape(1, -1) if grid.dim() == 1 else grid).to(device=y0.device, dtype=torch.float64)
+    clock = _Clock(grid, B, shared, options)  # times and steps in float64 on y0's device
     tshape = tuple(y0.shape[:sample_dims]) + (1,) * (y0.dim() - sample_dims)
 
     def f1(times: Tensor, state: Tensor) -> Tensor:
@@ -283,7 +283,7 @@ def erk_solve(pair: EmbeddedPair, f: Callable, y0: Tensor, grid: Tensor, options
         return y0.unsqueeze(0)
     K0 = f1(clock.cur, Y)
     h0 = _initial_step(f1, Y, K0, clock.cur, clock.dir, options, pair.q - 1) if options["first_step"] is None \
-        else torch.full((B,), options["first_step"], dtype=torch.float64)
+        else torch.full((B,), options["first_step"], dtype=torch.float64, device=y0.device)
     clock.h_abs = (h0.min().expand(B).clone() if shared else h0).clamp(max=options["max_step"])
     land = pair.dense == "hermite"
     while bool(clock.live.any()):
