@@ -154,6 +154,26 @@ class StepData:
                 + (3 * th2 - 2 * th3) * Yn + (th3 - th2) * h * f1)
 
 
+    def slope(self, theta: Tensor) -> Tensor:
+        """``dy/dt`` of the dense output at ``θ`` (``[B]``), ``[B, d]``, without a graph."""
+        with torch.no_grad():
+            h = torch.where(self.h == 0, 1.0, self.h).to(self.Y.dtype).unsqueeze(1)
+            Y, Yn, K, f1 = self.Y, self.Yn, self.K, self.f1
+            th = theta.to(Y.dtype).unsqueeze(1)
+            if self.pair.dense == "dopri5":  # y = Y + θ R, R = A + (1-θ) Q, Q = B + θ P, P = C + (1-θ) D
+                A = Yn - Y
+                Bs = h * K[0] - A
+                C = A - h * f1 - Bs
+                D = _combine(torch.zeros_like(Y), h, _DOPRI5_D, K)
+                P, dP = C + (1 - th) * D, -D
+                Q, dQ = Bs + th * P, P + th * dP
+                R, dR = A + (1 - th) * Q, -Q + (1 - th) * dQ
+                return (R + th * dR) / h
+            th2 = th * th
+            return ((6 * th2 - 6 * th) * Y + (3 * th2 - 4 * th + 1) * h * K[0]
+                    + (6 * th - 6 * th2) * Yn + (3 * th2 - 2 * th) * h * f1) / h
+
+
 class _Clock:
     """The per-sample times, steps and output cursors of a solve (float64 ``[B]`` each)."""
 
