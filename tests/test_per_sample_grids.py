@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attsolver import solve
+from attsolver import NonFiniteSolutionError, solve
 
 F64 = torch.float64
 
@@ -123,3 +123,12 @@ def test_per_sample_bad_combinations_are_clear_errors():
         solve(damped, Y0, GRID[0].clone().requires_grad_(True), method="dopri5", options={"per_sample": True})
     with pytest.raises(TypeError, match="per_sample"):
         solve(damped, Y0, GRID[0], method="dopri5", options={"per_sample": "yes"})
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dopri8"])
+def test_per_sample_blow_up_names_the_sample_and_time(method):
+    """y' = y^2 blows up at t = 1/y0: sample 1 (y0 = 1) at t = 1, sample 0 (y0 = 0.1) not before t = 2."""
+    y0 = torch.tensor([[0.1], [1.0]], dtype=F64)
+    with pytest.raises(NonFiniteSolutionError, match=r"sample 1") as err:
+        solve(lambda t, y: y * y, y0, torch.tensor([[0.0, 2.0], [0.0, 2.0]], dtype=F64), method=method)
+    assert abs(err.value.time - 1.0) < 1e-3

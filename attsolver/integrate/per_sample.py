@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.base import ExplicitRK
 from ..steppers.registry import MethodSpec
 from .checks import DEFAULT_MAX_STEPS, check_f, check_options, check_y0_t, step_grid, time_eps
@@ -97,7 +98,11 @@ def _adaptive_batched(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, 
     check_f(f, y0, t0.to(y0.dtype), check_finite=bool(opts.get("check_finite", True)), adaptive=True)
     if t.shape[1] == 1:
         return y0.unsqueeze(0)
-    return spec.run(f, y0, t, opts)
+    try:
+        return spec.run(f, y0, t, opts)
+    except StepSizeUnderflow as e:  # the same error as a 1-D solve gives
+        raise NonFiniteSolutionError(f"{e} (method {spec.name!r}, per-sample grid); check f or shorten that "
+                                     "sample's grid", step=None, time=e.time, partial=y0.unsqueeze(0)) from None
 
 
 def _fixed_batched(spec: MethodSpec, stepper: ExplicitRK, f, y0: Tensor, t: Tensor, step_size, options) -> Tensor:
