@@ -1,5 +1,7 @@
 """Classical integrators: explicit Runge–Kutta from tableaus, spectral steppers for
-periodic PDEs, and adaptive reference solvers delegated to torchdiffeq / SciPy."""
+periodic PDEs, adaptive reference solvers delegated to torchdiffeq / SciPy, the batched
+embedded pairs with per-sample step control and dense output (:mod:`.embedded`), and the
+implicit Kværnø family (:mod:`.implicit`)."""
 
 from .base import ExplicitRK, Stepper
 from .registry import FIXED_OPTIONS, FLOAT_DTYPES, HALF_DTYPES, MethodSpec, get_method, list_methods, register_method
