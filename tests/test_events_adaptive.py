@@ -215,3 +215,13 @@ def test_event_bad_input_and_an_event_that_never_fires():
     assert math.isinf(float(t_ev)) and sol.shape == (2, 1, 2)
     with pytest.raises(ValueError, match=r"\[batch, d\]"):
         attsolver.solve(Drag(), _drop(torch.ones(2, 3, dtype=DT)), t, method="kvaerno5", event=height)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dopri8"])
+def test_event_backwards_in_time(method):
+    """t decreasing: the ball dropped back in time from rest reaches the ground at t = -sqrt(2h/g)."""
+    ball = lambda t, y: torch.stack([y[..., 1], torch.full_like(y[..., 1], -G)], -1)  # noqa: E731
+    t_ev, sol = attsolver.solve(ball, torch.tensor([[5.0, 0.0]], dtype=DT), torch.tensor([0.0, -2.0], dtype=DT),
+                                method=method, options={"rtol": 1e-9, "atol": 1e-11}, event=height)
+    assert abs(float(t_ev) + math.sqrt(10 / G)) < 1e-9
+    assert abs(float(sol[-1, 0, 0])) < 1e-8

@@ -132,3 +132,11 @@ def test_per_sample_blow_up_names_the_sample_and_time(method):
     with pytest.raises(NonFiniteSolutionError, match=r"sample 1") as err:
         solve(lambda t, y: y * y, y0, torch.tensor([[0.0, 2.0], [0.0, 2.0]], dtype=F64), method=method)
     assert abs(err.value.time - 1.0) < 1e-3
+
+
+def test_per_sample_option_with_an_unbatched_y0_is_one_sample():
+    rot = lambda t, y: torch.stack((y[1], -y[0]))  # noqa: E731
+    t = torch.linspace(0.0, 3.0, 4, dtype=F64)
+    out = solve(rot, torch.tensor([1.0, 0.0], dtype=F64), t, method="dopri5",
+                options={"per_sample": True, "rtol": 1e-9, "atol": 1e-11})
+    torch.testing.assert_close(out, torch.stack((torch.cos(t), -torch.sin(t)), -1), rtol=0, atol=1e-8)

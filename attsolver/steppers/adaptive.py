@@ -50,7 +50,8 @@ def _torchdiffeq_runner(name: str):
                 raise ValueError(f"{name} with per-sample step control gives no gradient with respect to t; "
                                  "pass t.detach() or drop options['per_sample']")
             grid = t.detach().cpu().double()
-            return erk_solve(get_pair(name), f, y0, grid, solver_options(name, options))
+            return erk_solve(get_pair(name), f, y0, grid, solver_options(name, options),
+                             sample_dims=1 if y0.dim() >= 2 else 0)  # an unbatched y0 is one sample
         import torchdiffeq  # heavy (~0.8 s, it loads SciPy): only an adaptive solve pays for it
 
         opts, rtol, atol = _backend_options(options)
