@@ -13,7 +13,6 @@ needs ``n >= ceil(1 / alpha) - 1`` calibration trajectories.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from torch import Tensor
 from .._validate import finite_number
 from ..data import TrajectoryDataset
 from ..integrate import solve
+from ..integrate.error_bounds import ErrorBounds, weights_fingerprint
 
 __all__ = ["ErrorBounds", "calibrate", "conformal_quantile", "conformal_rank", "min_calibration_size"]
 
@@ -63,41 +63,6 @@ def conformal_quantile(scores: Tensor, coverage: float) -> Tensor:
     return scores.sort(dim=0).values[k - 1]
 
 
-@dataclass(frozen=True)
-class ErrorBounds:
-    """Calibrated bounds on ``|y_hat(t) - y(t)|`` (Euclidean norm over the state) per elapsed time.
-
-    Attributes:
-        elapsed: times since the solve's start ``[T]`` (float64) at which the bounds hold.
-        bound: the bound at each ``[T]``.
-        coverage: the nominal coverage ``1 - alpha``.
-        n_calibration: calibration trajectories used.
-    """
-
-    elapsed: Tensor
-    bound: Tensor
-    coverage: float
-    n_calibration: int
-
-    def at(self, t: Tensor) -> Tensor:
-        """The bounds at a solve's output times ``t`` (``[len(t)]``): each ``t - t[0]`` must be
-        a calibration time (to 1e-9 of the calibrated span)."""
-        el = (torch.as_tensor(t, dtype=torch.float64) - float(t[0])).abs().cpu()
-        idx = torch.searchsorted(self.elapsed, el).clamp_max(len(self.elapsed) - 1)
-        lower = (idx - 1).clamp_min(0)
-        near = torch.where((self.elapsed[lower] - el).abs() < (self.elapsed[idx] - el).abs(), lower, idx)
-        tol = 1e-9 * max(float(self.elapsed[-1]), 1.0)
-        off = (self.elapsed[near] - el).abs() > tol
-        if bool(off.any()):
-            bad = float(el[off][0])
-            raise ValueError(
-                f"t has an elapsed time {bad:g} that the bounds were not calibrated at (calibrated: "
-                f"0 .. {float(self.elapsed[-1]):g} every {float(self.elapsed[1] - self.elapsed[0]):g}); "
-                "calibrate on trajectories with the solve's output grid"
-            )
-        return self.bound[near]
-
-
 @torch.no_grad()
 def calibrate(model: Any, data: TrajectoryDataset, coverage: float = 0.9, *, f: Any = None,
               method: str | None = None, step_size: float | None = None, guard: str | None = None
@@ -114,7 +79,10 @@ def calibrate(model: Any, data: TrajectoryDataset, coverage: float = 0.9, *, f: 
         guard: passed to ``solve`` (calibrate the solve you will run).
 
     Returns:
-        :class:`ErrorBounds`; ``bounds.at(t)`` gives them at a solve's output times.
+        :class:`~attsolver.integrate.error_bounds.ErrorBounds`; ``bounds.at(t)`` gives them at a
+        solve's output times.  They are also stored on the model (``model.error_bounds``, saved
+        with its checkpoint), so that ``solve(..., corrector=model, return_error_bounds=True)``
+        returns them with the solution.
     """
     n = len(data)
     conformal_rank(n, coverage)
@@ -126,7 +94,11 @@ def calibrate(model: Any, data: TrajectoryDataset, coverage: float = 0.9, *, f: 
     pred = solve(f, y[:, 0], data.t, method=method, step_size=step_size, corrector=model, guard=guard)
     scores = torch.linalg.vector_norm((pred.transpose(0, 1) - y).reshape(n, len(data.t), -1), dim=-1)
     bound = conformal_quantile(scores.double(), coverage)
-    return ErrorBounds((data.t - data.t[0]).double().cpu(), bound.cpu(), float(coverage), n)
+    bounds = ErrorBounds((data.t - data.t[0]).double().cpu(), bound.cpu(), float(coverage), n, method,
+                         None if step_size is None else float(step_size), guard, weights_fingerprint(model))
+    if model is not None:
+        model.error_bounds = bounds
+    return bounds
 
 
 def coverage_of(bounds: ErrorBounds, pred: Tensor, truth: Tensor) -> np.ndarray:
