@@ -82,8 +82,10 @@ def test_warn_names_the_first_time_and_trajectory_once(setting):
     assert torch.equal(out, attsolver.solve(system, y0, data.t[:6], step_size=H, corrector=model))
 
 
-def test_guard_over_progress_pieces_sums_the_reports(setting):
+def test_guard_over_progress_pieces_sums_the_reports(setting, monkeypatch):
     system, data, model = setting
+    # every step scored: the pieces (one output interval each here) then see the same scores
+    monkeypatch.setattr("attsolver.integrate.guard.SCORE_EVERY", 1)
     y0 = data.y[:2, 0].clone()
     y0[1] *= 3.0
     _, whole = attsolver.solve(system, y0, data.t[:21], step_size=H, corrector=model, guard="fallback",
@@ -166,3 +168,37 @@ def test_record_domain_of_a_time_dependent_f_steps_each_state_from_its_own_time(
     z = torch.cat((y[:, :-1].reshape(-1, 2), (steps - y[:, :-1]).reshape(-1, 2) / 0.1), dim=1)
     torch.testing.assert_close(dom.mean, z.mean(0), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(dom.low, z.min(0).values, rtol=0, atol=0)
+
+
+def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_next(setting, monkeypatch):
+    from attsolver.integrate import guard as guard_module
+    system, data, model = setting
+    calls = []
+    real = guard_module._Scorer.ok
+
+    def counting(self, y, dy, c):
+        calls.append(1)
+        return real(self, y, dy, c)
+
+    monkeypatch.setattr(guard_module._Scorer, "ok", counting)
+    y0 = data.y[:2, 0].clone()
+    y0[1] *= 3.0  # far outside on the first step: flagged at the first score
+    with pytest.warns(OutOfDomainWarning):
+        _, st = attsolver.solve(system, y0, data.t[:11], step_size=H, corrector=model, guard="warn",
+                                return_stats=True)
+    assert len(calls) == -(-10 // guard_module.SCORE_EVERY)  # steps 1, 5, 9 of 10
+    # a flagged verdict covers its score's step and the SCORE_EVERY - 1 after it
+    assert st.guard.n_flagged >= guard_module.SCORE_EVERY
+    assert st.guard.flagged == (False, True) and st.guard.first == (0.0, 1)
+
+
+def test_a_posteriori_check_keeps_a_corrector_no_worse_than_no_corrector(setting):
+    import dataclasses
+    system, data, model = setting
+    # the zero corrector's steps are the classical ones: the summed errors tie, nothing is distrusted
+    zero = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    y0, t = data.y[:, 0], data.t[:65]
+    got, st = attsolver.solve(system, y0, t, step_size=H, corrector=zero, guard="fallback", guard_check_every=8,
+                              return_stats=True)
+    assert st.guard.n_flagged == 0 and torch.equal(got, attsolver.solve(system, y0, t, step_size=H, corrector=zero))

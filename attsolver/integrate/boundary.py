@@ -91,8 +91,8 @@ def solve(
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, wall time, ...).
         progress: for long fixed-step solves: a tqdm bar on a terminal, log lines (logger
             ``attsolver.progress``) otherwise; the result is the same as without progress.
-        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score each corrected
-            step against the corrector's training domain; one warning names the first time and
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score the corrected
+            steps against the corrector's training domain; one warning names the first time and
             trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
         guard_check_every: with ``guard``, also check every this many steps against the classical
             step at ``h / 4`` (:mod:`attsolver.integrate.guard`); ``None``: off.
