@@ -128,7 +128,7 @@ def test_bad_guard_input(setting):
 def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(setting):
     import dataclasses
 
-    from attsolver.integrate.guard import POSTERIORI_EVERY
+    from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
     system, data, model = setting
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     # a domain that admits every state and correction size: only the a-posteriori check can flag
@@ -137,15 +137,16 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
         wild.out_scale.fill_(1.0)
         for p in wild.parameters():
             p.fill_(0.01)
-    y0, t = data.y[:2, 0], data.t[:31]
+    y0, t = data.y[:2, 0], data.t[:41]
     plain = attsolver.solve(system, y0, t, step_size=H, corrector=wild)
     got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True,
                               guard_check_every=POSTERIORI_EVERY)
     unchecked = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback")
     assert torch.equal(unchecked, plain)  # without the check nothing is flagged
-    first = POSTERIORI_EVERY - 1  # steps before the first check are the corrected ones
+    # the first window opens before step POSTERIORI_EVERY and is judged after its last step
+    first = POSTERIORI_EVERY - 1 + POSTERIORI_WINDOW
     assert torch.equal(got[:first + 1], plain[:first + 1])
-    assert st.guard.n_flagged == 2 * (30 - first) and st.guard.flagged == (True, True)
+    assert st.guard.n_flagged == 2 * (40 - first) and st.guard.flagged == (True, True)
     assert st.guard.first == (pytest.approx(float(t[first])), 0)
     # from the check on, every step is the classical one refined to h/4
     fine = attsolver.solve(system, got[first], t[first:], step_size=H / FALLBACK_SUBSTEPS)

@@ -94,8 +94,8 @@ def solve(
         guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score the corrected
             steps against the corrector's training domain; one warning names the first time and
             trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
-        guard_check_every: with ``guard``, also check every this many steps against the classical
-            step at ``h / 4`` (:mod:`attsolver.integrate.guard`); ``None``: off.
+        guard_check_every: with ``guard``, also check a window every this many steps against classical
+            and refined shadow solves (:mod:`attsolver.integrate.guard`); ``None``: off.
         event: a terminal event for the fixed-step methods, ``event(t, y)`` with one value per
             sample: each sample stops where it crosses zero (see :mod:`attsolver.integrate.events`).
         return_error_bounds: also return the bound on each trajectory's error norm per output time

@@ -17,9 +17,11 @@ when the corrected state is not finite.  The score runs on every :data:`SCORE_EV
 (the first included) and its verdict holds until the next score, which keeps the guard's cost
 to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
-refined to ``h / FALLBACK_SUBSTEPS``; a sample whose corrected steps' errors, summed over the
-checks so far, exceed :data:`POSTERIORI_RATIO` times the classical steps' is flagged from then
-on (the corrector has been seen to do worse than no corrector).  With ``guard="warn"`` the
+refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
+:data:`POSTERIORI_WINDOW` steps beside the guarded one; a sample whose guarded solve ends
+further from the refined shadow than the classical shadow does, summed over the windows so far
+(times :data:`POSTERIORI_RATIO`), is flagged from then on (the corrector has been seen to do
+worse than no corrector).  With ``guard="warn"`` the
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
@@ -42,20 +44,23 @@ from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
            "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of", "SCORE_EVERY",
-           "POSTERIORI_EVERY", "POSTERIORI_RATIO"]
+           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW"]
 
 GUARD_MODES = ("warn", "fallback")
 #: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
 FALLBACK_SUBSTEPS = 4
 #: above this many features the distance uses per-feature scaling, not the full covariance
 MAX_FULL_COVARIANCE = 256
-#: ``solve(..., guard_check_every=k)``: every ``k`` steps the corrected step is checked a
-#: posteriori against the classical step refined to ``h / FALLBACK_SUBSTEPS`` (see
-#: :data:`POSTERIORI_RATIO`).  Off by default; 16 is a choice that costs a quarter more ``f``
-#: evaluations (RK4)
+#: ``solve(..., guard_check_every=k)``: every ``k`` steps a window of the guarded solve is
+#: checked a posteriori against a classical and a refined shadow solve (see
+#: :data:`POSTERIORI_WINDOW`, :data:`POSTERIORI_RATIO`).  Off by default; at ``k = 64`` the
+#: shadows cost (1 + 2) x 8 RK4 steps of ``f`` per 64 steps, about 40 % more ``f`` evaluations
 POSTERIORI_EVERY = 16
-#: a sample is distrusted when its corrected steps' errors against the refined step, summed over
-#: the checks so far, exceed this times the classical steps'
+#: the a-posteriori check's window: this many steps of a classical and a refined shadow solve
+#: beside the guarded one, from the same state
+POSTERIORI_WINDOW = 8
+#: a sample is distrusted when its guarded solve's distance to the refined shadow at the windows'
+#: ends, summed over the windows so far, exceeds this times the classical shadow's
 POSTERIORI_RATIO = 1.0
 #: the feature score runs on every this many steps (its verdict holds until the next): the
 #: score is about ten small tensor operations, a few per cent of a small network's step, and the
@@ -250,12 +255,13 @@ class _Scorer:
         return near.logical_and_(small)
 
 
-def _fallback(stepper, y: Tensor, rows: Tensor, t0: float, h: float, dtype: torch.dtype) -> Tensor:
-    """``FALLBACK_SUBSTEPS`` classical substeps of ``h / FALLBACK_SUBSTEPS`` from ``y[rows]``
-    (``rows`` an index tensor or ``slice(None)``)."""
-    sub = h / FALLBACK_SUBSTEPS
+def _fallback(stepper, y: Tensor, rows: Tensor, t0: float, h: float, dtype: torch.dtype,
+              substeps: int = FALLBACK_SUBSTEPS) -> Tensor:
+    """``substeps`` classical substeps of ``h / substeps`` from ``y[rows]`` (``rows`` an index
+    tensor or ``slice(None)``)."""
+    sub = h / substeps
     state = stepper.to_state(y[rows])
-    for k in range(FALLBACK_SUBSTEPS):
+    for k in range(substeps):
         start = t0 + k * sub
         ts = [torch.tensor(start + c * sub, dtype=dtype, device=y.device) for c in stepper.nodes]
         state = stepper.step(ts, state, sub)
@@ -281,27 +287,45 @@ class _Guard:
         self.first: tuple[float, int] | None = None
         self.distrust: Tensor | None = None  # samples that failed an a-posteriori check
         self.evidence: tuple[Tensor, Tensor] | None = None  # summed corrected and classical check errors
+        self.window: list | None = None  # [classical shadow, refined shadow, steps left]
+        # the refined shadow's substeps: its error at most 1/16 of the classical step's
+        self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
-    def posteriori(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_cls: Tensor, y_next: Tensor, h: float
-                   ) -> Tensor:
-        """``ok`` less the samples whose corrected step is further than the classical one from
-        the refined classical step (and those that failed before)."""
-        fine = _fallback(self.plan.stepper, y.reshape(-1, *self.state_shape), slice(None), float(ts[0]), h,
-                         self.plan.t.dtype).reshape(-1, self.dim)
-        self.f_evals += FALLBACK_SUBSTEPS * len(self.plan.stepper.nodes)
-        # worse: the corrected steps' errors, summed over the checks so far, above
-        # POSTERIORI_RATIO times the classical steps' (one step where the classical error happens
-        # to be near zero is not evidence against a corrector; a corrector that makes the
-        # local error larger on average is)
+    def open_window(self, y: Tensor, steps: int) -> None:
+        """Start the a-posteriori window from the guarded state ``y``: a classical and a refined
+        shadow solve run beside the corrected one for ``steps`` steps."""
+        flat = y.detach().reshape(-1, *self.state_shape)
+        self.window = [flat, flat, steps]
+
+    def advance_window(self, ts: list[Tensor], y_next: Tensor, h: float) -> bool:
+        """One step of both shadows; at the window's end, compare (:meth:`judge`) and close it.
+        Returns whether the window closed."""
+        stepper, w = self.plan.stepper, self.window
+        t0 = float(ts[0])
+        w[0] = _fallback(stepper, w[0], slice(None), t0, h, self.plan.t.dtype, 1)
+        w[1] = _fallback(stepper, w[1], slice(None), t0, h, self.plan.t.dtype, self.ref_substeps)
+        self.f_evals += (1 + self.ref_substeps) * len(stepper.nodes)
+        w[2] -= 1
+        if w[2] > 0:
+            return False
+        self.window = None
+        self.judge(y_next, w[0], w[1])
+        return True
+
+    def judge(self, y_next: Tensor, y_cls: Tensor, fine: Tensor) -> None:
+        """Distrust the samples whose guarded solve is further from the refined shadow than the
+        classical shadow is, summed over the windows so far (times :data:`POSTERIORI_RATIO`)."""
+        # over a window, not one step: a good corrector's one-step errors can be as large as
+        # the classical step's (they scatter), while the classical errors add up coherently
+        fine = fine.reshape(-1, self.dim)
         e_corr = torch.linalg.vector_norm(y_next.detach().reshape(-1, self.dim) - fine, dim=1)
-        e_cls = torch.linalg.vector_norm(y_cls.detach().reshape(-1, self.dim) - fine, dim=1)
+        e_cls = torch.linalg.vector_norm(y_cls.reshape(-1, self.dim) - fine, dim=1)
         if self.evidence is None:
             self.evidence = (e_corr, e_cls)
         else:
             self.evidence = (self.evidence[0] + e_corr, self.evidence[1] + e_cls)
         worse = self.evidence[0] > POSTERIORI_RATIO * self.evidence[1]
         self.distrust = worse if self.distrust is None else self.distrust | worse
-        return ok & ~self.distrust
 
     def scorer(self, h: float, like: Tensor) -> _Scorer:
         got = self.scorers.get(h)
@@ -369,15 +393,17 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
             c = corrector(ts[0], y, dy, h)
             y_next = y_cls + c
             k, j = k + 1, j + 1
+            if k == every:
+                k = 0
+                guard.open_window(y, min(POSTERIORI_WINDOW, every))
             if j >= score_every:  # the first step is scored
                 j = 0
                 ok = score(y, dy, c) if guard.distrust is None else score(y, dy, c) & ~guard.distrust
                 all_ok = bool(ok.all())
-            if k == every:
-                k = 0
-                ok = guard.posteriori(ok, ts, y, y_cls, y_next, h)
-                all_ok = bool(ok.all())
             y = y_next if all_ok else guard.handle(ok, ts, y, y_next, h)
+            if guard.window is not None and guard.advance_window(ts, y, h):
+                ok = ok & ~guard.distrust
+                all_ok = bool(ok.all())
         out.put(i, y)
     if plan.guard == "warn" and guard.first is not None:
         guard.warn()
