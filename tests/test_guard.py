@@ -144,7 +144,7 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
     unchecked = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback")
     assert torch.equal(unchecked, plain)  # without the check nothing is flagged
     # the first window opens before step POSTERIORI_EVERY and is judged after its last step
-    first = POSTERIORI_EVERY - 1 + POSTERIORI_WINDOW
+    first = POSTERIORI_EVERY - 1 + int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
     assert torch.equal(got[:first + 1], plain[:first + 1])
     assert st.guard.n_flagged == 2 * (40 - first) and st.guard.flagged == (True, True)
     assert st.guard.first == (pytest.approx(float(t[first])), 0)

@@ -18,7 +18,7 @@ when the corrected state is not finite.  The score runs on every :data:`SCORE_EV
 to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
 refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
-:data:`POSTERIORI_WINDOW` steps beside the guarded one; a sample whose guarded solve ends
+:data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
 further from the refined shadow than the classical shadow does, summed over the windows so far
 (times :data:`POSTERIORI_RATIO`), is flagged from then on (the corrector has been seen to do
 worse than no corrector).  With ``guard="warn"`` the
@@ -53,12 +53,15 @@ FALLBACK_SUBSTEPS = 4
 MAX_FULL_COVARIANCE = 256
 #: ``solve(..., guard_check_every=k)``: every ``k`` steps a window of the guarded solve is
 #: checked a posteriori against a classical and a refined shadow solve (see
-#: :data:`POSTERIORI_WINDOW`, :data:`POSTERIORI_RATIO`).  Off by default; at ``k = 64`` the
-#: shadows cost (1 + 2) x 8 RK4 steps of ``f`` per 64 steps, about 40 % more ``f`` evaluations
+#: :data:`POSTERIORI_WINDOW`, :data:`POSTERIORI_RATIO`).  Off by default; the shadows cost
+#: (1 + 2) RK4 steps of ``f`` per window step, half the steps: 1.5x more ``f`` evaluations
 POSTERIORI_EVERY = 16
-#: the a-posteriori check's window: this many steps of a classical and a refined shadow solve
-#: beside the guarded one, from the same state
-POSTERIORI_WINDOW = 8
+#: the a-posteriori check's window is this fraction of ``guard_check_every`` (at least one step):
+#: that many steps of a classical and a refined shadow solve beside the guarded one, from the same
+#: state.  Long windows matter: on Lorenz-63 (h = 0.02) a trained corrector's guarded solve is
+#: further from the refined one than the classical solve on 52 % of single steps and 48 % of
+#: 8-step windows, but on 19 % of 32-step windows, while its error at the horizon is 4x smaller
+POSTERIORI_WINDOW = 0.5
 #: a sample is distrusted when its guarded solve's distance to the refined shadow at the windows'
 #: ends, summed over the windows so far, exceeds this times the classical shadow's
 POSTERIORI_RATIO = 1.0
@@ -395,7 +398,7 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
             k, j = k + 1, j + 1
             if k == every:
                 k = 0
-                guard.open_window(y, min(POSTERIORI_WINDOW, every))
+                guard.open_window(y, max(1, int(POSTERIORI_WINDOW * every)))
             if j >= score_every:  # the first step is scored
                 j = 0
                 ok = score(y, dy, c) if guard.distrust is None else score(y, dy, c) & ~guard.distrust
