@@ -145,7 +145,12 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
     assert torch.equal(unchecked, plain)  # without the check nothing is flagged
     # the first window opens before step POSTERIORI_EVERY and is judged after its last step
     first = POSTERIORI_EVERY - 1 + int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
-    assert torch.equal(got[:first + 1], plain[:first + 1])
+    window = int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
+    assert torch.equal(got[:first], plain[:first])
+    # the window that distrusted them is undone: its end is the refined shadow (RK4 at h/2) from its start
+    shadow = attsolver.solve(system, plain[first - window], t[first - window:first + 1], step_size=H / 2)[-1]
+    torch.testing.assert_close(got[first], shadow, rtol=1e-12, atol=1e-12)
+    assert st.guard.n_rewinds == 2
     assert st.guard.n_flagged == 2 * (40 - first) and st.guard.flagged == (True, True)
     assert st.guard.first == (pytest.approx(float(t[first])), 0)
     # from the check on, every step is the classical one refined to h/4

@@ -21,7 +21,8 @@ refined (error at most 1/16 of the step's), both run as shadow solves from the s
 :data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
 further from the refined shadow than the classical shadow does, summed over the windows so far
 (times :data:`POSTERIORI_RATIO`), is flagged from then on (the corrector has been seen to do
-worse than no corrector).  With ``guard="warn"`` the
+worse than no corrector); under ``"fallback"`` it also takes the refined shadow's state at the
+window's end (the window's corrected steps are undone, the outputs inside it are kept).  With ``guard="warn"`` the
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
@@ -209,6 +210,8 @@ class GuardReport:
         flagged: per trajectory (flattened batch), whether any of its steps was flagged.
         first: ``(time, trajectory)`` of the first flagged step, or ``None``.
         beyond_horizon: the solve ran longer than the training trajectories.
+        n_rewinds: samples set to the refined shadow's state at the end of the window that first
+            distrusted them (``"fallback"`` with ``guard_check_every``).
     """
 
     mode: str
@@ -219,6 +222,7 @@ class GuardReport:
     flagged: tuple[bool, ...]
     first: tuple[float, int] | None
     beyond_horizon: bool
+    n_rewinds: int = 0
 
     @classmethod
     def of_pieces(cls, pieces: Sequence[GuardReport]) -> GuardReport:
@@ -226,7 +230,7 @@ class GuardReport:
         flagged = tuple(any(col) for col in zip(*(p.flagged for p in pieces)))
         return cls(pieces[0].mode, sum(p.n_checked for p in pieces), sum(p.n_flagged for p in pieces),
                    sum(p.n_fallbacks for p in pieces), sum(p.fallback_f_evals for p in pieces), flagged, first,
-                   any(p.beyond_horizon for p in pieces))
+                   any(p.beyond_horizon for p in pieces), sum(p.n_rewinds for p in pieces))
 
 
 class _Scorer:
@@ -291,6 +295,9 @@ class _Guard:
         self.distrust: Tensor | None = None  # samples that failed an a-posteriori check
         self.evidence: tuple[Tensor, Tensor] | None = None  # summed corrected and classical check errors
         self.window: list | None = None  # [classical shadow, refined shadow, steps left]
+        self.newly: Tensor | None = None  # the samples the last window distrusted first
+        self.fine_end: Tensor | None = None  # the refined shadow at the last window's end
+        self.n_rewinds = 0
         # the refined shadow's substeps: its error at most 1/16 of the classical step's
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
@@ -315,6 +322,18 @@ class _Guard:
         self.judge(y_next, w[0], w[1])
         return True
 
+    def rewind(self, y: Tensor) -> Tensor:
+        """Under ``"fallback"``: the samples the last window distrusted for the first time take
+        the refined shadow's state (a better solution over that window than the corrected one)."""
+        new = self.newly
+        if self.plan.guard != "fallback" or new is None or not bool(new.any()):
+            return y
+        rows = new.nonzero().squeeze(1)
+        flat = y.reshape(-1, self.dim).clone()
+        flat[rows] = self.fine_end[rows].to(flat.dtype)
+        self.n_rewinds += int(rows.numel())
+        return flat.reshape(y.shape)
+
     def judge(self, y_next: Tensor, y_cls: Tensor, fine: Tensor) -> None:
         """Distrust the samples whose guarded solve is further from the refined shadow than the
         classical shadow is, summed over the windows so far (times :data:`POSTERIORI_RATIO`)."""
@@ -328,6 +347,8 @@ class _Guard:
         else:
             self.evidence = (self.evidence[0] + e_corr, self.evidence[1] + e_cls)
         worse = self.evidence[0] > POSTERIORI_RATIO * self.evidence[1]
+        self.newly = worse if self.distrust is None else worse & ~self.distrust
+        self.fine_end = fine
         self.distrust = worse if self.distrust is None else self.distrust | worse
 
     def scorer(self, h: float, like: Tensor) -> _Scorer:
@@ -360,7 +381,7 @@ class _Guard:
         span = abs(float(plan.t_np[-1] - plan.t_np[0]))
         return GuardReport(plan.guard, plan.n_steps * self.batch, self.n_flagged, self.n_fallbacks, self.f_evals,
                            tuple(bool(v) for v in self.flagged.tolist()), self.first,
-                           span > self.domain.horizon * (1 + 1e-9))
+                           span > self.domain.horizon * (1 + 1e-9), self.n_rewinds)
 
     def warn(self) -> None:
         t_first, row = self.first
@@ -405,6 +426,7 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
                 all_ok = bool(ok.all())
             y = y_next if all_ok else guard.handle(ok, ts, y, y_next, h)
             if guard.window is not None and guard.advance_window(ts, y, h):
+                y = guard.rewind(y)
                 ok = ok & ~guard.distrust
                 all_ok = bool(ok.all())
         out.put(i, y)
