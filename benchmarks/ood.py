@@ -5,9 +5,12 @@ training domain (``fit`` does), calibrates split-conformal error bounds on held-
 in-distribution trajectories, and is tested in distribution and out of it.  For each test set:
 the per-rollout error (RMS over the output times of the state error's norm, against a fine
 reference) of the classical solve, of the corrected solve without guard, with
-``guard="warn"`` and with ``guard="fallback"``; detection (the rollouts the guard flags vs the
-ones the corrector made worse than the classical solve); the guard's cost (CPU time,
-interleaved rounds, one thread); conformal coverage at 90 %.
+``guard="warn"``, with ``guard="fallback"`` and with the fallback and the a-posteriori check every
+32 and 64 steps; detection (the rollouts the guard flags vs the ones the corrector made worse
+than the classical solve); the guard's cost (CPU time, interleaved rounds, one thread, paired
+per-round ratios); conformal coverage at 90 % on the split and over random re-splits.  Cases:
+Lorenz-63, the elastic pendulum, Lorenz-96, the spring chain and the Van der Pol neural ODE
+(Kolmogorov flow is left out: hours on a CPU).
 
     attsolver bench ood            # about 5-10 minutes on a loaded 2-core machine
     attsolver bench ood --quick    # a smoke run (a few seconds of training per case)
