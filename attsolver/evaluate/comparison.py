@@ -153,7 +153,7 @@ def compare(
         setting["summary_line"] = summary_line(coarse, match)
     result = CompareResult(entries, verdict, setting, curves, error_bars=None if corrected is None else compare_error_bars(
         f, preds[corrected["label"]], test.true, test.t, scale, coverage, calibration=calibration, model=model,
-        method=method, step_size=h))
+        method=method, step_size=h, limit=limit))
     if out is not None:
         _write(result, Path(out), name)
     return result

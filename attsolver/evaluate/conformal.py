@@ -23,7 +23,7 @@ from .._validate import finite_number
 from ..data import TrajectoryDataset
 from ..integrate import solve
 from ..integrate.error_bounds import ErrorBounds, weights_fingerprint
-from .metrics import normalized_error
+from .metrics import clamp_blow_ups, normalized_error
 
 __all__ = ["ErrorBounds", "calibrate", "conformal_quantile", "conformal_rank", "min_calibration_size",
            "compare_error_bars", "error_bars_line"]
@@ -133,7 +133,7 @@ def _elapsed_index(t_cal: Tensor, t: Tensor) -> Tensor:
 
 def compare_error_bars(f: Any, pred: Tensor, true: Tensor, t: Tensor, scale: Tensor, coverage: float | None, *,
                        calibration: Any = None, model: Any = None, method: str = "rk4",
-                       step_size: float | None = None) -> dict[str, Any] | None:
+                       step_size: float | None = None, limit: float | None = None) -> dict[str, Any] | None:
     """``compare``'s error bars: a split-conformal bound on the corrected solve's normalised
     error ``e(t)`` (:func:`attsolver.evaluate.metrics.normalized_error`, the error-vs-time
     curves' metric) per output time.
@@ -142,7 +142,9 @@ def compare_error_bars(f: Any, pred: Tensor, true: Tensor, t: Tensor, scale: Ten
     :data:`SPLIT_SEED`): half calibrate, the other half measure the bound's coverage.  With
     ``calibration`` (a :class:`~attsolver.data.TrajectoryDataset` of held-out trajectories with
     clean values), those are solved by the corrected solve and calibrate, and every test
-    trajectory measures coverage.  ``pred``, ``true``: ``[n, T, *state]``.
+    trajectory measures coverage.  ``pred``, ``true``: ``[n, T, *state]``; ``limit``: the blow-up
+    bound (:func:`~attsolver.evaluate.metrics.clamp_blow_ups`: a NaN or diverged prediction
+    counts as an error at the bound, as in the error-vs-time curves).
 
     Returns:
         ``None`` when ``coverage`` is ``None``; else a dict: ``coverage``, ``source``,
@@ -153,7 +155,7 @@ def compare_error_bars(f: Any, pred: Tensor, true: Tensor, t: Tensor, scale: Ten
     if coverage is None:
         return None
     n_min = min_calibration_size(coverage)
-    err = normalized_error(pred, true, scale)  # [n, T]
+    err = normalized_error(_clamped(pred, limit), true, scale)  # [n, T]
     if calibration is None:
         n = err.shape[0]
         n_cal = n // 2
@@ -167,7 +169,7 @@ def compare_error_bars(f: Any, pred: Tensor, true: Tensor, t: Tensor, scale: Ten
         cal_err, eval_err = err[perm[:n_cal]], err[perm[n_cal:]]
         source = f"split of the test set: {n_cal} calibrate, {n - n_cal} evaluate (seed {SPLIT_SEED})"
     else:
-        cal_err, eval_err = _calibration_errors(f, calibration, t, scale, model, method, step_size), err
+        cal_err, eval_err = _calibration_errors(f, calibration, t, scale, model, method, step_size, limit), err
         source = f"calibration data: {cal_err.shape[0]} trajectories; all {err.shape[0]} test trajectories evaluate"
     bound = conformal_quantile(cal_err, coverage)
     inside = (eval_err <= bound).double().mean(0)
@@ -179,7 +181,11 @@ def compare_error_bars(f: Any, pred: Tensor, true: Tensor, t: Tensor, scale: Ten
 
 
 @torch.no_grad()
-def _calibration_errors(f, calibration, t: Tensor, scale: Tensor, model, method: str, step_size) -> Tensor:
+def _clamped(pred: Tensor, limit: float | None) -> Tensor:
+    return pred if limit is None else clamp_blow_ups(pred, limit)
+
+
+def _calibration_errors(f, calibration, t: Tensor, scale: Tensor, model, method: str, step_size, limit) -> Tensor:
     """``e(t)`` ``[n_cal, T]`` of the corrected solve on the calibration trajectories at ``t``'s elapsed times."""
     if not isinstance(calibration, TrajectoryDataset):
         raise TypeError(f"calibration must be a TrajectoryDataset, got {type(calibration).__name__}")
@@ -190,8 +196,9 @@ def _calibration_errors(f, calibration, t: Tensor, scale: Tensor, model, method:
         raise ValueError("calibration= holds noisy observations without clean values; generate it with noise 0"
                          ) from None
     cal_t = calibration.t.to(t.dtype)[: int(idx.max()) + 1]
-    pred = solve(f, true[:, 0].to(t.dtype), cal_t, method=method, step_size=step_size, corrector=model)
-    return normalized_error(pred.transpose(0, 1)[:, idx], true[:, idx], scale)
+    pred = solve(f, true[:, 0].to(t.dtype), cal_t, method=method, step_size=step_size, corrector=model,
+                 options={"check_finite": False})
+    return normalized_error(_clamped(pred.transpose(0, 1)[:, idx], limit), true[:, idx], scale)
 
 
 def error_bars_line(bars: dict[str, Any] | None) -> str | None:
