@@ -97,10 +97,9 @@ def compare(
         spectral_refinements: ``etdrk4``/``ifrk4`` at ``h / k`` for a SemilinearPDE.
         lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own
             ``lyapunov_exponent`` attribute, else estimated) or ``"estimate"``.
-        match: the error compared at equal accuracy: ``"err_q1"``, ``"err_q2"``,
-            ``"err_full"``, or ``"auto"`` — ``err_q1`` for a chaotic problem (positive
-            exponent and a horizon over one Lyapunov time, where every rollout decorrelates
-            late in the horizon), else ``err_full``.
+        match: the error compared at equal accuracy: ``"err_q1"``, ``"err_q2"``, ``"err_full"``, or ``"auto"`` —
+            ``err_q1`` for a chaotic problem (positive exponent and a horizon over one Lyapunov time, where
+            every rollout decorrelates late in the horizon), else ``err_full``.
         dtype: the dtype every contender runs in (the corrector is copied to it).
         rounds: the fewest timing rounds (interleaved, after one warm-up call each); more
             follow until the speed-up's 95 % interval is within ``±ci_width`` of its point
@@ -151,9 +150,10 @@ def compare(
     setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
     if verdict is None:
         setting["summary_line"] = summary_line(coarse, match)
-    result = CompareResult(entries, verdict, setting, curves, error_bars=None if corrected is None else compare_error_bars(
-        f, preds[corrected["label"]], test.true, test.t, scale, coverage, calibration=calibration, model=model,
-        method=method, step_size=h, limit=limit))
+    bars = None if corrected is None else compare_error_bars(f, preds[corrected["label"]], test.true, test.t, scale,
+                                                             coverage, calibration=calibration, model=model,
+                                                             method=method, step_size=h, limit=limit)
+    result = CompareResult(entries, verdict, setting, curves, error_bars=bars)
     if out is not None:
         _write(result, Path(out), name)
     return result
