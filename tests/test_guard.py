@@ -82,8 +82,10 @@ def test_warn_names_the_first_time_and_trajectory_once(setting):
     assert torch.equal(out, attsolver.solve(system, y0, data.t[:6], step_size=H, corrector=model))
 
 
-def test_guard_over_progress_pieces_sums_the_reports(setting):
+def test_guard_over_progress_pieces_sums_the_reports(setting, monkeypatch):
     system, data, model = setting
+    # every step scored: the pieces (one output interval each here) then see the same scores
+    monkeypatch.setattr("attsolver.integrate.guard.SCORE_EVERY", 1)
     y0 = data.y[:2, 0].clone()
     y0[1] *= 3.0
     _, whole = attsolver.solve(system, y0, data.t[:21], step_size=H, corrector=model, guard="fallback",
@@ -126,7 +128,7 @@ def test_bad_guard_input(setting):
 def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(setting):
     import dataclasses
 
-    from attsolver.integrate.guard import POSTERIORI_EVERY
+    from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
     system, data, model = setting
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     # a domain that admits every state and correction size: only the a-posteriori check can flag
@@ -135,15 +137,21 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
         wild.out_scale.fill_(1.0)
         for p in wild.parameters():
             p.fill_(0.01)
-    y0, t = data.y[:2, 0], data.t[:31]
+    y0, t = data.y[:2, 0], data.t[:41]
     plain = attsolver.solve(system, y0, t, step_size=H, corrector=wild)
     got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True,
                               guard_check_every=POSTERIORI_EVERY)
     unchecked = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback")
     assert torch.equal(unchecked, plain)  # without the check nothing is flagged
-    first = POSTERIORI_EVERY - 1  # steps before the first check are the corrected ones
-    assert torch.equal(got[:first + 1], plain[:first + 1])
-    assert st.guard.n_flagged == 2 * (30 - first) and st.guard.flagged == (True, True)
+    # the first window opens before step POSTERIORI_EVERY and is judged after its last step
+    first = POSTERIORI_EVERY - 1 + int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
+    window = int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
+    assert torch.equal(got[:first], plain[:first])
+    # the window that distrusted them is undone: its end is the refined shadow (RK4 at h/2) from its start
+    shadow = attsolver.solve(system, plain[first - window], t[first - window:first + 1], step_size=H / 2)[-1]
+    torch.testing.assert_close(got[first], shadow, rtol=1e-12, atol=1e-12)
+    assert st.guard.n_rewinds == 2
+    assert st.guard.n_flagged == 2 * (40 - first) and st.guard.flagged == (True, True)
     assert st.guard.first == (pytest.approx(float(t[first])), 0)
     # from the check on, every step is the classical one refined to h/4
     fine = attsolver.solve(system, got[first], t[first:], step_size=H / FALLBACK_SUBSTEPS)
@@ -166,3 +174,37 @@ def test_record_domain_of_a_time_dependent_f_steps_each_state_from_its_own_time(
     z = torch.cat((y[:, :-1].reshape(-1, 2), (steps - y[:, :-1]).reshape(-1, 2) / 0.1), dim=1)
     torch.testing.assert_close(dom.mean, z.mean(0), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(dom.low, z.min(0).values, rtol=0, atol=0)
+
+
+def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_next(setting, monkeypatch):
+    from attsolver.integrate import guard as guard_module
+    system, data, model = setting
+    calls = []
+    real = guard_module._Scorer.ok
+
+    def counting(self, y, dy, c):
+        calls.append(1)
+        return real(self, y, dy, c)
+
+    monkeypatch.setattr(guard_module._Scorer, "ok", counting)
+    y0 = data.y[:2, 0].clone()
+    y0[1] *= 3.0  # far outside on the first step: flagged at the first score
+    with pytest.warns(OutOfDomainWarning):
+        _, st = attsolver.solve(system, y0, data.t[:11], step_size=H, corrector=model, guard="warn",
+                                return_stats=True)
+    assert len(calls) == -(-10 // guard_module.SCORE_EVERY)  # steps 1, 5, 9 of 10
+    # a flagged verdict covers its score's step and the SCORE_EVERY - 1 after it
+    assert st.guard.n_flagged >= guard_module.SCORE_EVERY
+    assert st.guard.flagged == (False, True) and st.guard.first == (0.0, 1)
+
+
+def test_a_posteriori_check_keeps_a_corrector_no_worse_than_no_corrector(setting):
+    import dataclasses
+    system, data, model = setting
+    # the zero corrector's steps are the classical ones: the summed errors tie, nothing is distrusted
+    zero = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    y0, t = data.y[:, 0], data.t[:65]
+    got, st = attsolver.solve(system, y0, t, step_size=H, corrector=zero, guard="fallback", guard_check_every=8,
+                              return_stats=True)
+    assert st.guard.n_flagged == 0 and torch.equal(got, attsolver.solve(system, y0, t, step_size=H, corrector=zero))

@@ -20,6 +20,7 @@ import torch
 from .._progress import LOGGER, stderr_is_terminal
 from ..correctors import load_corrector
 from ..evaluate import CompareResult, compare
+from ..evaluate.conformal import error_bars_line
 from ..integrate import solve
 from ..steppers import get_method, list_methods
 from ..systems import list_systems, make_system
@@ -158,6 +159,8 @@ def _print_comparison(res: CompareResult) -> None:
     if s.get("load_warning"):
         print(f"warning: {s['load_warning']}")
     print(res.verdict_line)
+    if error_bars_line(res.error_bars):
+        print(error_bars_line(res.error_bars))
     print(f"wrote {res.files['json']}, {res.files['work_precision_png']}, {res.files['error_vs_time_png']}")
 
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from .._io import load_checkpoint, save_checkpoint
 from .._validate import is_real
 from .._version import __version__
+from ..integrate.error_bounds import ErrorBounds
 from ..integrate.guard import TrainingDomain
 from ..nn import refresh_spectral_caps
 from ..steppers import get_method, list_methods
@@ -195,6 +196,9 @@ class Corrector(nn.Module):
         self.training_info: dict[str, Any] = {}
         #: what it saw in training (``fit`` records it; ``solve(..., guard=...)`` scores against it)
         self.domain: TrainingDomain | None = None
+        #: split-conformal error bounds (``attsolver.calibrate`` sets them; ``solve(...,
+        #: return_error_bounds=True)`` returns them)
+        self.error_bounds: ErrorBounds | None = None
         json.dumps(self._hparams)  # a subclass bug if not JSON-able
         layout.install(self, dtype)
         if head is not None:
@@ -397,6 +401,8 @@ class Corrector(nn.Module):
             self.head_spec.check_rebuildable()
         # the training domain only when recorded: a file without one reads as before
         domain = {} if self.domain is None else {"domain": self.domain.to_dict()}
+        if self.error_bounds is not None:
+            domain["error_bounds"] = self.error_bounds.to_dict()
         return {
             **domain,
             "format": CHECKPOINT_FORMAT,
@@ -445,6 +451,8 @@ class Corrector(nn.Module):
         model.training_info = dict(info if info is not None else ckpt.get("training_info") or {})
         if ckpt.get("domain") is not None:
             model.domain = TrainingDomain.from_dict(ckpt["domain"])
+        if ckpt.get("error_bounds") is not None:
+            model.error_bounds = ErrorBounds.from_dict(ckpt["error_bounds"])
         return model.eval()
 
     @classmethod

@@ -45,6 +45,7 @@ from .._progress import progress as make_progress
 from .._validate import is_integer, is_real, output_time_count
 from ..steppers.registry import default_method, get_method
 from .guards import check_data_match_f
+from .conformal import compare_error_bars
 from .contenders import Contender, TestSet, build_ladders, build_test_set, problem_of
 from .lyapunov import lyapunov_for
 from .metrics import HORIZONS, blow_up_limit, clamp_blow_ups, normalized_error, reference_scale, score_rollout
@@ -75,47 +76,44 @@ def compare(
     dtype: torch.dtype = torch.float64,
     rounds: int = 5, clock: str = "auto", ci_width: float = 0.10, max_rounds: int = 40, time_budget: float = 60.0,
     out: str | os.PathLike | None = None, name: str = "compare", progress: bool = True, command: str | None = None,
+    coverage: float | None = 0.9, calibration: Any = None,
 ) -> CompareResult:
     """Compare a corrected coarse solve with the classical solvers on held-out data.
 
     Args:
         f: the right-hand side ``f(t, y)`` (a plain function, an attsolver system, or a
             :class:`attsolver.systems.SemilinearPDE`, which adds the spectral steppers).
-        y0, t: held-out initial states ``[n, *state]`` and the output times (the
-            reference is then computed: the method at ``h / 256``, ``h / 64`` for spectral
-            methods).  Or give ``data`` instead.
-        data: a :class:`attsolver.data.TrajectoryDataset` or the path of an HDF5 file; its
-            clean values (``y_true``) are the reference.  Output times finer than ``h``
-            are sub-sampled to multiples of ``h``.
+        y0, t: held-out initial states ``[n, *state]`` and the output times (the reference is then
+            computed: the method at ``h / 256``, ``h / 64`` for spectral methods).  Or give ``data``.
+        data: a :class:`attsolver.data.TrajectoryDataset` or an HDF5 path; its clean values (``y_true``) are
+            the reference.  Output times finer than ``h`` are sub-sampled to multiples of ``h``.
         reference: the reference ``[n, len(t), *state]`` for ``y0``/``t``, if known.
-        corrector: a trained :class:`attsolver.correctors.Corrector` (or ``None`` to
-            compare the classical solvers only); its method and step are the coarse ones.
-        method, step_size: the coarse method and step (default: the corrector's; they
-            must equal it when both are given).
+        corrector: a trained :class:`attsolver.correctors.Corrector` (``None``: the classical solvers
+            only); its method and step are the coarse ones.
+        method, step_size: the coarse method and step (default: the corrector's, which they must equal).
         refinements: ``k`` of the same method at ``h / k`` (1 = the coarse solve).
-        rk4_refinements: ``k`` of the registry's general ``"steps"`` ladder (RK4) at ``h / k``
-            (when the method is not RK4).
+        rk4_refinements: ``k`` of the general ``"steps"`` ladder (RK4) at ``h / k`` (method not RK4).
         dopri_rtols: tolerances of every ``"tolerance"`` ladder (``atol = rtol / 100``); ``()`` skips.
         spectral_refinements: ``etdrk4``/``ifrk4`` at ``h / k`` for a SemilinearPDE.
         lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own
             ``lyapunov_exponent`` attribute, else estimated) or ``"estimate"``.
-        match: the error compared at equal accuracy: ``"err_q1"``, ``"err_q2"``,
-            ``"err_full"``, or ``"auto"`` — ``err_q1`` for a chaotic problem (positive
-            exponent and a horizon over one Lyapunov time, where every rollout decorrelates
-            late in the horizon), else ``err_full``.
+        match: the error compared at equal accuracy: ``"err_q1"``, ``"err_q2"``, ``"err_full"``, or ``"auto"`` —
+            ``err_q1`` for a chaotic problem (positive exponent and a horizon over one Lyapunov time, where
+            every rollout decorrelates late in the horizon), else ``err_full``.
         dtype: the dtype every contender runs in (the corrector is copied to it).
         rounds: the fewest timing rounds (interleaved, after one warm-up call each); more
             follow until the speed-up's 95 % interval is within ``±ci_width`` of its point
             estimate, ``max_rounds`` are done or ``time_budget`` seconds of timing are spent.
-        clock: the time the verdict reads: ``"cpu"`` (process CPU time), ``"wall"``, or
-            ``"auto"`` (CPU time unless the solves are too short for it); the verdict says which.
+        clock: the time the verdict reads: ``"cpu"`` (process CPU time), ``"wall"``, or ``"auto"``
+            (CPU time unless the solves are too short for it); the verdict says which.
         ci_width: the relative half-width of the interval at which timing stops (0.10: ±10 %).
         max_rounds, time_budget: the most timing rounds, and seconds of timing.
-        out: a folder: writes ``<name>.json``, ``<name>_work_precision.png`` and
-            ``<name>_error_vs_time.png`` (atomically; only after everything ran).
+        out: a folder: writes ``<name>.json``, ``<name>_work_precision.png`` and ``<name>_error_vs_time.png``.
         name: file name stem.
         progress: tqdm on a terminal, log lines otherwise.
         command: the command line that made the comparison (recorded in the JSON).
+        coverage, calibration: ``result.error_bars``, a split-conformal bound on the corrected ``e(t)`` at
+            ``coverage`` (``None``: none) from half the test trajectories or ``calibration`` (a data set).
 
     Returns:
         A :class:`~attsolver.evaluate.result.CompareResult`; ``result.verdict_line`` is the
@@ -152,7 +150,10 @@ def compare(
     setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
     if verdict is None:
         setting["summary_line"] = summary_line(coarse, match)
-    result = CompareResult(entries, verdict, setting, curves)
+    bars = None if corrected is None else compare_error_bars(f, preds[corrected["label"]], test.true, test.t, scale,
+                                                             coverage, calibration=calibration, model=model,
+                                                             method=method, step_size=h, limit=limit)
+    result = CompareResult(entries, verdict, setting, curves, error_bars=bars)
     if out is not None:
         _write(result, Path(out), name)
     return result

@@ -79,6 +79,11 @@ def plot_error_vs_time(result: CompareResult):
         if label == "t":
             continue
         ax.semilogy(x[1:], [max(y, 1e-16) for y in ys[1:]], lw=1.5 if "+" in label else 1, label=label)
+    bars = result.error_bars
+    if bars and bars.get("bound"):
+        ax.semilogy(x[1:], [max(y, 1e-16) for y in bars["bound"][1:]], "r:", lw=1.2,
+                    label=f"corrected: {bars['coverage']:.0%} conformal bound (held-out coverage "
+                          f"{bars['held_out_coverage_mean']:.0%})")
     ax.axhline(VPT_THRESHOLD, color="gray", ls="--", lw=0.8, label=f"valid-prediction threshold {VPT_THRESHOLD}")
     ax.set_xlabel("time (Lyapunov times)" if lam else "time")
     ax.set_ylabel("normalised error e(t) (mean over the test set)")

@@ -55,6 +55,8 @@ class CompareResult:
         error_vs_time: ``{"t": [...], label: [mean normalised error per time]}`` of the
             coarse, corrected and best classical contenders.
         files: the paths written (JSON, work-precision PNG, error-vs-time PNG).
+        error_bars: the corrected solve's split-conformal error bars per time
+            (:func:`attsolver.evaluate.conformal.compare_error_bars`), ``None`` without a corrector.
     """
 
     entries: list[dict[str, Any]]
@@ -62,6 +64,7 @@ class CompareResult:
     setting: dict[str, Any]
     error_vs_time: dict[str, list[float]]
     files: dict[str, str] = field(default_factory=dict)
+    error_bars: dict[str, Any] | None = None
 
     @property
     def verdict_line(self) -> str:
@@ -70,7 +73,8 @@ class CompareResult:
     def as_dict(self) -> dict[str, Any]:
         """The result as plain Python values (floats as computed, NaN included)."""
         return {"schema": 1, "kind": "attsolver.compare", "setting": self.setting, "verdict": self.verdict,
-                "entries": self.entries, "error_vs_time": self.error_vs_time, "files": self.files}
+                "entries": self.entries, "error_vs_time": self.error_vs_time, "files": self.files,
+                "error_bars": self.error_bars}
 
     def to_json(self) -> str:
         """:meth:`as_dict` as JSON text, a non-finite number written as ``null``."""

@@ -32,6 +32,7 @@ from .events import DEFAULT_EVENT_TOL, check_event, event_loop
 from .events_adaptive import EVENT_ADAPTIVE_METHODS, adaptive_event_solve
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
+from .error_bounds import solve_with_error_bounds
 from .guard import GUARD_MODES, domain_of, guarded_loop
 from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
 from .per_sample import solve_per_sample
@@ -54,6 +55,7 @@ def solve(
     guard: str | None = None,
     guard_check_every: int | None = None,
     event: Callable[[Tensor, Tensor], Tensor] | None = None,
+    return_error_bounds: bool = False,
 ) -> Tensor | tuple[Tensor, SolveStats] | tuple[Tensor, Tensor]:
     """Integrate ``dy/dt = f(t, y)`` from ``y(t[0]) = y0`` and return ``y`` at every ``t``.
 
@@ -82,39 +84,38 @@ def solve(
             corrector(t_n, y_n, dy_n, h)``, ``dy_n = h Phi`` the classical increment (a zero correction
             reproduces the classical solution bit for bit); one trained for another method, step or shape: refused.
         options: fixed-step methods: ``check_finite`` (default ``True``: raise
-            :class:`NonFiniteSolutionError` naming the step and time if the solution
-            becomes NaN/inf), ``compile`` (default ``False``: compile the step loop with
-            ``torch.compile``, ``compile_chunk`` steps per compiled call, default 32; each
-            configuration is compiled once per process, and where it cannot be compiled or
-            would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
-            and the eager loop runs; see :func:`attsolver.integrate.compiled.compile_stats`).
+            :class:`NonFiniteSolutionError` naming the step and time if the solution becomes
+            NaN/inf), ``compile`` (default ``False``: ``torch.compile`` the loop, ``compile_chunk``
+            steps per call, default 32, once per configuration; where it cannot be compiled or would be
+            slower — the spectral methods — a ``RuntimeWarning`` says so and the eager loop runs).
             Adaptive: ``rtol``, ``atol``, ``check_finite``, solver pass-throughs. Unknown keys: an error.
-        return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
-            calls, wall time).
-        progress: for long fixed-step solves: progress over the output times, a tqdm bar on a
-            terminal and log lines (logger ``attsolver.progress``) otherwise.  The output
-            intervals are integrated in about 100 consecutive pieces, each starting from the
-            previous piece's last state, so the result is the same as without progress.
-        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score each corrected
-            step against the corrector's training domain; one warning names the first time and
+        return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, wall time, ...).
+        progress: for long fixed-step solves: a tqdm bar on a terminal, log lines (logger
+            ``attsolver.progress``) otherwise; the result is the same as without progress.
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score the corrected
+            steps against the corrector's training domain; one warning names the first time and
             trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
-        guard_check_every: with ``guard``, also check every this many steps a posteriori against
-            the classical step at ``h / 4`` (see :mod:`attsolver.integrate.guard`); ``None``: off.
+        guard_check_every: with ``guard``, also check a window every this many steps against classical
+            and refined shadow solves (:mod:`attsolver.integrate.guard`); ``None``: off.
         event: a terminal event ``event(t, y)``, one value per sample (fixed-step methods, dopri5/8,
             kvaerno5): each sample stops where it crosses zero (:mod:`attsolver.integrate.events`).
+        return_error_bounds: also return the bound on each trajectory's error norm per output time
+            (``corrector`` calibrated by :func:`attsolver.calibrate`; :mod:`attsolver.integrate.error_bounds`).
 
     Returns:
         Tensor of shape ``[len(t), *y0.shape]``; with ``return_stats`` the pair
         ``(solution, stats)``.  With ``event``: ``(event_times, solution)``, ``event_times`` of
         shape ``y0.shape[:-1]`` (``+inf`` where the event never fired, differentiable) and the
         solution with each sample's outputs after its event held at its event state (with
-        ``return_stats``: ``((event_times, solution), stats)``).
+        ``return_stats``: ``((event_times, solution), stats)``).  With ``return_error_bounds``:
+        ``(solution, bound)``, ``bound`` float64 ``[len(t)]`` (and stats: ``((solution, bound), stats)``).
 
     Raises:
         TypeError / ValueError: bad input, naming the argument and the fix.
-        NonFiniteSolutionError: the solution became non-finite (unless
-            ``options={"check_finite": False}``).
+        NonFiniteSolutionError: the solution became non-finite (unless ``options={"check_finite": False}``).
     """
+    if return_error_bounds:  # checked before the solve, attached after it
+        return solve_with_error_bounds(solve, locals())
     spec = get_method(method)
     if isinstance(t, Tensor) and t.ndim == 2 and not return_stats and guard is None and event is None:
         return solve_per_sample(solve, spec, f, y0, t, step_size=step_size, corrector=corrector, options=options)
