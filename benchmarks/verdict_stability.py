@@ -4,8 +4,8 @@ Trains the correctors once — the demo's (elastic pendulum, RK4 h=0.2, Hypersol
 data recipe and seeds) and the ODE benchmark's Lorenz-63 winner (the best configuration for
 ``lorenz63`` in ``benchmarks/results/ode.json``: RK4 h=0.1, Hypersolver, 64 clean trajectories,
 the benchmark's recipe, training data and test set, via ``benchmarks/ode.py``; training seed 0,
-the first, not chosen for its result) — then runs ``attsolver.compare`` on each twice with the same inputs: once as the machine is
-("base": nothing of ours added) and once beside N = 2 x cores busy processes (pure-Python
+the first, not chosen for its result) — then runs ``attsolver.compare`` on each twice with the
+same inputs: once as the machine is ("base": nothing of ours added) and once beside N = 2 x cores busy processes (pure-Python
 spin loops started here and stopped after).  It records both verdicts (pays / does not pay /
 inconclusive), the speed-up's point estimate and 95 % interval, the clock the verdict read,
 the timing rounds and the load average at the start and the end of each compare.
@@ -14,8 +14,8 @@ Target (issue 22): under 2x oversubscription the verdict never flips between "pa
 not pay" (it stays or becomes "inconclusive"), and the point estimate moves <= 15 %.
 
 Run: ``PYTHONPATH=. python benchmarks/verdict_stability.py [--cases demo lorenz63]`` (a few
-minutes per case on a shared 2-core machine; writes ``benchmarks/results/verdict_stability.{json,md}``,
-keeping the rows of cases not run).  The report record (load averages, machine) is
+minutes per case on a quiet 2-core machine, 17-19 at load 9-13; writes
+``benchmarks/results/verdict_stability.{json,md}``, keeping the rows of cases not run).  The report record (load averages, machine) is
 ``benchmarks/_suite.py``'s.
 """
 

@@ -14,8 +14,8 @@ from attsolver.systems.ode import ElasticPendulum, LinearSystem, Lorenz63, Loren
 
 SYSTEMS = [Lorenz63(), Lorenz63(sigma=12.0, rho=35.0), Lorenz96(), Lorenz96(N=7, F=11.0), SpringChain(),
            SpringChain(n=3, masses=(1.0, 2.0, 0.5), stiffness=(1.0, 3.0, 2.0, 0.7)), ElasticPendulum(),
-           ElasticPendulum(k=25.0, m=2.0), LinearSystem(), LinearSystem(A=((0.0, 1.0, 0.0), (-1.0, 0.0, 2.0),
-                                                                           (0.5, 0.0, -0.3)))]
+           ElasticPendulum(k=25.0, m=2.0), LinearSystem(),
+           LinearSystem(A=((0.0, 1.0, 0.0), (-1.0, 0.0, 2.0), (0.5, 0.0, -0.3)))]
 
 
 @pytest.mark.parametrize("system", SYSTEMS, ids=lambda s: f"{s.name}")
@@ -49,7 +49,8 @@ def test_scipy_steppers_use_the_twin_and_agree_with_the_torch_f(name):
 
 def test_a_users_twin_is_called_and_a_wrong_one_is_refused():
     """A plain f with a numpy_rhs attribute: the SciPy stepper calls the twin (never f) in
-    float64 on the CPU (f at most once, solve's check of its output), and still calls f in float32; a twin of the wrong shape gets a clear error."""
+    float64 on the CPU (f at most once, solve's check of its output), and still calls f in
+    float32; a twin of the wrong shape gets a clear error."""
     calls = {"torch": 0, "numpy": 0}
 
     def f(t, y):

@@ -40,8 +40,8 @@ def timing_plan(one_round_s: float, timing: dict[str, Any], scoring_s: float) ->
 def describe_plan(plan: dict[str, Any], n_contenders: int, budget_s: float) -> str:
     """One line: what the scoring took and how long the timing will take."""
     text = (f"scored {n_contenders} contenders in {plan['scoring_s']:.3g} s; timing: one round "
-            f"~{plan['one_round_s']:.3g} s, {plan['rounds_at_least']}-{plan['rounds_at_most']} rounds, about {plan['timing_at_least_s']:.3g}-"
-            f"{plan['timing_at_most_s']:.3g} s (time budget {budget_s:g} s)")
+            f"~{plan['one_round_s']:.3g} s, {plan['rounds_at_least']}-{plan['rounds_at_most']} rounds, about "
+            f"{plan['timing_at_least_s']:.3g}-{plan['timing_at_most_s']:.3g} s (time budget {budget_s:g} s)")
     if not plan["budget_fits_min_rounds"]:
         text += f"; the budget does not fit the {plan['rounds_at_least']} rounds asked for: they run anyway"
     return text
@@ -61,13 +61,12 @@ def half_width(interval: dict[str, Any]) -> float | None:
 
 
 def budget_note(stopped: str, interval: dict[str, Any], ci_width: float) -> str | None:
-    """When the rounds stopped on the time budget or ``max_rounds`` with the interval wider than
-    ``±ci_width``: a sentence that says so and gives the interval reached; else ``None``."""
-    if "narrow enough" in stopped:
+    """When the rounds stopped on the time budget or ``max_rounds`` (``stopped``, from
+    :func:`~attsolver.evaluate.confidence.run_rounds`: they stop there only while the interval
+    is wider than ``±ci_width``): a sentence that says so and gives the interval reached; else ``None``."""
+    if "time budget" not in stopped and "max_rounds" not in stopped:
         return None
     w = half_width(interval)
-    if w is not None and w <= ci_width:
-        return None
     reached = ("no interval: most resamples reach no classical cost" if w is None else
                f"the interval reached is {format_speedup(interval['low'])}-{format_speedup(interval['high'])} "
                f"(±{100 * w:.2g} %)")
