@@ -93,3 +93,17 @@ def test_rungs_at_the_floor_are_dropped_and_a_corrected_run_at_it_gets_a_lower_b
     assert credit_above_reference(classical, corr2, traj, ref, "err_full")[2] == 3e-4
     same, _, t2, f2 = credit_above_reference(classical, corr2, traj, {"error": None, "how": "unknown"}, "err_full")
     assert same == classical and t2 == 3e-4 and not f2["not_credited"] and not f2["bound"]
+
+
+def test_pde_data_are_judged_by_the_spectral_default_even_for_an_rk4_coarse_solve():
+    """Burgers data made by ETDRK4 at h/20: with an RK4 coarse method the yardstick is still
+    the semilinear problem's default (ETDRK4 at h/64, stable where RK4 need not be), and the
+    estimate matches the data's error against ETDRK4 at h/640 within 5 %."""
+    s, h = make_system("burgers"), 0.01
+    data = generate_trajectories(s, 3, t_final=0.1, dt=h, refine=20, seed=1, progress=False)
+    exact = generate_trajectories(s, 3, t_final=0.1, dt=h, refine=640, seed=1, progress=False)
+    test = build_test_set(s, None, None, data, None, "rk4", h, torch.float64)
+    ref = reference_accuracy(s, test, computed=False, method="rk4", h=h, problem="semilinear", match="err_full",
+                             limit=blow_up_limit(test.true))
+    assert "etdrk4 at h/64" in ref["how"] and ref["resolved"]
+    assert ref["error"] == pytest.approx(_true_error(data.y_true, exact.y_true), rel=0.05)

@@ -14,7 +14,8 @@ error: relative L2 up to a fraction of the horizon, averaged over the test traje
   ``h/64``) by Richardson's estimate: the same method at twice the step differs from it by
   ``(2^p - 1) r`` for a method of order ``p``;
 * data or a given reference: against a fine solve of ``f`` from the same initial states (the
-  reference method at ``h/256`` or ``h/64``), whose own error is estimated as above; when the
+  problem's default method at ``h/256``, or a spectral one at ``h/64``), whose own error is
+  estimated as above; when the
   data agree with it to within twice that, the data are at least as accurate as the fine solve
   can tell, and ``r`` is that resolution.
 
@@ -44,12 +45,15 @@ __all__ = ["FACTOR", "reference_accuracy", "credit_above_reference", "describe_f
 FACTOR = 2.0
 
 
-def _reference_method(method: str, problem: str) -> tuple[str, int]:
-    """The method and refinement ``compare`` computes a reference with (see
-    :func:`attsolver.evaluate.contenders.build_test_set`)."""
+def _reference_method(method: str, problem: str, computed: bool) -> tuple[str, int]:
+    """The method and refinement of the fine solve: for a reference ``compare`` computed, the
+    ones it used (:func:`attsolver.evaluate.contenders.build_test_set`: a spectral coarse
+    method itself at ``h/64``, else the general default at ``h/256``); for data, the problem's
+    default method (spectral for a semilinear PDE, stable where RK4 may not be) the same way."""
     if get_method(method).applies_to != "any":
         return method, REFERENCE_REFINE_SPECTRAL
-    return default_method(problem), REFERENCE_REFINE
+    fine = default_method("any") if computed else default_method(problem)
+    return fine, REFERENCE_REFINE if get_method(fine).applies_to == "any" else REFERENCE_REFINE_SPECTRAL
 
 
 def _fine(f, test: TestSet, method: str, step: float):
@@ -84,7 +88,7 @@ def reference_accuracy(f, test: TestSet, *, computed: bool, method: str, h: floa
         ``False`` when the data agree with the fine solve to within its own error (``r`` is then
         that error: the data may be more accurate still).
     """
-    ref_method, refine = _reference_method(method, problem)
+    ref_method, refine = _reference_method(method, problem, computed)
     order = get_method(ref_method).order or 4
     half = _fine(f, test, ref_method, h / (refine // 2))
     fine = test.true if computed else _fine(f, test, ref_method, h / refine)
