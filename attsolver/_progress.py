@@ -54,6 +54,10 @@ class _LogProgress:
     def set_postfix(self, **kw: Any) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
 
+    def write(self, text: str) -> None:
+        """A message beside the progress (tqdm's ``write``): one INFO line."""
+        LOGGER.info("%s: %s", self.desc, text)
+
     def close(self) -> None:
         if not self._closed and self.n and (self.total is None or self.n < self.total) \
                 and time.perf_counter() - self._last > 0:
@@ -76,6 +80,9 @@ class _Silent:
     def set_postfix(self, **kw: Any) -> None:
         pass
 
+    def write(self, text: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -94,7 +101,7 @@ def stderr_is_terminal() -> bool:
 
 
 def progress(total: int | None, desc: str, *, unit: str = "it", enabled: bool = True, initial: int = 0):
-    """A progress reporter with tqdm's ``update``/``set_postfix``/``close``.
+    """A progress reporter with tqdm's ``update``/``set_postfix``/``write``/``close``.
 
     ``enabled=False``: nothing.  On a terminal: a tqdm bar that disappears when done.
     Otherwise: INFO lines on the ``attsolver.progress`` logger every :data:`LOG_EVERY_S`

@@ -50,6 +50,8 @@ from .contenders import Contender, TestSet, build_ladders, build_test_set, probl
 from .lyapunov import lyapunov_for
 from .metrics import HORIZONS, blow_up_limit, clamp_blow_ups, normalized_error, reference_scale, score_rollout
 from .plots import save_figures
+from .reference_accuracy import credit_above_reference, describe_floor, reference_accuracy
+from .runtime import budget_note, describe_plan, rounds_postfix, timing_bar, timing_plan
 from .confidence import (CLOCKS, bootstrap_speedup, choose_clock, machine_load, narrow_enough,
                          per_trajectory_error, point_speedup, run_rounds, timed_call)
 from .result import CompareResult, make_verdict, summary_line
@@ -135,21 +137,21 @@ def compare(
     lam_units = lam if (lam is not None and lam > 0) else None
     scale, limit = reference_scale(test.true), blow_up_limit(test.true)
     model = None if corrector is None else copy.deepcopy(corrector).to(dtype).eval()
-
     contenders = _contenders(method, problem, h, corrector, refinements=refinements, step_refinements=rk4_refinements,
                              spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
     score = {"scale": scale, "limit": limit, "lyapunov_exponent": lam_units, "match": match}
-    entries, preds, meas = _measure(f, test, contenders, model, timing, score, name=name, progress=progress)
-
-    classical, corrected = [e for e in entries if e["family"] != "corrected"], next(
-        (e for e in entries if e["family"] == "corrected"), None)
-    coarse = next(e for e in classical if e["family"] == "same" and e["k"] == 1)
-    verdict = None if corrected is None else _verdict(classical, corrected, coarse, meas, method, h, match)
+    ref_acc = reference_accuracy(f, test, computed=data is None and reference is None, method=method, h=h,
+                                 problem=problem, match=match, limit=limit)
+    entries, preds, meas = _measure(f, test, contenders, model, timing, score, name=name, progress=progress,
+                                    ref_acc=ref_acc)
+    classical, corrected, coarse = _split(entries)
+    verdict = None if corrected is None else _verdict(classical, corrected, coarse, meas, method, h, match, ref_acc)
     curves = _error_vs_time(test, preds, classical, coarse, corrected, verdict, scale, limit, match)
     setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit, meas["rounds"], command)
-    setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
+    setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check,
+                   reference_accuracy=ref_acc)
     if verdict is None:
-        setting["summary_line"] = summary_line(coarse, match)
+        setting["summary_line"] = _summary(classical, coarse, match, ref_acc)
     bars = None if corrected is None else compare_error_bars(f, preds[corrected["label"]], test.true, test.t, scale,
                                                              coverage, calibration=calibration, model=model,
                                                              method=method, step_size=h, limit=limit)
@@ -160,6 +162,19 @@ def compare(
 
 
 # --------------------------------------------------------------------------- the steps of compare
+
+
+def _split(entries):
+    """The classical entries, the corrected one (``None`` without a corrector) and the coarse one."""
+    classical = [e for e in entries if e["family"] != "corrected"]
+    corrected = next((e for e in entries if e["family"] == "corrected"), None)
+    return classical, corrected, next(e for e in classical if e["family"] == "same" and e["k"] == 1)
+
+
+def _summary(classical, coarse, match: str, ref_acc) -> str:
+    """The line that stands for the verdict without a corrector, with the reference's accuracy."""
+    floor = credit_above_reference(classical, None, {}, ref_acc, match)[3]
+    return summary_line(coarse, match) + "; " + describe_floor(ref_acc, floor)
 
 
 def _contenders(method: str, problem: str, h: float, corrector, **rungs) -> list[Contender]:
@@ -301,24 +316,34 @@ def _score_all(f, test: TestSet, contenders: list[Contender], model, score, too_
 
 
 def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[str, Any], score: dict[str, Any], *,
-             name: str, progress: bool) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
+             name: str, progress: bool, ref_acc: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Tensor],
+                                                                             dict[str, Any]]:
     """Run every contender once (scored against the reference, its evaluations of ``f``
     counted; this call is also its warm-up), then time them all in interleaved rounds until
     the verdict's interval is narrow enough (see :func:`~attsolver.evaluate.confidence.run_rounds`).
     Returns the entries, the predictions ``{label: [n, time, *state]}`` and the measurement
     (timing samples, per-trajectory errors, clock, why timing stopped)."""
-    bar = make_progress(len(contenders) + timing["min_rounds"], f"{name}: contenders", unit="run", enabled=progress)
+    bar = make_progress(len(contenders), f"{name}: contenders", unit="run", enabled=progress)
     try:
+        t0 = time.perf_counter()
         entries, preds, traj, fns, corr_calls, skipped, one_round = _score_all(
             f, test, contenders, model, score, timing["budget_s"] / 4, bar)
-        classical = [e for e in entries if e["family"] != "corrected"]
-        corrected = next((e["label"] for e in entries if e["family"] == "corrected"), None)
+        plan = timing_plan(one_round, timing, time.perf_counter() - t0)
+        bar.write(describe_plan(plan, len(contenders), timing["budget_s"]))
+    finally:
+        bar.close()
+    bar = timing_bar(plan, name, progress)
+    try:
+        corrected = next((e for e in entries if e["family"] == "corrected"), None)
+        classical, traj_v, _, _ = credit_above_reference([e for e in entries if e["family"] != "corrected"],
+                                                         corrected, traj, ref_acc, score["match"])
 
         def enough(samples) -> bool:
             if corrected is None:
                 return True
             clk, _ = choose_clock(timing["clock"], samples)
-            iv = bootstrap_speedup(classical, corrected, samples, traj, score["match"], clk, n_boot=150)
+            iv = bootstrap_speedup(classical, corrected["label"], samples, traj_v, score["match"], clk, n_boot=150)
+            bar.set_postfix(**rounds_postfix(iv))
             return narrow_enough(iv, timing["ci_width"])
 
         samples, stopped = run_rounds(fns, min_rounds=timing["min_rounds"], max_rounds=timing["max_rounds"],
@@ -332,8 +357,7 @@ def _measure(f, test: TestSet, contenders: list[Contender], model, timing: dict[
         e.update(time_s=min(s["wall"]), time_median_s=statistics.median(s["wall"]), cpu_s=min(s["cpu"]),
                  cpu_median_s=statistics.median(s["cpu"]), verdict_time_s=statistics.median(s[clk]))
     meas = {"samples": samples, "traj_errors": traj, "clock": clk, "clock_note": clock_note, "stopped": stopped,
-            "skipped": skipped, "estimate_s": {"one_round_s": one_round, "timing_at_least_s": one_round *
-                                               timing["min_rounds"], "timing_at_most_s": timing["budget_s"]},
+            "skipped": skipped, "estimate_s": plan, "ci_width": timing["ci_width"],
             "rounds": len(next(iter(samples.values()))["wall"]), "corrector_calls": corr_calls,
             "corrector_f_equiv": None if model is None else _corrector_f_equivalents(f, model, test)}
     return entries, preds, meas
@@ -351,19 +375,29 @@ def _corrector_f_equivalents(f, model, test: TestSet, calls: int = 15) -> float 
     return statistics.median(cc) / tf if tf > 0 else None
 
 
-def _verdict(classical, corrected, coarse, meas, method: str, h: float, match: str) -> dict[str, Any]:
+def _verdict(classical, corrected, coarse, meas, method: str, h: float, match: str, ref_acc) -> dict[str, Any]:
     """The verdict at the chosen clock's median times, with its bootstrap interval and the
-    cross-check in evaluations of ``f``."""
+    cross-check in evaluations of ``f``; rungs at the reference's accuracy are not credited
+    (:func:`~attsolver.evaluate.reference_accuracy.credit_above_reference`)."""
+    every = classical
+    classical, traj, target, floor = credit_above_reference(every, corrected, meas["traj_errors"], ref_acc, match)
+    for e in every:
+        e["at_reference_accuracy"] = e["label"] in floor["not_credited"]
     timed = [dict(e, time_s=e["verdict_time_s"]) for e in classical]
-    interval = bootstrap_speedup(classical, corrected["label"], meas["samples"], meas["traj_errors"], match,
-                                 meas["clock"], n_boot=400)
-    cost = _cost_in_f_evals(classical, corrected, meas, match)
-    return make_verdict(timed, dict(corrected, time_s=corrected["verdict_time_s"]), dict(
+    interval = bootstrap_speedup(classical, corrected["label"], meas["samples"], traj, match, meas["clock"], n_boot=400)
+    cost = _cost_in_f_evals(classical, corrected, meas, match, target)
+    v = make_verdict(timed, dict(corrected, time_s=corrected["verdict_time_s"]), dict(
         coarse, time_s=coarse["verdict_time_s"]), method=method, step_size=h, match=match, interval=interval,
-        clock_note=meas["clock_note"], evals=cost)
+        clock_note=meas["clock_note"], evals=cost, target_error=target)
+    v.update(reference_accuracy=ref_acc, not_credited=floor["not_credited"], speedup_is_lower_bound=floor["bound"])
+    v["line"] += "; " + describe_floor(ref_acc, floor)
+    v["budget_note"] = budget_note(meas["stopped"], interval, meas["ci_width"])
+    if v["budget_note"]:
+        v["line"] += "; " + v["budget_note"]
+    return v
 
 
-def _cost_in_f_evals(classical, corrected, meas, match: str) -> dict[str, Any] | None:
+def _cost_in_f_evals(classical, corrected, meas, match: str, target: float) -> dict[str, Any] | None:
     """The speed-up at equal accuracy with cost = evaluations of ``f`` (+ the corrector's calls
     times its cost in ``f``-equivalents); ``None`` when evaluations cannot be counted."""
     eq = meas["corrector_f_equiv"]
@@ -374,7 +408,7 @@ def _cost_in_f_evals(classical, corrected, meas, match: str) -> dict[str, Any] |
     for e in usable:
         e["cost_f_equiv"] = float(e["f_evals"])
     costs = {e["label"]: e["cost_f_equiv"] for e in usable + [corrected]}
-    errs = {e["label"]: e[match] for e in usable + [corrected]}
+    errs = dict({e["label"]: e[match] for e in usable}, **{corrected["label"]: target})
     s = point_speedup(usable, corrected["label"], costs, errs, match)
     return {"speedup_best_evals": s["speedup_best"], "corrector_f_equiv": eq, "corrector_calls": meas["corrector_calls"],
             "corrected_cost_f_equiv": corrected["cost_f_equiv"]}

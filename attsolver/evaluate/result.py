@@ -86,7 +86,8 @@ class CompareResult:
 
 def make_verdict(classical: list[dict[str, Any]], corrected: dict[str, Any], coarse: dict[str, Any], *,
                  method: str, step_size: float, match: str, interval: dict[str, Any] | None = None,
-                 clock_note: str = "", evals: dict[str, Any] | None = None) -> dict[str, Any]:
+                 clock_note: str = "", evals: dict[str, Any] | None = None,
+                 target_error: float | None = None) -> dict[str, Any]:
     """The verdict on the corrected entry: its speed-ups at equal accuracy against the
     ``classical`` entries, its error and time relative to the ``coarse`` solve, the
     ``outcome`` and the one ``line``.
@@ -94,8 +95,11 @@ def make_verdict(classical: list[dict[str, Any]], corrected: dict[str, Any], coa
     With an ``interval`` (``{"low", "high", ...}``, the speed-up against the best classical
     contender) the outcome is ``"pays"`` only when the whole interval is above 1x, ``"does not
     pay"`` when it is below, else ``"inconclusive"``; without one, the point estimate decides
-    (pays / does not pay).  ``evals``: the cross-check in evaluations of ``f``, added as is."""
-    v = speedups_at_equal_accuracy(classical, corrected[match], corrected["time_s"], match)
+    (pays / does not pay).  ``evals``: the cross-check in evaluations of ``f``, added as is.
+    ``target_error``: the error the classical cost is read at, when not the corrected one's own
+    (a lower bound on the speed-up when the corrected error is at the reference's accuracy)."""
+    target = corrected[match] if target_error is None else target_error
+    v = speedups_at_equal_accuracy(classical, target, corrected["time_s"], match)
     v["error_ratio_vs_coarse"] = corrected[match] / coarse[match] if coarse[match] > 0 else None
     v["time_ratio_vs_coarse"] = corrected["time_s"] / coarse["time_s"]
     point_pays = v["speedup_best"] is not None and v["speedup_best"] > 1.0

@@ -286,6 +286,8 @@ def checked_rhs(f, *, compiled: bool = False):
             _check_rhs_output(out, t, y)
             return out
 
+        if callable(getattr(f, "numpy_rhs", None)):  # a NumPy twin the user attached (the SciPy steppers use it)
+            rhs.numpy_rhs = f.numpy_rhs
         return rhs
     cls = type(f)
     if (cls.__module__ or "").startswith("attsolver.") or isinstance(f, types.BuiltinFunctionType) \

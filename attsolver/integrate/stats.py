@@ -59,6 +59,12 @@ class CountedRHS:
 
     def __init__(self, f: Callable[[Tensor, Tensor], Tensor]):
         self.f, self.n = f, 0
+        twin = getattr(f, "numpy_rhs", None)  # f's NumPy twin (the SciPy steppers call it), counted too
+        if callable(twin):
+            def numpy_rhs(t, y):
+                self.n += 1
+                return twin(t, y)
+            self.numpy_rhs = numpy_rhs
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         self.n += 1
@@ -78,6 +84,14 @@ class WallBudget:
         self.f, self.limit = f, float(limit)
         self.deadline = time.monotonic() + self.limit
         self._t = float("nan")
+        twin = getattr(f, "numpy_rhs", None)  # f's NumPy twin (the SciPy steppers call it), under the same budget
+        if callable(twin):
+            def numpy_rhs(t, y):
+                if time.monotonic() > self.deadline:
+                    raise WallBudgetExceeded
+                self._t = t
+                return twin(t, y)
+            self.numpy_rhs = numpy_rhs
 
     def __call__(self, t, y):
         if time.monotonic() > self.deadline:

@@ -103,12 +103,21 @@ def _scipy_runner(scipy_name: str):
         # zero-copy bridge: a float64 CPU real state is viewed, not copied, in both directions
         # (torch.from_numpy / Tensor.numpy share memory); one conversion per call of f
         view = dtype == torch.float64 and device.type == "cpu" and not complex_state
+        # f's NumPy twin (a built-in system's, or a user's f.numpy_rhs): no torch per call at all
+        twin = getattr(f, "numpy_rhs", None) if view else None
+        twin = twin if callable(twin) else None
 
         def fun(tt, yy):
             count[0] += 1
             count[1] = tt
             if count[0] > budget:
                 raise _Budget
+            if twin is not None:
+                out = np.asarray(twin(tt, yy.reshape(shape)), dtype=np.float64)
+                if out.size != yy.size:
+                    raise ValueError(f"f.numpy_rhs(t, y) returned shape {out.shape} for y of shape {tuple(shape)}; "
+                                     "it must return dy/dt with y's shape (or remove numpy_rhs to use the torch f)")
+                return out.reshape(-1)
             if view:
                 out = f(torch.tensor(tt, dtype=t_dtype), torch.from_numpy(np.ascontiguousarray(yy)).view(shape))
                 return out.reshape(-1).numpy()
