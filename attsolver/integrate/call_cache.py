@@ -193,6 +193,8 @@ def note_coarse_quiet(f: Any, method: str, h: float, y0: Tensor, t0: float) -> N
 #: steppers kept for later solves (:func:`stepper_for`)
 MAX_STEPPERS = 8
 _STEPPERS: OrderedDict[tuple, Any] = OrderedDict()
+#: methods whose steppers were found not ``reusable`` (not looked up again)
+_NOT_REUSABLE: set[str] = set()
 #: field values that cannot change in place (a frozen dataclass of these is immutable)
 _IMMUTABLE = (int, float, complex, str, bool, type(None), tuple, frozenset, torch.dtype)
 
@@ -212,6 +214,8 @@ def stepper_for(f: Any, method: str, y0: Tensor, exact: bool, build: Callable[[]
     thread — where the stepper declares itself ``reusable`` and ``f`` is immutable (see
     :func:`_immutable`).  At most :data:`MAX_STEPPERS` are kept (oldest dropped first); each
     holds its ``f``, so none outlives its entry."""
+    if method in _NOT_REUSABLE:
+        return build()
     key = (id(f), method, *_state_key(y0), exact, threading.get_ident())
     with _LOCK:
         hit = _STEPPERS.get(key)
@@ -219,7 +223,10 @@ def stepper_for(f: Any, method: str, y0: Tensor, exact: bool, build: Callable[[]
             _STEPPERS.move_to_end(key)
             return hit
     stepper = build()
-    if getattr(stepper, "reusable", False) and getattr(stepper, "f", None) is f and _immutable(f):
+    if not getattr(stepper, "reusable", False):
+        _NOT_REUSABLE.add(method)  # e.g. the explicit RK steppers: built in under a microsecond
+        return stepper
+    if getattr(stepper, "f", None) is f and _immutable(f):
         with _LOCK:
             _STEPPERS[key] = stepper
             if len(_STEPPERS) > MAX_STEPPERS:
@@ -233,3 +240,4 @@ def clear() -> None:
         _TIMES.clear()
         _F_SEEN.clear()
         _STEPPERS.clear()
+        _NOT_REUSABLE.clear()
