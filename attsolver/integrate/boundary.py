@@ -87,7 +87,7 @@ def solve(
             ``torch.compile``, ``compile_chunk`` steps per compiled call, default 32; each
             configuration is compiled once per process, and where it cannot be compiled or
             would be slower than eager — the spectral methods — a ``RuntimeWarning`` says so
-            and the eager loop runs; see :func:`attsolver.integrate.compiled.compile_stats`).
+            and the eager loop runs; ``"cpp_wrapper"``: inductor's C++ wrapper, see :mod:`attsolver.integrate.compiled`).
             Adaptive: ``rtol``, ``atol``, ``check_finite``, solver pass-throughs. Unknown keys: an error.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, corrector
             calls, wall time).
@@ -351,7 +351,8 @@ def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     if segment is not None and torch.is_grad_enabled():  # recompute segments in the backward pass
         return checkpointed_loop(plan, segment, f)
     if options.get("compile", False):
-        return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
+        return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)),
+                             mode=options["compile"])
     return fixed_loop(plan)
 
 

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validate import boolean, finite_number, is_real, positive_int
+from .._validate import boolean, finite_number, is_real, one_of, positive_int
 from ..steppers import get_method, list_methods
 from ..steppers.base import Stepper
 from ..steppers.registry import MethodSpec
 from .call_cache import times_entry
+from .compiled import COMPILE_MODES
 from .errors import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError, all_finite, bad_rows
 from .loop import StepPlan
 
@@ -168,10 +169,17 @@ def _opt_dtype(name: str, v) -> torch.dtype:
     return v
 
 
+def _opt_compile(name: str, v) -> bool | str:
+    """``True``/``False``, or a named mode of :data:`~attsolver.integrate.compiled.COMPILE_MODES`."""
+    if isinstance(v, str):
+        return one_of(f"options[{name!r}]", v, COMPILE_MODES)
+    return boolean(f"options[{name!r}]", v)
+
+
 # one table of option checks: name -> check(name, value) returning the value to use
 _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "check_finite": _opt_bool,
-    "compile": _opt_bool,
+    "compile": _opt_compile,
     "compile_chunk": _opt_int,
     "max_steps": _opt_int,
     "max_output_bytes": _opt_int,
