@@ -52,6 +52,7 @@ from .plots import save_figures
 from .confidence import (CLOCKS, bootstrap_speedup, choose_clock, machine_load, narrow_enough,
                          per_trajectory_error, point_speedup, run_rounds, timed_call)
 from .result import CompareResult, make_verdict, summary_line
+from .stiffness import stiffness_of
 
 __all__ = ["compare"]
 
@@ -70,7 +71,7 @@ def compare(
     rk4_refinements: Sequence[int] = (1, 2, 4, 8, 16),
     dopri_rtols: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10),
     spectral_refinements: Sequence[int] = (1, 2, 4, 8),
-    lyapunov_exponent: float | str | None = "auto",
+    lyapunov_exponent: float | str | None = "auto", stiff: bool | None = None,
     match: str = "auto",
     dtype: torch.dtype = torch.float64,
     rounds: int = 5, clock: str = "auto", ci_width: float = 0.10, max_rounds: int = 40, time_budget: float = 60.0,
@@ -81,9 +82,8 @@ def compare(
     Args:
         f: the right-hand side ``f(t, y)`` (a plain function, an attsolver system, or a
             :class:`attsolver.systems.SemilinearPDE`, which adds the spectral steppers).
-        y0, t: held-out initial states ``[n, *state]`` and the output times (the
-            reference is then computed: the method at ``h / 256``, ``h / 64`` for spectral
-            methods).  Or give ``data`` instead.
+        y0, t: held-out initial states ``[n, *state]`` and the output times (the reference is then
+            computed: the method at ``h / 256``, ``h / 64`` for spectral methods).  Or give ``data`` instead.
         data: a :class:`attsolver.data.TrajectoryDataset` or the path of an HDF5 file; its
             clean values (``y_true``) are the reference.  Output times finer than ``h``
             are sub-sampled to multiples of ``h``.
@@ -93,10 +93,11 @@ def compare(
         method, step_size: the coarse method and step (default: the corrector's; they
             must equal it when both are given).
         refinements: ``k`` of the same method at ``h / k`` (1 = the coarse solve).
-        rk4_refinements: ``k`` of the registry's general ``"steps"`` ladder (RK4) at ``h / k``
-            (when the method is not RK4).
+        rk4_refinements: ``k`` of the registry's general ``"steps"`` ladder (RK4) at ``h / k`` (if not RK4).
         dopri_rtols: tolerances of every ``"tolerance"`` ladder (``atol = rtol / 100``); ``()`` skips.
         spectral_refinements: ``etdrk4``/``ifrk4`` at ``h / k`` for a SemilinearPDE.
+        stiff: ``True`` adds the registry's ``"stiff"`` ladders (``kvaerno5`` over ``dopri_rtols``), ``False``
+            not; ``None`` adds them if the problem looks stiff (:mod:`attsolver.evaluate.stiffness`).
         lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own
             ``lyapunov_exponent`` attribute, else estimated) or ``"estimate"``.
         match: the error compared at equal accuracy: ``"err_q1"``, ``"err_q2"``,
@@ -137,9 +138,9 @@ def compare(
     lam_units = lam if (lam is not None and lam > 0) else None
     scale, limit = reference_scale(test.true), blow_up_limit(test.true)
     model = None if corrector is None else copy.deepcopy(corrector).to(dtype).eval()
-
+    stiffness = stiffness_of(f, test.y0, test.t, h, problem, stiff)  # a stiff problem adds the implicit ladder
     contenders = _contenders(method, problem, h, corrector, refinements=refinements, step_refinements=rk4_refinements,
-                             spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
+                             spectral_refinements=spectral_refinements, tolerances=dopri_rtols, stiff=stiffness["stiff"])
     score = {"scale": scale, "limit": limit, "lyapunov_exponent": lam_units, "match": match}
     entries, preds, meas = _measure(f, test, contenders, model, timing, score, name=name, progress=progress)
 
@@ -149,7 +150,7 @@ def compare(
     verdict = None if corrected is None else _verdict(classical, corrected, coarse, meas, method, h, match)
     curves = _error_vs_time(test, preds, classical, coarse, corrected, verdict, scale, limit, match)
     setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit, meas["rounds"], command)
-    setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check)
+    setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check, stiffness=stiffness)
     if verdict is None:
         setting["summary_line"] = summary_line(coarse, match)
     result = CompareResult(entries, verdict, setting, curves)

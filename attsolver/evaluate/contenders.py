@@ -134,12 +134,13 @@ def _tolerances(name: str, values: Any) -> tuple[float, ...]:
 
 
 def build_ladders(method: str, problem: str, *, refinements: Sequence[int], step_refinements: Sequence[int],
-                  spectral_refinements: Sequence[int], tolerances: Sequence[float]) -> list[Ladder]:
+                  spectral_refinements: Sequence[int], tolerances: Sequence[float], stiff: bool = False) -> list[Ladder]:
     """The ladders ``compare`` runs for the coarse ``method`` on a ``problem`` (a registry
     problem kind), in this order: the method refined (``refinements``, ``1`` always
     included), each registry ``"steps"`` ladder other than the method (general methods over
     ``step_refinements``, then those that need a semilinear PDE over
-    ``spectral_refinements``) and each ``"tolerance"`` ladder over ``tolerances``.
+    ``spectral_refinements``) and each ``"tolerance"`` ladder over ``tolerances``; on a ``stiff``
+    problem, each ``"stiff"`` ladder (the implicit methods) over ``tolerances`` too.
 
     Each group of rungs is checked when a ladder uses it, under the name of ``compare``'s
     argument (``rk4_refinements``, ``spectral_refinements``, ``dopri_rtols``).
@@ -156,6 +157,8 @@ def build_ladders(method: str, problem: str, *, refinements: Sequence[int], step
         else:
             ladders.append(Ladder(m, m, "steps", _refinements("spectral_refinements", spectral_refinements)))
     for m in list_methods(ladder="tolerance", problem=problem):
+        ladders.append(Ladder(m, m, "tolerance", _tolerances("dopri_rtols", tolerances)))
+    for m in list_methods(ladder="stiff", problem=problem) if stiff else ():
         ladders.append(Ladder(m, m, "tolerance", _tolerances("dopri_rtols", tolerances)))
     return ladders
 
