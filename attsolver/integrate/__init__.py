@@ -1,6 +1,7 @@
 """Integration: the ``solve`` boundary (:mod:`.boundary`), its input checks (:mod:`.checks`),
 the step plan and loops (:mod:`.loop`), the compiled loop (:mod:`.compiled`), the error types
-(:mod:`.errors`) and the cost of a solve (:mod:`.stats`). Built on ``steppers`` and
+(:mod:`.errors`), the cost of a solve (:mod:`.stats`) and what ``solve`` keeps between calls
+(:mod:`.call_cache`). Built on ``steppers`` and
 ``systems``; sees a corrector only as a callable."""
 
 from .boundary import solve
