@@ -64,13 +64,16 @@ def test_declared_stiffness_decides_and_an_undifferentiable_f_is_not_tested():
 
 
 def test_the_stiff_ladder_comes_from_the_registry_and_only_for_stiff_problems():
-    args = dict(refinements=(1, 2), step_refinements=(1,), spectral_refinements=(1,), tolerances=(1e-3, 1e-6))
-    plain = [lad.family for lad in build_ladders("rk4", "any", **args)]
+    args = dict(refinements=(1, 2), step_refinements=(1,), spectral_refinements=(1,), tolerances=(1e-3, 1e-6, 1e-9))
+    plain = build_ladders("rk4", "any", **args)
     stiff = build_ladders("rk4", "any", **args, stiff=True)
     implicit = list_methods(ladder="stiff")
-    assert implicit == ["kvaerno5"] and not set(implicit) & set(plain)
-    assert [lad.family for lad in stiff] == plain + implicit
-    assert stiff[-1].over == "tolerance" and stiff[-1].rungs == (1e-3, 1e-6)
+    assert implicit == ["kvaerno5"] and not set(implicit) & {lad.family for lad in plain}
+    assert [lad.family for lad in stiff] == [lad.family for lad in plain] + implicit
+    assert stiff[-1].over == "tolerance" and stiff[-1].rungs == (1e-3, 1e-6, 1e-9)
+    # the explicit adaptive ladders keep their loosest tolerances only (stability sets their cost)
+    for a, b in zip(plain, stiff):
+        assert b.rungs == (a.rungs[:2] if a.over == "tolerance" else a.rungs)
 
 
 @pytest.mark.slow
