@@ -4,6 +4,8 @@ initial states against the coarse step and the horizon), and the registry's ``"s
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from attsolver.steppers import list_methods
 from attsolver.systems import Lorenz63
 
 F64 = torch.float64
+CLI = importlib.import_module("attsolver.cli.main")  # the module (attsolver.cli.main is also its main function)
 
 
 def vdp(t, y, mu=1000.0):
@@ -92,3 +95,17 @@ def test_compare_on_van_der_pol_mu_1000_includes_kvaerno5_and_cuts_the_explicit_
     assert all(lab in ours or "ladder stopped" in why or "failed" in why
                for lab, why in res.setting["skipped"].items())
     assert res.verdict is not None and "kvaerno5" in {e["method"] for e in res.entries if e["family"] != "corrected"}
+
+
+@pytest.mark.parametrize("flag, expected", [("yes", True), ("no", False), ("auto", None)])
+def test_the_cli_passes_stiff_through(monkeypatch, tmp_path, flag, expected):
+    seen = {}
+
+    def fake_compare(f, **kw):
+        seen["stiff"] = kw["stiff"]
+        raise KeyboardInterrupt  # stop here: only the argument is under test
+
+    monkeypatch.setattr(CLI, "compare", fake_compare)
+    CLI.main(["compare", "lorenz63", "--method", "rk4", "--step", "0.01", "--t-final", "0.1", "--dt",
+              "0.01", "--n", "2", "--no-progress", "--out", str(tmp_path), "--stiff", flag])
+    assert seen == {"stiff": expected}
