@@ -133,3 +133,12 @@ def test_the_kept_grids_are_read_only():
     for arr in (entry.t_np, grid.n_sub, grid.h_int):
         with pytest.raises(ValueError):
             arr[0] = 0
+
+
+def test_a_sweep_over_step_sizes_keeps_a_bounded_number_of_grids():
+    f, y0 = Counted(), torch.ones(2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    for k in range(1, 3 * call_cache.MAX_STEP_SIZES):
+        sol = solve(f, y0, t, method="euler", step_size=1.0 / (2 * k))
+        assert float(sol[-1, 0]) == pytest.approx((1 - 1.0 / (2 * k)) ** (2 * k), rel=1e-12)  # Euler on y' = -y
+    assert len(call_cache.times_entry(t, only_known=True).grids) == call_cache.MAX_STEP_SIZES

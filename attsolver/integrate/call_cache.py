@@ -10,7 +10,8 @@ full computation would give:
 * **the time grid** (:func:`times_entry`): ``t`` found valid, the step grid ``(n_sub,
   h_int)`` of a ``step_size`` and the stage times of a short solve (:class:`Grid`), keyed by ``t``'s values
   (its bytes) and dtype.  At most :data:`MAX_GRIDS` grids of at most :data:`MAX_TIMES`
-  output times are kept (oldest dropped first); the arrays are read-only.
+  output times, :data:`MAX_STEP_SIZES` step sizes each, are kept (oldest dropped first); the
+  arrays are read-only.
 * **the test call of f** (:func:`f_known` / :func:`note_f`): ``f(t0, y0)`` returned ``y0``'s
   shape and dtype, once per ``f`` and (shape, dtype, device).  A NaN from ``f`` at the start
   of a later solve is still reported as ``f``'s own: the boundary re-runs the full check
@@ -42,13 +43,16 @@ from torch import Tensor
 
 from .._validate import is_real
 
-__all__ = ["MAX_TIMES", "MAX_GRIDS", "Grid", "TimesEntry", "times_entry", "f_known", "note_f",
+__all__ = ["MAX_TIMES", "MAX_GRIDS", "MAX_STEP_SIZES", "Grid", "TimesEntry", "times_entry", "f_known", "note_f",
            "coarse_known", "note_coarse_quiet", "stepper_for", "MAX_STEPPERS", "clear"]
 
 #: grids of more output times than this are not cached (keying them costs a copy of ``t``)
 MAX_TIMES = 4096
 #: grids kept (oldest dropped first)
 MAX_GRIDS = 32
+#: step sizes kept per grid (oldest dropped first): with the stage times of a solve of at most
+#: 1,024 steps each, the whole cache holds at most a few hundred thousand 0-d tensors
+MAX_STEP_SIZES = 8
 #: the dtypes ``t`` may have to be keyed by its float64 copy (which is exact for each)
 _KEYED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
@@ -89,7 +93,10 @@ class TimesEntry:
         key = (None if step_size is None else float(step_size), max_steps)
         got = self.grids.get(key)
         if got is None:
-            got = self.grids[key] = Grid(*compute())
+            got = Grid(*compute())
+            if len(self.grids) >= MAX_STEP_SIZES:  # a sweep over many step sizes: keep the latest
+                self.grids.pop(next(iter(self.grids)))
+            self.grids[key] = got
         return got
 
 
