@@ -142,3 +142,12 @@ def test_a_sweep_over_step_sizes_keeps_a_bounded_number_of_grids():
         sol = solve(f, y0, t, method="euler", step_size=1.0 / (2 * k))
         assert float(sol[-1, 0]) == pytest.approx((1 - 1.0 / (2 * k)) ** (2 * k), rel=1e-12)  # Euler on y' = -y
     assert len(call_cache.times_entry(t, only_known=True).grids) == call_cache.MAX_STEP_SIZES
+
+
+def test_solves_from_ever_new_start_times_keep_a_bounded_number_of_verdicts():
+    f, y = Counted(), torch.ones(2, dtype=torch.float64)
+    for i in range(call_cache.MAX_KEYS_PER_F + 10):  # one interval at a time, no step_size: a check per start
+        y = solve(f, y, torch.tensor([0.01 * i, 0.01 * (i + 1)], dtype=torch.float64), method="rk4")[-1]
+    assert len(call_cache._F_SEEN[f]) <= call_cache.MAX_KEYS_PER_F
+    assert float(y[0]) == pytest.approx(float(torch.exp(torch.tensor(-0.01 * (call_cache.MAX_KEYS_PER_F + 10),
+                                                                      dtype=torch.float64))), rel=1e-9)

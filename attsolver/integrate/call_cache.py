@@ -135,6 +135,8 @@ def times_entry(t: Tensor, *, only_known: bool = False) -> TimesEntry | None:
 
 # --------------------------------------------------------------------------- what f has shown
 
+#: checks remembered per f (the set is emptied when full)
+MAX_KEYS_PER_F = 256
 #: f -> the keys of the checks it passed
 _F_SEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -161,6 +163,8 @@ def _note(f: Any, key: tuple) -> None:
             keys = _F_SEEN.get(f)
             if keys is None:
                 keys = _F_SEEN[f] = set()
+            elif len(keys) >= MAX_KEYS_PER_F:  # e.g. a loop of solves from ever new start times: start over
+                keys.clear()
             keys.add(key)
     except Exception:  # noqa: BLE001 - unhashable, or no weak reference possible: checked every call
         pass
