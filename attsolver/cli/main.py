@@ -101,6 +101,7 @@ def _cmd_compare(args) -> int:
         rk4_refinements=args.rk4_refinements, dopri_rtols=args.dopri_rtols,
         spectral_refinements=args.spectral_refinements, lyapunov_exponent=_lyapunov_exponent(args.lyapunov),
         match=args.match, dtype=torch.float32 if args.float32 else torch.float64, rounds=args.rounds, clock=args.clock,
+        stiff={"auto": None, "yes": True, "no": False}[args.stiff],
         ci_width=args.ci_width, max_rounds=max(args.max_rounds, args.rounds), time_budget=args.time_budget, out=out,
         name=args.name, progress=not args.no_progress, command=args.command_line, **test,
     )
@@ -189,6 +190,9 @@ def _add_compare_parser(sub) -> None:
     p.add_argument("--spin-up", type=float, default=0.0, help="without --data: time integrated first (attractor)")
     p.add_argument("--lyapunov", default="auto",
                    help="largest Lyapunov exponent: a number, auto (the system's, else estimated), estimate, none")
+    p.add_argument("--stiff", default="auto", choices=["auto", "yes", "no"],
+                   help="whether the problem is stiff: yes adds the implicit ladder (kvaerno5 over --dopri-rtols), "
+                        "auto adds it if df/dy at the initial states says so (default auto)")
     p.add_argument("--match", default="auto", choices=["auto", "err_q1", "err_q2", "err_full"],
                    help="the error compared at equal accuracy (auto: err_q1 for chaotic problems, else err_full)")
     p.add_argument("--rounds", type=int, default=5, help="the fewest interleaved timing rounds (default 5)")

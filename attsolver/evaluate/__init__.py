@@ -3,7 +3,7 @@ result type, and the metrics every comparison uses.
 
 ``comparison`` (the ``compare`` orchestrator), ``contenders`` (the classical ladders from the
 method registry, the test set and its reference), ``metrics`` (every error and the
-equal-accuracy speed-up), ``timing``, ``lyapunov``, ``result`` (``CompareResult``, the verdict
+equal-accuracy speed-up), ``stiffness`` (whether the implicit ladder joins), ``timing``, ``lyapunov``, ``result`` (``CompareResult``, the verdict
 line, JSON) and ``plots``.
 """
 

@@ -55,6 +55,7 @@ from .runtime import budget_note, describe_plan, rounds_postfix, timing_bar, tim
 from .confidence import (CLOCKS, bootstrap_speedup, choose_clock, machine_load, narrow_enough,
                          per_trajectory_error, point_speedup, run_rounds, timed_call)
 from .result import CompareResult, make_verdict, summary_line
+from .stiffness import stiffness_of
 
 __all__ = ["compare"]
 
@@ -73,7 +74,7 @@ def compare(
     rk4_refinements: Sequence[int] = (1, 2, 4, 8, 16),
     dopri_rtols: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10),
     spectral_refinements: Sequence[int] = (1, 2, 4, 8),
-    lyapunov_exponent: float | str | None = "auto",
+    lyapunov_exponent: float | str | None = "auto", stiff: bool | None = None,
     match: str = "auto",
     dtype: torch.dtype = torch.float64,
     rounds: int = 5, clock: str = "auto", ci_width: float = 0.10, max_rounds: int = 40, time_budget: float = 60.0,
@@ -97,15 +98,15 @@ def compare(
         rk4_refinements: ``k`` of the general ``"steps"`` ladder (RK4) at ``h / k`` (method not RK4).
         dopri_rtols: tolerances of every ``"tolerance"`` ladder (``atol = rtol / 100``); ``()`` skips.
         spectral_refinements: ``etdrk4``/``ifrk4`` at ``h / k`` for a SemilinearPDE.
-        lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own
-            ``lyapunov_exponent`` attribute, else estimated) or ``"estimate"``.
+        stiff: ``True`` adds the registry's ``"stiff"`` ladders (``kvaerno5`` over ``dopri_rtols``), ``False``
+            not; ``None`` adds them if the problem looks stiff (:mod:`attsolver.evaluate.stiffness`).
+        lyapunov_exponent: a number, ``None`` (time units), ``"auto"`` (the system's own, else estimated), ``"estimate"``.
         match: the error compared at equal accuracy: ``"err_q1"``, ``"err_q2"``, ``"err_full"``, or ``"auto"`` —
             ``err_q1`` for a chaotic problem (positive exponent and a horizon over one Lyapunov time, where
             every rollout decorrelates late in the horizon), else ``err_full``.
         dtype: the dtype every contender runs in (the corrector is copied to it).
-        rounds: the fewest timing rounds (interleaved, after one warm-up call each); more
-            follow until the speed-up's 95 % interval is within ``±ci_width`` of its point
-            estimate, ``max_rounds`` are done or ``time_budget`` seconds of timing are spent.
+        rounds: the fewest timing rounds (interleaved, after one warm-up call each); more follow until the
+            speed-up's 95 % interval is within ``±ci_width``, ``max_rounds`` or ``time_budget`` seconds.
         clock: the time the verdict reads: ``"cpu"`` (process CPU time), ``"wall"``, or ``"auto"``
             (CPU time unless the solves are too short for it); the verdict says which.
         ci_width: the relative half-width of the interval at which timing stops (0.10: ±10 %).
@@ -118,8 +119,7 @@ def compare(
             ``coverage`` (``None``: none) from half the test trajectories or ``calibration`` (a data set).
 
     Returns:
-        A :class:`~attsolver.evaluate.result.CompareResult`; ``result.verdict_line`` is the
-        one-line verdict.
+        A :class:`~attsolver.evaluate.result.CompareResult`; ``result.verdict_line`` is the one-line verdict.
 
     Raises:
         ValueError / TypeError: bad input, naming the argument and the fix (a corrector for
@@ -137,8 +137,9 @@ def compare(
     lam_units = lam if (lam is not None and lam > 0) else None
     scale, limit = reference_scale(test.true), blow_up_limit(test.true)
     model = None if corrector is None else copy.deepcopy(corrector).to(dtype).eval()
+    stiffness = stiffness_of(f, test.y0, test.t, h, problem, stiff)  # a stiff problem adds the implicit ladder
     contenders = _contenders(method, problem, h, corrector, refinements=refinements, step_refinements=rk4_refinements,
-                             spectral_refinements=spectral_refinements, tolerances=dopri_rtols)
+                             spectral_refinements=spectral_refinements, tolerances=dopri_rtols, stiff=stiffness["stiff"])
     score = {"scale": scale, "limit": limit, "lyapunov_exponent": lam_units, "match": match}
     ref_acc = reference_accuracy(f, test, computed=data is None and reference is None, method=method, h=h,
                                  problem=problem, match=match, limit=limit)
@@ -149,7 +150,7 @@ def compare(
     curves = _error_vs_time(test, preds, classical, coarse, corrected, verdict, scale, limit, match)
     setting = _setting(method, h, corrector, match, dtype, test, lam, lam_source, chaotic, limit, meas["rounds"], command)
     setting.update(_timing_setting(meas, timing, load_start, machine_load()), data_check=data_check,
-                   reference_accuracy=ref_acc)
+                   reference_accuracy=ref_acc, stiffness=stiffness)
     if verdict is None:
         setting["summary_line"] = _summary(classical, coarse, match, ref_acc)
     bars = None if corrected is None else compare_error_bars(f, preds[corrected["label"]], test.true, test.t, scale,

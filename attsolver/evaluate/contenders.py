@@ -26,8 +26,10 @@ from ..steppers.registry import default_method, get_method, list_methods
 from ..systems import SemilinearPDE
 
 __all__ = ["Contender", "Ladder", "TestSet", "problem_of", "build_ladders", "build_test_set",
-           "REFERENCE_REFINE", "REFERENCE_REFINE_SPECTRAL"]
+           "REFERENCE_REFINE", "REFERENCE_REFINE_SPECTRAL", "STIFF_EXPLICIT_RUNGS"]
 
+#: on a stiff problem, the explicit adaptive ladders keep this many of the loosest tolerances
+STIFF_EXPLICIT_RUNGS = 2
 #: the reference (when not given): the default method at the coarse step divided by this
 REFERENCE_REFINE = 256
 #: ... or, for a method that needs a semilinear PDE (spectral), that method at the step over this
@@ -134,12 +136,16 @@ def _tolerances(name: str, values: Any) -> tuple[float, ...]:
 
 
 def build_ladders(method: str, problem: str, *, refinements: Sequence[int], step_refinements: Sequence[int],
-                  spectral_refinements: Sequence[int], tolerances: Sequence[float]) -> list[Ladder]:
+                  spectral_refinements: Sequence[int], tolerances: Sequence[float], stiff: bool = False) -> list[Ladder]:
     """The ladders ``compare`` runs for the coarse ``method`` on a ``problem`` (a registry
     problem kind), in this order: the method refined (``refinements``, ``1`` always
     included), each registry ``"steps"`` ladder other than the method (general methods over
     ``step_refinements``, then those that need a semilinear PDE over
-    ``spectral_refinements``) and each ``"tolerance"`` ladder over ``tolerances``.
+    ``spectral_refinements``) and each ``"tolerance"`` ladder over ``tolerances``; on a ``stiff``
+    problem, each ``"stiff"`` ladder (the implicit methods) over ``tolerances`` too, and the
+    explicit ``"tolerance"`` ladders over their :data:`STIFF_EXPLICIT_RUNGS` loosest tolerances
+    only (their cost is set by stability there, not by the tolerance: tighter rungs cost as much
+    and add nothing).
 
     Each group of rungs is checked when a ladder uses it, under the name of ``compare``'s
     argument (``rk4_refinements``, ``spectral_refinements``, ``dopri_rtols``).
@@ -155,7 +161,12 @@ def build_ladders(method: str, problem: str, *, refinements: Sequence[int], step
             ladders.append(Ladder(m, m, "steps", _refinements("rk4_refinements", step_refinements)))
         else:
             ladders.append(Ladder(m, m, "steps", _refinements("spectral_refinements", spectral_refinements)))
+    explicit = _tolerances("dopri_rtols", tolerances)
+    if stiff:
+        explicit = tuple(sorted(explicit, reverse=True)[:STIFF_EXPLICIT_RUNGS])
     for m in list_methods(ladder="tolerance", problem=problem):
+        ladders.append(Ladder(m, m, "tolerance", explicit))
+    for m in list_methods(ladder="stiff", problem=problem) if stiff else ():
         ladders.append(Ladder(m, m, "tolerance", _tolerances("dopri_rtols", tolerances)))
     return ladders
 

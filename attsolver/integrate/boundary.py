@@ -21,6 +21,7 @@ from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
+from .call_cache import coarse_known, f_known, note_coarse_quiet, note_f, stepper_for, times_entry
 from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL_S, CheckedCorrector,
                      check_corrector, check_dtype, check_f, check_no_grad_through, check_options,
                      check_output_size,
@@ -67,9 +68,8 @@ def solve(
     grad with an error instead of returning no gradient).
 
     Args:
-        f: right-hand side, ``f(t, y) -> dy/dt`` with ``t`` a 0-d tensor and the result
-            of ``y``'s shape and dtype.  For the spectral methods (``etdrk4``, ``ifrk4``)
-            ``f`` must be a semilinear PDE system (see :mod:`attsolver.systems`).
+        f: right-hand side, ``f(t, y) -> dy/dt`` with ``t`` a 0-d tensor and the result of ``y``'s shape and
+            dtype; a semilinear PDE system for the spectral methods (see :mod:`attsolver.systems`).
         y0: initial state, any shape, batch dimensions first; a floating dtype.
         t: 1-D strictly monotone times (either way), ``t[0]`` the initial time; or ``[batch, n_t]``,
             one grid per sample, result ``[n_t, batch, ...]`` (:mod:`attsolver.integrate.per_sample`).
@@ -87,7 +87,8 @@ def solve(
             :class:`NonFiniteSolutionError` naming the step and time if the solution becomes
             NaN/inf), ``compile`` (default ``False``: ``torch.compile`` the loop, ``compile_chunk``
             steps per call, default 32, once per configuration; where it cannot be compiled or would be
-            slower — the spectral methods — a ``RuntimeWarning`` says so and the eager loop runs).
+            slower — the spectral methods — a ``RuntimeWarning`` says so and the eager loop runs;
+            ``"cpp_wrapper"``: inductor's C++ wrapper, see :mod:`attsolver.integrate.compiled`).
             Adaptive: ``rtol``, ``atol``, ``check_finite``, solver pass-throughs. Unknown keys: an error.
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, wall time, ...).
         progress: for long fixed-step solves: a tqdm bar on a terminal, log lines (logger
@@ -131,7 +132,7 @@ def solve(
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
     t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
-    check_f(f, y0, t_f, check_finite=check_finite, adaptive=spec.kind == "adaptive")
+    f_key = _first_call_checked(spec, f, y0, t_f, check_finite)  # the user's f, before wrapping
     f = checked_rhs(f, compiled=bool(options.get("compile", False)))
     if spec.kind == "adaptive":
         sol, stats = _solve_adaptive(spec, f, y0, t, step_size=step_size, corrector=corrector,
@@ -139,8 +140,18 @@ def solve(
     else:
         sol, stats = _solve_fixed(spec, f, y0, t, t_f, step_size=step_size, corrector=corrector,
                                   options=options, count=return_stats, guard=guard,
-                                  check_every=guard_check_every)
+                                  check_every=guard_check_every, f_key=f_key)
     return (sol, stats) if return_stats else sol
+
+
+def _first_call_checked(spec: MethodSpec, f, y0: Tensor, t_f: Tensor, check_finite: bool):
+    """``check_f`` (returns ``f``).  A fixed-step solve runs it once per ``f`` and state shape,
+    dtype and device (:mod:`.call_cache`): a NaN that ``f`` returns at the start of a later
+    solve is still named as ``f``'s (``_solve_fixed`` re-runs it before blaming the steps)."""
+    if spec.kind != "fixed" or not f_known(f, y0, t_f):
+        check_f(f, y0, t_f, check_finite=check_finite, adaptive=spec.kind == "adaptive")
+        note_f(f, y0, t_f)
+    return f
 
 
 def _validated(spec: MethodSpec, f, y0, t, options, *, corrector, event, guard, guard_check_every):
@@ -244,21 +255,28 @@ def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, co
 
 def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, step_size, corrector,
                  options: dict[str, Any], count: bool, guard: str | None = None,
-                 check_every: int | None = None) -> tuple[Tensor, SolveStats | None]:
+                 check_every: int | None = None, f_key=None) -> tuple[Tensor, SolveStats | None]:
     """A fixed-step solve: the step grid, the plan, the loop, the checks of the result
-    (``t_f``: ``t`` in the dtype ``f`` sees; ``count``: also return the stats)."""
+    (``t_f``: ``t`` in the dtype ``f`` sees; ``count``: also return the stats; ``f_key``: the
+    user's ``f`` before wrapping, for the checks remembered across calls)."""
     growth_bound = options.pop("growth_bound", None)
     max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
-    t_np = t.detach().cpu().double().numpy()
-    # validates step_size even when len(t) == 1
-    n_sub, h_int = step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
+    known = times_entry(t)  # this t's grids from earlier calls (call_cache), or None
+    t_np = t.detach().cpu().double().numpy() if known is None else known.t_np
+
+    def grid():  # validates step_size even when len(t) == 1
+        return step_grid(t_np, step_size, time_eps=time_eps(t), max_steps=max_steps, y0=y0)
+
+    cached = None if known is None else known.grid(step_size, max_steps, grid)
+    n_sub, h_int = grid() if cached is None else (cached.n_sub, cached.h_int)
     event = options.pop("event", None)
     if len(t) == 1:
         sol = y0.unsqueeze(0)
         sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)
         return sol, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)
     plan = _plan(spec, f, y0, t, t_f, t_np, n_sub, h_int, corrector=corrector, step_size=step_size,
-                 guard=guard)
+                 guard=guard, f_key=f if f_key is None else f_key,
+                 stage_cache=None if cached is None else cached.stages)
     started = time.perf_counter()
     report, event_t = None, None
     if guard is not None:
@@ -271,6 +289,7 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
         sol = _integrate(plan, f, options)
     wall = time.perf_counter() - started
     if options.get("check_finite", True) and not all_finite(sol):
+        check_f(f, y0, t_f, check_finite=True)  # f's own NaN at the start (a check skipped by call_cache)
         raise_nonfinite(sol, plan)
     check_result(sol, y0, t_f, growth_bound, spec.name)
     if event_t is not None:
@@ -314,15 +333,17 @@ def _check_event_solve(event, spec: MethodSpec, y0: Tensor, t: Tensor, tol, opti
 
 
 def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndarray, n_sub: np.ndarray,
-          h_int: np.ndarray, *, corrector, step_size, guard: str | None = None) -> StepPlan:
+          h_int: np.ndarray, *, corrector, step_size, guard: str | None = None, f_key=None,
+          stage_cache: dict | None = None) -> StepPlan:
     """Build the stepper for this solve and check what depends on it (the system's own step
-    limit, the corrector's training, the step-doubling check of a grid-stepped solve)."""
+    limit, the corrector's training, the step-doubling check of a grid-stepped solve: once per
+    ``f_key``, method, step and state shape while it is quiet, see :mod:`.call_cache`)."""
     # with a corrector every step runs one arithmetic (a corrector's parameters would switch a
     # spectral stepper between its NumPy and torch paths mid-solve); a stepper without a fast
     # path is never rebuilt, so a user's build(f, y0) needs no keyword arguments
-    stepper = spec.build(f, y0)
+    stepper = stepper_for(f, spec.name, y0, False, lambda: spec.build(f, y0))
     if corrector is not None and stepper.fast_path:
-        stepper = spec.build(f, y0, fast_path=False)
+        stepper = stepper_for(f, spec.name, y0, True, lambda: spec.build(f, y0, fast_path=False))
     check_step = getattr(f, "check_step_size", None)  # e.g. an explicit scheme's CFL limit
     if check_step is not None:
         check_step(y0, float(np.abs(h_int).max()), spec.name)
@@ -331,8 +352,10 @@ def _plan(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, t_np: np.ndar
         if getattr(corrector, "check_compatible", None) is None:
             corrector = CheckedCorrector(corrector, y0)
     elif step_size is None:
-        warn_if_coarse(stepper, y0, t_f, float(h_int[0]), spec)
-    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int, guard)
+        key, h, t0 = f if f_key is None else f_key, float(h_int[0]), float(t_np[0])
+        if not coarse_known(key, spec.name, h, y0, t0) and warn_if_coarse(stepper, y0, t_f, h, spec):
+            note_coarse_quiet(key, spec.name, h, y0, t0)
+    return StepPlan(spec.name, stepper, corrector, y0, t_f, t_np, n_sub, h_int, guard, stage_cache)
 
 
 def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
@@ -344,7 +367,8 @@ def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
     if segment is not None and torch.is_grad_enabled():  # recompute segments in the backward pass
         return checkpointed_loop(plan, segment, f)
     if options.get("compile", False):
-        return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)))
+        return compiled_loop(plan, f, chunk=int(options.get("compile_chunk", DEFAULT_COMPILE_CHUNK)),
+                             mode=options["compile"])
     return fixed_loop(plan)
 
 

@@ -22,10 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validate import boolean, finite_number, is_real, positive_int
+from .._validate import boolean, finite_number, is_real, one_of, positive_int
 from ..steppers import get_method, list_methods
 from ..steppers.base import Stepper
 from ..steppers.registry import MethodSpec
+from .call_cache import times_entry
+from .compiled import COMPILE_MODES
 from .errors import CoarseStepWarning, NonFiniteSolutionError, SolutionBoundError, all_finite, bad_rows
 from .loop import StepPlan
 
@@ -77,13 +79,17 @@ def _check_y0(y0) -> None:
         )
     if y0.numel() == 0:
         raise ValueError("y0 is empty; give at least one state component")
-    if not bool(torch.isfinite(y0).all()):
+    if not all_finite(y0):
         raise ValueError("y0 contains NaN or infinite values; clean the initial state first")
 
 
 def check_y0_t(y0, t) -> tuple[Tensor, Tensor]:
-    """``(y0, t)`` checked, with ``t`` made a tensor (in ``y0``'s real dtype) if it was not one."""
+    """``(y0, t)`` checked, with ``t`` made a tensor (in ``y0``'s real dtype) if it was not one.
+    A ``t`` of the same values and dtype as one found valid before is not checked again
+    (:mod:`.call_cache`)."""
     _check_y0(y0)
+    if isinstance(t, Tensor) and t.device == y0.device and times_entry(t, only_known=True) is not None:
+        return y0, t
     if not isinstance(t, Tensor):
         try:
             t = torch.as_tensor(t, dtype=y0.real.dtype if y0.is_complex() else y0.dtype, device=y0.device)
@@ -112,6 +118,7 @@ def check_y0_t(y0, t) -> tuple[Tensor, Tensor]:
                 "t must be strictly monotone (all increasing or all decreasing, no repeats); "
                 "sort it and remove duplicates, e.g. torch.unique(t)"
             )
+    times_entry(t)  # t is valid: later calls with these times skip the checks above
     return y0, t
 
 
@@ -162,10 +169,17 @@ def _opt_dtype(name: str, v) -> torch.dtype:
     return v
 
 
+def _opt_compile(name: str, v) -> bool | str:
+    """``True``/``False``, or a named mode of :data:`~attsolver.integrate.compiled.COMPILE_MODES`."""
+    if isinstance(v, str):
+        return one_of(f"options[{name!r}]", v, COMPILE_MODES)
+    return boolean(f"options[{name!r}]", v)
+
+
 # one table of option checks: name -> check(name, value) returning the value to use
 _OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "check_finite": _opt_bool,
-    "compile": _opt_bool,
+    "compile": _opt_compile,
     "compile_chunk": _opt_int,
     "max_steps": _opt_int,
     "max_output_bytes": _opt_int,
@@ -491,11 +505,11 @@ def check_time_gradient(plan: StepPlan, *, compiling: bool) -> None:
         )
 
 
-def warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec: MethodSpec) -> None:
+def warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec: MethodSpec) -> bool:
     """Step doubling on the first interval: one step of ``h`` against two of ``h / 2``; the
     difference over ``1 - 2^-p`` estimates the local error of the ``h`` step (Richardson).
     Above :data:`COARSE_STEP_TOLERANCE` of the state's size a :class:`CoarseStepWarning`
-    gives the estimate and a step that would meet the tolerance."""
+    gives the estimate and a step that would meet the tolerance.  Returns whether it was quiet."""
     order = spec.order or stepper.order or 1
 
     def steps(y, n, hh):
@@ -523,6 +537,8 @@ def warn_if_coarse(stepper: Stepper, y0: Tensor, t: Tensor, h: float, spec: Meth
             # the user's call of solve: solve -> _solve_fixed -> _plan -> warn_if_coarse
             CoarseStepWarning, stacklevel=5,
         )
+        return False
+    return True
 
 
 def check_result(sol: Tensor, y0: Tensor, t: Tensor, growth_bound, method: str) -> None:

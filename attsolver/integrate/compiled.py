@@ -25,6 +25,7 @@ compiled graphs, go with them) and resets the counters.
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 import warnings
 from collections import OrderedDict
@@ -36,7 +37,18 @@ import torch
 from ..steppers.spectral import is_spectral_system
 from .loop import Outputs, StepPlan, fixed_loop, step_windows
 
-__all__ = ["compiled_loop", "compile_stats", "clear_compile_cache", "DEFAULT_COMPILE_CHUNK"]
+__all__ = ["compiled_loop", "compile_stats", "clear_compile_cache", "DEFAULT_COMPILE_CHUNK", "COMPILE_MODES",
+           "cxx_compiler_available"]
+
+#: the named modes of ``options={"compile": ...}`` (``True`` is ``"default"``):
+#: ``"default"``: inductor's generated kernels called from its Python wrapper;
+#: ``"cpp_wrapper"``: the same kernels called from a wrapper compiled to C++
+#: (``torch.compile(..., options={"cpp_wrapper": True})``), which removes most of the
+#: Python cost of entering the compiled graph — what dominates a step of a tiny system such as
+#: Lorenz-63 (about half the time per step there; see ``benchmarks/results/tiny_compile.md``).
+#: It needs a C++ compiler; without one, or if the C++ build fails, the solve runs the
+#: ``"default"`` mode with a ``RuntimeWarning``.  Its first compilation takes longer.
+COMPILE_MODES = ("default", "cpp_wrapper")
 
 #: steps unrolled into one compiled call: Lorenz-63 ran 34 / 21 / 16 / 14 µs a step at
 #: 8 / 32 / 64 / 128 (2 loaded cores), while the compile time grows with the chunk; 32 takes
@@ -128,18 +140,27 @@ _SLOWER_REASON = ("inductor generates no code for complex arithmetic (torch "
                   "coefficients: the spectral steppers, or an f with complex tensors) is slower than eager")
 
 
-def _key(f, corrector, method_key, h, chunk, y0):
-    return (id(f), id(corrector), method_key, h, chunk, tuple(y0.shape), y0.dtype, y0.device.type)
+def _key(f, corrector, method_key, h, chunk, y0, mode="default"):
+    return (id(f), id(corrector), method_key, h, chunk, tuple(y0.shape), y0.dtype, y0.device.type, mode)
 
 
-def _get_compiled(stepper, f, corrector, method_key, h, chunk, y0):
+def cxx_compiler_available() -> bool:
+    """Whether inductor finds a C++ compiler (what ``"cpp_wrapper"`` needs)."""
+    try:
+        return bool(torch._inductor.cpp_builder.get_cpp_compiler())
+    except Exception:  # noqa: BLE001 - any failure to find or identify one: not available
+        return False
+
+
+def _get_compiled(stepper, f, corrector, method_key, h, chunk, y0, mode="default"):
     """The compiled loop of this configuration, or ``None`` if it is known to be slower than eager."""
-    key = _key(f, corrector, method_key, h, chunk, y0)
+    key = _key(f, corrector, method_key, h, chunk, y0, mode)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is f and hit[1] is corrector:
         _CACHE.move_to_end(key)
         return hit[2]
-    fn = torch.compile(_chunk_function(stepper, corrector, h, chunk), dynamic=False, fullgraph=True)
+    fn = torch.compile(_chunk_function(stepper, corrector, h, chunk), dynamic=False, fullgraph=True,
+                       options={"cpp_wrapper": True} if mode == "cpp_wrapper" else None)
     _remember(key, f, corrector, fn)
     return fn
 
@@ -149,6 +170,23 @@ def _remember(key, f, corrector, fn) -> None:
     _CACHE.move_to_end(key)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
+
+
+#: what a failed C++ build of the ``"cpp_wrapper"`` mode raises (torch wraps most in BackendCompilerFailed)
+_BUILD_FAILURES = (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InvalidCxxCompiler,
+                   torch._inductor.exc.CppCompileError, OSError, subprocess.CalledProcessError)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _default_instead(reason: str) -> str:
+    """Warn that ``"cpp_wrapper"`` cannot run (``reason``); returns the mode to run instead."""
+    warnings.warn(f"options['compile']='cpp_wrapper': {reason}; this solve runs the default compiled loop "
+                  "(options={'compile': True}) instead", RuntimeWarning, stacklevel=6)
+    return "default"
 
 
 def _eager(reason: str, plan: StepPlan):
@@ -173,9 +211,11 @@ def _uniform_step(plan: StepPlan) -> float | None:
     return None if np.max(np.abs(h_int - h)) > tol * abs(h) else h
 
 
-def compiled_loop(plan: StepPlan, f, *, chunk: int = DEFAULT_COMPILE_CHUNK):
+def compiled_loop(plan: StepPlan, f, *, chunk: int = DEFAULT_COMPILE_CHUNK, mode: str | bool = "default"):
     """Drop-in replacement for :func:`~attsolver.integrate.loop.fixed_loop` (same result);
-    ``f`` is the right-hand side the stepper was built on (its identity keys the cache)."""
+    ``f`` is the right-hand side the stepper was built on (its identity keys the cache);
+    ``mode``: one of :data:`COMPILE_MODES` (``True``: ``"default"``)."""
+    mode = "default" if mode is True else mode
     stepper, corrector, y0 = plan.stepper, plan.corrector, plan.y0
     h = _uniform_step(plan)
     if h is None:
@@ -189,16 +229,27 @@ def compiled_loop(plan: StepPlan, f, *, chunk: int = DEFAULT_COMPILE_CHUNK):
     if not stepper.compile_helps or is_spectral_system(f):
         return _eager(_SLOWER_REASON, plan)
     method_key = (plan.method, type(stepper))
-    fn = _get_compiled(stepper, f, corrector, method_key, h, chunk, y0)
+    if mode == "cpp_wrapper" and not cxx_compiler_available():
+        mode = _default_instead("inductor finds no C++ compiler (set CXX, or install g++ or clang++)")
+    fn = _get_compiled(stepper, f, corrector, method_key, h, chunk, y0, mode)
     if fn is None:
         return _eager(_SLOWER_REASON, plan)
     try:
         return _run_chunks(fn, plan, chunk, n_full)
     except _SlowerThanEager:
-        _remember(_key(f, corrector, method_key, h, chunk, y0), f, corrector, None)
+        _remember(_key(f, corrector, method_key, h, chunk, y0, mode), f, corrector, None)
         return _eager(_SLOWER_REASON, plan)
+    except _BUILD_FAILURES as e:  # the C++ build of the wrapper failed: the default mode instead
+        if mode != "cpp_wrapper":
+            if isinstance(e, (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit)):
+                return _eager(f"torch.compile could not compile this loop ({type(e).__name__}: {_first_line(e)})",
+                              plan)
+            raise
+        _CACHE.pop(_key(f, corrector, method_key, h, chunk, y0, mode), None)
+        _default_instead(f"its C++ build failed ({type(e).__name__}: {_first_line(e)})")
+        return compiled_loop(plan, f, chunk=chunk, mode="default")
     except (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_line(e)
         return _eager(f"torch.compile could not compile this loop ({type(e).__name__}: {first})", plan)
 
 

@@ -25,6 +25,12 @@ __all__ = ["StepPlan", "fixed_loop", "time_differentiable_loop", "corrected_step
 #: Stage times are materialised as 0-d tensors this many steps at a time: cheap per step,
 #: bounded memory for very long solves.
 STAGE_CHUNK = 1024
+#: a result of at most this many outputs is stacked at the end, not written row by row into a
+#: preallocated tensor (:class:`Outputs`): cheaper for the short solves that are mostly set-up
+STACKED_OUTPUTS = 16
+#: the stage times of a solve of at most this many steps are kept for later solves on the
+#: same grid (:attr:`StepPlan.stage_cache`)
+CACHED_STAGE_STEPS = 1024
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -53,6 +59,8 @@ class StepPlan:
     n_sub: np.ndarray
     h_int: np.ndarray
     guard: str | None = None
+    #: the stage times of earlier solves on the same steps (``call_cache.Grid.stages``), or ``None``
+    stage_cache: dict | None = None
 
     @property
     def n_steps(self) -> int:
@@ -91,6 +99,22 @@ def step_windows(n_sub: np.ndarray, first_step: int = 0, window: int = STAGE_CHU
 
 
 def stage_times(plan: StepPlan, first_interval: int = 0) -> Iterator[list[Tensor]]:
+    """Step by step, the stage times ``t_n + c_i h`` as 0-d tensors in ``plan.t``'s dtype
+    (see :func:`_stage_times`); for a plan with a ``stage_cache`` and at most
+    :data:`CACHED_STAGE_STEPS` steps, made once and kept there for later solves."""
+    cache = plan.stage_cache
+    if cache is None or first_interval:
+        return _stage_times(plan, first_interval)
+    key = (tuple(plan.stepper.nodes), plan.t.dtype, plan.t.device)
+    rows = cache.get(key)
+    if rows is None:
+        if plan.n_steps > CACHED_STAGE_STEPS:
+            return _stage_times(plan)
+        rows = cache[key] = list(_stage_times(plan))
+    return iter(rows)
+
+
+def _stage_times(plan: StepPlan, first_interval: int = 0) -> Iterator[list[Tensor]]:
     """Yield, step by step, the stage times ``t_n + c_i h`` as 0-d tensors in ``plan.t``'s dtype.
 
     Each distinct time is one tensor: stages with equal nodes share it, and inside an
@@ -140,7 +164,9 @@ class Outputs:
     plus a few states).  When the outputs carry a graph (``y0`` or ``f``'s parameters require
     grad) they are stacked at the end instead: in-place writes into one buffer would make
     backward copy the whole buffer's gradient once per output.  The mode is decided on the
-    first output, which shows whether a graph is being built.
+    first output, which shows whether a graph is being built.  At most
+    :data:`STACKED_OUTPUTS` outputs are stacked at the end too (a row write costs more than
+    its share of one ``stack``).
     """
 
     __slots__ = ("buf", "rows", "n")
@@ -157,7 +183,7 @@ class Outputs:
             buf[i] = y
             return
         rows = self.rows
-        if i == 1 and not (y.requires_grad or rows[0].requires_grad):
+        if i == 1 and self.n > STACKED_OUTPUTS and not (y.requires_grad or rows[0].requires_grad):
             buf = self.buf = torch.empty((self.n, *y.shape), dtype=y.dtype, device=y.device)
             buf[0] = rows[0]
             buf[1] = y

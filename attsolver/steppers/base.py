@@ -60,6 +60,10 @@ class Stepper:
     #: ``torch.compile`` makes the loop faster; ``False``: ``options={"compile": True}``
     #: runs the eager loop with a warning instead of paying for a compilation
     compile_helps: bool = True
+    #: one instance may serve many solves of the same immutable system, state shape, dtype and
+    #: device (its caches — coefficients per step size, scratch arrays — only grow warmer):
+    #: ``solve`` then keeps it (``integrate.call_cache``) instead of building one per call
+    reusable: bool = False
 
     def __init__(self, f: Callable[[Tensor, Tensor], Tensor], *, fast_path: bool = True):
         self.f = f

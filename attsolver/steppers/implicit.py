@@ -494,6 +494,7 @@ register_method(MethodSpec(
     options=frozenset({"rtol", "atol", "check_finite", "first_step", "max_step", "max_num_steps",
                        "newton_iters", "max_rejects", "coupled", "per_sample"}),
     needs="f differentiable by autograd (its Jacobian comes from torch.func)",
+    ladders=("stiff",),  # compare's implicit ladder, on problems detected or declared stiff
 ))
 register_method(MethodSpec(
     name="kvaerno5_fixed", kind="fixed", order=5,

@@ -14,8 +14,9 @@ Besides how to run it, an entry declares where the method takes part:
   ``f(t, y)``, or only a ``"semilinear"`` periodic PDE that exposes its Fourier-diagonal
   linear part (the spectral steppers);
 * ``ladders`` — the classical work-precision ladders of ``attsolver.compare`` it joins
-  (:data:`LADDERS`): ``"steps"`` (a fixed-step method refined over step sizes ``h / k``)
-  or ``"tolerance"`` (an adaptive method over ``rtol``);
+  (:data:`LADDERS`): ``"steps"`` (a fixed-step method refined over step sizes ``h / k``),
+  ``"tolerance"`` (an adaptive method over ``rtol``) or ``"stiff"`` (an implicit adaptive
+  method over ``rtol``, for stiff problems only);
 * ``default_for`` — the problems for which it is the default fixed-step method (reference
   data, Lyapunov estimates): see :func:`default_method`.
 
@@ -40,8 +41,9 @@ FIXED_OPTIONS = frozenset({"check_finite", "compile", "compile_chunk"})
 #: ``u_t = L u + N(u)`` with a Fourier-diagonal ``L`` (a ``SpectralSystem``).
 PROBLEMS = ("any", "semilinear")
 #: the classical ladders of ``compare``: a fixed-step method over step sizes, an adaptive one
-#: over tolerances; each ladder needs one kind of method.
-LADDERS = {"steps": "fixed", "tolerance": "adaptive"}
+#: over tolerances, and an implicit (stiff) adaptive one over tolerances — run only on a problem
+#: detected or declared stiff (``compare(stiff=...)``); each ladder needs one kind of method.
+LADDERS = {"steps": "fixed", "tolerance": "adaptive", "stiff": "adaptive"}
 #: the dtypes of ``y0`` a method supports unless its entry says otherwise: single and double
 #: precision, real and complex (half precision only where a method declares it)
 FLOAT_DTYPES = ("float64", "float32", "complex128", "complex64")
