@@ -172,9 +172,13 @@ def _remember(key, f, corrector, fn) -> None:
         _CACHE.popitem(last=False)
 
 
-#: what a failed C++ build of the ``"cpp_wrapper"`` mode raises (torch wraps most in BackendCompilerFailed)
-_BUILD_FAILURES = (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InvalidCxxCompiler,
-                   torch._inductor.exc.CppCompileError, OSError, subprocess.CalledProcessError)
+def _build_failures() -> tuple[type[BaseException], ...]:
+    """What a failed C++ build of the ``"cpp_wrapper"`` mode raises (torch wraps most in
+    BackendCompilerFailed).  A function, read only when an exception reaches the ``except``:
+    touching ``torch._dynamo``/``torch._inductor`` at import time would import the compiler stack
+    (slow, and it probes optional packages) with ``import attsolver``."""
+    return (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InvalidCxxCompiler,
+            torch._inductor.exc.CppCompileError, OSError, subprocess.CalledProcessError)
 
 
 def _first_line(e: Exception) -> str:
@@ -239,7 +243,7 @@ def compiled_loop(plan: StepPlan, f, *, chunk: int = DEFAULT_COMPILE_CHUNK, mode
     except _SlowerThanEager:
         _remember(_key(f, corrector, method_key, h, chunk, y0, mode), f, corrector, None)
         return _eager(_SLOWER_REASON, plan)
-    except _BUILD_FAILURES as e:  # the C++ build of the wrapper failed: the default mode instead
+    except _build_failures() as e:  # the C++ build of the wrapper failed: the default mode instead
         if mode != "cpp_wrapper":
             if isinstance(e, (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit)):
                 return _eager(f"torch.compile could not compile this loop ({type(e).__name__}: {_first_line(e)})",
