@@ -208,6 +208,7 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
 
         rec, new = progress.run(f"fresh|{base}|{i}", compute)
         seeds.append(rec)
+        args.counts["computed" if new else "resumed"] += 1
         if new:
             run.log(f"{name} fresh seed {FRESH_TRAIN_SEED + i}: {rec['outcome']} {_fx(rec['speedup_best'])} "
                     f"[{_fx(rec['low'])}, {_fx(rec['high'])}] vs {rec['best_classical_reaching']}, "
@@ -267,6 +268,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out / PROGRESS)
     cases = {}
+    args.counts = {"computed": 0, "resumed": 0}
     for name in args.cases:
         rec = run_case(name, validation, args, progress, run)
         if rec is not None:
@@ -274,7 +276,10 @@ def main(argv=None) -> int:
     report = run.report(validation={"file": str(args.validation), "command": validation.get("command"),
                                     "date": validation.get("date"), "constants": validation.get("constants")},
                         fresh_train_seed=FRESH_TRAIN_SEED, fresh_test_seed=FRESH_TEST_SEED, n_seeds=args.seeds,
-                        n_test=args.n_test, recipe=asdict(args.recipe), timing=args.timing, cases=cases,
+                        n_test=args.n_test, recipe=asdict(args.recipe), timing=args.timing,
+                        seeds_computed=args.counts["computed"], seeds_resumed=args.counts["resumed"],
+                        compute_minutes=sum(s["train_time_s"] + s["compare_wall_s"] for c in cases.values()
+                                            for s in c["fresh"]["seeds"]) / 60, cases=cases,
                         not_rerun={"pde": "burgers: does not pay on the validation data (pde.json); not re-run",
                                    "kolmogorov": "2-D Kolmogorov flow: does not pay on the validation data "
                                                  "(kolmogorov.json); not re-run"})
@@ -295,8 +300,12 @@ def _interval(s: dict[str, Any]) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    val = report["validation"]
+    val, t = report["validation"], report["timing"]
     L = ["# Out-of-sample check of the ODE benchmark's \"pays\"", "", *provenance_lines(report, unfinished="case"), "",
+         f"This invocation computed {report.get('seeds_computed', '?')} fresh seeds and took "
+         f"{report.get('seeds_resumed', '?')} from `{PROGRESS}` (an earlier or a concurrent run into the same "
+         f"folder); training and `compare` took {report.get('compute_minutes', 0):.0f} min (wall) summed over "
+         "the seeds." + _load_range(report), "",
          "## Summary", "",
          f"Validation: `{val['file']}` (`{val['command']}`, {val['date']}): training seeds "
          f"{val['constants']['train_seed_base']} + s, test seed {val['constants']['test_seed']}. Per case the "
@@ -305,8 +314,9 @@ def to_markdown(report: dict[str, Any]) -> str:
          f"{report['n_seeds']} fresh training seeds ({report['fresh_train_seed']} + i) with the same recipe "
          f"and scored on a fresh test set (seed {report['fresh_test_seed']}, {report['n_test']} initial states), "
          "each seed measured by `attsolver.compare` (process CPU time, interleaved rounds, 95 % paired bootstrap "
-         "interval over rounds and test trajectories, every classical ladder of the registry; timing "
-         f"{report['timing']}). A case **pays on fresh data** when every fresh seed's interval is above 1×.", "",
+         "interval over rounds and test trajectories, every classical ladder of the registry; timing stops "
+         f"at ±{100 * t['ci_width']:g} %, after {t['max_rounds']} rounds or {t['time_budget']:g} s of timing, at least "
+         "5 rounds). A case **pays on fresh data** when every fresh seed's interval is above 1×.", "",
          "| case | configuration | validation speed-up (mean ± std; every seed > 1×?) | fresh: pays / inconclusive / "
          "does not pay | fresh median | verdict on fresh data | error, validation → fresh | replay of validation "
          "seed 0 (error now / committed) |",
@@ -341,6 +351,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         L += ["", f"Validation seeds (wall-time minimum, classical side timed once per case, `ode.json`): {vs}.", ""]
     L += ["## Not re-run", ""] + [f"* {text}." for text in report.get("not_rerun", {}).values()] + [""]
     return "\n".join(L)
+
+
+def _load_range(report: dict[str, Any]) -> str:
+    """The 1-minute load averages seen at the starts and ends of the seeds' compares."""
+    loads = [x["load_1min"] for c in report["cases"].values() for s in c["fresh"]["seeds"]
+             for x in (s.get("load") or []) if x and _num(x.get("load_1min"))]
+    cpus = (report.get("machine") or {}).get("cpus", "?")
+    return (f" The 1-minute load average ranged {min(loads):.1f}–{max(loads):.1f} on the {cpus} cores during the "
+            "compares (every job on the machine; `compare` reads process CPU time)." if loads else "")
 
 
 def _g(x: Any) -> str:
