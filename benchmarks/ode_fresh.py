@@ -199,7 +199,7 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
                         asdict(recipe), n_test, FRESH_TEST_SEED, args.timing])
     test = None
     seeds = []
-    for i in range(args.seeds):
+    for i in range(args.first_seed, args.seeds):
         def compute(i=i):
             nonlocal test
             if test is None:
@@ -239,6 +239,9 @@ def parse_args(argv):
     ap.add_argument("--systems", nargs="+", choices=sorted(ode.CASES), default=None,
                     help="cases (default: every case of the validation run)")
     ap.add_argument("--seeds", type=positive_int, default=None, help="fresh seeds per case (default 5)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="start at this fresh seed (to share the seeds of a case between processes writing to "
+                         "different folders; merge their progress files, then rerun without it)")
     ap.add_argument("--time-budget", type=positive_float, default=None,
                     help="seconds of timing per compare (default 40)")
     ap.add_argument("--max-rounds", type=positive_int, default=40, help="most timing rounds per compare")
