@@ -122,11 +122,13 @@ def pooled_interval(seeds: list[dict[str, Any]], n_boot: int = 4000) -> dict[str
     """The fresh seeds' pooled speed-up: the geometric mean of their point estimates, with a 95 %
     interval that covers both the spread over training seeds and each seed's own measurement.
 
-    Each bootstrap draw resamples the seeds with replacement and draws each drawn seed's log
-    speed-up from a normal centred on its log point estimate whose 95 % half-width is half its
-    ``compare`` interval's in log (``(log high - log low) / (2 * 1.96)`` as the deviation); the
-    interval is the 2.5-97.5 percentiles of the draws' mean, exponentiated.  ``None`` when a
-    seed has no point estimate or no interval (it cannot be pooled)."""
+    Each bootstrap draw resamples the seeds with replacement and moves each drawn seed's log
+    speed-up by its own measurement deviation (``(log high - log low) / (2 * 1.96)`` from its
+    ``compare`` interval) times one normal draw shared by all seeds: the seeds are scored on the
+    same test set, so their measurement errors are taken as fully correlated (the conservative
+    choice: averaging over seeds does not shrink them).  The interval is the 2.5-97.5
+    percentiles of the draws' mean, exponentiated.  ``None`` when a seed has no point estimate
+    or no interval (it cannot be pooled)."""
     ok = [s for s in seeds if all(_num(s.get(k)) and s[k] > 0 for k in ("speedup_best", "low", "high"))]
     if not seeds or len(ok) < len(seeds):
         return {"point": None, "low": None, "high": None, "n_seeds": len(seeds)}
@@ -134,7 +136,7 @@ def pooled_interval(seeds: list[dict[str, Any]], n_boot: int = 4000) -> dict[str
     sigma = np.array([(math.log(s["high"]) - math.log(s["low"])) / (2 * 1.959964) for s in ok])
     rng = np.random.default_rng(0)
     pick = rng.integers(0, len(ok), size=(n_boot, len(ok)))
-    draws = (centre[pick] + sigma[pick] * rng.standard_normal(pick.shape)).mean(axis=1)
+    draws = centre[pick].mean(axis=1) + sigma[pick].mean(axis=1) * rng.standard_normal(n_boot)
     low, high = np.percentile(draws, [2.5, 97.5])
     return {"point": float(np.exp(centre.mean())), "low": float(np.exp(low)), "high": float(np.exp(high)),
             "n_seeds": len(ok), "n_boot": n_boot}
@@ -349,7 +351,8 @@ def to_markdown(report: dict[str, Any]) -> str:
          f"at ±{100 * t['ci_width']:g} %, after {t['max_rounds']} rounds or {t['time_budget']:g} s of timing, at least "
          "5 rounds). A case **pays on fresh data** when the pooled 95 % interval over its fresh seeds lies above 1× "
          "and no seed's own interval lies below 1× (pooled: the geometric mean of the seeds' speed-ups; its interval "
-         "resamples the seeds and draws each seed's log speed-up from a normal as wide as its own interval); it "
+         "resamples the seeds and shifts them by one normal draw scaled to each seed's own interval, the seeds sharing "
+         "the test set); it "
          "does not pay when the pooled interval lies below 1×; anything else is *not confirmed*.", "",
          "| case | configuration | validation speed-up (mean ± std; every seed > 1×?) | fresh: pays / inconclusive / "
          "does not pay | fresh, pooled (95 % interval) | verdict on fresh data | error, validation → fresh | replay of validation "
