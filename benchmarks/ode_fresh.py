@@ -27,7 +27,7 @@ suite
 A case **pays on fresh data** when the pooled 95 % interval over the fresh seeds
 (:func:`pooled_interval`: the seeds resampled, each seed's own ``compare`` interval drawn from)
 lies above 1x and no seed's own interval lies below 1x; it does not pay when the pooled interval
-lies below 1x; anything else is "not confirmed".
+lies below 1x, or every seed's own interval does; anything else is "not confirmed".
 
 The PDE rows (``pde.json``) and 2-D Kolmogorov flow are not re-run here: neither pays on the
 validation data, so there is no "pays" to confirm.
@@ -145,11 +145,12 @@ def pooled_interval(seeds: list[dict[str, Any]], n_boot: int = 4000) -> dict[str
 def fresh_verdict(outcomes: list[str], pooled: dict[str, Any]) -> str:
     """A case's verdict on fresh data: ``"pays"`` when the pooled 95 % interval
     (:func:`pooled_interval`) lies above 1x and no seed's own interval lies below 1x;
-    ``"does not pay"`` when the pooled interval lies below 1x; else ``"not confirmed"``."""
+    ``"does not pay"`` when the pooled interval lies below 1x or every seed's own interval does;
+    else ``"not confirmed"``."""
     low, high = pooled.get("low"), pooled.get("high")
     if outcomes and _num(low) and low > 1 and "does not pay" not in outcomes:
         return "pays"
-    if outcomes and _num(high) and high < 1:
+    if outcomes and ((_num(high) and high < 1) or all(o == "does not pay" for o in outcomes)):
         return "does not pay"
     return "not confirmed"
 
@@ -353,7 +354,8 @@ def to_markdown(report: dict[str, Any]) -> str:
          "and no seed's own interval lies below 1× (pooled: the geometric mean of the seeds' speed-ups; its interval "
          "resamples the seeds and shifts them by one normal draw scaled to each seed's own interval, the seeds sharing "
          "the test set); it "
-         "does not pay when the pooled interval lies below 1×; anything else is *not confirmed*.", "",
+         "does not pay when the pooled interval lies below 1×, or every seed's own interval does; anything else is "
+         "*not confirmed*.", "",
          "| case | configuration | validation speed-up (mean ± std; every seed > 1×?) | fresh: pays / inconclusive / "
          "does not pay | fresh, pooled (95 % interval) | verdict on fresh data | error, validation → fresh | replay of validation "
          "seed 0 (error now / committed) |",
