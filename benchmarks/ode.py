@@ -244,19 +244,21 @@ class TestSet:
         return self.data.y_true
 
 
-def make_test_set(case: Case, n_test: int) -> TestSet:
+def make_test_set(case: Case, n_test: int, seed: int = TEST_SEED) -> TestSet:
+    """``n_test`` held-out initial states drawn with ``seed`` and their reference rollout."""
     system = case_system(case)
     data = generate_trajectories(system, n_test, t_final=case.t_test, dt=case.step, spin_up=case.spin_up,
-                                 method="rk4", step_size=case.step / REFERENCE_REFINE, seed=TEST_SEED,
+                                 method="rk4", step_size=case.step / REFERENCE_REFINE, seed=seed,
                                  progress=False, sampler=_sampler(case))
     std = data.y_true.reshape(-1, math.prod(data.state_shape)).std(dim=0, correction=0)
     return TestSet(data, std, blow_up_limit(data.y_true), _lyapunov(case, system))
 
 
-def make_training_pool(case: Case, n: int, seed: int) -> TrajectoryDataset:
-    """``n`` clean training trajectories for one seed; smaller sizes take its first ones (nested sets)."""
+def make_training_pool(case: Case, n: int, seed: int, base: int = TRAIN_SEED) -> TrajectoryDataset:
+    """``n`` clean training trajectories for one seed (drawn with ``base + seed``); smaller sizes
+    take its first ones (nested sets)."""
     return generate_trajectories(case_system(case), n, t_final=case.t_train, dt=case.step, spin_up=case.spin_up,
-                                 method="rk4", step_size=case.step / TRAIN_REFINE, seed=TRAIN_SEED + seed,
+                                 method="rk4", step_size=case.step / TRAIN_REFINE, seed=base + seed,
                                  progress=False, sampler=_sampler(case))
 
 
@@ -328,9 +330,13 @@ def speedups(case: Case, sweep: dict[str, Any], err: float, time_norm: float) ->
 # --------------------------------------------------------------------------- one row
 
 
-def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: TestSet, sweep: dict[str, Any],
-                    recipe: Recipe, seed: int, rounds: int) -> dict[str, Any]:
-    """Train one corrector on ``data`` and score it on the test set; ``rounds`` timing rounds."""
+def train_corrector(case: Case, corrector: str, data: TrajectoryDataset, recipe: Recipe,
+                    seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train one corrector on ``data`` with ``recipe`` (``seed``: its initial draw and batches).
+
+    Returns the model, in float64 and eval mode (a local corrector: a float32 network on float64
+    states), and its row fields: ``n_params``, ``train_time_s``, the fit summary and ``failure``.
+    """
     system = case_system(case)
     cls, kw = CORRECTORS[corrector]
     torch.manual_seed(seed)  # the same initial draw for every corrector class of a seed
@@ -366,8 +372,17 @@ def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: T
         model = model.eval()
     else:
         model = model.double().eval()  # scored and timed in float64, like the classical solvers
-    row: dict[str, Any] = {"n_params": sum(p.numel() for p in model.parameters()), "train_time_s": train_time,
-                           **fit_info, "failure": failure}
+    info = {"n_params": sum(p.numel() for p in model.parameters()), "train_time_s": train_time, **fit_info,
+            "failure": failure}
+    return model, info
+
+
+def train_and_score(case: Case, corrector: str, data: TrajectoryDataset, test: TestSet, sweep: dict[str, Any],
+                    recipe: Recipe, seed: int, rounds: int) -> dict[str, Any]:
+    """Train one corrector on ``data`` and score it on the test set; ``rounds`` timing rounds."""
+    system = case_system(case)
+    model, info = train_corrector(case, corrector, data, recipe, seed)
+    row: dict[str, Any] = dict(info)
     row.update(score(case, test, rollout(case, system, test, corrector=model)))
     times = interleaved_min({"corrected": lambda: rollout(case, system, test, corrector=model),
                                 "coarse": lambda: rollout(case, system, test)}, rounds)
