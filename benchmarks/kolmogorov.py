@@ -254,6 +254,15 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
 # --------------------------------------------------------------------------- timing
 
 
+def interleaved_median(fns: dict[str, Callable[[], Any]], rounds: int
+                       ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Median CPU seconds and median wall seconds per call over interleaved rounds, and the
+    first (warm-up) call's wall seconds (the exponax comparison's clock)."""
+    t = timings(fns, rounds)
+    return ({k: v.median("cpu") for k, v in t.items()}, {k: v.median() for k, v in t.items()},
+            {k: v.first_s for k, v in t.items()})
+
+
 def time_costs(contenders: dict[str, dict[str, Any]], models: dict[str, Any], w_ref: torch.Tensor,
                batches: list[int], rounds: int, steps: tuple[int, int] = (2, 10)) -> dict[str, Any]:
     """CPU seconds of one thread: every contender at every batch size, a short and a long solve
