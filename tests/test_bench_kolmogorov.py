@@ -138,3 +138,15 @@ def test_tiny_kolmogorov_benchmark_end_to_end(tmp_path):
     assert r["reference_check"]["corr_at_end"]["full"] > 0.9
     assert "## Equivalent grid and speed-up" in md and "attsolver bench kolmogorov --tiny" in md
     assert "Skipped" in md  # the tiny run never times exponax
+
+
+@pytest.mark.slow  # imports jax (seconds)
+def test_exponax_comparison_runs_and_agrees():
+    """The full run's last stage (the tiny run skips it): our 2-D ETDRK4 step equals exponax's
+    (float32) on a 16^2 grid, or the comparison is skipped with a reason when exponax is absent."""
+    k = _suite()
+    torch.set_num_threads(1)
+    r = k.exponax_comparison([16], steps=2, rounds=1, log=lambda m: None)
+    if "skipped" in r:
+        pytest.skip(r["skipped"])
+    assert r["sizes"]["16"]["relative_difference"] < 1e-4
