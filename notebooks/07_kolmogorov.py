@@ -59,6 +59,7 @@ ROOT = Path.cwd() if (Path.cwd() / "benchmarks").exists() else Path.cwd().parent
 spec = importlib.util.spec_from_file_location("kolmogorov_bench", ROOT / "benchmarks" / "kolmogorov.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
+# %matplotlib inline
 PHYSICS = bench.PHYSICS
 print("physics:", PHYSICS, "| fast mode:", FAST)
 
