@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from attsolver import fit, solve
 from attsolver.correctors import InterpolationHost
 from attsolver.data import TrajectoryDataset
+from attsolver.evaluate.ladder import Rung, place_on_ladder, time_until
 from attsolver.systems import LearnedInterpolation, NavierStokes2D, NavierStokes2DFD
 from attsolver.systems.grid import restrict_2d
 
@@ -65,29 +65,12 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=(-2, -1)) / (a.square().sum(dim=(-2, -1)) * b.square().sum(dim=(-2, -1))).sqrt()
 
 
-def t95(t: np.ndarray, corr: np.ndarray) -> float:
-    below = np.nonzero(corr < 0.95)[0]
-    if not len(below):
-        return float(t[-1])  # censored at the horizon (reported as ">=")
-    i = below[0]
-    return float(t[i - 1] + (t[i] - t[i - 1]) * (corr[i - 1] - 0.95) / (corr[i - 1] - corr[i]))
-
-
 def correlations(system, n: int, ref: torch.Tensor, t: torch.Tensor) -> np.ndarray:
     """``[m, nt]`` correlation with the reference on the 32^2 restriction (NaN -> -1: blown up)."""
     w0 = restrict_2d(ref[:, 0].double(), n)
     with torch.no_grad():
         pred = solve(system, w0, t, method="ssprk3", step_size=dt_for(n)).transpose(0, 1)
     return np.nan_to_num(correlation(restrict_2d(pred, N), restrict_2d(ref.double(), N)).numpy(), nan=-1.0)
-
-
-def equivalent_n(ladder: list[tuple[int, float]], t95_value: float) -> tuple[float, str]:
-    """The FD grid with this t95, linear in t95 between neighbouring measured rungs; ``(n, "")``,
-    or ``(n_max, ">=")`` past the finest rung, ``(32, "<=")`` below the coarsest."""
-    for (n0, a), (n1, b) in zip(ladder, ladder[1:]):
-        if a <= t95_value <= b and b > a:
-            return n0 + (n1 - n0) * (t95_value - a) / (b - a), ""
-    return (ladder[-1][0], ">=") if t95_value > ladder[-1][1] else (ladder[0][0], "<=")
 
 
 def step_cost(system, n: int, batch: int, rounds: int = 5) -> float:
@@ -103,25 +86,32 @@ def step_cost(system, n: int, batch: int, rounds: int = 5) -> float:
     return float(np.median(out))
 
 
-def summarise(corr: dict[str, np.ndarray], t: np.ndarray, ladder_names: list[tuple[int, str]], boot: int = 200):
-    """t95 of every contender and the equivalent FD grid of the others, with bootstrap 5-95 %."""
+def summarise(corr: dict[str, np.ndarray], t: np.ndarray, ladder_names: list[tuple[int, str]],
+              cost: dict[str, float], boot: int = 200):
+    """t95 of every contender, and the equivalent FD grid and speed-up of the others on the FD
+    ladder (:func:`attsolver.evaluate.ladder.place_on_ladder`: neighbouring measured rungs, a
+    censored rung never an upper bracket), with bootstrap 5-95 % over the initial fields."""
     m = next(iter(corr.values())).shape[0]
     rng = np.random.default_rng(0)
     draws = [np.arange(m)] + [rng.integers(0, m, m) for _ in range(boot)]
-    res: dict[str, dict[str, list[float]]] = {k: {"t95": [], "eq_n": []} for k in corr}
+    res: dict[str, dict[str, list]] = {k: {"t95": [], "eq_n": [], "speedup": [], "how": []} for k in corr}
     for idx in draws:
-        t95s = {k: t95(t, c[idx].mean(axis=0)) for k, c in corr.items()}
-        ladder = [(n, t95s[name]) for n, name in ladder_names]
+        t95s = {k: time_until(t, c[idx].mean(axis=0)) for k, c in corr.items()}
+        ladder = [Rung(n, *t95s[name], cost[name]) for n, name in ladder_names]
         for k in corr:
-            res[k]["t95"].append(t95s[k])
-            res[k]["eq_n"].append(equivalent_n(ladder, t95s[k])[0])
+            p = place_on_ladder(ladder, *t95s[k])
+            res[k]["t95"].append(t95s[k][0])
+            res[k]["eq_n"].append(p["n"])
+            res[k]["speedup"].append(p["cost"] / cost[k])
+            res[k]["how"].append(p["how"])
     out = {}
     for k, r in res.items():
-        tv, en = np.array(r["t95"]), np.array(r["eq_n"])
+        tv, en, sp = np.array(r["t95"]), np.array(r["eq_n"]), np.array(r["speedup"])
         out[k] = {"t95": float(tv[0]), "t95_5_95": [float(np.percentile(tv[1:], 5)), float(np.percentile(tv[1:], 95))],
-                  "censored": bool(tv[0] >= t[-1]), "eq_n": float(en[0]),
+                  "censored": bool(tv[0] >= t[-1]), "eq_n": float(en[0]), "how": r["how"][0],
                   "eq_n_5_95": [float(np.percentile(en[1:], 5)), float(np.percentile(en[1:], 95))],
-                  "halvings": float(np.log2(en[0] / N))}
+                  "halvings": float(np.log2(en[0] / N)), "speedup_vs_fd_at_equal_t95": float(sp[0]),
+                  "speedup_5_95": [float(np.percentile(sp[1:], 5)), float(np.percentile(sp[1:], 95))]}
     return out
 
 
@@ -166,18 +156,14 @@ def main(argv=None):
         n=N, **PHYSICS, interpolation=LearnedInterpolation(N, PHYSICS["nu"]).double()), N)
     systems["learned-interp-32"] = (host.system(), N)
     corr = {k: correlations(sy, n, ref, tt) for k, (sy, n) in systems.items()}
-    rows = summarise(corr, tt.numpy(), ladder)
     host.interpolation.float()  # timed in its training dtype (float32 weights, float64 fields)
+    cost = {}
     for k, (sy, n) in systems.items():  # interleaved by construction: one contender after another, 5 rounds each
-        rows[k]["cpu_s_per_step_batch8"] = step_cost(sy, n, 8)
-        rows[k]["cpu_s_per_time_unit_batch8"] = rows[k]["cpu_s_per_step_batch8"] / dt_for(n)
-    fd_cost = [(n, rows[f"fd-{n}"]["cpu_s_per_time_unit_batch8"]) for n in a.ladder]
-    for k, r in rows.items():
-        en = r["eq_n"]
-        for (n0, c0), (n1, c1) in zip(fd_cost, fd_cost[1:]):
-            if n0 <= en <= n1:  # cost log-linear in n between neighbouring measured rungs
-                c = math.exp(math.log(c0) + (math.log(c1) - math.log(c0)) * (en - n0) / (n1 - n0))
-                r["speedup_vs_fd_at_equal_t95"] = c / r["cpu_s_per_time_unit_batch8"]
+        cost[k] = step_cost(sy, n, 8) / dt_for(n)
+    rows = summarise(corr, tt.numpy(), ladder, cost)
+    for k, (sy, n) in systems.items():
+        rows[k]["cpu_s_per_time_unit_batch8"] = cost[k]
+        rows[k]["cpu_s_per_step_batch8"] = cost[k] * dt_for(n)
     report = {"rows": rows, "cpu_s": {"data": cpu_data, "fit": cpu_fit}, "args": vars(a), "schedule": sched,
               "data": f"{a.train} trajectories x {a.t_train} time units (frames 0.1) train (20% validation), "
                       f"{a.test} held-out x {a.t_test} test; 128^2 spectral ETDRK4 restricted to 32^2",
@@ -188,7 +174,7 @@ def main(argv=None):
         print(f"{k:30s} t95 {'>=' if v['censored'] else '  '}{v['t95']:.3f} [{v['t95_5_95'][0]:.3f}, "
               f"{v['t95_5_95'][1]:.3f}]  eq n {v['eq_n']:.1f} [{v['eq_n_5_95'][0]:.1f}, {v['eq_n_5_95'][1]:.1f}] "
               f"halvings {v['halvings']:.2f}  cpu/time-unit {v['cpu_s_per_time_unit_batch8'] * 1e3:.2f} ms  "
-              f"speed-up {v.get('speedup_vs_fd_at_equal_t95', float('nan')):.2f}")
+              f"speed-up {v['speedup_vs_fd_at_equal_t95']:.2f} ({v['how']})")
     print(json.dumps(report["cpu_s"]), json.dumps(report["val_loss"]))
 
 

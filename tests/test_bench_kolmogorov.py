@@ -16,18 +16,34 @@ def _suite():
     return load_script("benchmarks/kolmogorov.py")
 
 
-def test_time_until_threshold_and_log_cost_interpolation():
+def test_time_until_threshold_is_the_shared_rule():
+    """The suite reads t95 with :func:`attsolver.evaluate.ladder.time_until` (tests/test_ladder.py
+    holds the rules), the learned-interpolation example too."""
     k = _suite()
+    from attsolver.evaluate import ladder
+
+    assert k.time_until is ladder.time_until and k.place_on_ladder is ladder.place_on_ladder
     t = np.array([0.0, 1.0, 2.0, 3.0])
-    # falls from 0.97 to 0.93 between t=1 and t=2: crosses 0.95 half-way
     assert k.time_until(t, np.array([1.0, 0.97, 0.93, 0.5])) == pytest.approx((1.5, False))
     assert k.time_until(t, np.array([1.0, 0.99, 0.98, 0.96])) == (3.0, True)  # censored at the horizon
-    # Kochkov: log(cost) linear in t95 between the bracketing rungs
-    ladder = [(1.0, 1.0), (3.0, 100.0)]
-    cost, how = k.interpolate_cost(ladder, 2.0)
-    assert how == "interpolated" and cost == pytest.approx(10.0)
-    assert k.interpolate_cost(ladder, 5.0) == (100.0, "above")
-    assert k.interpolate_cost(ladder, 0.5) == (1.0, "below")
+    ex = load_script("examples/kolmogorov_learned_interpolation.py")
+    assert ex.time_until is ladder.time_until and ex.place_on_ladder is ladder.place_on_ladder
+
+
+def test_scoring_bands():
+    """t95 on the full 32^2 band and on |k| <= 10: an error only in modes 11-15 leaves the
+    |k| <= 10 correlation at 1 while the full band's drops."""
+    k = _suite()
+    n, t = 32, np.array([0.0, 1.0])
+    x = torch.arange(n, dtype=torch.float64) * 2 * math.pi / n
+    X, Y = torch.meshgrid(x, x, indexing="xy")
+    ref = torch.cos(4 * Y)[None, None].repeat(1, 2, 1, 1)
+    pred = ref.clone()
+    pred[:, 1] += 0.5 * torch.cos(12 * X)  # |k| = 12: outside the low band
+    s = k.score(pred, ref, t, [])
+    assert s["mean_corr"]["k10"] == pytest.approx([1.0, 1.0])
+    assert s["mean_corr"]["full"][1] == pytest.approx(1 / math.sqrt(1 + 0.25))  # <a, a+b>/(|a||a+b|), b _|_ a
+    assert s["censored"]["k10"] and not s["censored"]["full"]
 
 
 def test_correlation_and_restriction_round_trip():
@@ -45,28 +61,37 @@ def test_correlation_and_restriction_round_trip():
     assert torch.allclose(spectral_restrict(k.prolong(w, 128), 32), w, atol=1e-12)
 
 
-def test_batched_cost_arithmetic_and_halving_ratios():
-    """Kochkov's speed-up under another cost model: only the costs change. A ladder whose t95
-    values are 1.5 and 3.5 at costs 1 and 100 reads cost 10 at t95 = 2.5 (log-linear half-way);
-    a corrected solver there costing 2 is a 5x speed-up, for every bootstrap resample (all ICs
-    alike). Scaling every cost by one factor (batched cost per batch vs per trajectory) leaves
-    the speed-up unchanged; the halving ratios are consecutive rungs' cost ratios."""
+def test_equal_accuracy_arithmetic_and_halving_ratios():
+    """A ladder fd-32 / fd-64 with t95 1.5 / 3.5 at costs 1 / 100 reads n = 48 and cost 10 at
+    t95 = 2.5 (half-way: n linear, log cost linear); a corrected solver there costing 2 is worth
+    0.585 halvings and a 5x speed-up, for every bootstrap resample (all ICs alike).  Scaling
+    every cost by one factor (batched vs per trajectory) leaves the speed-up unchanged; a
+    censored rung above is never the bracket."""
     k = _suite()
     t = np.arange(5.0)
-    curves = {"a": [1, 0.97, 0.93, 0.9, 0.9], "b": [1, 1, 1, 0.97, 0.93], "c": [1, 1, 0.97, 0.93, 0.9]}
-    scores = {n: {"corr": np.tile(np.array(v, dtype=float), (4, 1))} for n, v in curves.items()}
-    costs = {"a": 1.0, "b": 100.0, "c": 2.0}
+    curves = {"fd-32": [1, 0.97, 0.93, 0.9, 0.9], "fd-64": [1, 1, 1, 0.97, 0.93], "c": [1, 1, 0.97, 0.93, 0.9],
+              "fd-128": [1, 1, 1, 1, 1]}
+    scores = {n: {"corr": {b: np.tile(np.array(v, dtype=float), (4, 1)) for b in k.BANDS}} for n, v in curves.items()}
+    contenders = {"fd-32": {"n": 32}, "fd-64": {"n": 64}, "fd-128": {"n": 128}, "c": {"n": 32}}
+    costs = {"fd-32": 1.0, "fd-64": 100.0, "fd-128": 1000.0, "c": 2.0}
     for scale in (1.0, 16.0):
-        sp = k.speedups(scores, {}, {n: scale * c for n, c in costs.items()}, t, {"l": ["a", "b"]}, ["c"],
-                        n_boot=20, seed=0)["c"]["l"]
-        assert sp["how"] == "interpolated"
-        assert sp["speedup"] == pytest.approx(5.0) and sp["p05"] == pytest.approx(5.0) == sp["p95"]
-    assert k.halving_ratios({"a": 1.0, "b": 3.0, "c": 24.0}, ["a", "b", "c"]) == pytest.approx([3.0, 8.0])
+        ea = k.equal_accuracy(scores, contenders, {"x": {n: scale * c for n, c in costs.items()}}, t,
+                              {"fd": ["fd-32", "fd-64", "fd-128"]}, ["c"], n_boot=20, seed=0)
+        for band in k.BANDS:
+            e = ea[band]["x"]["c"]["fd"]
+            assert e["how"] == "interpolated" and e["n"] == pytest.approx(48.0)
+            assert e["halvings"] == pytest.approx(math.log2(1.5))
+            assert e["speedup"] == pytest.approx(5.0) and e["p05"] == pytest.approx(5.0) == e["p95"]
+    ratios = k.halving_ratios({"fd-32": 1.0, "fd-64": 3.0, "fd-128": 24.0, "fd-192": 24.0 * 1.5 ** 2},
+                              ["fd-32", "fd-64", "fd-128", "fd-192"])
+    assert ratios == pytest.approx([3.0, 8.0, 4.0])  # per halving: (2.25)^(1/log2 1.5) = 4
 
 
-def test_batched_timing_checks_equality_and_normalises_per_trajectory():
-    """The batched timing solves all ICs in one call, checks the end states equal to the
-    per-trajectory solves, and reports the cost per trajectory as the batch's cost / batch."""
+def test_timing_separates_setup_and_checks_batches():
+    """The timing solves every contender at every batch size, short and long; the per-step cost
+    is the difference over the extra steps and the set-up the rest (their sum is the short
+    call); the batched end states equal the per-trajectory ones; per unit time per trajectory
+    is the step cost / batch / dt."""
     k = _suite()
     torch.set_num_threads(1)
     from attsolver.systems import NavierStokes2D
@@ -74,41 +99,54 @@ def test_batched_timing_checks_equality_and_normalises_per_trajectory():
     w = 0.2 * NavierStokes2D(n=32, **k.PHYSICS).sample_initial(3, generator=torch.Generator().manual_seed(0),
                                                                  dtype=torch.float32)
     contenders = {"fd-32": {"base": "fd", "n": 32}, "spectral-32": {"base": "spectral", "n": 32}}
-    r = k.time_contenders(contenders, w, {}, span=0.05, rounds=1, batched=True)
-    b = r["batched"]
-    assert b["batch"] == 3 and set(b["relative_difference_vs_per_trajectory"]) == set(contenders)
-    assert max(b["relative_difference_vs_per_trajectory"].values()) < 1e-4
-    for name in contenders:
-        assert b["seconds_per_time_per_trajectory"][name] == pytest.approx(b["seconds_per_time"][name] / 3)
-        assert r["seconds_per_time_per_trajectory"][name] == r["seconds_per_time"][name]  # batch of one
-        assert b["seconds_per_step"][name] == pytest.approx(b["seconds_per_time"][name] * 0.05 / 2)
+    r = k.time_costs(contenders, {}, w, [1, 4], rounds=1, steps=(1, 3))
+    assert set(r["relative_difference_batched_vs_single"]) == set(contenders)
+    assert max(r["relative_difference_batched_vs_single"].values()) < 1e-4
+    for b in ("1", "4"):
+        for name in contenders:
+            assert r["per_time_per_trajectory"][b][name] == pytest.approx(r["per_step"][b][name] / int(b) / k.dt_for(32))
+            q1, q3 = r["per_step_q1_q3"][b][name]
+            assert q1 == q3 == pytest.approx(r["per_step"][b][name])  # one round: the single value
 
 
 @pytest.mark.slow  # about 30 s alone, minutes on the shared machine
 def test_tiny_kolmogorov_benchmark_end_to_end(tmp_path):
     k = _suite()
     out = tmp_path / "out"
-    assert k.main(["--tiny", "--out", str(out), "--cache", str(tmp_path / "cache"), "--kinds", "attsolver"]) == 0
+    assert k.main(["--tiny", "--out", str(out), "--cache", str(tmp_path / "cache"), "--kinds", "attsolver", "li"]) == 0
     r = json.loads((out / "kolmogorov.json").read_text())
     md = (out / "kolmogorov.md").read_text()
     assert {p.name for p in out.glob("*.png")} == {"kolmogorov_snapshots.png", "kolmogorov_correlation.png",
                                                    "kolmogorov_cost_accuracy.png", "kolmogorov_spectra.png"}
     assert r["setup"]["n_test"] >= 16
-    assert set(r["corrected"]) == {"fd-32+attsolver", "spectral-32+attsolver", "fd-32+attsolver(noise 0.01)"}
+    assert set(r["corrected"]) == {"fd-32+attsolver", "spectral-32+attsolver", "fd-32+attsolver(noise 0.01)",
+                                   "fd-32+learned-interp"}
+    for band in ("full", "k10"):
+        for b in ("1", "16"):
+            for name in r["corrected"]:
+                for ladder in ("fd", "spectral"):
+                    e = r["equal_accuracy"][band][b][name][ladder]
+                    assert e["speedup"] > 0 and e["p05"] <= e["p95"] and e["n"] >= 32
     for name in r["corrected"]:
-        for ladder in ("fd", "spectral"):
-            s = r["speedups"][name][ladder]
-            assert s["speedup"] is not None and s["speedup"] > 0 and s["p05"] <= s["p95"]
-        assert r["cost_multiples"][name]["corrector_over_base"] > 0
-        s = r["speedups_batched"][name]["fd"]
-        assert s["speedup"] is not None and s["speedup"] > 0 and s["p05"] <= s["p95"]
-    assert max(r["timing"]["batched"]["relative_difference_vs_per_trajectory"].values()) < 1e-4
-    assert len(r["halving_cost_ratios"]["batched"]["fd"]) == len(r["ladders"]["fd"]) - 1
+        assert r["cost_multiples"]["1"][name] > 0
+    assert max(r["timing"]["relative_difference_batched_vs_single"].values()) < 1e-4
+    assert len(r["halving_cost_ratios"]["fd"]["16"]) == len(r["ladders"]["fd"]) - 1
     # finer classical grids are more accurate (on the common coarse grid)
     assert r["scores"]["fd-64"]["nrmse"]["0.5"] < r["scores"]["fd-32"]["nrmse"]["0.5"]
     assert r["scores"]["spectral-64"]["nrmse"]["0.5"] < r["scores"]["spectral-32"]["nrmse"]["0.5"]
     assert all(b["blown_up"] == 0 for b in r["blowups"].values())
-    assert math.isfinite(r["reference_check"]["corr_at_end"]) and r["reference_check"]["corr_at_end"] > 0.9
-    assert "## Headline with batched costs" in md
-    assert "## Headline" in md and "attsolver bench kolmogorov --tiny" in md
+    assert r["reference_check"]["corr_at_end"]["full"] > 0.9
+    assert "## Equivalent grid and speed-up" in md and "attsolver bench kolmogorov --tiny" in md
     assert "Skipped" in md  # the tiny run never times exponax
+
+
+@pytest.mark.slow  # imports jax (seconds)
+def test_exponax_comparison_runs_and_agrees():
+    """The full run's last stage (the tiny run skips it): our 2-D ETDRK4 step equals exponax's
+    (float32) on a 16^2 grid, or the comparison is skipped with a reason when exponax is absent."""
+    k = _suite()
+    torch.set_num_threads(1)
+    r = k.exponax_comparison([16], steps=2, rounds=1, log=lambda m: None)
+    if "skipped" in r:
+        pytest.skip(r["skipped"])
+    assert r["sizes"]["16"]["relative_difference"] < 1e-4

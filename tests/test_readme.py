@@ -59,6 +59,25 @@ def test_readme_benchmark_blocks_match_results():
     assert mod.render(README) == README, "run `python benchmarks/update_readme.py` after a benchmark"
 
 
+def test_kolmogorov_verdict_row_reads_the_equal_accuracy_layout():
+    """Schema 2 of kolmogorov.json (``equal_accuracy[band][batch][solver][ladder]``): the verdict
+    row quotes the full band at batches of 16, the best solver by its worst ladder, its equivalent
+    FD grid, and marks a lower bound (censoring) with >=."""
+    mod = load_script("benchmarks/update_readme.py")
+
+    def entry(speedup, how="interpolated", n=48.0):
+        return {"speedup": speedup, "how": how, "p05": speedup / 2, "p95": speedup * 2, "n": n,
+                "halvings": __import__("math").log2(n / 32)}
+    rec = {"setup": {"coarse_n": 32, "n_train": 8, "li_train": 16},
+           "equal_accuracy": {"full": {"16": {
+               "fd-32+cnn": {"fd": entry(0.5), "spectral": entry(0.2)},
+               "fd-32+learned-interp": {"fd": entry(3.0, "between", 96.0), "spectral": entry(1.5)}}},
+               "k10": {"16": {"fd-32+cnn": {"fd": entry(99.0), "spectral": entry(99.0)}}}}}
+    (row,) = mod._kolmogorov_rows(rec)
+    assert row == ("| kolmogorov (2-D) | 32² grid | fd-32+learned-interp, 16 traj.; ≈ ≥96² FD (≥1.58 halvings); "
+                   "batches of 16 | ≥3× [1.5, 6] | 1.5× [0.75, 3] (spectral ladder) | **yes** |")
+
+
 def test_results_page_blocks_match_results():
     """The long tables moved from the README to docs/results.md keep their markers there."""
     mod = load_script("benchmarks/update_readme.py")
