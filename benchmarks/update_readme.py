@@ -80,7 +80,8 @@ def _kolmogorov_rows(k: dict) -> list[str]:
         mark = {"between": "≥", "above": "≥", "below": "≤"}.get(fd.get("how"), "")
         config += f"; ≈ {mark}{fd['n']:.0f}² FD ({mark}{fd['halvings']:.2f} halvings); batches of 16"
     pays = "no" if value <= 1 else "not confirmed (not re-run on fresh data)"
-    return [f"| kolmogorov (2-D) | {n}² grid | {config} | not re-run ({NOT_RERUN}): "
+    why = f" ({NOT_RERUN})" if value <= 1 else ""
+    return [f"| kolmogorov (2-D) | {n}² grid | {config} | not re-run{why}: "
             f"{band(best)} on the validation data | {best_name} ladder (same method: {band(same)}) | {pays} |"]
 
 
