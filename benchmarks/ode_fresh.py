@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, fields
@@ -158,6 +159,19 @@ def fresh_verdict(outcomes: list[str], pooled: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- one seed
 
 
+def code_commit() -> str | None:
+    """The checkout's commit (short hash), with ``+dirty`` when ``attsolver/`` or ``benchmarks/*.py`` have
+    uncommitted changes: recorded with every fresh seed, so a report whose seeds came from different
+    invocations says which code measured each one.  ``None`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "attsolver", "benchmarks/*.py"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def _validation_era_speedup(result, match: str) -> float | None:
     """The fresh seed's speed-up against the validation run's contenders only (the method
     refined, RK4, dopri5 at rtol >= 1e-8), at compare's verdict times: separates what the
@@ -199,7 +213,7 @@ def fresh_seed(case: ode.Case, config: dict[str, Any], test: ode.TestSet, recipe
             "speedup_best_evals": (v.get("evals") or {}).get("speedup_best_evals"),
             "clock": s.get("clock"), "timing_rounds": s.get("timing_rounds"), "timing_stopped": s.get("timing_stopped"),
             "load": [s.get("load_start"), s.get("load_end")], "line": v["line"],
-            "compare_wall_s": time.perf_counter() - t0}
+            "compare_wall_s": time.perf_counter() - t0, "code_commit": code_commit()}
 
 
 def replay(case: ode.Case, config: dict[str, Any], recipe: ode.Recipe, n_test: int) -> dict[str, Any]:
@@ -225,8 +239,9 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
         return None
     recipe = args.recipe
     n_test = args.n_test
+    timing = case_timing(args, name)
     base = fingerprint([SCHEMA, asdict(case), {k: config[k] for k in ("corrector", "n_train", "noise")},
-                        asdict(recipe), n_test, FRESH_TEST_SEED, args.timing])
+                        asdict(recipe), n_test, FRESH_TEST_SEED, timing])
     test = None
     seeds = []
     for i in range(args.first_seed, args.seeds):
@@ -234,7 +249,7 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
             nonlocal test
             if test is None:
                 test = ode.make_test_set(case, n_test, seed=FRESH_TEST_SEED)
-            return fresh_seed(case, config, test, recipe, i, args.timing, args.out / "ode_fresh")
+            return fresh_seed(case, config, test, recipe, i, timing, args.out / "ode_fresh")
 
         rec, new = progress.run(f"fresh|{base}|{i}", compute)
         seeds.append(rec)
@@ -249,6 +264,7 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
     errs = [s["err_match"] for s in seeds if _num(s["err_match"])]
     v_errs = [s["err_match"] for s in config["seeds"] if _num(s["err_match"])]
     return {"definition": asdict(case), "config": {k: config[k] for k in ("corrector", "n_train", "noise")},
+            "timing": timing,
             "validation": {"train_seeds": [validation["constants"]["train_seed_base"] + s["seed"]
                                            for s in config["seeds"]],
                            "test_seed": validation["constants"]["test_seed"], **config,
@@ -260,6 +276,25 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
                                    for o in ("pays", "inconclusive", "does not pay")},
                       "pooled": pooled, "verdict": fresh_verdict([s["outcome"] for s in seeds], pooled)},
             "replay": rep}
+
+
+def case_timing(args, name: str) -> dict[str, Any]:
+    """The timing settings of case ``name``: ``args.timing`` with its time budget replaced by the case's
+    ``--case-time-budget`` entry, when it has one.  Part of the case's resume key, so one report can keep
+    the seeds of some cases from an earlier run and take re-measured seeds for others."""
+    budget = args.case_time_budget.get(name)
+    return args.timing if budget is None else {**args.timing, "time_budget": budget}
+
+
+def _case_budgets(items: list[str] | None) -> dict[str, float]:
+    """``--case-time-budget CASE=SECONDS ...`` as a dict (a clear error on a bad entry)."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or name not in ode.CASES:
+            raise SystemExit(f"--case-time-budget: {item!r} is not CASE=SECONDS with CASE one of {sorted(ode.CASES)}")
+        out[name] = positive_float(value)
+    return out
 
 
 def parse_args(argv):
@@ -275,6 +310,9 @@ def parse_args(argv):
                          "different folders; merge their progress files, then rerun without it)")
     ap.add_argument("--time-budget", type=positive_float, default=None,
                     help="seconds of timing per compare (default 40)")
+    ap.add_argument("--case-time-budget", nargs="+", default=None, metavar="CASE=SECONDS",
+                    help="a time budget for some cases only (e.g. lorenz63=90): their seeds are re-measured, the "
+                         "other cases keep the seeds already in the progress log")
     ap.add_argument("--max-rounds", type=positive_int, default=40, help="most timing rounds per compare")
     ap.add_argument("--ci-width", type=positive_float, default=0.10, help="interval half-width that stops timing")
     args = ap.parse_args(argv)
@@ -289,6 +327,7 @@ def parse_args(argv):
     args.recipe = ode.Recipe(**recipe)
     args.timing = {"time_budget": args.time_budget or (10.0 if args.quick else 40.0), "max_rounds": args.max_rounds,
                    "ci_width": args.ci_width}
+    args.case_time_budget = _case_budgets(args.case_time_budget)
     args.cases = args.systems or list(validation["grid"]["cases"])
     return args, validation
 
