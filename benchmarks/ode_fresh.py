@@ -41,6 +41,8 @@ into the same folder resumes.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
 import statistics
 import subprocess
@@ -159,10 +161,12 @@ def fresh_verdict(outcomes: list[str], pooled: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- one seed
 
 
+@functools.lru_cache(maxsize=1)
 def code_commit() -> str | None:
-    """The checkout's commit (short hash), with ``+dirty`` when ``attsolver/`` or ``benchmarks/*.py`` have
-    uncommitted changes: recorded with every fresh seed, so a report whose seeds came from different
-    invocations says which code measured each one.  ``None`` outside a git checkout."""
+    """The checkout's commit (short hash), with ``+dirty`` when ``attsolver/`` or ``benchmarks/*.py`` had
+    uncommitted changes, read once per process (``main`` reads it before the first seed, so a commit made
+    while the run goes on is not credited): recorded with every fresh seed, so a report whose seeds came
+    from different invocations says which code measured each one.  ``None`` outside a git checkout."""
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:
@@ -293,7 +297,10 @@ def _case_budgets(items: list[str] | None) -> dict[str, float]:
         name, sep, value = item.partition("=")
         if not sep or name not in ode.CASES:
             raise SystemExit(f"--case-time-budget: {item!r} is not CASE=SECONDS with CASE one of {sorted(ode.CASES)}")
-        out[name] = positive_float(value)
+        try:
+            out[name] = positive_float(value)
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"--case-time-budget: {item!r}: {e}") from None
     return out
 
 
@@ -338,6 +345,7 @@ def main(argv=None) -> int:
         write_report(args.out, "ode_fresh", read_report(args.out / "ode_fresh.json"), to_markdown)
         return 0
     run = Run("ode_fresh", argv, quick=args.quick, schema=SCHEMA)
+    code_commit()  # the code as it is now, before the first seed
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out / PROGRESS)
     cases = {}
@@ -388,7 +396,7 @@ def to_markdown(report: dict[str, Any]) -> str:
          f"and scored on a fresh test set (seed {report['fresh_test_seed']}, {report['n_test']} initial states), "
          "each seed measured by `attsolver.compare` (process CPU time, interleaved rounds, 95 % paired bootstrap "
          "interval over rounds and test trajectories, every classical ladder of the registry; timing stops "
-         f"at ±{100 * t['ci_width']:g} %, after {t['max_rounds']} rounds or {t['time_budget']:g} s of timing, at least "
+         f"at ±{100 * t['ci_width']:g} %, after {t['max_rounds']} rounds or {_budgets(report)} of timing, at least "
          "5 rounds). A case **pays on fresh data** when the pooled 95 % interval over its fresh seeds lies above 1× "
          "and no seed's own interval lies below 1× (pooled: the geometric mean of the seeds' speed-ups; its interval "
          "resamples the seeds and shifts them by one normal draw scaled to each seed's own interval, the seeds sharing "
@@ -414,21 +422,42 @@ def to_markdown(report: dict[str, Any]) -> str:
           "run's contenders only (the method refined, RK4, dopri5 to rtol 1e-8; same timings), the cost in "
           "evaluations of f, and the errors.", ""]
     for name, c in report["cases"].items():
-        L += [f"### {name}", "", "| training seed | outcome | speed-up (95 % interval) | strongest contender | "
-              "vs validation-era contenders | in f-evals | error (coarse) | timing rounds, stop | load 1 min |",
-              "|---:|---|---:|---|---:|---:|---|---|---|"]
+        L += [f"### {name}", "", f"Timing budget {(c.get('timing') or t)['time_budget']:g} s per seed; "
+              f"measured by the code at {_commits(c['fresh']['seeds'])}.", "",
+              "| training seed | outcome | speed-up (95 % interval) | strongest contender | "
+              "vs validation-era contenders | in f-evals | error (coarse) | timing rounds, stop | load 1 min | code |",
+              "|---:|---|---:|---|---:|---:|---|---|---|---|"]
         for s in c["fresh"]["seeds"]:
             load = s.get("load") or [None, None]
             loads = "–".join(f"{(x or {}).get('load_1min', float('nan')):.1f}" for x in load if x)
             L.append(f"| {s['train_seed']} | {s['outcome']} | {_interval(s)} | {s['best_classical_reaching']} | "
                      f"{_fx(s['speedup_vs_validation_contenders'])} | {_fx(s['speedup_best_evals'])} | "
                      f"{_g(s['err_match'])} ({_g(s['err_coarse'])}) | {s['timing_rounds']}, {s['timing_stopped']} | "
-                     f"{loads} |")
+                     f"{loads} | {s.get('code_commit') or 'not recorded'} |")
         vs = ", ".join(f"{s['seed']}: {_fx(s['speedup_best'])} (err {_g(s['err_match'])})"
                        for s in c["validation"]["seeds"])
         L += ["", f"Validation seeds (wall-time minimum, classical side timed once per case, `ode.json`): {vs}.", ""]
     L += ["## Not re-run", ""] + [f"* {text}." for text in report.get("not_rerun", {}).values()] + [""]
     return "\n".join(L)
+
+
+def _budgets(report: dict[str, Any]) -> str:
+    """The timing budget per seed: one figure, or one per case when cases differ (``--case-time-budget``)."""
+    default = report["timing"]["time_budget"]
+    per = {name: (c.get("timing") or report["timing"])["time_budget"] for name, c in report["cases"].items()}
+    if all(b == default for b in per.values()):
+        return f"{default:g} s"
+    return "a budget per case (" + ", ".join(f"{name} {b:g} s" for name, b in per.items()) + ")"
+
+
+def _commits(seeds: list[dict[str, Any]]) -> str:
+    """The commits that measured ``seeds`` (``code_commit``), with how many seeds each; seeds from before
+    the suite recorded a commit are counted as such."""
+    counts: dict[str, int] = {}
+    for s in seeds:
+        key = f"`{s['code_commit']}`" if s.get("code_commit") else "a commit not recorded (an earlier run)"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} of {len(seeds)} seeds)" for k, n in counts.items()) or "–"
 
 
 def _pooled(p: dict[str, Any]) -> str:
