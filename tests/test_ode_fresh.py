@@ -259,3 +259,14 @@ def test_readme_headline_without_a_fresh_win(readme, reports):
     text = readme.verdict_text(reports)
     assert "**yes**" not in text
     assert "no corrector pays against the strongest classical solver" in text
+
+
+def test_readme_headline_names_a_validation_win_that_fresh_data_refute(readme, reports):
+    """A validation win whose fresh seeds all lie below 1x is called "does not pay", not merely
+    "not confirmed"."""
+    lucky = reports["ode_fresh"]["cases"]["lucky"]["fresh"]
+    lucky["verdict"] = "does not pay"
+    lucky["pooled"] = {"point": 0.7, "low": 0.6, "high": 0.8}
+    text = readme.verdict_text(reports)
+    assert "Paid on the validation run but does not pay on the fresh data: lucky." in text
+    assert "not confirmed on the fresh data" not in text and "stay above 1×" not in text
