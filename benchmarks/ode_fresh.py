@@ -41,8 +41,11 @@ into the same folder resumes.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, fields
@@ -158,6 +161,21 @@ def fresh_verdict(outcomes: list[str], pooled: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- one seed
 
 
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The checkout's commit (short hash), with ``+dirty`` when ``attsolver/`` or ``benchmarks/*.py`` had
+    uncommitted changes, read once per process (``main`` reads it before the first seed, so a commit made
+    while the run goes on is not credited): recorded with every fresh seed, so a report whose seeds came
+    from different invocations says which code measured each one.  ``None`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "attsolver", "benchmarks/*.py"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def _validation_era_speedup(result, match: str) -> float | None:
     """The fresh seed's speed-up against the validation run's contenders only (the method
     refined, RK4, dopri5 at rtol >= 1e-8), at compare's verdict times: separates what the
@@ -199,7 +217,7 @@ def fresh_seed(case: ode.Case, config: dict[str, Any], test: ode.TestSet, recipe
             "speedup_best_evals": (v.get("evals") or {}).get("speedup_best_evals"),
             "clock": s.get("clock"), "timing_rounds": s.get("timing_rounds"), "timing_stopped": s.get("timing_stopped"),
             "load": [s.get("load_start"), s.get("load_end")], "line": v["line"],
-            "compare_wall_s": time.perf_counter() - t0}
+            "compare_wall_s": time.perf_counter() - t0, "code_commit": code_commit()}
 
 
 def replay(case: ode.Case, config: dict[str, Any], recipe: ode.Recipe, n_test: int) -> dict[str, Any]:
@@ -225,8 +243,9 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
         return None
     recipe = args.recipe
     n_test = args.n_test
+    timing = case_timing(args, name)
     base = fingerprint([SCHEMA, asdict(case), {k: config[k] for k in ("corrector", "n_train", "noise")},
-                        asdict(recipe), n_test, FRESH_TEST_SEED, args.timing])
+                        asdict(recipe), n_test, FRESH_TEST_SEED, timing])
     test = None
     seeds = []
     for i in range(args.first_seed, args.seeds):
@@ -234,7 +253,7 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
             nonlocal test
             if test is None:
                 test = ode.make_test_set(case, n_test, seed=FRESH_TEST_SEED)
-            return fresh_seed(case, config, test, recipe, i, args.timing, args.out / "ode_fresh")
+            return fresh_seed(case, config, test, recipe, i, timing, args.out / "ode_fresh")
 
         rec, new = progress.run(f"fresh|{base}|{i}", compute)
         seeds.append(rec)
@@ -249,6 +268,7 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
     errs = [s["err_match"] for s in seeds if _num(s["err_match"])]
     v_errs = [s["err_match"] for s in config["seeds"] if _num(s["err_match"])]
     return {"definition": asdict(case), "config": {k: config[k] for k in ("corrector", "n_train", "noise")},
+            "timing": timing,
             "validation": {"train_seeds": [validation["constants"]["train_seed_base"] + s["seed"]
                                            for s in config["seeds"]],
                            "test_seed": validation["constants"]["test_seed"], **config,
@@ -260,6 +280,28 @@ def run_case(name: str, validation: dict[str, Any], args, progress: Progress, ru
                                    for o in ("pays", "inconclusive", "does not pay")},
                       "pooled": pooled, "verdict": fresh_verdict([s["outcome"] for s in seeds], pooled)},
             "replay": rep}
+
+
+def case_timing(args, name: str) -> dict[str, Any]:
+    """The timing settings of case ``name``: ``args.timing`` with its time budget replaced by the case's
+    ``--case-time-budget`` entry, when it has one.  Part of the case's resume key, so one report can keep
+    the seeds of some cases from an earlier run and take re-measured seeds for others."""
+    budget = args.case_time_budget.get(name)
+    return args.timing if budget is None else {**args.timing, "time_budget": budget}
+
+
+def _case_budgets(items: list[str] | None) -> dict[str, float]:
+    """``--case-time-budget CASE=SECONDS ...`` as a dict (a clear error on a bad entry)."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or name not in ode.CASES:
+            raise SystemExit(f"--case-time-budget: {item!r} is not CASE=SECONDS with CASE one of {sorted(ode.CASES)}")
+        try:
+            out[name] = positive_float(value)
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"--case-time-budget: {item!r}: {e}") from None
+    return out
 
 
 def parse_args(argv):
@@ -275,6 +317,9 @@ def parse_args(argv):
                          "different folders; merge their progress files, then rerun without it)")
     ap.add_argument("--time-budget", type=positive_float, default=None,
                     help="seconds of timing per compare (default 40)")
+    ap.add_argument("--case-time-budget", nargs="+", default=None, metavar="CASE=SECONDS",
+                    help="a time budget for some cases only (e.g. lorenz63=90): their seeds are re-measured, the "
+                         "other cases keep the seeds already in the progress log")
     ap.add_argument("--max-rounds", type=positive_int, default=40, help="most timing rounds per compare")
     ap.add_argument("--ci-width", type=positive_float, default=0.10, help="interval half-width that stops timing")
     args = ap.parse_args(argv)
@@ -289,6 +334,7 @@ def parse_args(argv):
     args.recipe = ode.Recipe(**recipe)
     args.timing = {"time_budget": args.time_budget or (10.0 if args.quick else 40.0), "max_rounds": args.max_rounds,
                    "ci_width": args.ci_width}
+    args.case_time_budget = _case_budgets(args.case_time_budget)
     args.cases = args.systems or list(validation["grid"]["cases"])
     return args, validation
 
@@ -299,6 +345,7 @@ def main(argv=None) -> int:
         write_report(args.out, "ode_fresh", read_report(args.out / "ode_fresh.json"), to_markdown)
         return 0
     run = Run("ode_fresh", argv, quick=args.quick, schema=SCHEMA)
+    code_commit()  # the code as it is now, before the first seed
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out / PROGRESS)
     cases = {}
@@ -349,7 +396,7 @@ def to_markdown(report: dict[str, Any]) -> str:
          f"and scored on a fresh test set (seed {report['fresh_test_seed']}, {report['n_test']} initial states), "
          "each seed measured by `attsolver.compare` (process CPU time, interleaved rounds, 95 % paired bootstrap "
          "interval over rounds and test trajectories, every classical ladder of the registry; timing stops "
-         f"at ±{100 * t['ci_width']:g} %, after {t['max_rounds']} rounds or {t['time_budget']:g} s of timing, at least "
+         f"at ±{100 * t['ci_width']:g} %, after {t['max_rounds']} rounds or {_budgets(report)} of timing, at least "
          "5 rounds). A case **pays on fresh data** when the pooled 95 % interval over its fresh seeds lies above 1× "
          "and no seed's own interval lies below 1× (pooled: the geometric mean of the seeds' speed-ups; its interval "
          "resamples the seeds and shifts them by one normal draw scaled to each seed's own interval, the seeds sharing "
@@ -375,21 +422,42 @@ def to_markdown(report: dict[str, Any]) -> str:
           "run's contenders only (the method refined, RK4, dopri5 to rtol 1e-8; same timings), the cost in "
           "evaluations of f, and the errors.", ""]
     for name, c in report["cases"].items():
-        L += [f"### {name}", "", "| training seed | outcome | speed-up (95 % interval) | strongest contender | "
-              "vs validation-era contenders | in f-evals | error (coarse) | timing rounds, stop | load 1 min |",
-              "|---:|---|---:|---|---:|---:|---|---|---|"]
+        L += [f"### {name}", "", f"Timing budget {(c.get('timing') or t)['time_budget']:g} s per seed; "
+              f"measured by the code at {_commits(c['fresh']['seeds'])}.", "",
+              "| training seed | outcome | speed-up (95 % interval) | strongest contender | "
+              "vs validation-era contenders | in f-evals | error (coarse) | timing rounds, stop | load 1 min | code |",
+              "|---:|---|---:|---|---:|---:|---|---|---|---|"]
         for s in c["fresh"]["seeds"]:
             load = s.get("load") or [None, None]
             loads = "–".join(f"{(x or {}).get('load_1min', float('nan')):.1f}" for x in load if x)
             L.append(f"| {s['train_seed']} | {s['outcome']} | {_interval(s)} | {s['best_classical_reaching']} | "
                      f"{_fx(s['speedup_vs_validation_contenders'])} | {_fx(s['speedup_best_evals'])} | "
                      f"{_g(s['err_match'])} ({_g(s['err_coarse'])}) | {s['timing_rounds']}, {s['timing_stopped']} | "
-                     f"{loads} |")
+                     f"{loads} | {s.get('code_commit') or 'not recorded'} |")
         vs = ", ".join(f"{s['seed']}: {_fx(s['speedup_best'])} (err {_g(s['err_match'])})"
                        for s in c["validation"]["seeds"])
         L += ["", f"Validation seeds (wall-time minimum, classical side timed once per case, `ode.json`): {vs}.", ""]
     L += ["## Not re-run", ""] + [f"* {text}." for text in report.get("not_rerun", {}).values()] + [""]
     return "\n".join(L)
+
+
+def _budgets(report: dict[str, Any]) -> str:
+    """The timing budget per seed: one figure, or one per case when cases differ (``--case-time-budget``)."""
+    default = report["timing"]["time_budget"]
+    per = {name: (c.get("timing") or report["timing"])["time_budget"] for name, c in report["cases"].items()}
+    if all(b == default for b in per.values()):
+        return f"{default:g} s"
+    return "a budget per case (" + ", ".join(f"{name} {b:g} s" for name, b in per.items()) + ")"
+
+
+def _commits(seeds: list[dict[str, Any]]) -> str:
+    """The commits that measured ``seeds`` (``code_commit``), with how many seeds each; seeds from before
+    the suite recorded a commit are counted as such."""
+    counts: dict[str, int] = {}
+    for s in seeds:
+        key = f"`{s['code_commit']}`" if s.get("code_commit") else "a commit not recorded (an earlier run)"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} of {len(seeds)} seeds)" for k, n in counts.items()) or "–"
 
 
 def _pooled(p: dict[str, Any]) -> str:

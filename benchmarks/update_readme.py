@@ -213,7 +213,12 @@ def _summary(rows: list[str], fresh: dict | None) -> str:
         summary = ("**On fresh training seeds and a fresh test set no corrector pays against the strongest "
                    "classical solver at equal accuracy.**")
     if lost:
-        summary += (f" Paid on the validation run but not confirmed on the fresh data: {', '.join(lost)}. The best "
+        verdicts = {name: fresh["cases"][name]["fresh"]["verdict"] for name in lost}
+        unsure = [name for name in lost if verdicts[name] != "does not pay"]
+        beaten = [name for name in lost if verdicts[name] == "does not pay"]
+        said = [f"not confirmed on the fresh data: {', '.join(unsure)}"] if unsure else []
+        said += [f"does not pay on the fresh data: {', '.join(beaten)}"] if beaten else []
+        summary += (f" Paid on the validation run but {'; '.join(said)}. The best "
                     "of some 80 configurations is a selected maximum, and the seeds that selected it cannot check it.")
         above = [(name, c["fresh"].get("pooled") or {}) for name, c in fresh["cases"].items() if name in lost]
         above = [f"{name} {_fx(p['point'])}" for name, p in above if isinstance(p.get("point"), (int, float))

@@ -9,6 +9,7 @@ import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -122,6 +123,45 @@ def test_fresh_verdict_reads_the_pooled_interval_and_every_seed(fresh):
     assert fresh.fresh_verdict([], above) == "not confirmed"
 
 
+# --------------------------------------------------------------------------- mixing runs
+
+
+def test_a_case_time_budget_changes_only_that_cases_resume_key(fresh):
+    """--case-time-budget re-measures some cases and leaves the others' resume keys (and so their
+    seeds in the progress log) as they were."""
+    timing = {"time_budget": 40.0, "max_rounds": 40, "ci_width": 0.1}
+    args = SimpleNamespace(timing=timing, case_time_budget=fresh._case_budgets(["lorenz63=90"]))
+    assert fresh.case_timing(args, "lorenz63") == {**timing, "time_budget": 90.0}
+    assert fresh.case_timing(args, "lorenz96") == timing
+    assert fresh.fingerprint(fresh.case_timing(args, "lorenz96")) == fresh.fingerprint(dict(timing))
+    assert fresh.fingerprint(fresh.case_timing(args, "lorenz63")) != fresh.fingerprint(timing)
+    for bad in ("lorenz63", "nosuchcase=90", "lorenz63=-1"):
+        with pytest.raises(SystemExit, match="--case-time-budget"):
+            fresh._case_budgets([bad])
+
+
+def test_a_report_names_each_cases_budget_and_the_code_of_each_seed(fresh):
+    report = {"timing": {"time_budget": 40.0}, "cases": {"a": {"timing": {"time_budget": 90.0}}, "b": {}}}
+    assert fresh._budgets(report) == "a budget per case (a 90 s, b 40 s)"
+    assert fresh._budgets({"timing": {"time_budget": 40.0}, "cases": {"b": {}}}) == "40 s"
+    seeds = [{"code_commit": "abc1234"}, {"code_commit": "abc1234"}, {}]
+    assert fresh._commits(seeds) == "`abc1234` (2 of 3 seeds), a commit not recorded (an earlier run) (1 of 3 seeds)"
+
+
+def test_the_committed_report_says_which_code_measured_each_seed():
+    """Every seed of a case re-measured after the suite recorded commits names its commit; the cases
+    whose seeds all come from the earlier run say so."""
+    report = json.loads((ROOT / "benchmarks/results/ode_fresh.json").read_text())
+    md = (ROOT / "benchmarks/results/ode_fresh.md").read_text()
+    for name, case in report["cases"].items():
+        commits = {s.get("code_commit") for s in case["fresh"]["seeds"]}
+        assert len(commits) == 1, (name, commits)  # one code per case: a case is never measured by two
+        if commits == {None}:
+            assert "a commit not recorded (an earlier run)" in md
+        else:
+            assert f"`{commits.pop()}` ({len(case['fresh']['seeds'])} of" in md
+
+
 # --------------------------------------------------------------------------- fresh seeds
 
 
@@ -137,7 +177,7 @@ def _seeds_used_elsewhere() -> set[int]:
             DEMO["train_seed"], DEMO["test_seed"]}
     used |= {ode.TRAIN_SEED + s for s in range(100)} | {ablation.TRAIN_SEED + s for s in range(100)}
     used |= {ablation.NOISE_SEED + s for s in range(100)} | {pde.TEST_SEED + i for i in range(100)}
-    # a stability case has its own seeds, or (the ODE winner) the ODE benchmark's, counted above
+    # the demo case names its own seeds; the Lorenz-63 winner draws with the ODE benchmark's (covered above)
     used |= {c[k] for c in stability.CASES.values() for k in ("train_seed", "test_seed") if k in c}
     return used
 
@@ -219,3 +259,14 @@ def test_readme_headline_without_a_fresh_win(readme, reports):
     text = readme.verdict_text(reports)
     assert "**yes**" not in text
     assert "no corrector pays against the strongest classical solver" in text
+
+
+def test_readme_headline_names_a_validation_win_that_fresh_data_refute(readme, reports):
+    """A validation win whose fresh seeds all lie below 1x is called "does not pay", not merely
+    "not confirmed"."""
+    lucky = reports["ode_fresh"]["cases"]["lucky"]["fresh"]
+    lucky["verdict"] = "does not pay"
+    lucky["pooled"] = {"point": 0.7, "low": 0.6, "high": 0.8}
+    text = readme.verdict_text(reports)
+    assert "Paid on the validation run but does not pay on the fresh data: lucky." in text
+    assert "not confirmed on the fresh data" not in text and "stay above 1×" not in text
