@@ -27,7 +27,8 @@ _MAX = 256
 
 def constant(key, like: Tensor, build: Callable[[], object]) -> Tensor:
     """The tensor ``build()`` (nested lists/tuples of numbers, or a tensor) in ``like``'s dtype
-    and device, made once per ``key`` (hashable, naming the system and its parameters)."""
+    and device, made once per ``key``: a hashable naming the system and every parameter that
+    ``build`` reads (a tuple of plain values: cheaper to hash than a dataclass)."""
     if torch.compiler.is_compiling() or type(like) is not Tensor:
         return torch.as_tensor(build(), dtype=like.dtype, device=like.device)
     k = (key, like.dtype, like.device)
