@@ -28,8 +28,10 @@ from .base import Lattice, RunDefaults, System, register_system
 
 __all__ = ["Lorenz63", "Lorenz96", "SpringChain", "ElasticPendulum", "LinearSystem"]
 
-#: states of at most this many numbers take the spring chain's one-matmul path
-_SMALL = 4096
+#: the spring chain's one-matmul path: chains of at most _SMALL_CHAIN masses (its 2n x 2n
+#: generator kept: 32 KiB at most) on states of at most _SMALL numbers (a few dozen states;
+#: beyond, the matmul's (2n)^2 work per state costs more than the term-by-term kernels)
+_SMALL, _SMALL_CHAIN = 1024, 32
 
 
 def _positive(name: str, **values: float) -> None:
@@ -177,7 +179,7 @@ class SpringChain(System):
         return G
 
     def __call__(self, t, y):
-        if y.numel() <= _SMALL:  # one matmul: cheaper than the 6 kernels below on a few states
+        if self.n <= _SMALL_CHAIN and y.numel() <= _SMALL:  # one matmul, not the 6 kernels below
             return y @ constant(("spring_chain", self.n, self.masses, self.stiffness, "G"), y, self._generator)
         m, k = self._mk(y)
         p, q = y[..., : self.n], y[..., self.n:]
