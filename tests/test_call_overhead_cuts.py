@@ -61,6 +61,19 @@ def test_solves_on_a_t_changed_between_calls_follow_the_new_times():
         solve(decay, y0, t, method="rk4", step_size=0.1)
 
 
+def test_a_t_made_in_inference_mode_is_keyed_every_call():
+    # inference tensors have no version counter: their entry is never handed on, and they solve
+    y0 = torch.ones(2, dtype=torch.float64)
+    want = solve(decay, y0, torch.linspace(0, 1, 3, dtype=torch.float64), method="rk4", step_size=0.125)
+    with torch.inference_mode():
+        t = torch.linspace(0, 1, 3, dtype=torch.float64)
+        assert torch.equal(solve(decay, y0, t, method="rk4", step_size=0.125), want)
+        t.mul_(2.0)  # changed in place, untracked: the next solve still sees the new times
+        got = solve(decay, y0, t, method="rk4", step_size=0.125)
+    torch.testing.assert_close(got[:, 0], torch.exp(-t), rtol=1e-5, atol=0)
+    assert torch.equal(solve(decay, y0, t, method="rk4", step_size=0.125), got)  # t used outside inference mode
+
+
 def test_all_finite_with_and_without_grad():
     x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     assert all_finite(x) and all_finite(x * 2)

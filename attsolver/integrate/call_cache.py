@@ -134,7 +134,8 @@ def times_entry(t: Tensor, *, only_known: bool = False) -> TimesEntry | None:
             got = _TIMES[key] = TimesEntry(np.frombuffer(key[1], dtype=np.float64).copy())
             if len(_TIMES) > MAX_GRIDS:
                 _TIMES.popitem(last=False)
-    _JUST_FOUND.last = (weakref.ref(t), t._version, got)
+    if not t.is_inference():  # an inference tensor has no version counter: nothing handed on
+        _JUST_FOUND.last = (weakref.ref(t), t._version, got)
     return got
 
 
