@@ -21,7 +21,7 @@ from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
-from .call_cache import coarse_known, f_known, note_coarse_quiet, note_f, stepper_for, times_entry
+from .call_cache import coarse_known, f_known, note_coarse_quiet, note_f, stepper_for, times_entry_again
 from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL_S, CheckedCorrector,
                      check_corrector, check_dtype, check_f, check_no_grad_through, check_options,
                      check_output_size,
@@ -131,7 +131,7 @@ def solve(
                                 guard_check_every=guard_check_every)
     check_finite = bool(options.get("check_finite", True))
     # torchdiffeq's rule: f sees t in y0's (real) dtype, whatever t's own dtype
-    t_f = t.to(y0.real.dtype if y0.is_complex() else y0.dtype)
+    t_f = _t_for_f(t, y0)
     f_key = _first_call_checked(spec, f, y0, t_f, check_finite)  # the user's f, before wrapping
     f = checked_rhs(f, compiled=bool(options.get("compile", False)))
     if spec.kind == "adaptive":
@@ -142,6 +142,12 @@ def solve(
                                   options=options, count=return_stats, guard=guard,
                                   check_every=guard_check_every, f_key=f_key)
     return (sol, stats) if return_stats else sol
+
+
+def _t_for_f(t: Tensor, y0: Tensor) -> Tensor:
+    """``t`` in ``y0``'s (real) dtype, the one ``f`` sees (``t`` itself where it has it)."""
+    dtype = y0.real.dtype if y0.is_complex() else y0.dtype
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _first_call_checked(spec: MethodSpec, f, y0: Tensor, t_f: Tensor, check_finite: bool):
@@ -165,7 +171,7 @@ def _validated(spec: MethodSpec, f, y0, t, options, *, corrector, event, guard, 
         raise ValueError("event= takes a 1-D t (one grid for the batch), not a per-sample grid [batch, n_t]; for "
                          "each sample's own step size use options={'per_sample': True} (dopri5, dopri8, kvaerno5)")
     if isinstance(y0, Tensor) and isinstance(t, Tensor) and t.ndim == 1:  # before t's checks touch it
-        check_output_size(len(t), y0, _max_output_bytes(options))
+        check_output_size(t.shape[0], y0, _max_output_bytes(options))  # shape[0]: len(t) costs ~1 µs
     y0, t = check_y0_t(y0, t)
     options = _checked_options(options, spec, f, y0, t, event)
     options.pop("max_output_bytes", None)
@@ -261,7 +267,7 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     user's ``f`` before wrapping, for the checks remembered across calls)."""
     growth_bound = options.pop("growth_bound", None)
     max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
-    known = times_entry(t)  # this t's grids from earlier calls (call_cache), or None
+    known = times_entry_again(t)  # this t's grids from earlier calls (call_cache), or None
     t_np = t.detach().cpu().double().numpy() if known is None else known.t_np
 
     def grid():  # validates step_size even when len(t) == 1
@@ -270,7 +276,7 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     cached = None if known is None else known.grid(step_size, max_steps, grid)
     n_sub, h_int = grid() if cached is None else (cached.n_sub, cached.h_int)
     event = options.pop("event", None)
-    if len(t) == 1:
+    if t.shape[0] == 1:
         sol = y0.unsqueeze(0)
         sol = sol if event is None else (torch.full(y0.shape[:-1], float("inf"), dtype=t_f.dtype), sol)
         return sol, SolveStats(spec.name, 0, 0, 0, 0.0, None, step_size is None)

@@ -44,7 +44,7 @@ from torch import Tensor
 from .._validate import is_real
 
 __all__ = ["MAX_TIMES", "MAX_GRIDS", "MAX_STEP_SIZES", "Grid", "TimesEntry", "times_entry", "f_known", "note_f",
-           "coarse_known", "note_coarse_quiet", "stepper_for", "MAX_STEPPERS", "clear"]
+           "coarse_known", "note_coarse_quiet", "stepper_for", "MAX_STEPPERS", "clear", "times_entry_again"]
 
 #: grids of more output times than this are not cached (keying them costs a copy of ``t``)
 MAX_TIMES = 4096
@@ -101,6 +101,9 @@ class TimesEntry:
 
 
 _TIMES: OrderedDict[tuple, TimesEntry] = OrderedDict()
+#: per thread: the ``t`` (weakly), its version counter and the entry that ``times_entry`` just
+#: returned for it; :func:`times_entry_again` takes it once
+_JUST_FOUND = threading.local()
 
 
 def times_key(t: Tensor) -> tuple | None:
@@ -117,6 +120,7 @@ def times_key(t: Tensor) -> tuple | None:
 def times_entry(t: Tensor, *, only_known: bool = False) -> TimesEntry | None:
     """The cache entry of ``t``; ``only_known``: ``None`` unless ``t`` was seen (and found
     valid) before, else one is made for it — call it so only once ``t`` has been checked."""
+    _JUST_FOUND.last = None  # what times_entry_again may take: only this call's answer
     key = times_key(t)
     if key is None:
         return None
@@ -124,13 +128,27 @@ def times_entry(t: Tensor, *, only_known: bool = False) -> TimesEntry | None:
         got = _TIMES.get(key)
         if got is not None:
             _TIMES.move_to_end(key)
-            return got
-        if only_known:
+        elif only_known:
             return None
-        got = _TIMES[key] = TimesEntry(np.frombuffer(key[1], dtype=np.float64).copy())
-        if len(_TIMES) > MAX_GRIDS:
-            _TIMES.popitem(last=False)
-        return got
+        else:
+            got = _TIMES[key] = TimesEntry(np.frombuffer(key[1], dtype=np.float64).copy())
+            if len(_TIMES) > MAX_GRIDS:
+                _TIMES.popitem(last=False)
+    if not t.is_inference():  # an inference tensor has no version counter: nothing handed on
+        _JUST_FOUND.last = (weakref.ref(t), t._version, got)
+    return got
+
+
+def times_entry_again(t: Tensor) -> TimesEntry | None:
+    """:func:`times_entry` for the ``t`` that this thread's last call of it was given — the
+    same tensor object, not modified in place since (version counter) — without keying ``t``
+    again (a copy of its values, ~2 µs); the remembered entry is taken, so a later call keys
+    ``t`` afresh.  ``solve`` checks ``t`` and then, a few lines later, looks up its grid."""
+    last = getattr(_JUST_FOUND, "last", None)
+    _JUST_FOUND.last = None
+    if last is not None and last[0]() is t and last[1] == t._version:
+        return last[2]
+    return times_entry(t)
 
 
 # --------------------------------------------------------------------------- what f has shown
@@ -252,3 +270,4 @@ def clear() -> None:
         _F_SEEN.clear()
         _STEPPERS.clear()
         _NOT_REUSABLE.clear()
+    _JUST_FOUND.last = None

@@ -406,10 +406,16 @@ def check_output_size(n_times: int, y0: Tensor, max_bytes: int = DEFAULT_MAX_OUT
         )
 
 
+#: torch dtype -> its name in a MethodSpec's ``dtypes`` ("float64", ...)
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def check_dtype(spec: MethodSpec, y0: Tensor) -> None:
     """``y0``'s dtype is one ``spec``'s method declares (its registry entry's ``dtypes``): a
     lower precision would be silently wrong or fail inside torch."""
-    name = str(y0.dtype).replace("torch.", "")
+    name = _DTYPE_NAMES.get(y0.dtype)
+    if name is None:  # str(dtype) costs ~1 µs: once per dtype
+        name = _DTYPE_NAMES[y0.dtype] = str(y0.dtype).replace("torch.", "")
     if name in spec.dtypes:
         return
     ok = [m for m in list_methods() if name in _spec_dtypes(m)]
