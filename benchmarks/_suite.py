@@ -24,12 +24,14 @@ A suite imports it as ``benchmarks._suite`` (the checkout's root goes on ``sys.p
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -208,6 +210,20 @@ def cached_h5(cache: str | Path, name: str, make: Callable[[], TrajectoryDataset
     data = make()
     save_h5(data, path)
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The checkout's commit (short hash), with ``+dirty`` when ``attsolver/`` or ``benchmarks/*.py`` had
+    uncommitted changes, read once per process (a suite reads it before its first row, so a commit made
+    while the run goes on is not credited).  ``None`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "attsolver", "benchmarks/*.py"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def fingerprint(obj: Any, n: int = 16) -> str:

@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     if argv is None and sys.argv[1:] == ["--worker"]:
         return worker()  # its tree's attsolver comes from PYTHONPATH alone
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
-    from benchmarks._suite import Run, parser, write_report  # lazy: the worker never needs the suite layer
+    from benchmarks._suite import Run, code_commit, parser, write_report  # lazy: the worker never needs the suite layer
 
     ap = parser("call_overhead", __doc__.split("\n\n")[0], prog=PROG, out=None)
     ap.add_argument("--before", type=Path, default=None, help="a checkout of the code before the change")
@@ -235,8 +235,7 @@ def main(argv=None) -> int:
     finally:
         for tree in trees.values():
             tree.close()
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = code_commit()
     report = run.report(rounds=args.rounds, trees=list(trees), rows=rows, etdrk4=step_ratios(rows, list(trees)),
                         before_tree=None if args.before is None else str(args.before), after_commit=commit)
     run.stamp(report, complete=True)

@@ -42,10 +42,8 @@ into the same folder resumes.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, fields
@@ -61,7 +59,7 @@ from attsolver.evaluate.metrics import speedups_at_equal_accuracy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks import ode  # noqa: E402
-from benchmarks._suite import Progress, Run, fingerprint, parser, provenance_lines, read_report, write_report  # noqa: E402
+from benchmarks._suite import Progress, Run, code_commit, fingerprint, parser, provenance_lines, read_report, write_report  # noqa: E402
 
 SCHEMA = 1
 PROGRESS = "ode_fresh_progress.jsonl"
@@ -159,21 +157,6 @@ def fresh_verdict(outcomes: list[str], pooled: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- one seed
-
-
-@functools.lru_cache(maxsize=1)
-def code_commit() -> str | None:
-    """The checkout's commit (short hash), with ``+dirty`` when ``attsolver/`` or ``benchmarks/*.py`` had
-    uncommitted changes, read once per process (``main`` reads it before the first seed, so a commit made
-    while the run goes on is not credited): recorded with every fresh seed, so a report whose seeds came
-    from different invocations says which code measured each one.  ``None`` outside a git checkout."""
-    root = Path(__file__).resolve().parents[1]
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if head.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "attsolver", "benchmarks/*.py"],
-                           capture_output=True, text=True).stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def _validation_era_speedup(result, match: str) -> float | None:
