@@ -102,7 +102,7 @@ def test_everything_flagged_fallback_is_the_classical_solve_at_h_over_4(small_ca
     assert float((s["corrected"] - s["classical_h/4"]).abs().max()) > 100 * max(gap, 1e-7 * size)  # not vacuous
 
 
-@pytest.mark.slow  # about 10 s alone, more on the shared machine
+@pytest.mark.slow  # two tiny runs (the second from the cache): about 25 s on the shared machine
 def test_tiny_ood_kolmogorov_end_to_end(tmp_path):
     k = _suite()
     out = tmp_path / "out"
