@@ -18,7 +18,7 @@ flags vs the ones the corrector made worse than the classical solve); flagged st
 fallback/classical error ratio; conformal coverage at 90 %; and in distribution the guard's cost
 (CPU time, one thread, interleaved rounds, paired per-round ratios).
 
-    attsolver bench ood_kolmogorov             # about 10-15 minutes on a loaded 2-core machine
+    attsolver bench ood_kolmogorov             # about 10 minutes from scratch at load ~7 on 2 cores (4.4 cached)
     attsolver bench ood_kolmogorov --quick     # a smoke run (a minute or two)
 
 Data and the trained model are cached under ``--cache`` (default ``out/ood_kolmogorov_cache``),
@@ -595,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     cal = coarse(data["cal"], RE_TRAIN)
     bounds = calibrate(model, cal, COVERAGE, f=coarse_system(RE_TRAIN))
-    report = run.report(config=c, host=HOST, method=METHOD, re_train=RE_TRAIN, re_tests=list(RE_TESTS), coverage=COVERAGE, step_size=H,
+    report = run.report(config=c, host=HOST, method=METHOD, re_train=RE_TRAIN, re_tests=list(RE_TESTS),
+                        coverage=COVERAGE, step_size=H,
                         cache_key=key, model_key=model_key, training=record, t=data["test500"].t.tolist(),
                         guard_defaults={"score_every": SCORE_EVERY, "fallback_substeps": FALLBACK_SUBSTEPS},
                         domain={"distance_threshold": model.domain.distance_threshold,
