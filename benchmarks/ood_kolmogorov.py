@@ -523,6 +523,13 @@ def figures(report: dict[str, Any]):
     yield "ood_kolmogorov.png", fig
 
 
+def distinct_steps(report: dict[str, Any]) -> int:
+    """The distinct float64 steps ``(t[i+1] - t[i]) / n`` of a solve over the report's output times."""
+    t = np.asarray(report["t"], dtype=np.float64)
+    n = round(report["config"]["frame"] / H)
+    return len(set(((t[1:] - t[:-1]) / n).tolist()))
+
+
 def notes(report: dict[str, Any]) -> list[str]:
     """What the figures say against issue 23's targets, computed from the rows."""
     rows, k = report["rows"], report["cost"]
@@ -558,9 +565,11 @@ def notes(report: dict[str, Any]) -> list[str]:
                    "shadow is next to the refined one and a correction of the spatial error looks worse: the check "
                    "distrusts a rollout once its first window closes, good corrector or bad.")
     out.append("Guard cost in distribution (target ≤ 10 %): " + ", ".join(
-        f"{m} {k[f'overhead_{m}']:+.1%}" for m, _, _ in MODES) + ". With per-feature scaling guard.py's score "
-        "still multiplies by diag(1/std) as a dense matrix (`_Scorer`: two 1024 × 1024 products per sample and "
-        "scored step, 2.1 million multiply-adds, where 2048 would do).")
+        f"{m} {k[f'overhead_{m}']:+.1%}" for m, _, _ in MODES) + ". With per-feature scaling guard.py's `_Scorer` "
+        "turns 1/std into a dense 2048 × 2048 diag matrix (32 MB in float64), builds it once per distinct step "
+        f"size of a solve ({distinct_steps(report)} here: the output intervals' h = {report['config']['frame']:g}"
+        f"/{round(report['config']['frame'] / H)} round to that many floats), and multiplies by its two "
+        "1024 × 1024 blocks on every scored step (2.1 million multiply-adds per sample, where 2048 would do).")
     fd = report.get("fd_host_check")
     if fd:
         out.append("Host: the spectral one. The suite's CNN on the finite-difference host, trained by the same "
