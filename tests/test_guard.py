@@ -132,7 +132,8 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(settin
     system, data, model = setting
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     # a domain that admits every state and correction size: only the a-posteriori check can flag
-    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
+                                      knn_threshold=float("inf"))
     with torch.no_grad():
         wild.out_scale.fill_(1.0)
         for p in wild.parameters():
@@ -203,7 +204,8 @@ def test_a_posteriori_check_keeps_a_corrector_no_worse_than_no_corrector(setting
     system, data, model = setting
     # the zero corrector's steps are the classical ones: the summed errors tie, nothing is distrusted
     zero = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
+                                      knn_threshold=float("inf"))
     y0, t = data.y[:, 0], data.t[:65]
     got, st = attsolver.solve(system, y0, t, step_size=H, corrector=zero, guard="fallback", guard_check_every=8,
                               return_stats=True)

@@ -35,17 +35,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .guard_knn import KNN_EMA, calibrate_knn, check_coreset
 from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
            "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of", "SCORE_EVERY",
-           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW"]
+           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK"]
 
 GUARD_MODES = ("warn", "fallback")
 #: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
@@ -70,6 +71,11 @@ POSTERIORI_RATIO = 1.0
 #: score is about ten small tensor operations, a few per cent of a small network's step, and the
 #: features move little in a few steps
 SCORE_EVERY = 4
+#: under ``"fallback"``, a flagged sample stays on the refined classical step for the rest of the
+#: solve: an error made outside the domain cannot be undone by later corrected steps, and
+#: switching back re-exposes the sample to a corrector that has just been seen to be off its
+#: domain (``False``: each score's verdict holds until the next score only)
+STICKY_FALLBACK = True
 #: quantiles of ``|C| / |dy|`` that a domain records
 RATIO_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
 
@@ -99,6 +105,12 @@ class TrainingDomain:
         ratio_threshold: flag a step whose ``|C| / |dy|`` is above this.
         horizon: the span of the training trajectories (time units); ``step_size``: the step.
         n_samples: training steps the statistics come from.
+        coreset: ``[M, F]`` whitened training features (farthest-point sampled) for the
+            nearest-neighbour score (:mod:`.guard_knn`), or ``None`` (more than
+            ``KNN_MAX_FEATURES`` features, or a domain recorded before the coreset existed: the
+            Mahalanobis score alone, as before).
+        knn_threshold: flag a sample whose moving average of the distance to the coreset
+            exceeds this (``None`` with no coreset).
     """
 
     mean: Tensor
@@ -112,6 +124,8 @@ class TrainingDomain:
     horizon: float
     step_size: float
     n_samples: int
+    coreset: Tensor | None = None
+    knn_threshold: float | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -120,9 +134,14 @@ class TrainingDomain:
 
     @classmethod
     def from_samples(cls, features: Tensor, ratios: Tensor, *, horizon: float, step_size: float,
-                     distance_margin: float = 1.5, ratio_margin: float = 2.0) -> TrainingDomain:
+                     distance_margin: float = 1.5, ratio_margin: float = 2.0, groups: Tensor | None = None,
+                     knn_margin: float = 1.0) -> TrainingDomain:
         """The domain of training features ``[N, F]`` and correction ratios ``[N]``; the
-        thresholds are the training maxima times the margins."""
+        Mahalanobis and ratio thresholds are the training maxima times the margins.  With at
+        most ``KNN_MAX_FEATURES`` features it also keeps a coreset and a nearest-neighbour
+        threshold calibrated on held-out trajectories (:func:`.guard_knn.calibrate_knn`;
+        ``groups [N]``: the trajectory of each sample, the samples in time order within each;
+        ``None``: one trajectory)."""
         z = features.detach().double().cpu()
         n, dim = z.shape
         if n < 2:
@@ -144,25 +163,36 @@ class TrainingDomain:
         quant = tuple(float(v) for v in torch.quantile(r, torch.tensor(RATIO_QUANTILES, dtype=r.dtype))) \
             if len(r) else (0.0,) * len(RATIO_QUANTILES)
         dmax = float(d2.max())
+        u = zc @ whiten if whiten.ndim == 2 else zc * whiten
+        knn = calibrate_knn(u, torch.zeros(n, dtype=torch.long) if groups is None else groups.cpu(), SCORE_EVERY,
+                            knn_margin)
         return cls(mean, whiten, z.min(0).values, z.max(0).values, dmax, dmax * distance_margin, quant,
-                   max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n))
+                   max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n),
+                   *(knn if knn is not None else (None, None)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types and tensors (a checkpoint loads it with ``weights_only=True``)."""
         return {"mean": self.mean, "whiten": self.whiten, "low": self.low, "high": self.high,
                 "distance_max": self.distance_max, "distance_threshold": self.distance_threshold,
                 "ratio_quantiles": list(self.ratio_quantiles), "ratio_threshold": self.ratio_threshold,
-                "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples}
+                "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples,
+                # only when recorded: a domain without them reads as before (Mahalanobis score alone)
+                **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingDomain:
         try:
-            return cls(*(d[k].double() for k in ("mean", "whiten", "low", "high")),
-                       float(d["distance_max"]), float(d["distance_threshold"]),
-                       tuple(float(v) for v in d["ratio_quantiles"]), float(d["ratio_threshold"]),
-                       float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
+            domain = cls(*(d[k].double() for k in ("mean", "whiten", "low", "high")),
+                         float(d["distance_max"]), float(d["distance_threshold"]),
+                         tuple(float(v) for v in d["ratio_quantiles"]), float(d["ratio_threshold"]),
+                         float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
+        if d.get("coreset") is None and d.get("knn_threshold") is None:
+            return domain  # recorded before the coreset existed, or too many features for it
+        coreset, threshold = d.get("coreset"), d.get("knn_threshold")
+        check_coreset(coreset, threshold, domain.feature_dim)
+        return replace(domain, coreset=coreset.double(), knn_threshold=float(threshold), _cache={})
 
     def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, whiten)`` in ``like``'s dtype and device (cached)."""
@@ -250,15 +280,28 @@ class _Scorer:
         self.radius = math.sqrt(domain.distance_threshold)
         self.ratio = domain.ratio_threshold
         self.dim = dim
+        # the nearest-neighbour score (guard_knn): |u|^2 + min_c (|c|^2 - 2 u.c), one addmm
+        self.core_t = self.core_sq = None
+        if domain.coreset is not None:
+            core = domain.coreset.to(like)
+            self.core_t, self.core_sq = (-2.0 * core).T.contiguous(), core.square().sum(1)
+            self.knn = domain.knn_threshold
+        self.average: list[Tensor | None] = [None]  # the solve's moving average (shared by its scorers)
 
     def ok(self, y: Tensor, dy: Tensor, c: Tensor) -> Tensor:
         """Per-sample ``[B]``: inside the domain (NaN compares false: a non-finite step is outside)."""
         dim = self.dim
         y2, dy2 = y.detach().reshape(-1, dim), dy.detach().reshape(-1, dim)
         u = torch.addmm(self.b, y2, self.a_y).addmm_(dy2, self.a_dy)
-        near = torch.linalg.vector_norm(u, dim=1) <= self.radius
+        u2 = u.square().sum(1)
+        near = u2 <= self.radius ** 2
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
+        if self.core_t is not None:
+            d = torch.addmm(self.core_sq, u, self.core_t).amin(1).add_(u2).clamp_min_(0.0).sqrt_()
+            prev = self.average[0]
+            avg = self.average[0] = d if prev is None else prev.lerp_(d, KNN_EMA)
+            near = near.logical_and_(avg <= self.knn)  # NaN compares false
         return near.logical_and_(small)
 
 
@@ -289,6 +332,8 @@ class _Guard:
                              "domain again")
         self.batch = plan.y0.numel() // self.dim
         self.scorers: dict[float, _Scorer] = {}
+        self.average: list[Tensor | None] = [None]
+        self.sticky = plan.guard == "fallback" and STICKY_FALLBACK
         self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
         self.n_flagged = self.n_fallbacks = self.f_evals = 0
         self.first: tuple[float, int] | None = None
@@ -355,7 +400,19 @@ class _Guard:
         got = self.scorers.get(h)
         if got is None:
             got = self.scorers[h] = _Scorer(self.domain, h, like)
+            got.average = self.average  # one moving average per solve, whatever the step
         return got
+
+    def verdict(self, ok: Tensor) -> tuple[Tensor, bool]:
+        """A score's verdict ``ok`` with the distrusted samples out, and whether all are in (the
+        one host synchronisation of a score); under a sticky ``"fallback"``
+        (:data:`STICKY_FALLBACK`) the samples it flags are distrusted from now on."""
+        if self.distrust is not None:
+            ok = ok & ~self.distrust
+        all_ok = bool(ok.all())
+        if self.sticky and not all_ok:
+            self.distrust = ~ok if self.distrust is None else self.distrust | ~ok
+        return ok, all_ok
 
     def handle(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_next: Tensor, h: float) -> Tensor:
         """Count a step with flagged samples; under ``"fallback"`` recompute them classically."""
@@ -422,8 +479,7 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
                 guard.open_window(y, max(1, int(POSTERIORI_WINDOW * every)))
             if j >= score_every:  # the first step is scored
                 j = 0
-                ok = score(y, dy, c) if guard.distrust is None else score(y, dy, c) & ~guard.distrust
-                all_ok = bool(ok.all())
+                ok, all_ok = guard.verdict(score(y, dy, c))
             y = y_next if all_ok else guard.handle(ok, ts, y, y_next, h)
             if guard.window is not None and guard.advance_window(ts, y, h):
                 y = guard.rewind(y)
