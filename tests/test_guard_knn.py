@@ -114,7 +114,7 @@ def test_the_coreset_sees_another_rho_that_the_ellipsoid_does_not(setting):
         _, with_knn = attsolver.solve(other, y0, t, step_size=H, corrector=model, guard="warn", return_stats=True)
     # 6 trajectories of 40 steps: the ellipsoid flags a fifth of the sample-steps, the coreset nearly all
     assert without.guard.n_flagged <= 0.25 * 240
-    assert with_knn.guard.n_flagged >= 0.9 * 240 and all(with_knn.guard.flagged)
+    assert with_knn.guard.n_flagged >= 0.8 * 240 and all(with_knn.guard.flagged)
     # in distribution, the nearest-neighbour score flags none of the training starts
     _, same = attsolver.solve(system, y0, data.t, step_size=H, corrector=model, guard="fallback", return_stats=True)
     assert same.guard.n_flagged == 0

@@ -458,7 +458,10 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     :func:`~attsolver.integrate.loop.fixed_loop`'s, and the guard's report.
 
     A score's verdict holds until the next score: a sample flagged at step ``n`` is handled
-    (counted, and under ``"fallback"`` recomputed) on steps ``n .. n + score_every - 1`` too."""
+    (counted, and under ``"fallback"`` recomputed) on steps ``n .. n + score_every - 1`` too;
+    under a sticky ``"fallback"`` (:data:`STICKY_FALLBACK`) for the rest of the solve.  The
+    guard's memory (sticky flags, the nearest-neighbour moving average, the a-posteriori
+    evidence) is per call: ``solve(..., progress=True)`` runs up to 100 pieces, each with a fresh one."""
     every, score_every = check_every or 0, score_every or SCORE_EVERY
     guard = _Guard(plan, domain_of(plan.corrector))
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
