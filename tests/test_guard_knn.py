@@ -185,3 +185,18 @@ def test_an_incompatible_coreset_in_a_checkpoint_is_refused_on_load(setting, tmp
     path = bad.save(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="coreset of shape"):
         load_corrector(path)
+
+
+def test_record_domain_of_several_data_sets_pools_them_as_distinct_trajectories(setting):
+    system, data, _ = setting
+    more = generate_trajectories(system, 3, t_final=1.0, dt=H, spin_up=2.0, seed=5, progress=False)
+    a = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    dom = record_domain(a, [data, more])
+    assert a.domain is dom and dom.n_samples == 6 * 100 + 3 * 50
+    assert dom.horizon == pytest.approx(2.0)  # the longest
+    # the pooled mean is the sample-weighted mean of the two sets' features
+    one = record_domain(NeurVec(3, method="rk4", step_size=H, dtype=torch.float64), data)
+    two = record_domain(NeurVec(3, method="rk4", step_size=H, dtype=torch.float64), more)
+    torch.testing.assert_close(dom.mean, (600 * one.mean + 150 * two.mean) / 750, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="empty list"):
+        record_domain(a, [])
