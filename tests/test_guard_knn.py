@@ -200,3 +200,24 @@ def test_record_domain_of_several_data_sets_pools_them_as_distinct_trajectories(
     torch.testing.assert_close(dom.mean, (600 * one.mean + 150 * two.mean) / 750, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="empty list"):
         record_domain(a, [])
+
+
+def test_the_scorer_computes_the_moving_average_of_the_nearest_distance(setting):
+    system, data, model = setting
+    dom = model.domain
+    y = data.y[:, :3].reshape(-1, 3)
+    step = attsolver.solve(system, y, torch.tensor([0.0, H], dtype=torch.float64), step_size=H)[-1]
+    dy, zero = step - y, torch.zeros_like(y)
+    scorer = guard_module._Scorer(dom, H, y)
+    u = (torch.cat((y, dy / H), 1) - dom.mean) @ dom.whiten
+    d = guard_knn.nearest_distance(u, dom.coreset)
+    scorer.ok(y, dy, zero)
+    torch.testing.assert_close(scorer.average[0].double(), d, rtol=0, atol=2e-3)  # float32 product
+    moved = y + 1.0
+    dy2 = attsolver.solve(system, moved, torch.tensor([0.0, H], dtype=torch.float64), step_size=H)[-1] - moved
+    ok = scorer.ok(moved, dy2, zero)
+    d2 = guard_knn.nearest_distance((torch.cat((moved, dy2 / H), 1) - dom.mean) @ dom.whiten, dom.coreset)
+    avg = (1 - guard_knn.KNN_EMA) * d + guard_knn.KNN_EMA * d2
+    torch.testing.assert_close(scorer.average[0].double(), avg, rtol=0, atol=2e-3)
+    inside = dom.distance2(torch.cat((moved, dy2 / H), 1)) <= dom.distance_threshold
+    assert torch.equal(ok, inside & (avg <= dom.knn_threshold))

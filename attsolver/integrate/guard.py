@@ -8,12 +8,15 @@ sample, by two cheap numbers:
   to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
   the training covariance (per-feature scaling only when ``z`` has more than
   :data:`MAX_FULL_COVARIANCE` entries), folded per step size into two matrix products;
+* where the domain keeps a coreset (at most ``KNN_MAX_FEATURES`` features), the moving average
+  of the whitened features' distance to the nearest training feature (:mod:`.guard_knn`): the
+  features lie on a thin curved manifold that the ellipsoid cannot resolve;
 * the correction's size relative to the step, ``r = |C| / |dy|``, against its training
   quantiles.
 
-A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold` or ``r``
-exceeds :attr:`TrainingDomain.ratio_threshold` (both the training maximum times a margin), or
-when the corrected state is not finite.  The score runs on every :data:`SCORE_EVERY`-th step
+A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold`, the
+moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
+:attr:`TrainingDomain.ratio_threshold`, or when the corrected state is not finite.  The score runs on every :data:`SCORE_EVERY`-th step
 (the first included) and its verdict holds until the next score, which keeps the guard's cost
 to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
@@ -26,7 +29,7 @@ window's end (the window's corrected steps are undone, the outputs inside it are
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
-samples only.  The unguarded loop (:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
+samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  The unguarded loop (:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
 ``guard=None`` costs nothing.
 """
 
@@ -280,10 +283,13 @@ class _Scorer:
         self.radius = math.sqrt(domain.distance_threshold)
         self.ratio = domain.ratio_threshold
         self.dim = dim
-        # the nearest-neighbour score (guard_knn): |u|^2 + min_c (|c|^2 - 2 u.c), one addmm
+        # the nearest-neighbour score (guard_knn): |u|^2 + min_c (|c|^2 - 2 u.c), one addmm, in
+        # float32 at most (the [B, M] product is the score's largest tensor: half the memory
+        # traffic; distances of order 0.1-1 whitened units keep ~1e-3 absolute accuracy)
         self.core_t = self.core_sq = None
         if domain.coreset is not None:
-            core = domain.coreset.to(like)
+            self.knn_dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
+            core = domain.coreset.to(device=like.device, dtype=self.knn_dtype)
             self.core_t, self.core_sq = (-2.0 * core).T.contiguous(), core.square().sum(1)
             self.knn = domain.knn_threshold
         self.average: list[Tensor | None] = [None]  # the solve's moving average (shared by its scorers)
@@ -298,7 +304,7 @@ class _Scorer:
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
         if self.core_t is not None:
-            d = torch.addmm(self.core_sq, u, self.core_t).amin(1).add_(u2).clamp_min_(0.0).sqrt_()
+            d = torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t).amin(1).add_(u2).clamp_min_(0.0).sqrt_()
             prev = self.average[0]
             avg = self.average[0] = d if prev is None else prev.lerp_(d, KNN_EMA)
             near = near.logical_and_(avg <= self.knn)  # NaN compares false
