@@ -286,7 +286,7 @@ class _Scorer:
         # the nearest-neighbour score (guard_knn): |u|^2 + min_c (|c|^2 - 2 u.c), one addmm, in
         # float32 at most (the [B, M] product is the score's largest tensor: half the memory
         # traffic; distances of order 0.1-1 whitened units keep ~1e-3 absolute accuracy)
-        self.core_t = self.core_sq = None
+        self.core_t = self.core_sq = self.buf = None
         if domain.coreset is not None:
             self.knn_dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
             core = domain.coreset.to(device=like.device, dtype=self.knn_dtype)
@@ -304,7 +304,11 @@ class _Scorer:
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
         if self.core_t is not None:
-            d = torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t).amin(1).add_(u2).clamp_min_(0.0).sqrt_()
+            buf = self.buf
+            if buf is None or buf.shape[0] != u.shape[0]:  # [B, M], kept: no large allocation per score
+                buf = self.buf = u.new_empty((u.shape[0], self.core_t.shape[1]), dtype=self.knn_dtype)
+            torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t, out=buf)
+            d = buf.amin(1).add_(u2).clamp_min_(0.0).sqrt_()
             prev = self.average[0]
             avg = self.average[0] = d if prev is None else prev.lerp_(d, KNN_EMA)
             near = near.logical_and_(avg <= self.knn)  # NaN compares false
