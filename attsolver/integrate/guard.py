@@ -2,7 +2,7 @@
 remembers (:class:`TrainingDomain`), the per-step score against it, and the guarded loop.
 
 A corrected step is ``y_{n+1} = y* + C(t_n, y_n, dy_n, h)``.  The guard scores the steps, per
-sample, by two cheap numbers:
+sample, by three cheap numbers:
 
 * the squared Mahalanobis distance of the step's features ``z = (y_n, dy_n / h)`` (flattened)
   to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
@@ -16,7 +16,8 @@ sample, by two cheap numbers:
 
 A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold`, the
 moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
-:attr:`TrainingDomain.ratio_threshold`, or when the corrected state is not finite.  The score runs on every :data:`SCORE_EVERY`-th step
+:attr:`TrainingDomain.ratio_threshold`, or when the corrected state is not finite.  The score
+runs on every :data:`SCORE_EVERY`-th step
 (the first included) and its verdict holds until the next score, which keeps the guard's cost
 to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
@@ -29,7 +30,8 @@ window's end (the window's corrected steps are undone, the outputs inside it are
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
-samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  The unguarded loop (:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
+samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  The unguarded loop
+(:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
 ``guard=None`` costs nothing.
 """
 
