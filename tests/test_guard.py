@@ -1,5 +1,6 @@
 """The out-of-distribution guard (integrate/guard.py), the training domain and its record."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -84,8 +85,13 @@ def test_warn_names_the_first_time_and_trajectory_once(setting):
 
 def test_guard_over_progress_pieces_sums_the_reports(setting, monkeypatch):
     system, data, model = setting
-    # every step scored: the pieces (one output interval each here) then see the same scores
+    # every step scored, nothing sticky and no moving average (the Mahalanobis and ratio scores
+    # alone): the pieces (one output interval each here) then see the same verdicts (a piece
+    # starts its guard afresh: sticky flags and the nearest-neighbour average do not cross pieces)
     monkeypatch.setattr("attsolver.integrate.guard.SCORE_EVERY", 1)
+    monkeypatch.setattr("attsolver.integrate.guard.STICKY_FALLBACK", False)
+    monkeypatch.setattr(model, "domain", dataclasses.replace(model.domain, coreset=None, knn_threshold=None,
+                                                             _cache={}))
     y0 = data.y[:2, 0].clone()
     y0[1] *= 3.0
     _, whole = attsolver.solve(system, y0, data.t[:21], step_size=H, corrector=model, guard="fallback",
@@ -126,13 +132,13 @@ def test_bad_guard_input(setting):
 
 
 def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(setting):
-    import dataclasses
 
     from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
     system, data, model = setting
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     # a domain that admits every state and correction size: only the a-posteriori check can flag
-    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
+                                      knn_threshold=float("inf"))
     with torch.no_grad():
         wild.out_scale.fill_(1.0)
         for p in wild.parameters():
@@ -199,11 +205,11 @@ def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_
 
 
 def test_a_posteriori_check_keeps_a_corrector_no_worse_than_no_corrector(setting):
-    import dataclasses
     system, data, model = setting
     # the zero corrector's steps are the classical ones: the summed errors tie, nothing is distrusted
     zero = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"))
+    zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
+                                      knn_threshold=float("inf"))
     y0, t = data.y[:, 0], data.t[:65]
     got, st = attsolver.solve(system, y0, t, step_size=H, corrector=zero, guard="fallback", guard_check_every=8,
                               return_stats=True)

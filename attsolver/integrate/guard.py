@@ -2,18 +2,22 @@
 remembers (:class:`TrainingDomain`), the per-step score against it, and the guarded loop.
 
 A corrected step is ``y_{n+1} = y* + C(t_n, y_n, dy_n, h)``.  The guard scores the steps, per
-sample, by two cheap numbers:
+sample, by three cheap numbers:
 
 * the squared Mahalanobis distance of the step's features ``z = (y_n, dy_n / h)`` (flattened)
   to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
   the training covariance (per-feature scaling only when ``z`` has more than
   :data:`MAX_FULL_COVARIANCE` entries), folded per step size into two matrix products;
+* where the domain keeps a coreset (at most ``KNN_MAX_FEATURES`` features), the moving average
+  of the whitened features' distance to the nearest training feature (:mod:`.guard_knn`): the
+  features lie on a thin curved manifold that the ellipsoid cannot resolve;
 * the correction's size relative to the step, ``r = |C| / |dy|``, against its training
   quantiles.
 
-A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold` or ``r``
-exceeds :attr:`TrainingDomain.ratio_threshold` (both the training maximum times a margin), or
-when the corrected state is not finite.  The score runs on every :data:`SCORE_EVERY`-th step
+A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshold`, the
+moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
+:attr:`TrainingDomain.ratio_threshold`, or when the corrected state is not finite.  The score
+runs on every :data:`SCORE_EVERY`-th step
 (the first included) and its verdict holds until the next score, which keeps the guard's cost
 to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
@@ -26,7 +30,8 @@ window's end (the window's corrected steps are undone, the outputs inside it are
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
-samples only.  The unguarded loop (:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
+samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  The unguarded loop
+(:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
 ``guard=None`` costs nothing.
 """
 
@@ -35,17 +40,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .guard_knn import KNN_EMA, calibrate_knn, check_coreset
 from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
            "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of", "SCORE_EVERY",
-           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW"]
+           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK"]
 
 GUARD_MODES = ("warn", "fallback")
 #: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
@@ -70,6 +76,11 @@ POSTERIORI_RATIO = 1.0
 #: score is about ten small tensor operations, a few per cent of a small network's step, and the
 #: features move little in a few steps
 SCORE_EVERY = 4
+#: under ``"fallback"``, a flagged sample stays on the refined classical step for the rest of the
+#: solve: an error made outside the domain cannot be undone by later corrected steps, and
+#: switching back re-exposes the sample to a corrector that has just been seen to be off its
+#: domain (``False``: each score's verdict holds until the next score only)
+STICKY_FALLBACK = True
 #: quantiles of ``|C| / |dy|`` that a domain records
 RATIO_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
 
@@ -99,6 +110,12 @@ class TrainingDomain:
         ratio_threshold: flag a step whose ``|C| / |dy|`` is above this.
         horizon: the span of the training trajectories (time units); ``step_size``: the step.
         n_samples: training steps the statistics come from.
+        coreset: ``[M, F]`` whitened training features (farthest-point sampled) for the
+            nearest-neighbour score (:mod:`.guard_knn`), or ``None`` (more than
+            ``KNN_MAX_FEATURES`` features, or a domain recorded before the coreset existed: the
+            Mahalanobis score alone, as before).
+        knn_threshold: flag a sample whose moving average of the distance to the coreset
+            exceeds this (``None`` with no coreset).
     """
 
     mean: Tensor
@@ -112,6 +129,8 @@ class TrainingDomain:
     horizon: float
     step_size: float
     n_samples: int
+    coreset: Tensor | None = None
+    knn_threshold: float | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -120,9 +139,14 @@ class TrainingDomain:
 
     @classmethod
     def from_samples(cls, features: Tensor, ratios: Tensor, *, horizon: float, step_size: float,
-                     distance_margin: float = 1.5, ratio_margin: float = 2.0) -> TrainingDomain:
+                     distance_margin: float = 1.5, ratio_margin: float = 2.0, groups: Tensor | None = None,
+                     knn_margin: float = 1.0) -> TrainingDomain:
         """The domain of training features ``[N, F]`` and correction ratios ``[N]``; the
-        thresholds are the training maxima times the margins."""
+        Mahalanobis and ratio thresholds are the training maxima times the margins.  With at
+        most ``KNN_MAX_FEATURES`` features it also keeps a coreset and a nearest-neighbour
+        threshold calibrated on held-out trajectories (:func:`.guard_knn.calibrate_knn`;
+        ``groups [N]``: the trajectory of each sample, the samples in time order within each;
+        ``None``: one trajectory)."""
         z = features.detach().double().cpu()
         n, dim = z.shape
         if n < 2:
@@ -144,25 +168,36 @@ class TrainingDomain:
         quant = tuple(float(v) for v in torch.quantile(r, torch.tensor(RATIO_QUANTILES, dtype=r.dtype))) \
             if len(r) else (0.0,) * len(RATIO_QUANTILES)
         dmax = float(d2.max())
+        u = zc @ whiten if whiten.ndim == 2 else zc * whiten
+        knn = calibrate_knn(u, torch.zeros(n, dtype=torch.long) if groups is None else groups.cpu(), SCORE_EVERY,
+                            knn_margin)
         return cls(mean, whiten, z.min(0).values, z.max(0).values, dmax, dmax * distance_margin, quant,
-                   max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n))
+                   max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n),
+                   *(knn if knn is not None else (None, None)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types and tensors (a checkpoint loads it with ``weights_only=True``)."""
         return {"mean": self.mean, "whiten": self.whiten, "low": self.low, "high": self.high,
                 "distance_max": self.distance_max, "distance_threshold": self.distance_threshold,
                 "ratio_quantiles": list(self.ratio_quantiles), "ratio_threshold": self.ratio_threshold,
-                "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples}
+                "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples,
+                # only when recorded: a domain without them reads as before (Mahalanobis score alone)
+                **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingDomain:
         try:
-            return cls(*(d[k].double() for k in ("mean", "whiten", "low", "high")),
-                       float(d["distance_max"]), float(d["distance_threshold"]),
-                       tuple(float(v) for v in d["ratio_quantiles"]), float(d["ratio_threshold"]),
-                       float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
+            domain = cls(*(d[k].double() for k in ("mean", "whiten", "low", "high")),
+                         float(d["distance_max"]), float(d["distance_threshold"]),
+                         tuple(float(v) for v in d["ratio_quantiles"]), float(d["ratio_threshold"]),
+                         float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
+        if d.get("coreset") is None and d.get("knn_threshold") is None:
+            return domain  # recorded before the coreset existed, or too many features for it
+        coreset, threshold = d.get("coreset"), d.get("knn_threshold")
+        check_coreset(coreset, threshold, domain.feature_dim)
+        return replace(domain, coreset=coreset.double(), knn_threshold=float(threshold), _cache={})
 
     def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, whiten)`` in ``like``'s dtype and device (cached)."""
@@ -250,15 +285,35 @@ class _Scorer:
         self.radius = math.sqrt(domain.distance_threshold)
         self.ratio = domain.ratio_threshold
         self.dim = dim
+        # the nearest-neighbour score (guard_knn): |u|^2 + min_c (|c|^2 - 2 u.c), one addmm, in
+        # float32 at most (the [B, M] product is the score's largest tensor: half the memory
+        # traffic; distances of order 0.1-1 whitened units keep ~1e-3 absolute accuracy)
+        self.core_t = self.core_sq = self.buf = None
+        if domain.coreset is not None:
+            self.knn_dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
+            core = domain.coreset.to(device=like.device, dtype=self.knn_dtype)
+            self.core_t, self.core_sq = (-2.0 * core).T.contiguous(), core.square().sum(1)
+            self.knn = domain.knn_threshold
+        self.average: list[Tensor | None] = [None]  # the solve's moving average (shared by its scorers)
 
     def ok(self, y: Tensor, dy: Tensor, c: Tensor) -> Tensor:
         """Per-sample ``[B]``: inside the domain (NaN compares false: a non-finite step is outside)."""
         dim = self.dim
         y2, dy2 = y.detach().reshape(-1, dim), dy.detach().reshape(-1, dim)
         u = torch.addmm(self.b, y2, self.a_y).addmm_(dy2, self.a_dy)
-        near = torch.linalg.vector_norm(u, dim=1) <= self.radius
+        u2 = u.square().sum(1)
+        near = u2 <= self.radius ** 2
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
+        if self.core_t is not None:
+            buf = self.buf
+            if buf is None or buf.shape[0] != u.shape[0]:  # [B, M], kept: no large allocation per score
+                buf = self.buf = u.new_empty((u.shape[0], self.core_t.shape[1]), dtype=self.knn_dtype)
+            torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t, out=buf)
+            d = buf.amin(1).add_(u2).clamp_min_(0.0).sqrt_()
+            prev = self.average[0]
+            avg = self.average[0] = d if prev is None else prev.lerp_(d, KNN_EMA)
+            near = near.logical_and_(avg <= self.knn)  # NaN compares false
         return near.logical_and_(small)
 
 
@@ -289,6 +344,8 @@ class _Guard:
                              "domain again")
         self.batch = plan.y0.numel() // self.dim
         self.scorers: dict[float, _Scorer] = {}
+        self.average: list[Tensor | None] = [None]
+        self.sticky = plan.guard == "fallback" and STICKY_FALLBACK
         self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
         self.n_flagged = self.n_fallbacks = self.f_evals = 0
         self.first: tuple[float, int] | None = None
@@ -355,7 +412,19 @@ class _Guard:
         got = self.scorers.get(h)
         if got is None:
             got = self.scorers[h] = _Scorer(self.domain, h, like)
+            got.average = self.average  # one moving average per solve, whatever the step
         return got
+
+    def verdict(self, ok: Tensor) -> tuple[Tensor, bool]:
+        """A score's verdict ``ok`` with the distrusted samples out, and whether all are in (the
+        one host synchronisation of a score); under a sticky ``"fallback"``
+        (:data:`STICKY_FALLBACK`) the samples it flags are distrusted from now on."""
+        if self.distrust is not None:
+            ok = ok & ~self.distrust
+        all_ok = bool(ok.all())
+        if self.sticky and not all_ok:
+            self.distrust = ~ok if self.distrust is None else self.distrust | ~ok
+        return ok, all_ok
 
     def handle(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_next: Tensor, h: float) -> Tensor:
         """Count a step with flagged samples; under ``"fallback"`` recompute them classically."""
@@ -401,7 +470,10 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     :func:`~attsolver.integrate.loop.fixed_loop`'s, and the guard's report.
 
     A score's verdict holds until the next score: a sample flagged at step ``n`` is handled
-    (counted, and under ``"fallback"`` recomputed) on steps ``n .. n + score_every - 1`` too."""
+    (counted, and under ``"fallback"`` recomputed) on steps ``n .. n + score_every - 1`` too;
+    under a sticky ``"fallback"`` (:data:`STICKY_FALLBACK`) for the rest of the solve.  The
+    guard's memory (sticky flags, the nearest-neighbour moving average, the a-posteriori
+    evidence) is per call: ``solve(..., progress=True)`` runs up to 100 pieces, each with a fresh one."""
     every, score_every = check_every or 0, score_every or SCORE_EVERY
     guard = _Guard(plan, domain_of(plan.corrector))
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
@@ -422,8 +494,7 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
                 guard.open_window(y, max(1, int(POSTERIORI_WINDOW * every)))
             if j >= score_every:  # the first step is scored
                 j = 0
-                ok = score(y, dy, c) if guard.distrust is None else score(y, dy, c) & ~guard.distrust
-                all_ok = bool(ok.all())
+                ok, all_ok = guard.verdict(score(y, dy, c))
             y = y_next if all_ok else guard.handle(ok, ts, y, y_next, h)
             if guard.window is not None and guard.advance_window(ts, y, h):
                 y = guard.rewind(y)

@@ -22,28 +22,53 @@ DEFAULT_DOMAIN_SAMPLES = 20000
 
 @torch.no_grad()
 def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples: int = DEFAULT_DOMAIN_SAMPLES,
-                  distance_margin: float = 1.5, ratio_margin: float = 2.0, seed: int = 0) -> TrainingDomain:
+                  distance_margin: float = 1.5, ratio_margin: float = 2.0, knn_margin: float = 1.0,
+                  seed: int = 0) -> TrainingDomain:
     """Set ``corrector.domain`` from the states of ``data`` and return it.
 
     Every observed state ``y_n`` but the last of each trajectory (at most ``max_samples`` of
-    them, a seeded draw) is advanced by one classical step ``h = corrector.step_size``; the
-    domain records the features ``(y_n, dy_n / h)`` (mean, whitening, ranges, largest squared
-    Mahalanobis distance), the correction's relative size ``|C| / |dy|`` (quantiles), the
-    horizon ``t[-1] - t[0]`` and the step.  The thresholds a guard uses are the training
-    maxima times ``distance_margin`` (on ``d^2``) and ``ratio_margin``.
+    them per data set, a seeded draw) is advanced by one classical step ``h =
+    corrector.step_size``; the domain records the features ``(y_n, dy_n / h)`` (mean,
+    whitening, ranges, largest squared Mahalanobis distance), the correction's relative size
+    ``|C| / |dy|`` (quantiles), the horizon ``t[-1] - t[0]`` (the longest) and the step.  The
+    thresholds a guard uses are the training maxima times ``distance_margin`` (on ``d^2``) and
+    ``ratio_margin``.  With at most ``KNN_MAX_FEATURES`` features
+    (:mod:`attsolver.integrate.guard_knn`) it also keeps a farthest-point coreset of the whitened
+    features and the threshold of their nearest-neighbour distance's moving average: its
+    ``KNN_QUANTILE`` quantile on held-out trajectories (4 folds of whole trajectories) times
+    ``knn_margin``.
 
     Args:
         corrector: a trained corrector (left in eval mode).
         data: the trajectories it was trained on (a :class:`~attsolver.data.TrajectoryDataset`
-            or an HDF5 path).
+            or an HDF5 path), or a list of them (e.g. the training set and further
+            in-distribution trajectories on another time grid: more trajectories sample the
+            training manifold more densely and sharpen the nearest-neighbour score).
         f: the right-hand side; default the data's built-in system.
     """
-    data = as_dataset(data)
-    if len(data.t) < 2:
-        raise ValueError("data needs at least 2 times per trajectory to record a training domain")
-    for name, v in (("distance_margin", distance_margin), ("ratio_margin", ratio_margin)):
+    sets = [as_dataset(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+    if not sets:
+        raise ValueError("data is an empty list; give the training trajectories")
+    for name, v in (("distance_margin", distance_margin), ("ratio_margin", ratio_margin), ("knn_margin", knn_margin)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1):
             raise ValueError(f"{name} must be a finite number >= 1, got {v!r}")
+    pieces = [_samples(corrector, d, f, max_samples, seed) for d in sets]
+    offset, groups = 0, []
+    for _, _, g, _ in pieces:  # trajectories of different sets are different trajectories
+        groups.append(g + offset)
+        offset += int(g.max()) + 1 if len(g) else 0
+    domain = TrainingDomain.from_samples(
+        torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]),
+        horizon=max(p[3] for p in pieces), step_size=corrector.step_size, distance_margin=distance_margin,
+        ratio_margin=ratio_margin, groups=torch.cat(groups), knn_margin=knn_margin)
+    corrector.domain = domain
+    return domain
+
+
+def _samples(corrector: Corrector, data, f, max_samples: int, seed: int):
+    """``(features [N, 2 D], ratios [N], trajectory of each [N], horizon)`` of one data set."""
+    if len(data.t) < 2:
+        raise ValueError("data needs at least 2 times per trajectory to record a training domain")
     f, autonomous = right_hand_side(corrector, data, None, f, None)
     h = corrector.step_size
     dtype, device = corrector.dtype, corrector.out_scale.device
@@ -67,6 +92,9 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
         y1 = y1.reshape(n_all, *state_shape)[pick.to(device)]
     y, y1 = y.to(dtype), y1.to(dtype)
     keep = torch.isfinite(y1.reshape(len(y1), -1)).all(1)
+    # the trajectory of each drawn state (``pick`` is sorted: time order within each), for the
+    # nearest-neighbour threshold's held-out trajectories
+    groups = (pick // (data.y.shape[1] - 1))[keep.cpu()]
     y, y1, starts = y[keep], y1[keep], starts[keep]
     dy = y1 - y
     was_training = corrector.training
@@ -75,8 +103,4 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
     corrector.train(was_training)
     ratios = torch.linalg.vector_norm(c.reshape(-1, dim), dim=1) / torch.linalg.vector_norm(
         dy.reshape(-1, dim), dim=1).clamp_min(torch.finfo(dy.dtype).tiny)
-    domain = TrainingDomain.from_samples(guard_features(y, dy, h, dim), ratios,
-                                         horizon=float(data.t[-1] - data.t[0]), step_size=h,
-                                         distance_margin=distance_margin, ratio_margin=ratio_margin)
-    corrector.domain = domain
-    return domain
+    return guard_features(y, dy, h, dim), ratios, groups, float(data.t[-1] - data.t[0])
