@@ -11,7 +11,7 @@ calibration trajectories; detection (the rollouts the guard flags vs the ones th
 than the classical solve); the guard's cost (CPU time, interleaved rounds, one thread, paired
 per-round ratios); conformal coverage at 90 % on the split and over random re-splits.  Cases:
 Lorenz-63, the elastic pendulum, Lorenz-96, the spring chain and the Van der Pol neural ODE
-(Kolmogorov flow is left out: hours on a CPU).
+(Kolmogorov flow at another Reynolds number is the separate suite ``ood_kolmogorov``).
 
     attsolver bench ood            # about 5-10 minutes on a loaded 2-core machine
     attsolver bench ood --quick    # a smoke run (a few seconds of training per case)
