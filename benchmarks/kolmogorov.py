@@ -36,6 +36,11 @@ cost):
 
     attsolver bench kolmogorov --quick --out out/bench-kolmogorov-quick
     attsolver bench kolmogorov --out benchmarks/results
+    attsolver bench kolmogorov --regime re1000 --out benchmarks/results/kolmogorov_re1000
+
+``--regime re1000`` is Kochkov's Re = 1000 on a 64^2 base grid (FD ladder to 256^2, a 256^2
+reference checked against 512^2), with the cuts a 2-core CPU forces listed on its page
+(:func:`re1000_settings`); the default ``re500`` is the protocol above, unchanged.
 
 Data and trained models are cached under ``--cache`` (default ``out/kolmogorov_cache``); a rerun
 resumes from them.
