@@ -7,7 +7,8 @@ sample, by three cheap numbers:
 * the squared Mahalanobis distance of the step's features ``z = (y_n, dy_n / h)`` (flattened)
   to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
   the training covariance (per-feature scaling only when ``z`` has more than
-  :data:`MAX_FULL_COVARIANCE` entries), folded per step size into two matrix products;
+  :data:`MAX_FULL_COVARIANCE` entries), folded per step size into two matrix products
+  (elementwise products with per-feature scaling);
 * where the domain keeps a coreset (at most ``KNN_MAX_FEATURES`` features), the moving average
   of the whitened features' distance to the nearest training feature (:mod:`.guard_knn`): the
   features lie on a thin curved manifold that the ellipsoid cannot resolve;
@@ -30,9 +31,11 @@ window's end (the window's corrected steps are undone, the outputs inside it are
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
-samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  The unguarded loop
-(:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
-``guard=None`` costs nothing.
+samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  Before the first step,
+the system check (:mod:`.guard_system`) compares a built-in system ``f`` with the one the
+corrector's training data recorded: another system or parameter flags every sample from step 0
+(``"fallback"``: the classical refined step throughout).  The unguarded loop
+(:func:`attsolver.integrate.loop.fixed_loop`) is untouched: ``guard=None`` costs nothing.
 """
 
 from __future__ import annotations
