@@ -220,7 +220,8 @@ def solves(model, re: float, w0: torch.Tensor, t: torch.Tensor) -> dict[str, Any
                "corrected": solve(f, w0, t, method=METHOD, step_size=H, corrector=model, options=opts)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OutOfDomainWarning)
-            for name, mode, every, m in (*((n, g, e, scored) for n, g, e in MODES), ("system", "fallback", None, model)):
+            runs = (*((n, g, e, scored) for n, g, e in MODES), ("system", "fallback", None, model))
+            for name, mode, every, m in runs:
                 out[name], st = solve(f, w0, t, method=METHOD, step_size=H, corrector=m, guard=mode,
                                       guard_check_every=every, options=opts, return_stats=True)
                 out[f"{name}_stats"] = st.guard
@@ -451,7 +452,8 @@ def _system_lines(report: dict[str, Any]) -> list[str]:
         out.append(f"| Re={r['re']:g} | {_f(r['error_median']['system'])} | {r['worse']}/{r['n']} | "
                    f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
                    f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
-                   f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} | {r.get('system_reason') or '–'} |")
+                   f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} | "
+                   f"{r.get('system_reason') or '–'} |")
     mismatch = next((r["system_mismatch"] for r in report["rows"] if r.get("system_mismatch")), None)
     if mismatch:
         out += ["", f"The check's message, e.g.: \"{mismatch}\"."]
