@@ -56,8 +56,12 @@ MODES = (("warn", "warn", None), ("fallback", "fallback", None), ("checked32", "
 CHECKED = {name: every for name, _, every in MODES if every}
 #: the tables below the main one: (key, title); "wide" is guard="fallback" with the domain
 #: re-recorded from the training and the calibration trajectories (``record_domain(model,
-#: [train, cal])``: 24 + 100 in-distribution trajectories sample the manifold more densely)
-EXTRA = (*((name, f"With the a-posteriori check (`guard='fallback', guard_check_every={every}`)")
+#: [train, cal])``: 24 + 100 in-distribution trajectories sample the manifold more densely);
+#: "system" is guard="fallback" with the system check on (the corrector as ``fit`` left it)
+EXTRA = (("system", "With the system check (the corrector as `fit` left it, its training system recorded; "
+                    "`guard='fallback'`): a built-in system with another parameter is flagged from step 0, "
+                    "exactly, by construction — this row is not evidence that the data score works"),
+         *((name, f"With the a-posteriori check (`guard='fallback', guard_check_every={every}`)")
            for name, every in CHECKED.items()),
          ("wide", "With the domain recorded from the training and the calibration trajectories "
                   "(`record_domain(model, [train, cal])`, `guard='fallback'`)"))
@@ -125,19 +129,31 @@ def _rollout_error(sol: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     return err.square().mean(0).sqrt().numpy()
 
 
+def data_only(model):
+    """A copy of ``model`` without its training system's record: the guard's system check is
+    skipped (:mod:`attsolver.integrate.guard_system`), the data scores alone decide."""
+    plain = copy.deepcopy(model)
+    info = copy.deepcopy(plain.training_info)
+    if isinstance(info.get("data"), dict):
+        info["data"]["system"] = None
+    plain.training_info = info
+    return plain
+
+
 def _solves(system, y0, t, h, model, wide) -> dict[str, Any]:
+    """The solves of one test set; the guarded ones with the data scores alone (``data_only``),
+    and ``"system"``: ``guard="fallback"`` with the system check on."""
     unchecked = {"check_finite": False}
+    scored = data_only(model)
     out = {"classical": attsolver.solve(system, y0, t, step_size=h, options=unchecked),
            "corrected": attsolver.solve(system, y0, t, step_size=h, corrector=model, options=unchecked)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
-        for name, mode, every in MODES:
-            out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=model, guard=mode,
+        for name, mode, every, m in (*((n, g, e, scored) for n, g, e in MODES), ("wide", "fallback", None, wide),
+                                     ("system", "fallback", None, model)):
+            out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                             guard_check_every=every, options=unchecked, return_stats=True)
             out[f"{name}_stats"] = st.guard
-        out["wide"], st = attsolver.solve(system, y0, t, step_size=h, corrector=wide, guard="fallback",
-                                          options=unchecked, return_stats=True)
-        out["wide_stats"] = st.guard
     return out
 
 
@@ -146,7 +162,8 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
     of the training and calibration trajectories)."""
     with torch.no_grad():
         s = _solves(system, test.y[:, 0], test.t, h, model, wide)
-    err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", *(m for m, _, _ in MODES), "wide")}
+    err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", *(m for m, _, _ in MODES), "wide",
+                                                     "system")}
     flagged = np.array(s["warn_stats"].flagged)
     worse = err["corrected"] > err["classical"]
     ratio = err["fallback"] / err["classical"]
@@ -165,7 +182,9 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
         "fallback_over_classical_max": float(np.nanmax(ratio)),
         "fallback_over_classical_median": float(np.nanmedian(ratio)),
         "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
-        **{name: _checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse) for name in (*CHECKED, "wide")},
+        **{name: _checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse)
+           for name in (*CHECKED, "wide", "system")},
+        "system_reason": s["system_stats"].reason, "system_mismatch": s["system_stats"].system,
         "coverage_mean": float(cover.mean()), "coverage_min": float(cover.min()),
     }
 
@@ -233,9 +252,10 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         tm = timings({"none": run(None), **{name: run(mode, every) for name, mode, every in MODES},
-                      "wide": run("fallback", m=wide), "warn_ellipsoid": run("warn", m=_ellipsoid_only(model))}, rounds,
+                      "wide": run("fallback", m=wide), "warn_ellipsoid": run("warn", m=_ellipsoid_only(model)),
+                      "warn_no_system": run("warn", m=data_only(model))}, rounds,
                      alternate=True, first=lambda name, out: outs.__setitem__(name, out))
-    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid"]
+    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system"]
     same = {k: torch.equal(outs["none"], outs[k]) for k in names}
     paired = {k: np.array(tm[k].cpu) / np.array(tm["none"].cpu) - 1 for k in names}
     return {"outputs_equal": all(same.values()), "outputs_equal_per_mode": same,
@@ -258,7 +278,7 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
     run.log(f"{case['name']}: trained")
     cal = _data(system, n_cal, case["t_test"], h, case["spin_up"], seed=1, sampler=sampler)
     bounds = calibrate(model, cal, COVERAGE, f=system)
-    wide = copy.deepcopy(model)
+    wide = data_only(model)
     record_domain(wide, [train, cal], f=system)
     tests = [("in distribution", system, _data(system, n_test, case["t_test"], h, case["spin_up"], seed=2,
                                                sampler=sampler))]
@@ -284,7 +304,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = header(report, "Out of distribution: the guard, the fallback and conformal bounds")
     lines += ["", "![errors and coverage](ood.png)", "", "Per-rollout error: RMS over the output times of |y_hat - y| (median over rollouts). "
               "worse: rollouts the corrector made worse than the classical solve; detected: of those, "
-              "flagged by the guard.", "",
+              "flagged by the guard.  guard=warn / guard=fallback and the tables below but the system check's: "
+              "the data scores alone (the corrector's training system record removed, so the system check is "
+              "skipped): what the guard detects from the states.", "",
               "| case | test | classical | corrected | guard=warn | guard=fallback | worse | detected | "
               "flagged rollouts | flagged steps | fallback/classical (median, max, >1.5x) | coverage 90 % (mean, min) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -300,9 +322,10 @@ def markdown(report: dict[str, Any]) -> str:
     for name, title in EXTRA:
         if name not in report["cases"][0]["rows"][0]:
             continue  # a report from before this mode
+        extra = (" first flag by |", "---|") if name == "system" else ("", "")  # GuardReport.reason
         lines += ["", f"{title}:", "",
                   "| case | test | error (median) | worse | detected | flagged rollouts | flagged steps | "
-                  "guarded/classical (median, max, >1.5x) |", "|---|---|---|---|---|---|---|---|"]
+                  "guarded/classical (median, max, >1.5x) |" + extra[0], "|---|---|---|---|---|---|---|---|" + extra[1]]
         for c in report["cases"]:
             for r in c["rows"]:
                 k = r[name]
@@ -310,13 +333,16 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {c['case']} | {r['test']} | {_f(r['error_median'][name])} | {r['worse']}/{r['n']} | "
                     f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
                     f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
-                    f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |")
-    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid")
+                    f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |"
+                    + (f" {r.get('system_reason') or '–'} |" if name == "system" else ""))
+    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system")
              if f"overhead_{m}" in report["cases"][0]["cost"]]
     lines += ["", "Guard cost in distribution: CPU time, one thread, interleaved rounds (order reversed every "
               "other round); the overhead is the median over rounds of the paired ratio to the unguarded solve "
               "in the same round, [quartiles]; warn_ellipsoid: `guard='warn'` with the domain's coreset removed "
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
+              "warn_no_system: `guard='warn'` without the system check (the other modes include it: one "
+              "comparison of two small dicts per solve); "
               "= : the guarded result equals the unguarded one bit for bit "
               "(nothing flagged), ≠ : something was flagged (and, with fallback, recomputed):", "",
               "| case | none (s, median) | " + " | ".join(f"overhead {m}" for m in names) + " |",

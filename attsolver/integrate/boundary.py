@@ -288,7 +288,7 @@ def _solve_fixed(spec: MethodSpec, f, y0: Tensor, t: Tensor, t_f: Tensor, *, ste
     if guard is not None:
         if plan.t.requires_grad and torch.is_grad_enabled():
             check_time_gradient(plan, compiling=False)  # a corrector refuses d/dt: the same message
-        sol, report = guarded_loop(plan, stage_times(plan), check_every)
+        sol, report = guarded_loop(plan, stage_times(plan), check_every, f=f if f_key is None else f_key)
     elif event is not None:
         event_t, sol = event_loop(plan, f, *event)
     else:

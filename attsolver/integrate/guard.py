@@ -7,7 +7,8 @@ sample, by three cheap numbers:
 * the squared Mahalanobis distance of the step's features ``z = (y_n, dy_n / h)`` (flattened)
   to the features seen in training, ``d^2 = |W^T (z - mu)|^2`` with ``W`` the whitening of
   the training covariance (per-feature scaling only when ``z`` has more than
-  :data:`MAX_FULL_COVARIANCE` entries), folded per step size into two matrix products;
+  :data:`MAX_FULL_COVARIANCE` entries), folded per step size into two matrix products
+  (elementwise products with per-feature scaling);
 * where the domain keeps a coreset (at most ``KNN_MAX_FEATURES`` features), the moving average
   of the whitened features' distance to the nearest training feature (:mod:`.guard_knn`): the
   features lie on a thin curved manifold that the ellipsoid cannot resolve;
@@ -30,9 +31,11 @@ window's end (the window's corrected steps are undone, the outputs inside it are
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
-samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  The unguarded loop
-(:func:`attsolver.integrate.loop.fixed_loop`) is untouched:
-``guard=None`` costs nothing.
+samples only, and for the rest of the solve (:data:`STICKY_FALLBACK`).  Before the first step,
+the system check (:mod:`.guard_system`) compares a built-in system ``f`` with the one the
+corrector's training data recorded: another system or parameter flags every sample from step 0
+(``"fallback"``: the classical refined step throughout).  The unguarded loop
+(:func:`attsolver.integrate.loop.fixed_loop`) is untouched: ``guard=None`` costs nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import torch
 from torch import Tensor
 
 from .guard_knn import KNN_EMA, calibrate_knn, check_coreset
+from .guard_system import system_mismatch
 from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
@@ -247,6 +251,11 @@ class GuardReport:
         beyond_horizon: the solve ran longer than the training trajectories.
         n_rewinds: samples set to the refined shadow's state at the end of the window that first
             distrusted them (``"fallback"`` with ``guard_check_every``).
+        reason: what flagged the first step: ``"system"`` (the solve's system is not the one the
+            corrector was trained on, :mod:`.guard_system`: every step from the start),
+            ``"features"`` (the feature scores), ``"check"`` (the a-posteriori check); ``None``
+            when nothing was flagged.
+        system: the system check's sentence naming the differing parameter, or ``None``.
     """
 
     mode: str
@@ -258,6 +267,8 @@ class GuardReport:
     first: tuple[float, int] | None
     beyond_horizon: bool
     n_rewinds: int = 0
+    reason: str | None = None
+    system: str | None = None
 
     @classmethod
     def of_pieces(cls, pieces: Sequence[GuardReport]) -> GuardReport:
@@ -265,23 +276,29 @@ class GuardReport:
         flagged = tuple(any(col) for col in zip(*(p.flagged for p in pieces)))
         return cls(pieces[0].mode, sum(p.n_checked for p in pieces), sum(p.n_flagged for p in pieces),
                    sum(p.n_fallbacks for p in pieces), sum(p.fallback_f_evals for p in pieces), flagged, first,
-                   any(p.beyond_horizon for p in pieces), sum(p.n_rewinds for p in pieces))
+                   any(p.beyond_horizon for p in pieces), sum(p.n_rewinds for p in pieces),
+                   next((p.reason for p in pieces if p.reason is not None), None),
+                   next((p.system for p in pieces if p.system is not None), None))
 
 
 class _Scorer:
     """The per-step test, folded for one step ``h`` and one dtype: ``u = [y, dy] A + b`` with
-    ``A`` the whitening whose ``dy`` rows are divided by ``h`` and ``b = -mu W`` (one ``addmm``),
-    then ``|u| <= sqrt(distance_threshold)`` and ``|C| <= ratio_threshold |dy|`` — about ten
+    ``A`` the whitening whose ``dy`` rows are divided by ``h`` and ``b = -mu W`` (one ``addmm``;
+    with per-feature scaling, two elementwise ``addcmul``: no dense diagonal matrix), then
+    ``|u| <= sqrt(distance_threshold)`` and ``|C| <= ratio_threshold |dy|`` — about ten
     tensor operations per step, no host synchronisation but one ``all``."""
 
     def __init__(self, domain: TrainingDomain, h: float, like: Tensor):
         dim = domain.feature_dim // 2
-        w = domain.whiten if domain.whiten.ndim == 2 else torch.diag(domain.whiten)
+        w = domain.whiten
+        self.diagonal = w.ndim == 1
         # the state's and the increment's rows of the whitening, the latter divided by h: no
-        # concatenation of the features per step, two matrix products into one buffer
+        # concatenation of the features per step, two matrix products into one buffer.  Per-feature
+        # scaling (F > MAX_FULL_COVARIANCE) stays elementwise: u = z * w - mu * w, O(F) to build
+        # and per step (a dense F x F diagonal cost F^2 memory and a matrix product per score)
         self.a_y = w[:dim].to(like).contiguous()
         self.a_dy = (w[dim:] / h).to(like).contiguous()
-        self.b = (-(domain.mean @ w)).to(like)
+        self.b = (-(domain.mean * w if self.diagonal else domain.mean @ w)).to(like)
         self.radius = math.sqrt(domain.distance_threshold)
         self.ratio = domain.ratio_threshold
         self.dim = dim
@@ -296,11 +313,19 @@ class _Scorer:
             self.knn = domain.knn_threshold
         self.average: list[Tensor | None] = [None]  # the solve's moving average (shared by its scorers)
 
+    def whitened(self, y2: Tensor, dy2: Tensor) -> Tensor:
+        """The whitened features ``u = (z - mu) W`` ``[B, F]`` of states and increments ``[B, D]``."""
+        if self.diagonal:
+            dim = self.dim
+            return torch.cat((torch.addcmul(self.b[:dim], y2, self.a_y), torch.addcmul(self.b[dim:], dy2, self.a_dy)),
+                             dim=1)
+        return torch.addmm(self.b, y2, self.a_y).addmm_(dy2, self.a_dy)
+
     def ok(self, y: Tensor, dy: Tensor, c: Tensor) -> Tensor:
         """Per-sample ``[B]``: inside the domain (NaN compares false: a non-finite step is outside)."""
         dim = self.dim
         y2, dy2 = y.detach().reshape(-1, dim), dy.detach().reshape(-1, dim)
-        u = torch.addmm(self.b, y2, self.a_y).addmm_(dy2, self.a_dy)
+        u = self.whitened(y2, dy2)
         u2 = u.square().sum(1)
         near = u2 <= self.radius ** 2
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
@@ -355,6 +380,9 @@ class _Guard:
         self.newly: Tensor | None = None  # the samples the last window distrusted first
         self.fine_end: Tensor | None = None  # the refined shadow at the last window's end
         self.n_rewinds = 0
+        self.reason: str | None = None  # what flagged the first step (GuardReport.reason)
+        self.system: str | None = None  # the system check's sentence (guard_system)
+        self.scored_all_ok = True  # the last feature score flagged nothing
         # the refined shadow's substeps: its error at most 1/16 of the classical step's
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
@@ -419,9 +447,14 @@ class _Guard:
         """A score's verdict ``ok`` with the distrusted samples out, and whether all are in (the
         one host synchronisation of a score); under a sticky ``"fallback"``
         (:data:`STICKY_FALLBACK`) the samples it flags are distrusted from now on."""
+        self.scored_all_ok = True
         if self.distrust is not None:
-            ok = ok & ~self.distrust
-        all_ok = bool(ok.all())
+            raw, ok = ok, ok & ~self.distrust
+            all_ok = bool(ok.all())
+            if not all_ok and self.reason is None:  # the score's own flags, or earlier distrust
+                self.scored_all_ok = bool(raw.all())
+        else:
+            all_ok = self.scored_all_ok = bool(ok.all())
         if self.sticky and not all_ok:
             self.distrust = ~ok if self.distrust is None else self.distrust | ~ok
         return ok, all_ok
@@ -435,6 +468,8 @@ class _Guard:
         self.flagged |= bad
         if self.first is None:
             self.first = (float(ts[0]), int(rows[0]))
+        if self.reason is None:
+            self.reason = "features" if not self.scored_all_ok else "check"
         if self.plan.guard != "fallback":
             return y_next
         stepper = self.plan.stepper
@@ -450,9 +485,15 @@ class _Guard:
         span = abs(float(plan.t_np[-1] - plan.t_np[0]))
         return GuardReport(plan.guard, plan.n_steps * self.batch, self.n_flagged, self.n_fallbacks, self.f_evals,
                            tuple(bool(v) for v in self.flagged.tolist()), self.first,
-                           span > self.domain.horizon * (1 + 1e-9), self.n_rewinds)
+                           span > self.domain.horizon * (1 + 1e-9), self.n_rewinds, self.reason, self.system)
 
     def warn(self) -> None:
+        if self.system is not None:
+            warnings.warn(f"{self.system}: every rollout is outside the corrector's training domain from the first "
+                          "step, and its result may be worse than the classical solver's — solve with "
+                          "guard='fallback' to take the classical refined step instead", OutOfDomainWarning,
+                          stacklevel=5)
+            return
         t_first, row = self.first
         warnings.warn(
             f"the corrected solve left the corrector's training domain at t = {t_first:g} on trajectory "
@@ -462,12 +503,39 @@ class _Guard:
             OutOfDomainWarning, stacklevel=5)
 
 
-def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_every: int | None = None
-                 ) -> tuple[Tensor, GuardReport]:
+def _classical_loop(guard: _Guard, times) -> tuple[Tensor, GuardReport]:
+    """Every step of every sample by the classical method at ``h / FALLBACK_SUBSTEPS`` (``"fallback"``
+    when the system check failed: no step of the corrector is trusted, none is computed)."""
+    plan, y = guard.plan, guard.plan.y0
+    out = Outputs(y, len(plan.t_np))
+    guard.flagged.fill_(True)
+    nodes = len(plan.stepper.nodes)
+    for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
+        for _ in range(n):
+            t0 = float(next(times)[0])
+            if guard.first is None:
+                guard.first = (t0, 0)
+            shape = y.shape
+            y = _fallback(plan.stepper, y.reshape(-1, *guard.state_shape), slice(None), t0, h,
+                          plan.t.dtype).reshape(shape)
+            guard.n_flagged += guard.batch
+            guard.n_fallbacks += guard.batch
+            guard.f_evals += FALLBACK_SUBSTEPS * nodes
+        out.put(i, y)
+    return out.result(), guard.report()
+
+
+def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_every: int | None = None,
+                 f: Any = None) -> tuple[Tensor, GuardReport]:
     """The eager corrected loop with the guard (``plan.guard`` is ``"warn"`` or ``"fallback"``;
     ``check_every``: the a-posteriori check's interval, ``None`` for none; ``score_every``: the
-    feature score's interval, default :data:`SCORE_EVERY`); the outputs as
+    feature score's interval, default :data:`SCORE_EVERY`; ``f``: the user's right-hand side,
+    for the system check of :mod:`.guard_system`); the outputs as
     :func:`~attsolver.integrate.loop.fixed_loop`'s, and the guard's report.
+
+    When ``f`` is not the system the corrector was trained on, every sample is flagged from the
+    first step: ``"warn"`` runs the corrected loop and warns once naming the parameter,
+    ``"fallback"`` runs the classical refined step (:func:`_classical_loop`).
 
     A score's verdict holds until the next score: a sample flagged at step ``n`` is handled
     (counted, and under ``"fallback"`` recomputed) on steps ``n .. n + score_every - 1`` too;
@@ -476,6 +544,12 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     evidence) is per call: ``solve(..., progress=True)`` runs up to 100 pieces, each with a fresh one."""
     every, score_every = check_every or 0, score_every or SCORE_EVERY
     guard = _Guard(plan, domain_of(plan.corrector))
+    guard.system = system_mismatch(f, plan.corrector)
+    if guard.system is not None:
+        guard.reason = "system"
+        guard.distrust = torch.ones_like(guard.flagged)
+        if plan.guard == "fallback":
+            return _classical_loop(guard, times)
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
