@@ -27,7 +27,8 @@ def _build(r: dict[str, Any]) -> str:
     s, tr = r["setup"], r["training"][LI]
     per = s.get("li_weights_per", "stage")
     return (f"{s.get('li_hidden', 16)} ch × {s.get('li_layers', 3)} layers ({tr['parameters']} params), "
-            f"weights per {per}, {tr['epochs']} epochs, {tr['trajectories']} traj × {tr['t_train']:g}")
+            f"weights per {per}, {tr['epochs']} epochs, unroll ≤ {tr.get('unroll', 8)} intervals, "
+            f"{tr['trajectories']} traj × {tr['t_train']:g}")
 
 
 def _speedup(e: dict[str, Any]) -> str:
