@@ -26,7 +26,9 @@ LI = "fd-32+learned-interp"
 def _build(r: dict[str, Any]) -> str:
     s, tr = r["setup"], r["training"][LI]
     per = s.get("li_weights_per", "stage")
-    return (f"{s.get('li_hidden', 16)} ch × {s.get('li_layers', 3)} layers ({tr['parameters']} params), "
+    layers = s.get("li_layers", 3)
+    cnn = "1 layer, linear 3×3" if layers == 1 else f"{s.get('li_hidden', 16)} ch × {layers} layers"
+    return (f"{cnn} ({tr['parameters']} params), "
             f"weights per {per}, {tr['epochs']} epochs, unroll ≤ {tr.get('unroll', 8)} intervals, "
             f"{tr['trajectories']} traj × {tr['t_train']:g}")
 
