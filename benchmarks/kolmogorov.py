@@ -273,17 +273,24 @@ def train_corrector(model: ConvCorrector, base: str, data: TrajectoryDataset, *,
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log
-                                ) -> tuple[InterpolationHost, dict[str, Any]]:
+def build_learned_interpolation(hidden: int, layers: int, weights_per: str) -> InterpolationHost:
+    """The 32^2 FD host of a learned interpolation (untrained)."""
+    li = LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=hidden, layers=layers, weights_per=weights_per)
+    return InterpolationHost(li, step_size=dt_for(COARSE_N))
+
+
+def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
+                                weights_per: str = "stage", unroll: int = 8) -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
-    as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage,
-    rollout schedule 1 -> 2 -> 4 -> 8 frame intervals (up to 32 steps of 0.025), Adam lr 1e-3,
-    gradient norm clipped to 1, 20 % of the trajectories for validation."""
+    as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
+    (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
+    -> ``unroll`` frame intervals in equal phases (``unroll`` 8: up to 32 steps of 0.025), Adam
+    lr 1e-3, gradient norm clipped to 1, 20 % of the trajectories for validation."""
     torch.manual_seed(0)
-    host = InterpolationHost(LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=hidden, layers=3),
-                             step_size=dt_for(COARSE_N))
-    q = max(1, epochs // 4)
-    sched = [(0, 1), (q, 2), (2 * q, 4), (3 * q, 8)]
+    host = build_learned_interpolation(hidden, layers, weights_per)
+    phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
+    q = max(1, epochs // len(phases))
+    sched = [(i * q, p) for i, p in enumerate(phases)]
     history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
                   patience=None, progress=False, grad_clip=1.0, check=False, seed=0)
     log(f"    fit {epochs} epochs in {history.wall_time_s:.0f}s, val loss {history.val_loss[0]:.3g} -> "
@@ -291,7 +298,8 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
     return host, {"seconds": history.wall_time_s, "loss_first": float(history.train_loss[0]),
                   "loss_last": float(history.train_loss[-1]), "val_loss": [float(x) for x in history.val_loss],
                   "epochs": epochs, "schedule": sched, "trajectories": len(data), "t_train": float(data.t[-1]),
-                  "parameters": sum(p.numel() for p in host.parameters())}
+                  "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden, "layers": layers,
+                  "weights_per": weights_per, "unroll": unroll}
 
 
 # --------------------------------------------------------------------------- timing
@@ -734,6 +742,12 @@ def parse_args(argv):
     ap.add_argument("--unroll", type=int, default=None, help="steps unrolled in training (default 8; quick 4)")
     ap.add_argument("--li-epochs", type=int, default=None, help="learned-interpolation fit epochs (default 12; quick 2)")
     ap.add_argument("--li-train", type=int, default=None, help="learned-interpolation training trajectories (default 16)")
+    ap.add_argument("--li-hidden", type=int, default=16, help="learned-interpolation CNN channels (default 16)")
+    ap.add_argument("--li-layers", type=int, default=3, help="learned-interpolation CNN convolutions (default 3)")
+    ap.add_argument("--li-weights-per", default="stage", choices=("stage", "step"),
+                    help="learned-interpolation weights chosen in every RK stage (default) or once per step")
+    ap.add_argument("--li-unroll", type=int, default=8, choices=(2, 4, 8, 16, 32),
+                    help="learned-interpolation longest training window in frame intervals (default 8)")
     ap.add_argument("--check-n", type=int, default=256, help="grid of the finer spectral solve checking the reference")
     ap.add_argument("--check-ic", type=int, default=4, help="test initial conditions the reference check covers")
     ap.add_argument("--regime", default="re500", choices=sorted(REGIMES),
@@ -842,14 +856,19 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
         contenders[name] = {"base": base, "n": COARSE_N, "model": name}
     if "li" in args.kinds:
         log(f"learned interpolation {LI}")
-        path = cache / f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}_h16.pt"
+        arch = (args.li_hidden, args.li_layers, args.li_weights_per)
+        # the default build keeps the cache name it had before these options
+        suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
+                  + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
+        path = cache / f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}.pt"
         if path.exists():
-            host = InterpolationHost(LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=16, layers=3),
-                                     step_size=dt_for(COARSE_N))
+            host = build_learned_interpolation(*arch)
             host.interpolation.load_state_dict(torch.load(path, weights_only=True))
             training[LI] = json.loads(path.with_suffix(".json").read_text())
         else:
-            host, training[LI] = train_learned_interpolation(li_set, epochs=args.li_epochs, hidden=16, log=log)
+            host, training[LI] = train_learned_interpolation(li_set, epochs=args.li_epochs, hidden=args.li_hidden,
+                                                             layers=args.li_layers, weights_per=args.li_weights_per,
+                                                             unroll=args.li_unroll, log=log)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host
@@ -995,6 +1014,8 @@ def run_protocol(args, argv) -> int:
                "n_train": args.n_train, "t_spin": args.t_spin, "t_eval": args.t_eval, "t_train": args.t_train,
                "t_long": args.t_long, "iterations": args.iterations, "unroll": args.unroll, "quick": args.quick,
                "li_train": args.li_train, "li_t_train": args.li_t_train, "li_epochs": args.li_epochs,
+               "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
+               "li_unroll": args.li_unroll,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
                "cuts": getattr(args, "cuts", [])},
         t=t_np.tolist(), horizons=horizons, contenders=contenders,

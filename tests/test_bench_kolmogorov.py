@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,19 @@ def test_exponax_comparison_runs_and_agrees():
     if "skipped" in r:
         pytest.skip(r["skipped"])
     assert r["sizes"]["16"]["relative_difference"] < 1e-4
+
+
+def test_learned_interpolation_summary_reads_the_committed_runs(tmp_path):
+    """The summary's figures are the runs' own: the speed-up at batch 16 is r^h / X with r, h and
+    X read back from its row, and the batch-16 interval is the run's bootstrap interval."""
+    summary = load_script("benchmarks/kolmogorov_li_summary.py")
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_li/step_h8l3/kolmogorov.json"
+    r = json.loads(path.read_text())
+    line, prov = summary.row(path)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    e = r["equal_accuracy"]["full"]["16"][summary.LI]["fd"]
+    assert cells[5] == f"{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
+    rate, rest = cells[7].split("^")
+    h, x = (float(v) for v in rest.split(" = ")[0].split(" / "))
+    assert math.isclose(float(rate) ** h / x, e["speedup"], rel_tol=2e-2)
+    assert r["command"] in prov

@@ -13,7 +13,7 @@ from attsolver.data import TrajectoryDataset
 from attsolver.integrate import solve
 from attsolver.systems import LearnedInterpolation, NavierStokes2D, NavierStokes2DFD
 from attsolver.systems.grid import restrict_2d
-from attsolver.systems.learned_interpolation import constraint_matrix, face_velocities
+from attsolver.systems.learned_interpolation import check_weights, constraint_matrix, face_velocities, flux_advection
 
 NU = 1.0 / 500.0
 
@@ -251,3 +251,108 @@ def test_refuses_weights_of_the_other_form():
     saved = LearnedInterpolation(32, NU, form="flux").state_dict()
     with pytest.raises(ValueError, match=r"trained for .*form='flux'"):
         LearnedInterpolation(32, NU).load_state_dict(saved)
+
+
+# --------------------------------------------------------------------------- weights once per step
+
+
+def _centred_flux_rhs(s, w):
+    """An independent centred (2nd-order) flux-form right-hand side: the plain FD solver's
+    operator with the face value the mean of the two cells (no LearnedInterpolation)."""
+    u, v = face_velocities(s.streamfunction(w), s.dx)
+    fx, fy = u * 0.5 * (w + _roll(w, 1, 0)), v * 0.5 * (w + _roll(w, 0, 1))
+    adv = -((fx - _roll(fx, -1, 0)) + (fy - _roll(fy, 0, -1))) / s.dx
+    return adv + s.laplacian(w) * s.nu - s.drag * w + s.forcing(w.dtype)
+
+
+def _ssprk3(rhs, w, h, steps):
+    for _ in range(steps):
+        k1 = rhs(w, w)
+        y1 = w + h * k1
+        k2 = rhs(w, y1)
+        y2 = w + 0.25 * h * (k1 + k2)
+        k3 = rhs(w, y2)
+        w = w + h * (k1 + k2 + 4.0 * k3) / 6.0
+    return w
+
+
+def test_fixed_weights_per_step_and_per_stage_agree_with_the_plain_solver_to_round_off():
+    n, h, steps = 16, 0.02, 20
+    w0 = _field(n)
+    t = torch.tensor([0.0, h * steps], dtype=torch.float64)
+    plain = NavierStokes2DFD(n=n, nu=NU)
+    by_hand = _ssprk3(lambda w_start, w: _centred_flux_rhs(plain, w), w0, h, steps)
+    for per in ("stage", "step"):  # an untrained model: the fixed centred weights w0
+        s = NavierStokes2DFD(n=n, nu=NU, interpolation=_model(n, weights_per=per))
+        got = solve(s, w0, t, method="ssprk3", step_size=h)[-1].detach()
+        assert float((got - by_hand).abs().max()) < 1e-12 * float(by_hand.abs().max()) * 100
+
+
+def test_weights_per_step_are_the_step_starts_weights_in_every_stage():
+    """An independent SSP-RK3 that computes the learned weights from the step's initial state and
+    reuses them in its three stages: solve with ``weights_per="step"`` is that scheme, to
+    round-off; with the weights recomputed per stage it is measurably another scheme."""
+    n, h, steps = 16, 0.02, 10
+    li = _model(n, scale=0.05, weights_per="step")
+    s = NavierStokes2DFD(n=n, nu=NU, interpolation=li)
+    w0 = _field(n)
+
+    def rhs(w_start, w):
+        wx, wy = li(w_start, *face_velocities(s.streamfunction(w_start), s.dx))
+        u, v = face_velocities(s.streamfunction(w), s.dx)
+        adv = flux_advection(w, u, v, wx, wy, li.cells, s.dx)
+        return adv + s.laplacian(w) * s.nu - s.drag * w + s.forcing(w.dtype)
+
+    with torch.no_grad():
+        by_hand = _ssprk3(rhs, w0, h, steps)
+        got = solve(s, w0, torch.tensor([0.0, h * steps], dtype=torch.float64), method="ssprk3", step_size=h)[-1]
+        per_stage = _ssprk3(lambda w_start, w: rhs(w, w), w0, h, steps)
+    scale = float(by_hand.abs().max())
+    assert float((got - by_hand).abs().max()) < 1e-12 * scale
+    assert float((per_stage - by_hand).abs().max()) > 1e-6 * scale
+    for wt in li._stages.weights:  # the reused weights meet the constraint
+        check_weights(wt, 4, 1, 1)
+
+
+def test_weights_per_step_run_the_cnn_once_per_step():
+    n, h, steps = 16, 0.02, 12
+    calls = []
+    li = _model(n, scale=0.05, weights_per="step")
+    li.net.register_forward_hook(lambda *a: calls.append(1))
+    s = NavierStokes2DFD(n=n, nu=NU, interpolation=li)
+    for k in (steps, 2 * steps):
+        before = len(calls)
+        solve(s, _field(n), torch.tensor([0.0, h * k], dtype=torch.float64), method="ssprk3", step_size=h)
+        # one call per step (three per step per stage) plus solve's checks of the initial field
+        assert k <= len(calls) - before <= k + 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale,expected", [(0.0, 3.0), (0.05, 1.0)])
+def test_weights_per_step_convergence_order_in_time(scale, expected):
+    """With fixed weights the per-step host is SSP-RK3 (3rd order in time); with state-dependent
+    weights freezing them over a step changes them by O(h): first order, converging to the
+    per-stage solution as the step falls."""
+    n, t_end = 16, 0.24
+    w0 = _field(n)[:1]
+    t = torch.tensor([0.0, t_end], dtype=torch.float64)
+    exact = solve(NavierStokes2DFD(n=n, nu=NU, interpolation=_model(n, scale=scale)), w0, t, method="ssprk3",
+                  step_size=t_end / 512)[-1].detach()
+    step = NavierStokes2DFD(n=n, nu=NU, interpolation=_model(n, scale=scale, weights_per="step"))
+    errs = [float((solve(step, w0, t, method="ssprk3", step_size=t_end / k)[-1].detach() - exact).abs().max())
+            for k in (12, 24, 48)]
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(abs(o - expected) < 0.25 for o in orders), (errs, orders)
+
+
+def test_refuses_weights_trained_per_step_in_a_per_stage_model():
+    saved = LearnedInterpolation(32, NU, weights_per="step").state_dict()
+    with pytest.raises(ValueError, match=r"trained for .*weights per step.*built for .*weights per stage"):
+        LearnedInterpolation(32, NU).load_state_dict(saved)
+    with pytest.raises(ValueError, match=r"trained for .*weights per stage.*built for .*weights per step"):
+        LearnedInterpolation(32, NU, weights_per="step").load_state_dict(LearnedInterpolation(32, NU).state_dict())
+    with pytest.raises(ValueError, match="weights_per must be one of"):
+        LearnedInterpolation(32, NU, weights_per="substep")
+    li = _model(16, weights_per="step")
+    with pytest.raises(ValueError, match="explicit Runge–Kutta method"):
+        li.start_solve("kvaerno5", 0.01)

@@ -21,6 +21,19 @@ midpoint rule) and ``N`` an orthonormal basis of the null space of the constrain
 network outputs ``z``.  Its last layer starts at zero, so an untrained model *is* the base
 scheme, exactly.
 
+``weights_per="step"`` computes the weights once per time step, from the step's initial
+vorticity and face velocities, and reuses them in every Runge–Kutta stage (the face velocities
+and the interpolated vorticity still come from each stage's own state): the CNN runs once per
+step instead of once per stage.  The interpolation stays consistent (the constraint is on the
+weights, not on the field), and with weights that do not depend on the state (an untrained
+model) it is the per-stage scheme exactly.  With state-dependent weights the frozen weights
+are a first-order-in-time approximation of the per-stage ones (an ``O(h)`` change in the
+weights over a step): a model trained per step has learned that scheme, and it is recorded
+with its weights, so loading it into a per-stage model (or the reverse) is refused.  The
+stages are tracked by :class:`_StageTracker`, armed by ``solve`` (through
+:meth:`NavierStokes2DFD.check_step_size`, which names the method and step); a call outside a
+solve computes the weights from its own state.
+
 A model records what it was built for (grid, viscosity, drag, forcing, base scheme, stencil):
 the system refuses a model built for another one, and loading a state dict saved from a model
 built for another one is refused, naming what it was trained for.
@@ -39,12 +52,15 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import is_integer
+from ..steppers.tableau import TABLEAUS
 
-__all__ = ["LearnedInterpolation", "BASE_SCHEMES", "face_velocities", "flux_advection",
+__all__ = ["LearnedInterpolation", "BASE_SCHEMES", "WEIGHTS_PER", "face_velocities", "flux_advection",
            "check_weights"]
 
 #: the known consistent interpolations an untrained model reproduces exactly
 BASE_SCHEMES = ("centred2", "centred4")
+#: when the CNN chooses the weights: in every Runge–Kutta stage, or once per step
+WEIGHTS_PER = ("stage", "step")
 _TOL = 1e-9
 
 
@@ -124,7 +140,8 @@ def _trained_for_text(meta: dict[str, Any]) -> str:
     return (f"n={meta['n']}, nu={meta['nu']:g} (Re=1/nu={1 / meta['nu']:.4g}), drag={meta['drag']:g}, "
             f"forcing_wavenumber={meta['forcing_wavenumber']}, base={meta['base']!r}, "
             f"stencil {meta['width']}x{meta['transverse']}, degree={meta['degree']}"
-            + (f", form={meta['form']!r}" if "form" in meta else ""))
+            + (f", form={meta['form']!r}" if "form" in meta else "")
+            + f", weights per {meta.get('weights_per', 'stage')}")
 
 
 class LearnedInterpolation(nn.Module):
@@ -143,11 +160,15 @@ class LearnedInterpolation(nn.Module):
             second form: the base scheme's face values plus a learned face-value correction
             (two output channels, no stencil of learned weights; conservative like the first,
             but not constrained to be consistent).
+        weights_per: ``"stage"`` (the CNN in every Runge–Kutta stage, the default) or
+            ``"step"`` (the weights computed once per step from the step's initial state and
+            reused in every stage: the CNN's cost once per step; module docstring).
     """
 
     def __init__(self, n: int, nu: float, *, drag: float = 0.1, forcing_wavenumber: int = 4,
                  base: str = "centred2", width: int = 4, transverse: int = 1, degree: int = 1,
-                 hidden: int = 16, layers: int = 3, input_scale: float = 0.25, form: str = "weights"):
+                 hidden: int = 16, layers: int = 3, input_scale: float = 0.25, form: str = "weights",
+                 weights_per: str = "stage"):
         super().__init__()
         self._check_args(base, width, transverse, degree, hidden, layers)
         self.meta = {"n": int(n), "nu": float(nu), "drag": float(drag),
@@ -157,7 +178,13 @@ class LearnedInterpolation(nn.Module):
             raise ValueError(f"LearnedInterpolation: form must be 'weights' or 'flux', got {form!r}")
         if form != "weights":  # recorded only when not the default (older records stay valid)
             self.meta["form"] = form
+        if weights_per not in WEIGHTS_PER:
+            raise ValueError(f"LearnedInterpolation: weights_per must be one of {WEIGHTS_PER}, got {weights_per!r}")
+        if weights_per != "stage":
+            self.meta["weights_per"] = weights_per
         self.form = form
+        self.weights_per = weights_per
+        self._stages: _StageTracker | None = None  # armed by start_solve
         # what it was built for, saved with the weights (a tensor, so state dicts stay tensors)
         self.register_buffer("trained_for_json", torch.tensor(list(json.dumps(self.meta, sort_keys=True).encode()),
                                                               dtype=torch.uint8))
@@ -259,12 +286,32 @@ class LearnedInterpolation(nn.Module):
         weights = weights.reshape(*batch, 2, len(self.cells), *w.shape[-2:]).to(w.dtype)
         return weights[..., 0, :, :, :], weights[..., 1, :, :, :]
 
-    def advection(self, w: Tensor, psi: Tensor, dx: float) -> Tensor:
-        """``-div(u omega)`` with the learned face values."""
+    def start_solve(self, method: str, step_size: float) -> None:
+        """Arm the stage tracker of ``weights_per="step"`` for a solve with ``method`` and steps
+        of at most ``step_size`` (called by :meth:`NavierStokes2DFD.check_step_size`)."""
+        if self.weights_per != "step":
+            return
+        tab = TABLEAUS.get(method)
+        if tab is None:  # the tableaus are all explicit
+            raise ValueError(
+                f"LearnedInterpolation with weights_per='step' runs with an explicit Runge–Kutta method "
+                f"(one of {sorted(TABLEAUS)}), got method={method!r}; pass method='ssprk3' (what it was "
+                f"trained with) or build the model with weights_per='stage'")
+        self._stages = _StageTracker(tuple(float(c) for c in tab.c), float(step_size))
+
+    def advection(self, w: Tensor, psi: Tensor, dx: float, t: Tensor | float | None = None) -> Tensor:
+        """``-div(u omega)`` with the learned face values (``t``: the stage's time, which
+        ``weights_per="step"`` uses to follow the stages of a step)."""
         u, v = face_velocities(psi, dx)
         if self.form == "flux":
             return self._flux_form(w, u, v, dx)
-        wx, wy = self(w, u, v)
+        tracker = self._stages if self.weights_per == "step" and t is not None else None
+        if tracker is None or tracker.starts_step(float(t), w.shape):
+            wx, wy = self(w, u, v)
+            if tracker is not None:
+                tracker.weights = (wx, wy)
+        else:
+            wx, wy = tracker.weights
         return flux_advection(w, u, v, wx, wy, self.cells, dx)
 
     def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float) -> Tensor:
@@ -278,3 +325,46 @@ class LearnedInterpolation(nn.Module):
         fx = u * ((base * _neighbours(w, self.cells, "x")).sum(dim=-3) + d[..., 0, :, :])
         fy = v * ((base * _neighbours(w, self.cells, "y")).sum(dim=-3) + d[..., 1, :, :])
         return ((_roll(fx, -1, 0) - fx) + (_roll(fy, 0, -1) - fy)) * (1.0 / dx)
+
+
+class _StageTracker:
+    """Which Runge–Kutta stage a call of the right-hand side is, for ``weights_per="step"``.
+
+    An explicit RK step calls ``f(t0 + c_i h, y_i)`` for ``i = 0 .. s-1`` in order.  A call is
+    taken as stage ``i > 0`` of the current step only if it comes next and its time fits the
+    node (``t - t0 = c_i h`` for one ``0 < h <= step_size``, the same ``h`` for every stage of
+    the step); anything else (the first call, a call after the last stage, another time or
+    state shape) starts a new step, whose weights are computed from the call's own state.  A
+    step recomputed by checkpointed back-propagation replays the same calls and is tracked alike.
+    """
+
+    def __init__(self, nodes: tuple[float, ...], step_size: float):
+        self.nodes, self.h_max = nodes, step_size
+        self.next = 0  # the stage the next call should be
+        self.t0 = self.h = 0.0
+        self.shape: tuple[int, ...] = ()
+        self.weights: tuple[Tensor, Tensor] | None = None
+
+    def starts_step(self, t: float, shape) -> bool:
+        """Whether the call at time ``t`` with a state of ``shape`` starts a new step (and
+        advance the tracker either way)."""
+        i = self.next
+        if 0 < i < len(self.nodes) and self.weights is not None and tuple(shape) == self.shape \
+                and self._fits(i, t):
+            self.next = (i + 1) % len(self.nodes)
+            return False
+        self.t0, self.h, self.shape, self.next = t, 0.0, tuple(shape), 1 % len(self.nodes)
+        return True
+
+    def _fits(self, i: int, t: float) -> bool:
+        c, dt = self.nodes[i], t - self.t0
+        tol = 1e-3 * self.h_max + 4e-7 * abs(self.t0)  # the stage times are rounded in y0's dtype
+        if c == 0.0:
+            return abs(dt) <= tol
+        if self.h == 0.0:  # the first stage with c > 0 fixes the step
+            h = dt / c
+            if not 0.0 < h <= self.h_max * (1 + 1e-6) + tol:
+                return False
+            self.h = h
+            return True
+        return abs(dt - c * self.h) <= tol

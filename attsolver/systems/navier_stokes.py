@@ -409,7 +409,7 @@ class NavierStokes2DFD(_Vorticity2D):
         q = _Padded(w)  # one padded copy serves the Jacobian and the Laplacian
         lap = (q(1, 0) + q(-1, 0) + q(0, 1) + q(0, -1) - 4.0 * w) * (self.nu / self.dx**2)
         if self.interpolation is not None:
-            out = self.interpolation.advection(w, self.streamfunction(w), self.dx)
+            out = self.interpolation.advection(w, self.streamfunction(w), self.dx, t)
         else:
             out = self._jacobian(_Padded(self.streamfunction(w)), q)
         return (out + lap).sub_(w, alpha=self.drag).add_(c.forcing)
@@ -426,6 +426,7 @@ class NavierStokes2DFD(_Vorticity2D):
         limit = self.max_step_size(y0.detach())
         if self.interpolation is not None:
             self._check_learned_weights(y0.detach())
+            self.interpolation.start_solve(method, step_size)  # weights_per="step" follows the stages
         if step_size > limit * (1.0 + 1e-9):
             raise ValueError(
                 f"{self.name}: step_size={step_size:.4g} exceeds the CFL limit {limit:.4g} of the "
