@@ -19,8 +19,9 @@ A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshol
 moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
 :attr:`TrainingDomain.ratio_threshold`, or when the corrected state is not finite.  The score
 runs on every :data:`SCORE_EVERY`-th step
-(the first included) and its verdict holds until the next score, which keeps the guard's cost
-to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
+(the first included) and its verdict holds until the next score, the nearest-neighbour part on
+every ``KNN_EVERY``-th score only, which keeps the guard's cost to a few per cent of the
+corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
 refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
 :data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
@@ -49,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .guard_knn import KNN_EMA, calibrate_knn, check_coreset
+from .guard_knn import KNN_EMA, KNN_EVERY, calibrate_knn, check_coreset
 from .guard_system import system_mismatch
 from .loop import Outputs, StepPlan
 
@@ -173,8 +174,8 @@ class TrainingDomain:
             if len(r) else (0.0,) * len(RATIO_QUANTILES)
         dmax = float(d2.max())
         u = zc @ whiten if whiten.ndim == 2 else zc * whiten
-        knn = calibrate_knn(u, torch.zeros(n, dtype=torch.long) if groups is None else groups.cpu(), SCORE_EVERY,
-                            knn_margin)
+        knn = calibrate_knn(u, torch.zeros(n, dtype=torch.long) if groups is None else groups.cpu(),
+                            SCORE_EVERY * KNN_EVERY, knn_margin)
         return cls(mean, whiten, z.min(0).values, z.max(0).values, dmax, dmax * distance_margin, quant,
                    max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n),
                    *(knn if knn is not None else (None, None)))
@@ -311,7 +312,9 @@ class _Scorer:
             core = domain.coreset.to(device=like.device, dtype=self.knn_dtype)
             self.core_t, self.core_sq = (-2.0 * core).T.contiguous(), core.square().sum(1)
             self.knn = domain.knn_threshold
-        self.average: list[Tensor | None] = [None]  # the solve's moving average (shared by its scorers)
+        # the solve's nearest-neighbour state, shared by its scorers: [moving average, its verdict,
+        # feature scores until the next nearest-neighbour score]
+        self.average: list = [None, None, 0]
 
     def whitened(self, y2: Tensor, dy2: Tensor) -> Tensor:
         """The whitened features ``u = (z - mu) W`` ``[B, F]`` of states and increments ``[B, D]``."""
@@ -331,14 +334,18 @@ class _Scorer:
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
         if self.core_t is not None:
-            buf = self.buf
-            if buf is None or buf.shape[0] != u.shape[0]:  # [B, M], kept: no large allocation per score
-                buf = self.buf = u.new_empty((u.shape[0], self.core_t.shape[1]), dtype=self.knn_dtype)
-            torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t, out=buf)
-            d = buf.amin(1).add_(u2).clamp_min_(0.0).sqrt_()
-            prev = self.average[0]
-            avg = self.average[0] = d if prev is None else prev.lerp_(d, KNN_EMA)
-            near = near.logical_and_(avg <= self.knn)  # NaN compares false
+            state = self.average
+            if state[2] <= 0:  # every KNN_EVERY-th score (the first included); else the last verdict holds
+                state[2] = KNN_EVERY
+                buf = self.buf
+                if buf is None or buf.shape[0] != u.shape[0]:  # [B, M], kept: no large allocation per score
+                    buf = self.buf = u.new_empty((u.shape[0], self.core_t.shape[1]), dtype=self.knn_dtype)
+                torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t, out=buf)
+                d = buf.amin(1).add_(u2).clamp_min_(0.0).sqrt_()
+                avg = state[0] = d if state[0] is None else state[0].lerp_(d, KNN_EMA)
+                state[1] = avg <= self.knn  # NaN compares false
+            state[2] -= 1
+            near = near.logical_and_(state[1])
         return near.logical_and_(small)
 
 
@@ -369,7 +376,7 @@ class _Guard:
                              "domain again")
         self.batch = plan.y0.numel() // self.dim
         self.scorers: dict[float, _Scorer] = {}
-        self.average: list[Tensor | None] = [None]
+        self.average: list = [None, None, 0]  # the nearest-neighbour state (_Scorer.average)
         self.sticky = plan.guard == "fallback" and STICKY_FALLBACK
         self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
         self.n_flagged = self.n_fallbacks = self.f_evals = 0
