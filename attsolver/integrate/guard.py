@@ -439,6 +439,7 @@ class _Guard:
         self.reason: str | None = None  # what flagged the first step (GuardReport.reason)
         self.system: str | None = None  # the system check's sentence (guard_system)
         self.scored_all_ok = True  # the last feature score flagged nothing
+        self.handled: tuple = (None, None, 0)  # (verdict, its flagged rows, their count): handle's cache
         # the refined shadow's substeps: its error at most 1/16 of the classical step's
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
@@ -520,11 +521,13 @@ class _Guard:
 
     def handle(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_next: Tensor, h: float) -> Tensor:
         """Count a step with flagged samples; under ``"fallback"`` recompute them classically."""
-        bad = ~ok
-        rows = bad.nonzero().squeeze(1)
-        n_bad = int(rows.numel())
+        if ok is not self.handled[0]:  # a new verdict (it holds for the steps until the next score)
+            bad = ~ok
+            rows = bad.nonzero().squeeze(1)
+            self.handled = (ok, rows, int(rows.numel()))
+            self.flagged |= bad
+        _, rows, n_bad = self.handled  # the same verdict as the last step's: no nonzero, no host sync
         self.n_flagged += n_bad
-        self.flagged |= bad
         if self.first is None:
             self.first = (float(ts[0]), int(rows[0]))
         if self.reason is None:
