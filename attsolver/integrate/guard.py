@@ -618,6 +618,8 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
     k, j, ok, all_ok = 0, score_every, None, True
+    window = max(1, int(POSTERIORI_WINDOW * every))
+    left = int(plan.n_sub.sum())  # steps still to take: a window that cannot close is not opened
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
         score = guard.scorer(h, y).ok
         for _ in range(n):
@@ -626,10 +628,11 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
             dy = y_cls - y
             c = corrector(ts[0], y, dy, h)
             y_next = y_cls + c
-            k, j = k + 1, j + 1
+            k, j, left = k + 1, j + 1, left - 1
             if k == every:
                 k = 0
-                guard.open_window(y, max(1, int(POSTERIORI_WINDOW * every)))
+                if left + 1 >= window:  # this step and the rest: the window closes within the solve
+                    guard.open_window(y, window)
             if j >= score_every:  # the first step is scored
                 j = 0
                 ok, all_ok = guard.verdict(score(y, dy, c))
