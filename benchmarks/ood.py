@@ -36,7 +36,7 @@ import attsolver  # noqa: E402
 from attsolver.correctors import NeurVec  # noqa: E402
 from attsolver.data import generate_trajectories  # noqa: E402
 from attsolver.evaluate.conformal import calibrate, conformal_quantile, coverage_of  # noqa: E402
-from attsolver.integrate import guard_knn  # noqa: E402
+from attsolver.integrate import guard as guard_module, guard_knn  # noqa: E402
 from attsolver.integrate.guard import (POSTERIORI_RATIO, POSTERIORI_WINDOW, SCORE_EVERY,  # noqa: E402
                                       STICKY_FALLBACK, OutOfDomainWarning)
 from attsolver.training import calibrate_check, record_domain  # noqa: E402
@@ -274,14 +274,21 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
         return lambda: attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                        guard_check_every=every)
 
+    def knn_on_every_score():  # the schedule before KNN_EVERY = 2 (same threshold: nothing is flagged)
+        saved, guard_module.KNN_EVERY = guard_module.KNN_EVERY, 1
+        try:
+            return run("warn")()
+        finally:
+            guard_module.KNN_EVERY = saved
+
     outs = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         tm = timings({"none": run(None), **{name: run(mode, every) for name, mode, every in MODES},
                       "wide": run("fallback", m=wide), "warn_ellipsoid": run("warn", m=_ellipsoid_only(model)),
-                      "warn_no_system": run("warn", m=data_only(model))}, rounds,
+                      "warn_no_system": run("warn", m=data_only(model)), "warn_knn1": knn_on_every_score}, rounds,
                      alternate=True, first=lambda name, out: outs.__setitem__(name, out))
-    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system"]
+    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system", "warn_knn1"]
     same = {k: torch.equal(outs["none"], outs[k]) for k in names}
     paired = {k: np.array(tm[k].cpu) / np.array(tm["none"].cpu) - 1 for k in names}
     return {"outputs_equal": all(same.values()), "outputs_equal_per_mode": same,
@@ -316,7 +323,7 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
               for label, sys_, m in case["ood"]]
     rows = [evaluate(model, wide, sys_, data, h, bounds, label) for label, sys_, data in tests]
     rows[0]["coverage_resplit"] = resplit_coverage(model, system, cal, tests[0][2], h)
-    cost = guard_cost(model, wide, system, tests[0][2], h, rounds=3 if quick else 15)
+    cost = guard_cost(model, wide, system, tests[0][2], h, rounds=3 if quick else 25)
     run.log(f"{case['name']}: evaluated")
     return {"case": case["name"], "step_size": h, "t_train": case["t_train"], "t_test": case["t_test"],
             "n_train": n_train, "n_calibration": n_cal, "rows": rows, "cost": cost,
@@ -366,14 +373,16 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
                     f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |"
                     + (f" {r.get('system_reason') or '–'} |" if name == "system" else ""))
-    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system")
+    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system", "warn_knn1")
              if f"overhead_{m}" in report["cases"][0]["cost"]]
     lines += ["", "Guard cost in distribution: CPU time, one thread, interleaved rounds (order reversed every "
               "other round); the overhead is the median over rounds of the paired ratio to the unguarded solve "
               "in the same round, [quartiles]; warn_ellipsoid: `guard='warn'` with the domain's coreset removed "
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
               "warn_no_system: `guard='warn'` without the system check (the other modes include it: one "
-              "comparison of two small dicts per solve); "
+              "comparison of two small dicts per solve); warn_knn1: `guard='warn'` with the nearest-neighbour "
+              "score on every feature score (every 4th step, the schedule before `KNN_EVERY = 2`; "
+              "the cases without a coreset run the same guard as warn); "
               "= : the guarded result equals the unguarded one bit for bit "
               "(nothing flagged), ≠ : something was flagged (and, with fallback, recomputed):", "",
               "| case | none (s, median) | " + " | ".join(f"overhead {m}" for m in names) + " |",
@@ -417,7 +426,8 @@ def _sweep_lines(report: dict[str, Any]) -> list[str]:
                 cells = [f"{a['flagged']}/{r['n']} flagged" if r["test"] == "in distribution" else
                          f"{a['worse_flagged']}/{r['worse']} ({_f(a['detection'], '.0%')}), {a['flagged']} flagged"
                          for a in sw["at"]]
-                out.append(f"| {c['case']} | {r['test']} | {every} | {sw['calibrated']:.3g} | " + " | ".join(cells) + " |")
+                out.append(f"| {c['case']} | {r['test']} | {every} | {sw['calibrated']:.3g} | "
+                           + " | ".join(cells) + " |")
     return out
 
 

@@ -23,7 +23,8 @@ def setting():
     data = generate_trajectories(system, 20, t_final=1.28, dt=H, spin_up=2.0, seed=0, progress=False)
     torch.manual_seed(0)
     model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    with torch.no_grad():  # a random correction about RK4's error: some trajectories beat the classical shadow, some lose
+    # a random correction about RK4's error: some trajectories beat the classical shadow, some lose
+    with torch.no_grad():
         model.net[2].weight.copy_(torch.randn(3, 1024, dtype=torch.float64) * 3e-8)
     record_domain(model, data)
     return system, data, model
@@ -99,3 +100,17 @@ def test_bad_input_is_refused_naming_the_argument(setting):
     with pytest.raises(ValueError, match=r"at least ceil\(1/rate\) = 100"):
         calibrate_check(model, data, check_every=EVERY, rate=0.01, f=system)
     assert model.domain.check_ratios == ()
+
+
+def test_a_window_that_cannot_close_is_not_opened(setting):
+    system, data, model = setting
+    y0 = data.y[:, 0]
+    kw = dict(step_size=H, corrector=model, guard="warn", return_stats=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        # 11 steps, check every 8 (a window of 4 steps): from step 8 only 4 steps are left: it closes
+        _, closes = attsolver.solve(system, y0, data.t[:12], guard_check_every=EVERY, **kw)
+        # 10 steps: from step 8 only 3 are left; the shadows would never be compared
+        _, short = attsolver.solve(system, y0, data.t[:11], guard_check_every=EVERY, **kw)
+    assert closes.guard.check_ratio is not None and closes.guard.fallback_f_evals > 0
+    assert short.guard.check_ratio is None and short.guard.fallback_f_evals == 0
