@@ -36,10 +36,10 @@ import attsolver  # noqa: E402
 from attsolver.correctors import NeurVec  # noqa: E402
 from attsolver.data import generate_trajectories  # noqa: E402
 from attsolver.evaluate.conformal import calibrate, conformal_quantile, coverage_of  # noqa: E402
-from attsolver.integrate import guard_knn  # noqa: E402
+from attsolver.integrate import guard as guard_module, guard_knn  # noqa: E402
 from attsolver.integrate.guard import (POSTERIORI_RATIO, POSTERIORI_WINDOW, SCORE_EVERY,  # noqa: E402
                                       STICKY_FALLBACK, OutOfDomainWarning)
-from attsolver.training import record_domain  # noqa: E402
+from attsolver.training import calibrate_check, record_domain  # noqa: E402
 from attsolver.systems import ElasticPendulum, Lorenz63, Lorenz96, SpringChain  # noqa: E402
 from benchmarks._suite import Run, figure, header, parser, read_report, timings, write_report  # noqa: E402
 from benchmarks.neural_ode import _float64_copy, train_vector_field, van_der_pol  # noqa: E402
@@ -54,6 +54,12 @@ MODES = (("warn", "warn", None), ("fallback", "fallback", None), ("checked32", "
          ("checked64", "fallback", 64))
 #: the modes with the a-posteriori check, and their interval
 CHECKED = {name: every for name, _, every in MODES if every}
+#: the check's ratio is calibrated on the calibration trajectories to flag at most this fraction
+#: of them (``calibrate_check``); the checked modes use it
+CHECK_RATE = 0.05
+#: fixed ratios the check's flags are also reported at (from the same solves: a trajectory is
+#: flagged at ratio r when its largest summed-error ratio exceeds r, or the feature scores flag it)
+CHECK_RATIOS = (1.0, 1.5, 2.0, 3.0)
 #: the tables below the main one: (key, title); "wide" is guard="fallback" with the domain
 #: re-recorded from the training and the calibration trajectories (``record_domain(model,
 #: [train, cal])``: 24 + 100 in-distribution trajectories sample the manifold more densely);
@@ -61,7 +67,9 @@ CHECKED = {name: every for name, _, every in MODES if every}
 EXTRA = (("system", "With the system check (the corrector as `fit` left it, its training system recorded; "
                     "`guard='fallback'`): a built-in system with another parameter is flagged from step 0, "
                     "exactly, by construction — this row is not evidence that the data score works"),
-         *((name, f"With the a-posteriori check (`guard='fallback', guard_check_every={every}`)")
+         *((name, f"With the a-posteriori check (`guard='fallback', guard_check_every={every}`), its ratio "
+                  f"calibrated on the calibration trajectories to flag at most {CHECK_RATE:.0%} of them "
+                  "(`calibrate_check`; the ratio per case is in the table after these)")
            for name, every in CHECKED.items()),
          ("wide", "With the domain recorded from the training and the calibration trajectories "
                   "(`record_domain(model, [train, cal])`, `guard='fallback'`)"))
@@ -154,6 +162,11 @@ def _solves(system, y0, t, h, model, wide) -> dict[str, Any]:
             out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                             guard_check_every=every, options=unchecked, return_stats=True)
             out[f"{name}_stats"] = st.guard
+        for every in CHECKED.values():  # the check's per-trajectory ratios (warn: the solve is not changed)
+            _, st = attsolver.solve(system, y0, t, step_size=h, corrector=scored, guard="warn",
+                                    guard_check_every=every, options=unchecked, return_stats=True)
+            got = st.guard.check_ratio  # None: the solve is too short for one window to close
+            out[f"ratios{every}"] = None if got is None else np.array(got, dtype=float)
     return out
 
 
@@ -184,9 +197,22 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
         "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
         **{name: _checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse)
            for name in (*CHECKED, "wide", "system")},
+        "check_sweep": {str(every): _sweep(model.domain.check_ratio(every), s[f"ratios{every}"], flagged, worse)
+                        for every in CHECKED.values() if s[f"ratios{every}"] is not None},
         "system_reason": s["system_stats"].reason, "system_mismatch": s["system_stats"].system,
         "coverage_mean": float(cover.mean()), "coverage_min": float(cover.min()),
     }
+
+
+def _sweep(calibrated: float, ratios: np.ndarray, features: np.ndarray, worse: np.ndarray) -> dict[str, Any]:
+    """The check's flags at the calibrated and at the fixed ratios: a trajectory is flagged when
+    the feature scores flag it or its largest summed-error ratio exceeds the ratio."""
+    rows = []
+    for r in (*CHECK_RATIOS, calibrated):
+        flagged = features | (np.nan_to_num(ratios, nan=0.0) > r)
+        rows.append({"ratio": float(r), "flagged": int(flagged.sum()), "worse_flagged": int((worse & flagged).sum()),
+                     "detection": float((worse & flagged).sum() / worse.sum()) if worse.any() else None})
+    return {"calibrated": float(calibrated), "at": rows}
 
 
 def _checked_row(stats, ratio: np.ndarray, worse: np.ndarray) -> dict[str, Any]:
@@ -248,14 +274,21 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
         return lambda: attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                        guard_check_every=every)
 
+    def knn_on_every_score():  # the schedule before KNN_EVERY = 2 (same threshold: nothing is flagged)
+        saved, guard_module.KNN_EVERY = guard_module.KNN_EVERY, 1
+        try:
+            return run("warn")()
+        finally:
+            guard_module.KNN_EVERY = saved
+
     outs = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         tm = timings({"none": run(None), **{name: run(mode, every) for name, mode, every in MODES},
                       "wide": run("fallback", m=wide), "warn_ellipsoid": run("warn", m=_ellipsoid_only(model)),
-                      "warn_no_system": run("warn", m=data_only(model))}, rounds,
+                      "warn_no_system": run("warn", m=data_only(model)), "warn_knn1": knn_on_every_score}, rounds,
                      alternate=True, first=lambda name, out: outs.__setitem__(name, out))
-    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system"]
+    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system", "warn_knn1"]
     same = {k: torch.equal(outs["none"], outs[k]) for k in names}
     paired = {k: np.array(tm[k].cpu) / np.array(tm["none"].cpu) - 1 for k in names}
     return {"outputs_equal": all(same.values()), "outputs_equal_per_mode": same,
@@ -278,6 +311,10 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
     run.log(f"{case['name']}: trained")
     cal = _data(system, n_cal, case["t_test"], h, case["spin_up"], seed=1, sampler=sampler)
     bounds = calibrate(model, cal, COVERAGE, f=system)
+    check_ratios = {}
+    for every in CHECKED.values():
+        if case["t_test"] / h >= every * (1 + POSTERIORI_WINDOW):  # else no window closes: nothing to calibrate
+            check_ratios[every] = calibrate_check(model, cal, check_every=every, rate=CHECK_RATE, f=system)
     wide = data_only(model)
     record_domain(wide, [train, cal], f=system)
     tests = [("in distribution", system, _data(system, n_test, case["t_test"], h, case["spin_up"], seed=2,
@@ -286,14 +323,15 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
               for label, sys_, m in case["ood"]]
     rows = [evaluate(model, wide, sys_, data, h, bounds, label) for label, sys_, data in tests]
     rows[0]["coverage_resplit"] = resplit_coverage(model, system, cal, tests[0][2], h)
-    cost = guard_cost(model, wide, system, tests[0][2], h, rounds=3 if quick else 15)
+    cost = guard_cost(model, wide, system, tests[0][2], h, rounds=3 if quick else 25)
     run.log(f"{case['name']}: evaluated")
     return {"case": case["name"], "step_size": h, "t_train": case["t_train"], "t_test": case["t_test"],
             "n_train": n_train, "n_calibration": n_cal, "rows": rows, "cost": cost,
             "domain": {"distance_threshold": model.domain.distance_threshold,
                        "ratio_threshold": model.domain.ratio_threshold, "knn_threshold": model.domain.knn_threshold,
                        "coreset_size": None if model.domain.coreset is None else len(model.domain.coreset),
-                       "knn_threshold_wide": wide.domain.knn_threshold}}
+                       "knn_threshold_wide": wide.domain.knn_threshold,
+                       "check_ratios": {str(k): v for k, v in check_ratios.items()}}}
 
 
 def _f(x, fmt=".3g"):
@@ -335,14 +373,16 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
                     f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |"
                     + (f" {r.get('system_reason') or '–'} |" if name == "system" else ""))
-    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system")
+    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system", "warn_knn1")
              if f"overhead_{m}" in report["cases"][0]["cost"]]
     lines += ["", "Guard cost in distribution: CPU time, one thread, interleaved rounds (order reversed every "
               "other round); the overhead is the median over rounds of the paired ratio to the unguarded solve "
               "in the same round, [quartiles]; warn_ellipsoid: `guard='warn'` with the domain's coreset removed "
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
               "warn_no_system: `guard='warn'` without the system check (the other modes include it: one "
-              "comparison of two small dicts per solve); "
+              "comparison of two small dicts per solve); warn_knn1: `guard='warn'` with the nearest-neighbour "
+              "score on every feature score (every 4th step, the schedule before `KNN_EVERY = 2`; "
+              "the cases without a coreset run the same guard as warn); "
               "= : the guarded result equals the unguarded one bit for bit "
               "(nothing flagged), ≠ : something was flagged (and, with fallback, recomputed):", "",
               "| case | none (s, median) | " + " | ".join(f"overhead {m}" for m in names) + " |",
@@ -357,8 +397,38 @@ def markdown(report: dict[str, Any]) -> str:
     for c in report["cases"]:
         k = c["cost"]
         lines.append(f"| {c['case']} | {k['none']['cpu_median_s']:.4f} | " + " | ".join(cell(k, m) for m in names) + " |")
+    lines += _sweep_lines(report)
     lines += _coverage_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _sweep_lines(report: dict[str, Any]) -> list[str]:
+    if "check_sweep" not in report["cases"][0]["rows"][0]:
+        return []
+    everies = list(report["cases"][0]["rows"][0]["check_sweep"])  # lorenz63 has both intervals
+    ratios = [f"{a['ratio']:g}" for a in report["cases"][0]["rows"][0]["check_sweep"][everies[0]]["at"][:-1]]
+    out = ["", f"The a-posteriori check's ratio: flagged rollouts (in distribution) and detected worse rollouts "
+           f"(out of it) at the fixed ratios and at the calibrated one (the smallest ratio that flags at most "
+           f"{report.get('guard_defaults', {}).get('check_rate', 0.05):.0%} of the calibration trajectories; "
+           "`calibrate_check`), with the feature scores' flags included; from `guard='warn'` solves with the "
+           "check (the flags at a ratio are those of `guard='fallback'` at that ratio: a trajectory's solve "
+           "changes only once it is flagged):", "",
+           "| case | test | every | calibrated ratio | " + " | ".join(f"at {r}" for r in ratios) + " | at calibrated |",
+           "|---" * (5 + len(ratios)) + "|"]
+    for c in report["cases"]:
+        for r in c["rows"]:
+            for every in everies:
+                sw = r["check_sweep"].get(every)
+                if sw is None:  # no window closes within the solve: the check never runs
+                    out.append(f"| {c['case']} | {r['test']} | {every} | – | " + " | ".join("–" * len(ratios))
+                               + " | the check never runs |")
+                    continue
+                cells = [f"{a['flagged']}/{r['n']} flagged" if r["test"] == "in distribution" else
+                         f"{a['worse_flagged']}/{r['worse']} ({_f(a['detection'], '.0%')}), {a['flagged']} flagged"
+                         for a in sw["at"]]
+                out.append(f"| {c['case']} | {r['test']} | {every} | {sw['calibrated']:.3g} | "
+                           + " | ".join(cells) + " |")
+    return out
 
 
 def _coverage_lines(report: dict[str, Any]) -> list[str]:
@@ -415,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run.report(cases=[], coverage=COVERAGE, guard_defaults={
         "score_every": SCORE_EVERY, "posteriori_window": POSTERIORI_WINDOW, "posteriori_ratio": POSTERIORI_RATIO,
         "sticky_fallback": STICKY_FALLBACK, "coreset_size": guard_knn.CORESET_SIZE, "knn_ema": guard_knn.KNN_EMA,
+        "knn_every_scores": guard_knn.KNN_EVERY, "check_rate": CHECK_RATE,
         "knn_quantile": guard_knn.KNN_QUANTILE, "knn_max_features": guard_knn.KNN_MAX_FEATURES})
     for case in cases(args.quick):
         report["cases"].append(run_case(case, args.quick, run))

@@ -19,13 +19,15 @@ A step is *flagged* when ``d^2`` exceeds :attr:`TrainingDomain.distance_threshol
 moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
 :attr:`TrainingDomain.ratio_threshold`, or when the corrected state is not finite.  The score
 runs on every :data:`SCORE_EVERY`-th step
-(the first included) and its verdict holds until the next score, which keeps the guard's cost
-to a few per cent of the corrected step.  With ``guard_check_every=k`` the guard also checks
+(the first included) and its verdict holds until the next score, the nearest-neighbour part on
+every ``KNN_EVERY``-th score only, which keeps the guard's cost to a few per cent of the
+corrected step.  With ``guard_check_every=k`` the guard also checks
 every ``k``-th step a posteriori: the corrected and the classical step against the classical step
 refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
 :data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
 further from the refined shadow than the classical shadow does, summed over the windows so far
-(times :data:`POSTERIORI_RATIO`), is flagged from then on (the corrector has been seen to do
+(times the domain's ratio calibrated for ``k``, :func:`attsolver.training.calibrate_check`, else
+:data:`POSTERIORI_RATIO`), is flagged from then on (the corrector has been seen to do
 worse than no corrector); under ``"fallback"`` it also takes the refined shadow's state at the
 window's end (the window's corrected steps are undone, the outputs inside it are kept).  With ``guard="warn"`` the
 solve goes on and one warning names the first flagged time and trajectory; with
@@ -49,13 +51,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .guard_knn import KNN_EMA, calibrate_knn, check_coreset
+from .guard_knn import KNN_EMA, KNN_EVERY, calibrate_knn, check_coreset
 from .guard_system import system_mismatch
 from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
            "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of", "SCORE_EVERY",
-           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK"]
+           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK", "check_ratio_pairs"]
 
 GUARD_MODES = ("warn", "fallback")
 #: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
@@ -74,7 +76,9 @@ POSTERIORI_EVERY = 16
 #: 8-step windows, but on 19 % of 32-step windows, while its error at the horizon is 4x smaller
 POSTERIORI_WINDOW = 0.5
 #: a sample is distrusted when its guarded solve's distance to the refined shadow at the windows'
-#: ends, summed over the windows so far, exceeds this times the classical shadow's
+#: ends, summed over the windows so far, exceeds this times the classical shadow's: the default,
+#: for an interval the domain has no calibrated ratio for (:func:`attsolver.training.calibrate_check`
+#: stores one: on Lorenz-63 at 32 steps, 1.0 flags 41 of 100 in-distribution rollouts)
 POSTERIORI_RATIO = 1.0
 #: the feature score runs on every this many steps (its verdict holds until the next): the
 #: score is about ten small tensor operations, a few per cent of a small network's step, and the
@@ -120,6 +124,9 @@ class TrainingDomain:
             Mahalanobis score alone, as before).
         knn_threshold: flag a sample whose moving average of the distance to the coreset
             exceeds this (``None`` with no coreset).
+        check_ratios: ``((check_every, ratio), ...)``: the a-posteriori check's calibrated ratio
+            per interval (:func:`attsolver.training.calibrate_check`); an interval not listed
+            uses :data:`POSTERIORI_RATIO`.
     """
 
     mean: Tensor
@@ -135,6 +142,7 @@ class TrainingDomain:
     n_samples: int
     coreset: Tensor | None = None
     knn_threshold: float | None = None
+    check_ratios: tuple[tuple[int, float], ...] = ()
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -173,8 +181,8 @@ class TrainingDomain:
             if len(r) else (0.0,) * len(RATIO_QUANTILES)
         dmax = float(d2.max())
         u = zc @ whiten if whiten.ndim == 2 else zc * whiten
-        knn = calibrate_knn(u, torch.zeros(n, dtype=torch.long) if groups is None else groups.cpu(), SCORE_EVERY,
-                            knn_margin)
+        knn = calibrate_knn(u, torch.zeros(n, dtype=torch.long) if groups is None else groups.cpu(),
+                            SCORE_EVERY * KNN_EVERY, knn_margin)
         return cls(mean, whiten, z.min(0).values, z.max(0).values, dmax, dmax * distance_margin, quant,
                    max(quant[-1], 1e-12) * ratio_margin, float(horizon), float(step_size), int(n),
                    *(knn if knn is not None else (None, None)))
@@ -186,7 +194,8 @@ class TrainingDomain:
                 "ratio_quantiles": list(self.ratio_quantiles), "ratio_threshold": self.ratio_threshold,
                 "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples,
                 # only when recorded: a domain without them reads as before (Mahalanobis score alone)
-                **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold})}
+                **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold}),
+                **({"check_ratios": [[k, r] for k, r in self.check_ratios]} if self.check_ratios else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingDomain:
@@ -197,11 +206,22 @@ class TrainingDomain:
                          float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
+        if d.get("check_ratios"):
+            domain = replace(domain, check_ratios=check_ratio_pairs(d["check_ratios"]), _cache={})
         if d.get("coreset") is None and d.get("knn_threshold") is None:
             return domain  # recorded before the coreset existed, or too many features for it
         coreset, threshold = d.get("coreset"), d.get("knn_threshold")
         check_coreset(coreset, threshold, domain.feature_dim)
         return replace(domain, coreset=coreset.double(), knn_threshold=float(threshold), _cache={})
+
+    def with_check_ratios(self, pairs: tuple[tuple[int, float], ...]) -> TrainingDomain:
+        """This domain with the a-posteriori check's calibrated ratios ``pairs`` (checked)."""
+        return replace(self, check_ratios=check_ratio_pairs(pairs), _cache={})
+
+    def check_ratio(self, check_every: int) -> float:
+        """The a-posteriori check's ratio for ``check_every``: the calibrated one, else
+        :data:`POSTERIORI_RATIO`."""
+        return dict(self.check_ratios).get(int(check_every), POSTERIORI_RATIO)
 
     def _on(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, whiten)`` in ``like``'s dtype and device (cached)."""
@@ -256,6 +276,11 @@ class GuardReport:
             ``"features"`` (the feature scores), ``"check"`` (the a-posteriori check); ``None``
             when nothing was flagged.
         system: the system check's sentence naming the differing parameter, or ``None``.
+        check_ratio: with ``guard_check_every``, per trajectory the largest ratio, over the
+            windows, of the guarded solve's summed distance to the refined shadow to the
+            classical shadow's (the check distrusts a trajectory when it exceeds the ratio in
+            use); ``None`` without the check.  :func:`attsolver.training.calibrate_check` picks
+            the ratio from it on in-distribution trajectories.
     """
 
     mode: str
@@ -269,6 +294,7 @@ class GuardReport:
     n_rewinds: int = 0
     reason: str | None = None
     system: str | None = None
+    check_ratio: tuple[float, ...] | None = None
 
     @classmethod
     def of_pieces(cls, pieces: Sequence[GuardReport]) -> GuardReport:
@@ -278,7 +304,29 @@ class GuardReport:
                    sum(p.n_fallbacks for p in pieces), sum(p.fallback_f_evals for p in pieces), flagged, first,
                    any(p.beyond_horizon for p in pieces), sum(p.n_rewinds for p in pieces),
                    next((p.reason for p in pieces if p.reason is not None), None),
-                   next((p.system for p in pieces if p.system is not None), None))
+                   next((p.system for p in pieces if p.system is not None), None),
+                   _largest([p.check_ratio for p in pieces if p.check_ratio is not None]))
+
+
+def _largest(ratios: list[tuple[float, ...]]) -> tuple[float, ...] | None:
+    """Elementwise maximum of per-trajectory ratios (``None`` for none); NaN is kept."""
+    return tuple(max(col, key=lambda v: math.inf if math.isnan(v) else v) for col in zip(*ratios)) if ratios else None
+
+
+def check_ratio_pairs(pairs: Any) -> tuple[tuple[int, float], ...]:
+    """``((check_every, ratio), ...)`` sorted, each interval a positive int and each ratio a finite
+    number > 0, or a ``ValueError`` naming the fix."""
+    fix = ("; calibrate it again: attsolver.training.calibrate_check(corrector, data, check_every=...)")
+    try:
+        out = {int(k): float(r) for k, r in pairs}
+    except (TypeError, ValueError):
+        raise ValueError(f"the training domain's check_ratios must be (check_every, ratio) pairs, got {pairs!r}"
+                         + fix) from None
+    for k, r in out.items():
+        if k < 1 or not (math.isfinite(r) and r > 0):
+            raise ValueError(f"the training domain's check ratio {r!r} for check_every={k} must be a finite "
+                             "number > 0 with check_every >= 1" + fix)
+    return tuple(sorted(out.items()))
 
 
 class _Scorer:
@@ -311,7 +359,9 @@ class _Scorer:
             core = domain.coreset.to(device=like.device, dtype=self.knn_dtype)
             self.core_t, self.core_sq = (-2.0 * core).T.contiguous(), core.square().sum(1)
             self.knn = domain.knn_threshold
-        self.average: list[Tensor | None] = [None]  # the solve's moving average (shared by its scorers)
+        # the solve's nearest-neighbour state, shared by its scorers: [moving average, its verdict,
+        # feature scores until the next nearest-neighbour score]
+        self.average: list = [None, None, 0]
 
     def whitened(self, y2: Tensor, dy2: Tensor) -> Tensor:
         """The whitened features ``u = (z - mu) W`` ``[B, F]`` of states and increments ``[B, D]``."""
@@ -331,14 +381,18 @@ class _Scorer:
         small = torch.linalg.vector_norm(c.detach().reshape(-1, dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
         if self.core_t is not None:
-            buf = self.buf
-            if buf is None or buf.shape[0] != u.shape[0]:  # [B, M], kept: no large allocation per score
-                buf = self.buf = u.new_empty((u.shape[0], self.core_t.shape[1]), dtype=self.knn_dtype)
-            torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t, out=buf)
-            d = buf.amin(1).add_(u2).clamp_min_(0.0).sqrt_()
-            prev = self.average[0]
-            avg = self.average[0] = d if prev is None else prev.lerp_(d, KNN_EMA)
-            near = near.logical_and_(avg <= self.knn)  # NaN compares false
+            state = self.average
+            if state[2] <= 0:  # every KNN_EVERY-th score (the first included); else the last verdict holds
+                state[2] = KNN_EVERY
+                buf = self.buf
+                if buf is None or buf.shape[0] != u.shape[0]:  # [B, M], kept: no large allocation per score
+                    buf = self.buf = u.new_empty((u.shape[0], self.core_t.shape[1]), dtype=self.knn_dtype)
+                torch.addmm(self.core_sq, u.to(self.knn_dtype), self.core_t, out=buf)
+                d = buf.amin(1).add_(u2).clamp_min_(0.0).sqrt_()
+                avg = state[0] = d if state[0] is None else state[0].lerp_(d, KNN_EMA)
+                state[1] = avg <= self.knn  # NaN compares false
+            state[2] -= 1
+            near = near.logical_and_(state[1])
         return near.logical_and_(small)
 
 
@@ -369,13 +423,15 @@ class _Guard:
                              "domain again")
         self.batch = plan.y0.numel() // self.dim
         self.scorers: dict[float, _Scorer] = {}
-        self.average: list[Tensor | None] = [None]
+        self.average: list = [None, None, 0]  # the nearest-neighbour state (_Scorer.average)
         self.sticky = plan.guard == "fallback" and STICKY_FALLBACK
         self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
         self.n_flagged = self.n_fallbacks = self.f_evals = 0
         self.first: tuple[float, int] | None = None
         self.distrust: Tensor | None = None  # samples that failed an a-posteriori check
         self.evidence: tuple[Tensor, Tensor] | None = None  # summed corrected and classical check errors
+        self.check_ratio = POSTERIORI_RATIO  # guarded_loop sets the domain's calibrated one
+        self.largest: Tensor | None = None  # per sample, the largest evidence ratio so far
         self.window: list | None = None  # [classical shadow, refined shadow, steps left]
         self.newly: Tensor | None = None  # the samples the last window distrusted first
         self.fine_end: Tensor | None = None  # the refined shadow at the last window's end
@@ -383,6 +439,7 @@ class _Guard:
         self.reason: str | None = None  # what flagged the first step (GuardReport.reason)
         self.system: str | None = None  # the system check's sentence (guard_system)
         self.scored_all_ok = True  # the last feature score flagged nothing
+        self.handled: tuple = (None, None, 0)  # (verdict, its flagged rows, their count): handle's cache
         # the refined shadow's substeps: its error at most 1/16 of the classical step's
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
@@ -421,7 +478,8 @@ class _Guard:
 
     def judge(self, y_next: Tensor, y_cls: Tensor, fine: Tensor) -> None:
         """Distrust the samples whose guarded solve is further from the refined shadow than the
-        classical shadow is, summed over the windows so far (times :data:`POSTERIORI_RATIO`)."""
+        classical shadow is, summed over the windows so far (times the check's ratio:
+        :meth:`TrainingDomain.check_ratio`)."""
         # over a window, not one step: a good corrector's one-step errors can be as large as
         # the classical step's (they scatter), while the classical errors add up coherently
         fine = fine.reshape(-1, self.dim)
@@ -431,7 +489,9 @@ class _Guard:
             self.evidence = (e_corr, e_cls)
         else:
             self.evidence = (self.evidence[0] + e_corr, self.evidence[1] + e_cls)
-        worse = self.evidence[0] > POSTERIORI_RATIO * self.evidence[1]
+        ratio = self.evidence[0] / self.evidence[1]  # x / 0 = inf (> any ratio), 0 / 0 = NaN (not)
+        self.largest = ratio if self.largest is None else torch.fmax(self.largest, ratio)
+        worse = ratio > self.check_ratio  # the reported ratio decides (no rounding between the two)
         self.newly = worse if self.distrust is None else worse & ~self.distrust
         self.fine_end = fine
         self.distrust = worse if self.distrust is None else self.distrust | worse
@@ -461,11 +521,13 @@ class _Guard:
 
     def handle(self, ok: Tensor, ts: list[Tensor], y: Tensor, y_next: Tensor, h: float) -> Tensor:
         """Count a step with flagged samples; under ``"fallback"`` recompute them classically."""
-        bad = ~ok
-        rows = bad.nonzero().squeeze(1)
-        n_bad = int(rows.numel())
+        if ok is not self.handled[0]:  # a new verdict (it holds for the steps until the next score)
+            bad = ~ok
+            rows = bad.nonzero().squeeze(1)
+            self.handled = (ok, rows, int(rows.numel()))
+            self.flagged |= bad
+        _, rows, n_bad = self.handled  # the same verdict as the last step's: no nonzero, no host sync
         self.n_flagged += n_bad
-        self.flagged |= bad
         if self.first is None:
             self.first = (float(ts[0]), int(rows[0]))
         if self.reason is None:
@@ -485,7 +547,8 @@ class _Guard:
         span = abs(float(plan.t_np[-1] - plan.t_np[0]))
         return GuardReport(plan.guard, plan.n_steps * self.batch, self.n_flagged, self.n_fallbacks, self.f_evals,
                            tuple(bool(v) for v in self.flagged.tolist()), self.first,
-                           span > self.domain.horizon * (1 + 1e-9), self.n_rewinds, self.reason, self.system)
+                           span > self.domain.horizon * (1 + 1e-9), self.n_rewinds, self.reason, self.system,
+                           None if self.largest is None else tuple(float(v) for v in self.largest.tolist()))
 
     def warn(self) -> None:
         if self.system is not None:
@@ -544,6 +607,7 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     evidence) is per call: ``solve(..., progress=True)`` runs up to 100 pieces, each with a fresh one."""
     every, score_every = check_every or 0, score_every or SCORE_EVERY
     guard = _Guard(plan, domain_of(plan.corrector))
+    guard.check_ratio = guard.domain.check_ratio(every) if every else POSTERIORI_RATIO
     guard.system = system_mismatch(f, plan.corrector)
     if guard.system is not None:
         guard.reason = "system"
@@ -554,6 +618,8 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
     k, j, ok, all_ok = 0, score_every, None, True
+    window = max(1, int(POSTERIORI_WINDOW * every))
+    left = int(plan.n_sub.sum())  # steps still to take: a window that cannot close is not opened
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
         score = guard.scorer(h, y).ok
         for _ in range(n):
@@ -562,10 +628,11 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
             dy = y_cls - y
             c = corrector(ts[0], y, dy, h)
             y_next = y_cls + c
-            k, j = k + 1, j + 1
+            k, j, left = k + 1, j + 1, left - 1
             if k == every:
                 k = 0
-                guard.open_window(y, max(1, int(POSTERIORI_WINDOW * every)))
+                if left + 1 >= window:  # this step and the rest: the window closes within the solve
+                    guard.open_window(y, window)
             if j >= score_every:  # the first step is scored
                 j = 0
                 ok, all_ok = guard.verdict(score(y, dy, c))

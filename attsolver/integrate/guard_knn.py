@@ -13,15 +13,17 @@ well inside the ellipsoid.  The distance to the nearest training feature sees it
 * **Score.**  ``d = min_c |u - c|`` for the whitened features ``u``, computed as
   ``|u|^2 + min_c (|c|^2 - 2 u.c)``: one ``addmm`` (float32, into a ``[B, M]`` buffer the
   scorer keeps: a fresh 200-400 kB tensor per score cost more than the arithmetic) and one
-  ``amin``.  It runs on the guard's every ``SCORE_EVERY``-th step; on Lorenz-63 (100 rollouts)
-  the guard then costs +5.0 % of the corrected solve, +2.9 % without this score.
+  ``amin``.  It runs on every :data:`KNN_EVERY`-th feature score (every ``KNN_EVERY *
+  SCORE_EVERY``-th step; its verdict holds until the next): the moving average is slow anyway,
+  and the score was half the guard's cost (benchmarks/results/ood.md).
 * **Smoothing.**  An exponential moving average over the scores of a solve,
   ``e <- (1 - a) e + a d`` with ``a =`` :data:`KNN_EMA` (started at the first score).  One
   excursion into a sparsely sampled part of the attractor does not flag a rollout; a rollout
   that stays off the manifold, or starts far from it, does.
 * **Threshold.**  Calibrated on held-out training trajectories: :data:`KNN_FOLDS` folds of
   whole trajectories; each fold's steps are scored against a coreset of the others, the moving
-  average runs along each held-out trajectory on the guard's schedule, and the threshold is the
+  average runs along each held-out trajectory on the guard's schedule (every ``KNN_EVERY *
+  SCORE_EVERY``-th step), and the threshold is the
   :data:`KNN_QUANTILE` quantile of the averages times a margin.
 
 Used where the features have at most :data:`KNN_MAX_FEATURES` entries: above that a few thousand
@@ -37,7 +39,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["CORESET_SIZE", "KNN_EMA", "KNN_FOLDS", "KNN_QUANTILE", "KNN_MAX_FEATURES", "farthest_points",
+__all__ = ["CORESET_SIZE", "KNN_EMA", "KNN_EVERY", "KNN_FOLDS", "KNN_QUANTILE", "KNN_MAX_FEATURES", "farthest_points",
            "nearest_distance", "calibrate_knn", "check_coreset"]
 
 #: the coreset keeps at most this many whitened training features (on Lorenz-63, 512, 1024 and
@@ -46,6 +48,10 @@ __all__ = ["CORESET_SIZE", "KNN_EMA", "KNN_FOLDS", "KNN_QUANTILE", "KNN_MAX_FEAT
 CORESET_SIZE = 512
 #: the weight of a new score in the moving average of the nearest-neighbour distance
 KNN_EMA = 0.25
+#: the nearest-neighbour score runs on every this many feature scores of the guard (the first
+#: included); the moving average and its verdict hold in between.  On Lorenz-63 (100 rollouts) the
+#: score on every feature score (1) cost ~5 points of the guard's +11-12 %
+KNN_EVERY = 2
 #: the threshold's calibration holds out this many folds of whole training trajectories
 KNN_FOLDS = 4
 #: the threshold is this quantile of the held-out moving averages (times the domain's

@@ -6,8 +6,9 @@ length of each epoch), :mod:`.targets` (the classical steps through ``solve``, s
 :mod:`.check` (the end-of-fit check).
 """
 
+from .check_ratio import calibrate_check, set_check_ratio
 from .domain import record_domain
 from .history import FitCheckWarning, FitHistory, NonFiniteLossError
 from .trainer import fit
 
-__all__ = ["fit", "record_domain", "FitHistory", "NonFiniteLossError", "FitCheckWarning"]
+__all__ = ["fit", "record_domain", "calibrate_check", "set_check_ratio", "FitHistory", "NonFiniteLossError", "FitCheckWarning"]
