@@ -42,11 +42,15 @@ def test_imports_are_at_module_top(folder):
 
 
 def test_the_data_layer_imports_only_downwards():
+    """data/ imports nothing above it; systems/ imports only itself, the argument checks and the
+    Butcher tableaus (a learned interpolation with weights once per step reads a method's stage
+    nodes from them; steppers/ never import systems/, so there is no loop)."""
     above = ("attsolver.training", "attsolver.evaluate", "attsolver.cli", "attsolver.vision")
     bad = [(p.name, n) for p in _modules("data") for n, _ in _imports(p) if n.startswith(above)]
     assert not bad, bad
     bad = [(p.name, n) for p in _modules("systems") for n, _ in _imports(p)
-           if n.startswith("attsolver.") and not n.startswith(("attsolver.systems", "attsolver._validate"))]
+           if n.startswith("attsolver.") and not n.startswith(("attsolver.systems", "attsolver._validate",
+                                                               "attsolver.steppers.tableau"))]
     assert not bad, bad
 
 
