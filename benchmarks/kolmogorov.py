@@ -736,6 +736,11 @@ def parse_args(argv):
                 quick="small settings (minutes): fewer training its, shorter runs, coarse ladders")
     ap.add_argument("--cache", default="out/kolmogorov_cache", help="data and model cache")
     ap.add_argument("--n-test", type=int, default=16)
+    ap.add_argument("--test-seed", type=int, default=TEST_SEED,
+                    help=f"seed of the test initial conditions (default {TEST_SEED}; another draws a fresh test set)")
+    ap.add_argument("--train-seed", type=int, default=TRAIN_SEED,
+                    help=f"seed of the training initial conditions (default {TRAIN_SEED}; the learned interpolation's "
+                         "is this + 1)")
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--no-exponax", action="store_true", help="skip the exponax speed comparison")
     ap.add_argument("--iterations", type=int, default=None, help="training budget in batches, mapped to fit epochs (default 150; quick 40)")
@@ -841,7 +846,8 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
     contenders, models, training = {}, {}, {}
     for kind, base, noise in rows:
         name = f"{base}-32+{kind}" + (f"(noise {noise:g})" if noise else "")
-        path = cache / f"model_{tag}_{base}_{kind}_{noise:g}_fit_{args.iterations}_{args.unroll}.pt"  # fit-trained
+        path = cache / (f"model_{tag}_{base}_{kind}_{noise:g}_fit_{args.iterations}_{args.unroll}"
+                        f"{_seed_tag(args.train_seed, TRAIN_SEED)}.pt")  # fit-trained
         log(f"corrector {name}")
         if path.exists():
             model = load_corrector(path)
@@ -860,7 +866,8 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
         # the default build keeps the cache name it had before these options
         suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
                   + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
-        path = cache / f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}.pt"
+        path = cache / (f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}"
+                        f"{_seed_tag(args.train_seed, TRAIN_SEED)}.pt")
         if path.exists():
             host = build_learned_interpolation(*arch)
             host.interpolation.load_state_dict(torch.load(path, weights_only=True))
@@ -956,23 +963,29 @@ def versioned_h5(cache: Path, name: str, make: Callable[[], TrajectoryDataset], 
     return data
 
 
+def _seed_tag(seed: int, default: int) -> str:
+    """The cache-name suffix of a non-default seed (none for the default: existing caches keep their names)."""
+    return "" if seed == default else f"_seed{seed}"
+
+
 def load_data(args, cache: Path, tag: str, log):
     """The test set, the corrector training sets (clean and noisy, only when a convolution corrector
     is trained) and the learned interpolation's training set, from the cache or made."""
     log("data: test and training trajectories")
-    test = versioned_h5(cache, f"test_{tag}_{args.n_test}_t{args.t_eval:g}_f{args.frame:g}", lambda: make_trajectories(
-        args.n_test, TEST_SEED, args.t_eval, args.frame, args.t_spin, log), log)
+    test = versioned_h5(cache, f"test_{tag}_{args.n_test}_t{args.t_eval:g}_f{args.frame:g}{_seed_tag(args.test_seed, TEST_SEED)}",
+                        lambda: make_trajectories(args.n_test, args.test_seed, args.t_eval, args.frame, args.t_spin, log), log)
     train_sets = {}
     if any(k != "li" for k in args.kinds):
-        train = versioned_h5(cache, f"train_{tag}_{args.n_train}", lambda: make_trajectories(
-            args.n_train, TRAIN_SEED, args.t_train, dt_for(COARSE_N), args.t_spin, log), log)
+        train = versioned_h5(cache, f"train_{tag}_{args.n_train}{_seed_tag(args.train_seed, TRAIN_SEED)}", lambda: make_trajectories(
+            args.n_train, args.train_seed, args.t_train, dt_for(COARSE_N), args.t_spin, log), log)
         train_sets = {noise: restricted(train, COARSE_N, noise, seed=1) for noise in (0.0, 0.01)}
         for noise, d in train_sets.items():
             save_h5(d, cache / f"train_{tag}_{COARSE_N}_noise{noise:g}.h5")
     li_set = None
     if "li" in args.kinds:
-        li_train = versioned_h5(cache, f"train_li_{tag}_{args.li_train}_t{args.li_t_train:g}", lambda: make_trajectories(
-            args.li_train, TRAIN_SEED + 1, args.li_t_train, args.li_frame, args.t_spin, log), log)
+        li_train = versioned_h5(cache, f"train_li_{tag}_{args.li_train}_t{args.li_t_train:g}"
+                                f"{_seed_tag(args.train_seed, TRAIN_SEED)}", lambda: make_trajectories(
+            args.li_train, args.train_seed + 1, args.li_t_train, args.li_frame, args.t_spin, log), log)
         li_set = TrajectoryDataset(
             t=li_train.t, y=spectral_restrict(li_train.y, COARSE_N), system=NavierStokes2DFD(n=COARSE_N, **PHYSICS).config(),
             config={**li_train.config, "restricted_to": COARSE_N})
@@ -1017,6 +1030,7 @@ def run_protocol(args, argv) -> int:
                "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
                "li_unroll": args.li_unroll,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
+               "test_seed": args.test_seed, "train_seed": args.train_seed,
                "cuts": getattr(args, "cuts", [])},
         t=t_np.tolist(), horizons=horizons, contenders=contenders,
         scores={k: {kk: vv for kk, vv in v.items() if kk != "corr"} for k, v in scores.items()},

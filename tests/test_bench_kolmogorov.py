@@ -167,3 +167,20 @@ def test_learned_interpolation_summary_reads_the_committed_runs(tmp_path):
     h, x = (float(v) for v in rest.split(" = ")[0].split(" / "))
     assert math.isclose(float(rate) ** h / x, e["speedup"], rel_tol=2e-2)
     assert r["command"] in prov
+
+
+def test_fresh_seeds_change_every_cache_name_and_defaults_keep_theirs():
+    """--test-seed / --train-seed draw a fresh test set and fresh training data: a non-default seed
+    gets its own cache names (never the default run's files), the default keeps the names it had."""
+    kol = _suite()
+    assert kol._seed_tag(kol.TEST_SEED, kol.TEST_SEED) == "" and kol._seed_tag(kol.TRAIN_SEED, kol.TRAIN_SEED) == ""
+    assert kol._seed_tag(91_000, kol.TEST_SEED) == "_seed91000"
+    args = kol.parse_args(["--test-seed", "91000", "--train-seed", "91500", "--kinds", "li"])
+    assert (args.test_seed, args.train_seed) == (91_000, 91_500)
+    defaults = kol.parse_args(["--kinds", "li"])
+    assert (defaults.test_seed, defaults.train_seed) == (kol.TEST_SEED, kol.TRAIN_SEED)
+    # the committed fresh run used seeds no other run of the suite uses
+    fresh = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_li_fresh/kolmogorov.json")
+                       .read_text())["setup"]
+    assert {fresh["test_seed"], fresh["train_seed"], fresh["train_seed"] + 1}.isdisjoint(
+        {kol.TEST_SEED, kol.TRAIN_SEED, kol.TRAIN_SEED + 1})

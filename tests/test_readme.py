@@ -79,6 +79,34 @@ def test_kolmogorov_verdict_row_reads_the_equal_accuracy_layout():
                    "(same method: ≥3× [1.5, 6]) | not confirmed (not re-run on fresh data) |")
 
 
+@pytest.mark.parametrize("p05, p95, b64_p05, verdict", [
+    (1.2, 1.8, 1.5, "**yes**"),
+    (0.5, 0.9, 0.8, "no"),
+    (0.9, 1.1, 0.95, "not confirmed (the interval contains 1×)"),
+    (0.9, 1.1, 1.2, "not confirmed (the interval contains 1×); pays with batches of 64"),
+])
+def test_kolmogorov_fresh_row_judges_the_strongest_ladder_on_fresh_data(p05, p95, b64_p05, verdict):
+    """The fresh Kolmogorov row: the strongest ladder is the one with the smallest speed-up; it pays
+    when its 5-95 % interval at batches of 16 lies above 1x, not when below, else not confirmed."""
+    mod = load_script("benchmarks/update_readme.py")
+
+    def entry(speedup, lo, hi, n=61.0):
+        return {"speedup": speedup, "how": "interpolated", "p05": lo, "p95": hi, "n": n,
+                "halvings": __import__("math").log2(n / 32)}
+    mid = (p05 + p95) / 2
+    fresh = {"setup": {"coarse_n": 32, "li_train": 32, "li_layers": 1, "li_weights_per": "step", "train_seed": 7,
+                       "test_seed": 8, "n_test": 16},
+             "equal_accuracy": {"full": {
+                 "16": {"fd-32+learned-interp": {"fd": entry(9.0, 8.0, 10.0), "spectral": entry(mid, p05, p95)}},
+                 "64": {"fd-32+learned-interp": {"fd": entry(9.0, 8.0, 10.0),
+                                                 "spectral": entry(b64_p05 + 0.1, b64_p05, b64_p05 + 0.2)}}}}}
+    (row,) = mod._kolmogorov_fresh_rows(fresh, None)
+    cells = [c.strip() for c in row.strip("|").split(" | ")]
+    assert cells[4].startswith("spectral ladder (fd ladder: 9× [8, 10])")
+    assert cells[3].startswith(f"**{mid:.3g}× [{p05:.3g}, {p95:.3g}]** on fresh training data (seed 7) and 16 fresh")
+    assert cells[5] == verdict
+    assert "≈ 61² FD (0.93 halvings)" in cells[2] and "linear 3×3" in cells[2]
+
 def test_results_page_blocks_match_results():
     """The long tables moved from the README to docs/results.md keep their markers there."""
     mod = load_script("benchmarks/update_readme.py")
