@@ -43,9 +43,13 @@ def _build(r: dict[str, Any]) -> str:
             f"{tr['trajectories']} traj × {tr['t_train']:g}")
 
 
+def _mark(e: dict[str, Any]) -> str:
+    """≥ for a lower bound (beyond the finest measured rung), ≤ below the coarsest rung."""
+    return {"above": "≥", "between": "≥", "below": "≤"}.get(e["how"], "")
+
+
 def _speedup(e: dict[str, Any]) -> str:
-    mark = {"above": "≥", "between": "≥", "below": "≤"}.get(e["how"], "")
-    return f"{mark}{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
+    return f"{_mark(e)}{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
 
 
 def row(path: Path) -> tuple[str, str]:
@@ -66,8 +70,7 @@ def row(path: Path) -> tuple[str, str]:
              _speedup(ea["1"][li]["fd"]), _speedup(e16), _speedup(ea["64"][li]["fd"]),
              f"{rate:.2f}^{h:.2f} / {x16:.2f} = {rh:.2f} / {x16:.2f} = {e16['speedup']:.2f}",
              f"{b['blown_up']}/{b['n']} by t = {b['t_long']:g}",
-             f"{_speedup(s16)[:1] if s16['how'] != 'interpolated' else ''}{s16['n']:.0f}², "
-             f"{s16['halvings']:.2f} h; {_speedup(s16)}"]
+             f"{_mark(s16)}{s16['n']:.0f}², {_mark(s16)}{s16['halvings']:.2f} h; {_speedup(s16)}"]
     m = r["machine"]
     prov = (f"- `{r['command']}` ({r['date']}; load {m['load_start'][0]:.1f} at the start, "
             f"{m['load_end'][0]:.1f} at the end; `{path}`)")
