@@ -1,15 +1,20 @@
-"""One table of the learned-interpolation runs of the Kolmogorov suite (Re = 500).
+"""One table of the learned-interpolation runs of the Kolmogorov suite, per regime.
 
-Reads the ``kolmogorov.json`` of each run given (``attsolver bench kolmogorov --kinds li ...``)
-and writes, per run, the learned interpolation's build (CNN channels and layers, weights per
-stage or per step, epochs, training data), its t95, its equivalent FD grid in halvings over 32²
-(bootstrap 5–95 %), its cost X in FD 32² steps, its speed-up against the FD ladder at equal t95
-for batches of 1, 16 and 64 (bootstrap 5–95 %), the r^h / X accounting at batch 16 and its
-blow-ups by t = 20, with the command that made the run and the machine's load.  Every figure is
-read from the JSON files, none typed by hand.
+Reads the ``kolmogorov.json`` of each run given (``attsolver bench kolmogorov --kinds li ...``,
+all of one regime: Re = 500 on a 32² base or ``--regime re1000`` on 64²) and writes, per run,
+the learned interpolation's build (CNN channels and layers, weights per stage or per step,
+epochs, training data), its t95, its equivalent FD grid in halvings over the base grid
+(bootstrap 5–95 %), its cost X in FD base steps, its speed-up against the FD ladder at equal t95
+for batches of 1, 16 and 64 (bootstrap 5–95 %), the r^h / X accounting at batch 16, its
+blow-ups by t = 20 and its equivalent spectral grid and speed-up against the spectral ladder at
+batch 16, with the command that made the run and the machine's load.  Every figure is read from
+the JSON files, none typed by hand.
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary.md \\
-        benchmarks/results/kolmogorov.json benchmarks/results/kolmogorov_li/*/kolmogorov.json
+        benchmarks/results/kolmogorov.json benchmarks/results/kolmogorov_li_data32/kolmogorov.json \\
+        benchmarks/results/kolmogorov_li/*/kolmogorov.json   # the page lists its runs in order
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary_re1000.md \\
+        benchmarks/results/kolmogorov_re1000/kolmogorov.json benchmarks/results/kolmogorov_re1000_li_step/kolmogorov.json
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ from math import log2
 from pathlib import Path
 from typing import Any
 
-LI = "fd-32+learned-interp"
+LI = "fd-32+learned-interp"  # the Re = 500 contender; :func:`li_name` gives any run's
+
+
+def li_name(r: dict[str, Any]) -> str:
+    """The learned interpolation's contender name in run ``r`` (on its base grid)."""
+    return f"fd-{r['setup']['coarse_n']}+learned-interp"
 
 
 def _build(r: dict[str, Any]) -> str:
-    s, tr = r["setup"], r["training"][LI]
+    s, tr = r["setup"], r["training"][li_name(r)]
     per = s.get("li_weights_per", "stage")
     layers = s.get("li_layers", 3)
     cnn = "1 layer, linear 3×3" if layers == 1 else f"{s.get('li_hidden', 16)} ch × {layers} layers"
@@ -33,32 +43,62 @@ def _build(r: dict[str, Any]) -> str:
             f"{tr['trajectories']} traj × {tr['t_train']:g}")
 
 
+def _mark(e: dict[str, Any]) -> str:
+    """≥ for a lower bound (beyond the finest measured rung), ≤ below the coarsest rung."""
+    return {"above": "≥", "between": "≥", "below": "≤"}.get(e["how"], "")
+
+
 def _speedup(e: dict[str, Any]) -> str:
-    mark = "≥" if e["how"] == "above" else ""
-    return f"{mark}{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
+    return f"{_mark(e)}{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
 
 
 def row(path: Path) -> tuple[str, str]:
     """The table row of one run, and its provenance line."""
     r = json.loads(path.read_text())
+    li, base = li_name(r), r["setup"]["coarse_n"]
     ea = r["equal_accuracy"]["full"]
-    e16 = ea["16"][LI]["fd"]
-    x16 = r["cost_multiples"]["16"][LI]
+    e16, s16 = ea["16"][li]["fd"], ea["16"][li]["spectral"]
+    x16 = r["cost_multiples"]["16"][li]
     h = e16["halvings"]
     rh = e16["speedup"] * x16
     rate = rh ** (1 / h) if h > 1e-9 else float("nan")
     lo, hi = (max(n, 1e-9) for n in e16["n_5_95"])
-    b = r["blowups"][LI]
-    cells = [_build(r), f"{r['scores'][LI]['t95']['full']:.2f}",
-             f"{e16['n']:.0f}² [{lo:.0f}, {hi:.0f}]; {h:.2f} [{log2(lo / 32):.2f}, {log2(hi / 32):.2f}]",
-             " / ".join(f"{r['cost_multiples'][k][LI]:.1f}" for k in ("1", "16", "64")),
-             _speedup(ea["1"][LI]["fd"]), _speedup(e16), _speedup(ea["64"][LI]["fd"]),
+    b = r["blowups"][li]
+    cells = [_build(r), f"{r['scores'][li]['t95']['full']:.2f}",
+             f"{e16['n']:.0f}² [{lo:.0f}, {hi:.0f}]; {h:.2f} [{log2(lo / base):.2f}, {log2(hi / base):.2f}]",
+             " / ".join(f"{r['cost_multiples'][k][li]:.1f}" for k in ("1", "16", "64")),
+             _speedup(ea["1"][li]["fd"]), _speedup(e16), _speedup(ea["64"][li]["fd"]),
              f"{rate:.2f}^{h:.2f} / {x16:.2f} = {rh:.2f} / {x16:.2f} = {e16['speedup']:.2f}",
-             f"{b['blown_up']}/{b['n']} by t = {b['t_long']:g}"]
+             f"{b['blown_up']}/{b['n']} by t = {b['t_long']:g}",
+             f"{_mark(s16)}{s16['n']:.0f}², {_mark(s16)}{s16['halvings']:.2f} h; {_speedup(s16)}"]
     m = r["machine"]
     prov = (f"- `{r['command']}` ({r['date']}; load {m['load_start'][0]:.1f} at the start, "
             f"{m['load_end'][0]:.1f} at the end; `{path}`)")
     return "| " + " | ".join(cells) + " |", prov
+
+
+def _header(runs: list[dict[str, Any]]) -> list[str]:
+    """The title, the protocol paragraph and the table head, from the runs' own setup; runs of
+    different regimes (base grid, viscosity, test set, horizon) are refused."""
+    keys = {(r["setup"]["coarse_n"], r["setup"]["physics"]["nu"], r["setup"]["n_test"], r["setup"]["t_eval"],
+             r["ladders"]["fd"][0], r["ladders"]["fd"][-1]) for r in runs}
+    if len(keys) != 1:
+        raise SystemExit(f"runs: pass the runs of one regime per summary (got base grid, nu, test set, horizon, "
+                         f"FD ladder {sorted(keys)}); write one summary per regime")
+    n, nu, n_test, t_eval, lo, hi = keys.pop()
+    g = f"{n}²"
+    return [f"# Learned interpolation at Re = {1 / nu:.0f}: the levers, measured", "",
+            f"Each row is one run of the Kolmogorov suite (fixed protocol: {n_test} held-out initial conditions, "
+            f"horizon {t_eval:g}, FD ladder {lo[3:]}–{hi[3:]} re-timed in the same run, CPU seconds of one thread, "
+            f"interleaved rounds), full {g} band; intervals are bootstrap 5–95 % over the initial conditions. X: the "
+            f"learned step's cost in FD {g} steps (batches 1 / 16 / 64). Speed-up: against the FD ladder at equal t95, "
+            f"per unit simulated time per trajectory. r^h / X at batch 16: r the FD ladder's cost ratio per halving "
+            f"from {g} to the equivalent grid, h the halvings. Spectral: the equivalent grid on the spectral ladder "
+            f"(≤: below its coarsest rung, ≥: beyond its finest measured one), its halvings and the speed-up against it at batch 16. Written by "
+            f"`benchmarks/kolmogorov_li_summary.py` from the JSON files below.", "",
+            "| build | t95 | equivalent FD grid; halvings | X (1 / 16 / 64) | speed-up batch 1 | speed-up batch 16 "
+            "| speed-up batch 64 | r^h / X (batch 16) | blow-ups | vs spectral ladder (batch 16) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def main(argv=None) -> int:
@@ -67,17 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     rows = [row(p) for p in args.runs]
-    lines = ["# Learned interpolation at Re = 500: the levers, measured", "",
-             "Each row is one run of the Kolmogorov suite (fixed protocol: 16 held-out initial conditions, horizon 8, "
-             "FD ladder 32–128 re-timed in the same run, CPU seconds of one thread, interleaved rounds), full 32² "
-             "band; intervals are bootstrap 5–95 % over the initial conditions. X: the learned step's cost in FD 32² "
-             "steps (batches 1 / 16 / 64). Speed-up: against the FD ladder at equal t95, per unit simulated time "
-             "per trajectory. r^h / X at batch 16: r the FD ladder's cost ratio per halving from 32² to the "
-             "equivalent grid, h the halvings. Written by `benchmarks/kolmogorov_li_summary.py` from the JSON "
-             "files below.", "",
-             "| build | t95 | equivalent FD grid; halvings | X (1 / 16 / 64) | speed-up batch 1 | speed-up batch 16 "
-             "| speed-up batch 64 | r^h / X (batch 16) | blow-ups |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = _header([json.loads(p.read_text()) for p in args.runs])
     lines += [r for r, _ in rows] + ["", "Runs:", ""] + [p for _, p in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -184,3 +184,26 @@ def test_fresh_seeds_change_every_cache_name_and_defaults_keep_theirs():
                        .read_text())["setup"]
     assert {fresh["test_seed"], fresh["train_seed"], fresh["train_seed"] + 1}.isdisjoint(
         {kol.TEST_SEED, kol.TRAIN_SEED, kol.TRAIN_SEED + 1})
+
+
+def test_learned_interpolation_summary_takes_the_re1000_runs(tmp_path):
+    """At Re = 1000 the summary reads the 64² contender, counts halvings over 64² (the committed
+    run: 116² is log2(116/64) = 0.86 halvings, as its own JSON says), quotes the spectral ladder's
+    equivalent grid, and refuses to mix regimes in one table."""
+    summary = load_script("benchmarks/kolmogorov_li_summary.py")
+    root = Path(__file__).resolve().parents[1] / "benchmarks/results"
+    path = root / "kolmogorov_re1000/kolmogorov.json"
+    r = json.loads(path.read_text())
+    assert summary.li_name(r) == "fd-64+learned-interp"
+    e = r["equal_accuracy"]["full"]["16"]["fd-64+learned-interp"]["fd"]
+    line, _ = summary.row(path)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2].startswith(f"{e['n']:.0f}² ") and f"; {math.log2(e['n'] / 64):.2f} [" in cells[2]
+    assert math.isclose(math.log2(e["n"] / 64), e["halvings"], abs_tol=1e-9)
+    s = r["equal_accuracy"]["full"]["16"]["fd-64+learned-interp"]["spectral"]
+    assert cells[9].endswith(f"{s['speedup']:.2f}× [{s['p05']:.2f}, {s['p95']:.2f}]")
+    out = tmp_path / "s.md"
+    summary.main(["--out", str(out), str(path)])
+    assert out.read_text().startswith("# Learned interpolation at Re = 1000")
+    with pytest.raises(SystemExit, match="one regime"):
+        summary.main(["--out", str(out), str(path), str(root / "kolmogorov.json")])
