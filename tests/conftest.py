@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from attsolver.correctors import NeurVec
+from attsolver.data import generate_trajectories
+from attsolver.systems import Lorenz63
+from attsolver.training import record_domain
+
 # One intra-op thread per test process: pytest-xdist already runs one worker per core, and
 # oversubscribed threads made single tests up to 25x slower on a loaded machine.
 torch.set_num_threads(1)
@@ -32,3 +37,19 @@ def _fit_order(h, err) -> float:
 def observed_order():
     """``observed_order(h, err)`` -> slope of the log-log fit (needs >= 3 points)."""
     return _fit_order
+
+
+#: the guard tests' step (Lorenz-63, RK4)
+GUARD_H = 0.02
+
+
+@pytest.fixture(scope="module")
+def guard_setting():
+    """``(system, data, model)`` for the guard tests: Lorenz-63, 6 trajectories over 2 time units at
+    ``GUARD_H``, and a NeurVec with an exact zero correction whose domain is recorded from them
+    (one per test module: a module may change its model's domain)."""
+    system = Lorenz63()
+    data = generate_trajectories(system, 6, t_final=2.0, dt=GUARD_H, spin_up=2.0, seed=0, progress=False)
+    model = NeurVec(3, method="rk4", step_size=GUARD_H, dtype=torch.float64)  # an exact zero correction
+    record_domain(model, data)
+    return system, data, model

@@ -9,21 +9,11 @@ import torch
 
 import attsolver
 from attsolver.correctors import NeurVec, load_corrector
-from attsolver.data import generate_trajectories
 from attsolver.integrate.guard import FALLBACK_SUBSTEPS, OutOfDomainWarning, TrainingDomain
-from attsolver.systems import Lorenz63
 from attsolver.training import record_domain
+from conftest import GUARD_H
 
-H = 0.02
-
-
-@pytest.fixture(scope="module")
-def setting():
-    system = Lorenz63()
-    data = generate_trajectories(system, 6, t_final=2.0, dt=H, spin_up=2.0, seed=0, progress=False)
-    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)  # an exact zero correction
-    record_domain(model, data)
-    return system, data, model
+H = GUARD_H  # the step of the shared guard_setting fixture
 
 
 def test_mahalanobis_distance_is_the_inverse_covariance_form():
@@ -39,8 +29,8 @@ def test_mahalanobis_distance_is_the_inverse_covariance_form():
     assert dom.distance_threshold == pytest.approx(1.5 * dom.distance_max)
 
 
-def test_in_domain_guard_flags_nothing_and_changes_nothing(setting):
-    system, data, model = setting
+def test_in_domain_guard_flags_nothing_and_changes_nothing(guard_setting):
+    system, data, model = guard_setting
     y0, t = data.y[:, 0], data.t
     plain = attsolver.solve(system, y0, t, step_size=H, corrector=model)
     for mode in ("warn", "fallback"):
@@ -52,8 +42,8 @@ def test_in_domain_guard_flags_nothing_and_changes_nothing(setting):
         assert not any(st.guard.flagged)
 
 
-def test_fallback_is_the_classical_solve_at_a_quarter_step(setting):
-    system, data, model = setting
+def test_fallback_is_the_classical_solve_at_a_quarter_step(guard_setting):
+    system, data, model = guard_setting
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     wild.domain = model.domain
     with torch.no_grad():  # a large correction on every step: each is flagged by its size
@@ -71,8 +61,8 @@ def test_fallback_is_the_classical_solve_at_a_quarter_step(setting):
     assert not bool(torch.isfinite(raw).all()) or float((raw - fine).abs().max()) > 1e-3
 
 
-def test_warn_names_the_first_time_and_trajectory_once(setting):
-    system, data, model = setting
+def test_warn_names_the_first_time_and_trajectory_once(guard_setting):
+    system, data, model = guard_setting
     y0 = data.y[:4, 0].clone()
     y0[2] *= 3.0  # trajectory 2 starts far outside the attractor
     with pytest.warns(OutOfDomainWarning, match=r"t = 0 on trajectory 2 ") as rec:
@@ -83,8 +73,8 @@ def test_warn_names_the_first_time_and_trajectory_once(setting):
     assert torch.equal(out, attsolver.solve(system, y0, data.t[:6], step_size=H, corrector=model))
 
 
-def test_guard_over_progress_pieces_sums_the_reports(setting, monkeypatch):
-    system, data, model = setting
+def test_guard_over_progress_pieces_sums_the_reports(guard_setting, monkeypatch):
+    system, data, model = guard_setting
     # every step scored, nothing sticky and no moving average (the Mahalanobis and ratio scores
     # alone): the pieces (one output interval each here) then see the same verdicts (a piece
     # starts its guard afresh: sticky flags and the nearest-neighbour average do not cross pieces)
@@ -102,8 +92,8 @@ def test_guard_over_progress_pieces_sums_the_reports(setting, monkeypatch):
     assert pieces.guard.flagged == whole.guard.flagged == (False, True)
 
 
-def test_domain_survives_the_checkpoint_and_old_files_load_without_one(setting, tmp_path):
-    _, _, model = setting
+def test_domain_survives_the_checkpoint_and_old_files_load_without_one(guard_setting, tmp_path):
+    _, _, model = guard_setting
     back = load_corrector(model.save(tmp_path / "m.pt"))
     for k in ("mean", "whiten", "low", "high"):
         assert torch.equal(getattr(back.domain, k), getattr(model.domain, k))
@@ -113,8 +103,8 @@ def test_domain_survives_the_checkpoint_and_old_files_load_without_one(setting, 
     assert load_corrector(old.save(tmp_path / "old.pt")).domain is None
 
 
-def test_bad_guard_input(setting):
-    system, data, model = setting
+def test_bad_guard_input(guard_setting):
+    system, data, model = guard_setting
     y0, t = data.y[:2, 0], data.t[:3]
     bare = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"record_domain\(corrector, data\)"):
@@ -131,10 +121,10 @@ def test_bad_guard_input(setting):
         record_domain(bare, data, distance_margin=0.5)
 
 
-def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(setting):
+def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(guard_setting):
 
     from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
-    system, data, model = setting
+    system, data, model = guard_setting
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     # a domain that admits every state and correction size: only the a-posteriori check can flag
     wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
@@ -182,9 +172,9 @@ def test_record_domain_of_a_time_dependent_f_steps_each_state_from_its_own_time(
     torch.testing.assert_close(dom.low, z.min(0).values, rtol=0, atol=0)
 
 
-def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_next(setting, monkeypatch):
+def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_next(guard_setting, monkeypatch):
     from attsolver.integrate import guard as guard_module
-    system, data, model = setting
+    system, data, model = guard_setting
     calls = []
     real = guard_module._Scorer.ok
 
@@ -204,8 +194,8 @@ def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_
     assert st.guard.flagged == (False, True) and st.guard.first == (0.0, 1)
 
 
-def test_a_posteriori_check_keeps_a_corrector_no_worse_than_no_corrector(setting):
-    system, data, model = setting
+def test_a_posteriori_check_keeps_a_corrector_no_worse_than_no_corrector(guard_setting):
+    system, data, model = guard_setting
     # the zero corrector's steps are the classical ones: the summed errors tie, nothing is distrusted
     zero = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     zero.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),

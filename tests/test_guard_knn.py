@@ -16,17 +16,9 @@ from attsolver.integrate import guard_knn
 from attsolver.integrate.guard import FALLBACK_SUBSTEPS, OutOfDomainWarning, TrainingDomain
 from attsolver.systems import Lorenz63
 from attsolver.training import record_domain
+from conftest import GUARD_H
 
-H = 0.02
-
-
-@pytest.fixture(scope="module")
-def setting():
-    system = Lorenz63()
-    data = generate_trajectories(system, 6, t_final=2.0, dt=H, spin_up=2.0, seed=0, progress=False)
-    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)  # an exact zero correction
-    record_domain(model, data)
-    return system, data, model
+H = GUARD_H  # the step of the shared guard_setting fixture
 
 
 def _circle(n: int) -> torch.Tensor:
@@ -101,8 +93,8 @@ def test_no_coreset_above_the_feature_limit():
     assert dom.coreset is None and dom.knn_threshold is None
 
 
-def test_the_coreset_sees_another_rho_that_the_ellipsoid_does_not(setting):
-    system, data, model = setting
+def test_the_coreset_sees_another_rho_that_the_ellipsoid_does_not(guard_setting):
+    system, data, model = guard_setting
     y0, t = data.y[:, 0], data.t[:41]
     other = Lorenz63(rho=45.0)  # the same states, dy / h moved by 17 x in one component
     old = dataclasses.replace(model.domain, coreset=None, knn_threshold=None, _cache={})
@@ -120,8 +112,8 @@ def test_the_coreset_sees_another_rho_that_the_ellipsoid_does_not(setting):
     assert same.guard.n_flagged == 0
 
 
-def test_sticky_fallback_keeps_a_flagged_sample_on_the_refined_step(setting, monkeypatch):
-    system, data, model = setting
+def test_sticky_fallback_keeps_a_flagged_sample_on_the_refined_step(guard_setting, monkeypatch):
+    system, data, model = guard_setting
     y0 = data.y[:2, 0].clone()
     y0[1] = 2.5 * (y0[1] - torch.tensor([0.0, 0.0, 23.5], dtype=torch.float64)) + torch.tensor([0.0, 0.0, 23.5],
                                                                                                   dtype=torch.float64)
@@ -140,8 +132,8 @@ def test_sticky_fallback_keeps_a_flagged_sample_on_the_refined_step(setting, mon
     assert not torch.equal(loose[:, 1:], fine)
 
 
-def test_a_domain_without_coreset_loads_and_scores_as_before(setting, tmp_path):
-    system, data, model = setting
+def test_a_domain_without_coreset_loads_and_scores_as_before(guard_setting, tmp_path):
+    system, data, model = guard_setting
     d = model.domain.to_dict()
     assert d["coreset"].shape[1] == 6
     old_dict = {k: v for k, v in d.items() if k not in ("coreset", "knn_threshold")}
@@ -170,16 +162,16 @@ def test_a_domain_without_coreset_loads_and_scores_as_before(setting, tmp_path):
     ({"knn_threshold": None}, "nearest-neighbour threshold None"),
     ({"coreset": [1.0, 2.0]}, "coreset of shape list"),
 ])
-def test_a_damaged_or_incompatible_coreset_is_refused(setting, tmp_path, change, match):
-    _, _, model = setting
+def test_a_damaged_or_incompatible_coreset_is_refused(guard_setting, tmp_path, change, match):
+    _, _, model = guard_setting
     d = {**model.domain.to_dict(), **change}
     with pytest.raises(ValueError, match=match) as err:
         TrainingDomain.from_dict(d)
     assert "record_domain(corrector, data)" in str(err.value)
 
 
-def test_an_incompatible_coreset_in_a_checkpoint_is_refused_on_load(setting, tmp_path):
-    _, _, model = setting
+def test_an_incompatible_coreset_in_a_checkpoint_is_refused_on_load(guard_setting, tmp_path):
+    _, _, model = guard_setting
     bad = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     bad.domain = dataclasses.replace(model.domain, coreset=model.domain.coreset[:, :4], _cache={})
     path = bad.save(tmp_path / "bad.pt")
@@ -187,8 +179,8 @@ def test_an_incompatible_coreset_in_a_checkpoint_is_refused_on_load(setting, tmp
         load_corrector(path)
 
 
-def test_record_domain_of_several_data_sets_pools_them_as_distinct_trajectories(setting):
-    system, data, _ = setting
+def test_record_domain_of_several_data_sets_pools_them_as_distinct_trajectories(guard_setting):
+    system, data, _ = guard_setting
     more = generate_trajectories(system, 3, t_final=1.0, dt=H, spin_up=2.0, seed=5, progress=False)
     a = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     dom = record_domain(a, [data, more])
@@ -202,8 +194,8 @@ def test_record_domain_of_several_data_sets_pools_them_as_distinct_trajectories(
         record_domain(a, [])
 
 
-def test_the_scorer_computes_the_moving_average_of_the_nearest_distance(setting):
-    system, data, model = setting
+def test_the_scorer_computes_the_moving_average_of_the_nearest_distance(guard_setting):
+    system, data, model = guard_setting
     dom = model.domain
     y = data.y[:, :3].reshape(-1, 3)
     step = attsolver.solve(system, y, torch.tensor([0.0, H], dtype=torch.float64), step_size=H)[-1]
