@@ -338,6 +338,19 @@ def _f(x, fmt=".3g"):
     return "–" if x is None else format(x, fmt)
 
 
+def mode_cells(r: dict[str, Any], k: dict[str, Any]) -> str:
+    """The cells a guarded mode's table shares (this suite and ood_kolmogorov): worse rollouts,
+    detected, flagged rollouts, flagged steps (``r``: the test set's row, ``k``: the mode's)."""
+    return (f"{r['worse']}/{r['n']} | {k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | "
+            f"{k['flagged']}/{r['n']} | {_f(k['flagged_steps_fraction'], '.2%')}")
+
+
+def over_classical_cells(k: dict[str, Any]) -> str:
+    """A guarded mode's error over the classical solve's: median, max, rollouts above 1.5x."""
+    return (f"{_f(k['over_classical_median'], '.2f')}, {_f(k['over_classical_max'], '.2f')}, "
+            f"{k['rollouts_over_1_5x']}")
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = header(report, "Out of distribution: the guard, the fallback and conformal bounds")
     lines += ["", "![errors and coverage](ood.png)", "", "Per-rollout error: RMS over the output times of |y_hat - y| (median over rollouts). "
@@ -368,11 +381,8 @@ def markdown(report: dict[str, Any]) -> str:
             for r in c["rows"]:
                 k = r[name]
                 lines.append(
-                    f"| {c['case']} | {r['test']} | {_f(r['error_median'][name])} | {r['worse']}/{r['n']} | "
-                    f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
-                    f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
-                    f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} |"
-                    + (f" {r.get('system_reason') or '–'} |" if name == "system" else ""))
+                    f"| {c['case']} | {r['test']} | {_f(r['error_median'][name])} | {mode_cells(r, k)} | "
+                    f"{over_classical_cells(k)} |" + (f" {r.get('system_reason') or '–'} |" if name == "system" else ""))
     names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system", "warn_knn1")
              if f"overhead_{m}" in report["cases"][0]["cost"]]
     lines += ["", "Guard cost in distribution: CPU time, one thread, interleaved rounds (order reversed every "

@@ -52,7 +52,7 @@ from attsolver.systems import NavierStokes2D  # noqa: E402
 from attsolver.systems.grid import prolong_2d as prolong  # noqa: E402
 from attsolver.systems.grid import restrict_2d as restrict  # noqa: E402
 from benchmarks import kolmogorov as kol  # noqa: E402
-from benchmarks.ood import data_only  # noqa: E402
+from benchmarks.ood import data_only, mode_cells, over_classical_cells  # noqa: E402
 from benchmarks._suite import (Run, cached_h5, figure, fingerprint, header, parser, read_report, timings,  # noqa: E402
                                write_report)
 
@@ -449,11 +449,8 @@ def _system_lines(report: dict[str, Any]) -> list[str]:
            "guarded/classical (median, max, >1.5x) | first flag by |", "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         k = r["system"]
-        out.append(f"| Re={r['re']:g} | {_f(r['error_median']['system'])} | {r['worse']}/{r['n']} | "
-                   f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
-                   f"{_f(k['flagged_steps_fraction'], '.2%')} | {_f(k['over_classical_median'], '.2f')}, "
-                   f"{_f(k['over_classical_max'], '.2f')}, {k['rollouts_over_1_5x']} | "
-                   f"{r.get('system_reason') or '–'} |")
+        out.append(f"| Re={r['re']:g} | {_f(r['error_median']['system'])} | {mode_cells(r, k)} | "
+                   f"{over_classical_cells(k)} | {r.get('system_reason') or '–'} |")
     mismatch = next((r["system_mismatch"] for r in report["rows"] if r.get("system_mismatch")), None)
     if mismatch:
         out += ["", f"The check's message, e.g.: \"{mismatch}\"."]
@@ -468,11 +465,8 @@ def _checked_lines(report: dict[str, Any]) -> list[str]:
                 "checked/classical (median, max, >1.5x) |", "|---|---|---|---|---|---|---|---|"]
         for r in report["rows"]:
             k = r[name]
-            out.append(f"| Re={r['re']:g} | {_f(r['error_median'][name])} | {r['worse']}/{r['n']} | "
-                       f"{k['worse_flagged']}/{r['worse']} ({_f(k['detection'], '.0%')}) | {k['flagged']}/{r['n']} | "
-                       f"{_f(k['flagged_steps_fraction'], '.2%')} | {k['n_rewinds']} | "
-                       f"{_f(k['over_classical_median'], '.2f')}, {_f(k['over_classical_max'], '.2f')}, "
-                       f"{k['rollouts_over_1_5x']} |")
+            out.append(f"| Re={r['re']:g} | {_f(r['error_median'][name])} | {mode_cells(r, k)} | {k['n_rewinds']} | "
+                       f"{over_classical_cells(k)} |")
     return out
 
 
