@@ -132,8 +132,8 @@ def train(corrector, data, f, autonomous: bool, args: dict[str, Any], *, ckpt_pa
             val_loss = _end_epoch(run, epoch, k, train_loss)
             bar.update(1)
             bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val_loss:.3g}")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, history)
+            if on_epoch_end is not None and on_epoch_end(epoch + 1, history) is True:  # the callback asks to stop
+                run.stopped = history.stopped_early = True
     finally:
         bar.close()
     history.epochs_run = max(history.epochs_run, run.start_epoch)

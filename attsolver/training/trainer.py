@@ -115,7 +115,9 @@ def fit(
         autonomous: whether ``f`` ignores ``t`` (windows starting at different times then
             share one solve); default ``f.autonomous`` (``True`` for attsolver systems), else ``False``.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch's
-            checkpoint is written.
+            checkpoint is written; returning ``True`` ends training after that epoch
+            (``history.stopped_early``; that epoch's checkpoint does not record the stop), e.g.
+            :class:`attsolver.training.ScoreStopping` (early stopping on a score of the model).
         f: the same as ``system`` (the name ``solve`` uses); give one of them.
         check: at the end, check the result (see ``FitHistory.check``) and warn
             (:class:`FitCheckWarning`) when the corrected rollout is worse than the uncorrected
