@@ -74,6 +74,7 @@ from attsolver.systems import LearnedInterpolation, NavierStokes2D, NavierStokes
 from attsolver.systems.grid import prolong_2d as prolong  # k.prolong: the tests' name
 from attsolver.systems.grid import restrict_2d as spectral_restrict
 from attsolver.systems.navier_stokes import energy_spectrum
+from attsolver.training import ScoreStopping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks._suite import (Run, figure, fingerprint, finite, parser, provenance_lines, timings,  # noqa: E402
@@ -101,6 +102,11 @@ DTYPE = torch.float32
 THRESHOLD = 0.95
 BANDS = {"full": None, "k10": 10.0}  # scoring bands on the common 32^2 grid: all of it, |k| <= 10
 TEST_SEED, TRAIN_SEED = 13_000, 13_500
+VAL_SEED = 13_800  # the learned interpolation's validation initial conditions (early stopping on their t95)
+# The learned interpolation's default build (the lever table's best: benchmarks/results/kolmogorov_li/summary.md)
+# and the earlier one (``--li-weights-per stage --li-hidden 16 --li-layers 3 --li-train 16 --li-epochs 12
+# --li-patience 0``, still the Re = 1000 default).  Keys: hidden, layers, weights_per, train, epochs, patience.
+LI_DEFAULTS = {"re500": (4, 1, "step", 32, 24, 4), "re1000": (16, 3, "stage", 8, 4, 0)}
 BASES = {"fd": (NavierStokes2DFD, "ssprk3"), "spectral": (NavierStokes2D, "etdrk4")}
 KINDS = ("cnn", "neurvec", "attsolver", "li")
 LI = "fd-32+learned-interp"
@@ -279,27 +285,58 @@ def build_learned_interpolation(hidden: int, layers: int, weights_per: str) -> I
     return InterpolationHost(li, step_size=dt_for(COARSE_N))
 
 
+def validation_t95(host: InterpolationHost, w_val: torch.Tensor, t: torch.Tensor) -> float:
+    """t95 (full band, censored at the horizon) of the learned solver's mean correlation with the
+    reference ``w_val`` (``[B, nt, n, n]`` on the base grid, from its first frame) over times ``t``."""
+    pred = rollout({"base": "fd", "n": COARSE_N, "model": LI}, {LI: host}, w_val[:, 0], t)
+    return time_until(t.numpy(), correlation(pred, w_val).numpy().mean(0), THRESHOLD)[0]
+
+
 def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
-                                weights_per: str = "stage", unroll: int = 8) -> tuple[InterpolationHost, dict[str, Any]]:
+                                weights_per: str = "stage", unroll: int = 8,
+                                validation: dict[str, Any] | None = None) -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
     as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
     (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
-    -> ``unroll`` frame intervals in equal phases (``unroll`` 8: up to 32 steps of 0.025), Adam
-    lr 1e-3, gradient norm clipped to 1, 20 % of the trajectories for validation."""
+    -> ``unroll`` frame intervals in equal phases of ``epochs`` (``unroll`` 8: up to 32 steps of
+    0.025), Adam lr 1e-3 (cosine decay over ``epochs``), gradient norm clipped to 1, 20 % of the
+    trajectories for fit's validation loss.  Without ``validation`` it runs ``epochs`` epochs and
+    keeps fit's best validation-loss epoch of the last window length.  With ``validation``
+    (``{"w": [B, nt, n, n], "t": times, "every": k, "patience": p, ...}``, initial conditions of
+    their own seed) ``epochs`` is the cap: every ``k`` epochs the t95 of the learned solver on them
+    (:func:`validation_t95`) is measured, the best weights are kept, and training stops after ``p``
+    evaluations without improvement (:class:`attsolver.training.ScoreStopping`)."""
     torch.manual_seed(0)
     host = build_learned_interpolation(hidden, layers, weights_per)
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
     q = max(1, epochs // len(phases))
     sched = [(i * q, p) for i, p in enumerate(phases)]
+    stop = None
+    if validation is not None:
+        def score(h):
+            v = validation_t95(h, validation["w"], validation["t"])
+            log(f"      validation t95 {v:.3f}")
+            return v
+        stop = ScoreStopping(host, score, every=validation["every"], patience=validation["patience"])
     history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
-                  patience=None, progress=False, grad_clip=1.0, check=False, seed=0)
-    log(f"    fit {epochs} epochs in {history.wall_time_s:.0f}s, val loss {history.val_loss[0]:.3g} -> "
+                  patience=None, progress=False, grad_clip=1.0, check=False, seed=0, on_epoch_end=stop,
+                  restore_best=stop is None)
+    log(f"    fit {history.epochs_run} epochs in {history.wall_time_s:.0f}s, val loss {history.val_loss[0]:.3g} -> "
         f"{history.val_loss[-1]:.3g}")
-    return host, {"seconds": history.wall_time_s, "loss_first": float(history.train_loss[0]),
-                  "loss_last": float(history.train_loss[-1]), "val_loss": [float(x) for x in history.val_loss],
-                  "epochs": epochs, "schedule": sched, "trajectories": len(data), "t_train": float(data.t[-1]),
-                  "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden, "layers": layers,
-                  "weights_per": weights_per, "unroll": unroll}
+    info = {"seconds": history.wall_time_s, "loss_first": float(history.train_loss[0]),
+            "loss_last": float(history.train_loss[-1]), "val_loss": [float(x) for x in history.val_loss],
+            "epochs": epochs, "epochs_run": history.epochs_run, "schedule": sched, "trajectories": len(data),
+            "t_train": float(data.t[-1]), "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden,
+            "layers": layers, "weights_per": weights_per, "unroll": unroll}
+    if stop is not None:
+        stop.restore()
+        info["validation"] = {**stop.record(), **{k: v for k, v in validation.items() if k not in ("w", "t")},
+                              "horizon": float(validation["t"][-1]), "n": int(len(validation["w"])),
+                              "metric": f"t95 of the mean vorticity correlation (full {COARSE_N}² band)",
+                              "window": [history.rollout_steps[e - 1] for e, _ in stop.curve]}
+        log(f"    early stopping: best validation t95 {stop.best_score:.3f} at epoch {stop.best_epoch} "
+            f"of {history.epochs_run} run (cap {epochs})")
+    return host, info
 
 
 # --------------------------------------------------------------------------- timing
@@ -547,6 +584,16 @@ def make_plots(report: dict[str, Any], fields: dict[str, np.ndarray]):
     ax.legend(fontsize=5, ncol=2)
     ax.set_title(f"energy spectra at t = {t[-1]:g} (mean over test ICs)", fontsize=9)
     yield "kolmogorov_spectra.png", fig
+    li = f"fd-{report['setup']['coarse_n']}+learned-interp"
+    v = report["training"].get(li, {}).get("validation")
+    if v:
+        fig, ax = figure(figsize=(5.5, 3.5))
+        ax.plot([e for e, _ in v["curve"]], [np.nan if x is None else x for _, x in v["curve"]], "o-", lw=1)
+        ax.axvline(v["best_epoch"], color="k", lw=0.5, ls="--")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation t95 ({v['n']} ICs, seed {v['seed']})")
+        ax.set_title(f"{li}: early stopping (best epoch {v['best_epoch']})", fontsize=9)
+        yield "kolmogorov_li_validation.png", fig
 
 
 # --------------------------------------------------------------------------- report
@@ -639,12 +686,33 @@ def to_markdown(r: dict[str, Any]) -> str:
     for k in r["corrected"]:
         L.append(f"| {k} | {r['training'][k]['parameters']} | {_f(r['training'][k]['seconds'])} | "
                  + " | ".join(_f(r["cost_multiples"][str(b)][k]) for b in r["timing"]["batches"]) + " |")
-    L += _accounting_lines(r) + _reference_lines(r) + _exponax_lines(r.get("exponax", {}))
+    L += _validation_lines(r) + _accounting_lines(r) + _reference_lines(r) + _exponax_lines(r.get("exponax", {}))
     if p.get("cuts"):
         L += ["", "## What was cut for CPU time", ""] + [f"- {x}" for x in p["cuts"]]
     L += ["", "## Notes", ""] + [f"- {x}" for x in r["notes"]]
     L += ["", "Plots: " + ", ".join(f"`{f}`" for f in r.get("plots", []))]
     return "\n".join(L) + "\n"
+
+
+def _validation_lines(r: dict[str, Any]) -> list[str]:
+    """The learned interpolation's validation curve (early stopping on validation t95), if any."""
+    li = f"fd-{r['setup']['coarse_n']}+learned-interp"
+    v = r["training"].get(li, {}).get("validation")
+    if not v:
+        return []
+    stop = (f"stopped after epoch {v['stopped_epoch']} ({v['patience']} evaluations without improvement)"
+            if v["stopped_epoch"] else f"ran to the cap of {r['training'][li]['epochs']} epochs")
+    L = ["", "## Learned interpolation: early stopping on validation t95", "",
+         f"Every {v['every']} epoch(s) the learned solver is rolled out from {v['n']} validation initial conditions "
+         f"(seed {v['seed']}, distinct from the training and test seeds) to t = {v['horizon']:g} and scored by the "
+         f"{v['metric']} against their reference (≥: censored at that horizon). Best: {_f(v['best_score'])} at epoch "
+         f"{v['best_epoch']}, whose weights are the ones tested above; {stop}.", "",
+         "| epoch | training window (frame intervals) | validation t95 |", "|---|---|---|"]
+    for (e, val), k in zip(v["curve"], v["window"]):
+        cens = val is not None and val >= v["horizon"] - 1e-9
+        best = " (best)" if e == v["best_epoch"] else ""
+        L.append(f"| {e} | {k} | {'≥' if cens else ''}{_f(val)}{best} |")
+    return L
 
 
 def _accounting_lines(r: dict[str, Any]) -> list[str]:
@@ -745,12 +813,29 @@ def parse_args(argv):
     ap.add_argument("--no-exponax", action="store_true", help="skip the exponax speed comparison")
     ap.add_argument("--iterations", type=int, default=None, help="training budget in batches, mapped to fit epochs (default 150; quick 40)")
     ap.add_argument("--unroll", type=int, default=None, help="steps unrolled in training (default 8; quick 4)")
-    ap.add_argument("--li-epochs", type=int, default=None, help="learned-interpolation fit epochs (default 12; quick 2)")
-    ap.add_argument("--li-train", type=int, default=None, help="learned-interpolation training trajectories (default 16)")
-    ap.add_argument("--li-hidden", type=int, default=16, help="learned-interpolation CNN channels (default 16)")
-    ap.add_argument("--li-layers", type=int, default=3, help="learned-interpolation CNN convolutions (default 3)")
-    ap.add_argument("--li-weights-per", default="stage", choices=("stage", "step"),
-                    help="learned-interpolation weights chosen in every RK stage (default) or once per step")
+    ap.add_argument("--li-epochs", type=int, default=None,
+                    help="learned-interpolation fit epochs: the cap with early stopping, the count without "
+                         "(default 24; quick 4; re1000 4)")
+    ap.add_argument("--li-train", type=int, default=None,
+                    help="learned-interpolation training trajectories (default 32; quick 4; re1000 8)")
+    ap.add_argument("--li-hidden", type=int, default=None, help="learned-interpolation CNN channels (default 4; re1000 16)")
+    ap.add_argument("--li-layers", type=int, default=None,
+                    help="learned-interpolation CNN convolutions (default 1: a linear 3x3 map; re1000 3)")
+    ap.add_argument("--li-weights-per", default=None, choices=("stage", "step"),
+                    help="learned-interpolation weights chosen once per step (default) or in every RK stage "
+                         "(re1000's default). The earlier Re = 500 build: --li-weights-per stage --li-hidden 16 "
+                         "--li-layers 3 --li-train 16 --li-epochs 12 --li-patience 0")
+    ap.add_argument("--li-patience", type=int, default=None,
+                    help="early stopping: validation-t95 evaluations without improvement before the learned "
+                         "interpolation's training stops, the best weights kept (default 4; 0: no early stopping, "
+                         "exactly --li-epochs epochs as the earlier builds; re1000 0)")
+    ap.add_argument("--li-val-every", type=int, default=1, help="epochs between validation-t95 evaluations (default 1)")
+    ap.add_argument("--li-val-n", type=int, default=None, help="validation initial conditions (default 8; quick 4)")
+    ap.add_argument("--li-val-t", type=float, default=None,
+                    help="validation horizon in time units (default 4: the t95 of the learned builds is 1.2-2)")
+    ap.add_argument("--val-seed", type=int, default=VAL_SEED,
+                    help=f"seed of the validation initial conditions (default {VAL_SEED}; must differ from the test "
+                         "and training seeds)")
     ap.add_argument("--li-unroll", type=int, default=8, choices=(2, 4, 8, 16, 32),
                     help="learned-interpolation longest training window in frame intervals (default 8)")
     ap.add_argument("--check-n", type=int, default=256, help="grid of the finer spectral solve checking the reference")
@@ -760,6 +845,7 @@ def parse_args(argv):
                          "FD ladder to 256^2, with the CPU cuts its page states")
     ap.add_argument("--tiny", action="store_true", help=SUPPRESS)  # the test's seconds-long run
     args = ap.parse_args(argv)
+    _li_settings(ap, args)
     if args.regime == "re1000":
         return re1000_settings(ap, args, argv)
     if args.n_test < 16:
@@ -775,8 +861,10 @@ def parse_args(argv):
     args.iterations = args.iterations or (40 if q else 150)
     args.unroll = args.unroll or (4 if q else 8)
     args.batch = 4 if q else 6
-    args.li_epochs = args.li_epochs or (2 if q else 12)
-    args.li_train = args.li_train or (4 if q else 16)
+    args.li_epochs = args.li_epochs or (4 if q else 24)
+    args.li_train = args.li_train or (4 if q else 32)
+    args.li_val_n = args.li_val_n or (4 if q else 8)
+    args.li_val_t = args.li_val_t or (2.0 if q else 4.0)
     args.li_t_train = 1.0 if q else 3.0
     args.fd_ladder = [32, 48, 64, 96] if q else [32, 40, 48, 56, 64, 80, 96, 128]
     args.spectral_ladder = [32, 48, 64] if q else [32, 40, 48, 56, 64, 80, 96]
@@ -786,9 +874,30 @@ def parse_args(argv):
     if args.tiny:
         args.t_spin, args.t_eval, args.t_long, args.t_train, args.li_t_train = 1.0, 0.5, 1.0, 0.3, 0.3
         args.iterations, args.unroll, args.batch, args.rounds, args.n_boot = 3, 2, 2, 1, 50
-        args.fd_ladder, args.spectral_ladder, args.n_train, args.li_train, args.li_epochs = [32, 48, 64], [32, 64], 2, 3, 1
+        args.fd_ladder, args.spectral_ladder, args.n_train, args.li_train, args.li_epochs = [32, 48, 64], [32, 64], 2, 3, 2
+        args.li_val_n, args.li_val_t, args.li_patience = 2, 0.3, min(args.li_patience, 1)
         args.batches, args.check_n, args.check_ic = [1, 16], 128, 2
     return args
+
+
+def _li_settings(ap, args) -> None:
+    """The learned interpolation's build defaults of the regime (:data:`LI_DEFAULTS`) where not
+    given, and the early-stopping settings checked (the validation seed must be a fresh one)."""
+    hidden, layers, per, train, epochs, patience = LI_DEFAULTS[args.regime]
+    args.li_hidden = args.li_hidden or hidden
+    args.li_layers = args.li_layers or layers
+    args.li_weights_per = args.li_weights_per or per
+    args.li_train = args.li_train or (None if args.regime == "re500" else train)  # re500: also --quick's
+    args.li_epochs = args.li_epochs or (None if args.regime == "re500" else epochs)
+    args.li_patience = patience if args.li_patience is None else args.li_patience
+    if args.li_patience < 0 or args.li_val_every < 1:
+        ap.error(f"--li-patience must be >= 0 (0: no early stopping) and --li-val-every >= 1, got "
+                 f"{args.li_patience} and {args.li_val_every}")
+    taken = {"--test-seed": args.test_seed, "--train-seed": args.train_seed, "--train-seed + 1": args.train_seed + 1}
+    clash = [k for k, v in taken.items() if v == args.val_seed]
+    if clash:
+        ap.error(f"--val-seed {args.val_seed} equals {', '.join(clash)}: the validation initial conditions must be "
+                 "their own; pick another seed")
 
 
 def re1000_settings(ap, args, argv):
@@ -806,6 +915,7 @@ def re1000_settings(ap, args, argv):
     args.n_train, args.t_train, args.batch = 8, 2.0, 6
     args.iterations, args.unroll = args.iterations or 150, args.unroll or 8
     args.li_epochs, args.li_train, args.li_t_train = args.li_epochs or 4, args.li_train or 8, 2.0
+    args.li_val_n, args.li_val_t = args.li_val_n or 8, args.li_val_t or 4.0
     args.fd_ladder = [64, 80, 96, 112, 128, 160, 192, 256]
     args.spectral_ladder = [64, 80, 96, 112, 128, 160, 192]
     args.batches, args.rounds, args.n_boot = [1, 16, 64], 3, 1000
@@ -836,7 +946,21 @@ def re1000_settings(ap, args, argv):
     return args
 
 
-def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDataset], li_set, log):
+def _li_cache_name(args, tag: str) -> str:
+    """The learned interpolation's cache file (without suffix): the earlier builds keep the names
+    they had; early stopping adds its settings and the validation seed."""
+    arch = (args.li_hidden, args.li_layers, args.li_weights_per)
+    suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
+              + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
+    if args.li_patience > 0:
+        suffix += (f"_es{args.li_patience}e{args.li_val_every}v{args.li_val_n}x{args.li_val_t:g}"
+                   f"{_seed_tag(args.val_seed, VAL_SEED)}")
+    return (f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}"
+            f"{_seed_tag(args.train_seed, TRAIN_SEED)}")
+
+
+def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDataset], li_set, log,
+               li_val: dict[str, Any] | None = None):
     """The corrected contenders: every convolution kind on the FD base, AttSolver on the spectral
     base and with noisy data, the learned interpolation; a trained model (and its training record)
     is cached."""
@@ -863,11 +987,7 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
     if "li" in args.kinds:
         log(f"learned interpolation {LI}")
         arch = (args.li_hidden, args.li_layers, args.li_weights_per)
-        # the default build keeps the cache name it had before these options
-        suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
-                  + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
-        path = cache / (f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}"
-                        f"{_seed_tag(args.train_seed, TRAIN_SEED)}.pt")
+        path = cache / f"{_li_cache_name(args, tag)}.pt"
         if path.exists():
             host = build_learned_interpolation(*arch)
             host.interpolation.load_state_dict(torch.load(path, weights_only=True))
@@ -875,7 +995,7 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
         else:
             host, training[LI] = train_learned_interpolation(li_set, epochs=args.li_epochs, hidden=args.li_hidden,
                                                              layers=args.li_layers, weights_per=args.li_weights_per,
-                                                             unroll=args.li_unroll, log=log)
+                                                             unroll=args.li_unroll, log=log, validation=li_val)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host
@@ -970,7 +1090,8 @@ def _seed_tag(seed: int, default: int) -> str:
 
 def load_data(args, cache: Path, tag: str, log):
     """The test set, the corrector training sets (clean and noisy, only when a convolution corrector
-    is trained) and the learned interpolation's training set, from the cache or made."""
+    is trained), the learned interpolation's training set and, with early stopping, its validation
+    set (initial conditions of ``--val-seed``, restricted to the base grid), from the cache or made."""
     log("data: test and training trajectories")
     test = versioned_h5(cache, f"test_{tag}_{args.n_test}_t{args.t_eval:g}_f{args.frame:g}{_seed_tag(args.test_seed, TEST_SEED)}",
                         lambda: make_trajectories(args.n_test, args.test_seed, args.t_eval, args.frame, args.t_spin, log), log)
@@ -989,7 +1110,14 @@ def load_data(args, cache: Path, tag: str, log):
         li_set = TrajectoryDataset(
             t=li_train.t, y=spectral_restrict(li_train.y, COARSE_N), system=NavierStokes2DFD(n=COARSE_N, **PHYSICS).config(),
             config={**li_train.config, "restricted_to": COARSE_N})
-    return test, train_sets, li_set
+    li_val = None
+    if "li" in args.kinds and args.li_patience > 0:
+        val = versioned_h5(cache, f"val_li_{tag}_{args.li_val_n}_t{args.li_val_t:g}{_seed_tag(args.val_seed, VAL_SEED)}",
+                           lambda: make_trajectories(args.li_val_n, args.val_seed, args.li_val_t, args.li_frame,
+                                                     args.t_spin, log), log)
+        li_val = {"w": spectral_restrict(val.y, COARSE_N).to(DTYPE), "t": val.t, "every": args.li_val_every,
+                  "patience": args.li_patience, "seed": args.val_seed}
+    return test, train_sets, li_set, li_val
 
 
 def main(argv=None) -> int:
@@ -1008,12 +1136,12 @@ def run_protocol(args, argv) -> int:
     if COARSE_N > 32:  # the reference solves' progress lines (attsolver.progress) into the log
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     tag = f"re{1 / PHYSICS['nu']:.0f}_{'t' if args.tiny else 'q' if args.quick else 'f'}"
-    test, train_sets, li_set = load_data(args, cache, tag, log)
+    test, train_sets, li_set, li_val = load_data(args, cache, tag, log)
     t, t_np = test.t, test.t.numpy()
     ref = test.y.to(DTYPE)  # [B, nt, REF_N, REF_N]
     contenders = {f"fd-{n}": {"base": "fd", "n": n} for n in args.fd_ladder}
     contenders.update({f"spectral-{n}": {"base": "spectral", "n": n} for n in args.spectral_ladder})
-    corrected, models, training = correctors(args, cache, tag, train_sets, li_set, log)
+    corrected, models, training = correctors(args, cache, tag, train_sets, li_set, log, li_val)
     contenders.update(corrected)
     log("rollouts on the test set")
     preds, scores, horizons = evaluate(args, contenders, models, ref, t, log)
@@ -1028,7 +1156,8 @@ def run_protocol(args, argv) -> int:
                "t_long": args.t_long, "iterations": args.iterations, "unroll": args.unroll, "quick": args.quick,
                "li_train": args.li_train, "li_t_train": args.li_t_train, "li_epochs": args.li_epochs,
                "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
-               "li_unroll": args.li_unroll,
+               "li_unroll": args.li_unroll, "li_patience": args.li_patience, "li_val_every": args.li_val_every,
+               "li_val_n": args.li_val_n, "li_val_t": args.li_val_t, "val_seed": args.val_seed,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
                "test_seed": args.test_seed, "train_seed": args.train_seed,
                "cuts": getattr(args, "cuts", [])},

@@ -3,7 +3,7 @@
 Reads the ``kolmogorov.json`` of each run given (``attsolver bench kolmogorov --kinds li ...``,
 all of one regime: Re = 500 on a 32² base or ``--regime re1000`` on 64²) and writes, per run,
 the learned interpolation's build (CNN channels and layers, weights per stage or per step,
-epochs, training data), its t95, its equivalent FD grid in halvings over the base grid
+epochs, or the early stop on validation t95, training data), its t95, its equivalent FD grid in halvings over the base grid
 (bootstrap 5–95 %), its cost X in FD base steps, its speed-up against the FD ladder at equal t95
 for batches of 1, 16 and 64 (bootstrap 5–95 %), the r^h / X accounting at batch 16, its
 blow-ups by t = 20 and its equivalent spectral grid and speed-up against the spectral ladder at
@@ -38,8 +38,11 @@ def _build(r: dict[str, Any]) -> str:
     per = s.get("li_weights_per", "stage")
     layers = s.get("li_layers", 3)
     cnn = "1 layer, linear 3×3" if layers == 1 else f"{s.get('li_hidden', 16)} ch × {layers} layers"
+    v = tr.get("validation")
+    epochs = (f"early stop on validation t95: best epoch {v['best_epoch']} of {tr['epochs_run']} run (cap "
+              f"{tr['epochs']}, patience {v['patience']})" if v else f"{tr['epochs']} epochs")
     return (f"{cnn} ({tr['parameters']} params), "
-            f"weights per {per}, {tr['epochs']} epochs, unroll ≤ {tr.get('unroll', 8)} intervals, "
+            f"weights per {per}, {epochs}, unroll ≤ {tr.get('unroll', 8)} intervals, "
             f"{tr['trajectories']} traj × {tr['t_train']:g}")
 
 
