@@ -106,7 +106,7 @@ VAL_SEED = 13_800  # the learned interpolation's validation initial conditions (
 # The learned interpolation's default build (the lever table's best: benchmarks/results/kolmogorov_li/summary.md)
 # and the earlier one (``--li-weights-per stage --li-hidden 16 --li-layers 3 --li-train 16 --li-epochs 12
 # --li-patience 0``, still the Re = 1000 default).  Keys: hidden, layers, weights_per, train, epochs, patience.
-LI_DEFAULTS = {"re500": (4, 1, "step", 32, 24, 4), "re1000": (16, 3, "stage", 8, 4, 0)}
+LI_DEFAULTS = {"re500": (4, 1, "step", 32, 32, 4), "re1000": (16, 3, "stage", 8, 4, 0)}
 BASES = {"fd": (NavierStokes2DFD, "ssprk3"), "spectral": (NavierStokes2D, "etdrk4")}
 KINDS = ("cnn", "neurvec", "attsolver", "li")
 LI = "fd-32+learned-interp"
@@ -293,23 +293,25 @@ def validation_t95(host: InterpolationHost, w_val: torch.Tensor, t: torch.Tensor
 
 
 def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
-                                weights_per: str = "stage", unroll: int = 8,
+                                weights_per: str = "stage", unroll: int = 8, ramp: int | None = None,
                                 validation: dict[str, Any] | None = None) -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
     as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
     (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
-    -> ``unroll`` frame intervals in equal phases of ``epochs`` (``unroll`` 8: up to 32 steps of
-    0.025), Adam lr 1e-3 (cosine decay over ``epochs``), gradient norm clipped to 1, 20 % of the
-    trajectories for fit's validation loss.  Without ``validation`` it runs ``epochs`` epochs and
-    keeps fit's best validation-loss epoch of the last window length.  With ``validation``
-    (``{"w": [B, nt, n, n], "t": times, "every": k, "patience": p, ...}``, initial conditions of
-    their own seed) ``epochs`` is the cap: every ``k`` epochs the t95 of the learned solver on them
-    (:func:`validation_t95`) is measured, the best weights are kept, and training stops after ``p``
-    evaluations without improvement (:class:`attsolver.training.ScoreStopping`)."""
+    -> ``unroll`` frame intervals in equal phases of the first ``ramp`` epochs (default all of them;
+    ``unroll`` 8: up to 32 steps of 0.025), then ``unroll`` to the end; Adam lr 1e-3 (cosine decay
+    over ``epochs``), gradient norm clipped to 1, 20 % of the trajectories for fit's validation
+    loss.  Without ``validation`` it runs ``epochs`` epochs and keeps fit's best validation-loss
+    epoch of the last window length.  With ``validation`` (``{"w": [B, nt, n, n], "t": times,
+    "every": k, "patience": p, ...}``, initial conditions of their own seed) ``epochs`` is the cap:
+    every ``k`` epochs the t95 of the learned solver on them (:func:`validation_t95`) is measured,
+    the best weights are kept, and training stops after ``p`` evaluations without improvement
+    counted from the first epoch of the final window (:class:`attsolver.training.ScoreStopping`
+    with that warm-up: a change of window moves the score for reasons other than over-fitting)."""
     torch.manual_seed(0)
     host = build_learned_interpolation(hidden, layers, weights_per)
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
-    q = max(1, epochs // len(phases))
+    q = max(1, min(ramp or epochs, epochs) // len(phases))
     sched = [(i * q, p) for i, p in enumerate(phases)]
     stop = None
     if validation is not None:
@@ -317,7 +319,8 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
             v = validation_t95(h, validation["w"], validation["t"])
             log(f"      validation t95 {v:.3f}")
             return v
-        stop = ScoreStopping(host, score, every=validation["every"], patience=validation["patience"])
+        stop = ScoreStopping(host, score, every=validation["every"], patience=validation["patience"],
+                             warmup=sched[-1][0])
     history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
                   patience=None, progress=False, grad_clip=1.0, check=False, seed=0, on_epoch_end=stop,
                   restore_best=stop is None)
@@ -327,7 +330,7 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
             "loss_last": float(history.train_loss[-1]), "val_loss": [float(x) for x in history.val_loss],
             "epochs": epochs, "epochs_run": history.epochs_run, "schedule": sched, "trajectories": len(data),
             "t_train": float(data.t[-1]), "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden,
-            "layers": layers, "weights_per": weights_per, "unroll": unroll}
+            "layers": layers, "weights_per": weights_per, "unroll": unroll, "ramp": ramp}
     if stop is not None:
         stop.restore()
         info["validation"] = {**stop.record(), **{k: v for k, v in validation.items() if k not in ("w", "t")},
@@ -706,7 +709,9 @@ def _validation_lines(r: dict[str, Any]) -> list[str]:
          f"Every {v['every']} epoch(s) the learned solver is rolled out from {v['n']} validation initial conditions "
          f"(seed {v['seed']}, distinct from the training and test seeds) to t = {v['horizon']:g} and scored by the "
          f"{v['metric']} against their reference (≥: censored at that horizon). Best: {_f(v['best_score'])} at epoch "
-         f"{v['best_epoch']}, whose weights are the ones tested above; {stop}.", "",
+         f"{v['best_epoch']}, whose weights are the ones tested above; {stop}. Misses count only after epoch "
+         f"{v.get('warmup', 0)}, once the training window has reached its final length (a change of window moves "
+         "the score for reasons other than over-fitting).", "",
          "| epoch | training window (frame intervals) | validation t95 |", "|---|---|---|"]
     for (e, val), k in zip(v["curve"], v["window"]):
         cens = val is not None and val >= v["horizon"] - 1e-9
@@ -815,7 +820,7 @@ def parse_args(argv):
     ap.add_argument("--unroll", type=int, default=None, help="steps unrolled in training (default 8; quick 4)")
     ap.add_argument("--li-epochs", type=int, default=None,
                     help="learned-interpolation fit epochs: the cap with early stopping, the count without "
-                         "(default 24; quick 4; re1000 4)")
+                         "(default 32; quick 4; re1000 4)")
     ap.add_argument("--li-train", type=int, default=None,
                     help="learned-interpolation training trajectories (default 32; quick 4; re1000 8)")
     ap.add_argument("--li-hidden", type=int, default=None, help="learned-interpolation CNN channels (default 4; re1000 16)")
@@ -829,6 +834,10 @@ def parse_args(argv):
                     help="early stopping: validation-t95 evaluations without improvement before the learned "
                          "interpolation's training stops, the best weights kept (default 4; 0: no early stopping, "
                          "exactly --li-epochs epochs as the earlier builds; re1000 0)")
+    ap.add_argument("--li-ramp", type=int, default=12,
+                    help="with early stopping: epochs over which the training window rises 1, 2, 4, ... to "
+                         "--li-unroll (default 12, the earlier builds' 12-epoch schedule); the final window runs "
+                         "from then to the stop; patience counts from its first epoch")
     ap.add_argument("--li-val-every", type=int, default=1, help="epochs between validation-t95 evaluations (default 1)")
     ap.add_argument("--li-val-n", type=int, default=None, help="validation initial conditions (default 8; quick 4)")
     ap.add_argument("--li-val-t", type=float, default=None,
@@ -861,7 +870,7 @@ def parse_args(argv):
     args.iterations = args.iterations or (40 if q else 150)
     args.unroll = args.unroll or (4 if q else 8)
     args.batch = 4 if q else 6
-    args.li_epochs = args.li_epochs or (4 if q else 24)
+    args.li_epochs = args.li_epochs or (4 if q else 32)
     args.li_train = args.li_train or (4 if q else 32)
     args.li_val_n = args.li_val_n or (4 if q else 8)
     args.li_val_t = args.li_val_t or (2.0 if q else 4.0)
@@ -877,6 +886,7 @@ def parse_args(argv):
         args.fd_ladder, args.spectral_ladder, args.n_train, args.li_train, args.li_epochs = [32, 48, 64], [32, 64], 2, 3, 2
         args.li_val_n, args.li_val_t, args.li_patience = 2, 0.3, min(args.li_patience, 1)
         args.batches, args.check_n, args.check_ic = [1, 16], 128, 2
+    args.li_ramp = min(args.li_ramp, args.li_epochs)
     return args
 
 
@@ -890,9 +900,9 @@ def _li_settings(ap, args) -> None:
     args.li_train = args.li_train or (None if args.regime == "re500" else train)  # re500: also --quick's
     args.li_epochs = args.li_epochs or (None if args.regime == "re500" else epochs)
     args.li_patience = patience if args.li_patience is None else args.li_patience
-    if args.li_patience < 0 or args.li_val_every < 1:
-        ap.error(f"--li-patience must be >= 0 (0: no early stopping) and --li-val-every >= 1, got "
-                 f"{args.li_patience} and {args.li_val_every}")
+    if args.li_patience < 0 or args.li_val_every < 1 or args.li_ramp < 1:
+        ap.error(f"--li-patience must be >= 0 (0: no early stopping), --li-val-every and --li-ramp >= 1, got "
+                 f"{args.li_patience}, {args.li_val_every} and {args.li_ramp}")
     taken = {"--test-seed": args.test_seed, "--train-seed": args.train_seed, "--train-seed + 1": args.train_seed + 1}
     clash = [k for k, v in taken.items() if v == args.val_seed]
     if clash:
@@ -953,8 +963,8 @@ def _li_cache_name(args, tag: str) -> str:
     suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
               + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
     if args.li_patience > 0:
-        suffix += (f"_es{args.li_patience}e{args.li_val_every}v{args.li_val_n}x{args.li_val_t:g}"
-                   f"{_seed_tag(args.val_seed, VAL_SEED)}")
+        suffix += (f"_es{args.li_patience}e{args.li_val_every}r{args.li_ramp}v{args.li_val_n}x{args.li_val_t:g}"
+                   + ("" if args.val_seed == VAL_SEED else f"_vseed{args.val_seed}"))
     return (f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}"
             f"{_seed_tag(args.train_seed, TRAIN_SEED)}")
 
@@ -995,7 +1005,8 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
         else:
             host, training[LI] = train_learned_interpolation(li_set, epochs=args.li_epochs, hidden=args.li_hidden,
                                                              layers=args.li_layers, weights_per=args.li_weights_per,
-                                                             unroll=args.li_unroll, log=log, validation=li_val)
+                                                             unroll=args.li_unroll, log=log, validation=li_val,
+                                                             ramp=args.li_ramp if li_val is not None else None)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host
@@ -1157,7 +1168,7 @@ def run_protocol(args, argv) -> int:
                "li_train": args.li_train, "li_t_train": args.li_t_train, "li_epochs": args.li_epochs,
                "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
                "li_unroll": args.li_unroll, "li_patience": args.li_patience, "li_val_every": args.li_val_every,
-               "li_val_n": args.li_val_n, "li_val_t": args.li_val_t, "val_seed": args.val_seed,
+               "li_val_n": args.li_val_n, "li_val_t": args.li_val_t, "val_seed": args.val_seed, "li_ramp": args.li_ramp,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
                "test_seed": args.test_seed, "train_seed": args.train_seed,
                "cuts": getattr(args, "cuts", [])},

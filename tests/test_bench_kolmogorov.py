@@ -216,21 +216,21 @@ def test_learned_interpolation_summary_takes_the_re1000_runs(tmp_path):
 
 def test_learned_interpolation_defaults_early_stopping_and_the_earlier_builds():
     """The default learned interpolation is the lever table's best build (weights once per step, a
-    linear 3x3 map, 32 trajectories) trained with early stopping on validation t95 (cap 24 epochs);
+    linear 3x3 map, 32 trajectories) trained with early stopping on validation t95 (cap 32 epochs);
     the earlier builds stay reachable by flags under the cache names they had; Re = 1000 keeps its
     defaults; a validation seed equal to a test or training seed is refused."""
     kol = _suite()
     a = kol.parse_args(["--kinds", "li"])
-    assert (a.li_weights_per, a.li_hidden, a.li_layers, a.li_train, a.li_epochs) == ("step", 4, 1, 32, 24)
+    assert (a.li_weights_per, a.li_hidden, a.li_layers, a.li_train, a.li_epochs) == ("step", 4, 1, 32, 32)
     assert a.li_patience > 0 and a.val_seed == kol.VAL_SEED and a.li_val_t >= 3.0
-    assert kol._li_cache_name(a, "re500_f") == "li_re500_f_32x3_e24_h4l1_step_es4e1v8x4"
+    assert kol._li_cache_name(a, "re500_f") == "li_re500_f_32x3_e32_h4l1_step_es4e1r12v8x4"
     old = kol.parse_args(["--kinds", "li", "--li-weights-per", "stage", "--li-hidden", "16", "--li-layers", "3",
                           "--li-train", "16", "--li-epochs", "12", "--li-patience", "0"])
     assert kol._li_cache_name(old, "re500_f") == "li_re500_f_16x3_e12_h16"  # the committed default run's file
     fixed = kol.parse_args(["--kinds", "li", "--li-epochs", "12", "--li-patience", "0", "--train-seed", "91500"])
     assert kol._li_cache_name(fixed, "re500_f") == "li_re500_f_32x3_e12_h4l1_step_seed91500"  # the earlier fresh run
     fresh = kol.parse_args(["--kinds", "li", "--val-seed", "91700"])
-    assert kol._li_cache_name(fresh, "re500_f").endswith("_es4e1v8x4_seed91700")
+    assert kol._li_cache_name(fresh, "re500_f").endswith("_es4e1r12v8x4_vseed91700")
     r1000 = kol.parse_args(["--regime", "re1000"])
     assert (r1000.li_weights_per, r1000.li_hidden, r1000.li_layers, r1000.li_train, r1000.li_epochs,
             r1000.li_patience) == ("stage", 16, 3, 8, 4, 0)

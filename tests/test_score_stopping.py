@@ -77,6 +77,16 @@ def test_min_mode_min_delta_and_nonfinite_scores_count_as_worst():
     assert not stop_nan.restore()  # nothing finite was ever seen: the weights stay as they are
 
 
+def test_warmup_evaluations_keep_the_best_but_never_count_as_misses():
+    lin = nn.Linear(1, 1)
+    score, _ = scripted([2.0, 1.0, 1.0, 1.0, 1.5, 1.8, 1.9])
+    stop = ScoreStopping(lin, score, patience=2, warmup=4)
+    asked = [stop(e) for e in range(1, 7)]
+    # epochs 2-4 miss inside the warm-up (no count); 5 and 6 miss after it: the stop comes at 6
+    assert asked == [False] * 5 + [True] and stop.stopped_epoch == 6
+    assert stop.best_epoch == 1 and stop.restore() and float(lin.bias.detach()) == 1.0
+
+
 def test_fit_stops_when_the_callback_asks_and_restores_the_best(data):
     m = model()
     seen = []
@@ -129,7 +139,7 @@ def test_a_real_validation_score_the_restored_weights_score_the_best(data):
 
 @pytest.mark.parametrize("kw, match", [
     (dict(every=0), "every"), (dict(patience=0), "patience"), (dict(mode="up"), "mode"),
-    (dict(min_delta=-1.0), "min_delta"),
+    (dict(min_delta=-1.0), "min_delta"), (dict(warmup=-1), "warmup"),
 ])
 def test_bad_settings_are_refused_naming_the_argument(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -40,6 +40,9 @@ class ScoreStopping:
             ``None`` never stops (the curve and the best weights are still kept).
         mode: ``"max"`` (a larger score is better, e.g. a time-until-threshold) or ``"min"``.
         min_delta: an improvement must beat the best by more than this (>= 0).
+        warmup: evaluations at epochs ``<= warmup`` keep the best weights but never count toward
+            ``patience`` (e.g. while a rollout curriculum has not reached its final window, whose
+            changes of window move the score for reasons other than over-fitting).
 
     Attributes:
         curve: ``[(epoch, score), ...]`` of every evaluation (``epoch`` 1-based, as ``fit``).
@@ -48,7 +51,7 @@ class ScoreStopping:
     """
 
     def __init__(self, model: nn.Module, score: Callable[[nn.Module], float], *, every: int = 1,
-                 patience: int | None = 3, mode: str = "max", min_delta: float = 0.0):
+                 patience: int | None = 3, mode: str = "max", min_delta: float = 0.0, warmup: int = 0):
         if not callable(score):
             raise TypeError(f"score must be a callable score(model) -> float, got {type(score).__name__}")
         self.model = model
@@ -58,6 +61,7 @@ class ScoreStopping:
                                                               why=" (or None: never stop)")
         self.sign = 1.0 if one_of("mode", mode, ("max", "min")) == "max" else -1.0
         self.min_delta = finite_number("min_delta", min_delta, low=0.0)
+        self.warmup = integer("warmup", warmup, low=0)
         self.curve: list[tuple[int, float]] = []
         self.best_epoch = 0
         self.best_score: float | None = None
@@ -76,7 +80,7 @@ class ScoreStopping:
         if gain > self.min_delta:
             self.best_epoch, self.best_score, self.bad = epoch, value, 0
             self.best_state = clone_state(self.model)
-        else:
+        elif epoch > self.warmup:
             self.bad += 1
         if self.patience is not None and self.bad >= self.patience:
             self.stopped_epoch = epoch
@@ -104,5 +108,5 @@ class ScoreStopping:
     def record(self) -> dict[str, Any]:
         """The curve and the outcome, JSON-ready."""
         return {"curve": [[e, v if math.isfinite(v) else None] for e, v in self.curve], "every": self.every,
-                "patience": self.patience, "best_epoch": self.best_epoch, "best_score": self.best_score,
+                "patience": self.patience, "warmup": self.warmup, "best_epoch": self.best_epoch, "best_score": self.best_score,
                 "stopped_epoch": self.stopped_epoch}
