@@ -708,7 +708,7 @@ def _validation_lines(r: dict[str, Any]) -> list[str]:
     L = ["", "## Learned interpolation: early stopping on validation t95", "",
          f"Every {v['every']} epoch(s) the learned solver is rolled out from {v['n']} validation initial conditions "
          f"(seed {v['seed']}, distinct from the training and test seeds) to t = {v['horizon']:g} and scored by the "
-         f"{v['metric']} against their reference (≥: censored at that horizon). Best: {_f(v['best_score'])} at epoch "
+         f"{v['metric']} against their reference (≥: censored at that horizon). Best: {v['best_score']:.3f} at epoch "
          f"{v['best_epoch']}, whose weights are the ones tested above; {stop}. Misses count only after epoch "
          f"{v.get('warmup', 0)}, once the training window has reached its final length (a change of window moves "
          "the score for reasons other than over-fitting).", "",
@@ -716,7 +716,7 @@ def _validation_lines(r: dict[str, Any]) -> list[str]:
     for (e, val), k in zip(v["curve"], v["window"]):
         cens = val is not None and val >= v["horizon"] - 1e-9
         best = " (best)" if e == v["best_epoch"] else ""
-        L.append(f"| {e} | {k} | {'≥' if cens else ''}{_f(val)}{best} |")
+        L.append(f"| {e} | {k} | {'≥' if cens else ''}{'—' if val is None else f'{val:.3f}'}{best} |")
     return L
 
 

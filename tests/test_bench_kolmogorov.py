@@ -189,6 +189,15 @@ def test_fresh_seeds_change_every_cache_name_and_defaults_keep_theirs():
                        .read_text())["setup"]
     assert {fresh["test_seed"], fresh["train_seed"], fresh["train_seed"] + 1}.isdisjoint(
         {kol.TEST_SEED, kol.TRAIN_SEED, kol.TRAIN_SEED + 1})
+    # the early-stopped fresh run: the same fresh sets, and validation initial conditions of a seed of their own
+    es = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.json")
+                    .read_text())
+    s = es["setup"]
+    assert (s["test_seed"], s["train_seed"]) == (fresh["test_seed"], fresh["train_seed"])
+    assert s["val_seed"] not in {s["test_seed"], s["train_seed"], s["train_seed"] + 1, kol.TEST_SEED, kol.TRAIN_SEED,
+                                 kol.TRAIN_SEED + 1, kol.VAL_SEED}
+    v = es["training"]["fd-32+learned-interp"]["validation"]
+    assert v["seed"] == s["val_seed"] and v["best_score"] == max(x for _, x in v["curve"])
 
 
 def test_learned_interpolation_summary_takes_the_re1000_runs(tmp_path):
