@@ -11,8 +11,14 @@ batch 16, with the command that made the run and the machine's load.  Every figu
 the JSON files, none typed by hand.
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary.md \\
-        benchmarks/results/kolmogorov.json benchmarks/results/kolmogorov_li_data32/kolmogorov.json \\
-        benchmarks/results/kolmogorov_li/*/kolmogorov.json   # the page lists its runs in order
+        benchmarks/results/kolmogorov_li/stage_h16l3_full/kolmogorov.json \\
+        benchmarks/results/kolmogorov_li_data32/kolmogorov.json benchmarks/results/kolmogorov_li/step_*/kolmogorov.json \\
+        benchmarks/results/kolmogorov.json   # the page lists its runs in the order given
+
+(``stage_h16l3_full`` is the full suite's earlier run, whose default learned interpolation was the
+per-stage 16-channel CNN; ``benchmarks/results/kolmogorov.json`` is the full suite since the
+early-stopping round, whose default is the linear map trained until its validation t95 stops
+improving.)
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary_re1000.md \\
         benchmarks/results/kolmogorov_re1000/kolmogorov.json benchmarks/results/kolmogorov_re1000_li_step/kolmogorov.json
 """
@@ -97,7 +103,11 @@ def _header(runs: list[dict[str, Any]]) -> list[str]:
             f"learned step's cost in FD {g} steps (batches 1 / 16 / 64). Speed-up: against the FD ladder at equal t95, "
             f"per unit simulated time per trajectory. r^h / X at batch 16: r the FD ladder's cost ratio per halving "
             f"from {g} to the equivalent grid, h the halvings. Spectral: the equivalent grid on the spectral ladder "
-            f"(≤: below its coarsest rung, ≥: beyond its finest measured one), its halvings and the speed-up against it at batch 16. Written by "
+            f"(≤: below its coarsest rung, ≥: beyond its finest measured one), its halvings and the speed-up against it at batch 16. "
+            "Commands are quoted as they ran; the suite's default learned interpolation changed with them (before the "
+            "early-stopping round: `--li-weights-per stage --li-hidden 16 --li-layers 3 --li-train 16 --li-epochs 12 "
+            "--li-patience 0`; since: the linear 3×3 map, weights per step, 32 trajectories, early stopping on "
+            "validation t95), so the build column, not the command's defaults, says what ran. Written by "
             f"`benchmarks/kolmogorov_li_summary.py` from the JSON files below.", "",
             "| build | t95 | equivalent FD grid; halvings | X (1 / 16 / 64) | speed-up batch 1 | speed-up batch 16 "
             "| speed-up batch 64 | r^h / X (batch 16) | blow-ups | vs spectral ladder (batch 16) |",
