@@ -18,7 +18,9 @@ cost):
   NeurVec-style, AttSolver-style with its SE gate) after a 32^2 step of either base solver,
   and Kochkov's learned interpolation inside the 32^2 FD solver
   (``NavierStokes2DFD(interpolation=...)``), all trained with ``attsolver.fit`` by unrolling
-  through the differentiable coarse solver; every solver steps at Courant number ~0.5
+  through the differentiable coarse solver (the learned interpolation until its t95 on
+  validation initial conditions of their own seed, ``--val-seed``, stops improving:
+  :class:`attsolver.training.ScoreStopping`); every solver steps at Courant number ~0.5
   (``dt = 0.025 * 32 / n``);
 * accuracy: mean vorticity correlation with the reference over 16 held-out initial
   conditions, on the common 32^2 grid (the full band) and on its ``|k| <= 10`` band; the time
