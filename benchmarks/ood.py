@@ -475,23 +475,38 @@ def _material_lines(report: dict[str, Any]) -> list[str]:
     return out
 
 
+#: the missed rollouts are listed one by one for a test set with at most this many
+MISS_ROWS = 10
+
+
 def _miss_lines(report: dict[str, Any]) -> list[str]:
-    """The missed rollouts: how much worse, their largest feature score at step 0 and over the solve."""
-    rows = [(c["case"], r["test"], m) for c in report["cases"] for r in c["rows"] for m in r.get("misses", [])]
-    if not rows:
+    """The missed rollouts: how much worse, their largest feature score at step 0 and over the solve;
+    a summary per test set, and one row per rollout where there are at most :data:`MISS_ROWS`."""
+    sets = [(c["case"], r["test"], r["misses"]) for c in report["cases"] for r in c["rows"] if r.get("misses")]
+    if not sets:
         return []
-    out = ["", "The rollouts the corrector made worse that the data scores did not flag: the corrected error over "
-           "the classical one, the largest of the three feature scores over its threshold "
-           "(`attsolver.integrate.guard_scores.domain_scores`: Mahalanobis, nearest neighbour unsmoothed, "
-           "correction size) at step 0 and over every step of the corrected solve (a largest score at most 1: "
-           "inside the domain on every step, so no scoring schedule would flag it), and the first output step "
+    out = ["", "The rollouts the corrector made worse that the data scores did not flag (`guard='warn'` above): "
+           "the corrected error over the classical one, the largest of the three feature scores over its "
+           "threshold (`attsolver.integrate.guard_scores.domain_scores`: Mahalanobis, nearest neighbour "
+           "unsmoothed, correction size) at step 0 and over every step of the corrected solve (at most 1: inside "
+           "the domain on every step, so no scoring schedule would flag the rollout), and the first output step "
            "whose corrected error is above the classical one:", "",
-           "| case | test | rollout | corrected/classical | score at step 0 | largest score (step) "
-           "| first step worse |",
-           "|---|---|---|---|---|---|---|"]
-    for case, test, m in rows:
-        out.append(f"| {case} | {test} | {m['rollout']} | {m['over_classical']:.2f} | {m['score_step0']:.2f} | "
-                   f"{m['score_max']:.2f} ({m['score_max_step']}) | {_f(m['first_step_worse'], 'd')} |")
+           "| case | test | missed | largest score <= 1 on every step | score at step 0 (median, max) | "
+           "corrected/classical (median, max) | first step worse (median) |", "|---|---|---|---|---|---|---|"]
+    for case, test, ms in sets:
+        col = {k: np.array([m[k] for m in ms], dtype=float) for k in ("score_step0", "score_max", "over_classical")}
+        first = [m["first_step_worse"] for m in ms if m["first_step_worse"] is not None]
+        out.append(f"| {case} | {test} | {len(ms)} | {int((col['score_max'] <= 1).sum())}/{len(ms)} | "
+                   f"{np.median(col['score_step0']):.2f}, {col['score_step0'].max():.2f} | "
+                   f"{np.median(col['over_classical']):.2f}, {col['over_classical'].max():.2f} | "
+                   f"{_f(float(np.median(first)) if first else None, '.0f')} |")
+    out += ["", f"One by one, for the test sets with at most {MISS_ROWS} missed rollouts:", "",
+            "| case | test | rollout | corrected/classical | score at step 0 | largest score (step) "
+            "| first step worse |", "|---|---|---|---|---|---|---|"]
+    for case, test, ms in sets:
+        for m in (ms if len(ms) <= MISS_ROWS else []):
+            out.append(f"| {case} | {test} | {m['rollout']} | {m['over_classical']:.2f} | {m['score_step0']:.2f} | "
+                       f"{m['score_max']:.2f} ({m['score_max_step']}) | {_f(m['first_step_worse'], 'd')} |")
     return out
 
 
