@@ -1,0 +1,52 @@
+"""``attsolver bench ood`` and ``ood_misses``: the missed-rollout diagnosis and the offline start check
+(their arithmetic, on small hand-made errors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import attsolver
+from _scripts import load_script
+from attsolver.integrate.guard_scores import domain_scores
+from conftest import GUARD_H
+
+
+def test_misses_report_the_rms_ratio_the_first_worse_step_and_the_scores(guard_setting):
+    ood = load_script("benchmarks/ood.py")
+    system, data, model = guard_setting
+    test = data
+    classical = attsolver.solve(system, test.y[:, 0], test.t, step_size=GUARD_H)
+    corrected = classical.clone()
+    corrected[7:, 0] += 0.3  # rollout 0 is worse from output step 7 on
+    s = {"classical": classical, "corrected": corrected}
+    missed = np.zeros(len(test), dtype=bool)
+    missed[0] = True
+    (m,) = ood._misses(model, system, s, test, GUARD_H, missed)
+    truth = test.y.transpose(0, 1)
+    err = {k: torch.linalg.vector_norm(v[:, 0] - truth[:, 0], dim=-1) for k, v in s.items()}
+    rms = {k: float(v.square().mean().sqrt()) for k, v in err.items()}
+    assert m["rollout"] == 0 and m["over_classical"] == pytest.approx(rms["corrected"] / rms["classical"])
+    expect_first = int(torch.nonzero(err["corrected"][1:] > err["classical"][1:])[0]) + 1
+    assert m["first_step_worse"] == expect_first and expect_first <= 7
+    y0 = corrected[0, :1]
+    dy = attsolver.solve(system, y0, torch.tensor([0.0, GUARD_H], dtype=torch.float64), step_size=GUARD_H)[-1] - y0
+    sc = domain_scores(model.domain, y0, dy, torch.zeros_like(y0), GUARD_H)
+    assert m["score_step0"] == pytest.approx(max(float(v) for v in sc.values() if v is not None), rel=1e-9)
+    assert m["score_max"] >= m["score_step0"]
+
+
+def test_start_check_flags_by_the_error_ratio_after_w_steps():
+    mis = load_script("benchmarks/ood_misses.py")
+    steps = 20
+    cls = np.ones((steps, 3))
+    cor = np.full((steps, 3), 0.5)
+    cor[:, 1] = 2.0  # rollout 1: twice the classical error at every step (worse, unflagged)
+    cor[4:, 2] = 4.0  # rollout 2: worse from step 4 on, flagged by the guard
+    row = mis._row({"classical": cls, "corrected": cor, "flagged": np.array([False, False, True])})
+    assert (row["worse"], row["flagged"], row["missed"], row["missed_material"]) == (2, 1, 1, 1)
+    # after 1 step rollout 1's ratio is 2: flagged at r <= 1.5, not at r = 2 or 3; rollout 2 by the guard
+    assert row["start_check"]["1x1.5"] == {"flagged": 2, "missed": 0}
+    assert row["start_check"]["1x2"] == {"flagged": 1, "missed": 1}
+    assert row["start_check"]["4x3"] == {"flagged": 1, "missed": 1}
