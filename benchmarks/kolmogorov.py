@@ -273,21 +273,24 @@ def train_corrector(model: ConvCorrector, base: str, data: TrajectoryDataset, *,
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def build_learned_interpolation(hidden: int, layers: int, weights_per: str) -> InterpolationHost:
-    """The 32^2 FD host of a learned interpolation (untrained)."""
-    li = LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=hidden, layers=layers, weights_per=weights_per)
+def build_learned_interpolation(hidden: int, layers: int, weights_per: str, **stencil: Any) -> InterpolationHost:
+    """The 32^2 FD host of a learned interpolation (untrained); ``stencil``: ``width``,
+    ``transverse``, ``base`` of :class:`LearnedInterpolation` (``--li-stencil``, ``--li-base``)."""
+    li = LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=hidden, layers=layers, weights_per=weights_per,
+                              **stencil)
     return InterpolationHost(li, step_size=dt_for(COARSE_N))
 
 
 def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
-                                weights_per: str = "stage", unroll: int = 8) -> tuple[InterpolationHost, dict[str, Any]]:
+                                weights_per: str = "stage", unroll: int = 8, stencil: dict[str, Any] | None = None
+                                ) -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
     as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
     (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
     -> ``unroll`` frame intervals in equal phases (``unroll`` 8: up to 32 steps of 0.025), Adam
     lr 1e-3, gradient norm clipped to 1, 20 % of the trajectories for validation."""
     torch.manual_seed(0)
-    host = build_learned_interpolation(hidden, layers, weights_per)
+    host = build_learned_interpolation(hidden, layers, weights_per, **(stencil or {}))
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
     q = max(1, epochs // len(phases))
     sched = [(i * q, p) for i, p in enumerate(phases)]
@@ -753,6 +756,10 @@ def parse_args(argv):
                     help="learned-interpolation weights chosen in every RK stage (default) or once per step")
     ap.add_argument("--li-unroll", type=int, default=8, choices=(2, 4, 8, 16, 32),
                     help="learned-interpolation longest training window in frame intervals (default 8)")
+    ap.add_argument("--li-stencil", default="4x1", metavar="WxT",
+                    help="learned-interpolation stencil: W cells across a face (even), T along it (odd); default 4x1")
+    ap.add_argument("--li-base", default="centred2", choices=("centred2", "centred4"),
+                    help="the consistent scheme an untrained learned interpolation equals (default centred2)")
     ap.add_argument("--check-n", type=int, default=256, help="grid of the finer spectral solve checking the reference")
     ap.add_argument("--check-ic", type=int, default=4, help="test initial conditions the reference check covers")
     ap.add_argument("--regime", default="re500", choices=sorted(REGIMES),
@@ -836,6 +843,15 @@ def re1000_settings(ap, args, argv):
     return args
 
 
+def li_stencil(args) -> dict[str, Any]:
+    """``--li-stencil WxT`` and ``--li-base`` as :class:`LearnedInterpolation` arguments."""
+    try:
+        width, transverse = (int(x) for x in args.li_stencil.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--li-stencil must be WxT (e.g. 4x1, 4x3, 6x1), got {args.li_stencil!r}") from None
+    return {"width": width, "transverse": transverse, "base": args.li_base}
+
+
 def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDataset], li_set, log):
     """The corrected contenders: every convolution kind on the FD base, AttSolver on the spectral
     base and with noisy data, the learned interpolation; a trained model (and its training record)
@@ -863,19 +879,22 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
     if "li" in args.kinds:
         log(f"learned interpolation {LI}")
         arch = (args.li_hidden, args.li_layers, args.li_weights_per)
+        stencil = li_stencil(args)
         # the default build keeps the cache name it had before these options
         suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
-                  + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
+                  + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}")
+                  + ("" if (args.li_stencil, args.li_base) == ("4x1", "centred2")
+                     else f"_s{args.li_stencil}{args.li_base}"))
         path = cache / (f"li_{tag}_{args.li_train}x{args.li_t_train:g}_e{args.li_epochs}{suffix}"
                         f"{_seed_tag(args.train_seed, TRAIN_SEED)}.pt")
         if path.exists():
-            host = build_learned_interpolation(*arch)
+            host = build_learned_interpolation(*arch, **stencil)
             host.interpolation.load_state_dict(torch.load(path, weights_only=True))
             training[LI] = json.loads(path.with_suffix(".json").read_text())
         else:
             host, training[LI] = train_learned_interpolation(li_set, epochs=args.li_epochs, hidden=args.li_hidden,
                                                              layers=args.li_layers, weights_per=args.li_weights_per,
-                                                             unroll=args.li_unroll, log=log)
+                                                             unroll=args.li_unroll, stencil=stencil, log=log)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host
@@ -1028,7 +1047,7 @@ def run_protocol(args, argv) -> int:
                "t_long": args.t_long, "iterations": args.iterations, "unroll": args.unroll, "quick": args.quick,
                "li_train": args.li_train, "li_t_train": args.li_t_train, "li_epochs": args.li_epochs,
                "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
-               "li_unroll": args.li_unroll,
+               "li_unroll": args.li_unroll, "li_stencil": args.li_stencil, "li_base": args.li_base,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
                "test_seed": args.test_seed, "train_seed": args.train_seed,
                "cuts": getattr(args, "cuts", [])},

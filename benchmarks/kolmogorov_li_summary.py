@@ -38,6 +38,9 @@ def _build(r: dict[str, Any]) -> str:
     per = s.get("li_weights_per", "stage")
     layers = s.get("li_layers", 3)
     cnn = "1 layer, linear 3×3" if layers == 1 else f"{s.get('li_hidden', 16)} ch × {layers} layers"
+    stencil = s.get("li_stencil", "4x1")
+    if (stencil, s.get("li_base", "centred2")) != ("4x1", "centred2"):  # recorded since --li-stencil
+        cnn += f", stencil {stencil} from {s['li_base']}"
     return (f"{cnn} ({tr['parameters']} params), "
             f"weights per {per}, {tr['epochs']} epochs, unroll ≤ {tr.get('unroll', 8)} intervals, "
             f"{tr['trajectories']} traj × {tr['t_train']:g}")
@@ -81,14 +84,15 @@ def _header(runs: list[dict[str, Any]]) -> list[str]:
     """The title, the protocol paragraph and the table head, from the runs' own setup; runs of
     different regimes (base grid, viscosity, test set, horizon) are refused."""
     keys = {(r["setup"]["coarse_n"], r["setup"]["physics"]["nu"], r["setup"]["n_test"], r["setup"]["t_eval"],
-             r["ladders"]["fd"][0], r["ladders"]["fd"][-1]) for r in runs}
+             r["ladders"]["fd"][0], r["ladders"]["fd"][-1], r["setup"].get("test_seed", 13_000)) for r in runs}
     if len(keys) != 1:
-        raise SystemExit(f"runs: pass the runs of one regime per summary (got base grid, nu, test set, horizon, "
-                         f"FD ladder {sorted(keys)}); write one summary per regime")
-    n, nu, n_test, t_eval, lo, hi = keys.pop()
+        raise SystemExit(f"runs: pass the runs of one regime and test set per summary (got base grid, nu, test "
+                         f"set, horizon, FD ladder, test seed {sorted(keys)}); write one summary per regime")
+    n, nu, n_test, t_eval, lo, hi, seed = keys.pop()
     g = f"{n}²"
     return [f"# Learned interpolation at Re = {1 / nu:.0f}: the levers, measured", "",
-            f"Each row is one run of the Kolmogorov suite (fixed protocol: {n_test} held-out initial conditions, "
+            f"Each row is one run of the Kolmogorov suite (fixed protocol: {n_test} held-out initial conditions"
+            + ("" if seed == 13_000 else f" (test seed {seed})") + ", "
             f"horizon {t_eval:g}, FD ladder {lo[3:]}–{hi[3:]} re-timed in the same run, CPU seconds of one thread, "
             f"interleaved rounds), full {g} band; intervals are bootstrap 5–95 % over the initial conditions. X: the "
             f"learned step's cost in FD {g} steps (batches 1 / 16 / 64). Speed-up: against the FD ladder at equal t95, "
