@@ -25,8 +25,11 @@ reference on the common 32^2 grid, full band and |k| <= 10) measured, and placed
 the equivalent grid in halvings over 32^2, bootstrap 5-95 % over the initial conditions.  No
 timing: this is about accuracy only.
 
-    python benchmarks/kolmogorov_oracle.py --cache out/kfresh_cache --test-seed 91000 \\
-        --out benchmarks/results/kolmogorov_oracle
+    attsolver bench kolmogorov_oracle --cache out/kfresh_cache --test-seed 91000 \\
+        --model out/kfresh_cache/li_re500_f_32x3_e12_h4l1_step_seed91500.pt --out benchmarks/results/kolmogorov_oracle
+
+(the cache and the model of ``attsolver bench kolmogorov --kinds li --no-exponax --li-weights-per step
+--li-hidden 4 --li-layers 1 --li-train 32 --test-seed 91000 --train-seed 91500 --cache out/kfresh_cache``)
 """
 
 from __future__ import annotations
@@ -198,7 +201,7 @@ VARIANTS: list[tuple[str, dict[str, str] | None, int]] = [
     ("interp spectral + velocity exact + laplacian spectral",
      {"interp": "spectral", "poisson": "spectral", "corners": "spectral", "lap": "spectral"}, 1),
     ("pseudo-spectral, aliased (product on 32²)", {"galerkin": 32, "lap": "spectral"}, 1),
-    ("Galerkin: pseudo-spectral, alias-free (product on 48²), all |m| < 16 kept", {"galerkin": 48, "lap": "spectral"}, 1),
+    ("Galerkin: pseudo-spectral, alias-free (product on 48²), every mode below 16 kept", {"galerkin": 48, "lap": "spectral"}, 1),
     ("trained LI", {"model": 1}, 1),
     ("trained LI + velocity exact", {"model": 1, "poisson": "spectral", "corners": "spectral"}, 1),
     ("trained LI + laplacian spectral", {"model": 1, "lap": "spectral"}, 1),
