@@ -5,6 +5,7 @@ exact where it says so, and the bench's ``--li-stencil``/``--li-base`` build wha
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +108,16 @@ def test_bench_li_stencil_and_base_build_what_they_name():
     assert k.li_stencil(k.parse_args([])) == {"width": 4, "transverse": 1, "base": "centred2"}
     with pytest.raises(ValueError, match="--li-stencil must be WxT"):
         k.li_stencil(k.parse_args(["--li-stencil", "4by3"]))
+
+
+def test_lever_summary_refuses_to_mix_test_sets(tmp_path):
+    """Runs judged on other initial conditions are not comparable rows: the fresh-seed run and a
+    default-seed run in one table are refused, naming the test seed; the fresh run alone says its seed."""
+    summary = load_script("benchmarks/kolmogorov_li_summary.py")
+    root = Path(__file__).resolve().parents[1] / "benchmarks/results"
+    out = tmp_path / "s.md"
+    with pytest.raises(SystemExit, match="test seed"):
+        summary.main(["--out", str(out), str(root / "kolmogorov_li_fresh/kolmogorov.json"),
+                      str(root / "kolmogorov_li/step_l1/kolmogorov.json")])
+    summary.main(["--out", str(out), str(root / "kolmogorov_li_fresh/kolmogorov.json")])
+    assert "(test seed 91000)" in out.read_text()
