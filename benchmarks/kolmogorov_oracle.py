@@ -175,7 +175,8 @@ class OracleFD(NavierStokes2DFD):
             return (adv + self.nu * self._laplacian(w)).sub_(w, alpha=self.drag).add_(c.forcing)
         width = 2 if self.interp == "centred2" else 4
         cells = stencil(width, 1)
-        wts = base_weights(self.interp, width, 1).to(w.device, w.dtype)[:, None, None].expand(len(cells), self.n, self.n)
+        wts = base_weights(self.interp, width, 1).to(w.device, w.dtype)[:, None, None]
+        wts = wts.expand(len(cells), self.n, self.n)
         adv = flux_advection(w, u, v, wts, wts, cells, self.dx)
         return (adv + self.nu * self._laplacian(w)).sub_(w, alpha=self.drag).add_(c.forcing)
 
@@ -201,7 +202,8 @@ VARIANTS: list[tuple[str, dict[str, str] | None, int]] = [
     ("interp spectral + velocity exact + laplacian spectral",
      {"interp": "spectral", "poisson": "spectral", "corners": "spectral", "lap": "spectral"}, 1),
     ("pseudo-spectral, aliased (product on 32²)", {"galerkin": 32, "lap": "spectral"}, 1),
-    ("Galerkin: pseudo-spectral, alias-free (product on 48²), every mode below 16 kept", {"galerkin": 48, "lap": "spectral"}, 1),
+    ("Galerkin: pseudo-spectral, alias-free (product on 48²), every mode below 16 kept",
+     {"galerkin": 48, "lap": "spectral"}, 1),
     ("trained LI", {"model": 1}, 1),
     ("trained LI + velocity exact", {"model": 1, "poisson": "spectral", "corners": "spectral"}, 1),
     ("trained LI + laplacian spectral", {"model": 1, "lap": "spectral"}, 1),
