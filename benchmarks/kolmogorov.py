@@ -281,9 +281,11 @@ def train_corrector(model: ConvCorrector, base: str, data: TrajectoryDataset, *,
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def build_learned_interpolation(hidden: int, layers: int, weights_per: str) -> InterpolationHost:
-    """The 32^2 FD host of a learned interpolation (untrained)."""
-    li = LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=hidden, layers=layers, weights_per=weights_per)
+def build_learned_interpolation(hidden: int, layers: int, weights_per: str, **stencil: Any) -> InterpolationHost:
+    """The 32^2 FD host of a learned interpolation (untrained); ``stencil``: ``width``,
+    ``transverse``, ``base`` of :class:`LearnedInterpolation` (``--li-stencil``, ``--li-base``)."""
+    li = LearnedInterpolation(COARSE_N, PHYSICS["nu"], hidden=hidden, layers=layers, weights_per=weights_per,
+                              **stencil)
     return InterpolationHost(li, step_size=dt_for(COARSE_N))
 
 
@@ -296,7 +298,8 @@ def validation_t95(host: InterpolationHost, w_val: torch.Tensor, t: torch.Tensor
 
 def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
                                 weights_per: str = "stage", unroll: int = 8, ramp: int | None = None,
-                                validation: dict[str, Any] | None = None) -> tuple[InterpolationHost, dict[str, Any]]:
+                                validation: dict[str, Any] | None = None, stencil: dict[str, Any] | None = None
+                                ) -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
     as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
     (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
@@ -311,7 +314,7 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
     counted from the first epoch of the final window (:class:`attsolver.training.ScoreStopping`
     with that warm-up: a change of window moves the score for reasons other than over-fitting)."""
     torch.manual_seed(0)
-    host = build_learned_interpolation(hidden, layers, weights_per)
+    host = build_learned_interpolation(hidden, layers, weights_per, **(stencil or {}))
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
     q = max(1, min(ramp or epochs, epochs) // len(phases))
     sched = [(i * q, p) for i, p in enumerate(phases)]
@@ -849,6 +852,10 @@ def parse_args(argv):
                          "and training seeds)")
     ap.add_argument("--li-unroll", type=int, default=8, choices=(2, 4, 8, 16, 32),
                     help="learned-interpolation longest training window in frame intervals (default 8)")
+    ap.add_argument("--li-stencil", default="4x1", metavar="WxT",
+                    help="learned-interpolation stencil: W cells across a face (even), T along it (odd); default 4x1")
+    ap.add_argument("--li-base", default="centred2", choices=("centred2", "centred4"),
+                    help="the consistent scheme an untrained learned interpolation equals (default centred2)")
     ap.add_argument("--check-n", type=int, default=256, help="grid of the finer spectral solve checking the reference")
     ap.add_argument("--check-ic", type=int, default=4, help="test initial conditions the reference check covers")
     ap.add_argument("--regime", default="re500", choices=sorted(REGIMES),
@@ -958,12 +965,22 @@ def re1000_settings(ap, args, argv):
     return args
 
 
+def li_stencil(args) -> dict[str, Any]:
+    """``--li-stencil WxT`` and ``--li-base`` as :class:`LearnedInterpolation` arguments."""
+    try:
+        width, transverse = (int(x) for x in args.li_stencil.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--li-stencil must be WxT (e.g. 4x1, 4x3, 6x1), got {args.li_stencil!r}") from None
+    return {"width": width, "transverse": transverse, "base": args.li_base}
+
+
 def _li_cache_name(args, tag: str) -> str:
     """The learned interpolation's cache file (without suffix): the earlier builds keep the names
     they had; early stopping adds its settings and the validation seed."""
     arch = (args.li_hidden, args.li_layers, args.li_weights_per)
     suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
-              + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}"))
+              + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}")
+              + ("" if (args.li_stencil, args.li_base) == ("4x1", "centred2") else f"_s{args.li_stencil}{args.li_base}"))
     if args.li_patience > 0:
         suffix += (f"_es{args.li_patience}e{args.li_val_every}r{args.li_ramp}v{args.li_val_n}x{args.li_val_t:g}"
                    + ("" if args.val_seed == VAL_SEED else f"_vseed{args.val_seed}"))
@@ -999,16 +1016,18 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
     if "li" in args.kinds:
         log(f"learned interpolation {LI}")
         arch = (args.li_hidden, args.li_layers, args.li_weights_per)
+        stencil = li_stencil(args)
         path = cache / f"{_li_cache_name(args, tag)}.pt"
         if path.exists():
-            host = build_learned_interpolation(*arch)
+            host = build_learned_interpolation(*arch, **stencil)
             host.interpolation.load_state_dict(torch.load(path, weights_only=True))
             training[LI] = json.loads(path.with_suffix(".json").read_text())
         else:
             host, training[LI] = train_learned_interpolation(li_set, epochs=args.li_epochs, hidden=args.li_hidden,
                                                              layers=args.li_layers, weights_per=args.li_weights_per,
                                                              unroll=args.li_unroll, log=log, validation=li_val,
-                                                             ramp=args.li_ramp if li_val is not None else None)
+                                                             ramp=args.li_ramp if li_val is not None else None,
+                                                             stencil=stencil)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host
@@ -1171,6 +1190,7 @@ def run_protocol(args, argv) -> int:
                "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
                "li_unroll": args.li_unroll, "li_patience": args.li_patience, "li_val_every": args.li_val_every,
                "li_val_n": args.li_val_n, "li_val_t": args.li_val_t, "val_seed": args.val_seed, "li_ramp": args.li_ramp,
+               "li_stencil": args.li_stencil, "li_base": args.li_base,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
                "test_seed": args.test_seed, "train_seed": args.train_seed,
                "cuts": getattr(args, "cuts", [])},

@@ -21,6 +21,12 @@ early-stopping round, whose default is the linear map trained until its validati
 improving.)
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary_re1000.md \\
         benchmarks/results/kolmogorov_re1000/kolmogorov.json benchmarks/results/kolmogorov_re1000_li_step/kolmogorov.json
+
+The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
+
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_fresh_levers/summary.md \\
+        benchmarks/results/kolmogorov_li_fresh/kolmogorov.json benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.json \\
+        benchmarks/results/kolmogorov_li_fresh_levers/{stage_l1,step_l1_c4,step_l1_s4x3,step_l1_s4x3c4,step_h8l2_s4x3}/kolmogorov.json
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def _build(r: dict[str, Any]) -> str:
     v = tr.get("validation")
     epochs = (f"early stop on validation t95: best epoch {v['best_epoch']} of {tr['epochs_run']} run (cap "
               f"{tr['epochs']}, patience {v['patience']})" if v else f"{tr['epochs']} epochs")
+    stencil = s.get("li_stencil", "4x1")
+    if (stencil, s.get("li_base", "centred2")) != ("4x1", "centred2"):  # recorded since --li-stencil
+        cnn += f", stencil {stencil} from {s['li_base']}"
     return (f"{cnn} ({tr['parameters']} params), "
             f"weights per {per}, {epochs}, unroll ≤ {tr.get('unroll', 8)} intervals, "
             f"{tr['trajectories']} traj × {tr['t_train']:g}")
@@ -90,14 +99,15 @@ def _header(runs: list[dict[str, Any]]) -> list[str]:
     """The title, the protocol paragraph and the table head, from the runs' own setup; runs of
     different regimes (base grid, viscosity, test set, horizon) are refused."""
     keys = {(r["setup"]["coarse_n"], r["setup"]["physics"]["nu"], r["setup"]["n_test"], r["setup"]["t_eval"],
-             r["ladders"]["fd"][0], r["ladders"]["fd"][-1]) for r in runs}
+             r["ladders"]["fd"][0], r["ladders"]["fd"][-1], r["setup"].get("test_seed", 13_000)) for r in runs}
     if len(keys) != 1:
-        raise SystemExit(f"runs: pass the runs of one regime per summary (got base grid, nu, test set, horizon, "
-                         f"FD ladder {sorted(keys)}); write one summary per regime")
-    n, nu, n_test, t_eval, lo, hi = keys.pop()
+        raise SystemExit(f"runs: pass the runs of one regime and test set per summary (got base grid, nu, test "
+                         f"set, horizon, FD ladder, test seed {sorted(keys)}); write one summary per regime")
+    n, nu, n_test, t_eval, lo, hi, seed = keys.pop()
     g = f"{n}²"
     return [f"# Learned interpolation at Re = {1 / nu:.0f}: the levers, measured", "",
-            f"Each row is one run of the Kolmogorov suite (fixed protocol: {n_test} held-out initial conditions, "
+            f"Each row is one run of the Kolmogorov suite (fixed protocol: {n_test} held-out initial conditions"
+            + ("" if seed == 13_000 else f" (test seed {seed})") + ", "
             f"horizon {t_eval:g}, FD ladder {lo[3:]}–{hi[3:]} re-timed in the same run, CPU seconds of one thread, "
             f"interleaved rounds), full {g} band; intervals are bootstrap 5–95 % over the initial conditions. X: the "
             f"learned step's cost in FD {g} steps (batches 1 / 16 / 64). Speed-up: against the FD ladder at equal t95, "
