@@ -17,7 +17,7 @@ its quartiles, and the same as microseconds per step.  Then each piece of a scor
 (microseconds per call, median of 9 blocks): the Mahalanobis and ratio score, the score with the
 nearest-neighbour update, and the update's matrix product.  Outputs are checked equal first.
 
-    attsolver bench guard_cost            # about 2 minutes
+    attsolver bench guard_cost            # about a minute on a loaded 2-core machine
     attsolver bench guard_cost --quick    # a smoke run
 """
 
