@@ -35,11 +35,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import attsolver  # noqa: E402
-from attsolver.correctors import NeurVec  # noqa: E402
 from attsolver.integrate import guard as guard_module  # noqa: E402
 from attsolver.integrate.guard import KNN_EVERY, SCORE_EVERY, OutOfDomainWarning  # noqa: E402
 from benchmarks._suite import Run, header, parser, read_report, timings, write_report  # noqa: E402
-from benchmarks.ood import _data, _ellipsoid_only, cases  # noqa: E402
+from benchmarks.ood import _data, _ellipsoid_only, cases, train_case  # noqa: E402
 
 SUITE = "guard_cost"
 CASES = ("lorenz63", "elastic_pendulum", "vdp_neural_ode")
@@ -56,12 +55,7 @@ def _all_in(self, y, dy, c):
 
 def _train(case: dict[str, Any], quick: bool):
     system, h, sampler = case["system"], case["h"], case.get("sampler")
-    train = _data(system, 8 if quick else 24, case["t_train"], h, case["spin_up"], seed=0, sampler=sampler)
-    torch.manual_seed(0)
-    model = NeurVec.for_system(system, method="rk4", step_size=h, dtype=torch.float64) if sampler is None else \
-        NeurVec(train.state_shape, method="rk4", step_size=h, dtype=torch.float64)
-    attsolver.fit(model, train, system=system, epochs=3 if quick else case.get("epochs", 30), progress=False,
-                  check=False, patience=None)
+    model, _ = train_case(case, quick)
     test = _data(system, 20 if quick else 100, case["t_test"], h, case["spin_up"], seed=2, sampler=sampler)
     return model, test
 

@@ -341,16 +341,24 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
                for k, v in paired.items()}}
 
 
-def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
-    system, h = case["system"], case["h"]
-    n_train, n_cal, n_test = (8, 20, 20) if quick else (24, 100, 100)
-    sampler = case.get("sampler")
-    train = _data(system, n_train, case["t_train"], h, case["spin_up"], seed=0, sampler=sampler)
+def train_case(case: dict[str, Any], quick: bool):
+    """The case's training trajectories and its corrector trained on them (``bench guard_cost``
+    trains the same one)."""
+    system, h, sampler = case["system"], case["h"], case.get("sampler")
+    train = _data(system, 8 if quick else 24, case["t_train"], h, case["spin_up"], seed=0, sampler=sampler)
     torch.manual_seed(0)
     model = NeurVec.for_system(system, method="rk4", step_size=h, dtype=torch.float64) if sampler is None else \
         NeurVec(train.state_shape, method="rk4", step_size=h, dtype=torch.float64)
     attsolver.fit(model, train, system=system, epochs=3 if quick else case.get("epochs", 30), progress=False,
                   check=False, patience=None, batch_size=case.get("batch_size", 256))
+    return model, train
+
+
+def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
+    system, h = case["system"], case["h"]
+    n_cal, n_test = (20, 20) if quick else (100, 100)
+    sampler = case.get("sampler")
+    model, train = train_case(case, quick)
     run.log(f"{case['name']}: trained")
     cal = _data(system, n_cal, case["t_test"], h, case["spin_up"], seed=1, sampler=sampler)
     bounds = calibrate(model, cal, COVERAGE, f=system)
@@ -369,7 +377,7 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
     cost = guard_cost(model, wide, system, tests[0][2], h, rounds=3 if quick else 25)
     run.log(f"{case['name']}: evaluated")
     return {"case": case["name"], "step_size": h, "t_train": case["t_train"], "t_test": case["t_test"],
-            "n_train": n_train, "n_calibration": n_cal, "rows": rows, "cost": cost,
+            "n_train": len(train), "n_calibration": n_cal, "rows": rows, "cost": cost,
             "domain": {"distance_threshold": model.domain.distance_threshold,
                        "ratio_threshold": model.domain.ratio_threshold, "knn_threshold": model.domain.knn_threshold,
                        "coreset_size": None if model.domain.coreset is None else len(model.domain.coreset),
