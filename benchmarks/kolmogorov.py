@@ -856,6 +856,9 @@ def parse_args(argv):
                     help="learned-interpolation stencil: W cells across a face (even), T along it (odd); default 4x1")
     ap.add_argument("--li-base", default="centred2", choices=("centred2", "centred4"),
                     help="the consistent scheme an untrained learned interpolation equals (default centred2)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="interleaved timing rounds (default 5; quick 3; re1000 3): more rounds narrow the "
+                         "per-step cost's spread on a loaded machine")
     ap.add_argument("--check-n", type=int, default=256, help="grid of the finer spectral solve checking the reference")
     ap.add_argument("--check-ic", type=int, default=4, help="test initial conditions the reference check covers")
     ap.add_argument("--regime", default="re500", choices=sorted(REGIMES),
@@ -887,7 +890,7 @@ def parse_args(argv):
     args.fd_ladder = [32, 48, 64, 96] if q else [32, 40, 48, 56, 64, 80, 96, 128]
     args.spectral_ladder = [32, 48, 64] if q else [32, 40, 48, 56, 64, 80, 96]
     args.batches = [1, 16, 64]
-    args.rounds = 3 if q else 5
+    args.rounds = args.rounds or (3 if q else 5)
     args.n_boot = 300 if q else 1000
     if args.tiny:
         args.t_spin, args.t_eval, args.t_long, args.t_train, args.li_t_train = 1.0, 0.5, 1.0, 0.3, 0.3
@@ -937,7 +940,7 @@ def re1000_settings(ap, args, argv):
     args.li_val_n, args.li_val_t = args.li_val_n or 8, args.li_val_t or 4.0
     args.fd_ladder = [64, 80, 96, 112, 128, 160, 192, 256]
     args.spectral_ladder = [64, 80, 96, 112, 128, 160, 192]
-    args.batches, args.rounds, args.n_boot = [1, 16, 64], 3, 1000
+    args.batches, args.rounds, args.n_boot = [1, 16, 64], args.rounds or 3, 1000
     args.check_n = 512 if "--check-n" not in given else args.check_n
     args.check_ic = 2 if "--check-ic" not in given else args.check_ic
     args.no_exponax = True
