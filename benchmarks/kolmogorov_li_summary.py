@@ -25,7 +25,8 @@ improving.)
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_fresh_levers/summary.md \\
-        benchmarks/results/kolmogorov_li_fresh/kolmogorov.json benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.json \\
+        benchmarks/results/kolmogorov_li_fresh/kolmogorov.json benchmarks/results/kolmogorov_li_fresh_es_r5/kolmogorov.json \\
+        benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.json \\
         benchmarks/results/kolmogorov_li_fresh_levers/{stage_l1,step_l1_c4,step_l1_s4x3,step_l1_s4x3c4,step_h8l2_s4x3}/kolmogorov.json
 """
 
