@@ -6,6 +6,8 @@ the registries, so a newly registered method or system is tested automatically.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ import torch
 from attsolver.correctors import NeurVec
 from attsolver.data import generate_trajectories
 from attsolver.systems import Lorenz63
-from attsolver.training import record_domain
+from attsolver.training import FitCheckWarning, fit, record_domain
 
 # One intra-op thread per test process: pytest-xdist already runs one worker per core, and
 # oversubscribed threads made single tests up to 25x slower on a loaded machine.
@@ -53,3 +55,30 @@ def guard_setting():
     model = NeurVec(3, method="rk4", step_size=GUARD_H, dtype=torch.float64)  # an exact zero correction
     record_domain(model, data)
     return system, data, model
+
+
+#: the training tests' step on the linear system (exact in binary: every window takes exactly the same steps)
+LINEAR_DT = 0.125
+
+
+@pytest.fixture(scope="module")
+def linear_data():
+    """6 trajectories of the built-in linear system over 2.5 time units at ``LINEAR_DT`` (seed 3):
+    the small data set of the fit-schedule and early-stopping tests."""
+    return generate_trajectories("linear", 6, t_final=2.5, dt=LINEAR_DT, seed=3, progress=False)
+
+
+def linear_model() -> NeurVec:
+    """A fresh Euler NeurVec (width 16, float64, seed 0) for :func:`linear_data`."""
+    torch.manual_seed(0)
+    return NeurVec(2, method="euler", step_size=LINEAR_DT, width=16, dtype=torch.float64)
+
+
+def quiet_fit(m, d, **kw):
+    """``fit`` on :func:`linear_data` without progress bars, early stopping or the fit check (its
+    warning silenced): ``lr=3e-3, batch_size=32``; ``kw`` sets the rest (``epochs`` among them)."""
+    args = dict(lr=3e-3, batch_size=32, progress=False, patience=None, check=False)
+    args.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitCheckWarning)
+        return fit(m, d, **args)

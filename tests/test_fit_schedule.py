@@ -4,35 +4,25 @@ any work, and a resume must keep the lengths already run."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import pytest
 import torch
 
-from attsolver.correctors import NeurVec
-from attsolver.data import generate_trajectories
 from attsolver.systems import LinearSystem
 from attsolver.training import FitCheckWarning, fit
-
-DT = 0.125  # exact in binary: every window takes exactly the same steps
+from conftest import LINEAR_DT as DT
+from conftest import linear_model as model
+from conftest import quiet_fit as fit_quietly
 
 
 @pytest.fixture(scope="module")
-def data():
-    return generate_trajectories("linear", 6, t_final=2.5, dt=DT, seed=3, progress=False)
+def data(linear_data):
+    return linear_data  # the module's tests call it data
 
 
-def model():
-    torch.manual_seed(0)
-    return NeurVec(2, method="euler", step_size=DT, width=16, dtype=torch.float64)
-
-
-def quiet_fit(m, d, **kw):
-    args = dict(epochs=4, lr=3e-3, batch_size=32, progress=False, patience=None, check=False)
-    args.update(kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitCheckWarning)
-        return fit(m, d, **args)
+quiet_fit = functools.partial(fit_quietly, epochs=4)
 
 
 def kolmogorov_curriculum(final: int, epochs: int):

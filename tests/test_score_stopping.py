@@ -4,37 +4,27 @@ evaluated every k epochs, the best evaluation's weights kept and put back, a sto
 
 from __future__ import annotations
 
+import functools
 import math
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from attsolver import solve
-from attsolver.correctors import NeurVec
 from attsolver.data import generate_trajectories
-from attsolver.training import FitCheckWarning, ScoreStopping, fit
-
-DT = 0.125
+from attsolver.training import ScoreStopping
+from conftest import LINEAR_DT as DT
+from conftest import linear_model as model
+from conftest import quiet_fit as fit_quietly
 
 
 @pytest.fixture(scope="module")
-def data():
-    return generate_trajectories("linear", 6, t_final=2.5, dt=DT, seed=3, progress=False)
+def data(linear_data):
+    return linear_data  # the module's tests call it data
 
 
-def model():
-    torch.manual_seed(0)
-    return NeurVec(2, method="euler", step_size=DT, width=16, dtype=torch.float64)
-
-
-def quiet_fit(m, d, **kw):
-    args = dict(epochs=12, lr=3e-3, batch_size=32, progress=False, patience=None, check=False, restore_best=False)
-    args.update(kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitCheckWarning)
-        return fit(m, d, **args)
+quiet_fit = functools.partial(fit_quietly, epochs=12, restore_best=False)
 
 
 def scripted(scores):
