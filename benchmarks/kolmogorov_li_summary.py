@@ -20,7 +20,8 @@ per-stage 16-channel CNN; ``benchmarks/results/kolmogorov.json`` is the full sui
 early-stopping round, whose default is the linear map trained until its validation t95 stops
 improving.)
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary_re1000.md \\
-        benchmarks/results/kolmogorov_re1000/kolmogorov.json benchmarks/results/kolmogorov_re1000_li_step/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000/kolmogorov.json \\
+        benchmarks/results/kolmogorov_re1000_li_step{,_e12,_e24,_e48}/kolmogorov.json
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
