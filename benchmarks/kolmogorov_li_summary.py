@@ -21,7 +21,7 @@ early-stopping round, whose default is the linear map trained until its validati
 improving.)
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary_re1000.md \\
         benchmarks/results/kolmogorov_re1000/kolmogorov.json \\
-        benchmarks/results/kolmogorov_re1000_li_step{,_e12,_e24,_e48}/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_li_step{,_e12,_e24,_e48,_e96}/kolmogorov.json
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
