@@ -47,10 +47,10 @@ VARIANTS = ("warn", "loop only", "no knn")
 
 def _all_in(self, y, dy, c):
     """A stand-in for ``_Scorer.ok``: every sample in, no tensor work (the loop's own cost)."""
-    state = self.average
-    if state[4] is None:
-        state[4] = torch.ones(y.numel() // self.dim, dtype=torch.bool, device=y.device)
-    return state[4]
+    state = self.state
+    if state.all_in is None:
+        state.all_in = torch.ones(y.numel() // self.dim, dtype=torch.bool, device=y.device)
+    return state.all_in
 
 
 def _train(case: dict[str, Any], quick: bool):
@@ -81,13 +81,13 @@ def score_pieces(model, test, h: float, calls: int) -> dict[str, float]:
     out: dict[str, float] = {}
 
     def plain():
-        scorer.average[2] = 10 ** 9  # the nearest-neighbour update not due
+        scorer.state.knn_due = 10 ** 9  # the nearest-neighbour update not due
         return scorer.ok(y, dy, c)
 
     out["score"] = _per_call(plain, calls)
     if scorer.core_t is not None:
         def with_knn():
-            scorer.average[2] = 0
+            scorer.state.knn_due = 0
             return scorer.ok(y, dy, c)
         out["score + knn update"] = _per_call(with_knn, calls)
         u = torch.randn(len(y), scorer.core_t.shape[0], dtype=scorer.knn_dtype)

@@ -204,17 +204,17 @@ def test_the_scorer_computes_the_moving_average_of_the_nearest_distance(guard_se
     u = (torch.cat((y, dy / H), 1) - dom.mean) @ dom.whiten
     d = guard_knn.nearest_distance(u, dom.coreset)
     scorer.ok(y, dy, zero)
-    torch.testing.assert_close(scorer.average[0].double(), d, rtol=0, atol=2e-3)  # float32 product
+    torch.testing.assert_close(scorer.state.average.double(), d, rtol=0, atol=2e-3)  # float32 product
     moved = y + 1.0
     dy2 = attsolver.solve(system, moved, torch.tensor([0.0, H], dtype=torch.float64), step_size=H)[-1] - moved
     for _ in range(guard_knn.KNN_EVERY - 1):  # the scores in between keep the average and its verdict
         held = scorer.ok(moved, dy2, zero)
-        torch.testing.assert_close(scorer.average[0].double(), d, rtol=0, atol=2e-3)
+        torch.testing.assert_close(scorer.state.average.double(), d, rtol=0, atol=2e-3)
         inside = dom.distance2(torch.cat((moved, dy2 / H), 1)) <= dom.distance_threshold
         assert torch.equal(held, inside & (d <= dom.knn_threshold))
     ok = scorer.ok(moved, dy2, zero)
     d2 = guard_knn.nearest_distance((torch.cat((moved, dy2 / H), 1) - dom.mean) @ dom.whiten, dom.coreset)
     avg = (1 - guard_knn.KNN_EMA) * d + guard_knn.KNN_EMA * d2
-    torch.testing.assert_close(scorer.average[0].double(), avg, rtol=0, atol=2e-3)
+    torch.testing.assert_close(scorer.state.average.double(), avg, rtol=0, atol=2e-3)
     inside = dom.distance2(torch.cat((moved, dy2 / H), 1)) <= dom.distance_threshold
     assert torch.equal(ok, inside & (avg <= dom.knn_threshold))

@@ -330,6 +330,24 @@ def check_ratio_pairs(pairs: Any) -> tuple[tuple[int, float], ...]:
     return tuple(sorted(out.items()))
 
 
+@dataclass(eq=False)
+class _ScoreState:
+    """One solve's scoring state, shared by its scorers (one per step size of the solve)."""
+
+    #: per sample, the moving average of the nearest-neighbour distance (``None`` before the first update)
+    average: Tensor | None = None
+    #: whether every sample's average was within the threshold at the last update (it holds until the next)
+    knn_in: bool = True
+    #: feature scores until the next nearest-neighbour update (0: the next score updates)
+    knn_due: int = 0
+    #: the update's buffers (``[B, M]`` product, float32 features, ``|u|^2``, distances), kept per solve
+    knn_buffers: tuple[Tensor, ...] | None = None
+    #: the all-true verdict ``[B]`` a score returns when every sample is in (never written to)
+    all_in: Tensor | None = None
+    #: the score's buffers (:func:`_score_buffers`)
+    score_buffers: tuple[Tensor, ...] | None = None
+
+
 class _Scorer:
     """The per-step test, folded for one step ``h`` and one dtype (:func:`_folded`, built once per
     domain, step and dtype).  With the full covariance: one ``cat`` of ``x = [y, dy, C]``, one
@@ -343,13 +361,9 @@ class _Scorer:
     With per-feature scaling (``F > MAX_FULL_COVARIANCE``) the features are two elementwise
     ``addcmul`` (no dense ``F x F`` diagonal) and the tests as written."""
 
-    def __init__(self, domain: TrainingDomain, h: float, like: Tensor):
+    def __init__(self, domain: TrainingDomain, h: float, like: Tensor, state: _ScoreState | None = None):
         self.__dict__.update(_folded(domain, h, like))
-        # the solve's state, shared by its scorers: [the nearest-neighbour moving average, whether
-        # every sample's is within the threshold, feature scores until the next nearest-neighbour
-        # score, the nearest-neighbour buffers ([B, M] product, ...), the all-true verdict [B],
-        # the score's buffers (_score_buffers)]
-        self.average: list = [None, True, 0, None, None, None]
+        self.state = _ScoreState() if state is None else state  # the solve's, shared by its scorers
 
     def whitened(self, y2: Tensor, dy2: Tensor) -> Tensor:
         """The whitened features ``u = (z - mu) W`` ``[B, F]`` of states and increments ``[B, D]``."""
@@ -361,14 +375,14 @@ class _Scorer:
 
     def ok(self, y: Tensor, dy: Tensor, c: Tensor) -> Tensor:
         """Per-sample ``[B]``: inside the domain (NaN compares false: a non-finite step is outside);
-        every sample in: the shared all-true tensor (``average[4]``, not to be written to)."""
+        every sample in: the shared all-true tensor (``state.all_in``, not to be written to)."""
         dim = self.dim
         if self.diagonal:
             return self._ok_diagonal(y.detach().reshape(-1, dim), dy.detach().reshape(-1, dim), c)
         # [B, D] already (the usual batch of vectors): no reshape dispatch
         parts = tuple(v if v.ndim == 2 and v.shape[1] == dim else v.reshape(-1, dim) for v in (y, dy, c))
-        state = self.average
-        bufs = state[5]
+        state = self.state
+        bufs = state.score_buffers
         if (y.requires_grad or c.requires_grad) and torch.is_grad_enabled():  # no out= with autograd
             x = torch.cat(parts, dim=1).detach()
             p = torch.addmm(self.m, x, self.fused)
@@ -376,7 +390,7 @@ class _Scorer:
             margin = torch.addmm(self.limits, sq, self.margins)
         else:  # into the solve's buffers: no allocation per score
             if bufs is None or bufs[0].shape[0] != parts[0].shape[0] or bufs[0].dtype != self.fused.dtype:
-                bufs = state[5] = _score_buffers(parts[0].shape[0], self.fused, self.margins)
+                bufs = state.score_buffers = _score_buffers(parts[0].shape[0], self.fused, self.margins)
             x, p, sq, margin = bufs
             torch.cat(parts, dim=1, out=x)
             torch.addmm(self.m, x, self.fused, out=p)  # [u, dy, C]
@@ -384,37 +398,37 @@ class _Scorer:
             torch.addmm(self.limits, sq, self.margins, out=margin)  # [B, 2]; <= 0: in
         near = self._near(p, sq) if self.core_t is not None else True
         if near and float(margin.amax()) <= 0.0:  # NaN compares false: the per-sample verdict below
-            every = state[4]
+            every = state.all_in
             if every is None or every.shape[0] != x.shape[0]:
-                every = state[4] = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+                every = state.all_in = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
             return every
         ok = margin.amax(1) <= 0.0  # amax keeps NaN: outside
-        return ok if self.core_t is None else ok.logical_and_(state[0] <= self.knn)
+        return ok if self.core_t is None else ok.logical_and_(state.average <= self.knn)
 
     def _ok_diagonal(self, y2: Tensor, dy2: Tensor, c: Tensor) -> Tensor:
         u = self.whitened(y2, dy2)
-        u2 = u.square().sum(1)
-        near = u2 <= self.radius ** 2
+        u_sq = u.square()
+        near = u_sq.sum(1) <= self.radius ** 2
         small = torch.linalg.vector_norm(c.detach().reshape(-1, self.dim), dim=1) <= torch.linalg.vector_norm(
             dy2, dim=1).mul_(self.ratio)
         if self.core_t is not None:
-            self._near(u, u.square())
-            near = near.logical_and_(self.average[0] <= self.knn)
+            self._near(u, u_sq)
+            near = near.logical_and_(self.state.average <= self.knn)
         return near.logical_and_(small)
 
     def _near(self, u: Tensor, u_sq: Tensor) -> bool:
         """Update the nearest-neighbour moving average on every ``KNN_EVERY``-th score (the first
         included; whitened features ``u`` and their squares); whether every sample's average is
         within the threshold (the last update's verdict holds in between; per sample:
-        ``average[0] <= knn``, NaN compares false)."""
-        state = self.average
-        if state[2] <= 0:
-            state[2] = KNN_EVERY
+        ``state.average <= knn``, NaN compares false)."""
+        state = self.state
+        if state.knn_due <= 0:
+            state.knn_due = KNN_EVERY
             f, b = self.core_t.shape[0], u.shape[0]  # u and u_sq may carry more columns (the fused [u, dy, C])
-            bufs = state[3]
+            bufs = state.knn_buffers
             if bufs is None or bufs[0].shape[0] != b or bufs[2].dtype != u_sq.dtype:
                 # [B, M] and the rest, kept: no allocation per score (a fresh [B, M] cost more than the product)
-                bufs = state[3] = (u.new_empty((b, self.core_t.shape[1]), dtype=self.knn_dtype),
+                bufs = state.knn_buffers = (u.new_empty((b, self.core_t.shape[1]), dtype=self.knn_dtype),
                                    u.new_empty((b, f), dtype=self.knn_dtype), u_sq.new_empty(b),
                                    u.new_empty(b, dtype=self.knn_dtype))
             buf, u32, u2, d = bufs
@@ -423,10 +437,10 @@ class _Scorer:
             torch.sum(u_sq[:, :f], 1, out=u2)
             torch.amin(buf, 1, out=d)
             d.add_(u2).clamp_min_(0.0).sqrt_()
-            avg = state[0] = d.clone() if state[0] is None else state[0].lerp_(d, KNN_EMA)
-            state[1] = float(avg.amax()) <= self.knn  # NaN compares false
-        state[2] -= 1
-        return state[1]
+            avg = state.average = d.clone() if state.average is None else state.average.lerp_(d, KNN_EMA)
+            state.knn_in = float(avg.amax()) <= self.knn  # NaN compares false
+        state.knn_due -= 1
+        return state.knn_in
 
 
 #: the folded scorer constants per domain (weakly: a domain's entries go with it), then per step
@@ -535,7 +549,7 @@ class _Guard:
                              "domain again")
         self.batch = plan.y0.numel() // self.dim
         self.scorers: dict[float, _Scorer] = {}
-        self.average: list = [None, True, 0, None, None, None]  # the scorers' shared state (_Scorer.average)
+        self.state = _ScoreState()  # the scorers' shared state: one moving average per solve, whatever the step
         self.sticky = plan.guard == "fallback" and STICKY_FALLBACK
         self.flagged = torch.zeros(self.batch, dtype=torch.bool, device=plan.y0.device)
         self.n_flagged = self.n_fallbacks = self.f_evals = 0
@@ -611,17 +625,16 @@ class _Guard:
     def scorer(self, h: float, like: Tensor) -> _Scorer:
         got = self.scorers.get(h)
         if got is None:
-            got = self.scorers[h] = _Scorer(self.domain, h, like)
-            got.average = self.average  # one moving average per solve, whatever the step
+            got = self.scorers[h] = _Scorer(self.domain, h, like, self.state)
         return got
 
     def verdict(self, ok: Tensor) -> tuple[Tensor, bool]:
         """A score's verdict ``ok`` with the distrusted samples out, and whether all are in (the
         one host synchronisation of a score); under a sticky ``"fallback"``
         (:data:`STICKY_FALLBACK`) the samples it flags are distrusted from now on.  The scorer's
-        all-true verdict (``average[4]``: it has seen every sample in) needs no synchronisation."""
+        all-true verdict (``state.all_in``: it has seen every sample in) needs no synchronisation."""
         self.scored_all_ok = True
-        every = ok is self.average[4]
+        every = ok is self.state.all_in
         if self.distrust is None and every:
             return ok, True
         if self.distrust is not None:
