@@ -15,6 +15,7 @@ from .._validate import (finite_number, integer, is_real, nonnegative_number, po
                          whole_multiple)
 from ..correctors import Corrector
 from ..data import TrajectoryDataset, load_h5
+from .loss import check_loss
 from .schedule import rollout_schedule
 
 __all__ = ["check_args", "as_dataset", "checkpoint_path", "right_hand_side", "check_data"]
@@ -24,7 +25,7 @@ _GRID_RTOL = 1e-9
 
 
 def check_args(corrector, method, step_size, epochs, lr, batch_size, rollout_steps, schedule, val_fraction,
-               patience, seed, weight_decay, grad_clip, min_lr_ratio) -> dict[str, Any]:
+               patience, seed, weight_decay, grad_clip, min_lr_ratio, loss="mse") -> dict[str, Any]:
     """The settings as plain numbers (``"schedule"``: a :class:`~.schedule.RolloutSchedule`)."""
     if not isinstance(corrector, Corrector):
         raise TypeError(
@@ -59,6 +60,7 @@ def check_args(corrector, method, step_size, epochs, lr, batch_size, rollout_ste
         "weight_decay": nonnegative_number("weight_decay", weight_decay),
         "grad_clip": None if grad_clip is None else positive_number("grad_clip", grad_clip),
         "min_lr_ratio": finite_number("min_lr_ratio", min_lr_ratio, low=0.0, high=1.0),
+        "loss": check_loss(loss),
     }
 
 

@@ -60,7 +60,10 @@ def check_result(corrector: Corrector, data, f, args: dict[str, Any], history: F
 
     r = y[:, 1:] - step(y[:, :-1])
     r = r.reshape(r.shape[0], r.shape[1], -1)
-    out["zero_loss"] = _zero_loss(model, part if which == "validation" else sub, f, args, m, is_auto)
+    if history.loss == "relative":  # the training loop measured it on the relative scale
+        out["zero_loss"] = history.check.get("zero_loss")
+    else:
+        out["zero_loss"] = _zero_loss(model, part if which == "validation" else sub, f, args, m, is_auto)
     out["residual_to_noise"] = residual_to_noise(r, y, data, step)
     out["warnings"] = _warnings(out, history, method, h, which, m)
     if speak:

@@ -22,6 +22,10 @@ __all__ = ["fingerprint", "run_settings", "load_for_resume", "restore", "epoch_p
            "clone_state"]
 
 
+#: settings that checkpoints written before they were recorded ran with
+_BEFORE = {"loss": "mse"}
+
+
 def fingerprint(data) -> str:
     """SHA-256 of the data's times and states (shapes included)."""
     h = hashlib.sha256()
@@ -34,7 +38,7 @@ def fingerprint(data) -> str:
 def run_settings(corrector, data, args: dict[str, Any], world: int, autonomous: bool) -> dict[str, Any]:
     """What a resume must match: the corrector's class and config, the settings, the data."""
     keep = ("method", "step_size", "lr", "batch_size", "rollout_steps", "val_fraction", "seed",
-            "weight_decay", "grad_clip", "min_lr_ratio")
+            "weight_decay", "grad_clip", "min_lr_ratio", "loss")
     return {
         "class": type(corrector).__name__,
         "config": corrector.config(),
@@ -90,7 +94,7 @@ def load_for_resume(path: Path, corrector: Corrector, settings: dict[str, Any]) 
             f"{path} is a checkpoint of a {held} corrector, but fit was given a "
             f"{type(corrector).__name__}; resume with a {held} or use another checkpoint path"
         )
-    old = ckpt["settings"]
+    old = {**_BEFORE, **ckpt["settings"]}
     diffs = [f"{k}: checkpoint {old.get(k)!r}, now {v!r}" for k, v in settings.items() if old.get(k) != v]
     if diffs:
         raise ValueError(

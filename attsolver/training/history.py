@@ -39,8 +39,12 @@ class FitHistory:
 
     Attributes:
         train_loss, val_loss, lr: one entry per epoch run (``val_loss`` is NaN without a
-            validation split); losses are mean squared errors of the *normalised* residual
-            (1.0 = no better than the zero correction when the residuals have zero mean).
+            validation split); with ``loss="mse"`` losses are mean squared errors of the
+            *normalised* residual (1.0 = no better than the zero correction when the residuals
+            have zero mean); with ``loss="relative"`` each sample's error over the zero
+            correction's plus a floor (about 1.0 = no better than no corrector;
+            :mod:`attsolver.training.loss`).
+        loss: the training loss, ``"mse"`` or ``"relative"``.
         rollout_steps: one entry per epoch run: the data intervals per training window that
             epoch used (0: one-step targets); it follows ``rollout_schedule`` when one is given.
         best_epoch: 1-based epoch with the lowest monitored loss (0 if none ran); under a
@@ -54,7 +58,8 @@ class FitHistory:
         check: the end-of-fit check (``check=True``): ``rollout`` (validation rollout error of
             the corrected and the uncorrected solver from each trajectory's first state, up to a
             few horizons, and their ratio), ``zero_loss`` (the loss of the zero correction on the
-            monitored data: the uncorrected one-step residuals or k-interval rollouts), ``residual_to_noise`` (RMS of the classical
+            monitored data: the uncorrected one-step residuals or k-interval rollouts, in the
+            training loss), ``residual_to_noise`` (RMS of the classical
             step's clean residual over the RMS the observation noise adds to a target, and how
             it was estimated) and ``warnings`` (plain-words problems, also issued as
             :class:`FitCheckWarning`).
@@ -72,6 +77,7 @@ class FitHistory:
     wall_time_s: float = 0.0
     check: dict[str, Any] = field(default_factory=dict)
     rollout_steps: list[int] = field(default_factory=list)
+    loss: str = "mse"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

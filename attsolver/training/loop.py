@@ -21,6 +21,7 @@ from .arguments import check_data
 from .checkpoint import clone_state, epoch_payload, load_for_resume, restore, run_settings, write_checkpoint
 from .distributed import all_sum, epoch_order, wrap
 from .history import FitHistory, NonFiniteLossError
+from .loss import RelativeWeights
 from .schedule import as_pairs
 from .targets import Prepared, batch_of, prepare
 
@@ -42,10 +43,17 @@ class Objective(nn.Module):
         self.checkpoint_steps = args.get("checkpoint_steps")
 
     def forward(self, kind: str, batch: tuple[Tensor, ...]) -> Tensor:
-        c = self.corrector
+        return self.per_sample(kind, batch, self.corrector)
+
+    def per_sample(self, kind: str, batch: tuple[Tensor, ...], corrector) -> Tensor:
+        """Each sample's normalised squared error with ``corrector`` (``None``: the zero
+        correction, the uncorrected step or rollout; ``loss="relative"`` divides by it)."""
+        c = self.corrector  # its output scale normalises the errors either way
         scale = c.output_scale(self.h).detach()
         if kind == "step":
             y, dy, r, ts = batch
+            if corrector is None:
+                return (r / scale).square().mean(dim=1)
             return ((c(ts if c.uses_time else None, y, dy, self.h) - r) / scale).square().mean(dim=1)
         y_start, targets, starts = batch  # [b, *s], [b, k, *s], [b]
         k = targets.shape[1]
@@ -54,7 +62,8 @@ class Objective(nn.Module):
             opts["checkpoint_steps"] = self.checkpoint_steps
         if self.autonomous:
             t = self.t_grid[: k + 1] - self.t_grid[0]
-            pred = solve(self.f, y_start, t, method=self.method, step_size=self.h, corrector=c, options=opts)[1:]
+            pred = solve(self.f, y_start, t, method=self.method, step_size=self.h, corrector=corrector,
+                         options=opts)[1:]
             pred = pred.transpose(0, 1)
         else:
             order, parts = [], []
@@ -62,7 +71,7 @@ class Objective(nn.Module):
                 sel = (starts == s).nonzero().flatten()
                 t = self.t_grid[s: s + k + 1]
                 parts.append(solve(self.f, y_start[sel], t, method=self.method, step_size=self.h,
-                                   corrector=c, options=opts)[1:].transpose(0, 1))
+                                   corrector=corrector, options=opts)[1:].transpose(0, 1))
                 order.append(sel)
             pred = torch.cat(parts)[torch.argsort(torch.cat(order))]
         err = (pred - targets) / (self.m * scale).reshape(c.state_shape)
@@ -70,8 +79,10 @@ class Objective(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(objective: Objective, val: Prepared, k: int, batch_size: int, rank: int, world: int) -> float:
-    """Mean loss over the validation samples (windows of ``k`` intervals), over all processes."""
+def evaluate(objective: Objective, val: Prepared, k: int, batch_size: int, rank: int, world: int,
+             relative: RelativeWeights | None = None) -> float:
+    """Mean loss over the validation samples (windows of ``k`` intervals), over all processes
+    (``relative``: the relative loss, else the mean squared error)."""
     idx = torch.arange(rank, val.count(k), world)
     corrector = objective.corrector
     was_training = corrector.training
@@ -81,7 +92,8 @@ def evaluate(objective: Objective, val: Prepared, k: int, batch_size: int, rank:
         for s in range(0, len(idx), max(batch_size, 1) * 4):
             chunk = idx[s: s + max(batch_size, 1) * 4]
             kind, batch = batch_of(val, chunk, k)
-            total += float(objective(kind, batch).sum())
+            per = objective(kind, batch)
+            total += float((per if relative is None else relative.weigh(per, "val", chunk, k)).sum())
             count += len(chunk)
     finally:
         corrector.train(was_training)
@@ -109,6 +121,7 @@ class _Run:
     rank: int
     world: int
     ckpt_path: Path | None
+    relative: RelativeWeights | None = None  # loss="relative": the zero correction's errors, the floor
     best_state: dict[str, Tensor] | None = None
     bad_epochs: int = 0
     start_epoch: int = 0
@@ -137,6 +150,10 @@ def train(corrector, data, f, autonomous: bool, args: dict[str, Any], *, ckpt_pa
     finally:
         bar.close()
     history.epochs_run = max(history.epochs_run, run.start_epoch)
+    history.loss = args["loss"]
+    if run.relative is not None and history.best_epoch:  # the check's "learned nothing" level, on this scale
+        k = max(history.rollout_steps[history.best_epoch - 1], 1)
+        history.check = {"zero_loss": run.relative.zero_loss("val" if run.val is not None else "train", k)}
     if restore_best and run.best_state is not None:
         corrector.load_state_dict(run.best_state)
     _record(run)
@@ -176,6 +193,8 @@ def _set_up(corrector, data, f, autonomous, args, ckpt_path, resume, rank, world
     if resumed is not None:
         run.best_state, run.bad_epochs, run.start_epoch, run.stopped = restore(
             resumed, ckpt_path, corrector, optimizer, scheduler, run.history, schedule.steps)
+    if args.get("loss", "mse") == "relative":  # the zero-correction errors use the normalisation set above
+        run.relative = RelativeWeights(objective, {"train": train_set, "val": val})
     run.model = wrap(objective, world)  # after any resume: DDP broadcasts rank 0's state
     return run
 
@@ -215,7 +234,8 @@ def _train_epoch(run: _Run, epoch: int, k: int) -> float:
     for b, s in enumerate(range(0, len(order), local_bs)):
         idx = order[s: s + local_bs]
         kind, batch = batch_of(run.train, idx, k)
-        loss = run.model(kind, batch).mean()
+        per = run.model(kind, batch)
+        loss = (per if run.relative is None else run.relative.weigh(per, "train", idx, k)).mean()
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = nn.utils.clip_grad_norm_(run.params, args["grad_clip"] if args["grad_clip"] else math.inf)
@@ -241,8 +261,8 @@ def _train_epoch(run: _Run, epoch: int, k: int) -> float:
 def _end_epoch(run: _Run, epoch: int, k: int, train_loss: float) -> float:
     """Validate, keep the best weights, decide on early stopping, record and checkpoint."""
     history, val = run.history, run.val
-    val_loss = evaluate(run.objective, val, max(k, 1), run.args["batch_size"], run.rank, run.world) \
-        if val is not None else math.nan
+    val_loss = evaluate(run.objective, val, max(k, 1), run.args["batch_size"], run.rank, run.world,
+                        run.relative) if val is not None else math.nan
     if val is not None and not math.isfinite(val_loss):
         raise NonFiniteLossError(
             f"the validation loss is {val_loss} after epoch {epoch + 1} (training loss {train_loss:g}); "
@@ -289,7 +309,7 @@ def _record(run: _Run) -> None:
         "monitor": history.monitor,
         "steps_per_interval": run.m,
         "world_size": run.world,
-        **{k: args[k] for k in ("lr", "batch_size", "rollout_steps", "val_fraction", "seed")},
+        **{k: args[k] for k in ("lr", "batch_size", "rollout_steps", "val_fraction", "seed", "loss")},
     }
     if args["schedule"].scheduled and history.rollout_steps:  # what ran: (first epoch index, steps) pairs
         fit_info["rollout_steps"] = history.rollout_steps[-1]

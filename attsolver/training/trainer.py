@@ -33,6 +33,10 @@ must match (``epochs`` and ``patience`` may change; the cosine schedule then fol
 Without ``resume`` an existing file is an error unless ``overwrite=True``.
 ``attsolver.correctors.load_corrector(path)`` reads the best weights from it.
 
+**Loss** (:mod:`.loss`).  ``loss="relative"`` divides each sample's squared error by the zero
+correction's on the same sample plus a floor (a fraction of the median over the training
+samples): the scale on which the corrector must beat the classical step.
+
 **Distributed** (:mod:`.distributed`).  Under ``torchrun --nproc_per_node=N`` (or with a
 process group already initialised) the model is wrapped in DistributedDataParallel (gloo on
 CPU), the training samples are sharded with a DistributedSampler (each process takes
@@ -75,7 +79,7 @@ def fit(
     min_lr_ratio: float = 0.0, restore_best: bool = True, system: Callable[[Tensor, Tensor], Tensor] | None = None,
     autonomous: bool | None = None, on_epoch_end: Callable[[int, FitHistory], None] | None = None,
     f: Callable[[Tensor, Tensor], Tensor] | None = None, check: bool = True,
-    checkpoint_steps: int | None = None,
+    checkpoint_steps: int | None = None, loss: str = "mse",
 ) -> FitHistory:
     """Train ``corrector`` in place on the trajectories in ``data`` (the targets, optimisation,
     checkpoints and DDP are described in :mod:`attsolver.training.trainer`).
@@ -127,6 +131,9 @@ def fit(
             in recomputed segments of this many steps (``solve``'s ``options["checkpoint_steps"]``,
             see docs/guide/gradients.md): the same gradients in memory that does not grow with
             the window; ``None`` (default) keeps every step's graph.
+        loss: ``"mse"`` (default), or ``"relative"``: each sample's squared error over the
+            uncorrected solver's on it plus a floor (:mod:`attsolver.training.loss`), for data whose
+            classical error varies by orders of magnitude (e.g. near a fixed point).
 
     Returns:
         A :class:`FitHistory`.
@@ -142,7 +149,7 @@ def fit(
     """
     started = time.perf_counter()
     args = check_args(corrector, method, step_size, epochs, lr, batch_size, rollout_steps, rollout_schedule,
-                      val_fraction, patience, seed, weight_decay, grad_clip, min_lr_ratio)
+                      val_fraction, patience, seed, weight_decay, grad_clip, min_lr_ratio, loss)
     args["checkpoint_steps"] = None if checkpoint_steps is None else positive_int("checkpoint_steps", checkpoint_steps)
     data = as_dataset(data)
     ckpt_path = checkpoint_path(checkpoint, resume, overwrite)

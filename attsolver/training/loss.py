@@ -1,0 +1,113 @@
+"""``fit``'s training loss: ``"mse"`` or ``"relative"``.
+
+``"mse"`` (the default) averages each sample's normalised squared error ``e_i`` (a one-step
+pair's, or a rollout window's, as :mod:`.trainer` describes).  ``"relative"`` divides it by the
+same error of the *zero correction* (the uncorrected classical step or rollout) on that sample,
+
+    loss_i = e_i / (z_i + floor),    floor = FLOOR_FRACTION * median_j z_j,
+
+the median over the training samples (of the same window length), computed once.  ``e_i / z_i``
+is the scale on which a corrector must beat the classical step: below 1 the corrected sample is
+better than no corrector, above 1 worse.  Under ``"mse"`` a sample whose classical error is tiny
+(a state near a fixed point, where the error is proportional to the distance from it) weighs
+nothing, and the corrector may leave an absolute error there many times the classical one.
+
+**The floor.**  A sample with ``z_i = 0`` (a fixed point, an exactly integrated stretch) would
+divide by zero and one with ``z_i`` near zero would dominate the loss.  ``floor`` is
+``FLOOR_FRACTION = 1e-4`` of the median sample's ``z``: a classical error below 1 % of a typical
+sample's (in norm) is not asked to be beaten relatively, only to within an absolute 1 % of the
+typical error.  It is a fraction of the data's own median, so the loss does not change when the
+states and targets are scaled by a constant; 1e-4 keeps every sample with at least 1 % of the
+median's error (all but the few smallest of the benchmarks' training samples: the 0.1-1 %
+quantile in ``docs/guide/training.md``) on the relative scale while bounding any one sample's
+weight to ``1e4`` times the median sample's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validate import one_of
+from .targets import Prepared, batch_of
+
+__all__ = ["LOSSES", "FLOOR_FRACTION", "check_loss", "relative_loss", "RelativeWeights"]
+
+#: the losses ``fit(loss=...)`` accepts
+LOSSES = ("mse", "relative")
+#: the floor added to the zero correction's per-sample error, as a fraction of its median over
+#: the training samples (module docstring: why 1e-4)
+FLOOR_FRACTION = 1e-4
+#: samples per no-grad chunk when computing the zero correction's errors
+_CHUNK = 4096
+
+
+def check_loss(loss: Any) -> str:
+    """``loss`` if it is one of :data:`LOSSES` (the error lists them)."""
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a string, one of {', '.join(map(repr, LOSSES))}; got {type(loss).__name__}")
+    return one_of("loss", loss, LOSSES)
+
+
+def relative_loss(err: Tensor, zero_err: Tensor, floor: float) -> Tensor:
+    """Per-sample relative losses ``err / (zero_err + floor)`` (``err``, ``zero_err``: ``[b]``)."""
+    return err / (zero_err + floor)
+
+
+class RelativeWeights:
+    """The zero correction's per-sample errors of the training and validation samples (one
+    no-grad pass per window length, cached) and the floor, for ``loss="relative"``.
+
+    ``objective`` is :class:`attsolver.training.loop.Objective`; its ``per_sample(kind, batch,
+    None)`` is the zero correction's error of each sample, on the normalisation the training
+    loss uses (so it must be called after the corrector's normalisation is set).
+    """
+
+    def __init__(self, objective, samples: dict[str, Prepared | None]):
+        self.objective = objective
+        self.samples = samples
+        self._zero: dict[tuple[str, int], Tensor] = {}
+        self._floor: dict[int, float] = {}
+
+    def zero_errors(self, which: str, k: int) -> Tensor:
+        """The zero correction's error of every sample of ``which`` (``"train"``, ``"val"``) in
+        windows of ``k`` data intervals, ``[count(k)]``."""
+        key = (which, k)
+        if key not in self._zero:
+            prep = self.samples[which]
+            n = prep.count(k)
+            parts = []
+            with torch.no_grad():
+                for s in range(0, n, _CHUNK):
+                    kind, batch = batch_of(prep, torch.arange(s, min(n, s + _CHUNK)), k)
+                    parts.append(self.objective.per_sample(kind, batch, None))
+            self._zero[key] = torch.cat(parts)
+        return self._zero[key]
+
+    def floor(self, k: int) -> float:
+        """``FLOOR_FRACTION`` times the median zero-correction error of the training samples."""
+        if k not in self._floor:
+            z = self.zero_errors("train", k)
+            median = float(z.median())
+            if not median > 0:
+                median = float(z.max())
+            if not median > 0:
+                raise ValueError(
+                    "loss='relative' divides by the uncorrected step's error, which is zero on every training "
+                    "sample (the classical method is exact on this data): nothing to correct; use loss='mse' "
+                    "or a coarser step"
+                )
+            self._floor[k] = FLOOR_FRACTION * median
+        return self._floor[k]
+
+    def weigh(self, err: Tensor, which: str, idx: Tensor, k: int) -> Tensor:
+        """The relative losses of the samples ``idx`` of ``which`` from their errors ``err``."""
+        zero = self.zero_errors(which, k)
+        return relative_loss(err, zero[idx.to(zero.device)], self.floor(k))
+
+    def zero_loss(self, which: str, k: int) -> float:
+        """The zero correction's mean relative loss on ``which`` (what "learned nothing" is)."""
+        z = self.zero_errors(which, k)
+        return float(relative_loss(z, z, self.floor(k)).mean())
