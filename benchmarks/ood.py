@@ -50,6 +50,23 @@ COVERAGE = 0.9
 #: a rollout the corrector made *materially* worse: its error above this times the classical one's
 #: (the fallback target's factor); reported next to the issue's metric (any rollout made worse)
 MATERIAL = 1.5
+#: a candidate training counts as a useful corrector when its median corrected/classical rollout
+#: error ratio on the calibration trajectories is at most this: a training that buys fewer worse
+#: rollouts by no longer halving the typical classical error gives up what the corrector is for
+USEFUL_MEDIAN = 0.5
+#: the candidate trainings of the cases whose corrector was worse than classical on some
+#: in-distribution rollouts (Lorenz-63, Van der Pol): fit's mean squared error or relative loss
+#: (docs/guide/training.md), at the case's epochs and three times as many
+
+
+def _candidates(epochs: int) -> tuple[tuple[str, int], ...]:
+    return tuple((loss, e) for e in (epochs, 3 * epochs) for loss in ("mse", "relative"))
+
+
+#: how a case with several candidate trainings (fit's loss and epochs) chooses one
+SELECTION_RULE = (f"on the calibration trajectories (seed 1, in distribution; never the test sets): among the "
+                  f"candidates whose median corrected/classical error ratio is at most {USEFUL_MEDIAN:g} (all, if "
+                  f"none is), the fewest rollouts made worse than the classical solve, then the lowest median ratio")
 #: random re-splits of the pooled in-distribution calibration and test trajectories (coverage
 #: is a random variable of the split; its mean over splits is what the conformal guarantee is about)
 RESPLITS = 500
@@ -94,7 +111,7 @@ def cases(quick: bool) -> list[dict[str, Any]]:
     # 100 in-distribution rollouts (4 of them above 1.5x), at 100 on 2 (+3 s of training)
     return [
         {"name": "lorenz63", "system": Lorenz63(), "h": 0.02, "t_train": 4.0, "t_test": 2.0, "spin_up": 5.0,
-         "epochs": 100,
+         "training": _candidates(100),
          "ood": [("rho=35", Lorenz63(rho=35.0), None),
                  ("2x initial radius", Lorenz63(), lambda y0: _scaled(y0, l63_centre, 2.0))]},
         {"name": "elastic_pendulum", "system": pend, "h": 0.05, "t_train": 5.0, "t_test": 5.0, "spin_up": 0.0,
@@ -126,7 +143,7 @@ def vdp_case(quick: bool) -> dict[str, Any]:
     # pairs): the corrector worse than no corrector on 15 of 100 in-distribution rollouts at 30
     # epochs, 15 at 100, 8 at 300 x 32 (+20 s of training); the worse ones start near the origin
     return {"name": "vdp_neural_ode", "system": f64, "sampler": sampler, "h": 0.25, "t_train": 5.0, "t_test": 5.0,
-            "spin_up": 0.5, "epochs": 300, "batch_size": 32,
+            "spin_up": 0.5, "training": _candidates(300), "batch_size": 32,
             "ood": [("2x start (outside the box)", f64, lambda y0: 2.0 * y0)]}
 
 
@@ -341,16 +358,64 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
                for k, v in paired.items()}}
 
 
-def train_case(case: dict[str, Any], quick: bool):
-    """The case's training trajectories and its corrector trained on them (``bench guard_cost``
-    trains the same one)."""
+def _train(case: dict[str, Any], train, quick: bool, loss: str, epochs: int):
+    """The case's NeurVec trained on ``train`` with ``fit(loss=loss, epochs=epochs)``."""
     system, h, sampler = case["system"], case["h"], case.get("sampler")
-    train = _data(system, 8 if quick else 24, case["t_train"], h, case["spin_up"], seed=0, sampler=sampler)
     torch.manual_seed(0)
     model = NeurVec.for_system(system, method="rk4", step_size=h, dtype=torch.float64) if sampler is None else \
         NeurVec(train.state_shape, method="rk4", step_size=h, dtype=torch.float64)
-    attsolver.fit(model, train, system=system, epochs=3 if quick else case.get("epochs", 30), progress=False,
-                  check=False, patience=None, batch_size=case.get("batch_size", 256))
+    attsolver.fit(model, train, system=system, epochs=3 if quick else epochs, progress=False,
+                  check=False, patience=None, batch_size=case.get("batch_size", 256), loss=loss)
+    return model
+
+
+def calibration_set(case: dict[str, Any], quick: bool):
+    """The in-distribution calibration trajectories (seed 1): conformal bounds, the check's ratio
+    and the choice of the training (never the test sets, seed 2)."""
+    return _data(case["system"], 20 if quick else 100, case["t_test"], case["h"], case["spin_up"], seed=1,
+                 sampler=case.get("sampler"))
+
+
+def calibration_figures(model, case: dict[str, Any], cal) -> dict[str, Any]:
+    """The corrected solve against the classical one on the calibration trajectories: rollouts
+    made worse, made materially worse, and the median and largest error ratio."""
+    system, h = case["system"], case["h"]
+    with torch.no_grad():
+        ratio = (_rollout_error(attsolver.solve(system, cal.y[:, 0], cal.t, step_size=h, corrector=model), cal.y)
+                 / _rollout_error(attsolver.solve(system, cal.y[:, 0], cal.t, step_size=h), cal.y))
+    return {"worse": int((ratio > 1).sum()), "materially_worse": int((ratio > MATERIAL).sum()), "n": len(ratio),
+            "median_ratio": float(np.median(ratio)), "max_ratio": float(ratio.max())}
+
+
+def select_training(case: dict[str, Any], quick: bool, cal=None):
+    """``(model, train, selection)``: the case's corrector, trained with each of its candidate
+    trainings (``case["training"]``: ``(loss, epochs)`` pairs) and chosen on the calibration
+    trajectories by :data:`SELECTION_RULE`; ``selection`` is ``None`` for a single candidate."""
+    system, h, sampler = case["system"], case["h"], case.get("sampler")
+    train = _data(system, 8 if quick else 24, case["t_train"], h, case["spin_up"], seed=0, sampler=sampler)
+    candidates = case.get("training", (("mse", case.get("epochs", 30)),))
+    if len(candidates) == 1:
+        return _train(case, train, quick, *candidates[0]), train, None
+    cal = calibration_set(case, quick) if cal is None else cal
+    models, figs = [], []
+    for loss, epochs in candidates:
+        models.append(_train(case, train, quick, loss, epochs))
+        figs.append({"loss": loss, "epochs": 3 if quick else epochs, **calibration_figures(models[-1], case, cal)})
+    best = choose(figs)
+    return models[best], train, {"rule": SELECTION_RULE, "candidates": figs, "chosen": figs[best]}
+
+
+def choose(figs: list[dict[str, Any]]) -> int:
+    """The index of the candidate :data:`SELECTION_RULE` picks from their calibration figures."""
+    useful = [i for i, f in enumerate(figs) if f["median_ratio"] <= USEFUL_MEDIAN] or list(range(len(figs)))
+    return min(useful, key=lambda i: (figs[i]["worse"], figs[i]["median_ratio"]))
+
+
+def train_case(case: dict[str, Any], quick: bool):
+    """The case's training trajectories and its corrector trained on them, chosen on the
+    calibration trajectories where the case has several candidate trainings (``bench guard_cost``
+    trains the same one)."""
+    model, train, _ = select_training(case, quick)
     return model, train
 
 
@@ -358,9 +423,10 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
     system, h = case["system"], case["h"]
     n_cal, n_test = (20, 20) if quick else (100, 100)
     sampler = case.get("sampler")
-    model, train = train_case(case, quick)
-    run.log(f"{case['name']}: trained")
-    cal = _data(system, n_cal, case["t_test"], h, case["spin_up"], seed=1, sampler=sampler)
+    cal = calibration_set(case, quick)
+    model, train, selection = select_training(case, quick, cal)
+    run.log(f"{case['name']}: trained" + ("" if selection is None else f" ({selection['chosen']['loss']}, "
+                                                                        f"{selection['chosen']['epochs']} epochs)"))
     bounds = calibrate(model, cal, COVERAGE, f=system)
     check_ratios = {}
     for every in CHECKED.values():
@@ -377,7 +443,7 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
     cost = guard_cost(model, wide, system, tests[0][2], h, rounds=3 if quick else 25)
     run.log(f"{case['name']}: evaluated")
     return {"case": case["name"], "step_size": h, "t_train": case["t_train"], "t_test": case["t_test"],
-            "n_train": len(train), "n_calibration": n_cal, "rows": rows, "cost": cost,
+            "n_train": len(train), "n_calibration": n_cal, "rows": rows, "cost": cost, "training_selection": selection,
             "domain": {"distance_threshold": model.domain.distance_threshold,
                        "ratio_threshold": model.domain.ratio_threshold, "knn_threshold": model.domain.knn_threshold,
                        "coreset_size": None if model.domain.coreset is None else len(model.domain.coreset),
@@ -421,6 +487,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"({_f(r['detection'], '.0%')}) | {r['flagged']}/{r['n']} | {_f(r['flagged_steps_fraction'], '.2%')} | "
                 f"{_f(r['fallback_over_classical_median'], '.2f')}, {_f(r['fallback_over_classical_max'], '.2f')}, "
                 f"{r['fallback_rollouts_over_1_5x']} | {_f(r['coverage_mean'], '.1%')}, {_f(r['coverage_min'], '.1%')} |")
+    lines += _selection_lines(report)
     lines += _material_lines(report)
     lines += _miss_lines(report)
     for name, title in EXTRA:
@@ -463,6 +530,25 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _sweep_lines(report)
     lines += _coverage_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _selection_lines(report: dict[str, Any]) -> list[str]:
+    """The cases that chose their training (fit's loss and epochs) on the calibration trajectories:
+    every candidate's calibration figures and the choice."""
+    chosen = [c for c in report["cases"] if c.get("training_selection")]
+    if not chosen:
+        return []
+    out = ["", "Training chosen per case " + chosen[0]["training_selection"]["rule"] + " (`fit(loss=...)`, "
+           "docs/guide/training.md); the calibration figures of each candidate:", "",
+           "| case | loss | epochs | worse (calibration) | > 1.5x | median ratio | max ratio | chosen |",
+           "|---|---|---|---|---|---|---|---|"]
+    for c in chosen:
+        sel = c["training_selection"]
+        for k in sel["candidates"]:
+            pick = k["loss"] == sel["chosen"]["loss"] and k["epochs"] == sel["chosen"]["epochs"]
+            out.append(f"| {c['case']} | {k['loss']} | {k['epochs']} | {k['worse']}/{k['n']} | {k['materially_worse']} "
+                       f"| {k['median_ratio']:.3f} | {k['max_ratio']:.2f} | {'**yes**' if pick else ''} |")
+    return out
 
 
 def _material_lines(report: dict[str, Any]) -> list[str]:

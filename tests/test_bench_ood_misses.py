@@ -50,3 +50,15 @@ def test_start_check_flags_by_the_error_ratio_after_w_steps():
     assert row["start_check"]["1x1.5"] == {"flagged": 2, "missed": 0}
     assert row["start_check"]["1x2"] == {"flagged": 1, "missed": 1}
     assert row["start_check"]["4x3"] == {"flagged": 1, "missed": 1}
+
+
+def test_training_choice_fewest_worse_among_the_useful_then_the_median():
+    ood = load_script("benchmarks/ood.py")
+    fig = lambda worse, median: {"worse": worse, "median_ratio": median}  # noqa: E731
+    # the fewest worse wins among candidates that at least halve the typical error
+    assert ood.choose([fig(3, 0.15), fig(0, 0.48), fig(1, 0.02)]) == 1
+    # one that does not halve it is passed over, however few rollouts it makes worse
+    assert ood.choose([fig(3, 0.15), fig(0, 0.75)]) == 0
+    # ties go to the lower median; none useful: all compete
+    assert ood.choose([fig(1, 0.3), fig(1, 0.2)]) == 1
+    assert ood.choose([fig(2, 0.9), fig(1, 0.8)]) == 1

@@ -11,9 +11,10 @@ import torch
 
 import attsolver
 from attsolver._io import seal_payload, verify_payload
-from attsolver.correctors import NeurVec
+from attsolver.cli.main import main
+from attsolver.correctors import NeurVec, load_corrector
 from attsolver.correctors.base import read_checkpoint
-from attsolver.data import generate_trajectories
+from attsolver.data import generate_trajectories, save_h5
 from attsolver.training import fit
 from attsolver.training.loop import Objective
 from attsolver.training.loss import FLOOR_FRACTION, RelativeWeights, relative_loss
@@ -231,3 +232,12 @@ def test_bad_loss_names_the_argument_and_the_choices(data):
         _fit(_model(), data, loss="foo")
     with pytest.raises(TypeError, match="loss must be a string, one of 'mse', 'relative'"):
         _fit(_model(), data, loss=None)
+
+
+def test_cli_train_passes_the_loss(data, tmp_path, capsys):
+    save_h5(data, tmp_path / "d.h5")
+    code = main(["train", "linear", "--data", str(tmp_path / "d.h5"), "--method", "euler", "--step", "0.1",
+                 "--corrector", "neurvec", "--epochs", "1", "--no-progress", "--loss", "relative", "-o",
+                 str(tmp_path / "m.pt")])
+    assert code == 0
+    assert load_corrector(tmp_path / "m.pt").training_info["fit"]["loss"] == "relative"

@@ -82,7 +82,7 @@ def _cmd_train(args) -> int:
         warnings.simplefilter("ignore", FitCheckWarning)
         history = fit(
             model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-            rollout_steps=args.rollout_steps, val_fraction=args.val_fraction,
+            rollout_steps=args.rollout_steps, val_fraction=args.val_fraction, loss=args.loss,
             patience=None if args.patience <= 0 else args.patience, seed=args.seed,
             checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
             progress=not args.no_progress, system=user_f, check=not args.no_check,
@@ -208,6 +208,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--rollout-steps", type=nonneg_int, default=0, help="k-interval rollout loss (default 0: one-step)")
+    p.add_argument("--loss", choices=("mse", "relative"), default="mse",
+                   help="mse (default), or relative: each sample's error over the uncorrected step's (see fit)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, split and shuffling")
