@@ -241,3 +241,19 @@ def test_cli_train_passes_the_loss(data, tmp_path, capsys):
                  str(tmp_path / "m.pt")])
     assert code == 0
     assert load_corrector(tmp_path / "m.pt").training_info["fit"]["loss"] == "relative"
+
+
+def test_a_blown_up_classical_sample_weighs_nothing_and_leaves_the_floor_alone():
+    """A sample whose classical error is non-finite (a window whose classical rollout blew up):
+    its zero-correction error counts as infinite (any finite correction beats it), and the
+    floor is the median of the others."""
+    r = torch.tensor([[0.3, 0.1], [float("nan"), 0.1], [-0.2, 0.4], [float("inf"), 0.0]], dtype=torch.float64) * H
+    model, objective, samples = _objective_and_samples(r)
+    weights = RelativeWeights(objective, {"train": samples, "val": None})
+    z = weights.zero_errors("train", 1)
+    assert torch.isinf(z[1]) and torch.isinf(z[3])
+    scale = model.output_scale(H).detach()
+    finite = (r[[0, 2]] / scale).square().mean(dim=1)
+    assert weights.floor(1) == pytest.approx(FLOOR_FRACTION * float(finite.median()), rel=1e-14)
+    weighted = weights.weigh(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), "train", torch.arange(4), 1)
+    assert float(weighted[1]) == 0.0 and float(weighted[3]) == 0.0 and bool(torch.isfinite(weighted).all())

@@ -12,6 +12,9 @@ better than no corrector, above 1 worse.  Under ``"mse"`` a sample whose classic
 (a state near a fixed point, where the error is proportional to the distance from it) weighs
 nothing, and the corrector may leave an absolute error there many times the classical one.
 
+A window whose classical rollout blew up (non-finite) has ``z_i = inf``: any finite correction
+beats it, and it weighs nothing; the median is over the finite ones.
+
 **The floor.**  A sample with ``z_i = 0`` (a fixed point, an exactly integrated stretch) would
 divide by zero, and samples with ``z_i`` near zero would dominate the loss: a network's error has
 an absolute size it cannot go below, and a weight ``1 / z_i`` without bound spends the whole
@@ -29,6 +32,7 @@ error's weighting) on 1 again, 12.8x worse, the rollout nearest the fixed point.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -87,14 +91,18 @@ class RelativeWeights:
                 for s in range(0, n, _CHUNK):
                     kind, batch = batch_of(prep, torch.arange(s, min(n, s + _CHUNK)), k)
                     parts.append(self.objective.per_sample(kind, batch, None))
-            self._zero[key] = torch.cat(parts)
+            z = torch.cat(parts)
+            # a window whose classical rollout blew up: any finite correction beats it (weight 0)
+            self._zero[key] = torch.where(torch.isfinite(z), z, torch.full_like(z, math.inf))
         return self._zero[key]
 
     def floor(self, k: int) -> float:
-        """``FLOOR_FRACTION`` times the median zero-correction error of the training samples."""
+        """``FLOOR_FRACTION`` times the median zero-correction error of the training samples
+        (those whose classical rollout stayed finite)."""
         if k not in self._floor:
             z = self.zero_errors("train", k)
-            median = float(z.median())
+            z = z[torch.isfinite(z)]
+            median = float(z.median()) if len(z) else 0.0
             if not median > 0:
                 median = float(z.max())
             if not median > 0:
