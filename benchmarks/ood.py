@@ -358,10 +358,11 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
                for k, v in paired.items()}}
 
 
-def _train(case: dict[str, Any], train, quick: bool, loss: str, epochs: int):
-    """The case's NeurVec trained on ``train`` with ``fit(loss=loss, epochs=epochs)``."""
+def _train(case: dict[str, Any], train, quick: bool, loss: str, epochs: int, seed: int = 0):
+    """The case's NeurVec trained on ``train`` with ``fit(loss=loss, epochs=epochs)``; ``seed``
+    seeds its initial weights (the benchmark's is 0)."""
     system, h, sampler = case["system"], case["h"], case.get("sampler")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = NeurVec.for_system(system, method="rk4", step_size=h, dtype=torch.float64) if sampler is None else \
         NeurVec(train.state_shape, method="rk4", step_size=h, dtype=torch.float64)
     attsolver.fit(model, train, system=system, epochs=3 if quick else epochs, progress=False,
