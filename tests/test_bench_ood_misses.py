@@ -62,3 +62,17 @@ def test_training_choice_fewest_worse_among_the_useful_then_the_median():
     # ties go to the lower median; none useful: all compete
     assert ood.choose([fig(1, 0.3), fig(1, 0.2)]) == 1
     assert ood.choose([fig(2, 0.9), fig(1, 0.8)]) == 1
+
+
+def test_every_ood_case_chooses_among_the_same_candidates():
+    """One protocol: every case of ``bench ood`` chooses on the calibration trajectories among
+    fit's two losses at its epochs and three times as many (Lorenz-96 also keeps its previous
+    training, the dense NeurVec, as a candidate that shows why it loses)."""
+    ood = load_script("benchmarks/ood.py")
+    for case in ood.cases(quick=True):
+        pairs = [c[:2] for c in case["training"] if len(c) == 2]
+        base = min(e for _, e in pairs)
+        assert sorted(pairs) == sorted((loss, e) for loss in ("mse", "relative") for e in (base, 3 * base)), case["name"]
+    l96 = next(c for c in ood.cases(quick=True) if c["name"] == "lorenz96")
+    assert ood._form(l96) == ("LocalNeurVec", 32)
+    assert ood._form(l96, l96["training"][0][2]) == ("NeurVec", 256)
