@@ -76,3 +76,4 @@ def test_every_ood_case_chooses_among_the_same_candidates():
     l96 = next(c for c in ood.cases(quick=True) if c["name"] == "lorenz96")
     assert ood._form(l96) == ("LocalNeurVec", 32)
     assert ood._form(l96, l96["training"][0][2]) == ("NeurVec", 256)
+    assert sorted(c[:2] for c in l96["training"] if len(c) == 3) == sorted(ood._candidates(30))
