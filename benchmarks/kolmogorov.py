@@ -938,6 +938,7 @@ def re1000_settings(ap, args, argv):
     args.iterations, args.unroll = args.iterations or 150, args.unroll or 8
     args.li_epochs, args.li_train, args.li_t_train = args.li_epochs or 4, args.li_train or 8, 2.0
     args.li_val_n, args.li_val_t = args.li_val_n or 8, args.li_val_t or 4.0
+    args.li_ramp = min(args.li_ramp, args.li_epochs)
     args.fd_ladder = [64, 80, 96, 112, 128, 160, 192, 256]
     args.spectral_ladder = [64, 80, 96, 112, 128, 160, 192]
     args.batches, args.rounds, args.n_boot = [1, 16, 64], args.rounds or 3, 1000
@@ -947,6 +948,7 @@ def re1000_settings(ap, args, argv):
     if args.tiny:
         args.n_test, args.t_spin, args.t_eval, args.t_long, args.li_t_train = 2, 0.4, 0.6, 0.4, 0.3
         args.li_epochs, args.li_train, args.rounds, args.n_boot = 1, 3, 1, 50
+        args.li_val_n, args.li_val_t, args.li_patience = 2, 0.3, min(args.li_patience, 1)
         args.fd_ladder, args.spectral_ladder, args.batches, args.check_n = [64, 80], [64, 80], [1, 2], 256
     args.cuts = [
         f"test initial conditions: {args.n_test}, not Kochkov's 16 (the bootstrap intervals are over these "
@@ -961,8 +963,11 @@ def re1000_settings(ap, args, argv):
         "contenders: only the learned interpolation is trained at 64² (no CNN / NeurVec / AttSolver correctors, "
         "no noisy-data variant)" if args.kinds == ["li"] else f"correctors trained: {', '.join(args.kinds)}",
         f"learned-interpolation training: {args.li_train} trajectories × {args.li_t_train:g} time units "
-        f"(frames every {args.li_frame:g}), {args.li_epochs} epochs, rollout schedule up to 8 frames "
-        "(80 steps); Re = 500 used 16 × 3 and 12 epochs",
+        f"(frames every {args.li_frame:g}), " + (
+            f"at most {args.li_epochs} epochs, stopped early on the t95 of {args.li_val_n} validation initial "
+            f"conditions (seed {args.val_seed}, horizon {args.li_val_t:g}, patience {args.li_patience})"
+            if args.li_patience > 0 else f"{args.li_epochs} epochs, fixed") + ", rollout schedule up to "
+        f"{args.li_unroll} frames ({args.li_unroll * 10} steps); Re = 500 uses 32 × 3 with early stopping",
         "no exponax speed comparison (the Re = 500 page has it; it does not depend on the regime's accuracy)",
     ]
     return args
