@@ -6,9 +6,11 @@ the learned interpolation's build (CNN channels and layers, weights per stage or
 epochs, or the early stop on validation t95, training data), its t95, its equivalent FD grid in halvings over the base grid
 (bootstrap 5–95 %), its cost X in FD base steps, its speed-up against the FD ladder at equal t95
 for batches of 1, 16 and 64 (bootstrap 5–95 %), the r^h / X accounting at batch 16, its
-blow-ups by t = 20 and its equivalent spectral grid and speed-up against the spectral ladder at
-batch 16, with the command that made the run and the machine's load.  Every figure is read from
-the JSON files, none typed by hand.
+blow-ups by t = 20, its equivalent spectral grid and speed-up against the spectral ladder at
+batches of 1, 16 and 64 and its training seconds, with the command that made the run and the
+machine's load; under the table, the yardstick of the first run: the Galerkin truncation of the
+base grid (spectral at 1.5 n) placed on its FD ladder (:func:`galerkin_line`).  Every figure is
+read from the JSON files, none typed by hand.
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary.md \\
         benchmarks/results/kolmogorov_li/stage_h16l3_full/kolmogorov.json \\
@@ -22,6 +24,13 @@ improving.)
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary_re1000.md \\
         benchmarks/results/kolmogorov_re1000/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_li_step{,_e12,_e24,_e48,_e96}/kolmogorov.json
+
+The Re = 1000 levers with 16 training trajectories and early stopping on validation seed 13800
+(the first row: the earlier 8-trajectory, 96-epoch map, its epoch count read off the test set):
+
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_re1000_levers/summary.md \\
+        benchmarks/results/kolmogorov_re1000_li_step_e96/kolmogorov.json \\
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es}/kolmogorov.json
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
