@@ -66,7 +66,8 @@ def _build(r: dict[str, Any]) -> str:
     layers = s.get("li_layers", 3)
     cnn = "1 layer, linear 3×3" if layers == 1 else f"{s.get('li_hidden', 16)} ch × {layers} layers"
     v = tr.get("validation")
-    epochs = (f"early stop on validation t95: best epoch {v['best_epoch']} of {tr['epochs_run']} run (cap "
+    epochs = (f"early stop on validation t95 (best {v['best_score']:.2f}): best epoch {v['best_epoch']} of "
+              f"{tr['epochs_run']} run (cap "
               f"{tr['epochs']}, patience {v['patience']})" if v else f"{tr['epochs']} epochs")
     stencil = s.get("li_stencil", "4x1")
     if (stencil, s.get("li_base", "centred2")) != ("4x1", "centred2"):  # recorded since --li-stencil
