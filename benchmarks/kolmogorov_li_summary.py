@@ -30,7 +30,7 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_re1000_levers/summary.md \\
         benchmarks/results/kolmogorov_re1000_li_step_e96/kolmogorov.json \\
-        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es}/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es,h8l2_s4x3_u16_t16_es}/kolmogorov.json
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
