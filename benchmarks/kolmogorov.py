@@ -298,8 +298,8 @@ def validation_t95(host: InterpolationHost, w_val: torch.Tensor, t: torch.Tensor
 
 def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
                                 weights_per: str = "stage", unroll: int = 8, ramp: int | None = None,
-                                validation: dict[str, Any] | None = None, stencil: dict[str, Any] | None = None
-                                ) -> tuple[InterpolationHost, dict[str, Any]]:
+                                validation: dict[str, Any] | None = None, stencil: dict[str, Any] | None = None,
+                                checkpoint_steps: int | None = None) -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
     as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
     (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
@@ -312,7 +312,9 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
     every ``k`` epochs the t95 of the learned solver on them (:func:`validation_t95`) is measured,
     the best weights are kept, and training stops after ``p`` evaluations without improvement
     counted from the first epoch of the final window (:class:`attsolver.training.ScoreStopping`
-    with that warm-up: a change of window moves the score for reasons other than over-fitting)."""
+    with that warm-up: a change of window moves the score for reasons other than over-fitting).
+    ``checkpoint_steps``: fit's gradient checkpointing over the unroll (the same gradients in
+    memory that does not grow with the window; long windows at 64^2)."""
     torch.manual_seed(0)
     host = build_learned_interpolation(hidden, layers, weights_per, **(stencil or {}))
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
@@ -328,14 +330,15 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
                              warmup=sched[-1][0])
     history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
                   patience=None, progress=False, grad_clip=1.0, check=False, seed=0, on_epoch_end=stop,
-                  restore_best=stop is None)
+                  restore_best=stop is None, checkpoint_steps=checkpoint_steps)
     log(f"    fit {history.epochs_run} epochs in {history.wall_time_s:.0f}s, val loss {history.val_loss[0]:.3g} -> "
         f"{history.val_loss[-1]:.3g}")
     info = {"seconds": history.wall_time_s, "loss_first": float(history.train_loss[0]),
             "loss_last": float(history.train_loss[-1]), "val_loss": [float(x) for x in history.val_loss],
             "epochs": epochs, "epochs_run": history.epochs_run, "schedule": sched, "trajectories": len(data),
             "t_train": float(data.t[-1]), "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden,
-            "layers": layers, "weights_per": weights_per, "unroll": unroll, "ramp": ramp}
+            "layers": layers, "weights_per": weights_per, "unroll": unroll, "ramp": ramp,
+            "checkpoint_steps": checkpoint_steps}
     if stop is not None:
         stop.restore()
         info["validation"] = {**stop.record(), **{k: v for k, v in validation.items() if k not in ("w", "t")},
@@ -852,6 +855,10 @@ def parse_args(argv):
                          "and training seeds)")
     ap.add_argument("--li-unroll", type=int, default=8, choices=(2, 4, 8, 16, 32),
                     help="learned-interpolation longest training window in frame intervals (default 8)")
+    ap.add_argument("--li-checkpoint-steps", type=int, default=None,
+                    help="back-propagate through each training window in recomputed segments of this many solver "
+                         "steps (fit's checkpoint_steps: the same gradients in memory that does not grow with the "
+                         "window; for --li-unroll 16 at Re = 1000); default: keep every step's graph")
     ap.add_argument("--li-stencil", default="4x1", metavar="WxT",
                     help="learned-interpolation stencil: W cells across a face (even), T along it (odd); default 4x1")
     ap.add_argument("--li-base", default="centred2", choices=("centred2", "centred4"),
@@ -912,6 +919,8 @@ def _li_settings(ap, args) -> None:
     args.li_train = args.li_train or (None if args.regime == "re500" else train)  # re500: also --quick's
     args.li_epochs = args.li_epochs or (None if args.regime == "re500" else epochs)
     args.li_patience = patience if args.li_patience is None else args.li_patience
+    if args.li_checkpoint_steps is not None and args.li_checkpoint_steps < 1:
+        ap.error(f"--li-checkpoint-steps must be >= 1 (or left out: no checkpointing), got {args.li_checkpoint_steps}")
     if args.li_patience < 0 or args.li_val_every < 1 or args.li_ramp < 1:
         ap.error(f"--li-patience must be >= 0 (0: no early stopping), --li-val-every and --li-ramp >= 1, got "
                  f"{args.li_patience}, {args.li_val_every} and {args.li_ramp}")
@@ -938,6 +947,7 @@ def re1000_settings(ap, args, argv):
     args.iterations, args.unroll = args.iterations or 150, args.unroll or 8
     args.li_epochs, args.li_train, args.li_t_train = args.li_epochs or 4, args.li_train or 8, 2.0
     args.li_val_n, args.li_val_t = args.li_val_n or 8, args.li_val_t or 4.0
+    args.li_ramp = min(args.li_ramp, args.li_epochs)
     args.fd_ladder = [64, 80, 96, 112, 128, 160, 192, 256]
     args.spectral_ladder = [64, 80, 96, 112, 128, 160, 192]
     args.batches, args.rounds, args.n_boot = [1, 16, 64], args.rounds or 3, 1000
@@ -947,6 +957,7 @@ def re1000_settings(ap, args, argv):
     if args.tiny:
         args.n_test, args.t_spin, args.t_eval, args.t_long, args.li_t_train = 2, 0.4, 0.6, 0.4, 0.3
         args.li_epochs, args.li_train, args.rounds, args.n_boot = 1, 3, 1, 50
+        args.li_val_n, args.li_val_t, args.li_patience = 2, 0.3, min(args.li_patience, 1)
         args.fd_ladder, args.spectral_ladder, args.batches, args.check_n = [64, 80], [64, 80], [1, 2], 256
     args.cuts = [
         f"test initial conditions: {args.n_test}, not Kochkov's 16 (the bootstrap intervals are over these "
@@ -961,8 +972,11 @@ def re1000_settings(ap, args, argv):
         "contenders: only the learned interpolation is trained at 64² (no CNN / NeurVec / AttSolver correctors, "
         "no noisy-data variant)" if args.kinds == ["li"] else f"correctors trained: {', '.join(args.kinds)}",
         f"learned-interpolation training: {args.li_train} trajectories × {args.li_t_train:g} time units "
-        f"(frames every {args.li_frame:g}), {args.li_epochs} epochs, rollout schedule up to 8 frames "
-        "(80 steps); Re = 500 used 16 × 3 and 12 epochs",
+        f"(frames every {args.li_frame:g}), " + (
+            f"at most {args.li_epochs} epochs, stopped early on the t95 of {args.li_val_n} validation initial "
+            f"conditions (seed {args.val_seed}, horizon {args.li_val_t:g}, patience {args.li_patience})"
+            if args.li_patience > 0 else f"{args.li_epochs} epochs, fixed") + ", rollout schedule up to "
+        f"{args.li_unroll} frames ({args.li_unroll * 10} steps); Re = 500 uses 32 × 3 with early stopping",
         "no exponax speed comparison (the Re = 500 page has it; it does not depend on the regime's accuracy)",
     ]
     return args
@@ -1030,7 +1044,7 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
                                                              layers=args.li_layers, weights_per=args.li_weights_per,
                                                              unroll=args.li_unroll, log=log, validation=li_val,
                                                              ramp=args.li_ramp if li_val is not None else None,
-                                                             stencil=stencil)
+                                                             stencil=stencil, checkpoint_steps=args.li_checkpoint_steps)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host

@@ -6,9 +6,11 @@ the learned interpolation's build (CNN channels and layers, weights per stage or
 epochs, or the early stop on validation t95, training data), its t95, its equivalent FD grid in halvings over the base grid
 (bootstrap 5–95 %), its cost X in FD base steps, its speed-up against the FD ladder at equal t95
 for batches of 1, 16 and 64 (bootstrap 5–95 %), the r^h / X accounting at batch 16, its
-blow-ups by t = 20 and its equivalent spectral grid and speed-up against the spectral ladder at
-batch 16, with the command that made the run and the machine's load.  Every figure is read from
-the JSON files, none typed by hand.
+blow-ups by t = 20, its equivalent spectral grid and speed-up against the spectral ladder at
+batches of 1, 16 and 64 and its training seconds, with the command that made the run and the
+machine's load; under the table, the yardstick of the first run: the Galerkin truncation of the
+base grid (spectral at 1.5 n) placed on its FD ladder (:func:`galerkin_line`).  Every figure is
+read from the JSON files, none typed by hand.
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li/summary.md \\
         benchmarks/results/kolmogorov_li/stage_h16l3_full/kolmogorov.json \\
@@ -23,6 +25,13 @@ improving.)
         benchmarks/results/kolmogorov_re1000/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_li_step{,_e12,_e24,_e48,_e96}/kolmogorov.json
 
+The Re = 1000 levers with 16 training trajectories and early stopping on validation seed 13800
+(the first row: the earlier 8-trajectory, 96-epoch map, its epoch count read off the test set):
+
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_re1000_levers/summary.md \\
+        benchmarks/results/kolmogorov_re1000_li_step_e96/kolmogorov.json \\
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es,h8l2_s4x3_u16_t16_es}/kolmogorov.json
+
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_fresh_levers/summary.md \\
@@ -35,9 +44,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from math import log2
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: attsolver
+from attsolver.evaluate.ladder import Rung, place_on_ladder  # noqa: E402
 
 LI = "fd-32+learned-interp"  # the Re = 500 contender; :func:`li_name` gives any run's
 
@@ -53,7 +66,8 @@ def _build(r: dict[str, Any]) -> str:
     layers = s.get("li_layers", 3)
     cnn = "1 layer, linear 3×3" if layers == 1 else f"{s.get('li_hidden', 16)} ch × {layers} layers"
     v = tr.get("validation")
-    epochs = (f"early stop on validation t95: best epoch {v['best_epoch']} of {tr['epochs_run']} run (cap "
+    epochs = (f"early stop on validation t95 (best {v['best_score']:.2f}): best epoch {v['best_epoch']} of "
+              f"{tr['epochs_run']} run (cap "
               f"{tr['epochs']}, patience {v['patience']})" if v else f"{tr['epochs']} epochs")
     stencil = s.get("li_stencil", "4x1")
     if (stencil, s.get("li_base", "centred2")) != ("4x1", "centred2"):  # recorded since --li-stencil
@@ -90,11 +104,41 @@ def row(path: Path) -> tuple[str, str]:
              _speedup(ea["1"][li]["fd"]), _speedup(e16), _speedup(ea["64"][li]["fd"]),
              f"{rate:.2f}^{h:.2f} / {x16:.2f} = {rh:.2f} / {x16:.2f} = {e16['speedup']:.2f}",
              f"{b['blown_up']}/{b['n']} by t = {b['t_long']:g}",
-             f"{_mark(s16)}{s16['n']:.0f}², {_mark(s16)}{s16['halvings']:.2f} h; {_speedup(s16)}"]
+             f"{_mark(s16)}{s16['n']:.0f}², {_mark(s16)}{s16['halvings']:.2f} h; "
+             + " / ".join(_speedup(ea[k][li]["spectral"]) for k in ("1", "16", "64")),
+             f"{r['training'][li]['seconds']:.0f}"]
     m = r["machine"]
     prov = (f"- `{r['command']}` ({r['date']}; load {m['load_start'][0]:.1f} at the start, "
             f"{m['load_end'][0]:.1f} at the end; `{path}`)")
     return "| " + " | ".join(cells) + " |", prov
+
+
+_DEFAULTS = {32: "Commands are quoted as they ran; the suite's default learned interpolation changed with them "
+                 "(before the early-stopping round: `--li-weights-per stage --li-hidden 16 --li-layers 3 --li-train 16 "
+                 "--li-epochs 12 --li-patience 0`; since: the linear 3×3 map, weights per step, 32 trajectories, early "
+                 "stopping on validation t95). ",
+             64: "Commands are quoted as they ran; at Re = 1000 the suite's default build is still `--li-weights-per "
+                 "stage --li-hidden 16 --li-layers 3 --li-train 8 --li-epochs 4 --li-patience 0`. "}
+
+
+def galerkin_line(path: Path) -> str:
+    """The yardstick of one run: the 2/3-rule spectral solver at 1.5 n keeps every mode of the
+    n² grid below its Nyquist mode, alias-free (the Galerkin truncation of the coarse grid);
+    its t95 placed on the run's FD ladder (:func:`attsolver.evaluate.ladder.place_on_ladder`;
+    the grid depends on the t95 values only, not on the costs).  Empty when the run has no such rung."""
+    r = json.loads(path.read_text())
+    n = r["setup"]["coarse_n"]
+    name = f"spectral-{3 * n // 2}"
+    if name not in r["scores"]:
+        return ""
+    cost = r["timing"]["per_time_per_trajectory"]["16"]
+    ladder = [Rung(int(k.split("-")[1]), r["scores"][k]["t95"]["full"], bool(r["scores"][k]["censored"]["full"]),
+                   cost[k]) for k in r["ladders"]["fd"]]
+    t95, cens = r["scores"][name]["t95"]["full"], bool(r["scores"][name]["censored"]["full"])
+    p = place_on_ladder(ladder, t95, cens)
+    return (f"Yardstick: the Galerkin truncation of the {n}² grid ({name}, the 2/3 rule at 1.5 n: every mode of "
+            f"{n}² below its Nyquist mode, alias-free) has t95 {t95:.2f}, {_mark(p)}{p['n']:.0f}² on the FD ladder, "
+            f"{_mark(p)}{log2(p['n'] / n):.2f} halvings (from `{path}`).")
 
 
 def _header(runs: list[dict[str, Any]]) -> list[str]:
@@ -115,15 +159,15 @@ def _header(runs: list[dict[str, Any]]) -> list[str]:
             f"learned step's cost in FD {g} steps (batches 1 / 16 / 64). Speed-up: against the FD ladder at equal t95, "
             f"per unit simulated time per trajectory. r^h / X at batch 16: r the FD ladder's cost ratio per halving "
             f"from {g} to the equivalent grid, h the halvings. Spectral: the equivalent grid on the spectral ladder "
-            f"(≤: below its coarsest rung, ≥: beyond its finest measured one), its halvings and the speed-up against it at batch 16. "
-            "Commands are quoted as they ran; the suite's default learned interpolation changed with them (before the "
-            "early-stopping round: `--li-weights-per stage --li-hidden 16 --li-layers 3 --li-train 16 --li-epochs 12 "
-            "--li-patience 0`; since: the linear 3×3 map, weights per step, 32 trajectories, early stopping on "
-            "validation t95), so the build column, not the command's defaults, says what ran. Written by "
+            f"(≤: below its coarsest rung, ≥: beyond its finest measured one), its halvings (at batch 16) and the "
+            f"speed-up against it at batches 1, 16 and 64. Training s: the fit's wall seconds (one thread, the "
+            f"machine's load in the run's line below). " + _DEFAULTS.get(n, "")
+            + "The build column, not the command's defaults, says what ran. Written by "
             f"`benchmarks/kolmogorov_li_summary.py` from the JSON files below.", "",
             "| build | t95 | equivalent FD grid; halvings | X (1 / 16 / 64) | speed-up batch 1 | speed-up batch 16 "
-            "| speed-up batch 64 | r^h / X (batch 16) | blow-ups | vs spectral ladder (batch 16) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| speed-up batch 64 | r^h / X (batch 16) | blow-ups | vs spectral ladder: grid, halvings; speed-up batch "
+            "1 / 16 / 64 | training s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def main(argv=None) -> int:
@@ -133,7 +177,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = [row(p) for p in args.runs]
     lines = _header([json.loads(p.read_text()) for p in args.runs])
-    lines += [r for r, _ in rows] + ["", "Runs:", ""] + [p for _, p in rows]
+    lines += [r for r, _ in rows]
+    yard = galerkin_line(args.runs[0])
+    lines += (["", yard] if yard else []) + ["", "Runs:", ""] + [p for _, p in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out.read_text())

@@ -214,13 +214,33 @@ def test_learned_interpolation_summary_takes_the_re1000_runs(tmp_path):
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2].startswith(f"{e['n']:.0f}² ") and f"; {math.log2(e['n'] / 64):.2f} [" in cells[2]
     assert math.isclose(math.log2(e["n"] / 64), e["halvings"], abs_tol=1e-9)
-    s = r["equal_accuracy"]["full"]["16"]["fd-64+learned-interp"]["spectral"]
-    assert cells[9].endswith(f"{s['speedup']:.2f}× [{s['p05']:.2f}, {s['p95']:.2f}]")
+    ea = r["equal_accuracy"]["full"]
+    spectral = [ea[b]["fd-64+learned-interp"]["spectral"] for b in ("1", "16", "64")]
+    assert cells[9].split("; ", 1)[1].split(" / ") == [
+        f"{s['speedup']:.2f}× [{s['p05']:.2f}, {s['p95']:.2f}]" for s in spectral]  # batches 1, 16, 64
+    assert cells[10] == f"{r['training']['fd-64+learned-interp']['seconds']:.0f}"
     out = tmp_path / "s.md"
     summary.main(["--out", str(out), str(path)])
     assert out.read_text().startswith("# Learned interpolation at Re = 1000")
     with pytest.raises(SystemExit, match="one regime"):
         summary.main(["--out", str(out), str(path), str(root / "kolmogorov.json")])
+
+
+def test_summary_yardstick_is_the_galerkin_truncation_on_the_fd_ladder():
+    """The yardstick line places spectral-(1.5 n) on the run's FD ladder by linear interpolation
+    in t95 between the two measured FD rungs that bracket it: n = n_a + (t - t_a) / (t_b - t_a) (n_b - n_a)."""
+    summary = load_script("benchmarks/kolmogorov_li_summary.py")
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_li_fresh/kolmogorov.json"
+    r = json.loads(path.read_text())
+    t95 = {k: v["t95"]["full"] for k, v in r["scores"].items()}
+    g = t95["spectral-48"]
+    rungs = [(int(k.split("-")[1]), t95[k]) for k in r["ladders"]["fd"] if not r["scores"][k]["censored"]["full"]]
+    (na, ta), (nb, tb) = next((a, b) for a, b in zip(rungs, rungs[1:]) if a[1] <= g <= b[1])
+    n = na + (g - ta) / (tb - ta) * (nb - na)
+    line = summary.galerkin_line(path)
+    assert f"has t95 {g:.2f}, {n:.0f}² on the FD ladder, {math.log2(n / 32):.2f} halvings" in line
+    assert summary.galerkin_line(Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_li_fresh_es"
+                                 / "kolmogorov.json").startswith("Yardstick: the Galerkin truncation of the 32² grid")
 
 
 def test_learned_interpolation_defaults_early_stopping_and_the_earlier_builds():

@@ -101,7 +101,8 @@ def test_tiny_re1000_run_end_to_end(tmp_path):
     reference check, timing) and its page lists the cuts; the Re = 500 constants are back after."""
     k = _suite()
     out = tmp_path / "out"
-    assert k.main(["--regime", "re1000", "--tiny", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    assert k.main(["--regime", "re1000", "--tiny", "--li-patience", "1", "--li-checkpoint-steps", "3",
+                   "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
     r = json.loads((out / "kolmogorov.json").read_text())
     md = (out / "kolmogorov.md").read_text()
     assert r["setup"]["regime"] == "re1000" and r["setup"]["coarse_n"] == 64 and r["setup"]["ref_n"] == 256
@@ -110,4 +111,11 @@ def test_tiny_re1000_run_end_to_end(tmp_path):
     e = r["equal_accuracy"]["full"]["1"]["fd-64+learned-interp"]["fd"]
     assert e["n"] >= 64 and e["speedup"] > 0
     assert r["scores"]["fd-80"]["nrmse"]["0.5"] < r["scores"]["fd-64"]["nrmse"]["0.5"]  # finer is closer
+    # early stopping at Re = 1000: validation initial conditions of their own seed, generated into the cache
+    v = r["training"]["fd-64+learned-interp"]["validation"]
+    assert v["seed"] == k.VAL_SEED and v["n"] == 2 and list((tmp_path / "cache").glob("val_li_re1000_t_2_t0.3_*.h5"))
+    assert "stopped early on the t95 of 2 validation initial conditions" in md
+    assert r["training"]["fd-64+learned-interp"]["checkpoint_steps"] == 3  # fit's recomputed segments
+    with pytest.raises(SystemExit):
+        k.parse_args(["--regime", "re1000", "--li-checkpoint-steps", "0"])
     assert k.COARSE_N == 32 and k.PHYSICS["nu"] == 1 / 500
