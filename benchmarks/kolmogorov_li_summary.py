@@ -30,7 +30,11 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_re1000_levers/summary.md \\
         benchmarks/results/kolmogorov_re1000_li_step_e96/kolmogorov.json \\
-        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es,h8l2_s4x3_u16_t16_es}/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es,h8l2_s4x3_u16_t16_es}/kolmogorov.json \\
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es}_n16/kolmogorov.json
+
+(the last two: the same cached models re-scored on 16 test initial conditions, ``--n-test 16``; runs
+that differ only in their test-set size share a table, each row naming its size.)
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
@@ -86,8 +90,9 @@ def _speedup(e: dict[str, Any]) -> str:
     return f"{_mark(e)}{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
 
 
-def row(path: Path) -> tuple[str, str]:
-    """The table row of one run, and its provenance line."""
+def row(path: Path, n_test: bool = False) -> tuple[str, str]:
+    """The table row of one run, and its provenance line; ``n_test``: the build cell ends with the
+    number of test initial conditions the run was scored on (for a table of several)."""
     r = json.loads(path.read_text())
     li, base = li_name(r), r["setup"]["coarse_n"]
     ea = r["equal_accuracy"]["full"]
@@ -98,7 +103,8 @@ def row(path: Path) -> tuple[str, str]:
     rate = rh ** (1 / h) if h > 1e-9 else float("nan")
     lo, hi = (max(n, 1e-9) for n in e16["n_5_95"])
     b = r["blowups"][li]
-    cells = [_build(r), f"{r['scores'][li]['t95']['full']:.2f}",
+    cells = [_build(r) + (f"; scored on {r['setup']['n_test']} test ICs" if n_test else ""),
+             f"{r['scores'][li]['t95']['full']:.2f}",
              f"{e16['n']:.0f}² [{lo:.0f}, {hi:.0f}]; {h:.2f} [{log2(lo / base):.2f}, {log2(hi / base):.2f}]",
              " / ".join(f"{r['cost_multiples'][k][li]:.1f}" for k in ("1", "16", "64")),
              _speedup(ea["1"][li]["fd"]), _speedup(e16), _speedup(ea["64"][li]["fd"]),
@@ -144,12 +150,16 @@ def galerkin_line(path: Path) -> str:
 def _header(runs: list[dict[str, Any]]) -> list[str]:
     """The title, the protocol paragraph and the table head, from the runs' own setup; runs of
     different regimes (base grid, viscosity, test set, horizon) are refused."""
-    keys = {(r["setup"]["coarse_n"], r["setup"]["physics"]["nu"], r["setup"]["n_test"], r["setup"]["t_eval"],
+    keys = {(r["setup"]["coarse_n"], r["setup"]["physics"]["nu"], r["setup"]["t_eval"],
              r["ladders"]["fd"][0], r["ladders"]["fd"][-1], r["setup"].get("test_seed", 13_000)) for r in runs}
     if len(keys) != 1:
-        raise SystemExit(f"runs: pass the runs of one regime and test set per summary (got base grid, nu, test "
-                         f"set, horizon, FD ladder, test seed {sorted(keys)}); write one summary per regime")
-    n, nu, n_test, t_eval, lo, hi, seed = keys.pop()
+        raise SystemExit(f"runs: pass the runs of one regime and test set per summary (got base grid, nu, "
+                         f"horizon, FD ladder, test seed {sorted(keys)}); write one summary per regime")
+    n, nu, t_eval, lo, hi, seed = keys.pop()
+    counts = sorted({r["setup"]["n_test"] for r in runs})
+    n_test = (f"{counts[0]}" if len(counts) == 1 else
+              f"{' or '.join(map(str, counts))} (the row's build says which; one seed draws them in order, so a "
+              f"larger set holds the smaller one)")
     g = f"{n}²"
     return [f"# Learned interpolation at Re = {1 / nu:.0f}: the levers, measured", "",
             f"Each row is one run of the Kolmogorov suite (fixed protocol: {n_test} held-out initial conditions"
@@ -175,8 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="+", type=Path, help="kolmogorov.json files of runs with the learned interpolation")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    rows = [row(p) for p in args.runs]
-    lines = _header([json.loads(p.read_text()) for p in args.runs])
+    runs = [json.loads(p.read_text()) for p in args.runs]
+    mixed = len({r["setup"]["n_test"] for r in runs}) > 1  # then each row names its test-set size
+    rows = [row(p, n_test=mixed) for p in args.runs]
+    lines = _header(runs)
     lines += [r for r, _ in rows]
     yard = galerkin_line(args.runs[0])
     lines += (["", yard] if yard else []) + ["", "Runs:", ""] + [p for _, p in rows]

@@ -226,6 +226,30 @@ def test_learned_interpolation_summary_takes_the_re1000_runs(tmp_path):
         summary.main(["--out", str(out), str(path), str(root / "kolmogorov.json")])
 
 
+def test_summary_table_may_mix_test_set_sizes_of_one_seed(tmp_path):
+    """Runs that differ only in their number of test initial conditions (one seed draws them in
+    order, so 16 hold the 8) share a table, each row naming its size; a table of one size names
+    none, and another test seed is still refused."""
+    summary = load_script("benchmarks/kolmogorov_li_summary.py")
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_re1000_levers/l1_t16_es/kolmogorov.json"
+    r = json.loads(path.read_text())
+    assert r["setup"]["n_test"] == 8
+    r["setup"]["n_test"] = 16
+    (tmp_path / "n16.json").write_text(json.dumps(r))
+    out = tmp_path / "s.md"
+    summary.main(["--out", str(out), str(path), str(tmp_path / "n16.json")])
+    text = out.read_text()
+    assert "fixed protocol: 8 or 16 (" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 1 layer")]
+    assert [row.split(" | ")[0].rsplit("; ", 1)[1] for row in rows] == ["scored on 8 test ICs", "scored on 16 test ICs"]
+    summary.main(["--out", str(out), str(path)])
+    assert "fixed protocol: 8 held-out" in out.read_text() and "scored on" not in out.read_text()
+    r["setup"]["test_seed"] = 91_000
+    (tmp_path / "seed.json").write_text(json.dumps(r))
+    with pytest.raises(SystemExit, match="one regime"):
+        summary.main(["--out", str(out), str(path), str(tmp_path / "seed.json")])
+
+
 def test_summary_yardstick_is_the_galerkin_truncation_on_the_fd_ladder():
     """The yardstick line places spectral-(1.5 n) on the run's FD ladder by linear interpolation
     in t95 between the two measured FD rungs that bracket it: n = n_a + (t - t_a) / (t_b - t_a) (n_b - n_a)."""
