@@ -400,6 +400,26 @@ def paired_p(a: list[float], b: list[float]) -> float:
     return _p_value(stats.ttest_rel, a, b)
 
 
+def case_suite(suite: str, doc: str | None, argv: list[str] | None, *, quick: str,
+               cases: Callable[[bool], Iterable[Any]], run_case: Callable[[Any, bool, Run], dict[str, Any]],
+               markdown: Callable[[dict[str, Any]], str], figures: Figures | None = None, **fields: Any) -> int:
+    """The ``main`` of a suite whose report is one record per case: ``--render`` rewrites
+    ``OUT/<suite>.md`` (and the figures) from ``OUT/<suite>.json``; otherwise every case of
+    ``cases(quick)`` is run in order by ``run_case(case, quick, run)`` into the report's
+    ``"cases"`` list, next to the suite's own ``fields``, and the report is written."""
+    args = parser(suite, doc, quick=quick, render=True).parse_args(argv)
+    if args.render:
+        write_report(args.out, suite, read_report(Path(args.out) / f"{suite}.json"), markdown, figures)
+        return 0
+    run = Run(suite, argv, quick=args.quick)
+    report = run.report(cases=[], **fields)
+    for case in cases(args.quick):
+        report["cases"].append(run_case(case, args.quick, run))
+    run.stamp(report, complete=True)
+    write_report(args.out, suite, report, markdown, figures, echo=True)
+    return 0
+
+
 def parser(suite: str, doc: str | None, *, out: str | None = "benchmarks/results", quick: str | None = None,
            render: bool = False, prog: str | None = None) -> argparse.ArgumentParser:
     """The suite's argument parser, with ``--out`` (default ``out``), ``--quick`` (when ``quick``

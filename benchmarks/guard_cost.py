@@ -37,7 +37,7 @@ import torch  # noqa: E402
 import attsolver  # noqa: E402
 from attsolver.integrate import guard as guard_module  # noqa: E402
 from attsolver.integrate.guard import KNN_EVERY, SCORE_EVERY, OutOfDomainWarning  # noqa: E402
-from benchmarks._suite import Run, header, parser, read_report, timings, write_report  # noqa: E402
+from benchmarks._suite import Run, case_suite, header, timings  # noqa: E402
 from benchmarks.ood import _data, _ellipsoid_only, cases, train_case  # noqa: E402
 
 SUITE = "guard_cost"
@@ -167,19 +167,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(SUITE, __doc__, quick="a smoke run: 3 epochs, 20 rollouts, 3 rounds", render=True)
-    args = ap.parse_args(argv)
-    if args.render:
-        write_report(args.out, SUITE, read_report(Path(args.out) / f"{SUITE}.json"), markdown)
-        return 0
-    run = Run(SUITE, argv, quick=args.quick)
-    report = run.report(cases=[], score_every=SCORE_EVERY, knn_every=KNN_EVERY)
-    for case in cases(args.quick):
-        if case["name"] in CASES:
-            report["cases"].append(run_case(case, args.quick, run))
-    run.stamp(report, complete=True)
-    write_report(args.out, SUITE, report, markdown, echo=True)
-    return 0
+    return case_suite(SUITE, __doc__, argv, quick="a smoke run: 3 epochs, 20 rollouts, 3 rounds",
+                      cases=lambda quick: [c for c in cases(quick) if c["name"] in CASES], run_case=run_case,
+                      markdown=markdown, score_every=SCORE_EVERY, knn_every=KNN_EVERY)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from attsolver.integrate.guard import (POSTERIORI_RATIO, POSTERIORI_WINDOW, SCOR
 from attsolver.integrate.guard_scores import domain_scores  # noqa: E402
 from attsolver.training import calibrate_check, record_domain  # noqa: E402
 from attsolver.systems import ElasticPendulum, Lorenz63, Lorenz96, SpringChain  # noqa: E402
-from benchmarks._suite import Run, figure, header, parser, read_report, timings, write_report  # noqa: E402
+from benchmarks._suite import Run, case_suite, figure, header, timings  # noqa: E402
 from benchmarks.neural_ode import _float64_copy, train_vector_field, van_der_pol  # noqa: E402
 
 SUITE = "ood"
@@ -731,22 +731,13 @@ def figures(report: dict[str, Any]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(SUITE, __doc__, quick="a smoke run: few trajectories, 3 epochs", render=True)
-    args = ap.parse_args(argv)
-    if args.render:
-        write_report(args.out, SUITE, read_report(Path(args.out) / f"{SUITE}.json"), markdown, figures)
-        return 0
-    run = Run(SUITE, argv, quick=args.quick)
-    report = run.report(cases=[], coverage=COVERAGE, guard_defaults={
-        "score_every": SCORE_EVERY, "posteriori_window": POSTERIORI_WINDOW, "posteriori_ratio": POSTERIORI_RATIO,
-        "sticky_fallback": STICKY_FALLBACK, "coreset_size": guard_knn.CORESET_SIZE, "knn_ema": guard_knn.KNN_EMA,
-        "knn_every_scores": guard_knn.KNN_EVERY, "check_rate": CHECK_RATE,
-        "knn_quantile": guard_knn.KNN_QUANTILE, "knn_max_features": guard_knn.KNN_MAX_FEATURES})
-    for case in cases(args.quick):
-        report["cases"].append(run_case(case, args.quick, run))
-    run.stamp(report, complete=True)
-    write_report(args.out, SUITE, report, markdown, figures, echo=True)
-    return 0
+    return case_suite(SUITE, __doc__, argv, quick="a smoke run: few trajectories, 3 epochs", cases=cases,
+                      run_case=run_case, markdown=markdown, figures=figures, coverage=COVERAGE, guard_defaults={
+                          "score_every": SCORE_EVERY, "posteriori_window": POSTERIORI_WINDOW,
+                          "posteriori_ratio": POSTERIORI_RATIO, "sticky_fallback": STICKY_FALLBACK,
+                          "coreset_size": guard_knn.CORESET_SIZE, "knn_ema": guard_knn.KNN_EMA,
+                          "knn_every_scores": guard_knn.KNN_EVERY, "check_rate": CHECK_RATE,
+                          "knn_quantile": guard_knn.KNN_QUANTILE, "knn_max_features": guard_knn.KNN_MAX_FEATURES})
 
 
 if __name__ == "__main__":

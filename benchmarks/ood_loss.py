@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import attsolver  # noqa: E402
 import attsolver.training.loss as loss_module  # noqa: E402
 from attsolver.integrate.guard import OutOfDomainWarning  # noqa: E402
-from benchmarks._suite import Run, header, parser, read_report, write_report  # noqa: E402
+from benchmarks._suite import Run, case_suite, header  # noqa: E402
 from benchmarks.ood import (MATERIAL, _data, _rollout_error, _train, calibration_figures, calibration_set,  # noqa: E402
                             cases, data_only, vdp_case)
 
@@ -141,18 +141,9 @@ def _seed_lines(report: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(SUITE, __doc__, quick="a smoke run: few trajectories, 3 epochs", render=True)
-    args = ap.parse_args(argv)
-    if args.render:
-        write_report(args.out, SUITE, read_report(Path(args.out) / f"{SUITE}.json"), markdown, None)
-        return 0
-    run = Run(SUITE, argv, quick=args.quick)
-    report = run.report(cases=[], library_floor=loss_module.FLOOR_FRACTION)
-    for case in (cases(args.quick)[0], vdp_case(args.quick)):
-        report["cases"].append(run_case(case, args.quick, run))
-    run.stamp(report, complete=True)
-    write_report(args.out, SUITE, report, markdown, None, echo=True)
-    return 0
+    return case_suite(SUITE, __doc__, argv, quick="a smoke run: few trajectories, 3 epochs",
+                      cases=lambda quick: (cases(quick)[0], vdp_case(quick)), run_case=run_case, markdown=markdown,
+                      library_floor=loss_module.FLOOR_FRACTION)
 
 
 if __name__ == "__main__":

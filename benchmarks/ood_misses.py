@@ -26,10 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import attsolver  # noqa: E402
-from attsolver.correctors import NeurVec  # noqa: E402
 from attsolver.integrate.guard import OutOfDomainWarning  # noqa: E402
-from benchmarks._suite import Run, header, parser, read_report, write_report  # noqa: E402
-from benchmarks.ood import MATERIAL, _data, cases, data_only  # noqa: E402
+from benchmarks._suite import Run, case_suite, header  # noqa: E402
+from benchmarks.ood import MATERIAL, _data, _train, cases, data_only  # noqa: E402
 
 SUITE = "ood_misses"
 #: (epochs, batch size, training trajectories) per case; the first is the previous benchmark's,
@@ -75,13 +74,9 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
 
 def run_variant(case: dict[str, Any], variant: tuple[int, int, int], tests, seed: int = 0) -> dict[str, Any]:
     epochs, batch, n_train = variant
-    system, h, sampler = case["system"], case["h"], case.get("sampler")
-    train = _data(system, n_train, case["t_train"], h, case["spin_up"], seed=0, sampler=sampler)
-    torch.manual_seed(seed)
-    model = NeurVec.for_system(system, method="rk4", step_size=h, dtype=torch.float64) if sampler is None else \
-        NeurVec(train.state_shape, method="rk4", step_size=h, dtype=torch.float64)
-    attsolver.fit(model, train, system=system, epochs=epochs, batch_size=batch, progress=False, check=False,
-                  patience=None)
+    system, h = case["system"], case["h"]
+    train = _data(system, n_train, case["t_train"], h, case["spin_up"], seed=0, sampler=case.get("sampler"))
+    model = _train(case, train, False, "mse", epochs, {"batch_size": batch}, seed=seed)  # the variant's epochs as given
     return {"epochs": epochs, "batch_size": batch, "n_train": n_train, "seed": seed,
             "rows": {label: _row(_errors(model, sys_, data, h)) for label, sys_, data in tests}}
 
@@ -154,19 +149,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(SUITE, __doc__, quick="a smoke run: one 3-epoch training per case", render=True)
-    args = ap.parse_args(argv)
-    if args.render:
-        write_report(args.out, SUITE, read_report(Path(args.out) / f"{SUITE}.json"), markdown)
-        return 0
-    run = Run(SUITE, argv, quick=args.quick)
-    report = run.report(cases=[], material=MATERIAL, windows=list(WINDOWS), ratios=list(RATIOS), seeds=list(SEEDS))
-    for case in cases(args.quick):
-        if case["name"] in VARIANTS:
-            report["cases"].append(run_case(case, args.quick, run))
-    run.stamp(report, complete=True)
-    write_report(args.out, SUITE, report, markdown, echo=True)
-    return 0
+    return case_suite(SUITE, __doc__, argv, quick="a smoke run: one 3-epoch training per case",
+                      cases=lambda quick: [c for c in cases(quick) if c["name"] in VARIANTS], run_case=run_case,
+                      markdown=markdown, material=MATERIAL, windows=list(WINDOWS), ratios=list(RATIOS),
+                      seeds=list(SEEDS))
 
 
 if __name__ == "__main__":

@@ -103,3 +103,31 @@ def test_speedup_reads_the_classical_front_through_the_library():
     assert kind == "interpolated" and cost == pytest.approx(3.0) and value == pytest.approx(6.0)
     assert s.speedup([1.0, 0.5], [1.0, 2.0], 2.0, 4.0)[:2] == (0.25, "cheapest")  # an upper bound
     assert s.speedup([1.0, 0.5], [1.0, 2.0], None, 4.0) == (None, "unreached", None)
+
+
+def test_case_suite_runs_every_case_in_order_and_renders_from_the_json(tmp_path):
+    suite = _suite()
+    seen = []
+
+    def run_case(case, quick, run):
+        seen.append((case, quick))
+        return {"case": case, "square": case * case}
+
+    def markdown(report):
+        return "".join(f"{c['case']}:{c['square']} " for c in report["cases"]) + f"k={report['k']}\n"
+
+    out = tmp_path / "out"
+    rc = suite.case_suite("demo", "doc", ["--quick", "--out", str(out)], quick="smoke",
+                          cases=lambda quick: [3, 1, 2] if quick else [], run_case=run_case, markdown=markdown, k=7)
+    assert rc == 0 and seen == [(3, True), (1, True), (2, True)]
+    report = json.loads((out / "demo.json").read_text())
+    assert [c["square"] for c in report["cases"]] == [9, 1, 4]
+    assert report["k"] == 7 and report["complete"] is True and report["quick"] is True
+    assert report["command"] == f"attsolver bench demo --quick --out {out}"
+    text = (out / "demo.md").read_text()
+    assert text == "3:9 1:1 2:4 k=7\n"
+    (out / "demo.md").write_text("stale")
+    seen.clear()
+    assert suite.case_suite("demo", "doc", ["--render", "--out", str(out)], quick="smoke", cases=lambda q: [5],
+                            run_case=run_case, markdown=markdown, k=0) == 0
+    assert seen == [] and (out / "demo.md").read_text() == text  # rendered from the JSON, nothing re-run

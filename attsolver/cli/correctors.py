@@ -34,6 +34,7 @@ from ..evaluate.metrics import HORIZONS, relative_l2
 from ..integrate import solve
 from ..systems import make_system
 from ..training import FitCheckWarning, fit
+from ..training.loss import LOSSES
 from .common import (
     CLIError, check_system_choice, guarded, load_data, nonneg_int, output_file, output_times, parse_params,
     positive_float, positive_int,
@@ -208,7 +209,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--rollout-steps", type=nonneg_int, default=0, help="k-interval rollout loss (default 0: one-step)")
-    p.add_argument("--loss", choices=("mse", "relative"), default="mse",
+    p.add_argument("--loss", choices=LOSSES, default="mse",
                    help="mse (default), or relative: each sample's error over the uncorrected step's (see fit)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")

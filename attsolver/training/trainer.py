@@ -34,7 +34,8 @@ Without ``resume`` an existing file is an error unless ``overwrite=True``.
 ``attsolver.correctors.load_corrector(path)`` reads the best weights from it.
 
 **Loss** (:mod:`.loss`).  ``loss="relative"`` divides each sample's squared error by the zero
-correction's on the same sample plus a floor (0.1 of the median over the training samples): the scale on which the corrector must beat the classical step.
+correction's on the same sample plus a floor (0.1 of the median over the training samples): the
+scale on which the corrector must beat the classical step.
 
 **Distributed** (:mod:`.distributed`).  Under ``torchrun --nproc_per_node=N`` (or with a
 process group already initialised) the model is wrapped in DistributedDataParallel (gloo on
