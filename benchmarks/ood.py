@@ -116,6 +116,10 @@ EXTRA = (("system", "With the system check (the corrector as `fit` left it, its 
                   f"calibrated on the calibration trajectories to flag at most {CHECK_RATE:.0%} of them "
                   "(`calibrate_check`; the ratio per case is in the table after these)")
            for name, every in CHECKED.items()),
+         ("probe", "With the right-hand-side probe (the corrector's training system record removed, as for a "
+                   "user's own `f`: no parameters to compare; `guard='fallback'`): one classical step from the "
+                   "domain's 8 recorded training states, compared with the recorded step "
+                   "(`attsolver.integrate.guard_probe`; largest relative difference, tolerance 1e-3)"),
          ("wide", "With the domain recorded from the training and the calibration trajectories "
                   "(`record_domain(model, [train, cal])`, `guard='fallback'`)"))
 
@@ -197,8 +201,17 @@ def _rollout_error(sol: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
 
 
 def data_only(model):
-    """A copy of ``model`` without its training system's record: the guard's system check is
-    skipped (:mod:`attsolver.integrate.guard_system`), the data scores alone decide."""
+    """A copy of ``model`` without its training system's record and without the right-hand-side
+    probe: the guard's system check and probe are skipped (:mod:`attsolver.integrate.guard_system`,
+    :mod:`attsolver.integrate.guard_probe`), the data scores alone decide."""
+    plain = probe_only(model)
+    plain.domain = plain.domain.with_probes(None, None)
+    return plain
+
+
+def probe_only(model):
+    """A copy of ``model`` without its training system's record: the parameter comparison is
+    skipped, as for a user's own ``f``, and the right-hand-side probe (kept) tells the systems apart."""
     plain = copy.deepcopy(model)
     info = copy.deepcopy(plain.training_info)
     if isinstance(info.get("data"), dict):
@@ -209,7 +222,8 @@ def data_only(model):
 
 def _solves(system, y0, t, h, model, wide) -> dict[str, Any]:
     """The solves of one test set; the guarded ones with the data scores alone (``data_only``),
-    and ``"system"``: ``guard="fallback"`` with the system check on."""
+    ``"system"``: ``guard="fallback"`` with the system check on, and ``"probe"``: the same with the
+    system's record removed (``probe_only``: the right-hand-side probe instead of the parameters)."""
     unchecked = {"check_finite": False}
     scored = data_only(model)
     out = {"classical": attsolver.solve(system, y0, t, step_size=h, options=unchecked),
@@ -217,7 +231,7 @@ def _solves(system, y0, t, h, model, wide) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         for name, mode, every, m in (*((n, g, e, scored) for n, g, e in MODES), ("wide", "fallback", None, wide),
-                                     ("system", "fallback", None, model)):
+                                     ("system", "fallback", None, model), ("probe", "fallback", None, probe_only(model))):
             out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                             guard_check_every=every, options=unchecked, return_stats=True)
             out[f"{name}_stats"] = st.guard
@@ -235,7 +249,7 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
     with torch.no_grad():
         s = _solves(system, test.y[:, 0], test.t, h, model, wide)
     err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", *(m for m, _, _ in MODES), "wide",
-                                                     "system")}
+                                                     "system", "probe")}
     flagged = np.array(s["warn_stats"].flagged)
     worse = err["corrected"] > err["classical"]
     material = err["corrected"] > MATERIAL * err["classical"]
@@ -258,10 +272,11 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
         "fallback_over_classical_median": float(np.nanmedian(ratio)),
         "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
         **{name: _checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse)
-           for name in (*CHECKED, "wide", "system")},
+           for name in (*CHECKED, "wide", "system", "probe")},
         "check_sweep": {str(every): _sweep(model.domain.check_ratio(every), s[f"ratios{every}"], flagged, worse)
                         for every in CHECKED.values() if s[f"ratios{every}"] is not None},
         "system_reason": s["system_stats"].reason, "system_mismatch": s["system_stats"].system,
+        "probe_reason": s["probe_stats"].reason, "probe_difference": s["probe_stats"].probe,
         "coverage_mean": float(cover.mean()), "coverage_min": float(cover.min()),
     }
 
@@ -347,6 +362,16 @@ def resplit_coverage(model, system, cal, test, h, splits: int = RESPLITS) -> dic
             "rank_correlation_over_times": float(off.nanmean())}
 
 
+def _reason_cells(name: str, r: dict[str, Any]) -> str:
+    """The system and probe tables' last cells: what flagged first, and the probe's difference."""
+    if name == "system":
+        return f" {r.get('system_reason') or '–'} |"
+    if name == "probe":
+        d = r.get("probe_difference")
+        return f" {r.get('probe_reason') or '–'} | {'–' if d is None else f'{d:.2g}'} |"
+    return ""
+
+
 def _ellipsoid_only(model):
     """A copy of ``model`` whose domain has no coreset: the guard as it was before the
     nearest-neighbour score (Mahalanobis and ratio scores), for the cost table."""
@@ -379,9 +404,10 @@ def guard_cost(model, wide, system, test, h, rounds: int) -> dict[str, Any]:
         warnings.simplefilter("ignore", OutOfDomainWarning)
         tm = timings({"none": run(None), **{name: run(mode, every) for name, mode, every in MODES},
                       "wide": run("fallback", m=wide), "warn_ellipsoid": run("warn", m=_ellipsoid_only(model)),
-                      "warn_no_system": run("warn", m=data_only(model)), "warn_knn1": knn_on_every_score}, rounds,
+                      "warn_no_system": run("warn", m=data_only(model)), "warn_probe": run("warn", m=probe_only(model)),
+                      "warn_knn1": knn_on_every_score}, rounds,
                      alternate=True, first=lambda name, out: outs.__setitem__(name, out))
-    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system", "warn_knn1"]
+    names = [k for k, _, _ in MODES] + ["wide", "warn_ellipsoid", "warn_no_system", "warn_probe", "warn_knn1"]
     same = {k: torch.equal(outs["none"], outs[k]) for k in names}
     paired = {k: np.array(tm[k].cpu) / np.array(tm["none"].cpu) - 1 for k in names}
     return {"outputs_equal": all(same.values()), "outputs_equal_per_mode": same,
@@ -482,7 +508,7 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
         if case["t_test"] / h >= every * (1 + POSTERIORI_WINDOW):  # else no window closes: nothing to calibrate
             check_ratios[every] = calibrate_check(model, cal, check_every=every, rate=CHECK_RATE, f=system)
     wide = data_only(model)
-    record_domain(wide, [train, cal], f=system)
+    record_domain(wide, [train, cal], f=system, probe_rtol=None)
     tests = [("in distribution", system, _data(system, n_test, case["t_test"], h, case["spin_up"], seed=2,
                                                sampler=sampler))]
     tests += [(label, sys_, _data(sys_, n_test, case["t_test"], h, case["spin_up"], seed=2, y0_map=m, sampler=sampler))
@@ -521,9 +547,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines = header(report, "Out of distribution: the guard, the fallback and conformal bounds")
     lines += ["", "![errors and coverage](ood.png)", "", "Per-rollout error: RMS over the output times of |y_hat - y| (median over rollouts). "
               "worse: rollouts the corrector made worse than the classical solve; detected: of those, "
-              "flagged by the guard.  guard=warn / guard=fallback and the tables below but the system check's: "
-              "the data scores alone (the corrector's training system record removed, so the system check is "
-              "skipped): what the guard detects from the states.", "",
+              "flagged by the guard.  guard=warn / guard=fallback and the tables below but the system check's "
+              "and the probe's: the data scores alone (the corrector's training system record and its "
+              "right-hand-side probe removed, so neither the system check nor the probe runs): what the guard "
+              "detects from the states.", "",
               "| case | test | classical | corrected | guard=warn | guard=fallback | worse | detected | "
               "flagged rollouts | flagged steps | fallback/classical (median, max, >1.5x) | coverage 90 % (mean, min) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -542,7 +569,8 @@ def markdown(report: dict[str, Any]) -> str:
     for name, title in EXTRA:
         if name not in report["cases"][0]["rows"][0]:
             continue  # a report from before this mode
-        extra = (" first flag by |", "---|") if name == "system" else ("", "")  # GuardReport.reason
+        extra = {"system": (" first flag by |", "---|"),
+                 "probe": (" first flag by | probe difference |", "---|---|")}.get(name, ("", ""))  # GuardReport
         lines += ["", f"{title}:", "",
                   "| case | test | error (median) | worse | detected | flagged rollouts | flagged steps | "
                   "guarded/classical (median, max, >1.5x) |" + extra[0], "|---|---|---|---|---|---|---|---|" + extra[1]]
@@ -551,15 +579,18 @@ def markdown(report: dict[str, Any]) -> str:
                 k = r[name]
                 lines.append(
                     f"| {c['case']} | {r['test']} | {_f(r['error_median'][name])} | {mode_cells(r, k)} | "
-                    f"{over_classical_cells(k)} |" + (f" {r.get('system_reason') or '–'} |" if name == "system" else ""))
-    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system", "warn_knn1")
+                    f"{over_classical_cells(k)} |" + _reason_cells(name, r))
+    names = [m for m in (*(m for m, _, _ in MODES), "wide", "warn_ellipsoid", "warn_no_system", "warn_probe",
+                         "warn_knn1")
              if f"overhead_{m}" in report["cases"][0]["cost"]]
     lines += ["", "Guard cost in distribution: CPU time, one thread, interleaved rounds (order reversed every "
               "other round); the overhead is the median over rounds of the paired ratio to the unguarded solve "
               "in the same round, [quartiles]; warn_ellipsoid: `guard='warn'` with the domain's coreset removed "
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
-              "warn_no_system: `guard='warn'` without the system check (the other modes include it: one "
-              "comparison of two small dicts per solve); warn_knn1: `guard='warn'` with the nearest-neighbour "
+              "warn_no_system: `guard='warn'` without the system check and the probe (the other modes include "
+              "the system check: one comparison of two small dicts per solve); warn_probe: `guard='warn'` with "
+              "the right-hand-side probe instead of the system check (one classical step of its 8 states per "
+              "solve: what a user's own `f` costs); warn_knn1: `guard='warn'` with the nearest-neighbour "
               "score on every feature score (every 4th step, the schedule before `KNN_EVERY = 2`; "
               "the cases without a coreset run the same guard as warn); "
               "= : the guarded result equals the unguarded one bit for bit "

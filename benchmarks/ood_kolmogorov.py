@@ -27,6 +27,7 @@ keyed by a hash of the configuration: a rerun resumes from them.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -51,8 +52,9 @@ from attsolver.integrate.guard import FALLBACK_SUBSTEPS, MAX_FULL_COVARIANCE, SC
 from attsolver.systems import NavierStokes2D  # noqa: E402
 from attsolver.systems.grid import prolong_2d as prolong  # noqa: E402
 from attsolver.systems.grid import restrict_2d as restrict  # noqa: E402
+from attsolver.training import record_domain  # noqa: E402
 from benchmarks import kolmogorov as kol  # noqa: E402
-from benchmarks.ood import data_only, mode_cells, over_classical_cells  # noqa: E402
+from benchmarks.ood import data_only, mode_cells, over_classical_cells, probe_only  # noqa: E402
 from benchmarks._suite import (Run, cached_h5, figure, fingerprint, header, parser, read_report, timings,  # noqa: E402
                                write_report)
 
@@ -151,13 +153,26 @@ def trained_model(c: dict[str, Any], train: TrajectoryDataset, cache: Path, key:
     cached with its training record; ``fit`` records its training domain."""
     path = cache / f"model_{key}.pt"
     if path.exists():
-        return load_corrector(path), json.loads(path.with_suffix(".json").read_text())
+        model = load_corrector(path)
+        if model.domain is not None and model.domain.probe_y is None:  # cached before the right-hand-side probe
+            add_probes(model, train)
+        return model, json.loads(path.with_suffix(".json").read_text())
     model = kol.build_corrector(c["kind"], HOST, seed=0)
     record = kol.train_corrector(model, HOST, coarse(train, RE_TRAIN), iterations=c["iterations"], unroll=c["unroll"],
                                  batch=c["batch"], seed=0, log=log)
     model.save(path)
     atomic_write_text(path.with_suffix(".json"), json.dumps(record))
     return model, record
+
+
+def add_probes(model, train: TrajectoryDataset) -> None:
+    """Give a cached corrector the right-hand-side probe (:mod:`attsolver.integrate.guard_probe`)
+    that ``fit`` now records, from its training data and system, without touching the rest of its
+    domain (the cache predates the probe)."""
+    fresh = copy.deepcopy(model)
+    record_domain(fresh, coarse(train, RE_TRAIN), f=coarse_system(RE_TRAIN))
+    d = fresh.domain
+    model.domain = model.domain.with_probes(d.probe_y, d.probe_dy, d.probe_t, d.probe_rtol)
 
 
 def fd_host_check(c: dict[str, Any], data: dict[str, TrajectoryDataset], cache: Path, key: str, log
@@ -220,7 +235,8 @@ def solves(model, re: float, w0: torch.Tensor, t: torch.Tensor) -> dict[str, Any
                "corrected": solve(f, w0, t, method=METHOD, step_size=H, corrector=model, options=opts)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OutOfDomainWarning)
-            runs = (*((n, g, e, scored) for n, g, e in MODES), ("system", "fallback", None, model))
+            runs = (*((n, g, e, scored) for n, g, e in MODES), ("system", "fallback", None, model),
+                    ("probe", "fallback", None, probe_only(model)))
             for name, mode, every, m in runs:
                 out[name], st = solve(f, w0, t, method=METHOD, step_size=H, corrector=m, guard=mode,
                                       guard_check_every=every, options=opts, return_stats=True)
@@ -228,7 +244,7 @@ def solves(model, re: float, w0: torch.Tensor, t: torch.Tensor) -> dict[str, Any
     return out
 
 
-SOLVES = ("classical", "classical_h/4", "corrected", *(m for m, _, _ in MODES), "system")
+SOLVES = ("classical", "classical_h/4", "corrected", *(m for m, _, _ in MODES), "system", "probe")
 
 
 def evaluate(model, re: float, data: TrajectoryDataset, bounds) -> dict[str, Any]:
@@ -256,8 +272,10 @@ def evaluate(model, re: float, data: TrajectoryDataset, bounds) -> dict[str, Any
         "fallback_over_classical_median": float(np.median(ratio)),
         "fallback_over_classical_max": float(np.max(ratio)),
         "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
-        **{name: checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse) for name in (*CHECKED, "system")},
+        **{name: checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse)
+           for name in (*CHECKED, "system", "probe")},
         "system_reason": s["system_stats"].reason, "system_mismatch": s["system_stats"].system,
+        "probe_reason": s["probe_stats"].reason, "probe_difference": s["probe_stats"].probe,
         "coverage_per_time": cover.tolist(), "coverage_mean": float(cover.mean()), "coverage_min": float(cover.min()),
         "distance2": distance_summary(model, re, truth),
     }
@@ -407,8 +425,8 @@ def markdown(report: dict[str, Any]) -> str:
               "Per-rollout error: RMS over the output times of |w_hat - w| on the 32² grid (median over rollouts). "
               "worse: rollouts the corrector made worse than the classical solve; detected: of those, flagged by "
               "the guard (`guard='warn'`).  guard=warn / guard=fallback and the a-posteriori tables: the data scores "
-              "alone (the corrector's training system record removed, so the system check is skipped); the system "
-              "check has its own table below.", "",
+              "alone (the corrector's training system record and right-hand-side probe removed, so neither the "
+              "system check nor the probe runs); the system check and the probe have their own tables below.", "",
               "| test | classical | classical h/4 | corrected | guard=warn | guard=fallback | worse | detected | "
               "flagged rollouts | flagged steps | fallback/classical (median, max, >1.5x) | coverage 90 % (mean, min) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -454,6 +472,19 @@ def _system_lines(report: dict[str, Any]) -> list[str]:
     mismatch = next((r["system_mismatch"] for r in report["rows"] if r.get("system_mismatch")), None)
     if mismatch:
         out += ["", f"The check's message, e.g.: \"{mismatch}\"."]
+    if "probe" not in report["rows"][0]:
+        return out  # a report from before the right-hand-side probe
+    out += ["", "With the right-hand-side probe (the training system record removed, as for a user's own `f`: no "
+            "parameters to compare; `guard='fallback'`): one classical step from the domain's 8 recorded training "
+            "fields, compared with the recorded step (`attsolver.integrate.guard_probe`: the largest difference "
+            "over the recorded increments' RMS size, tolerance 1e-3):", "",
+            "| test | error (median) | worse | detected | flagged rollouts | flagged steps | "
+            "guarded/classical (median, max, >1.5x) | first flag by | probe difference |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        k, d = r["probe"], r.get("probe_difference")
+        out.append(f"| Re={r['re']:g} | {_f(r['error_median']['probe'])} | {mode_cells(r, k)} | "
+                   f"{over_classical_cells(k)} | {r.get('probe_reason') or '–'} | {'–' if d is None else f'{d:.2g}'} |")
     return out
 
 

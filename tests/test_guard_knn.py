@@ -1,6 +1,7 @@
 """The guard's nearest-neighbour domain score (integrate/guard_knn.py): the coreset, its
 calibrated threshold, the sticky fallback, old domains and damaged coresets."""
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -97,9 +98,12 @@ def test_the_coreset_sees_another_rho_that_the_ellipsoid_does_not(guard_setting)
     system, data, model = guard_setting
     y0, t = data.y[:, 0], data.t[:41]
     other = Lorenz63(rho=45.0)  # the same states, dy / h moved by 17 x in one component
-    old = dataclasses.replace(model.domain, coreset=None, knn_threshold=None, _cache={})
+    # the data scores alone: without the right-hand-side probe (test_guard_probe), which sees rho at once
+    old = dataclasses.replace(model.domain, coreset=None, knn_threshold=None, probe_y=None, probe_dy=None, _cache={})
     bare = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     bare.domain = old
+    model = copy.copy(model)
+    model.domain = model.domain.with_probes(None, None)
     with warnings.catch_warnings():  # "warn": each score's own verdict, nothing sticks
         warnings.simplefilter("ignore", OutOfDomainWarning)
         _, without = attsolver.solve(other, y0, t, step_size=H, corrector=bare, guard="warn", return_stats=True)

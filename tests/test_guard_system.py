@@ -86,10 +86,14 @@ def test_a_plain_callable_or_a_corrector_without_a_record_skips_the_check(settin
     def plain_f(tt, y):  # the same right-hand side, not a System: its parameters are unknown
         return shifted(tt, y)
 
-    _, st = attsolver.solve(plain_f, y0, t, step_size=H, corrector=model, guard="fallback", return_stats=True)
-    assert st.guard.reason != "system" and st.guard.system is None
+    no_probe = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    no_probe.load_state_dict(model.state_dict())
+    no_probe.training_info = model.training_info
+    no_probe.domain = model.domain.with_probes(None, None)  # the parameters' check alone (test_guard_probe: the probe)
+    _, st = attsolver.solve(plain_f, y0, t, step_size=H, corrector=no_probe, guard="fallback", return_stats=True)
+    assert st.guard.reason != "system" and st.guard.system is None and st.guard.probe is None
     bare = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    bare.domain = model.domain  # a domain but no training record (record_domain, not fit)
+    bare.domain = no_probe.domain  # a domain but no training record (record_domain, not fit)
     assert system_mismatch(shifted, bare) is None and system_mismatch(shifted, model) is not None
     _, st = attsolver.solve(shifted, y0, t, step_size=H, corrector=bare, guard="fallback", return_stats=True)
     assert st.guard.system is None and st.guard.reason != "system"

@@ -53,7 +53,8 @@ import torch
 from torch import Tensor
 
 from .guard_knn import KNN_EMA, KNN_EVERY, calibrate_knn, check_coreset
-from .guard_system import system_mismatch
+from .guard_probe import PROBE_RTOL, check_probes, probe_difference, probe_sentence
+from .guard_system import system_compared, system_mismatch
 from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
@@ -128,6 +129,10 @@ class TrainingDomain:
         check_ratios: ``((check_every, ratio), ...)``: the a-posteriori check's calibrated ratio
             per interval (:func:`attsolver.training.calibrate_check`); an interval not listed
             uses :data:`POSTERIORI_RATIO`.
+        probe_y, probe_dy: ``[P, D]`` float64: training states and the classical step's
+            increment from each at ``step_size`` and time ``probe_t``, for the right-hand-side
+            probe (:mod:`.guard_probe`); ``None`` for a domain recorded before probes existed.
+        probe_rtol: the probe's tolerance on its largest relative difference.
     """
 
     mean: Tensor
@@ -144,6 +149,10 @@ class TrainingDomain:
     coreset: Tensor | None = None
     knn_threshold: float | None = None
     check_ratios: tuple[tuple[int, float], ...] = ()
+    probe_y: Tensor | None = None
+    probe_dy: Tensor | None = None
+    probe_t: float = 0.0
+    probe_rtol: float = PROBE_RTOL
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -196,7 +205,9 @@ class TrainingDomain:
                 "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples,
                 # only when recorded: a domain without them reads as before (Mahalanobis score alone)
                 **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold}),
-                **({"check_ratios": [[k, r] for k, r in self.check_ratios]} if self.check_ratios else {})}
+                **({"check_ratios": [[k, r] for k, r in self.check_ratios]} if self.check_ratios else {}),
+                **({} if self.probe_y is None else {"probe_y": self.probe_y, "probe_dy": self.probe_dy,
+                                                    "probe_t": self.probe_t, "probe_rtol": self.probe_rtol})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingDomain:
@@ -209,11 +220,23 @@ class TrainingDomain:
             raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
         if d.get("check_ratios"):
             domain = replace(domain, check_ratios=check_ratio_pairs(d["check_ratios"]), _cache={})
+        if any(k in d for k in ("probe_y", "probe_dy")):  # absent: recorded before probes existed
+            domain = domain.with_probes(d.get("probe_y"), d.get("probe_dy"), d.get("probe_t"), d.get("probe_rtol"))
         if d.get("coreset") is None and d.get("knn_threshold") is None:
             return domain  # recorded before the coreset existed, or too many features for it
         coreset, threshold = d.get("coreset"), d.get("knn_threshold")
         check_coreset(coreset, threshold, domain.feature_dim)
         return replace(domain, coreset=coreset.double(), knn_threshold=float(threshold), _cache={})
+
+    def with_probes(self, probe_y: Tensor | None, probe_dy: Tensor | None, probe_t: float = 0.0,
+                    probe_rtol: float = PROBE_RTOL) -> TrainingDomain:
+        """This domain with the right-hand-side probe's states ``[P, D]``, increments, time and
+        tolerance (checked; ``probe_y=None``: without the probe)."""
+        if probe_y is None and probe_dy is None:
+            return replace(self, probe_y=None, probe_dy=None, _cache={})
+        check_probes(probe_y, probe_dy, probe_t, probe_rtol, self.feature_dim // 2)
+        return replace(self, probe_y=probe_y.detach().double().cpu(), probe_dy=probe_dy.detach().double().cpu(),
+                       probe_t=float(probe_t), probe_rtol=float(probe_rtol), _cache={})
 
     def with_check_ratios(self, pairs: tuple[tuple[int, float], ...]) -> TrainingDomain:
         """This domain with the a-posteriori check's calibrated ratios ``pairs`` (checked)."""
@@ -276,12 +299,17 @@ class GuardReport:
             corrector was trained on, :mod:`.guard_system`: every step from the start),
             ``"features"`` (the feature scores), ``"check"`` (the a-posteriori check); ``None``
             when nothing was flagged.
-        system: the system check's sentence naming the differing parameter, or ``None``.
+        system: the system check's sentence naming the differing parameter, or the
+            right-hand-side probe's naming the difference (:mod:`.guard_probe`), or ``None``.
         check_ratio: with ``guard_check_every``, per trajectory the largest ratio, over the
             windows, of the guarded solve's summed distance to the refined shadow to the
             classical shadow's (the check distrusts a trajectory when it exceeds the ratio in
             use); ``None`` without the check.  :func:`attsolver.training.calibrate_check` picks
             the ratio from it on in-distribution trajectories.
+        probe: the right-hand-side probe's largest relative difference between the solve's
+            classical increments and the recorded ones (:mod:`.guard_probe`; above the domain's
+            ``probe_rtol`` every rollout is flagged from step 0, reason ``"system"``), or ``None``
+            (the domain has no probes, or the system check compared the parameters).
     """
 
     mode: str
@@ -296,6 +324,7 @@ class GuardReport:
     reason: str | None = None
     system: str | None = None
     check_ratio: tuple[float, ...] | None = None
+    probe: float | None = None
 
     @classmethod
     def of_pieces(cls, pieces: Sequence[GuardReport]) -> GuardReport:
@@ -306,7 +335,8 @@ class GuardReport:
                    any(p.beyond_horizon for p in pieces), sum(p.n_rewinds for p in pieces),
                    next((p.reason for p in pieces if p.reason is not None), None),
                    next((p.system for p in pieces if p.system is not None), None),
-                   _largest([p.check_ratio for p in pieces if p.check_ratio is not None]))
+                   _largest([p.check_ratio for p in pieces if p.check_ratio is not None]),
+                   max((p.probe for p in pieces if p.probe is not None), default=None))
 
 
 def _largest(ratios: list[tuple[float, ...]]) -> tuple[float, ...] | None:
@@ -563,11 +593,25 @@ class _Guard:
         self.fine_end: Tensor | None = None  # the refined shadow at the last window's end
         self.n_rewinds = 0
         self.reason: str | None = None  # what flagged the first step (GuardReport.reason)
-        self.system: str | None = None  # the system check's sentence (guard_system)
+        self.system: str | None = None  # the system check's or the probe's sentence (guard_system, guard_probe)
+        self.probe_error: float | None = None  # the probe's largest relative difference (guard_probe)
         self.scored_all_ok = True  # the last feature score flagged nothing
         self.handled: tuple = (None, None, 0)  # (verdict, its flagged rows, their count): handle's cache
         # the refined shadow's substeps: its error at most 1/16 of the classical step's
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
+
+    def probe(self, f: Any) -> str | None:
+        """The right-hand-side probe (:mod:`.guard_probe`): ``None`` when the solve's stepper
+        reproduces the training increments from the domain's probe states (or the domain has
+        none), else the sentence naming the difference; the difference is kept for the report."""
+        d = self.domain
+        if d.probe_y is None:
+            return None
+        stepper, dtype = self.plan.stepper, self.plan.t.dtype
+        e, p = probe_difference(lambda y, t0, h: _fallback(stepper, y, slice(None), t0, h, dtype, 1), self.plan.y0,
+                                self.state_shape, d.probe_y, d.probe_dy, d.probe_t, d.step_size)
+        self.probe_error = e
+        return None if e <= d.probe_rtol else probe_sentence(e, p, d.probe_rtol)
 
     def open_window(self, y: Tensor, steps: int) -> None:
         """Start the a-posteriori window from the guarded state ``y``: a classical and a refined
@@ -677,7 +721,8 @@ class _Guard:
         return GuardReport(plan.guard, plan.n_steps * self.batch, self.n_flagged, self.n_fallbacks, self.f_evals,
                            tuple(bool(v) for v in self.flagged.tolist()), self.first,
                            span > self.domain.horizon * (1 + 1e-9), self.n_rewinds, self.reason, self.system,
-                           None if self.largest is None else tuple(float(v) for v in self.largest.tolist()))
+                           None if self.largest is None else tuple(float(v) for v in self.largest.tolist()),
+                           self.probe_error)
 
     def warn(self) -> None:
         if self.system is not None:
@@ -738,6 +783,8 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     guard = _Guard(plan, domain_of(plan.corrector))
     guard.check_ratio = guard.domain.check_ratio(every) if every else POSTERIORI_RATIO
     guard.system = system_mismatch(f, plan.corrector)
+    if guard.system is None and not system_compared(f, plan.corrector):
+        guard.system = guard.probe(f)
     if guard.system is not None:
         guard.reason = "system"
         guard.distrust = torch.ones_like(guard.flagged)

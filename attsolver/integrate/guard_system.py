@@ -23,7 +23,7 @@ from typing import Any
 
 from ..systems.base import System
 
-__all__ = ["SYSTEM_RTOL", "trained_system", "system_mismatch"]
+__all__ = ["SYSTEM_RTOL", "trained_system", "system_mismatch", "system_compared"]
 
 #: two numeric parameters are the same when they differ by at most this relative amount (a value
 #: written to JSON and read back, or computed as ``1 / re``, may differ in its last bits)
@@ -38,6 +38,12 @@ def trained_system(corrector: Any) -> dict[str, Any] | None:
     if not isinstance(system, dict) or not isinstance(system.get("name"), str):
         return None
     return system
+
+
+def system_compared(f: Any, corrector: Any) -> bool:
+    """Whether :func:`system_mismatch` compares parameters for this ``f`` (a built-in system, and
+    a recorded training system): then the right-hand-side probe (:mod:`.guard_probe`) is not needed."""
+    return isinstance(f, System) and trained_system(corrector) is not None
 
 
 def system_mismatch(f: Any, corrector: Any, rtol: float = SYSTEM_RTOL) -> str | None:

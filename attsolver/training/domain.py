@@ -11,6 +11,7 @@ import torch
 
 from ..correctors import Corrector
 from ..integrate.guard import TrainingDomain, guard_features
+from ..integrate.guard_probe import PROBE_RTOL, PROBES
 from .arguments import as_dataset, right_hand_side
 from .targets import classical_steps
 
@@ -23,7 +24,7 @@ DEFAULT_DOMAIN_SAMPLES = 20000
 @torch.no_grad()
 def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples: int = DEFAULT_DOMAIN_SAMPLES,
                   distance_margin: float = 1.5, ratio_margin: float = 2.0, knn_margin: float = 1.0,
-                  seed: int = 0) -> TrainingDomain:
+                  seed: int = 0, probe_rtol: float | None = PROBE_RTOL) -> TrainingDomain:
     """Set ``corrector.domain`` from the states of ``data`` and return it.
 
     Every observed state ``y_n`` but the last of each trajectory (at most ``max_samples`` of
@@ -45,6 +46,11 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
             in-distribution trajectories on another time grid: more trajectories sample the
             training manifold more densely and sharpen the nearest-neighbour score).
         f: the right-hand side; default the data's built-in system.
+        probe_rtol: the tolerance of the right-hand-side probe
+            (:mod:`attsolver.integrate.guard_probe`): the domain keeps ``PROBES`` states of the
+            first data set and the classical step from each, and a guarded solve whose ``f``
+            does not reproduce those steps to this relative difference is outside the domain
+            from step 0.  ``None``: keep no probes (the feature scores and the system check alone).
     """
     sets = [as_dataset(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
     if not sets:
@@ -52,15 +58,20 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
     for name, v in (("distance_margin", distance_margin), ("ratio_margin", ratio_margin), ("knn_margin", knn_margin)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1):
             raise ValueError(f"{name} must be a finite number >= 1, got {v!r}")
+    if probe_rtol is not None and not (isinstance(probe_rtol, (int, float)) and not isinstance(probe_rtol, bool)
+                                       and math.isfinite(probe_rtol) and probe_rtol > 0):
+        raise ValueError(f"probe_rtol must be a finite number > 0 (or None: no right-hand-side probe), got {probe_rtol!r}")
     pieces = [_samples(corrector, d, f, max_samples, seed) for d in sets]
     offset, groups = 0, []
-    for _, _, g, _ in pieces:  # trajectories of different sets are different trajectories
+    for _, _, g, _, _ in pieces:  # trajectories of different sets are different trajectories
         groups.append(g + offset)
         offset += int(g.max()) + 1 if len(g) else 0
     domain = TrainingDomain.from_samples(
         torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]),
         horizon=max(p[3] for p in pieces), step_size=corrector.step_size, distance_margin=distance_margin,
         ratio_margin=ratio_margin, groups=torch.cat(groups), knn_margin=knn_margin)
+    if pieces[0][4] is not None and probe_rtol is not None:  # the right-hand-side probe: the first data set's states
+        domain = domain.with_probes(*pieces[0][4], probe_rtol)
     corrector.domain = domain
     return domain
 
@@ -90,8 +101,9 @@ def _samples(corrector: Corrector, data, f, max_samples: int, seed: int):
         y1 = classical_steps(corrector.method, f, y, data.t[:-1].numpy(), h, 1, False)
         y = y.reshape(n_all, *state_shape)[pick.to(device)]
         y1 = y1.reshape(n_all, *state_shape)[pick.to(device)]
-    y, y1 = y.to(dtype), y1.to(dtype)
     keep = torch.isfinite(y1.reshape(len(y1), -1)).all(1)
+    probes = _probes(y[keep], y1[keep], starts[keep], autonomous)
+    y, y1 = y.to(dtype), y1.to(dtype)
     # the trajectory of each drawn state (``pick`` is sorted: time order within each), for the
     # nearest-neighbour threshold's held-out trajectories
     groups = (pick // (data.y.shape[1] - 1))[keep.cpu()]
@@ -103,4 +115,24 @@ def _samples(corrector: Corrector, data, f, max_samples: int, seed: int):
     corrector.train(was_training)
     ratios = torch.linalg.vector_norm(c.reshape(-1, dim), dim=1) / torch.linalg.vector_norm(
         dy.reshape(-1, dim), dim=1).clamp_min(torch.finfo(dy.dtype).tiny)
-    return guard_features(y, dy, h, dim), ratios, groups, float(data.t[-1] - data.t[0])
+    return guard_features(y, dy, h, dim), ratios, groups, float(data.t[-1] - data.t[0]), probes
+
+
+def _probes(y, y1, starts, autonomous: bool) -> tuple | None:
+    """``(probe_y [P, D], probe_dy [P, D], probe_t)`` in the data's dtype: at most ``PROBES``
+    drawn states spread over the draw (which is in trajectory, then time order), and their
+    classical increments.  An autonomous step was taken from ``t = 0``; otherwise the probes share
+    one start time (a step's stage times are the solve's, one for the whole batch): the time with
+    the most drawn states."""
+    if len(y) == 0:
+        return None
+    if autonomous:
+        t0, rows = 0.0, torch.arange(len(y))
+    else:
+        times, counts = torch.unique(starts.cpu(), return_counts=True)
+        t0 = float(times[int(torch.argmax(counts))])
+        rows = (starts.cpu() == t0).nonzero().squeeze(1)
+    pick = rows[torch.linspace(0, len(rows) - 1, min(PROBES, len(rows))).round().long()]
+    pick = pick.to(y.device)
+    flat = y.reshape(len(y), -1)
+    return flat[pick], (y1.reshape(len(y1), -1) - flat)[pick], t0
