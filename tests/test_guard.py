@@ -139,19 +139,53 @@ def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(guard_
                               guard_check_every=POSTERIORI_EVERY)
     unchecked = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback")
     assert torch.equal(unchecked, plain)  # without the check nothing is flagged
-    # the first window opens before step POSTERIORI_EVERY and is judged after its last step
-    first = POSTERIORI_EVERY - 1 + int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
+    # the first window opens at the first step (CHECK_SCHEDULE) and is judged after its last step
     window = int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
-    assert torch.equal(got[:first], plain[:first])
-    # the window that distrusted them is undone: its end is the refined shadow (RK4 at h/2) from its start
-    shadow = attsolver.solve(system, plain[first - window], t[first - window:first + 1], step_size=H / 2)[-1]
-    torch.testing.assert_close(got[first], shadow, rtol=1e-12, atol=1e-12)
+    start, first = 0, window  # the window's first state (its outputs are the next ones), its last
+    assert torch.equal(got[:start + 1], plain[:start + 1])
+    # the window that distrusted them is undone: its end, and every output inside it, is the
+    # refined shadow's (RK4 at h/2 from the window's start), not the corrected solve's it judged
+    shadow = attsolver.solve(system, plain[start], t[start:first + 1], step_size=H / 2)
+    torch.testing.assert_close(got[start:first + 1], shadow, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(plain[start + 1:first + 1], shadow[1:], rtol=1e-6, atol=1e-9)
     assert st.guard.n_rewinds == 2
     assert st.guard.n_flagged == 2 * (40 - first) and st.guard.flagged == (True, True)
     assert st.guard.first == (pytest.approx(float(t[first])), 0)
     # from the check on, every step is the classical one refined to h/4
     fine = attsolver.solve(system, got[first], t[first:], step_size=H / FALLBACK_SUBSTEPS)
     torch.testing.assert_close(got[first:], fine, rtol=1e-12, atol=1e-12)
+
+
+def test_a_distrusted_window_returns_the_refined_shadow_at_its_outputs_too(guard_setting):
+    """Outputs every 4 steps (11 outputs: stacked at the end, not written into a buffer): the
+    first window, steps 0..8, holds the output at step 4; once it distrusts the samples, that
+    output and the window's end are the refined shadow's from the start, and the steps after it
+    are the classical step refined to h/4."""
+    from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
+    from attsolver.integrate.loop import STACKED_OUTPUTS
+    system, data, model = guard_setting
+    wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
+                                      knn_threshold=float("inf"))
+    with torch.no_grad():
+        wild.out_scale.fill_(1.0)
+        for p in wild.parameters():
+            p.fill_(0.01)
+    y0, dense = data.y[:2, 0], data.t[:41]
+    sparse = dense[::4]
+    assert len(sparse) <= STACKED_OUTPUTS
+    plain = attsolver.solve(system, y0, dense, step_size=H, corrector=wild)  # the guarded solve until the window
+    got, st = attsolver.solve(system, y0, sparse, step_size=H, corrector=wild, guard="fallback", return_stats=True,
+                              guard_check_every=POSTERIORI_EVERY)
+    end = int(POSTERIORI_WINDOW * POSTERIORI_EVERY)
+    assert end == 8 and st.guard.n_rewinds == 2
+    shadow = attsolver.solve(system, y0, dense[:end + 1], step_size=H / 2)
+    assert not torch.allclose(plain[4], shadow[4], rtol=1e-6, atol=1e-9)  # the corrected output it replaced
+    torch.testing.assert_close(got[1], shadow[4], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[2], shadow[8], rtol=1e-12, atol=1e-12)
+    # after the window: the classical step refined to h/4 from the shadow's end
+    fine = attsolver.solve(system, shadow[-1], dense[end:13], step_size=H / FALLBACK_SUBSTEPS)[-1]
+    torch.testing.assert_close(got[3], fine, rtol=1e-12, atol=1e-12)
 
 
 def test_record_domain_of_a_time_dependent_f_steps_each_state_from_its_own_time():

@@ -22,14 +22,15 @@ runs on every :data:`SCORE_EVERY`-th step
 (the first included) and its verdict holds until the next score, the nearest-neighbour part on
 every ``KNN_EVERY``-th score only, which keeps the guard's cost to a few per cent of the
 corrected step.  With ``guard_check_every=k`` the guard also checks
-every ``k``-th step a posteriori: the corrected and the classical step against the classical step
+from the first step and every ``k`` steps after it a posteriori: the corrected and the classical step against the classical step
 refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
 :data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
 further from the refined shadow than the classical shadow does, summed over the windows so far
 (times the domain's ratio calibrated for ``k``, :func:`attsolver.training.calibrate_check`, else
 :data:`POSTERIORI_RATIO`), is flagged from then on (the corrector has been seen to do
 worse than no corrector); under ``"fallback"`` it also takes the refined shadow's state at the
-window's end (the window's corrected steps are undone, the outputs inside it are kept).  With ``guard="warn"`` the
+window's end and at the outputs stored inside that window (the window's corrected steps are
+undone, and its outputs, which the check has just judged, are the refined shadow's).  With ``guard="warn"`` the
 solve goes on and one warning names the first flagged time and trajectory; with
 ``guard="fallback"`` a flagged sample's step is recomputed by the classical method with
 :data:`FALLBACK_SUBSTEPS` substeps of ``h / FALLBACK_SUBSTEPS`` (no correction), for the flagged
@@ -59,7 +60,8 @@ from .loop import Outputs, StepPlan
 
 __all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
            "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of", "SCORE_EVERY",
-           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK", "check_ratio_pairs"]
+           "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK", "check_ratio_pairs",
+           "CHECK_SCHEDULE"]
 
 GUARD_MODES = ("warn", "fallback")
 #: a fallback step is this many classical substeps of ``h / FALLBACK_SUBSTEPS``
@@ -82,6 +84,12 @@ POSTERIORI_WINDOW = 0.5
 #: for an interval the domain has no calibrated ratio for (:func:`attsolver.training.calibrate_check`
 #: stores one: on Lorenz-63 at 32 steps, 1.0 flags 41 of 100 in-distribution rollouts)
 POSTERIORI_RATIO = 1.0
+#: the a-posteriori check's schedule: its first window opens at the solve's first step, then one
+#: every ``guard_check_every`` steps (a start outside the domain is judged at once, and a solve
+#: shorter than ``guard_check_every`` steps is checked too).  Saved with a domain's calibrated
+#: ratios; a checkpoint's ratios from the earlier schedule (the first window after
+#: ``guard_check_every`` steps) are dropped on load, with a warning
+CHECK_SCHEDULE = "from_start"
 #: the feature score runs on every this many steps (its verdict holds until the next): the
 #: score is about ten small tensor operations, a few per cent of a small network's step, and the
 #: features move little in a few steps
@@ -205,7 +213,8 @@ class TrainingDomain:
                 "horizon": self.horizon, "step_size": self.step_size, "n_samples": self.n_samples,
                 # only when recorded: a domain without them reads as before (Mahalanobis score alone)
                 **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold}),
-                **({"check_ratios": [[k, r] for k, r in self.check_ratios]} if self.check_ratios else {}),
+                **({"check_ratios": [[k, r] for k, r in self.check_ratios], "check_schedule": CHECK_SCHEDULE}
+                   if self.check_ratios else {}),
                 **({} if self.probe_y is None else {"probe_y": self.probe_y, "probe_dy": self.probe_dy,
                                                     "probe_t": self.probe_t, "probe_rtol": self.probe_rtol})}
 
@@ -218,7 +227,12 @@ class TrainingDomain:
                          float(d["horizon"]), float(d["step_size"]), int(d["n_samples"]))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"the checkpoint's training domain is damaged ({e!r})") from None
-        if d.get("check_ratios"):
+        if d.get("check_ratios") and d.get("check_schedule") != CHECK_SCHEDULE:
+            warnings.warn("the checkpoint's a-posteriori check ratios were calibrated on an earlier schedule of the "
+                          "check (its first window after guard_check_every steps; now from the first step) and are "
+                          "dropped: calibrate them again with attsolver.training.calibrate_check(corrector, data, "
+                          "check_every=...)", UserWarning, stacklevel=2)
+        elif d.get("check_ratios"):
             domain = replace(domain, check_ratios=check_ratio_pairs(d["check_ratios"]), _cache={})
         if any(k in d for k in ("probe_y", "probe_dy")):  # absent: recorded before probes existed
             domain = domain.with_probes(d.get("probe_y"), d.get("probe_dy"), d.get("probe_t"), d.get("probe_rtol"))
@@ -294,7 +308,7 @@ class GuardReport:
         first: ``(time, trajectory)`` of the first flagged step, or ``None``.
         beyond_horizon: the solve ran longer than the training trajectories.
         n_rewinds: samples set to the refined shadow's state at the end of the window that first
-            distrusted them (``"fallback"`` with ``guard_check_every``).
+            distrusted them, and at that window's outputs (``"fallback"`` with ``guard_check_every``).
         reason: what flagged the first step: ``"system"`` (the solve's system is not the one the
             corrector was trained on, :mod:`.guard_system`: every step from the start),
             ``"features"`` (the feature scores), ``"check"`` (the a-posteriori check); ``None``
@@ -589,6 +603,7 @@ class _Guard:
         self.check_ratio = POSTERIORI_RATIO  # guarded_loop sets the domain's calibrated one
         self.largest: Tensor | None = None  # per sample, the largest evidence ratio so far
         self.window: list | None = None  # [classical shadow, refined shadow, steps left]
+        self.window_outputs: list[tuple[int, Tensor]] = []  # (output index, refined shadow there) inside the window
         self.newly: Tensor | None = None  # the samples the last window distrusted first
         self.fine_end: Tensor | None = None  # the refined shadow at the last window's end
         self.n_rewinds = 0
@@ -618,6 +633,7 @@ class _Guard:
         shadow solve run beside the corrected one for ``steps`` steps."""
         flat = y.detach().reshape(-1, *self.state_shape)
         self.window = [flat, flat, steps]
+        self.window_outputs = []
 
     def advance_window(self, ts: list[Tensor], y_next: Tensor, h: float) -> bool:
         """One step of both shadows; at the window's end, compare (:meth:`judge`) and close it.
@@ -634,13 +650,23 @@ class _Guard:
         self.judge(y_next, w[0], w[1])
         return True
 
-    def rewind(self, y: Tensor) -> Tensor:
+    def note_output(self, i: int) -> None:
+        """Output ``i`` was stored while a window is open: keep the refined shadow's state there,
+        for :meth:`rewind`."""
+        if self.window is not None and self.plan.guard == "fallback":
+            self.window_outputs.append((i, self.window[1]))
+
+    def rewind(self, y: Tensor, out: Outputs) -> Tensor:
         """Under ``"fallback"``: the samples the last window distrusted for the first time take
-        the refined shadow's state (a better solution over that window than the corrected one)."""
-        new = self.newly
+        the refined shadow's state (a better solution over that window than the corrected one),
+        at the window's end and at the outputs stored inside it."""
+        new, inside = self.newly, self.window_outputs
+        self.window_outputs = []
         if self.plan.guard != "fallback" or new is None or not bool(new.any()):
             return y
         rows = new.nonzero().squeeze(1)
+        for i, fine in inside:  # the outputs the check has just seen to be worse than no corrector's
+            out.replace_rows(i, rows, fine.reshape(-1, self.dim)[rows])
         flat = y.reshape(-1, self.dim).clone()
         flat[rows] = self.fine_end[rows].to(flat.dtype)
         self.n_rewinds += int(rows.numel())
@@ -793,7 +819,8 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
-    k, j, ok, all_ok = 0, score_every, None, True
+    # k counts to the next window, the first at the first step (CHECK_SCHEDULE)
+    k, j, ok, all_ok = max(every - 1, 0), score_every, None, True
     window = max(1, int(POSTERIORI_WINDOW * every))
     left = int(plan.n_sub.sum())  # steps still to take: a window that cannot close is not opened
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
@@ -816,10 +843,12 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
                 ok, all_ok = guard.verdict(score(y, dy, c))
             y = y_next if all_ok else guard.handle(ok, ts, y, y_next, h)
             if every and guard.window is not None and guard.advance_window(ts, y, h):
-                y = guard.rewind(y)
+                y = guard.rewind(y, out)
                 ok = ok & ~guard.distrust
                 all_ok = bool(ok.all())
         out.put(i, y)
+        if every:
+            guard.note_output(i)
     if plan.guard == "warn" and guard.first is not None:
         guard.warn()
     return out.result(), guard.report()

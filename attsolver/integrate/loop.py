@@ -191,6 +191,18 @@ class Outputs:
             return
         rows.append(y)
 
+    def replace_rows(self, i: int, rows: Tensor, values: Tensor) -> None:
+        """Overwrite the samples ``rows`` (indices into the flattened batch) of output ``i``,
+        already stored, with ``values [len(rows), D]`` (``D`` entries per sample)."""
+        if self.buf is not None:
+            out = self.buf[i]
+            out.reshape(-1, values.shape[-1])[rows] = values.to(out.dtype)
+            return
+        old = self.rows[i]
+        flat = old.reshape(-1, values.shape[-1]).clone()
+        flat[rows] = values.to(flat.dtype)
+        self.rows[i] = flat.reshape(old.shape)
+
     def put_block(self, i: int, ys: Tensor) -> None:
         """Store outputs ``i, i+1, ...`` from a stacked block ``ys``."""
         if self.buf is None and not (ys.requires_grad or self.rows[0].requires_grad):

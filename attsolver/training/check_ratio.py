@@ -26,7 +26,7 @@ from torch import Tensor
 from .._validate import finite_number, positive_int
 from ..correctors import Corrector
 from ..integrate import solve
-from ..integrate.guard import OutOfDomainWarning, check_ratio_pairs, domain_of
+from ..integrate.guard import POSTERIORI_WINDOW, OutOfDomainWarning, check_ratio_pairs, domain_of
 from .arguments import as_dataset, right_hand_side
 
 __all__ = ["calibrate_check", "set_check_ratio", "check_ratio_threshold", "DEFAULT_CHECK_RATE"]
@@ -89,8 +89,10 @@ def calibrate_check(corrector: Corrector, data: Any, *, check_every: int, rate: 
                          guard_check_every=every, return_stats=True, options={"check_finite": False})
     ratios = stats.guard.check_ratio
     if ratios is None:
-        raise ValueError(f"the check never ran: data spans fewer than check_every={every} steps of {h:g}; "
-                         "give longer trajectories or a smaller check_every")
+        window = max(1, int(POSTERIORI_WINDOW * every))
+        raise ValueError(f"the check never ran: data spans fewer than the {window} steps of {h:g} of one window of "
+                         f"check_every={every} (POSTERIORI_WINDOW x check_every); give longer trajectories or a "
+                         "smaller check_every")
     ratio = max(check_ratio_threshold(torch.tensor(ratios, dtype=torch.float64), rate), 1e-12)
     set_check_ratio(corrector, every, ratio)
     return ratio
