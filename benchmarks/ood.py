@@ -120,6 +120,9 @@ EXTRA = (("system", "With the system check (the corrector as `fit` left it, its 
                    "user's own `f`: no parameters to compare; `guard='fallback'`): one classical step from the "
                    "domain's 8 recorded training states, compared with the recorded step "
                    "(`attsolver.integrate.guard_probe`; largest relative difference, tolerance 1e-3)"),
+         ("probe_checked32", "Every detector a user's own `f` gets (the system record removed): the right-hand-side "
+                             "probe, the data scores and the a-posteriori check every 32 steps from the first step, its "
+                             "ratio calibrated as above (`guard='fallback', guard_check_every=32`)"),
          ("wide", "With the domain recorded from the training and the calibration trajectories "
                   "(`record_domain(model, [train, cal])`, `guard='fallback'`)"))
 
@@ -231,7 +234,8 @@ def _solves(system, y0, t, h, model, wide) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         for name, mode, every, m in (*((n, g, e, scored) for n, g, e in MODES), ("wide", "fallback", None, wide),
-                                     ("system", "fallback", None, model), ("probe", "fallback", None, probe_only(model))):
+                                     ("system", "fallback", None, model), ("probe", "fallback", None, probe_only(model)),
+                                     ("probe_checked32", "fallback", 32, probe_only(model))):
             out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                             guard_check_every=every, options=unchecked, return_stats=True)
             out[f"{name}_stats"] = st.guard
@@ -249,7 +253,7 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
     with torch.no_grad():
         s = _solves(system, test.y[:, 0], test.t, h, model, wide)
     err = {k: _rollout_error(s[k], test.y) for k in ("classical", "corrected", *(m for m, _, _ in MODES), "wide",
-                                                     "system", "probe")}
+                                                     "system", "probe", "probe_checked32")}
     flagged = np.array(s["warn_stats"].flagged)
     worse = err["corrected"] > err["classical"]
     material = err["corrected"] > MATERIAL * err["classical"]
@@ -272,7 +276,7 @@ def evaluate(model, wide, system, test, h, bounds, label: str) -> dict[str, Any]
         "fallback_over_classical_median": float(np.nanmedian(ratio)),
         "fallback_rollouts_over_1_5x": int((~(ratio <= 1.5)).sum()),
         **{name: _checked_row(s[f"{name}_stats"], err[name] / err["classical"], worse)
-           for name in (*CHECKED, "wide", "system", "probe")},
+           for name in (*CHECKED, "wide", "system", "probe", "probe_checked32")},
         "check_sweep": {str(every): _sweep(model.domain.check_ratio(every), s[f"ratios{every}"], flagged, worse)
                         for every in CHECKED.values() if s[f"ratios{every}"] is not None},
         "system_reason": s["system_stats"].reason, "system_mismatch": s["system_stats"].system,
