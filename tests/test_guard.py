@@ -121,18 +121,24 @@ def test_bad_guard_input(guard_setting):
         record_domain(bare, data, distance_margin=0.5)
 
 
-def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(guard_setting):
-
-    from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
-    system, data, model = guard_setting
+def _wild(model):
+    """A corrector much worse than none (every weight 0.01, full-size output), on a domain that
+    admits every state and correction size: only the a-posteriori check can flag it."""
     wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    # a domain that admits every state and correction size: only the a-posteriori check can flag
     wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
                                       knn_threshold=float("inf"))
     with torch.no_grad():
         wild.out_scale.fill_(1.0)
         for p in wild.parameters():
             p.fill_(0.01)
+    return wild
+
+
+def test_a_posteriori_check_distrusts_a_corrector_worse_than_no_corrector(guard_setting):
+
+    from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
+    system, data, model = guard_setting
+    wild = _wild(model)
     y0, t = data.y[:2, 0], data.t[:41]
     plain = attsolver.solve(system, y0, t, step_size=H, corrector=wild)
     got, st = attsolver.solve(system, y0, t, step_size=H, corrector=wild, guard="fallback", return_stats=True,
@@ -164,13 +170,7 @@ def test_a_distrusted_window_returns_the_refined_shadow_at_its_outputs_too(guard
     from attsolver.integrate.guard import POSTERIORI_EVERY, POSTERIORI_WINDOW
     from attsolver.integrate.loop import STACKED_OUTPUTS
     system, data, model = guard_setting
-    wild = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    wild.domain = dataclasses.replace(model.domain, distance_threshold=float("inf"), ratio_threshold=float("inf"),
-                                      knn_threshold=float("inf"))
-    with torch.no_grad():
-        wild.out_scale.fill_(1.0)
-        for p in wild.parameters():
-            p.fill_(0.01)
+    wild = _wild(model)
     y0, dense = data.y[:2, 0], data.t[:41]
     sparse = dense[::4]
     assert len(sparse) <= STACKED_OUTPUTS
