@@ -615,7 +615,7 @@ class _Guard:
         # the refined shadow's substeps: its error at most 1/16 of the classical step's
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
-    def probe(self, f: Any) -> str | None:
+    def probe(self) -> str | None:
         """The right-hand-side probe (:mod:`.guard_probe`): ``None`` when the solve's stepper
         reproduces the training increments from the domain's probe states (or the domain has
         none), else the sentence naming the difference; the difference is kept for the report."""
@@ -810,7 +810,7 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
     guard.check_ratio = guard.domain.check_ratio(every) if every else POSTERIORI_RATIO
     guard.system = system_mismatch(f, plan.corrector)
     if guard.system is None and not system_compared(f, plan.corrector):
-        guard.system = guard.probe(f)
+        guard.system = guard.probe()
     if guard.system is not None:
         guard.reason = "system"
         guard.distrust = torch.ones_like(guard.flagged)
