@@ -1,5 +1,8 @@
 """The a-posteriori check's calibrated ratio (training/check_ratio.py, integrate/guard.py)."""
 
+import copy
+import dataclasses
+import math
 import warnings
 
 import pytest
@@ -63,16 +66,34 @@ def test_the_report_carries_the_largest_summed_ratio_and_the_check_uses_the_stor
     assert torch.equal(torch.tensor(checked.guard.flagged), features | (ratios > POSTERIORI_RATIO))
     ratio = calibrate_check(model, data, check_every=EVERY, rate=0.25, f=system)
     try:
-        assert ratio == check_ratio_threshold(ratios, 0.25)
+        # the feature scores' flags count first (flagged at any ratio), then the largest ratios
+        assert ratio == check_ratio_threshold(torch.where(features, torch.full_like(ratios, math.inf), ratios), 0.25)
         assert model.domain.check_ratio(EVERY) == ratio and model.domain.check_ratio(2 * EVERY) == POSTERIORI_RATIO
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OutOfDomainWarning)
             _, again = attsolver.solve(system, y0, t, guard="warn", guard_check_every=EVERY, **kw)
         by_check = ratios > ratio
-        assert 0 < int(by_check.sum()) <= 0.25 * 20
-        assert torch.equal(torch.tensor(again.guard.flagged), features | by_check)
+        union = features | by_check
+        assert torch.equal(torch.tensor(again.guard.flagged), union)
+        assert int(union.sum()) <= 0.25 * 20 and int((by_check & ~features).sum()) > 0
+        # one ratio lower would flag more than the rate
+        lower = ratios[(ratios < ratio) & ~features].max()
+        assert int((features | (ratios > lower)).sum()) > 0.25 * 20
     finally:
         model.domain = model.domain.with_check_ratios(())
+
+
+def test_when_the_scores_alone_flag_more_than_the_rate_the_check_adds_none(setting):
+    system, data, model = setting
+    tight = copy.copy(model)
+    tight.domain = dataclasses.replace(model.domain, distance_threshold=0.0, _cache={})  # every step flagged
+    with pytest.warns(UserWarning, match="feature scores alone flag 20 of 20"):
+        ratio = calibrate_check(tight, data, check_every=EVERY, rate=0.25, f=system)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        _, st = attsolver.solve(system, data.y[:, 0], data.t, step_size=H, corrector=tight, guard="warn",
+                                guard_check_every=EVERY, return_stats=True)
+    assert ratio == max(st.guard.check_ratio)
 
 
 def test_check_ratios_survive_the_checkpoint_dict_and_bad_ones_are_refused(setting):

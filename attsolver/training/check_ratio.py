@@ -6,10 +6,12 @@ shadow, summed over the check's windows, exceeds ``ratio`` times the classical s
 (:mod:`attsolver.integrate.guard`).  With ``ratio = 1`` a corrector that is better than the
 classical solver over the horizon can still lose a window or two: on Lorenz-63 (every 32 steps)
 41 of 100 in-distribution rollouts were flagged.  The calibrated ratio is the smallest that
-flags at most a chosen fraction ``rate`` of in-distribution trajectories: each calibration
-trajectory's largest summed-error ratio over its windows (``GuardReport.check_ratio``), and their
-``ceil(n (1 - rate))``-th smallest value (a trajectory is flagged when its ratio is strictly
-above the threshold, so at most ``n - ceil(n (1 - rate)) <= rate n`` of them are).  Like a
+flags at most a chosen fraction ``rate`` of in-distribution trajectories, the feature scores'
+flags included: each calibration trajectory's largest summed-error ratio over its windows
+(``GuardReport.check_ratio``; infinite for a trajectory the feature scores flag, which is flagged
+at any ratio), and their ``ceil(n (1 - rate))``-th smallest value (a trajectory is flagged when
+its ratio is strictly above the threshold, so at most ``n - ceil(n (1 - rate)) <= rate n`` of
+them are).  Like a
 conformal bound, the rate holds on fresh trajectories from the same distribution in expectation
 (up to ``1 / (n + 1)``), not on every draw.
 """
@@ -69,7 +71,9 @@ def calibrate_check(corrector: Corrector, data: Any, *, check_every: int, rate: 
         data: held-out in-distribution trajectories (a ``TrajectoryDataset`` or an HDF5 path),
             at least ``ceil(1 / rate)`` of them.
         check_every: the check's interval the ratio is for.
-        rate: the fraction of such trajectories the check may flag, in (0, 1).
+        rate: the fraction of such trajectories the guard may flag, in (0, 1): the check's flags
+            and the feature scores' together (a trajectory the scores flag is flagged whatever
+            the ratio, so the check may add at most ``rate * n`` minus their count).
         f: the right-hand side; default the data's built-in system.
         step_size: the solve's step; default the domain's (the training step).
     """
@@ -83,16 +87,27 @@ def calibrate_check(corrector: Corrector, data: Any, *, check_every: int, rate: 
     domain = domain_of(corrector)
     f, _ = right_hand_side(corrector, data, None, f, None)
     h = domain.step_size if step_size is None else step_size
-    with warnings.catch_warnings():  # the feature scores' verdicts are not what is calibrated here
+    kw = dict(step_size=h, corrector=corrector, guard="warn", return_stats=True, options={"check_finite": False})
+    with warnings.catch_warnings():  # the feature scores' verdicts are counted, not warned about
         warnings.simplefilter("ignore", OutOfDomainWarning)
-        _, stats = solve(f, data.y[:, 0], data.t, step_size=h, corrector=corrector, guard="warn",
-                         guard_check_every=every, return_stats=True, options={"check_finite": False})
+        _, stats = solve(f, data.y[:, 0], data.t, guard_check_every=every, **kw)
+        _, scored = solve(f, data.y[:, 0], data.t, **kw)  # the feature scores' (and system checks') flags alone
     ratios = stats.guard.check_ratio
     if ratios is None:
         window = max(1, int(POSTERIORI_WINDOW * every))
         raise ValueError(f"the check never ran: data spans fewer than the {window} steps of {h:g} of one window of "
                          f"check_every={every} (POSTERIORI_WINDOW x check_every); give longer trajectories or a "
                          "smaller check_every")
-    ratio = max(check_ratio_threshold(torch.tensor(ratios, dtype=torch.float64), rate), 1e-12)
+    v = torch.nan_to_num(torch.tensor(ratios, dtype=torch.float64), nan=0.0)
+    flagged = torch.tensor(scored.guard.flagged, dtype=torch.bool)
+    if int(flagged.sum()) > rate * len(v):  # the scores alone flag more than the rate: the check adds none
+        warnings.warn(f"the guard's feature scores alone flag {int(flagged.sum())} of {len(v)} calibration "
+                      f"trajectories, more than rate={rate:g}: the check's ratio is set to flag none beyond them "
+                      "(the largest calibration ratio); the data may not be in distribution, or the domain's "
+                      "margins too tight (record_domain)", UserWarning, stacklevel=2)
+        ratio = float(v.max())
+    else:  # a trajectory the scores flag is flagged at any ratio: it uses up the rate first
+        ratio = check_ratio_threshold(torch.where(flagged, torch.full_like(v, math.inf), v), rate)
+    ratio = max(ratio, 1e-12)
     set_check_ratio(corrector, every, ratio)
     return ratio
