@@ -117,8 +117,8 @@ EXTRA = (("system", "With the system check (the corrector as `fit` left it, its 
                   "(`calibrate_check`; the ratio per case is in the table after these)")
            for name, every in CHECKED.items()),
          ("probe", "With the right-hand-side probe (the corrector's training system record removed, as for a "
-                   "user's own `f`: no parameters to compare; `guard='fallback'`): one classical step from the "
-                   "domain's 8 recorded training states, compared with the recorded step "
+                   "user's own `f`: no parameters to compare; `guard='fallback'`): the solve's `f` at the "
+                   "domain's 8 recorded training states, compared with the values recorded there "
                    "(`attsolver.integrate.guard_probe`; largest relative difference, tolerance 1e-3)"),
          ("probe_checked32", "Every detector a user's own `f` gets (the system record removed): the right-hand-side "
                              "probe, the data scores and the a-posteriori check every 32 steps from the first step, its "
@@ -594,7 +594,7 @@ def markdown(report: dict[str, Any]) -> str:
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
               "warn_no_system: `guard='warn'` without the system check and the probe (the other modes include "
               "the system check: one comparison of two small dicts per solve); warn_probe: `guard='warn'` with "
-              "the right-hand-side probe instead of the system check (one classical step of its 8 states per "
+              "the right-hand-side probe instead of the system check (one call of `f` on its 8 states per "
               "solve: what a user's own `f` costs); warn_knn1: `guard='warn'` with the nearest-neighbour "
               "score on every feature score (every 4th step, the schedule before `KNN_EVERY = 2`; "
               "the cases without a coreset run the same guard as warn); "

@@ -172,7 +172,7 @@ def add_probes(model, train: TrajectoryDataset) -> None:
     fresh = copy.deepcopy(model)
     record_domain(fresh, coarse(train, RE_TRAIN), f=coarse_system(RE_TRAIN))
     d = fresh.domain
-    model.domain = model.domain.with_probes(d.probe_y, d.probe_dy, d.probe_t, d.probe_rtol)
+    model.domain = model.domain.with_probes(d.probe_y, d.probe_f, d.probe_t, d.probe_rtol)
 
 
 def fd_host_check(c: dict[str, Any], data: dict[str, TrajectoryDataset], cache: Path, key: str, log
@@ -475,9 +475,9 @@ def _system_lines(report: dict[str, Any]) -> list[str]:
     if "probe" not in report["rows"][0]:
         return out  # a report from before the right-hand-side probe
     out += ["", "With the right-hand-side probe (the training system record removed, as for a user's own `f`: no "
-            "parameters to compare; `guard='fallback'`): one classical step from the domain's 8 recorded training "
-            "fields, compared with the recorded step (`attsolver.integrate.guard_probe`: the largest difference "
-            "over the recorded increments' RMS size, tolerance 1e-3):", "",
+            "parameters to compare; `guard='fallback'`): the solve's `f` at the domain's 8 recorded training "
+            "fields, compared with the values recorded there (`attsolver.integrate.guard_probe`: the largest "
+            "difference over the recorded values' RMS size, tolerance 1e-3):", "",
             "| test | error (median) | worse | detected | flagged rollouts | flagged steps | "
             "guarded/classical (median, max, >1.5x) | first flag by | probe difference |",
             "|---|---|---|---|---|---|---|---|---|"]

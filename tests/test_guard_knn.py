@@ -99,7 +99,7 @@ def test_the_coreset_sees_another_rho_that_the_ellipsoid_does_not(guard_setting)
     y0, t = data.y[:, 0], data.t[:41]
     other = Lorenz63(rho=45.0)  # the same states, dy / h moved by 17 x in one component
     # the data scores alone: without the right-hand-side probe (test_guard_probe), which sees rho at once
-    old = dataclasses.replace(model.domain, coreset=None, knn_threshold=None, probe_y=None, probe_dy=None, _cache={})
+    old = dataclasses.replace(model.domain, coreset=None, knn_threshold=None, probe_y=None, probe_f=None, _cache={})
     bare = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
     bare.domain = old
     model = copy.copy(model)

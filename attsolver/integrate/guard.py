@@ -137,9 +137,9 @@ class TrainingDomain:
         check_ratios: ``((check_every, ratio), ...)``: the a-posteriori check's calibrated ratio
             per interval (:func:`attsolver.training.calibrate_check`); an interval not listed
             uses :data:`POSTERIORI_RATIO`.
-        probe_y, probe_dy: ``[P, D]`` float64: training states and the classical step's
-            increment from each at ``step_size`` and time ``probe_t``, for the right-hand-side
-            probe (:mod:`.guard_probe`); ``None`` for a domain recorded before probes existed.
+        probe_y, probe_f: ``[P, D]`` float64: training states and the right-hand side there at
+            time ``probe_t``, for the right-hand-side probe (:mod:`.guard_probe`); ``None`` for a
+            domain recorded before probes existed.
         probe_rtol: the probe's tolerance on its largest relative difference.
     """
 
@@ -158,7 +158,7 @@ class TrainingDomain:
     knn_threshold: float | None = None
     check_ratios: tuple[tuple[int, float], ...] = ()
     probe_y: Tensor | None = None
-    probe_dy: Tensor | None = None
+    probe_f: Tensor | None = None
     probe_t: float = 0.0
     probe_rtol: float = PROBE_RTOL
     _cache: dict = field(default_factory=dict, repr=False)
@@ -215,7 +215,7 @@ class TrainingDomain:
                 **({} if self.coreset is None else {"coreset": self.coreset, "knn_threshold": self.knn_threshold}),
                 **({"check_ratios": [[k, r] for k, r in self.check_ratios], "check_schedule": CHECK_SCHEDULE}
                    if self.check_ratios else {}),
-                **({} if self.probe_y is None else {"probe_y": self.probe_y, "probe_dy": self.probe_dy,
+                **({} if self.probe_y is None else {"probe_y": self.probe_y, "probe_f": self.probe_f,
                                                     "probe_t": self.probe_t, "probe_rtol": self.probe_rtol})}
 
     @classmethod
@@ -234,22 +234,22 @@ class TrainingDomain:
                           "check_every=...)", UserWarning, stacklevel=2)
         elif d.get("check_ratios"):
             domain = replace(domain, check_ratios=check_ratio_pairs(d["check_ratios"]), _cache={})
-        if any(k in d for k in ("probe_y", "probe_dy")):  # absent: recorded before probes existed
-            domain = domain.with_probes(d.get("probe_y"), d.get("probe_dy"), d.get("probe_t"), d.get("probe_rtol"))
+        if any(k in d for k in ("probe_y", "probe_f")):  # absent: recorded before probes existed
+            domain = domain.with_probes(d.get("probe_y"), d.get("probe_f"), d.get("probe_t"), d.get("probe_rtol"))
         if d.get("coreset") is None and d.get("knn_threshold") is None:
             return domain  # recorded before the coreset existed, or too many features for it
         coreset, threshold = d.get("coreset"), d.get("knn_threshold")
         check_coreset(coreset, threshold, domain.feature_dim)
         return replace(domain, coreset=coreset.double(), knn_threshold=float(threshold), _cache={})
 
-    def with_probes(self, probe_y: Tensor | None, probe_dy: Tensor | None, probe_t: float = 0.0,
+    def with_probes(self, probe_y: Tensor | None, probe_f: Tensor | None, probe_t: float = 0.0,
                     probe_rtol: float = PROBE_RTOL) -> TrainingDomain:
-        """This domain with the right-hand-side probe's states ``[P, D]``, increments, time and
-        tolerance (checked; ``probe_y=None``: without the probe)."""
-        if probe_y is None and probe_dy is None:
-            return replace(self, probe_y=None, probe_dy=None, _cache={})
-        check_probes(probe_y, probe_dy, probe_t, probe_rtol, self.feature_dim // 2)
-        return replace(self, probe_y=probe_y.detach().double().cpu(), probe_dy=probe_dy.detach().double().cpu(),
+        """This domain with the right-hand-side probe's states ``[P, D]``, the values of ``f``
+        there, their time and the tolerance (checked; ``probe_y=None``: without the probe)."""
+        if probe_y is None and probe_f is None:
+            return replace(self, probe_y=None, probe_f=None, _cache={})
+        check_probes(probe_y, probe_f, probe_t, probe_rtol, self.feature_dim // 2)
+        return replace(self, probe_y=probe_y.detach().double().cpu(), probe_f=probe_f.detach().double().cpu(),
                        probe_t=float(probe_t), probe_rtol=float(probe_rtol), _cache={})
 
     def with_check_ratios(self, pairs: tuple[tuple[int, float], ...]) -> TrainingDomain:
@@ -320,8 +320,8 @@ class GuardReport:
             classical shadow's (the check distrusts a trajectory when it exceeds the ratio in
             use); ``None`` without the check.  :func:`attsolver.training.calibrate_check` picks
             the ratio from it on in-distribution trajectories.
-        probe: the right-hand-side probe's largest relative difference between the solve's
-            classical increments and the recorded ones (:mod:`.guard_probe`; above the domain's
+        probe: the right-hand-side probe's largest relative difference between the solve's ``f``
+            and the recorded values at the probe states (:mod:`.guard_probe`; above the domain's
             ``probe_rtol`` every rollout is flagged from step 0, reason ``"system"``), or ``None``
             (the domain has no probes, or the system check compared the parameters).
     """
@@ -616,15 +616,14 @@ class _Guard:
         self.ref_substeps = max(2, math.ceil(16 ** (1 / max(1, int(getattr(plan.corrector, "order", 4)))) - 1e-9))
 
     def probe(self) -> str | None:
-        """The right-hand-side probe (:mod:`.guard_probe`): ``None`` when the solve's stepper
-        reproduces the training increments from the domain's probe states (or the domain has
+        """The right-hand-side probe (:mod:`.guard_probe`): ``None`` when the solve's ``f`` (its
+        stepper's) reproduces the recorded values at the domain's probe states (or the domain has
         none), else the sentence naming the difference; the difference is kept for the report."""
         d = self.domain
         if d.probe_y is None:
             return None
-        stepper, dtype = self.plan.stepper, self.plan.t.dtype
-        e, p = probe_difference(lambda y, t0, h: _fallback(stepper, y, slice(None), t0, h, dtype, 1), self.plan.y0,
-                                self.state_shape, d.probe_y, d.probe_dy, d.probe_t, d.step_size)
+        e, p = probe_difference(self.plan.stepper.f, self.plan.y0, self.state_shape, d.probe_y, d.probe_f,
+                                d.probe_t, self.plan.t.dtype)
         self.probe_error = e
         return None if e <= d.probe_rtol else probe_sentence(e, p, d.probe_rtol)
 

@@ -48,9 +48,8 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
         f: the right-hand side; default the data's built-in system.
         probe_rtol: the tolerance of the right-hand-side probe
             (:mod:`attsolver.integrate.guard_probe`): the domain keeps ``PROBES`` states of the
-            first data set and the classical step from each, and a guarded solve whose ``f``
-            does not reproduce those steps to this relative difference is outside the domain
-            from step 0.  ``None``: keep no probes (the feature scores and the system check alone).
+            first data set and ``f`` there, and a guarded solve whose ``f`` does not reproduce
+            those values to this relative difference is outside the domain from step 0.  ``None``: keep no probes (the feature scores and the system check alone).
     """
     sets = [as_dataset(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
     if not sets:
@@ -102,7 +101,7 @@ def _samples(corrector: Corrector, data, f, max_samples: int, seed: int):
         y = y.reshape(n_all, *state_shape)[pick.to(device)]
         y1 = y1.reshape(n_all, *state_shape)[pick.to(device)]
     keep = torch.isfinite(y1.reshape(len(y1), -1)).all(1)
-    probes = _probes(y[keep], y1[keep], starts[keep], autonomous)
+    probes = _probes(f, y[keep], starts[keep], autonomous, state_shape)
     y, y1 = y.to(dtype), y1.to(dtype)
     # the trajectory of each drawn state (``pick`` is sorted: time order within each), for the
     # nearest-neighbour threshold's held-out trajectories
@@ -118,12 +117,11 @@ def _samples(corrector: Corrector, data, f, max_samples: int, seed: int):
     return guard_features(y, dy, h, dim), ratios, groups, float(data.t[-1] - data.t[0]), probes
 
 
-def _probes(y, y1, starts, autonomous: bool) -> tuple | None:
-    """``(probe_y [P, D], probe_dy [P, D], probe_t)`` in the data's dtype: at most ``PROBES``
-    drawn states spread over the draw (which is in trajectory, then time order), and their
-    classical increments.  An autonomous step was taken from ``t = 0``; otherwise the probes share
-    one start time (a step's stage times are the solve's, one for the whole batch): the time with
-    the most drawn states."""
+def _probes(f, y, starts, autonomous: bool, state_shape: tuple[int, ...]) -> tuple | None:
+    """``(probe_y [P, D], probe_f [P, D], probe_t)`` in the data's dtype: at most ``PROBES``
+    drawn states spread over the draw (which is in trajectory, then time order), and ``f`` there.
+    An autonomous ``f`` is evaluated at ``t = 0``; otherwise the probes share one observed time
+    (the guard evaluates them in one call): the time with the most drawn states."""
     if len(y) == 0:
         return None
     if autonomous:
@@ -132,7 +130,8 @@ def _probes(y, y1, starts, autonomous: bool) -> tuple | None:
         times, counts = torch.unique(starts.cpu(), return_counts=True)
         t0 = float(times[int(torch.argmax(counts))])
         rows = (starts.cpu() == t0).nonzero().squeeze(1)
-    pick = rows[torch.linspace(0, len(rows) - 1, min(PROBES, len(rows))).round().long()]
-    pick = pick.to(y.device)
-    flat = y.reshape(len(y), -1)
-    return flat[pick], (y1.reshape(len(y1), -1) - flat)[pick], t0
+    pick = rows[torch.linspace(0, len(rows) - 1, min(PROBES, len(rows))).round().long()].to(y.device)
+    yp = y[pick]
+    with torch.no_grad():
+        fp = f(torch.tensor(t0, dtype=y.dtype, device=y.device), yp.reshape(len(yp), *state_shape))
+    return yp.reshape(len(yp), -1), fp.reshape(len(yp), -1).to(yp.dtype), t0
