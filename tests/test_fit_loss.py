@@ -5,6 +5,7 @@ checkpoints; the default mean squared error unchanged."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -169,6 +170,10 @@ def test_the_floor_keeps_a_zero_error_sample_finite():
     _, objective0, zeros = _objective_and_samples(torch.zeros(3, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="loss='relative'.*zero on every training sample.*loss='mse'"):
         RelativeWeights(objective0, {"train": zeros, "val": None}).floor(1)
+    # every window's classical rollout blew up: no finite error to take the median of
+    _, objective_inf, blown = _objective_and_samples(torch.full((3, 2), math.inf, dtype=torch.float64))
+    with pytest.raises(ValueError, match="loss='relative'.*not finite on every training window.*smaller step"):
+        RelativeWeights(objective_inf, {"train": blown, "val": None}).floor(1)
 
 
 def test_fit_on_data_with_a_trajectory_at_the_fixed_point_stays_finite(data):

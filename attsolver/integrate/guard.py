@@ -631,8 +631,7 @@ class _Guard:
         """Start the a-posteriori window from the guarded state ``y``: a classical and a refined
         shadow solve run beside the corrected one for ``steps`` steps."""
         flat = y.detach().reshape(-1, *self.state_shape)
-        self.window = [flat, flat, steps]
-        self.window_outputs = []
+        self.window = [flat, flat, steps]  # window_outputs is empty: rewind emptied it when the last one closed
 
     def advance_window(self, ts: list[Tensor], y_next: Tensor, h: float) -> bool:
         """One step of both shadows; at the window's end, compare (:meth:`judge`) and close it.

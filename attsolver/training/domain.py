@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .._validate import finite_number
 from ..correctors import Corrector
 from ..integrate.guard import TrainingDomain, guard_features
 from ..integrate.guard_probe import PROBE_RTOL, PROBES
@@ -49,7 +50,8 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
         probe_rtol: the tolerance of the right-hand-side probe
             (:mod:`attsolver.integrate.guard_probe`): the domain keeps ``PROBES`` states of the
             first data set and ``f`` there, and a guarded solve whose ``f`` does not reproduce
-            those values to this relative difference is outside the domain from step 0.  ``None``: keep no probes (the feature scores and the system check alone).
+            those values to this relative difference is outside the domain from step 0.
+            ``None``: keep no probes (the feature scores and the system check alone).
     """
     sets = [as_dataset(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
     if not sets:
@@ -57,9 +59,9 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
     for name, v in (("distance_margin", distance_margin), ("ratio_margin", ratio_margin), ("knn_margin", knn_margin)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1):
             raise ValueError(f"{name} must be a finite number >= 1, got {v!r}")
-    if probe_rtol is not None and not (isinstance(probe_rtol, (int, float)) and not isinstance(probe_rtol, bool)
-                                       and math.isfinite(probe_rtol) and probe_rtol > 0):
-        raise ValueError(f"probe_rtol must be a finite number > 0 (or None: no right-hand-side probe), got {probe_rtol!r}")
+    if probe_rtol is not None:
+        finite_number("probe_rtol", probe_rtol, low=0.0, low_open=True, why=" (or None: no right-hand-side probe)",
+                      type_error=False)
     pieces = [_samples(corrector, d, f, max_samples, seed) for d in sets]
     offset, groups = 0, []
     for _, _, g, _, _ in pieces:  # trajectories of different sets are different trajectories
@@ -132,6 +134,5 @@ def _probes(f, y, starts, autonomous: bool, state_shape: tuple[int, ...]) -> tup
         rows = (starts.cpu() == t0).nonzero().squeeze(1)
     pick = rows[torch.linspace(0, len(rows) - 1, min(PROBES, len(rows))).round().long()].to(y.device)
     yp = y[pick]
-    with torch.no_grad():
-        fp = f(torch.tensor(t0, dtype=y.dtype, device=y.device), yp.reshape(len(yp), *state_shape))
+    fp = f(torch.tensor(t0, dtype=y.dtype, device=y.device), yp.reshape(len(yp), *state_shape))  # record_domain: no_grad
     return yp.reshape(len(yp), -1), fp.reshape(len(yp), -1).to(yp.dtype), t0

@@ -102,7 +102,13 @@ class RelativeWeights:
         if k not in self._floor:
             z = self.zero_errors("train", k)
             z = z[torch.isfinite(z)]
-            median = float(z.median()) if len(z) else 0.0
+            if not len(z):
+                raise ValueError(
+                    "loss='relative' divides by the uncorrected step's error, and the classical rollout is not "
+                    "finite on every training window: the step is unstable on this data; use a smaller step "
+                    "(or fewer rollout_steps) or loss='mse'"
+                )
+            median = float(z.median())
             if not median > 0:
                 median = float(z.max())
             if not median > 0:
