@@ -40,6 +40,7 @@ from attsolver.evaluate.conformal import calibrate, conformal_quantile, coverage
 from attsolver.integrate import guard as guard_module, guard_knn  # noqa: E402
 from attsolver.integrate.guard import (POSTERIORI_RATIO, POSTERIORI_WINDOW, SCORE_EVERY,  # noqa: E402
                                       STICKY_FALLBACK, OutOfDomainWarning)
+from attsolver.integrate.guard_probe import PROBE_RTOL, PROBES  # noqa: E402
 from attsolver.integrate.guard_scores import domain_scores  # noqa: E402
 from attsolver.training import calibrate_check, record_domain  # noqa: E402
 from attsolver.systems import ElasticPendulum, Lorenz63, Lorenz96, SpringChain  # noqa: E402
@@ -118,8 +119,8 @@ EXTRA = (("system", "With the system check (the corrector as `fit` left it, its 
            for name, every in CHECKED.items()),
          ("probe", "With the right-hand-side probe (the corrector's training system record removed, as for a "
                    "user's own `f`: no parameters to compare; `guard='fallback'`): the solve's `f` at the "
-                   "domain's 8 recorded training states, compared with the values recorded there "
-                   "(`attsolver.integrate.guard_probe`; largest relative difference, tolerance 1e-3)"),
+                   f"domain's {PROBES} recorded training states, compared with the values recorded there "
+                   f"(`attsolver.integrate.guard_probe`; largest relative difference, tolerance {PROBE_RTOL:g})"),
          ("probe_checked32", "Every detector a user's own `f` gets (the system record removed): the right-hand-side "
                              "probe, the data scores and the a-posteriori check every 32 steps from the first step, its "
                              "ratio calibrated as above (`guard='fallback', guard_check_every=32`)"),
@@ -228,14 +229,14 @@ def _solves(system, y0, t, h, model, wide) -> dict[str, Any]:
     ``"system"``: ``guard="fallback"`` with the system check on, and ``"probe"``: the same with the
     system's record removed (``probe_only``: the right-hand-side probe instead of the parameters)."""
     unchecked = {"check_finite": False}
-    scored = data_only(model)
+    scored, user = data_only(model), probe_only(model)
     out = {"classical": attsolver.solve(system, y0, t, step_size=h, options=unchecked),
            "corrected": attsolver.solve(system, y0, t, step_size=h, corrector=model, options=unchecked)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         for name, mode, every, m in (*((n, g, e, scored) for n, g, e in MODES), ("wide", "fallback", None, wide),
-                                     ("system", "fallback", None, model), ("probe", "fallback", None, probe_only(model)),
-                                     ("probe_checked32", "fallback", 32, probe_only(model))):
+                                     ("system", "fallback", None, model), ("probe", "fallback", None, user),
+                                     ("probe_checked32", "fallback", 32, user)):
             out[name], st = attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=mode,
                                             guard_check_every=every, options=unchecked, return_stats=True)
             out[f"{name}_stats"] = st.guard
@@ -594,7 +595,7 @@ def markdown(report: dict[str, Any]) -> str:
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
               "warn_no_system: `guard='warn'` without the system check and the probe (the other modes include "
               "the system check: one comparison of two small dicts per solve); warn_probe: `guard='warn'` with "
-              "the right-hand-side probe instead of the system check (one call of `f` on its 8 states per "
+              f"the right-hand-side probe instead of the system check (one call of `f` on its {PROBES} states per "
               "solve: what a user's own `f` costs); warn_knn1: `guard='warn'` with the nearest-neighbour "
               "score on every feature score (every 4th step, the schedule before `KNN_EVERY = 2`; "
               "the cases without a coreset run the same guard as warn); "

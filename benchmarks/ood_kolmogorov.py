@@ -49,6 +49,7 @@ from attsolver.data import TrajectoryDataset  # noqa: E402
 from attsolver.evaluate.conformal import calibrate, conformal_quantile, coverage_of  # noqa: E402
 from attsolver.evaluate.ladder import time_until  # noqa: E402
 from attsolver.integrate.guard import FALLBACK_SUBSTEPS, MAX_FULL_COVARIANCE, SCORE_EVERY, OutOfDomainWarning  # noqa: E402
+from attsolver.integrate.guard_probe import PROBE_RTOL, PROBES  # noqa: E402
 from attsolver.systems import NavierStokes2D  # noqa: E402
 from attsolver.systems.grid import prolong_2d as prolong  # noqa: E402
 from attsolver.systems.grid import restrict_2d as restrict  # noqa: E402
@@ -475,9 +476,9 @@ def _system_lines(report: dict[str, Any]) -> list[str]:
     if "probe" not in report["rows"][0]:
         return out  # a report from before the right-hand-side probe
     out += ["", "With the right-hand-side probe (the training system record removed, as for a user's own `f`: no "
-            "parameters to compare; `guard='fallback'`): the solve's `f` at the domain's 8 recorded training "
+            f"parameters to compare; `guard='fallback'`): the solve's `f` at the domain's {PROBES} recorded training "
             "fields, compared with the values recorded there (`attsolver.integrate.guard_probe`: the largest "
-            "difference over the recorded values' RMS size, tolerance 1e-3):", "",
+            f"difference over the recorded values' RMS size, tolerance {PROBE_RTOL:g}):", "",
             "| test | error (median) | worse | detected | flagged rollouts | flagged steps | "
             "guarded/classical (median, max, >1.5x) | first flag by | probe difference |",
             "|---|---|---|---|---|---|---|---|---|"]
