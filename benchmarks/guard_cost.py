@@ -6,7 +6,11 @@ on the corrector's large temporaries and its solves cost 3x more), times interle
 the corrected solve of the 100 in-distribution test rollouts, CPU time, one thread:
 
 * ``none``: no guard;
-* ``warn``: ``guard="warn"`` (the default schedule);
+* ``warn``: ``guard="warn"`` (the default schedule; its scores deferred to the solve's end and
+  batched, :mod:`attsolver.integrate.guard_batch`);
+* ``warn per step``: ``guard="warn"`` with each score on its step (the guard before the deferral,
+  and what ``"fallback"`` runs);
+* ``fallback``: ``guard="fallback"`` (in distribution it recomputes only what it flags);
 * ``loop only``: ``guard="warn"`` with the score replaced by the all-in verdict (the guarded loop,
   its set-up and report, no score);
 * ``no knn``: ``guard="warn"`` with the domain's coreset removed (the Mahalanobis and ratio score
@@ -36,13 +40,14 @@ import torch  # noqa: E402
 
 import attsolver  # noqa: E402
 from attsolver.integrate import guard as guard_module  # noqa: E402
+from attsolver.integrate import guard_batch  # noqa: E402
 from attsolver.integrate.guard import KNN_EVERY, SCORE_EVERY, OutOfDomainWarning  # noqa: E402
 from benchmarks._suite import Run, case_suite, header, timings  # noqa: E402
 from benchmarks.ood import _data, _ellipsoid_only, cases, train_case  # noqa: E402
 
 SUITE = "guard_cost"
 CASES = ("lorenz63", "elastic_pendulum", "vdp_neural_ode")
-VARIANTS = ("warn", "loop only", "no knn")
+VARIANTS = ("warn", "warn per step", "fallback", "loop only", "no knn")
 
 
 def _all_in(self, y, dy, c):
@@ -51,6 +56,11 @@ def _all_in(self, y, dy, c):
     if state.all_in is None:
         state.all_in = torch.ones(y.numel() // self.dim, dtype=torch.bool, device=y.device)
     return state.all_in
+
+
+def _all_in_recorded(scorers, x, *args):
+    """A stand-in for ``guard_batch.recorded_verdicts``: every recorded score in."""
+    return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
 
 
 def _train(case: dict[str, Any], quick: bool):
@@ -107,18 +117,25 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
         return lambda: attsolver.solve(system, y0, t, step_size=h, corrector=m, guard=guard)
 
     def loop_only():
-        real = guard_module._Scorer.ok
-        guard_module._Scorer.ok = _all_in
+        real, recorded = guard_module._Scorer.ok, guard_batch.recorded_verdicts
+        guard_module._Scorer.ok, guard_batch.recorded_verdicts = _all_in, _all_in_recorded
         try:
             return solve("warn")()
         finally:
-            guard_module._Scorer.ok = real
+            guard_module._Scorer.ok, guard_batch.recorded_verdicts = real, recorded
+
+    def per_step():
+        cap, guard_batch.DEFERRED_MAX_BYTES = guard_batch.DEFERRED_MAX_BYTES, 0
+        try:
+            return solve("warn")()
+        finally:
+            guard_batch.DEFERRED_MAX_BYTES = cap
 
     outs: dict[str, Any] = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
-        tm = timings({"none": solve(None), "warn": solve("warn"), "loop only": loop_only,
-                      "no knn": solve("warn", ellipsoid)}, 3 if quick else 40, alternate=True,
+        tm = timings({"none": solve(None), "warn": solve("warn"), "warn per step": per_step,
+                      "fallback": solve("fallback"), "loop only": loop_only, "no knn": solve("warn", ellipsoid)}, 3 if quick else 40, alternate=True,
                      first=lambda name, out: outs.__setitem__(name, out))
         pieces = score_pieces(model, test, h, 50 if quick else 1000)
     steps = len(t) - 1
@@ -142,8 +159,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = header(report, "Where the guard's cost goes (in distribution)")
     lines += ["", f"The score runs every {report['score_every']} steps, the nearest-neighbour update on one score "
               f"in {report['knn_every']}. Overhead: median over rounds of the paired CPU-time ratio to the "
-              "unguarded solve [quartiles], and the same in microseconds per step; loop only: the score "
-              "replaced by the all-in verdict; no knn: the coreset removed. = : outputs equal to the "
+              "unguarded solve [quartiles], and the same in microseconds per step; warn: the scores deferred "
+              "to the solve's end and batched; warn per step: each score on its step (as fallback runs it); "
+              "loop only: the score replaced by the all-in verdict; no knn: the coreset removed. = : outputs equal to the "
               "unguarded solve.", "",
               "| case | steps x batch | none (us/step) | " + " | ".join(VARIANTS) + " |",
               "|---|---|---|" + "---|" * len(VARIANTS)]

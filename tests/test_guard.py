@@ -217,6 +217,8 @@ def test_the_score_runs_every_score_every_steps_and_its_verdict_holds_until_the_
         return real(self, y, dy, c)
 
     monkeypatch.setattr(guard_module._Scorer, "ok", counting)
+    # the per-step score ("warn" defers it to the solve's end: tests/test_guard_batch.py)
+    monkeypatch.setattr(guard_module.guard_batch, "DEFERRED_MAX_BYTES", 0)
     y0 = data.y[:2, 0].clone()
     y0[1] *= 3.0  # far outside on the first step: flagged at the first score
     with pytest.warns(OutOfDomainWarning):

@@ -53,6 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import guard_batch
 from .guard_knn import KNN_EMA, KNN_EVERY, calibrate_knn, check_coreset
 from .guard_probe import PROBE_RTOL, check_probes, probe_difference, probe_sentence
 from .guard_system import system_compared, system_mismatch
@@ -748,12 +749,13 @@ class _Guard:
                            None if self.largest is None else tuple(float(v) for v in self.largest.tolist()),
                            self.probe_error)
 
-    def warn(self) -> None:
+    def warn(self, stacklevel: int = 5) -> None:
+        """The one warning of ``"warn"`` (``stacklevel``: the user's call to ``solve``)."""
         if self.system is not None:
             warnings.warn(f"{self.system}: every rollout is outside the corrector's training domain from the first "
                           "step, and its result may be worse than the classical solver's — solve with "
                           "guard='fallback' to take the classical refined step instead", OutOfDomainWarning,
-                          stacklevel=5)
+                          stacklevel=stacklevel)
             return
         t_first, row = self.first
         warnings.warn(
@@ -761,7 +763,7 @@ class _Guard:
             f"{row} (flattened batch index; {self.n_flagged} of {self.plan.n_steps * self.batch} sample-steps "
             f"flagged, {int(self.flagged.sum())} of {self.batch} trajectories); its result there may be worse "
             "than the classical solver's — solve with guard='fallback' to recompute such steps classically",
-            OutOfDomainWarning, stacklevel=5)
+            OutOfDomainWarning, stacklevel=stacklevel)
 
 
 def _classical_loop(guard: _Guard, times) -> tuple[Tensor, GuardReport]:
@@ -814,6 +816,8 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
         guard.distrust = torch.ones_like(guard.flagged)
         if plan.guard == "fallback":
             return _classical_loop(guard, times)
+    if _deferrable(guard, every, score_every):
+        return _deferred_loop(guard, times, score_every)
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
@@ -849,4 +853,60 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
             guard.note_output(i)
     if plan.guard == "warn" and guard.first is not None:
         guard.warn()
+    return out.result(), guard.report()
+
+
+def _deferrable(guard: _Guard, every: int, score_every: int) -> bool:
+    """Whether this solve's scores can wait for its end (:mod:`.guard_batch`): ``"warn"`` without
+    the a-posteriori check and without a failed system check or probe, the full-covariance
+    score, and a record of the scored features below ``guard_batch.DEFERRED_MAX_BYTES``."""
+    plan = guard.plan
+    if plan.guard != "warn" or every or guard.system is not None or guard.domain.whiten.ndim != 2:
+        return False
+    n_scores = -(-int(plan.n_sub.sum()) // score_every)
+    return 0 < guard_batch.record_size(n_scores, guard.batch, guard.dim, plan.y0.dtype) <= \
+        guard_batch.DEFERRED_MAX_BYTES
+
+
+def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, GuardReport]:
+    """``guard="warn"``'s loop with the scores deferred (:mod:`.guard_batch`): the corrected loop,
+    the features of every ``score_every``-th step (the first included) copied into one record,
+    scored after the last step; the counts, the first flagged step and the warning as the
+    per-step score gives them (each verdict holds for the steps until the next score)."""
+    plan, dim, b = guard.plan, guard.dim, guard.batch
+    stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
+    step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
+    out = Outputs(y, len(plan.t_np))
+    n_steps = int(plan.n_sub.sum())
+    record = torch.empty((-(-n_steps // score_every), b, 3 * dim), dtype=y.dtype, device=y.device)
+    sizes: list[float] = []  # the step size of each score
+    starts: list[Tensor] = []  # its step's start time
+    j = score_every
+    for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
+        guard.scorer(h, y)  # folded once per step size, as the per-step score does
+        for _ in range(n):
+            ts = next(times)
+            y_cls = from_state(step(ts, to_state(y), h))
+            dy = y_cls - y
+            c = corrector(ts[0], y, dy, h)
+            j += 1
+            if j >= score_every:
+                j = 0
+                torch.cat((y.detach().reshape(b, dim), dy.detach().reshape(b, dim), c.detach().reshape(b, dim)),
+                          dim=1, out=record[len(sizes)])
+                sizes.append(h)
+                starts.append(ts[0])
+            y = y_cls + c
+        out.put(i, y)
+    ok = guard_batch.recorded_verdicts(guard.scorers, record, sizes, KNN_EVERY, KNN_EMA)
+    bad = ~ok
+    guard.flagged = bad.any(0)
+    if bool(guard.flagged.any()):
+        holds = torch.full((len(sizes),), score_every, dtype=torch.long, device=bad.device)
+        holds[-1] = n_steps - score_every * (len(sizes) - 1)  # the last verdict holds to the end
+        guard.n_flagged = int((bad.sum(1) * holds).sum())
+        s = int(bad.any(1).nonzero()[0])
+        guard.first = (float(starts[s]), int(bad[s].nonzero()[0]))
+        guard.reason = "features"
+        guard.warn(stacklevel=6)
     return out.result(), guard.report()

@@ -1,0 +1,86 @@
+"""The ``"warn"`` guard's feature scores, deferred to the end of the solve and batched.
+
+Under ``guard="warn"`` the score changes nothing in the solve: it only counts flagged steps and
+names the first one.  So the guarded loop (without the a-posteriori check) copies the features
+``x = [y, dy, C]`` of each scored step into one preallocated ``[S, B, 3D]`` tensor (one ``cat``
+per score instead of the score's dozen small tensor operations and its host synchronisation)
+and scores all of them after the last step: one ``addmm`` per step size, one for the
+nearest-neighbour distances of every update, and the moving average along the ``S`` scores.
+
+The verdicts are those of the per-step score (:class:`~attsolver.integrate.guard._Scorer`):
+the same schedule (every ``SCORE_EVERY``-th step, the first included; the nearest-neighbour
+update on every ``KNN_EVERY``-th score), the same folded constants per step size, the same
+moving average, and each verdict holds for the steps until the next score.  On the ``ood``
+cases the per-step score was most of the guard's cost on short solves of small batches (the Van
+der Pol neural ODE: 20 steps of 100 samples), where each small operation costs more than its
+arithmetic.
+
+Deferral is used where it pays and is safe: the full-covariance score (at most
+``MAX_FULL_COVARIANCE`` features; per-feature scaling is for large states, whose steps cost
+more than the score) and a record of at most :data:`DEFERRED_MAX_BYTES`.  Elsewhere, and under
+``"fallback"`` (whose verdicts change the solve), the score runs on its step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["DEFERRED_MAX_BYTES", "KNN_CHUNK", "record_size", "recorded_verdicts"]
+
+#: the record of scored features (``[S, B, 3D]``) is kept below this size; a larger solve scores
+#: on its steps (batches that large spend their time in the arithmetic, not in the overhead)
+DEFERRED_MAX_BYTES = 32 * 2 ** 20
+#: the nearest-neighbour product is formed for at most this many ``[B, M]`` entries at a time
+KNN_CHUNK = 2 ** 22
+
+
+def record_size(n_scores: int, batch: int, dim: int, dtype: torch.dtype) -> int:
+    """Bytes of the record ``[n_scores, batch, 3 * dim]`` of ``dtype``."""
+    return n_scores * batch * 3 * dim * torch.empty((), dtype=dtype).element_size()
+
+
+def recorded_verdicts(scorers: dict[float, Any], x: Tensor, steps: list[float], knn_every: int,
+                      knn_ema: float) -> Tensor:
+    """Per score and sample ``[S, B]``: inside the domain (``False``: flagged; NaN is outside),
+    for the features ``x [S, B, 3D]`` recorded at the scores whose step sizes are ``steps``;
+    ``scorers`` maps each step size to its (full-covariance) scorer.  The moving average of the
+    nearest-neighbour distance starts at the first score and is updated on every
+    ``knn_every``-th score (the first included), as the per-step score does."""
+    n, b, width = x.shape
+    first = scorers[steps[0]]
+    p = x.new_empty((n, b, first.fused.shape[1]))
+    for h in dict.fromkeys(steps):  # one product per step size (a solve's steps differ in the last bits)
+        idx = [i for i, s in enumerate(steps) if s == h]
+        sc = scorers[h]
+        rows = x[idx].reshape(-1, width) if len(idx) < n else x.reshape(-1, width)
+        got = torch.addmm(sc.m, rows, sc.fused)
+        if len(idx) < n:
+            p[idx] = got.reshape(len(idx), b, -1)
+        else:
+            p = got.reshape(n, b, -1)
+    sq = p.square()
+    margin = torch.addmm(first.limits, sq.reshape(n * b, -1), first.margins).reshape(n, b, -1)
+    ok = margin.amax(2) <= 0.0  # amax keeps NaN: outside
+    if first.core_t is None:
+        return ok
+    f = first.core_t.shape[0]
+    updates = list(range(0, n, knn_every))
+    u = p[updates, :, :f].to(first.knn_dtype).reshape(-1, f)
+    u2 = sq[updates, :, :f].sum(2).reshape(-1)
+    d = torch.empty(u.shape[0], dtype=first.knn_dtype, device=x.device)
+    chunk = max(1, KNN_CHUNK // first.core_t.shape[1])
+    for lo in range(0, u.shape[0], chunk):
+        prod = torch.addmm(first.core_sq, u[lo:lo + chunk], first.core_t)
+        torch.amin(prod, 1, out=d[lo:lo + chunk])
+    d.add_(u2).clamp_min_(0.0).sqrt_()
+    d = d.reshape(len(updates), b)
+    average = d[0].clone()
+    near = torch.empty((n, b), dtype=torch.bool, device=x.device)
+    for k, s in enumerate(updates):
+        if k:
+            average.lerp_(d[k], knn_ema)
+        near[s:s + knn_every] = (average <= first.knn)  # the update's verdict holds until the next
+    return ok.logical_and_(near)
