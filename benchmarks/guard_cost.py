@@ -161,8 +161,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"in {report['knn_every']}. Overhead: median over rounds of the paired CPU-time ratio to the "
               "unguarded solve [quartiles], and the same in microseconds per step; warn: the scores deferred "
               "to the solve's end and batched; warn per step: each score on its step (as fallback runs it); "
-              "loop only: the score replaced by the all-in verdict; no knn: the coreset removed. = : outputs equal to the "
-              "unguarded solve.", "",
+              "loop only: the score replaced by the all-in verdict; no knn: the coreset removed. "
+              "= : outputs equal to the unguarded solve.", "",
               "| case | steps x batch | none (us/step) | " + " | ".join(VARIANTS) + " |",
               "|---|---|---|" + "---|" * len(VARIANTS)]
     for c in report["cases"]:
