@@ -58,7 +58,7 @@ def _all_in(self, y, dy, c):
     return state.all_in
 
 
-def _all_in_recorded(scorers, x, *args):
+def _all_in_recorded(scorer, x, *args):
     """A stand-in for ``guard_batch.recorded_verdicts``: every recorded score in."""
     return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
 

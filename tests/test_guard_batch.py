@@ -93,7 +93,7 @@ def test_recorded_verdicts_equal_the_per_step_scores_in_sequence(guard_setting):
     state = guard_module._ScoreState()
     scorers = {h: guard_module._Scorer(model.domain, h, y[0], state) for h in dict.fromkeys(sizes)}
     online = torch.stack([scorers[sizes[s]].ok(y[s], dy[s], c[s]).clone() for s in range(n)])
-    got = guard_batch.recorded_verdicts(scorers, torch.cat((y, dy, c), 2), sizes, KNN_EVERY, KNN_EMA)
+    got = guard_batch.recorded_verdicts(scorers[H], torch.cat((y, dy, c), 2), sizes, KNN_EVERY, KNN_EMA)
     assert torch.equal(got, online)
     assert not bool(got[6, 2]) and bool(got.any()) and not bool(got.all())
 

@@ -883,7 +883,6 @@ def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, Guar
     starts: list[Tensor] = []  # its step's start time
     j = score_every
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
-        guard.scorer(h, y)  # folded once per step size, as the per-step score does
         for _ in range(n):
             ts = next(times)
             y_cls = from_state(step(ts, to_state(y), h))
@@ -898,7 +897,7 @@ def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, Guar
                 starts.append(ts[0])
             y = y_cls + c
         out.put(i, y)
-    ok = guard_batch.recorded_verdicts(guard.scorers, record, sizes, KNN_EVERY, KNN_EMA)
+    ok = guard_batch.recorded_verdicts(guard.scorer(sizes[0], y), record, sizes, KNN_EVERY, KNN_EMA)
     bad = ~ok
     guard.flagged = bad.any(0)
     if bool(guard.flagged.any()):

@@ -42,34 +42,30 @@ def record_size(n_scores: int, batch: int, dim: int, dtype: torch.dtype) -> int:
     return n_scores * batch * 3 * dim * torch.empty((), dtype=dtype).element_size()
 
 
-def recorded_verdicts(scorers: dict[float, Any], x: Tensor, steps: list[float], knn_every: int,
-                      knn_ema: float) -> Tensor:
+def recorded_verdicts(scorer: Any, x: Tensor, steps: list[float], knn_every: int, knn_ema: float) -> Tensor:
     """Per score and sample ``[S, B]``: inside the domain (``False``: flagged; NaN is outside),
-    for the features ``x [S, B, 3D]`` recorded at the scores whose step sizes are ``steps``;
-    ``scorers`` maps each step size to its (full-covariance) scorer.  The moving average of the
-    nearest-neighbour distance starts at the first score and is updated on every
-    ``knn_every``-th score (the first included), as the per-step score does."""
+    for the features ``x [S, B, 3D]`` recorded at the scores whose step sizes are ``steps``
+    (``x`` is overwritten); ``scorer``: the full-covariance scorer folded for ``steps[0]`` (a
+    score at another step ``h`` has its ``dy`` and ``C`` scaled by ``steps[0] / h``: the same
+    whitened ``dy / h`` and ratio ``|C| / |dy|``).  The moving average of the nearest-neighbour
+    distance starts at the first score and is updated on every ``knn_every``-th score (the first
+    included), as the per-step score does."""
     n, b, width = x.shape
-    first = scorers[steps[0]]
-    p = x.new_empty((n, b, first.fused.shape[1]))
-    for h in dict.fromkeys(steps):  # one product per step size (a solve's steps differ in the last bits)
-        idx = [i for i, s in enumerate(steps) if s == h]
-        sc = scorers[h]
-        rows = x[idx].reshape(-1, width) if len(idx) < n else x.reshape(-1, width)
-        got = torch.addmm(sc.m, rows, sc.fused)
-        if len(idx) < n:
-            p[idx] = got.reshape(len(idx), b, -1)
-        else:
-            p = got.reshape(n, b, -1)
+    first, h0 = scorer, steps[0]
+    if any(h != h0 for h in steps):  # a solve's steps differ in the last bits: one product, not one per size
+        # (dy, C) at step h scaled by h0 / h: the same whitened dy / h, the same ratio |C| / |dy|
+        dim = width // 3
+        x[:, :, dim:] *= torch.tensor([h0 / h for h in steps], dtype=x.dtype, device=x.device)[:, None, None]
+    p = torch.addmm(first.m, x.reshape(-1, width), first.fused).reshape(n, b, -1)
     sq = p.square()
     margin = torch.addmm(first.limits, sq.reshape(n * b, -1), first.margins).reshape(n, b, -1)
     ok = margin.amax(2) <= 0.0  # amax keeps NaN: outside
     if first.core_t is None:
         return ok
     f = first.core_t.shape[0]
-    updates = list(range(0, n, knn_every))
-    u = p[updates, :, :f].to(first.knn_dtype).reshape(-1, f)
-    u2 = sq[updates, :, :f].sum(2).reshape(-1)
+    updates = range(0, n, knn_every)
+    u = p[::knn_every, :, :f].to(first.knn_dtype).reshape(-1, f)
+    u2 = sq[::knn_every, :, :f].sum(2).reshape(-1)
     d = torch.empty(u.shape[0], dtype=first.knn_dtype, device=x.device)
     chunk = max(1, KNN_CHUNK // first.core_t.shape[1])
     for lo in range(0, u.shape[0], chunk):
