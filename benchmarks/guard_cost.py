@@ -14,7 +14,10 @@ the corrected solve of the 100 in-distribution test rollouts, CPU time, one thre
 * ``loop only``: ``guard="warn"`` with the score replaced by the all-in verdict (the guarded loop,
   its set-up and report, no score);
 * ``no knn``: ``guard="warn"`` with the domain's coreset removed (the Mahalanobis and ratio score
-  alone).
+  alone);
+* ``warn, own f``: ``guard="warn"`` with the corrector's training-system record removed (as for a
+  user's own ``f``): the right-hand-side probe (one call of ``f`` on 8 states per solve) instead
+  of the parameter comparison.  The Van der Pol ODE's ``f`` is a network: its ``warn`` probes too.
 
 Per variant: the median over rounds of the paired CPU-time ratio to ``none`` in the same round,
 its quartiles, and the same as microseconds per step.  Then each piece of a score called alone
@@ -43,11 +46,11 @@ from attsolver.integrate import guard as guard_module  # noqa: E402
 from attsolver.integrate import guard_batch  # noqa: E402
 from attsolver.integrate.guard import KNN_EVERY, SCORE_EVERY, OutOfDomainWarning  # noqa: E402
 from benchmarks._suite import Run, case_suite, header, timings  # noqa: E402
-from benchmarks.ood import _data, _ellipsoid_only, cases, train_case  # noqa: E402
+from benchmarks.ood import _data, _ellipsoid_only, cases, probe_only, train_case  # noqa: E402
 
 SUITE = "guard_cost"
-CASES = ("lorenz63", "elastic_pendulum", "vdp_neural_ode")
-VARIANTS = ("warn", "warn per step", "fallback", "loop only", "no knn")
+CASES = ("lorenz63", "elastic_pendulum", "lorenz96", "vdp_neural_ode")
+VARIANTS = ("warn", "warn per step", "fallback", "loop only", "no knn", "warn, own f")
 
 
 def _all_in(self, y, dy, c):
@@ -135,7 +138,8 @@ def run_case(case: dict[str, Any], quick: bool, run: Run) -> dict[str, Any]:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)
         tm = timings({"none": solve(None), "warn": solve("warn"), "warn per step": per_step,
-                      "fallback": solve("fallback"), "loop only": loop_only, "no knn": solve("warn", ellipsoid)}, 3 if quick else 40, alternate=True,
+                      "fallback": solve("fallback"), "loop only": loop_only, "no knn": solve("warn", ellipsoid),
+                      "warn, own f": solve("warn", probe_only(model))}, 3 if quick else 40, alternate=True,
                      first=lambda name, out: outs.__setitem__(name, out))
         pieces = score_pieces(model, test, h, 50 if quick else 1000)
     steps = len(t) - 1
