@@ -21,7 +21,9 @@ moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
 runs on every :data:`SCORE_EVERY`-th step
 (the first included) and its verdict holds until the next score, the nearest-neighbour part on
 every ``KNN_EVERY``-th score only, which keeps the guard's cost to a few per cent of the
-corrected step.  With ``guard_check_every=k`` the guard also checks
+corrected step.  Under ``"warn"`` without the a-posteriori check (its verdicts change nothing in
+the solve) the same scores run after the last step, batched over a record of the scored steps'
+features (:mod:`.guard_batch`), with the same verdicts.  With ``guard_check_every=k`` the guard also checks
 from the first step and every ``k`` steps after it a posteriori: the corrected and the classical step against the classical step
 refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
 :data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
