@@ -77,3 +77,28 @@ def test_every_ood_case_chooses_among_the_same_candidates():
     assert ood._form(l96) == ("LocalNeurVec", 32)
     assert ood._form(l96, l96["training"][0][2]) == ("NeurVec", 256)
     assert sorted(c[:2] for c in l96["training"] if len(c) == 3) == sorted(ood._candidates(30))
+
+
+def test_the_van_der_pol_shift_keeps_only_doubled_starts_outside_the_training_box():
+    ood = load_script("benchmarks/ood.py")
+    y0 = torch.tensor([[0.05, 0.1], [1.5, 0.2], [-0.2, -1.2], [0.9, 0.99], [2.5, -3.0]], dtype=torch.float64)
+    got = ood.doubled_outside_box(y0)
+    # doubled: (0.1, 0.2) and (1.8, 1.98) lie inside [-2, 2]^2; the other three do not
+    torch.testing.assert_close(got, 2.0 * y0[[1, 2, 4]], rtol=0, atol=0)
+    assert ood.doubled_outside_box.candidates > 1
+
+    def linear(t, y):
+        return -y
+
+    def sampler(n, *, generator=None, dtype=torch.float64, device=None):
+        return torch.rand(n, 2, generator=generator, dtype=dtype) * 4 - 2
+
+    data = ood._data(linear, 6, 0.5, 0.25, 0.0, seed=2, y0_map=ood.doubled_outside_box, sampler=sampler)
+    assert data.y.shape[:2] == (6, 3) and bool((data.y[:, 0].abs() > ood.VDP_BOX).any(1).all())
+
+    def keeps_one(y):
+        return y[:1]
+
+    keeps_one.candidates = 2
+    with pytest.raises(RuntimeError, match="kept 1 of 12 candidate starts, fewer than 6"):
+        ood._data(linear, 6, 0.5, 0.25, 0.0, seed=2, y0_map=keeps_one, sampler=sampler)
