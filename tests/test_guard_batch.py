@@ -151,3 +151,64 @@ def test_gradients_flow_through_a_deferred_warn_solve(guard_setting):
     ref = y0.detach().clone().requires_grad_(True)
     attsolver.solve(system, ref, data.t[:9], step_size=H, corrector=model)[-1].sum().backward()
     assert torch.equal(y0.grad, ref.grad)
+
+
+def _fallback_solve(system, y0, t, model):
+    with torch.no_grad():
+        return attsolver.solve(system, y0, t, step_size=H, corrector=model, guard="fallback", return_stats=True)
+
+
+@pytest.mark.parametrize("which", ["all", "knn only", "no knn"])
+def test_deferred_fallback_replays_what_the_per_step_fallback_solves(guard_setting, monkeypatch, which):
+    system, data, base = guard_setting
+    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    model.domain = _domains(base)[which]
+    y0, t = _mixed_starts(data), _irregular_times(data)
+    calls = []
+    real = guard_module._Scorer.ok
+    monkeypatch.setattr(guard_module._Scorer, "ok", lambda self, *a: calls.append(1) or real(self, *a))
+    got, st = _fallback_solve(system, y0, t, model)
+    assert calls == []  # scored after the solve (no autograd), then the flagged samples solved again
+    _per_step(monkeypatch)
+    ref, st_ref = _fallback_solve(system, y0, t, model)
+    assert len(calls) > 0
+    torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)
+    a, b = st.guard, st_ref.guard
+    assert a.flagged == b.flagged and any(a.flagged) and not all(a.flagged)
+    assert (a.n_flagged, a.n_fallbacks, a.fallback_f_evals, a.first, a.reason) == \
+        (b.n_flagged, b.n_fallbacks, b.fallback_f_evals, b.first, b.reason)
+    # the unflagged samples are the corrected solve's; the flagged ones are not
+    plain = attsolver.solve(system, y0, t, step_size=H, corrector=model)
+    keep = torch.tensor([not f for f in a.flagged])
+    assert torch.equal(got[:, keep], plain[:, keep].detach())
+
+
+def test_a_sample_flagged_late_is_the_corrected_solve_until_its_flag_then_classical_at_a_quarter_step(
+        guard_setting, monkeypatch):
+    system, data, model = guard_setting
+
+    class Late(NeurVec):
+        """A zero correction, and a large one on sample 1 from t = 10.5 H: flagged by its size at
+        the score of step 12 (steps 0, 4, 8, 12, ... are scored)."""
+
+        def forward(self, t, y, dy, h):
+            c = torch.zeros_like(y)
+            if float(t) > 10.5 * H:
+                c[1] = 0.5 * dy[1]
+            return c
+
+    late = Late(3, method="rk4", step_size=H, dtype=torch.float64)
+    late.domain = model.domain
+    y0, t = data.y[:3, 0], data.t[:21]
+    got, st = _fallback_solve(system, y0, t, late)
+    assert st.guard.flagged == (False, True, False) and st.guard.first == (pytest.approx(12 * H), 1)
+    assert st.guard.n_fallbacks == 20 - 12
+    with torch.no_grad():
+        corrected = attsolver.solve(system, y0, t, step_size=H, corrector=late)
+        # steps 11 and 12 of sample 1 are corrected (the score at step 12 sees the first large correction:
+        # it is at step 11, which the score at step 8's verdict let through), then h/4 from t[12]
+        start = corrected[12, 1:2]
+        fine = attsolver.solve(system, start, t[12:], step_size=H / guard_module.FALLBACK_SUBSTEPS)
+    torch.testing.assert_close(got[:13], corrected[:13], rtol=0, atol=0)
+    torch.testing.assert_close(got[12:, 1:2], fine, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(got[:, [0, 2]], corrected[:, [0, 2]], rtol=0, atol=0)

@@ -21,9 +21,10 @@ moving average exceeds :attr:`TrainingDomain.knn_threshold` or ``r`` exceeds
 runs on every :data:`SCORE_EVERY`-th step
 (the first included) and its verdict holds until the next score, the nearest-neighbour part on
 every ``KNN_EVERY``-th score only, which keeps the guard's cost to a few per cent of the
-corrected step.  Under ``"warn"`` without the a-posteriori check (its verdicts change nothing in
-the solve) the same scores run after the last step, batched over a record of the scored steps'
-features (:mod:`.guard_batch`), with the same verdicts.  With ``guard_check_every=k`` the guard also checks
+corrected step.  Without the a-posteriori check the same scores run after the last step,
+batched over a record of the scored steps' features (:mod:`.guard_batch`), with the same
+verdicts: under ``"warn"`` always, under ``"fallback"`` without autograd, its flagged samples
+then solved again from their first flagged step (the per-step fallback's result).  With ``guard_check_every=k`` the guard also checks
 from the first step and every ``k`` steps after it a posteriori: the corrected and the classical step against the classical step
 refined (error at most 1/16 of the step's), both run as shadow solves from the same state for
 :data:`POSTERIORI_WINDOW` ``* k`` steps beside the guarded one; a sample whose guarded solve ends
@@ -859,11 +860,15 @@ def guarded_loop(plan: StepPlan, times, check_every: int | None = None, score_ev
 
 
 def _deferrable(guard: _Guard, every: int, score_every: int) -> bool:
-    """Whether this solve's scores can wait for its end (:mod:`.guard_batch`): ``"warn"`` without
-    the a-posteriori check and without a failed system check or probe, the full-covariance
-    score, and a record of the scored features below ``guard_batch.DEFERRED_MAX_BYTES``."""
+    """Whether this solve's scores can wait for its end (:mod:`.guard_batch`): ``"warn"``, or a
+    sticky ``"fallback"`` without autograd (its flagged samples are solved again from their first
+    flagged step: :func:`_replay`); without the a-posteriori check and without a failed system
+    check or probe; the full-covariance score; a record of the scored features below
+    ``guard_batch.DEFERRED_MAX_BYTES``."""
     plan = guard.plan
-    if plan.guard != "warn" or every or guard.system is not None or guard.domain.whiten.ndim != 2:
+    if every or guard.system is not None or guard.domain.whiten.ndim != 2:
+        return False
+    if plan.guard != "warn" and not (plan.guard == "fallback" and STICKY_FALLBACK and not torch.is_grad_enabled()):
         return False
     n_scores = -(-int(plan.n_sub.sum()) // score_every)
     return 0 < guard_batch.record_size(n_scores, guard.batch, guard.dim, plan.y0.dtype) <= \
@@ -871,18 +876,23 @@ def _deferrable(guard: _Guard, every: int, score_every: int) -> bool:
 
 
 def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, GuardReport]:
-    """``guard="warn"``'s loop with the scores deferred (:mod:`.guard_batch`): the corrected loop,
-    the features of every ``score_every``-th step (the first included) copied into one record,
-    scored after the last step; the counts, the first flagged step and the warning as the
-    per-step score gives them (each verdict holds for the steps until the next score)."""
+    """The guarded loop with the scores deferred (:mod:`.guard_batch`): the corrected loop, the
+    features of every ``score_every``-th step (the first included) copied into one record, scored
+    after the last step; the counts, the first flagged step and the warning as the per-step score
+    gives them (each verdict holds for the steps until the next score).  Under ``"fallback"`` a
+    flagged sample is then solved again from the step of its first flag (:func:`_replay`): the
+    solve the per-step score gives, whose sticky fallback takes that sample's every step from
+    there at ``h / FALLBACK_SUBSTEPS``."""
     plan, dim, b = guard.plan, guard.dim, guard.batch
+    fallback = plan.guard == "fallback"
     stepper, corrector, y = plan.stepper, plan.corrector, plan.y0
     step, to_state, from_state = stepper.step, stepper.to_state, stepper.from_state
     out = Outputs(y, len(plan.t_np))
     n_steps = int(plan.n_sub.sum())
     record = torch.empty((-(-n_steps // score_every), b, 3 * dim), dtype=y.dtype, device=y.device)
     sizes: list[float] = []  # the step size of each score
-    starts: list[Tensor] = []  # its step's start time
+    starts: list[Tensor] = []  # each step's start time (every step under "fallback", the scored ones else)
+    scored_states: list[Tensor] = []  # under "fallback": the state each scored step starts from
     j = score_every
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
         for _ in range(n):
@@ -896,18 +906,68 @@ def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, Guar
                 torch.cat((y.detach().reshape(b, dim), dy.detach().reshape(b, dim), c.detach().reshape(b, dim)),
                           dim=1, out=record[len(sizes)])
                 sizes.append(h)
+                if fallback:
+                    scored_states.append(y)
+                else:
+                    starts.append(ts[0])
+            if fallback:
                 starts.append(ts[0])
             y = y_cls + c
         out.put(i, y)
     ok = guard_batch.recorded_verdicts(guard.scorer(sizes[0], y), record, sizes, KNN_EVERY, KNN_EMA)
     bad = ~ok
     guard.flagged = bad.any(0)
-    if bool(guard.flagged.any()):
+    if not bool(guard.flagged.any()):
+        return out.result(), guard.report()
+    guard.reason = "features"
+    if not fallback:
         holds = torch.full((len(sizes),), score_every, dtype=torch.long, device=bad.device)
         holds[-1] = n_steps - score_every * (len(sizes) - 1)  # the last verdict holds to the end
         guard.n_flagged = int((bad.sum(1) * holds).sum())
         s = int(bad.any(1).nonzero()[0])
         guard.first = (float(starts[s]), int(bad[s].nonzero()[0]))
-        guard.reason = "features"
         guard.warn(stacklevel=6)
+        return out.result(), guard.report()
+    # under the sticky fallback a sample's first flag decides: from that step on it is classical
+    first_score = torch.where(bad.any(0), bad.to(torch.uint8).argmax(0), torch.full_like(guard.flagged, -1,
+                                                                                          dtype=torch.long))
+    _replay(guard, out, first_score, scored_states, starts, score_every, n_steps)
     return out.result(), guard.report()
+
+
+def _replay(guard: _Guard, out: Outputs, first_score: Tensor, scored_states: list[Tensor], starts: list[Tensor],
+            score_every: int, n_steps: int) -> None:
+    """The deferred ``"fallback"``: each flagged sample (``first_score >= 0``, the index of its
+    first flagged score) solved again classically at ``h / FALLBACK_SUBSTEPS`` from the state its
+    first flagged step started from to the end, in one batch of the samples flagged so far (in
+    index order, as the per-step fallback batches them); its stored outputs from then on replaced;
+    the counts as the per-step fallback's."""
+    plan, dim = guard.plan, guard.dim
+    flagged_at = {}  # step -> the samples whose first flag is there
+    for s in torch.unique(first_score[first_score >= 0]).tolist():
+        flagged_at[s * score_every] = (first_score == s).nonzero().squeeze(1)
+    k0 = min(flagged_at)
+    rows = torch.empty(0, dtype=torch.long, device=first_score.device)
+    state = None
+    k = 0
+    for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
+        if k + n <= k0:
+            k += n
+            continue
+        for _ in range(n):
+            if k >= k0:
+                new = flagged_at.get(k)
+                if new is not None:  # join the batch, kept in index order
+                    start = scored_states[k // score_every].detach().reshape(-1, *guard.state_shape)[new]
+                    joined = torch.cat((rows, new))
+                    order = torch.argsort(joined)
+                    rows = joined[order]
+                    state = start if state is None else torch.cat((state, start.to(state.dtype)))[order]
+                    guard.n_flagged += int(new.numel()) * (n_steps - k)
+                    guard.n_fallbacks += int(new.numel()) * (n_steps - k)
+                    if guard.first is None:
+                        guard.first = (float(starts[k]), int(rows[0]))
+                state = _fallback(plan.stepper, state, slice(None), float(starts[k]), h, plan.t.dtype)
+                guard.f_evals += FALLBACK_SUBSTEPS * len(plan.stepper.nodes)
+            k += 1
+        out.replace_rows(i, rows, state.reshape(-1, dim))

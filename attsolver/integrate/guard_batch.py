@@ -1,24 +1,33 @@
-"""The ``"warn"`` guard's feature scores, deferred to the end of the solve and batched.
+"""The guard's feature scores, deferred to the end of the solve and batched.
 
 Under ``guard="warn"`` the score changes nothing in the solve: it only counts flagged steps and
 names the first one.  So the guarded loop (without the a-posteriori check) copies the features
 ``x = [y, dy, C]`` of each scored step into one preallocated ``[S, B, 3D]`` tensor (one ``cat``
 per score instead of the score's dozen small tensor operations and its host synchronisation)
-and scores all of them after the last step: one ``addmm`` per step size, one for the
+and scores all of them after the last step: one ``addmm`` for every score, one for the
 nearest-neighbour distances of every update, and the moving average along the ``S`` scores.
+
+Under the sticky ``"fallback"`` a flagged sample takes the refined classical step from its first
+flagged step to the end, whatever the later scores say, and its samples do not interact with the
+others: so the same deferred scores decide, and each flagged sample is then solved again from the
+state its first flagged step started from (``guard._replay``; the samples flagged so far in one
+batch, in index order, as the per-step fallback batches them), its outputs from there replaced.
+The result and the counts are the per-step fallback's; the extra work where nothing is flagged
+is the record and one batched score.  Without autograd only (a replay from a recorded state
+would cut the graph): with it, the score runs on its step.
 
 The verdicts are those of the per-step score (:class:`~attsolver.integrate.guard._Scorer`):
 the same schedule (every ``SCORE_EVERY``-th step, the first included; the nearest-neighbour
-update on every ``KNN_EVERY``-th score), the same folded constants per step size, the same
-moving average, and each verdict holds for the steps until the next score.  On the ``ood``
-cases the per-step score was most of the guard's cost on short solves of small batches (the Van
-der Pol neural ODE: 20 steps of 100 samples), where each small operation costs more than its
-arithmetic.
+update on every ``KNN_EVERY``-th score), the same folded constants, the same moving average,
+and each verdict holds for the steps until the next score.  On the ``ood`` cases the per-step
+score was most of the guard's cost on short solves of small batches (the Van der Pol neural
+ODE: 20 steps of 100 samples), where each small operation costs more than its arithmetic.
 
 Deferral is used where it pays and is safe: the full-covariance score (at most
 ``MAX_FULL_COVARIANCE`` features; per-feature scaling is for large states, whose steps cost
-more than the score) and a record of at most :data:`DEFERRED_MAX_BYTES`.  Elsewhere, and under
-``"fallback"`` (whose verdicts change the solve), the score runs on its step.
+more than the score) and a record of at most :data:`DEFERRED_MAX_BYTES`; not with the
+a-posteriori check (its windows change the solve as it goes).  Elsewhere the score runs on its
+step.
 """
 
 from __future__ import annotations
