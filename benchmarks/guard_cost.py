@@ -8,9 +8,10 @@ the corrected solve of the 100 in-distribution test rollouts, CPU time, one thre
 * ``none``: no guard;
 * ``warn``: ``guard="warn"`` (the default schedule; its scores deferred to the solve's end and
   batched, :mod:`attsolver.integrate.guard_batch`);
-* ``warn per step``: ``guard="warn"`` with each score on its step (the guard before the deferral,
-  and what ``"fallback"`` runs);
-* ``fallback``: ``guard="fallback"`` (in distribution it recomputes only what it flags);
+* ``warn per step``: ``guard="warn"`` with each score on its step (the guard before the deferral;
+  what both modes run with autograd on or with the a-posteriori check);
+* ``fallback``: ``guard="fallback"`` (deferred too; in distribution it recomputes only what it
+  flags);
 * ``loop only``: ``guard="warn"`` with the score replaced by the all-in verdict (the guarded loop,
   its set-up and report, no score);
 * ``no knn``: ``guard="warn"`` with the domain's coreset removed (the Mahalanobis and ratio score
@@ -164,7 +165,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"The score runs every {report['score_every']} steps, the nearest-neighbour update on one score "
               f"in {report['knn_every']}. Overhead: median over rounds of the paired CPU-time ratio to the "
               "unguarded solve [quartiles], and the same in microseconds per step; warn: the scores deferred "
-              "to the solve's end and batched; warn per step: each score on its step (as fallback runs it); "
+              "to the solve's end and batched (fallback too, then its flagged rollouts solved again); warn per step: "
+              "each score on its step (the guard before the deferral); "
               "loop only: the score replaced by the all-in verdict; no knn: the coreset removed. "
               "= : outputs equal to the unguarded solve.", "",
               "| case | steps x batch | none (us/step) | " + " | ".join(VARIANTS) + " |",

@@ -613,8 +613,8 @@ def markdown(report: dict[str, Any]) -> str:
              if f"overhead_{m}" in report["cases"][0]["cost"]]
     lines += ["", "Guard cost in distribution: CPU time, one thread, interleaved rounds (order reversed every "
               "other round); the overhead is the median over rounds of the paired ratio to the unguarded solve "
-              "in the same round, [quartiles]; warn and its variants score after the solve, batched "
-              "(`attsolver.integrate.guard_batch`; fallback and the checked modes score on the steps: "
+              "in the same round, [quartiles]; warn, fallback and the variants score after the solve, "
+              "batched (`attsolver.integrate.guard_batch`; the checked modes score on the steps: "
               "`bench guard_cost` times both); warn_ellipsoid: `guard='warn'` with the domain's coreset removed "
               "(the Mahalanobis and ratio scores alone: the guard before the nearest-neighbour score); "
               "warn_no_system: `guard='warn'` without the system check and the probe (the other modes include "
