@@ -212,3 +212,31 @@ def test_a_sample_flagged_late_is_the_corrected_solve_until_its_flag_then_classi
     torch.testing.assert_close(got[:13], corrected[:13], rtol=0, atol=0)
     torch.testing.assert_close(got[12:, 1:2], fine, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(got[:, [0, 2]], corrected[:, [0, 2]], rtol=0, atol=0)
+
+
+def test_samples_flagged_at_different_steps_join_the_replay_in_index_order(guard_setting, monkeypatch):
+    system, data, model = guard_setting
+
+    class TwoLate(NeurVec):
+        """Sample 2 gets a large correction from step 3 on (flagged at step 4), sample 1 from step
+        11 on (flagged at step 12); samples 0 and 3 none."""
+
+        def forward(self, t, y, dy, h):
+            c = torch.zeros_like(y)
+            if float(t) - 0.1 > 2.5 * H:  # the solve starts at t = 0.1
+                c[2] = 0.5 * dy[2]
+            if float(t) - 0.1 > 10.5 * H:
+                c[1] = -0.5 * dy[1]
+            return c
+
+    late = TwoLate(3, method="rk4", step_size=H, dtype=torch.float64)
+    late.domain = model.domain
+    y0, t = data.y[:4, 0], 0.1 + data.t[:23]
+    got, st = _fallback_solve(system, y0, t, late)
+    _per_step(monkeypatch)
+    ref, st_ref = _fallback_solve(system, y0, t, late)
+    assert st.guard.flagged == st_ref.guard.flagged == (False, True, True, False)
+    assert st.guard.n_fallbacks == st_ref.guard.n_fallbacks == (22 - 4) + (22 - 12)
+    assert st.guard.first == st_ref.guard.first == (pytest.approx(0.1 + 4 * H), 2)
+    assert st.guard.fallback_f_evals == st_ref.guard.fallback_f_evals == (22 - 4) * 4 * 4
+    torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)
