@@ -240,3 +240,25 @@ def test_samples_flagged_at_different_steps_join_the_replay_in_index_order(guard
     assert st.guard.first == st_ref.guard.first == (pytest.approx(0.1 + 4 * H), 2)
     assert st.guard.fallback_f_evals == st_ref.guard.fallback_f_evals == (22 - 4) * 4 * 4
     torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 2, 3)])
+def test_deferred_scores_take_any_batch_shape(guard_setting, monkeypatch, shape):
+    system, data, model = guard_setting
+    y0 = data.y[:4, 0].clone()
+    y0[1] *= 3.0  # flagged from step 0
+    y0 = y0[1] if shape == (3,) else y0.reshape(shape)
+    t = data.t[:30]
+    got = {}
+    for cap in (guard_batch.DEFERRED_MAX_BYTES, 0):
+        monkeypatch.setattr(guard_batch, "DEFERRED_MAX_BYTES", cap)
+        for mode in ("warn", "fallback"):
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore", OutOfDomainWarning)
+                got[cap > 0, mode] = attsolver.solve(system, y0, t, step_size=H, corrector=model, guard=mode,
+                                                     return_stats=True)
+    for mode in ("warn", "fallback"):
+        (out, st), (ref, st_ref) = got[True, mode], got[False, mode]
+        assert out.shape == (len(t), *shape) and torch.equal(out, ref)
+        assert st.guard.flagged == st_ref.guard.flagged and st.guard.n_flagged == st_ref.guard.n_flagged > 0
+        assert st.guard.first == st_ref.guard.first == (0.0, 0 if shape == (3,) else 1)
