@@ -46,19 +46,22 @@ def _per_step(monkeypatch):
     monkeypatch.setattr(guard_batch, "DEFERRED_MAX_BYTES", 0)
 
 
-def _domains(model):
-    """The model's domain, then with the nearest-neighbour score alone, then without it."""
-    d = model.domain
+def _zero_corrector(base, which):
+    """A zero-correction NeurVec with ``base``'s domain (``"all"``), with the nearest-neighbour
+    score alone (``"knn only"``) or without it (``"no knn"``)."""
+    d = base.domain
     inf = float("inf")
-    return {"all": d, "knn only": dataclasses.replace(d, distance_threshold=inf, ratio_threshold=inf, _cache={}),
-            "no knn": dataclasses.replace(d, coreset=None, knn_threshold=None, _cache={})}
+    domains = {"all": d, "knn only": dataclasses.replace(d, distance_threshold=inf, ratio_threshold=inf, _cache={}),
+               "no knn": dataclasses.replace(d, coreset=None, knn_threshold=None, _cache={})}
+    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
+    model.domain = domains[which]
+    return model
 
 
 @pytest.mark.parametrize("which", ["all", "knn only", "no knn"])
 def test_deferred_warn_reports_what_the_per_step_score_reports(guard_setting, monkeypatch, which):
     system, data, base = guard_setting
-    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    model.domain = _domains(base)[which]
+    model = _zero_corrector(base, which)
     y0, t = _mixed_starts(data), _irregular_times(data)
     calls = []
     real = guard_batch.recorded_verdicts
@@ -161,8 +164,7 @@ def _fallback_solve(system, y0, t, model):
 @pytest.mark.parametrize("which", ["all", "knn only", "no knn"])
 def test_deferred_fallback_replays_what_the_per_step_fallback_solves(guard_setting, monkeypatch, which):
     system, data, base = guard_setting
-    model = NeurVec(3, method="rk4", step_size=H, dtype=torch.float64)
-    model.domain = _domains(base)[which]
+    model = _zero_corrector(base, which)
     y0, t = _mixed_starts(data), _irregular_times(data)
     calls = []
     real = guard_module._Scorer.ok

@@ -891,8 +891,7 @@ def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, Guar
     n_steps = int(plan.n_sub.sum())
     record = torch.empty((-(-n_steps // score_every), b, 3 * dim), dtype=y.dtype, device=y.device)
     sizes: list[float] = []  # the step size of each score
-    starts: list[Tensor] = []  # each step's start time (every step under "fallback", the scored ones else)
-    scored_states: list[Tensor] = []  # under "fallback": the state each scored step starts from
+    starts: list[Tensor] = []  # each step's start time
     j = score_every
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
         for _ in range(n):
@@ -906,16 +905,11 @@ def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, Guar
                 torch.cat((y.detach().reshape(b, dim), dy.detach().reshape(b, dim), c.detach().reshape(b, dim)),
                           dim=1, out=record[len(sizes)])
                 sizes.append(h)
-                if fallback:
-                    scored_states.append(y)
-                else:
-                    starts.append(ts[0])
-            if fallback:
-                starts.append(ts[0])
+            starts.append(ts[0])
             y = y_cls + c
         out.put(i, y)
-    ok = guard_batch.recorded_verdicts(guard.scorer(sizes[0], y), record, sizes, KNN_EVERY, KNN_EMA)
-    bad = ~ok
+    # recorded_verdicts rescales the record's dy and C columns only: its y columns stay the scored states
+    bad = ~guard_batch.recorded_verdicts(guard.scorer(sizes[0], y), record, sizes, KNN_EVERY, KNN_EMA)
     guard.flagged = bad.any(0)
     if not bool(guard.flagged.any()):
         return out.result(), guard.report()
@@ -925,29 +919,28 @@ def _deferred_loop(guard: _Guard, times, score_every: int) -> tuple[Tensor, Guar
         holds[-1] = n_steps - score_every * (len(sizes) - 1)  # the last verdict holds to the end
         guard.n_flagged = int((bad.sum(1) * holds).sum())
         s = int(bad.any(1).nonzero()[0])
-        guard.first = (float(starts[s]), int(bad[s].nonzero()[0]))
+        guard.first = (float(starts[s * score_every]), int(bad[s].nonzero()[0]))
         guard.warn(stacklevel=6)
-        return out.result(), guard.report()
-    # under the sticky fallback a sample's first flag decides: from that step on it is classical
-    first_score = torch.where(bad.any(0), bad.to(torch.uint8).argmax(0), torch.full_like(guard.flagged, -1,
-                                                                                          dtype=torch.long))
-    _replay(guard, out, first_score, scored_states, starts, score_every, n_steps)
+    else:
+        _replay(guard, out, bad, record[:, :, :dim], starts, score_every, n_steps)
     return out.result(), guard.report()
 
 
-def _replay(guard: _Guard, out: Outputs, first_score: Tensor, scored_states: list[Tensor], starts: list[Tensor],
+def _replay(guard: _Guard, out: Outputs, bad: Tensor, scored_states: Tensor, starts: list[Tensor],
             score_every: int, n_steps: int) -> None:
-    """The deferred ``"fallback"``: each flagged sample (``first_score >= 0``, the index of its
-    first flagged score) solved again classically at ``h / FALLBACK_SUBSTEPS`` from the state its
-    first flagged step started from to the end, in one batch of the samples flagged so far (in
-    index order, as the per-step fallback batches them); its stored outputs from then on replaced;
-    the counts as the per-step fallback's."""
+    """The deferred ``"fallback"``: each flagged sample (``bad [S, B]``: flagged per score)
+    solved again classically at ``h / FALLBACK_SUBSTEPS`` from the state its first flagged step
+    started from (``scored_states [S, B, D]``) to the end, in one batch of the samples flagged so
+    far (in index order, as the per-step fallback batches them); its stored outputs from then on
+    replaced; the counts as the per-step fallback's (its sticky fallback: a sample's first flag
+    decides)."""
     plan, dim = guard.plan, guard.dim
+    first = bad.to(torch.uint8).argmax(0)  # each sample's first flagged score (0 where never flagged)
     flagged_at = {}  # step -> the samples whose first flag is there
-    for s in torch.unique(first_score[first_score >= 0]).tolist():
-        flagged_at[s * score_every] = (first_score == s).nonzero().squeeze(1)
+    for s in torch.unique(first[guard.flagged]).tolist():
+        flagged_at[s * score_every] = (guard.flagged & (first == s)).nonzero().squeeze(1)
     k0 = min(flagged_at)
-    rows = torch.empty(0, dtype=torch.long, device=first_score.device)
+    rows = torch.empty(0, dtype=torch.long, device=bad.device)
     state = None
     k = 0
     for i, (n, h) in enumerate(zip(plan.n_sub.tolist(), plan.h_int.tolist()), 1):
@@ -958,14 +951,14 @@ def _replay(guard: _Guard, out: Outputs, first_score: Tensor, scored_states: lis
             if k >= k0:
                 new = flagged_at.get(k)
                 if new is not None:  # join the batch, kept in index order
-                    start = scored_states[k // score_every].detach().reshape(-1, *guard.state_shape)[new]
+                    start = scored_states[k // score_every, new].reshape(-1, *guard.state_shape)
                     joined = torch.cat((rows, new))
                     order = torch.argsort(joined)
                     rows = joined[order]
-                    state = start if state is None else torch.cat((state, start.to(state.dtype)))[order]
+                    state = start if state is None else torch.cat((state, start))[order]
                     guard.n_flagged += int(new.numel()) * (n_steps - k)
                     guard.n_fallbacks += int(new.numel()) * (n_steps - k)
-                    if guard.first is None:
+                    if k == k0:
                         guard.first = (float(starts[k]), int(rows[0]))
                 state = _fallback(plan.stepper, state, slice(None), float(starts[k]), h, plan.t.dtype)
                 guard.f_evals += FALLBACK_SUBSTEPS * len(plan.stepper.nodes)

@@ -48,37 +48,37 @@ KNN_CHUNK = 2 ** 22
 
 def record_size(n_scores: int, batch: int, dim: int, dtype: torch.dtype) -> int:
     """Bytes of the record ``[n_scores, batch, 3 * dim]`` of ``dtype``."""
-    return n_scores * batch * 3 * dim * torch.empty((), dtype=dtype).element_size()
+    return n_scores * batch * 3 * dim * dtype.itemsize
 
 
 def recorded_verdicts(scorer: Any, x: Tensor, steps: list[float], knn_every: int, knn_ema: float) -> Tensor:
     """Per score and sample ``[S, B]``: inside the domain (``False``: flagged; NaN is outside),
     for the features ``x [S, B, 3D]`` recorded at the scores whose step sizes are ``steps``
-    (``x`` is overwritten); ``scorer``: the full-covariance scorer folded for ``steps[0]`` (a
+    (its ``dy`` and ``C`` columns are overwritten, its ``y`` columns kept); ``scorer``: the full-covariance scorer folded for ``steps[0]`` (a
     score at another step ``h`` has its ``dy`` and ``C`` scaled by ``steps[0] / h``: the same
     whitened ``dy / h`` and ratio ``|C| / |dy|``).  The moving average of the nearest-neighbour
     distance starts at the first score and is updated on every ``knn_every``-th score (the first
     included), as the per-step score does."""
     n, b, width = x.shape
-    first, h0 = scorer, steps[0]
+    h0 = steps[0]
     if any(h != h0 for h in steps):  # a solve's steps differ in the last bits: one product, not one per size
         # (dy, C) at step h scaled by h0 / h: the same whitened dy / h, the same ratio |C| / |dy|
         dim = width // 3
         x[:, :, dim:] *= torch.tensor([h0 / h for h in steps], dtype=x.dtype, device=x.device)[:, None, None]
-    p = torch.addmm(first.m, x.reshape(-1, width), first.fused).reshape(n, b, -1)
+    p = torch.addmm(scorer.m, x.reshape(-1, width), scorer.fused).reshape(n, b, -1)
     sq = p.square()
-    margin = torch.addmm(first.limits, sq.reshape(n * b, -1), first.margins).reshape(n, b, -1)
+    margin = torch.addmm(scorer.limits, sq.reshape(n * b, -1), scorer.margins).reshape(n, b, -1)
     ok = margin.amax(2) <= 0.0  # amax keeps NaN: outside
-    if first.core_t is None:
+    if scorer.core_t is None:
         return ok
-    f = first.core_t.shape[0]
+    f = scorer.core_t.shape[0]
     updates = range(0, n, knn_every)
-    u = p[::knn_every, :, :f].to(first.knn_dtype).reshape(-1, f)
+    u = p[::knn_every, :, :f].to(scorer.knn_dtype).reshape(-1, f)
     u2 = sq[::knn_every, :, :f].sum(2).reshape(-1)
-    d = torch.empty(u.shape[0], dtype=first.knn_dtype, device=x.device)
-    chunk = max(1, KNN_CHUNK // first.core_t.shape[1])
+    d = torch.empty(u.shape[0], dtype=scorer.knn_dtype, device=x.device)
+    chunk = max(1, KNN_CHUNK // scorer.core_t.shape[1])
     for lo in range(0, u.shape[0], chunk):
-        prod = torch.addmm(first.core_sq, u[lo:lo + chunk], first.core_t)
+        prod = torch.addmm(scorer.core_sq, u[lo:lo + chunk], scorer.core_t)
         torch.amin(prod, 1, out=d[lo:lo + chunk])
     d.add_(u2).clamp_min_(0.0).sqrt_()
     d = d.reshape(len(updates), b)
@@ -87,5 +87,5 @@ def recorded_verdicts(scorer: Any, x: Tensor, steps: list[float], knn_every: int
     for k, s in enumerate(updates):
         if k:
             average.lerp_(d[k], knn_ema)
-        near[s:s + knn_every] = (average <= first.knn)  # the update's verdict holds until the next
+        near[s:s + knn_every] = (average <= scorer.knn)  # the update's verdict holds until the next
     return ok.logical_and_(near)
