@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import hashlib
 import json
 import math
@@ -266,7 +267,9 @@ def timings(fns: dict[str, Callable[[], Any]], rounds: int, *, warmup: int = 1, 
 
     Interleaving spreads the machine's slow phases over all contenders instead of penalising
     whichever ran during them; the minimum is the most repeatable estimate of a contender's
-    own cost on a shared machine, the median and quartiles show how noisy it was.
+    own cost on a shared machine, the median and quartiles show how noisy it was.  Python's
+    garbage collector is off inside the timed calls (as in :mod:`timeit`) and runs before each
+    round; it is restored as it was afterwards.
 
     Args:
         warmup: calls of each function before the rounds; the first one's wall time is kept
@@ -288,12 +291,23 @@ def timings(fns: dict[str, Callable[[], Any]], rounds: int, *, warmup: int = 1, 
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     names = list(fns)
-    for r in range(max(1, rounds)):
-        for name in (names[::-1] if alternate and r % 2 else names):
-            c0, t0 = time.process_time(), time.perf_counter()
-            fns[name]()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+    gc_was_enabled = gc.isenabled()
+    try:
+        for r in range(max(1, rounds)):
+            # as timeit does: no garbage-collection pass inside a timed call (with a large heap one costs
+            # tens of ms, lands on whichever call crosses the allocation threshold and can make a short
+            # call slower than a long one); the collection runs before each round, untimed
+            gc.enable()
+            gc.collect()
+            gc.disable()
+            for name in (names[::-1] if alternate and r % 2 else names):
+                c0, t0 = time.process_time(), time.perf_counter()
+                fns[name]()
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return {k: Timing(wall[k], cpu[k], firsts[k]) for k in fns}
 
 

@@ -82,7 +82,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's r
 from benchmarks._suite import (Run, figure, fingerprint, finite, parser, provenance_lines, timings,  # noqa: E402
                                write_report)
 
-SCHEMA = 2  # 2: fine ladders, censoring-aware brackets, two bands, set-up apart, batches 1/16/64
+SCHEMA = 3  # 2: fine ladders, censoring-aware brackets, two bands, set-up apart, batches 1/16/64;
+# 3: each ladder at its --step-scale step (contenders' "step"), the step check, X per unit time
 DATA_VERSION = 1  # bump when the data generation changes: a cache built by another version is rebuilt
 # The two protocols (``--regime``).  Re = 500 is the small, fast one; Re = 1000 is Kochkov's flow with
 # a 64^2 base grid (the headroom: an FD ladder to 256^2).  ``dt_coarse``: the step at the base grid
@@ -112,6 +113,15 @@ LI_DEFAULTS = {"re500": (4, 1, "step", 32, 32, 4), "re1000": (16, 3, "stage", 8,
 BASES = {"fd": (NavierStokes2DFD, "ssprk3"), "spectral": (NavierStokes2D, "etdrk4")}
 KINDS = ("cnn", "neurvec", "attsolver", "li")
 LI = "fd-32+learned-interp"
+# Each ladder's step, as a multiple of ``dt_for(n)`` (the Courant-0.5 step), ``--step-scale``: every
+# classical rung at the largest step at which its accuracy does not change (a weaker baseline would
+# flatter the learned solver).  FD: 1.25, Courant ~0.7 at the base grid, below the FD system's own
+# CFL limit over every test trajectory (1.28-1.33 dt_for; 1.5 would exceed it); its t95 does not move
+# from 0.5 to 1.65 dt_for.  Spectral: 2; at 3 the Re = 1000 rungs from 128^2 up lose accuracy or blow
+# up.  The learned interpolation runs at the FD scale (a spatial scheme: its t95 does not move from 1
+# to 1.65 dt_for); a post-step corrector at the step it was trained for.  The run's step check
+# re-solves every scaled contender at ``dt_for(n)`` and reports both t95s.
+STEP_SCALE = {"fd": 1.25, "spectral": 2.0}
 
 
 @contextlib.contextmanager
@@ -136,6 +146,19 @@ def regime(name: str):
 def dt_for(n: int) -> float:
     """Step at grid ``n``: Courant number fixed, ``dt ~ dx``."""
     return DT32 * COARSE_N / n
+
+
+def step_for(n: int, scale: float, frame: float) -> float:
+    """The step a rung runs at: the largest ``h <= scale * dt_for(n)`` with a whole number of steps
+    per frame (``scale`` 1 is :func:`dt_for` itself: the frames are whole numbers of those steps)."""
+    if not scale > 0:
+        raise ValueError(f"step scale={scale!r} must be > 0 (1: dt_for(n), the Courant-0.5 step)")
+    return frame / math.ceil(frame / (scale * dt_for(n)) - 1e-9)
+
+
+def step_of(c: dict[str, Any]) -> float:
+    """A contender's step: its ``"step"`` (set by the protocol from ``--step-scale``), else :func:`dt_for`."""
+    return c.get("step") or dt_for(c["n"])
 
 
 def system_for(base: str, n: int):
@@ -209,7 +232,7 @@ def rollout(c: dict[str, Any], models: dict[str, Any], w0: torch.Tensor, t: torc
     """``[B, nt, n, n]`` from ``w0 [B, n, n]`` (no finiteness check: blow-ups are scored)."""
     system, method, corrector = system_of(c, models)
     with torch.no_grad():
-        sol = solve(system, w0, t, method=method, step_size=dt_for(c["n"]), corrector=corrector,
+        sol = solve(system, w0, t, method=method, step_size=step_of(c), corrector=corrector,
                     options={"check_finite": False})
     return sol.transpose(0, 1)
 
@@ -377,12 +400,12 @@ def time_costs(contenders: dict[str, dict[str, Any]], models: dict[str, Any], w_
         w_all = spectral_restrict(w_ref, n)
         w_all = w_all.repeat(math.ceil(max(batches) / len(w_all)), 1, 1)
 
-        def make(w0, k, system=system, method=method, corrector=corrector, n=n):
-            t = torch.tensor([0.0, k * dt_for(n)], dtype=torch.float64)
+        def make(w0, k, system=system, method=method, corrector=corrector, h=step_of(c)):
+            t = torch.tensor([0.0, k * h], dtype=torch.float64)
 
             def run():
                 with torch.no_grad():
-                    return solve(system, w0, t, method=method, step_size=dt_for(n), corrector=corrector,
+                    return solve(system, w0, t, method=method, step_size=h, corrector=corrector,
                                  options={"check_finite": False})[-1]
             return run
         for b in batches:
@@ -413,7 +436,7 @@ def time_costs(contenders: dict[str, dict[str, Any]], models: dict[str, Any], w_
             out["per_step_q1_q3"][key][name] = [float(np.percentile(step, 25)), float(np.percentile(step, 75))]
             out["setup"][key][name] = float(np.median(setup))
             out["setup_q1_q3"][key][name] = [float(np.percentile(setup, 25)), float(np.percentile(setup, 75))]
-            out["per_time_per_trajectory"][key][name] = out["per_step"][key][name] / b / dt_for(c["n"])
+            out["per_time_per_trajectory"][key][name] = out["per_step"][key][name] / b / step_of(c)
     return out
 
 
@@ -674,7 +697,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     L += ["", f"Re = {1 / p['physics']['nu']:.0f} (nu = {p['physics']['nu']:g}), drag {p['physics']['drag']}, "
           f"forcing wavenumber {p['physics']['forcing_wavenumber']}; reference {p['ref_n']}² pseudo-spectral "
           f"ETDRK4; {p['n_test']} held-out initial conditions after a spin-up of {p['t_spin']:g} time units; "
-          f"horizon {p['t_eval']:g}; all solvers at dt = {p['dt32']} · {p['coarse_n']} / n; float32, 1 thread. Correlations on "
+          f"horizon {p['t_eval']:g}; {_steps_text(r)}; float32, 1 thread. Correlations on "
           f"the common {p['coarse_n']}² grid, on the full band and on |k| ≤ 10.", "",
           "Costs are CPU seconds of the process (one thread), medians of interleaved rounds (the machine is "
           "shared: wall times measure the neighbours too). The per-step cost excludes the per-call set-up, which "
@@ -691,13 +714,14 @@ def to_markdown(r: dict[str, Any]) -> str:
         for b, ratios in r["halving_cost_ratios"][lname].items():
             L.append(f"| {lname} | {b} | " + ", ".join(f"{a.split('-')[-1]}→{c.split('-')[-1]}: {x:.2g}"
                                                      for a, c, x in zip(rungs, rungs[1:], ratios)) + " |")
-    L += ["", f"## Corrected step cost (multiple X of its base {p['coarse_n']}² step, per-step CPU)", "",
+    L += ["", f"## Corrected solver cost (multiple X of its base {p['coarse_n']}² solver, CPU per unit time)", "",
           "| corrected solver | parameters | training s | " + " | ".join(f"X (batch {b})" for b in r["timing"]["batches"])
           + " |", "|---|---|---|" + "---|" * len(r["timing"]["batches"])]
     for k in r["corrected"]:
         L.append(f"| {k} | {r['training'][k]['parameters']} | {_f(r['training'][k]['seconds'])} | "
                  + " | ".join(_f(r["cost_multiples"][str(b)][k]) for b in r["timing"]["batches"]) + " |")
-    L += _validation_lines(r) + _accounting_lines(r) + _reference_lines(r) + _exponax_lines(r.get("exponax", {}))
+    L += (_validation_lines(r) + _accounting_lines(r) + _step_check_lines(r) + _reference_lines(r)
+          + _exponax_lines(r.get("exponax", {})))
     if p.get("cuts"):
         L += ["", "## What was cut for CPU time", ""] + [f"- {x}" for x in p["cuts"]]
     L += ["", "## Notes", ""] + [f"- {x}" for x in r["notes"]]
@@ -749,6 +773,37 @@ def _accounting_lines(r: dict[str, Any]) -> list[str]:
             rr = rh ** (1 / e["halvings"]) if e["halvings"] > 1e-9 else float("nan")
             m = MARK[e["how"]]
             L.append(f"| {k} | {b} | {m}{e['halvings']:.2f} | {_f(rr if rr == rr else None, 2)} | {m}{rh:.2g} | {x:.2g} | {m}{e['speedup']:.2g} |")
+    return L
+
+
+def _steps_text(r: dict[str, Any]) -> str:
+    """The set-up line's steps: one Courant-0.5 step for all (schema 2), or each ladder's scale."""
+    p = r["setup"]
+    base = f"dt = {p['dt32']} · {p['coarse_n']} / n"
+    sc = p.get("step_scale")
+    if not sc or all(v == 1 for v in sc.values()):
+        return f"all solvers at {base}"
+    return (f"each ladder at its --step-scale multiple of {base} (FD {sc['fd']:g}×, spectral {sc['spectral']:g}×), "
+            "rounded down to a whole number of steps per frame; the learned interpolation at the FD scale, "
+            f"post-step correctors at their training step {base}")
+
+
+def _step_check_lines(r: dict[str, Any]) -> list[str]:
+    sc = r.get("step_check")
+    if not sc or not sc["contenders"]:
+        return []
+    L = ["", "## Step check: each scaled contender again at the Courant-0.5 step", "",
+         f"Every contender that runs at a step other than dt = {r['setup']['dt32']} · {r['setup']['coarse_n']} / n "
+         "solved again at that step from the same initial conditions: the larger step changes no t95 by more than "
+         f"{sc['max_t95_change']:.3f} (largest: {' on '.join(sc['worst'])}).", "",
+         "| contender | step (Courant-0.5 step) | t95 full | t95 full at the Courant-0.5 step | t95 |k| ≤ 10 | "
+         "t95 |k| ≤ 10 at the Courant-0.5 step |", "|---|---|---|---|---|---|"]
+
+    def cell(v, b, key):
+        return ("≥" if v["censored" + key][b] else "") + f"{v['t95' + key][b]:.3f}"
+    for k, v in sc["contenders"].items():
+        L.append(f"| {k} | {v['step']:.5g} ({v['step_dt_for']:.5g}) | {cell(v, 'full', '')} | "
+                 f"{cell(v, 'full', '_dt_for')} | {cell(v, 'k10', '')} | {cell(v, 'k10', '_dt_for')} |")
     return L
 
 
@@ -871,6 +926,10 @@ def parse_args(argv):
     ap.add_argument("--regime", default="re500", choices=sorted(REGIMES),
                     help="re500: the small, fast protocol (32^2 base); re1000: Kochkov's Re = 1000, 64^2 base, "
                          "FD ladder to 256^2, with the CPU cuts its page states")
+    ap.add_argument("--step-scale", type=_step_scales, default=dict(STEP_SCALE), metavar="fd=M,spectral=M",
+                    help="each ladder's step as a multiple of the Courant-0.5 step dt_for(n), rounded down to a whole "
+                         "number of steps per frame (default fd=1.25,spectral=2: the largest at which no rung's t95 "
+                         "moves; fd=1,spectral=1: the earlier protocol); the learned interpolation takes the fd scale")
     ap.add_argument("--tiny", action="store_true", help=SUPPRESS)  # the test's seconds-long run
     args = ap.parse_args(argv)
     _li_settings(ap, args)
@@ -907,6 +966,24 @@ def parse_args(argv):
         args.batches, args.check_n, args.check_ic = [1, 16], 128, 2
     args.li_ramp = min(args.li_ramp, args.li_epochs)
     return args
+
+
+def _step_scales(text: str) -> dict[str, float]:
+    """``--step-scale``: ``"fd=1.25,spectral=2"`` (a base left out keeps its default)."""
+    import argparse
+    out = dict(STEP_SCALE)
+    for part in filter(None, text.split(",")):
+        base, _, value = part.partition("=")
+        base = base.strip()
+        if base not in BASES:
+            raise argparse.ArgumentTypeError(f"{part!r}: the base must be one of {sorted(BASES)} (e.g. fd=1.25,spectral=2)")
+        try:
+            out[base] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: the scale must be a number (e.g. {base}=1.25)") from None
+        if not (math.isfinite(out[base]) and out[base] > 0):
+            raise argparse.ArgumentTypeError(f"{part!r}: the scale must be finite and > 0 (1: the Courant-0.5 step)")
+    return out
 
 
 def _li_settings(ap, args) -> None:
@@ -1092,12 +1169,34 @@ def costs(args, contenders, models, scores, ref, t_np, log) -> dict[str, Any]:
     ladders = {"fd": [f"fd-{n}" for n in args.fd_ladder], "spectral": [f"spectral-{n}" for n in args.spectral_ladder]}
     corrected = list(models)
     per_time = {str(b): timing["per_time_per_trajectory"][str(b)] for b in args.batches}
-    mult = {str(b): {k: timing["per_step"][str(b)][k] / timing["per_step"][str(b)][f"{contenders[k]['base']}-{COARSE_N}"]
+    # X per unit simulated time (per step when the two share the step): speed-up = r^h / X
+    mult = {str(b): {k: per_time[str(b)][k] / per_time[str(b)][f"{contenders[k]['base']}-{COARSE_N}"]
                      for k in corrected} for b in args.batches}
     return {"ladders": ladders, "corrected": corrected, "timing": timing, "cost_multiples": mult,
             "equal_accuracy": equal_accuracy(scores, contenders, per_time, t_np, ladders, corrected, args.n_boot, seed=0),
             "halving_cost_ratios": {ln: {b: halving_ratios(c, r) for b, c in per_time.items()}
                                     for ln, r in ladders.items()}}
+
+
+def step_check(contenders, models, scores, ref, t, log) -> dict[str, Any]:
+    """Every contender that runs at a step other than :func:`dt_for` solved again at ``dt_for(n)``:
+    its t95 (both bands) at both steps, and the largest change."""
+    ref_c, t_np, out = spectral_restrict(ref, COARSE_N), t.numpy(), {}
+    for name, c in contenders.items():
+        if step_of(c) == dt_for(c["n"]):
+            continue
+        t0 = time.perf_counter()
+        pred = spectral_restrict(rollout({**c, "step": None}, models, spectral_restrict(ref[:, 0], c["n"]), t), COARSE_N)
+        s = score(pred, ref_c, t_np, [])
+        out[name] = {"step": step_of(c), "step_dt_for": dt_for(c["n"]),
+                     "t95": {b: scores[name]["t95"][b] for b in BANDS}, "t95_dt_for": dict(s["t95"]),
+                     "censored": {b: scores[name]["censored"][b] for b in BANDS}, "censored_dt_for": dict(s["censored"])}
+        log(f"  {name} at dt_for: t95 {s['t95']['full']:.2f} (at {step_of(c):.5g}: {scores[name]['t95']['full']:.2f}; "
+            f"{time.perf_counter() - t0:.0f}s)")
+    diffs = {(k, b): abs(v["t95"][b] - v["t95_dt_for"][b]) for k, v in out.items() for b in BANDS}
+    worst = max(diffs, key=diffs.get) if diffs else None
+    return {"contenders": out, "max_t95_change": diffs[worst] if worst else 0.0,
+            "worst": list(worst) if worst else None}
 
 
 def evaluate(args, contenders, models, ref, t, log):
@@ -1192,11 +1291,15 @@ def run_protocol(args, argv) -> int:
     contenders.update({f"spectral-{n}": {"base": "spectral", "n": n} for n in args.spectral_ladder})
     corrected, models, training = correctors(args, cache, tag, train_sets, li_set, log, li_val)
     contenders.update(corrected)
+    for c in contenders.values():  # the ladders and the learned interpolation at their --step-scale step
+        if c.get("model") is None or isinstance(models[c["model"]], InterpolationHost):
+            c["step"] = step_for(c["n"], args.step_scale[c["base"]], args.frame)
     log("rollouts on the test set")
     preds, scores, horizons = evaluate(args, contenders, models, ref, t, log)
     log("reference check against a finer solve; blow-ups over a long rollout; timing (interleaved)")
     checks = {"reference_check": reference_check(args, contenders, preds, scores, ref, t, log),
-              "blowups": blowups_of(args, contenders, models, ref)}
+              "blowups": blowups_of(args, contenders, models, ref),
+              "step_check": step_check(contenders, models, scores, ref, t, log)}
     spectra = {"reference": energy_spectrum(ref[:, -1].double())[1].mean(0).tolist()}
     spectra.update({name: energy_spectrum(preds[name][:, -1].double())[1].mean(0).tolist() for name in contenders})
     report = run.report(
@@ -1209,6 +1312,7 @@ def run_protocol(args, argv) -> int:
                "li_val_n": args.li_val_n, "li_val_t": args.li_val_t, "val_seed": args.val_seed, "li_ramp": args.li_ramp,
                "li_stencil": args.li_stencil, "li_base": args.li_base,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
+               "step_scale": args.step_scale,
                "test_seed": args.test_seed, "train_seed": args.train_seed,
                "cuts": getattr(args, "cuts", [])},
         t=t_np.tolist(), horizons=horizons, contenders=contenders,

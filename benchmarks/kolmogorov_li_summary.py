@@ -77,9 +77,12 @@ def _build(r: dict[str, Any]) -> str:
     stencil = s.get("li_stencil", "4x1")
     if (stencil, s.get("li_base", "centred2")) != ("4x1", "centred2"):  # recorded since --li-stencil
         cnn += f", stencil {stencil} from {s['li_base']}"
+    sc = s.get("step_scale") or {}
+    steps = ("" if all(v == 1 for v in sc.values()) else
+             f"; steps: FD and learned {sc['fd']:g}×, spectral {sc['spectral']:g}× the Courant-0.5 step")
     return (f"{cnn} ({tr['parameters']} params), "
             f"weights per {per}, {epochs}, unroll ≤ {tr.get('unroll', 8)} intervals, "
-            f"{tr['trajectories']} traj × {tr['t_train']:g}")
+            f"{tr['trajectories']} traj × {tr['t_train']:g}{steps}")
 
 
 def _mark(e: dict[str, Any]) -> str:

@@ -88,7 +88,9 @@ def _kolmogorov_rows(k: dict) -> list[str]:
 #: the 2-D learned interpolation: the run that chose its build (the largest FD-ladder speed-up among the
 #: levers measured on the first test set) and the run that judges it on fresh data
 KOLMOGOROV_SELECTED = "kolmogorov_li/step_l1_data32/kolmogorov"
-KOLMOGOROV_FRESH = "kolmogorov_li_fresh_es/kolmogorov"  # the earlier fixed-epoch run: kolmogorov_li_fresh/
+# every ladder at its largest accurate step (--step-scale); the same run at the Courant-0.5 step for all:
+# kolmogorov_li_fresh_es/, the earlier fixed-epoch run: kolmogorov_li_fresh/
+KOLMOGOROV_FRESH = "kolmogorov_li_fresh_es_steps/kolmogorov"
 
 
 def _kolmogorov_fresh_rows(fresh: dict, selected: dict | None) -> list[str]:
@@ -119,9 +121,15 @@ def _kolmogorov_fresh_rows(fresh: dict, selected: dict | None) -> list[str]:
     config = (f"learned interpolation ({build}, weights once per "
               f"{setup.get('li_weights_per', '?')}), {setup.get('li_train', '?')} traj.{stop}; ≈ {fd['n']:.0f}² FD "
               f"({fd['halvings']:.2f} halvings); batches of 16")
+    sc = setup.get("step_scale") or {}
+    if any(v != 1 for v in sc.values()):
+        config += (f"; each ladder at its largest accurate step (FD {sc['fd']:g}×, spectral {sc['spectral']:g}× "
+                   "the Courant-0.5 step)")
     sel = (selected or {}).get("equal_accuracy", {}).get("full", {}).get("16", {}).get(name, {}).get(strongest)
     if sel is not None:
-        config += f"; chosen among the learned-interpolation builds on the first test set ({band(sel)} there)"
+        config += (f"; chosen among the learned-interpolation builds on the first test set ({band(sel)} there"
+                   + (", every solver at the Courant-0.5 step)" if not (selected or {}).get("setup", {}).get(
+                       "step_scale") else ")"))
     b64 = full.get("64", {}).get(name, {}).get(strongest)
     cell = (f"**{band(best)}** on fresh training data (seed {setup.get('train_seed', '?')}) and "
             f"{setup.get('n_test', '?')} fresh initial conditions (seed {setup.get('test_seed', '?')}), bootstrap 5–95 %"
@@ -236,7 +244,9 @@ VERDICT_LEAD = (
     "`benchmarks/update_readme.py` from "
     "[`ode_fresh.json`](benchmarks/results/ode_fresh.json) ([how](docs/verdict.md#out-of-sample-selection-in-the-benchmarks)), "
     "[`pde.json`](benchmarks/results/pde.json) and "
-    "[`kolmogorov_li_fresh_es/kolmogorov.json`](benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.json).")
+    "[`kolmogorov_li_fresh_es_steps/kolmogorov.json`](benchmarks/results/kolmogorov_li_fresh_es_steps/kolmogorov.json) "
+    "(the same run with every solver at the Courant-0.5 step: "
+    "[`kolmogorov_li_fresh_es`](benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.md)).")
 
 
 def _seed_range(seeds: list[int]) -> str:

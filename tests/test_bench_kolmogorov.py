@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -110,6 +111,59 @@ def test_timing_separates_setup_and_checks_batches():
             assert q1 == q3 == pytest.approx(r["per_step"][b][name])  # one round: the single value
 
 
+def test_each_ladder_steps_at_its_scale_with_whole_frames():
+    """``--step-scale``: a rung's step is the largest ``h <= scale * dt_for(n)`` that divides the
+    frame; scale 1 is dt_for itself at every rung of both regimes (the earlier protocol), and the
+    default scales buy 1.25x (FD, Re = 1000: every rung a multiple of 16) and up to 2x (spectral)."""
+    k = _suite()
+    for name, frame, ladder in (("re500", 0.1, [32, 40, 48, 56, 64, 80, 96, 128]),
+                                ("re1000", 0.2, [64, 80, 96, 112, 128, 160, 192, 256])):
+        with k.regime(name):
+            for n in ladder:
+                assert k.step_for(n, 1.0, frame) == pytest.approx(k.dt_for(n), rel=1e-12)
+                for base, scale in k.STEP_SCALE.items():
+                    h = k.step_for(n, scale, frame)
+                    steps = frame / h
+                    assert abs(steps - round(steps)) < 1e-9  # a whole number of steps per frame
+                    assert k.dt_for(n) <= h <= scale * k.dt_for(n) * (1 + 1e-12)
+                    assert frame / (round(steps) - 1) > scale * k.dt_for(n)  # one step fewer would exceed the scale
+            if name == "re1000":
+                assert all(k.step_for(n, 1.25, frame) == pytest.approx(1.25 * k.dt_for(n)) for n in ladder)
+    assert k.step_of({"n": 64, "step": 0.5}) == 0.5 and k.step_of({"n": 64, "step": None}) == k.dt_for(64)
+    with pytest.raises(ValueError, match="must be > 0"):
+        k.step_for(64, 0.0, 0.2)
+
+
+def test_step_scale_option_names_the_base_and_the_fix():
+    k = _suite()
+    assert k.parse_args(["--kinds", "li"]).step_scale == {"fd": 1.25, "spectral": 2.0}
+    assert k.parse_args(["--kinds", "li", "--step-scale", "fd=1,spectral=1"]).step_scale == {"fd": 1.0, "spectral": 1.0}
+    assert k.parse_args(["--kinds", "li", "--step-scale", "spectral=1.5"]).step_scale == {"fd": 1.25, "spectral": 1.5}
+    for bad, msg in (("fv=2", "must be one of"), ("fd=fast", "must be a number"), ("fd=0", "finite and > 0"),
+                     ("fd=nan", "finite and > 0")):
+        with pytest.raises(argparse.ArgumentTypeError, match=msg):
+            k._step_scales(bad)
+
+
+def test_step_audit_reads_the_largest_scale_that_changes_nothing():
+    """``bench kolmogorov_steps``: the largest scale is the last of an unbroken run of scales whose
+    t95 (both bands) stays within 0.02 of scale 1's; a refused step or a degraded one ends it, and a
+    later scale that happens to recover does not count; the scales must include 1."""
+    st = load_script("benchmarks/kolmogorov_steps.py")
+
+    def e(full, k10=None):
+        return {"t95": {"full": full, "k10": full if k10 is None else k10}, "censored": {"full": False, "k10": False}}
+    rows = {"fd-64": {"1": e(0.35), "1.25": e(0.36), "1.5": e(0.34), "1.65": {"refused": "CFL"}},
+            "spectral-128": {"1": e(6.11), "2": e(6.11), "3": e(4.07), "4": e(6.11)},  # 4 recovers: still 2
+            "spectral-64": {"1": e(1.86, 3.44), "2": e(1.87, 3.44), "3": e(1.88, 3.10)},  # k10 moves at 3
+            "li": {"1": e(2.74), "1.25": e(2.80)}}
+    assert st.largest_unchanged(rows) == {"fd-64": 1.5, "spectral-128": 2.0, "spectral-64": 2.0, "li": 1.0}
+    with pytest.raises(SystemExit):
+        st.parse_args(["--test", "x.h5", "--fd-scales", "1.25,1.5"])  # no scale 1 to compare with
+    with pytest.raises(SystemExit):
+        st.parse_args(["--test", "x.h5", "--spectral-scales", "1,-2"])
+
+
 @pytest.mark.slow  # about 30 s alone, minutes on the shared machine
 def test_tiny_kolmogorov_benchmark_end_to_end(tmp_path):
     k = _suite()
@@ -144,6 +198,35 @@ def test_tiny_kolmogorov_benchmark_end_to_end(tmp_path):
     assert r["reference_check"]["corr_at_end"]["full"] > 0.9
     assert "## Equivalent grid and speed-up" in md and "attsolver bench kolmogorov --tiny" in md
     assert "Skipped" in md  # the tiny run never times exponax
+    # every ladder rung and the learned interpolation at its --step-scale step, post-step correctors at dt_for;
+    # the step check re-solved each scaled one at dt_for, and X is the cost per unit time over the base's
+    sc = r["setup"]["step_scale"]
+    for name, c in r["contenders"].items():
+        if "model" in c and "learned-interp" not in name:
+            assert "step" not in c
+        else:
+            assert c["step"] == pytest.approx(k.step_for(c["n"], sc[c["base"]], r["setup"]["frame"]))
+    scaled = {n for n, c in r["contenders"].items() if c.get("step") and abs(c["step"] - k.dt_for(c["n"])) > 1e-12}
+    assert scaled and set(r["step_check"]["contenders"]) == scaled
+    assert "## Step check" in md
+    per_time = r["timing"]["per_time_per_trajectory"]
+    for b in ("1", "16"):
+        for name in r["corrected"]:
+            base = f"{r['contenders'][name]['base']}-32"
+            assert r["cost_multiples"][b][name] == pytest.approx(per_time[b][name] / per_time[b][base])
+    # the step audit on the run's cached test set: at the suite's own step it reads the suite's t95 (the same
+    # solve), and a test set of another regime is refused
+    st = load_script("benchmarks/kolmogorov_steps.py")
+    test_h5 = next((tmp_path / "cache").glob("test_*.h5"))
+    assert st.main(["--regime", "re500", "--test", str(test_h5), "--fd", "32", "--spectral", "32", "--fd-scales", "1,1.5",
+                    "--spectral-scales", "1,2", "--out", str(tmp_path / "steps")]) == 0
+    sr = json.loads((tmp_path / "steps" / "kolmogorov_steps.json").read_text())
+    for name in ("fd-32", "spectral-32"):
+        same = [v for v in sr["rows"][name].values() if v["step"] == pytest.approx(r["contenders"][name]["step"])]
+        assert same and same[0]["t95"]["full"] == pytest.approx(r["scores"][name]["t95"]["full"], abs=1e-6)
+    assert "largest unchanged" in (tmp_path / "steps" / "kolmogorov_steps.md").read_text()
+    with pytest.raises(SystemExit, match="viscosity"):
+        st.main(["--regime", "re1000", "--test", str(test_h5), "--out", str(tmp_path / "steps2")])
 
 
 @pytest.mark.slow  # imports jax (seconds)

@@ -95,6 +95,30 @@ def test_timings_warm_up_apart_interleave_and_check_the_first_output():
         assert v.summary()["rounds"] == 3
 
 
+def test_timings_keep_the_garbage_collector_out_of_the_timed_calls():
+    """No collection pass inside a timed call (timeit's rule): the collector is off while a timed
+    function runs, on during the warm-up, and restored afterwards, also when a call raises."""
+    import gc
+
+    s = _suite()
+    seen = []
+    s.timings({"a": lambda: seen.append(gc.isenabled())}, rounds=2, warmup=1)
+    assert seen == [True, False, False] and gc.isenabled()
+
+    def boom():
+        if not gc.isenabled():
+            raise RuntimeError("in a timed call")
+    with pytest.raises(RuntimeError, match="timed call"):
+        s.timings({"boom": boom}, rounds=1)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        s.timings({"a": lambda: None}, rounds=1)
+        assert not gc.isenabled()  # restored as it was: off
+    finally:
+        gc.enable()
+
+
 def test_speedup_reads_the_classical_front_through_the_library():
     s = _suite()
     # a fourth-order ladder: error k^-4 at cost k; a run of error 3^-4 costing 0.5 is a 6x speed-up
