@@ -114,20 +114,20 @@ def test_timing_separates_setup_and_checks_batches():
 def test_each_ladder_steps_at_its_scale_with_whole_frames():
     """``--step-scale``: a rung's step is the largest ``h <= scale * dt_for(n)`` that divides the
     frame; scale 1 is dt_for itself at every rung of both regimes (the earlier protocol), and the
-    default scales buy 1.25x (FD, Re = 1000: every rung a multiple of 16) and up to 2x (spectral)."""
+    default scales buy up to 1.2x (FD, Re = 1000) and up to 2x (spectral)."""
     k = _suite()
     for name, frame, ladder in (("re500", 0.1, [32, 40, 48, 56, 64, 80, 96, 128]),
                                 ("re1000", 0.2, [64, 80, 96, 112, 128, 160, 192, 256])):
         with k.regime(name):
             for n in ladder:
                 assert k.step_for(n, 1.0, frame) == pytest.approx(k.dt_for(n), rel=1e-12)
-                for base, scale in k.STEP_SCALE.items():
+                for base, scale in k.STEP_SCALE[name].items():
                     h = k.step_for(n, scale, frame)
                     steps = frame / h
                     assert abs(steps - round(steps)) < 1e-9  # a whole number of steps per frame
                     assert k.dt_for(n) <= h <= scale * k.dt_for(n) * (1 + 1e-12)
                     assert frame / (round(steps) - 1) > scale * k.dt_for(n)  # one step fewer would exceed the scale
-            if name == "re1000":
+            if name == "re1000":  # a multiple of 16: 1.25 divides every frame exactly
                 assert all(k.step_for(n, 1.25, frame) == pytest.approx(1.25 * k.dt_for(n)) for n in ladder)
     assert k.step_of({"n": 64, "step": 0.5}) == 0.5 and k.step_of({"n": 64, "step": None}) == k.dt_for(64)
     with pytest.raises(ValueError, match="must be > 0"):
@@ -136,9 +136,10 @@ def test_each_ladder_steps_at_its_scale_with_whole_frames():
 
 def test_step_scale_option_names_the_base_and_the_fix():
     k = _suite()
-    assert k.parse_args(["--kinds", "li"]).step_scale == {"fd": 1.25, "spectral": 2.0}
+    assert k.parse_args(["--kinds", "li"]).step_scale == {"fd": 1.1, "spectral": 2.0}
+    assert k.parse_args(["--regime", "re1000"]).step_scale == {"fd": 1.2, "spectral": 2.0}
     assert k.parse_args(["--kinds", "li", "--step-scale", "fd=1,spectral=1"]).step_scale == {"fd": 1.0, "spectral": 1.0}
-    assert k.parse_args(["--kinds", "li", "--step-scale", "spectral=1.5"]).step_scale == {"fd": 1.25, "spectral": 1.5}
+    assert k.parse_args(["--regime", "re1000", "--step-scale", "spectral=1.5"]).step_scale == {"fd": 1.2, "spectral": 1.5}
     for bad, msg in (("fv=2", "must be one of"), ("fd=fast", "must be a number"), ("fd=0", "finite and > 0"),
                      ("fd=nan", "finite and > 0")):
         with pytest.raises(argparse.ArgumentTypeError, match=msg):
