@@ -32,13 +32,13 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
         benchmarks/results/kolmogorov_re1000_li_step_e96/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es,h8l2_s4x3_u16_t16_es}/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es,l1_t16_es_stage}_n16/kolmogorov.json \\
-        benchmarks/results/kolmogorov_re1000_levers/l1_t16_es_n16_steps/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es}_n16_steps/kolmogorov.json
 
 (the two ``_n16`` runs after the first four: the same cached models re-scored on 16 test initial
 conditions, ``--n-test 16``; runs that differ only in their test-set size share a table, each row
 naming its size; then the linear map with its weights chosen in every Runge–Kutta stage; the last:
-the linear map's 16-IC run again with each ladder at its largest accurate step, ``--step-scale``'s
-default, its build cell naming the steps.)
+the linear map's and the 16-interval CNN's 16-IC runs again with each ladder at its largest accurate
+step, ``--step-scale``'s default, their build cells naming the steps.)
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
