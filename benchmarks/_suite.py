@@ -291,15 +291,14 @@ def timings(fns: dict[str, Callable[[], Any]], rounds: int, *, warmup: int = 1, 
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     names = list(fns)
+    # as timeit does: no garbage-collection pass inside a timed call (with a large heap one costs tens
+    # of ms and lands on whichever call crosses the allocation threshold); a collection runs before
+    # each round, untimed (gc.collect works with the collector off)
     gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         for r in range(max(1, rounds)):
-            # as timeit does: no garbage-collection pass inside a timed call (with a large heap one costs
-            # tens of ms, lands on whichever call crosses the allocation threshold and can make a short
-            # call slower than a long one); the collection runs before each round, untimed
-            gc.enable()
             gc.collect()
-            gc.disable()
             for name in (names[::-1] if alternate and r % 2 else names):
                 c0, t0 = time.process_time(), time.perf_counter()
                 fns[name]()

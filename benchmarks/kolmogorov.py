@@ -60,7 +60,7 @@ import math
 import os
 import sys
 import time
-from argparse import SUPPRESS
+from argparse import SUPPRESS, ArgumentTypeError
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,12 @@ def rollout(c: dict[str, Any], models: dict[str, Any], w0: torch.Tensor, t: torc
         sol = solve(system, w0, t, method=method, step_size=step_of(c), corrector=corrector,
                     options={"check_finite": False})
     return sol.transpose(0, 1)
+
+
+def predict(c: dict[str, Any], models: dict[str, Any], ref: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A contender's rollout from the reference's first frames (``ref [B, nt, N, N]``), on its own
+    grid, restricted to the common grid: ``[B, nt, COARSE_N, COARSE_N]``."""
+    return spectral_restrict(rollout(c, models, spectral_restrict(ref[:, 0], c["n"]), t), COARSE_N)
 
 
 def score(pred: torch.Tensor, ref: torch.Tensor, t: np.ndarray, horizons: list[float]) -> dict[str, Any]:
@@ -976,19 +982,18 @@ def parse_args(argv):
 
 def _step_scales(text: str) -> dict[str, float]:
     """``--step-scale``: ``"fd=1.2,spectral=2"`` (a base left out keeps its regime's default)."""
-    import argparse
     out: dict[str, float] = {}
     for part in filter(None, text.split(",")):
         base, _, value = part.partition("=")
         base = base.strip()
         if base not in BASES:
-            raise argparse.ArgumentTypeError(f"{part!r}: the base must be one of {sorted(BASES)} (e.g. fd=1.25,spectral=2)")
+            raise ArgumentTypeError(f"{part!r}: the base must be one of {sorted(BASES)} (e.g. fd=1.25,spectral=2)")
         try:
             out[base] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r}: the scale must be a number (e.g. {base}=1.25)") from None
+            raise ArgumentTypeError(f"{part!r}: the scale must be a number (e.g. {base}=1.25)") from None
         if not (math.isfinite(out[base]) and out[base] > 0):
-            raise argparse.ArgumentTypeError(f"{part!r}: the scale must be finite and > 0 (1: the Courant-0.5 step)")
+            raise ArgumentTypeError(f"{part!r}: the scale must be finite and > 0 (1: the Courant-0.5 step)")
     return out
 
 
@@ -1192,8 +1197,7 @@ def step_check(contenders, models, scores, ref, t, log) -> dict[str, Any]:
         if step_of(c) == dt_for(c["n"]):
             continue
         t0 = time.perf_counter()
-        pred = spectral_restrict(rollout({**c, "step": None}, models, spectral_restrict(ref[:, 0], c["n"]), t), COARSE_N)
-        s = score(pred, ref_c, t_np, [])
+        s = score(predict({**c, "step": None}, models, ref, t), ref_c, t_np, [])
         out[name] = {"step": step_of(c), "step_dt_for": dt_for(c["n"]),
                      "t95": {b: scores[name]["t95"][b] for b in BANDS}, "t95_dt_for": dict(s["t95"]),
                      "censored": {b: scores[name]["censored"][b] for b in BANDS}, "censored_dt_for": dict(s["censored"])}
@@ -1212,7 +1216,7 @@ def evaluate(args, contenders, models, ref, t, log):
     preds, scores = {}, {}
     for name, c in contenders.items():
         t0 = time.perf_counter()
-        preds[name] = spectral_restrict(rollout(c, models, spectral_restrict(ref[:, 0], c["n"]), t), COARSE_N)
+        preds[name] = predict(c, models, ref, t)
         scores[name] = score(preds[name], ref32, t_np, horizons)
         log(f"  {name}: t95 {scores[name]['t95']['full']:.2f}{' (censored)' if scores[name]['censored']['full'] else ''}"
             f", |k|<=10 {scores[name]['t95']['k10']:.2f} ({time.perf_counter() - t0:.0f}s)")

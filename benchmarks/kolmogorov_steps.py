@@ -20,17 +20,16 @@ The test file must be one the suite wrote for the same regime (its viscosity is 
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
-from attsolver import solve  # noqa: E402
 from attsolver.data import load_h5  # noqa: E402
 from benchmarks import kolmogorov as kol  # noqa: E402
 from benchmarks._suite import Run, parser, provenance_lines, write_report  # noqa: E402
@@ -49,6 +48,16 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
+def _arch(text: str) -> tuple[int, int, str]:
+    """``--li-arch``: ``"4,1,step"``."""
+    parts = text.split(",")
+    if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()) or parts[2] not in ("step", "stage"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give HIDDEN,LAYERS,PER with two whole numbers and step or stage "
+                                         "(e.g. 4,1,step: the linear 3x3 map; 8,2,step: bench kolmogorov's "
+                                         "--li-hidden 8 --li-layers 2)")
+    return int(parts[0]), int(parts[1]), parts[2]
+
+
 def parse_args(argv):
     ap = parser("kolmogorov_steps", __doc__.split("\n\n")[0], out="out/bench-kolmogorov-steps")
     ap.add_argument("--regime", default="re1000", choices=sorted(kol.REGIMES))
@@ -59,7 +68,8 @@ def parse_args(argv):
     ap.add_argument("--fd-scales", type=_floats, default=SCALES["fd"], help="multiples of dt_for(n) (default 1,1.25,1.5,1.65)")
     ap.add_argument("--spectral-scales", type=_floats, default=SCALES["spectral"], help="default 1,2,3,4")
     ap.add_argument("--li", type=Path, default=None, help="a cached learned interpolation's state dict (.pt)")
-    ap.add_argument("--li-arch", default="4,1,step", help="its hidden,layers,weights-per (default 4,1,step)")
+    ap.add_argument("--li-arch", type=_arch, default=(4, 1, "step"), metavar="HIDDEN,LAYERS,PER",
+                    help="its build: CNN channels, layers, weights per step or stage (default 4,1,step)")
     args = ap.parse_args(argv)
     for name in ("fd_scales", "spectral_scales"):
         if not all(math.isfinite(s) and s > 0 for s in getattr(args, name)) or 1.0 not in getattr(args, name):
@@ -70,18 +80,20 @@ def parse_args(argv):
     return args
 
 
-def _solve_t95(system, method: str, w0: torch.Tensor, t: torch.Tensor, step: float, ref_c: torch.Tensor
-               ) -> dict[str, Any]:
+def _t95_at(c: dict[str, Any], models: dict[str, Any], ref: torch.Tensor, t: torch.Tensor,
+            ref_c: torch.Tensor) -> dict[str, Any]:
+    """Contender ``c`` (with its ``"step"``) rolled out as the suite rolls it out and scored; a step
+    the FD system's CFL check refuses is recorded as refused (any other error is raised)."""
     t0 = time.perf_counter()
-    with torch.no_grad():
-        try:
-            sol = solve(system, w0, t, method=method, step_size=step, options={"check_finite": False})
-        except ValueError as e:  # the FD system's CFL check; any other error is not a refused step
-            if "CFL limit" not in str(e):
-                raise
-            return {"refused": str(e).split(";")[0]}
-    s = kol.score(kol.spectral_restrict(sol.transpose(0, 1), kol.COARSE_N), ref_c, t.numpy(), [])
-    return {"t95": dict(s["t95"]), "censored": dict(s["censored"]), "seconds": time.perf_counter() - t0}
+    try:
+        pred = kol.predict(c, models, ref, t)
+    except ValueError as e:
+        if "CFL limit" not in str(e):
+            raise
+        return {"step": c["step"], "refused": str(e).split(";")[0]}
+    s = kol.score(pred, ref_c, t.numpy(), [])
+    return {"step": c["step"], "t95": dict(s["t95"]), "censored": dict(s["censored"]),
+            "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None) -> int:
@@ -102,28 +114,23 @@ def run(args, argv) -> int:
     ref_c = kol.spectral_restrict(ref, kol.COARSE_N)
     rungs = {"fd": args.fd or RUNGS[args.regime]["fd"], "spectral": args.spectral or RUNGS[args.regime]["spectral"]}
     scales = {"fd": args.fd_scales, "spectral": args.spectral_scales}
-    rows: dict[str, dict[str, Any]] = {}
-    for base, ns in rungs.items():
-        for n in ns:
-            system, method = kol.system_for(base, n), kol.BASES[base][1]
-            w0 = kol.spectral_restrict(ref[:, 0], n)
-            for sc in scales[base]:
-                step = kol.step_for(n, sc, frame)
-                rows.setdefault(f"{base}-{n}", {})[f"{sc:g}"] = {"step": step, **_solve_t95(system, method, w0, t, step, ref_c)}
-                r.log(f"{base}-{n} x{sc:g}: {rows[f'{base}-{n}'][f'{sc:g}']}")
+    contenders = {f"{base}-{n}": {"base": base, "n": n} for base, ns in rungs.items() for n in ns}
+    models: dict[str, Any] = {}
     if args.li is not None:
-        hidden, layers, per = args.li_arch.split(",")
-        host = kol.build_learned_interpolation(int(hidden), int(layers), per)
+        host = kol.build_learned_interpolation(*args.li_arch)
         host.interpolation.load_state_dict(torch.load(args.li, weights_only=True))
         name = f"fd-{kol.COARSE_N}+learned-interp"
-        for sc in scales["fd"]:
-            step = kol.step_for(kol.COARSE_N, sc, frame)
-            rows.setdefault(name, {})[f"{sc:g}"] = {"step": step, **_solve_t95(host.system(), "ssprk3", ref_c[:, 0], t,
-                                                                                step, ref_c)}
-            r.log(f"{name} x{sc:g}: {rows[name][f'{sc:g}']}")
+        models[name] = host
+        contenders[name] = {"base": "fd", "n": kol.COARSE_N, "model": name}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, c in contenders.items():
+        for sc in scales[c["base"]]:
+            e = rows.setdefault(name, {})[f"{sc:g}"] = _t95_at({**c, "step": kol.step_for(c["n"], sc, frame)},
+                                                             models, ref, t, ref_c)
+            r.log(f"{name} x{sc:g}: {e}")
     report = r.report(setup={"regime": args.regime, "test": str(args.test), "n_ic": len(ref), "frame": frame,
                              "t_eval": float(t[-1]), "dt_coarse": kol.DT32, "coarse_n": kol.COARSE_N,
-                             "li": None if args.li is None else str(args.li), "li_arch": args.li_arch},
+                             "li": None if args.li is None else str(args.li), "li_arch": list(args.li_arch)},
                       rows=rows, largest_unchanged=largest_unchanged(rows))
     write_report(args.out, "kolmogorov_steps", r.stamp(report, complete=True), to_markdown)
     r.log(f"wrote {Path(args.out) / 'kolmogorov_steps.md'}")

@@ -93,6 +93,13 @@ KOLMOGOROV_SELECTED = "kolmogorov_li/step_l1_data32/kolmogorov"
 KOLMOGOROV_FRESH = "kolmogorov_li_fresh_es_steps/kolmogorov"
 
 
+def _ladder_steps(setup: dict) -> dict | None:
+    """A Kolmogorov run's ladder step scales (``--step-scale``), or ``None`` when every solver ran at
+    the Courant-0.5 step (schema 2, or scales of 1)."""
+    sc = setup.get("step_scale") or {}
+    return sc if any(v != 1 for v in sc.values()) else None
+
+
 def _kolmogorov_fresh_rows(fresh: dict, selected: dict | None) -> list[str]:
     """The Kolmogorov row from the fresh run (fresh training data and fresh test initial conditions):
     batches of 16 on the full band against the strongest ladder, bootstrap 5-95 % over the initial
@@ -121,15 +128,15 @@ def _kolmogorov_fresh_rows(fresh: dict, selected: dict | None) -> list[str]:
     config = (f"learned interpolation ({build}, weights once per "
               f"{setup.get('li_weights_per', '?')}), {setup.get('li_train', '?')} traj.{stop}; ≈ {fd['n']:.0f}² FD "
               f"({fd['halvings']:.2f} halvings); batches of 16")
-    sc = setup.get("step_scale") or {}
-    if any(v != 1 for v in sc.values()):
+    sc = _ladder_steps(setup)
+    if sc:
         config += (f"; each ladder at its largest accurate step (FD {sc['fd']:g}×, spectral {sc['spectral']:g}× "
                    "the Courant-0.5 step)")
     sel = (selected or {}).get("equal_accuracy", {}).get("full", {}).get("16", {}).get(name, {}).get(strongest)
     if sel is not None:
         config += (f"; chosen among the learned-interpolation builds on the first test set ({band(sel)} there"
-                   + (", every solver at the Courant-0.5 step)" if not (selected or {}).get("setup", {}).get(
-                       "step_scale") else ")"))
+                   + (")" if _ladder_steps((selected or {}).get("setup", {})) else ", every solver at the Courant-0.5 "
+                      "step)"))
     b64 = full.get("64", {}).get(name, {}).get(strongest)
     cell = (f"**{band(best)}** on fresh training data (seed {setup.get('train_seed', '?')}) and "
             f"{setup.get('n_test', '?')} fresh initial conditions (seed {setup.get('test_seed', '?')}), bootstrap 5–95 %"

@@ -163,6 +163,10 @@ def test_step_audit_reads_the_largest_scale_that_changes_nothing():
         st.parse_args(["--test", "x.h5", "--fd-scales", "1.25,1.5"])  # no scale 1 to compare with
     with pytest.raises(SystemExit):
         st.parse_args(["--test", "x.h5", "--spectral-scales", "1,-2"])
+    assert st.parse_args(["--test", "x.h5", "--li-arch", "8,2,stage"]).li_arch == (8, 2, "stage")
+    for bad in ("4,1", "4,one,step", "4,1,both"):
+        with pytest.raises(SystemExit):
+            st.parse_args(["--test", "x.h5", "--li-arch", bad])
 
 
 @pytest.mark.slow  # about 30 s alone, minutes on the shared machine
