@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from .._validate import is_integer
 from ..steppers.tableau import TABLEAUS
+from ._halo import Halo
 
 __all__ = ["LearnedInterpolation", "BASE_SCHEMES", "WEIGHTS_PER", "face_velocities", "flux_advection",
            "check_weights"]
@@ -114,26 +115,49 @@ def check_weights(weights: Tensor, width: int, transverse: int, degree: int, wha
 def face_velocities(psi: Tensor, dx: float) -> tuple[Tensor, Tensor]:
     """``(u at the x-faces, v at the y-faces)`` from the cell-centred streamfunction: ``psi``
     averaged to the corners and differenced along each face, so the discrete divergence
-    ``(u[i] - u[i-1] + v[j] - v[j-1]) / dx`` is exactly zero.  Index ``(j, i)`` holds the
-    face ``(i + 1/2, j)`` (x) or ``(i, j + 1/2)`` (y)."""
-    corner = 0.25 * (psi + _roll(psi, 1, 0) + _roll(psi, 0, 1) + _roll(psi, 1, 1))
-    return (corner - _roll(corner, 0, -1)) / dx, -(corner - _roll(corner, -1, 0)) / dx
+    ``(u[i] - u[i-1] + v[j] - v[j-1]) / dx`` is zero (to round-off).  Index ``(j, i)`` holds the
+    face ``(i + 1/2, j)`` (x) or ``(i, j + 1/2)`` (y).  The corner averages are folded into the
+    differences (``u = (psi[i, j+1] + psi[i+1, j+1] - psi[i, j-1] - psi[i+1, j-1]) / (4 dx)``),
+    read from one wrapped copy of ``psi``."""
+    p = Halo(psi)
+    s = 0.25 / dx
+    u = ((p(0, 1) + p(1, 1)) - (p(0, -1) + p(1, -1))) * s
+    v = ((p(-1, 0) + p(-1, 1)) - (p(1, 0) + p(1, 1))) * s
+    return u, v
 
 
-def _neighbours(w: Tensor, cells: list[tuple[int, int]], axis: str) -> Tensor:
-    """``[..., S, n, n]``: the stencil's cell values at every x-face (``axis="x"``) or y-face."""
-    if axis == "x":
-        return torch.stack([_roll(w, o, b) for o, b in cells], dim=-3)
-    return torch.stack([_roll(w, b, o) for o, b in cells], dim=-3)
+def _halo_width(cells: list[tuple[int, int]]) -> int:
+    return max(max(abs(o), abs(b)) for o, b in cells)
+
+
+def _face_values(q: Halo, weights: Tensor | list[float], cells: list[tuple[int, int]], axis: str) -> Tensor:
+    """``sum_k weights_k omega_k`` at every x-face (``axis="x"``) or y-face: ``weights`` is
+    ``[..., S, n, n]`` or ``S`` numbers (a fixed scheme; zeros skipped), ``q`` the wrapped field."""
+    out = None
+    for k, (o, b) in enumerate(cells):
+        cell = q(o, b) if axis == "x" else q(b, o)
+        if isinstance(weights, Tensor):
+            wk = weights[..., k, :, :]
+            out = cell * wk if out is None else out.addcmul_(cell, wk)
+        elif weights[k] != 0.0:
+            out = cell * weights[k] if out is None else out.add_(cell, alpha=weights[k])
+    return out
 
 
 def flux_advection(w: Tensor, u: Tensor, v: Tensor, wx: Tensor, wy: Tensor,
-                   cells: list[tuple[int, int]], dx: float) -> Tensor:
+                   cells: list[tuple[int, int]], dx: float, halo: Halo | None = None) -> Tensor:
     """``-div(u omega)`` in flux form with face values ``sum_k w_k omega_k`` (``wx``, ``wy``:
-    ``[..., S, n, n]`` weights at the x- and y-faces; ``u``, ``v`` from :func:`face_velocities`)."""
-    fx = u * (wx * _neighbours(w, cells, "x")).sum(dim=-3)
-    fy = v * (wy * _neighbours(w, cells, "y")).sum(dim=-3)
-    return ((_roll(fx, -1, 0) - fx) + (_roll(fy, 0, -1) - fy)) * (1.0 / dx)
+    ``[..., S, n, n]`` weights at the x- and y-faces; ``u``, ``v`` from :func:`face_velocities`).
+    The stencil's cells are views of one wrapped copy of ``w``: ``halo`` (at least
+    :meth:`LearnedInterpolation.halo` cells wide) when the caller has one, else made here."""
+    q = halo if halo is not None and halo.p >= _halo_width(cells) else Halo(w, _halo_width(cells))
+    return _divergence(u * _face_values(q, wx, cells, "x"), v * _face_values(q, wy, cells, "y"), dx)
+
+
+def _divergence(fx: Tensor, fy: Tensor, dx: float) -> Tensor:
+    """``-(fx[i+1/2] - fx[i-1/2] + fy[j+1/2] - fy[j-1/2]) / dx`` from the face fluxes (each
+    face's neighbour by a roll along its own axis: one copy, where a two-axis roll makes two)."""
+    return ((torch.roll(fx, 1, -1) - fx) + (torch.roll(fy, 1, -2) - fy)) * (1.0 / dx)
 
 
 def _trained_for_text(meta: dict[str, Any]) -> str:
@@ -280,9 +304,9 @@ class LearnedInterpolation(nn.Module):
         x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
         p = next(self.net.parameters())
         z = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype)
-        z = z.reshape(-1, 2, self.free, *w.shape[-2:])
+        z = z.reshape(-1, 2, self.free, w.shape[-2] * w.shape[-1])
         null, w0 = self.null.to(z.device, z.dtype), self.w0.to(z.device, z.dtype)
-        weights = torch.einsum("sk,bdkij->bdsij", null, z) + w0[:, None, None]
+        weights = torch.matmul(null, z).add_(w0[:, None])  # w0 + N z at every face (a batched matmul)
         weights = weights.reshape(*batch, 2, len(self.cells), *w.shape[-2:]).to(w.dtype)
         return weights[..., 0, :, :, :], weights[..., 1, :, :, :]
 
@@ -299,12 +323,20 @@ class LearnedInterpolation(nn.Module):
                 f"trained with) or build the model with weights_per='stage'")
         self._stages = _StageTracker(tuple(float(c) for c in tab.c), float(step_size))
 
-    def advection(self, w: Tensor, psi: Tensor, dx: float, t: Tensor | float | None = None) -> Tensor:
+    @property
+    def halo(self) -> int:
+        """How many cells around a face its stencil reaches (the wrap a caller's
+        :class:`~attsolver.systems._halo.Halo` of ``w`` needs to be reused here)."""
+        return _halo_width(self.cells)
+
+    def advection(self, w: Tensor, psi: Tensor, dx: float, t: Tensor | float | None = None,
+                  halo: Halo | None = None) -> Tensor:
         """``-div(u omega)`` with the learned face values (``t``: the stage's time, which
-        ``weights_per="step"`` uses to follow the stages of a step)."""
+        ``weights_per="step"`` uses to follow the stages of a step; ``halo``: a wrapped copy
+        of ``w`` the caller already has, reused if it is wide enough)."""
         u, v = face_velocities(psi, dx)
         if self.form == "flux":
-            return self._flux_form(w, u, v, dx)
+            return self._flux_form(w, u, v, dx, halo)
         tracker = self._stages if self.weights_per == "step" and t is not None else None
         if tracker is None or tracker.starts_step(float(t), w.shape):
             wx, wy = self(w, u, v)
@@ -312,19 +344,20 @@ class LearnedInterpolation(nn.Module):
                 tracker.weights = (wx, wy)
         else:
             wx, wy = tracker.weights
-        return flux_advection(w, u, v, wx, wy, self.cells, dx)
+        return flux_advection(w, u, v, wx, wy, self.cells, dx, halo)
 
-    def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float) -> Tensor:
+    def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float, halo: Halo | None = None) -> Tensor:
         """The second form: base face values plus a learned correction of them."""
         batch = w.shape[:-2]
         x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
         p = next(self.net.parameters())
         d = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype) / self.input_scale
         d = d.reshape(*batch, 2, *w.shape[-2:])
-        base = self.w0.to(w.device, w.dtype)[:, None, None]
-        fx = u * ((base * _neighbours(w, self.cells, "x")).sum(dim=-3) + d[..., 0, :, :])
-        fy = v * ((base * _neighbours(w, self.cells, "y")).sum(dim=-3) + d[..., 1, :, :])
-        return ((_roll(fx, -1, 0) - fx) + (_roll(fy, 0, -1) - fy)) * (1.0 / dx)
+        q = halo if halo is not None and halo.p >= self.halo else Halo(w, self.halo)
+        base = self.w0.tolist()
+        fx = u * (_face_values(q, base, self.cells, "x") + d[..., 0, :, :])
+        fy = v * (_face_values(q, base, self.cells, "y") + d[..., 1, :, :])
+        return _divergence(fx, fy, dx)
 
 
 class _StageTracker:

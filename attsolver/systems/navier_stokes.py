@@ -43,6 +43,7 @@ from torch import Tensor
 
 from .._validate import is_integer, nonnegative_number, positive_number
 from .base import CachedConstants, System, real_dtype, register_system
+from ._halo import Halo
 from .grid import MIN_POINTS
 from .learned_interpolation import LearnedInterpolation, check_weights, face_velocities
 
@@ -305,21 +306,6 @@ def _shift(a: Tensor, di: int, dj: int) -> Tensor:
     return torch.roll(a, shifts=(-dj, -di), dims=(-2, -1))
 
 
-class _Padded:
-    """A field wrapped around by one cell on each side; ``self(di, dj)`` is the view of
-    the field at ``(i + di, j + dj)`` — a stencil costs one copy, not one per neighbour."""
-
-    def __init__(self, a: Tensor):
-        self.n = a.shape[-1]
-        # the circular pad of the last two dims, by concatenation (works for any batch shape)
-        a = torch.cat([a[..., -1:, :], a, a[..., :1, :]], dim=-2)
-        self.a = torch.cat([a[..., -1:], a, a[..., :1]], dim=-1)
-
-    def __call__(self, di: int, dj: int) -> Tensor:
-        n = self.n
-        return self.a[..., 1 + dj:1 + dj + n, 1 + di:1 + di + n]
-
-
 @register_system
 @dataclass(frozen=True)
 class NavierStokes2DFD(_Vorticity2D):
@@ -386,9 +372,9 @@ class NavierStokes2DFD(_Vorticity2D):
         of the three 9-point Jacobians ``J++, J+x, Jx+``, read from views of one padded copy
         of each field (measured faster here than the equivalent flux form, which needs a
         second padded copy of the four fluxes)."""
-        return self._jacobian(_Padded(psi), _Padded(w))
+        return self._jacobian(Halo(psi), Halo(w))
 
-    def _jacobian(self, p: _Padded, q: _Padded) -> Tensor:
+    def _jacobian(self, p: Halo, q: Halo) -> Tensor:
         jpp = (p(1, 0) - p(-1, 0)) * (q(0, 1) - q(0, -1)) - (p(0, 1) - p(0, -1)) * (q(1, 0) - q(-1, 0))
         jpx = (p(1, 0) * (q(1, 1) - q(1, -1)) - p(-1, 0) * (q(-1, 1) - q(-1, -1))
                - p(0, 1) * (q(1, 1) - q(-1, 1)) + p(0, -1) * (q(1, -1) - q(-1, -1)))
@@ -398,7 +384,7 @@ class NavierStokes2DFD(_Vorticity2D):
 
     def laplacian(self, w: Tensor) -> Tensor:
         """5-point Laplacian, ``w``'s shape."""
-        q = _Padded(w)
+        q = Halo(w)
         return (q(1, 0) + q(-1, 0) + q(0, 1) + q(0, -1) - 4.0 * w) * (1.0 / self.dx**2)
 
     def __call__(self, t: Tensor, w: Tensor) -> Tensor:
@@ -406,12 +392,13 @@ class NavierStokes2DFD(_Vorticity2D):
         if w.ndim < 2 or tuple(w.shape[-2:]) != (self.n, self.n) or w.is_complex():
             self._check_field(w)
         c = self._constants(w.dtype, w.device)
-        q = _Padded(w)  # one padded copy serves the Jacobian and the Laplacian
+        li = self.interpolation
+        q = Halo(w, 1 if li is None else li.halo)  # one padded copy serves the advection and the Laplacian
         lap = (q(1, 0) + q(-1, 0) + q(0, 1) + q(0, -1) - 4.0 * w) * (self.nu / self.dx**2)
-        if self.interpolation is not None:
-            out = self.interpolation.advection(w, self.streamfunction(w), self.dx, t)
+        if li is not None:
+            out = li.advection(w, self.streamfunction(w), self.dx, t, halo=q)
         else:
-            out = self._jacobian(_Padded(self.streamfunction(w)), q)
+            out = self._jacobian(Halo(self.streamfunction(w)), q)
         return (out + lap).sub_(w, alpha=self.drag).add_(c.forcing)
 
     def max_step_size(self, w: Tensor, courant: float = 1.0) -> float:
