@@ -108,6 +108,7 @@ class Run:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": {**machine(**machine_extra), "load_start": loadavg()},
             "quick": bool(quick), "complete": False, "wall_time_s": 0.0,
+            "code_commit": code_commit(),  # the code that ran (``+dirty``: with uncommitted changes)
         }
 
     def elapsed(self) -> float:
@@ -342,6 +343,7 @@ def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting", sof
     m = m if isinstance(m, dict) else {}
     lines = [
         f"Produced by `{report['command']}` on {report['date']}"
+        + (f", code at `{report['code_commit']}`" if report.get("code_commit") else "")
         + ("" if report.get("complete", True) else
            f" — **incomplete: the run stopped before every {unfinished} finished**") + ".",
         f"Machine: {machine_text}; total {_wall_s(report) / 60:.1f} min.",

@@ -23,6 +23,15 @@ def test_report_provenance_lines_flag_an_unfinished_run():
         "Machine: 2 CPUs, torch 2.13.0 (1 thread), lib 1.0, Python 3.11; total 1.5 min."]
     rep["complete"] = False
     assert "incomplete: the run stopped before every seed finished" in provenance_lines(rep, unfinished="seed")[0]
+    rep.update(complete=True, code_commit="abc1234+dirty")  # the record names the code that ran
+    assert provenance_lines(rep)[0] == "Produced by `attsolver bench x` on 2026-01-01 00:00 UTC, code at `abc1234+dirty`."
+
+
+def test_a_run_record_names_the_commit_it_ran():
+    suite = _suite()
+    rec = suite.Run("x", ["--quick"]).record
+    assert rec["code_commit"] == suite.code_commit()
+    assert rec["code_commit"] is None or rec["code_commit"].split("+")[0].isalnum()
 
 
 def test_save_png_writes_atomically_and_closes_the_figure(tmp_path, monkeypatch):
