@@ -29,7 +29,12 @@ timing: this is about accuracy only.
         --model out/kfresh_cache/li_re500_f_32x3_e12_h4l1_step_seed91500.pt --out benchmarks/results/kolmogorov_oracle
 
 (the cache and the model of ``attsolver bench kolmogorov --kinds li --no-exponax --li-weights-per step
---li-hidden 4 --li-layers 1 --li-train 32 --test-seed 91000 --train-seed 91500 --cache out/kfresh_cache``)
+--li-hidden 4 --li-layers 1 --li-train 32 --test-seed 91000 --train-seed 91500 --cache out/kfresh_cache``).
+``--regime re1000`` runs the same on the 64² base of Kochkov's Re = 1000 (the bench's cached 16-IC test
+set, FD ladder 64-256, the Galerkin rows on 64² and 96²), e.g. with the linear map of the levers:
+
+    attsolver bench kolmogorov_oracle --regime re1000 --cache out/re1000_cache --model \
+        out/re1000_cache/li_re1000_f_16x2_e48_h4l1_step_es4e1r12v8x4.pt --out benchmarks/results/kolmogorov_oracle_re1000
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
@@ -181,34 +187,36 @@ class OracleFD(NavierStokes2DFD):
         return (adv + self.nu * self._laplacian(w)).sub_(w, alpha=self.drag).add_(c.forcing)
 
 
-#: (name, OracleFD options, step divisor); None options: the Arakawa FD host itself
-VARIANTS: list[tuple[str, dict[str, str] | None, int]] = [
-    ("arakawa (fd-32)", None, 1),
-    ("flux, centred2 (untrained LI host)", {}, 1),
-    ("interp centred4", {"interp": "centred4"}, 1),
-    ("corners lagrange16", {"corners": "lagrange16"}, 1),
-    ("corners spectral", {"corners": "spectral"}, 1),
-    ("poisson spectral", {"poisson": "spectral"}, 1),
-    ("velocity exact (poisson + corners spectral)", {"poisson": "spectral", "corners": "spectral"}, 1),
-    ("laplacian fd4", {"lap": "fd4"}, 1),
-    ("laplacian spectral", {"lap": "spectral"}, 1),
-    ("dt / 4", {}, 4),
-    ("velocity exact + centred4", {"poisson": "spectral", "corners": "spectral", "interp": "centred4"}, 1),
-    ("velocity exact + laplacian spectral", {"poisson": "spectral", "corners": "spectral", "lap": "spectral"}, 1),
-    ("all: velocity exact + centred4 + laplacian spectral + dt/4",
-     {"poisson": "spectral", "corners": "spectral", "interp": "centred4", "lap": "spectral"}, 4),
-    ("corners lagrange16 + centred4", {"corners": "lagrange16", "interp": "centred4"}, 1),
-    ("interp spectral", {"interp": "spectral"}, 1),
-    ("interp spectral + velocity exact + laplacian spectral",
-     {"interp": "spectral", "poisson": "spectral", "corners": "spectral", "lap": "spectral"}, 1),
-    ("pseudo-spectral, aliased (product on 32²)", {"galerkin": 32, "lap": "spectral"}, 1),
-    ("Galerkin: pseudo-spectral, alias-free (product on 48²), every mode below 16 kept",
-     {"galerkin": 48, "lap": "spectral"}, 1),
-    ("trained LI", {"model": 1}, 1),
-    ("trained LI + velocity exact", {"model": 1, "poisson": "spectral", "corners": "spectral"}, 1),
-    ("trained LI + laplacian spectral", {"model": 1, "lap": "spectral"}, 1),
-    ("trained LI + dt/4", {"model": 1}, 4),
-]
+def variants(n: int) -> list[tuple[str, dict[str, Any] | None, int]]:
+    """(name, OracleFD options, step divisor) for the base grid ``n``; None options: the Arakawa FD
+    host itself (at n = 32 the names are those of the first, Re = 500 run)."""
+    return [
+        (f"arakawa (fd-{n})", None, 1),
+        ("flux, centred2 (untrained LI host)", {}, 1),
+        ("interp centred4", {"interp": "centred4"}, 1),
+        ("corners lagrange16", {"corners": "lagrange16"}, 1),
+        ("corners spectral", {"corners": "spectral"}, 1),
+        ("poisson spectral", {"poisson": "spectral"}, 1),
+        ("velocity exact (poisson + corners spectral)", {"poisson": "spectral", "corners": "spectral"}, 1),
+        ("laplacian fd4", {"lap": "fd4"}, 1),
+        ("laplacian spectral", {"lap": "spectral"}, 1),
+        ("dt / 4", {}, 4),
+        ("velocity exact + centred4", {"poisson": "spectral", "corners": "spectral", "interp": "centred4"}, 1),
+        ("velocity exact + laplacian spectral", {"poisson": "spectral", "corners": "spectral", "lap": "spectral"}, 1),
+        ("all: velocity exact + centred4 + laplacian spectral + dt/4",
+         {"poisson": "spectral", "corners": "spectral", "interp": "centred4", "lap": "spectral"}, 4),
+        ("corners lagrange16 + centred4", {"corners": "lagrange16", "interp": "centred4"}, 1),
+        ("interp spectral", {"interp": "spectral"}, 1),
+        ("interp spectral + velocity exact + laplacian spectral",
+         {"interp": "spectral", "poisson": "spectral", "corners": "spectral", "lap": "spectral"}, 1),
+        (f"pseudo-spectral, aliased (product on {n}²)", {"galerkin": n, "lap": "spectral"}, 1),
+        (f"Galerkin: pseudo-spectral, alias-free (product on {3 * n // 2}²), every mode below {n // 2} kept",
+         {"galerkin": 3 * n // 2, "lap": "spectral"}, 1),
+        ("trained LI", {"model": 1}, 1),
+        ("trained LI + velocity exact", {"model": 1, "poisson": "spectral", "corners": "spectral"}, 1),
+        ("trained LI + laplacian spectral", {"model": 1, "lap": "spectral"}, 1),
+        ("trained LI + dt/4", {"model": 1}, 4),
+    ]
 
 
 def rollout(system, method: str, w0: torch.Tensor, t: torch.Tensor, dt: float) -> torch.Tensor:
@@ -219,7 +227,7 @@ def rollout(system, method: str, w0: torch.Tensor, t: torch.Tensor, dt: float) -
 def place(t95_of: dict[str, tuple[float, bool]], ladder: list[int], name: str) -> dict[str, Any]:
     rungs = [Rung(n, *t95_of[f"fd-{n}"], float(n) ** 3) for n in ladder]
     p = place_on_ladder(rungs, *t95_of[name])
-    return {"how": p["how"], "n": p["n"], "halvings": math.log2(p["n"] / k.COARSE_N)}
+    return {"how": p["how"], "n": p["n"], "halvings": math.log2(p["n"] / ladder[0])}
 
 
 def equivalent(scores: dict[str, Any], t: np.ndarray, ladder: list[int], names: list[str], n_boot: int
@@ -243,15 +251,17 @@ def equivalent(scores: dict[str, Any], t: np.ndarray, ladder: list[int], names: 
 
 
 def to_markdown(r: dict[str, Any]) -> str:
-    L = ["# Kolmogorov flow: what caps the 32² learned interpolation (oracle ingredients)", "",
+    st = r["setup"]
+    n, dt = st.get("coarse_n", 32), st.get("dt", 0.025)  # the first (Re = 500) run did not record them
+    L = [f"# Kolmogorov flow: what caps the {n}² learned interpolation (oracle ingredients)", "",
          f"Command: `{r['command']}` ({r['date']}; load {r['machine']['load_start'][0]:.1f} at the start, "
          f"{r['machine']['load_end'][0]:.1f} at the end; {r['wall_time_s']:.0f} s).", "",
          f"Re = {1 / r['setup']['physics']['nu']:.0f}; {r['setup']['n_test']} held-out initial conditions (test seed "
-         f"{r['setup']['test_seed']}), horizon {r['setup']['t_eval']:g}, the benchmark's {k.REF_N}² reference; "
-         "every variant is the 32² flux-form host (the untrained learned interpolation's) with the named "
-         "ingredient replaced, stepped by SSP-RK3 at dt = 0.025 (÷ 4 where named), float32. Equivalent grid: "
+         f"{r['setup']['test_seed']}), horizon {r['setup']['t_eval']:g}, the benchmark's {st.get('ref_n', 128)}² reference; "
+         f"every variant is the {n}² flux-form host (the untrained learned interpolation's) with the named "
+         f"ingredient replaced, stepped by SSP-RK3 at dt = {dt:g} (÷ 4 where named), float32. Equivalent grid: "
          "t95 placed on the FD ladder " + ", ".join(map(str, r["setup"]["fd_ladder"])) + " (re-run here) by "
-         "`place_on_ladder`, halvings over 32², bootstrap 5–95 % over the initial conditions (≤: below the "
+         f"`place_on_ladder`, halvings over {n}², bootstrap 5–95 % over the initial conditions (≤: below the "
          "ladder's coarsest rung).", "",
          "| variant | t95 full | halvings full [5, 95] | t95 \\|k\\|≤10 | halvings \\|k\\|≤10 [5, 95] |",
          "|---|---|---|---|---|"]
@@ -270,10 +280,18 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
+#: regime -> the bench's test-set settings (frame, spin-up) and FD ladder (``attsolver bench kolmogorov``)
+SETTINGS = {"re500": {"frame": 0.1, "t_spin": 12.0, "ladder": [32, 40, 48, 56, 64, 80, 96, 128]},
+            "re1000": {"frame": 0.2, "t_spin": 10.0, "ladder": [64, 80, 96, 112, 128, 160, 192, 256]}}
+
+
 def main(argv=None) -> int:
     ap = parser("kolmogorov_oracle", __doc__.split("\n\n")[0], out="out/bench-kolmogorov-oracle")
+    ap.add_argument("--regime", choices=sorted(SETTINGS), default="re500",
+                    help="re500 (32² base, the default) or re1000 (64² base): the bench's regimes and test sets")
     ap.add_argument("--cache", default="out/kolmogorov_cache", help="the Kolmogorov bench's data cache")
     ap.add_argument("--test-seed", type=int, default=k.TEST_SEED)
+    ap.add_argument("--n-test", type=int, default=16, help="test initial conditions (the bench's cached set)")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--only", nargs="*", default=None, help="run only these variants (by name), plus the ladder")
     ap.add_argument("--model", default=None, help="a trained learned interpolation's state dict (the bench's "
@@ -281,50 +299,67 @@ def main(argv=None) -> int:
     ap.add_argument("--model-hidden", type=int, default=4)
     ap.add_argument("--model-layers", type=int, default=1)
     ap.add_argument("--model-weights-per", default="step")
+    ap.add_argument("--model-stencil", default="4x1", metavar="WxT", help="the model's stencil (the bench's --li-stencil)")
+    ap.add_argument("--model-base", default="centred2", choices=("centred2", "centred4"),
+                    help="the model's base scheme (the bench's --li-base)")
     args = ap.parse_args(argv)
+    try:
+        k.li_stencil(SimpleNamespace(li_stencil=args.model_stencil, li_base=args.model_base))
+    except ValueError as e:
+        ap.error(str(e).replace("--li-stencil", "--model-stencil"))
+    if args.n_test < 2:
+        ap.error(f"--n-test must be >= 2 (the bootstrap resamples initial conditions), got {args.n_test}")
     run = Run("kolmogorov_oracle", argv, schema=SCHEMA)
-    args.n_test, args.t_eval, args.frame, args.t_spin = 16, 8.0, 0.1, 12.0
-    tag = "re500_f"
-    test = k.versioned_h5(Path(args.cache), f"test_{tag}_{args.n_test}_t{args.t_eval:g}_f{args.frame:g}"
+    with k.regime(args.regime):
+        report = _run(args, run)
+        write_report(args.out, "kolmogorov_oracle", report, to_markdown)
+    run.log(f"wrote {Path(args.out) / 'kolmogorov_oracle.md'}")
+    return 0
+
+
+def _run(args, run) -> dict[str, Any]:
+    """The ladder and every variant on the regime's cached test set (inside :func:`k.regime`)."""
+    setting = SETTINGS[args.regime]
+    args.t_eval, args.frame, args.t_spin = 8.0, setting["frame"], setting["t_spin"]
+    n0 = k.COARSE_N
+    test = k.versioned_h5(Path(args.cache), f"test_{args.regime}_f_{args.n_test}_t{args.t_eval:g}_f{args.frame:g}"
                           f"{k._seed_tag(args.test_seed, k.TEST_SEED)}", lambda: k.make_trajectories(
                               args.n_test, args.test_seed, args.t_eval, args.frame, args.t_spin, run.log), run.log)
     t, t_np = test.t, test.t.numpy()
     ref = test.y.to(k.DTYPE)
-    ref32 = k.spectral_restrict(ref, k.COARSE_N)
-    ladder = [32, 40, 48, 56, 64, 80, 96, 128]
+    ref0 = k.spectral_restrict(ref, n0)
+    ladder = setting["ladder"]
     scores: dict[str, Any] = {}
     for n in ladder:
         t0 = time.perf_counter()
         pred = rollout(k.system_for("fd", n), "ssprk3", k.spectral_restrict(ref[:, 0], n), t, k.dt_for(n))
-        scores[f"fd-{n}"] = k.score(k.spectral_restrict(pred, k.COARSE_N), ref32, t_np, [])
+        scores[f"fd-{n}"] = k.score(k.spectral_restrict(pred, n0), ref0, t_np, [])
         run.log(f"fd-{n}: t95 {scores[f'fd-{n}']['t95']['full']:.2f} ({time.perf_counter() - t0:.0f}s)")
-    variants = [v for v in VARIANTS if (args.only is None or v[0] in args.only)
+    variants = [v for v in globals()["variants"](n0) if (args.only is None or v[0] in args.only)
                 and (args.model is not None or "model" not in (v[1] or {}))]
     host = None
     if args.model:  # the trained learned interpolation (its build: the arguments below)
-        host = k.build_learned_interpolation(args.model_hidden, args.model_layers, args.model_weights_per)
+        stencil = k.li_stencil(SimpleNamespace(li_stencil=args.model_stencil, li_base=args.model_base))
+        host = k.build_learned_interpolation(args.model_hidden, args.model_layers, args.model_weights_per, **stencil)
         host.interpolation.load_state_dict(torch.load(args.model, weights_only=True))
-    w0 = ref32[:, 0]
+    w0 = ref0[:, 0]
     for name, opts, div in variants:
         t0 = time.perf_counter()
         if opts is not None and "model" in opts:
-            if host is None:
-                continue
             opts = {**{kk: vv for kk, vv in opts.items() if kk != "model"}, "interpolation": host.interpolation}
-        system = k.system_for("fd", k.COARSE_N) if opts is None else OracleFD(n=k.COARSE_N, **k.PHYSICS, **opts)
-        scores[name] = k.score(rollout(system, "ssprk3", w0, t, k.DT32 / div), ref32, t_np, [])
+        system = k.system_for("fd", n0) if opts is None else OracleFD(n=n0, **k.PHYSICS, **opts)
+        scores[name] = k.score(rollout(system, "ssprk3", w0, t, k.DT32 / div), ref0, t_np, [])
         run.log(f"{name}: t95 {scores[name]['t95']['full']:.2f}, k10 {scores[name]['t95']['k10']:.2f} "
                 f"({time.perf_counter() - t0:.0f}s)")
     names = [v[0] for v in variants]
-    report = run.report(setup={"physics": k.PHYSICS, "model": args.model, "n_test": args.n_test, "t_eval": args.t_eval,
+    report = run.report(setup={"regime": args.regime, "physics": k.PHYSICS, "coarse_n": n0, "ref_n": k.REF_N,
+                               "dt": k.DT32, "model": args.model, "n_test": args.n_test, "t_eval": args.t_eval,
                                "test_seed": args.test_seed, "fd_ladder": ladder, "n_boot": args.n_boot},
                         variants=names, scores={n: {kk: vv for kk, vv in s.items() if kk != "corr"}
                                                 for n, s in scores.items()},
                         equivalent=equivalent(scores, t_np, ladder, names, args.n_boot))
     run.stamp(report, complete=True)
-    write_report(args.out, "kolmogorov_oracle", report, to_markdown)
-    run.log(f"wrote {Path(args.out) / 'kolmogorov_oracle.md'}")
-    return 0
+    return report
 
 
 if __name__ == "__main__":

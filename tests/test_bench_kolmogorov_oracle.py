@@ -121,3 +121,36 @@ def test_lever_summary_refuses_to_mix_test_sets(tmp_path):
                       str(root / "kolmogorov_li/step_l1/kolmogorov.json")])
     summary.main(["--out", str(out), str(root / "kolmogorov_li_fresh/kolmogorov.json")])
     assert "(test seed 91000)" in out.read_text()
+
+
+@pytest.mark.parametrize("n", [32, 64])
+def test_galerkin_oracle_at_one_and_a_half_times_the_grid_is_spectral_there(f64, n):
+    """The Galerkin row of either regime: the product on (3n/2)^2 of an n^2 field (Nyquist modes
+    dropped) is the 2/3-rule spectral right-hand side at 3n/2, restricted to n."""
+    o = _oracle()
+    w_hat = torch.fft.rfft2(_field(n))
+    w_hat[..., n // 2, :] = 0
+    w_hat[..., :, n // 2] = 0
+    w = torch.fft.irfft2(w_hat, s=(n, n))
+    opts = {name: opts for name, opts, _ in o.variants(n)}[f"Galerkin: pseudo-spectral, alias-free (product on {3 * n // 2}²), every mode "
+                                 f"below {n // 2} kept"]
+    mine = o.OracleFD(n=n, nu=NU, **opts)(0.0, w)
+    theirs = restrict_2d(NavierStokes2D(n=3 * n // 2, nu=NU)(torch.tensor(0.0), prolong_2d(w, 3 * n // 2)), n)
+    assert torch.allclose(mine, theirs, rtol=0, atol=1e-9 * float(theirs.abs().max()))
+
+
+def test_variant_names_at_32_are_those_of_the_committed_re500_run():
+    """The Re = 500 page's rows keep their names now that the variants follow the base grid."""
+    import json
+    committed = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/kolmogorov_oracle/"
+                            "kolmogorov_oracle.json").read_text())["variants"]
+    names = [name for name, _, _ in _oracle().variants(32)]
+    assert committed == [name for name in names if name in committed] and set(committed) <= set(names)
+    at64 = [name for name, _, _ in _oracle().variants(64)]
+    assert "arakawa (fd-64)" in at64 and any("product on 96²" in name for name in at64)
+
+
+def test_the_oracle_refuses_a_malformed_model_stencil_naming_the_option(capsys):
+    with pytest.raises(SystemExit):
+        _oracle().main(["--model-stencil", "4by3", "--out", "unused"])
+    assert "--model-stencil must be WxT" in capsys.readouterr().err
