@@ -32,13 +32,17 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
         benchmarks/results/kolmogorov_re1000_li_step_e96/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_t16_es,h8l2_s4x3_u16_t16_es}/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es,l1_t16_es_stage}_n16/kolmogorov.json \\
-        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es}_n16_steps/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es}_n16_steps/kolmogorov.json \\
+        "benchmarks/results/kolmogorov_re1000_levers/l1_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \\
+        "benchmarks/results/kolmogorov_re1000_levers/h8l2_s4x3_u16_t16_es_n16_steps_fasthost/kolmogorov.json::$N"
 
 (the two ``_n16`` runs after the first four: the same cached models re-scored on 16 test initial
 conditions, ``--n-test 16``; runs that differ only in their test-set size share a table, each row
 naming its size; then the linear map with its weights chosen in every Runge–Kutta stage; the last:
 the linear map's and the 16-interval CNN's 16-IC runs again with each ladder at its largest accurate
-step, ``--step-scale``'s default, their build cells naming the steps.)
+step, ``--step-scale``'s default, their build cells naming the steps; the two ``_fasthost`` rows: those two
+runs again after the learned host's cost work, ``N="the host reads its stencils from one wrapped copy
+(58cea3c)"``: a ``PATH::NOTE`` argument ends its row's build cell with the note.)
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
@@ -58,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: attsolver
+from attsolver._io import atomic_write_text  # noqa: E402
 from attsolver.evaluate.ladder import Rung, place_on_ladder  # noqa: E402
 
 LI = "fd-32+learned-interp"  # the Re = 500 contender; :func:`li_name` gives any run's
@@ -97,9 +102,10 @@ def _speedup(e: dict[str, Any]) -> str:
     return f"{_mark(e)}{e['speedup']:.2f}× [{e['p05']:.2f}, {e['p95']:.2f}]"
 
 
-def row(path: Path, n_test: bool = False) -> tuple[str, str]:
+def row(path: Path, n_test: bool = False, note: str = "") -> tuple[str, str]:
     """The table row of one run, and its provenance line; ``n_test``: the build cell ends with the
-    number of test initial conditions the run was scored on (for a table of several)."""
+    number of test initial conditions the run was scored on (for a table of several); ``note``: what
+    else tells the row apart (e.g. the code a re-timed run ran), at the end of the build cell."""
     r = json.loads(path.read_text())
     li, base = li_name(r), r["setup"]["coarse_n"]
     ea = r["equal_accuracy"]["full"]
@@ -110,7 +116,7 @@ def row(path: Path, n_test: bool = False) -> tuple[str, str]:
     rate = rh ** (1 / h) if h > 1e-9 else float("nan")
     lo, hi = (max(n, 1e-9) for n in e16["n_5_95"])
     b = r["blowups"][li]
-    cells = [_build(r) + (f"; scored on {r['setup']['n_test']} test ICs" if n_test else ""),
+    cells = [_build(r) + (f"; scored on {r['setup']['n_test']} test ICs" if n_test else "") + (f"; {note}" if note else ""),
              f"{r['scores'][li]['t95']['full']:.2f}",
              f"{e16['n']:.0f}² [{lo:.0f}, {hi:.0f}]; {h:.2f} [{log2(lo / base):.2f}, {log2(hi / base):.2f}]",
              " / ".join(f"{r['cost_multiples'][k][li]:.1f}" for k in ("1", "16", "64")),
@@ -189,18 +195,21 @@ def _header(runs: list[dict[str, Any]]) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="kolmogorov.json files of runs with the learned interpolation")
+    ap.add_argument("runs", nargs="+", help="kolmogorov.json files of runs with the learned interpolation, each "
+                    "optionally PATH::NOTE (the note ends the row's build cell)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    paths, notes = zip(*((Path(a.split("::", 1)[0]), a.split("::", 1)[1] if "::" in a else "") for a in args.runs))
+    args.runs = list(paths)
     runs = [json.loads(p.read_text()) for p in args.runs]
     mixed = len({r["setup"]["n_test"] for r in runs}) > 1  # then each row names its test-set size
-    rows = [row(p, n_test=mixed) for p in args.runs]
+    rows = [row(p, n_test=mixed, note=note) for p, note in zip(args.runs, notes)]
     lines = _header(runs)
     lines += [r for r, _ in rows]
     yard = galerkin_line(args.runs[0])
     lines += (["", yard] if yard else []) + ["", "Runs:", ""] + [p for _, p in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out, "\n".join(lines) + "\n")
     print(args.out.read_text())
     return 0
 
