@@ -1,5 +1,5 @@
-"""Kolmogorov flow: which ingredient of the 32^2 finite-volume host caps the learned
-interpolation (oracle experiments).
+"""Kolmogorov flow: which ingredient of the coarse finite-volume host caps the learned
+interpolation (oracle experiments; 32^2 at Re = 500, 64^2 at Re = 1000).
 
 Every learned-interpolation build lands at 0.8-1.0 halvings of the grid whatever its size,
 data or training length.  The learned part only chooses the vorticity's face values; the host
