@@ -24,6 +24,7 @@ A suite imports it as ``benchmarks._suite`` (the checkout's root goes on ``sys.p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import hashlib
@@ -231,6 +232,50 @@ def code_commit() -> str | None:
 def fingerprint(obj: Any, n: int = 16) -> str:
     """A short stable hash of a JSON-able ``obj`` (resume-log keys, cache names, noise seeds)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+# --------------------------------------------------------------------------- before/after worker trees
+
+
+class WorkerTree:
+    """A worker process running ``script --worker`` with one checkout's ``attsolver`` (``PYTHONPATH``
+    is that checkout's root alone): a before/after suite sends it one JSON request per line and reads
+    one JSON answer per line.  ``env``: variables to set (e.g. thread counts); ``drop``: to unset."""
+
+    def __init__(self, script: str | Path, root: Path, env: dict[str, str] | None = None,
+                 drop: Iterable[str] = ()):
+        env = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
+        for var in drop:
+            env.pop(var, None)
+        self.proc = subprocess.Popen([sys.executable, str(Path(script).resolve()), "--worker"], cwd="/",
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **request: Any) -> dict:
+        """Send ``request``; the worker's answer (a ``RuntimeError`` if the worker stopped)."""
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the worker stopped (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def worker_trees(script: str | Path, before: Path | None, **kw: Any):
+    """``{"after": this checkout}`` or, with ``before`` (a checkout of the code before a change),
+    ``{"before": ..., "after": ...}``: one :class:`WorkerTree` each, closed on leaving the block."""
+    root = Path(script).resolve().parents[1]
+    trees = {"after": WorkerTree(script, root, **kw)} if before is None else {
+        "before": WorkerTree(script, Path(before).resolve(), **kw), "after": WorkerTree(script, root, **kw)}
+    try:
+        yield trees
+    finally:
+        for tree in trees.values():
+            tree.close()
 
 
 # --------------------------------------------------------------------------- timing

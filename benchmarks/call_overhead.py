@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -97,39 +95,18 @@ def worker() -> int:
 # --------------------------------------------------------------------------- the parent
 
 
-class Tree:
-    """A worker process running ``benchmarks/call_overhead.py --worker`` on one checkout."""
-
-    def __init__(self, root: Path):
-        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd="/",
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, case: str, n: int) -> dict:
-        self.proc.stdin.write(json.dumps({"case": case, "n": n}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the worker stopped (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-
-
-def measure(trees: dict[str, Tree], rounds: int, log) -> list[dict]:
+def measure(trees: dict, rounds: int, log) -> list[dict]:
     """Per case: equal results across the trees, then interleaved rounds of CPU time per call."""
     rows = []
     for case, (title, n) in CASES.items():
-        equal = same_results(case, {name: tree.ask(case, 0) for name, tree in trees.items()})
+        equal = same_results(case, {name: tree.ask(case=case, n=0) for name, tree in trees.items()})
         for tree in trees.values():  # warm-up: caches, first-call costs
-            tree.ask(case, max(1, n // 3))
+            tree.ask(case=case, n=max(1, n // 3))
         per_call: dict[str, list[float]] = {name: [] for name in trees}
         names = list(trees)
         for r in range(rounds):
             for name in (names[::-1] if r % 2 else names):
-                per_call[name].append(1e6 * trees[name].ask(case, n)["cpu_s"] / n)
+                per_call[name].append(1e6 * trees[name].ask(case=case, n=n)["cpu_s"] / n)
         row = {"case": case, "title": title, "calls_per_round": n, "equal_results": equal}
         for name, values in per_call.items():
             q = statistics.quantiles(values, n=4)
@@ -219,7 +196,7 @@ def main(argv=None) -> int:
     if argv is None and sys.argv[1:] == ["--worker"]:
         return worker()  # its tree's attsolver comes from PYTHONPATH alone
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
-    from benchmarks._suite import Run, code_commit, parser, write_report  # lazy: the worker never needs the suite layer
+    from benchmarks._suite import Run, code_commit, parser, worker_trees, write_report  # lazy: the worker never needs the suite layer
 
     ap = parser("call_overhead", __doc__.split("\n\n")[0], prog=PROG, out=None)
     ap.add_argument("--before", type=Path, default=None, help="a checkout of the code before the change")
@@ -227,14 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for call_overhead.{json,md} (default: print only)")
     args = ap.parse_args(argv)
     run = Run("call_overhead", argv, prog=PROG)
-    root = Path(__file__).resolve().parents[1]
-    trees = {"after": Tree(root)} if args.before is None else {"before": Tree(args.before.resolve()),
-                                                               "after": Tree(root)}
-    try:
+    with worker_trees(__file__, args.before, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) as trees:
         rows = measure(trees, args.rounds, run.log)
-    finally:
-        for tree in trees.values():
-            tree.close()
     commit = code_commit()
     report = run.report(rounds=args.rounds, trees=list(trees), rows=rows, etdrk4=step_ratios(rows, list(trees)),
                         before_tree=None if args.before is None else str(args.before), after_commit=commit)

@@ -25,9 +25,7 @@ The model's weights are random (seeded) and small: the cost does not depend on t
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -117,31 +115,6 @@ def worker() -> int:
 # --------------------------------------------------------------------------- the parent
 
 
-class Tree:
-    """A worker process running this file with ``--worker`` on one checkout."""
-
-    def __init__(self, root: Path):
-        # one thread by torch.set_num_threads in the worker, as the Kolmogorov suite times (OMP_NUM_THREADS=1
-        # in the environment instead measured the learned step 10-50 % slower at 32², batch 16, on this CPU)
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.pop(var, None)
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd="/",
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, case, rounds: int) -> dict:
-        self.proc.stdin.write(json.dumps({"case": list(case), "rounds": rounds}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the worker stopped (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-
-
 def same_results(answers: dict[str, dict]) -> float:
     """The largest difference of the trees' end states over the largest value (FD and learned);
     an ``AssertionError`` above :data:`ROUND_OFF`."""
@@ -164,14 +137,14 @@ def _quartiles(values: list[float]) -> dict:
 def measure(trees: dict, rounds: int, per_ask: int, log) -> list[dict]:
     rows = []
     for case in cases():
-        diff = same_results({name: tree.ask(case, 0) for name, tree in trees.items()})
+        diff = same_results({name: tree.ask(case=list(case), rounds=0) for name, tree in trees.items()})
         for tree in trees.values():  # warm-up: first-call costs, the convolution's kernel choice
-            tree.ask(case, 2)
+            tree.ask(case=list(case), rounds=2)
         per: dict = {name: {"fd": [], "li": [], "x": []} for name in trees}
         names = list(trees)
         for r in range(max(1, rounds // per_ask)):
             for name in (names[::-1] if r % 2 else names):
-                got = trees[name].ask(case, per_ask)
+                got = trees[name].ask(case=list(case), rounds=per_ask)
                 for (f2, f12), (l2, l12) in zip(got["fd"], got["li"]):
                     fd, li = (f12 - f2) / (STEPS[1] - STEPS[0]), (l12 - l2) / (STEPS[1] - STEPS[0])
                     per[name]["fd"].append(fd)
@@ -226,7 +199,7 @@ def main(argv=None) -> int:
     if argv is None and sys.argv[1:] == ["--worker"]:
         return worker()  # its tree's attsolver comes from PYTHONPATH alone
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
-    from benchmarks._suite import Run, code_commit, parser, write_report  # lazy: the worker never needs it
+    from benchmarks._suite import Run, code_commit, parser, worker_trees, write_report  # lazy: not in the worker
 
     ap = parser("li_host_cost", __doc__.split("\n\n")[0], prog=PROG, out=None)
     ap.add_argument("--before", type=Path, default=None, help="a checkout of the code before the change")
@@ -237,14 +210,10 @@ def main(argv=None) -> int:
     if args.rounds < 1 or args.per_ask < 1:
         ap.error(f"--rounds and --per-ask must be >= 1, got {args.rounds} and {args.per_ask}")
     run = Run("li_host_cost", argv, prog=PROG)
-    root = Path(__file__).resolve().parents[1]
-    trees = {"after": Tree(root)} if args.before is None else {"before": Tree(args.before.resolve()),
-                                                               "after": Tree(root)}
-    try:
+    # one thread by torch.set_num_threads in the worker, as the Kolmogorov suite times (OMP_NUM_THREADS=1 in
+    # the environment instead measured the learned step 10-50 % slower at 32², batch 16, on this CPU)
+    with worker_trees(__file__, args.before, drop=("OMP_NUM_THREADS", "MKL_NUM_THREADS")) as trees:
         rows = measure(trees, args.rounds, args.per_ask, run.log)
-    finally:
-        for tree in trees.values():
-            tree.close()
     report = run.report(rounds=args.rounds, trees=list(trees), rows=rows, after_commit=code_commit(),
                         before_tree=None if args.before is None else str(args.before))
     run.stamp(report, complete=True)

@@ -164,3 +164,30 @@ def test_case_suite_runs_every_case_in_order_and_renders_from_the_json(tmp_path)
     assert suite.case_suite("demo", "doc", ["--render", "--out", str(out)], quick="smoke", cases=lambda q: [5],
                             run_case=run_case, markdown=markdown, k=0) == 0
     assert seen == [] and (out / "demo.md").read_text() == text  # rendered from the JSON, nothing re-run
+
+
+def test_worker_trees_run_one_worker_per_checkout_and_close_them(tmp_path):
+    """The before/after suites' plumbing: each tree's worker sees only its own checkout on
+    PYTHONPATH, answers one JSON line per request, and a worker that died is an error, not a hang."""
+    suite = _suite()
+    script = tmp_path / "bench" / "echo.py"
+    script.parent.mkdir()
+    script.write_text(
+        "import json, os, sys\n"
+        "for line in sys.stdin:\n"
+        "    msg = json.loads(line)\n"
+        "    if msg.get('die'):\n"
+        "        sys.exit(3)\n"
+        "    print(json.dumps({'got': msg, 'path': os.environ['PYTHONPATH'], 'omp': os.environ.get('OMP_NUM_THREADS')}),"
+        " flush=True)\n")
+    before = tmp_path / "old"
+    with suite.worker_trees(script, before, env={"OMP_NUM_THREADS": "1"}) as trees:
+        assert list(trees) == ["before", "after"]
+        a, b = trees["before"].ask(x=1), trees["after"].ask(case=[1, 2])
+        assert a == {"got": {"x": 1}, "path": str(before.resolve()), "omp": "1"}
+        assert b["got"] == {"case": [1, 2]} and b["path"] == str(tmp_path)  # the script's checkout root
+        with pytest.raises(RuntimeError, match="the worker stopped"):
+            trees["before"].ask(die=True)
+    assert all(t.proc.poll() is not None for t in trees.values())  # closed on leaving the block
+    with suite.worker_trees(script, None, drop=("OMP_NUM_THREADS",)) as trees:
+        assert list(trees) == ["after"] and trees["after"].ask(y=2)["omp"] is None
