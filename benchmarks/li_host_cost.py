@@ -19,7 +19,10 @@ a 12-step solve in the same round; the per-step cost is the difference), with ma
 * before timing, every case's end state is checked equal between the trees (to float32
   round-off: the two trees may order the arithmetic differently).
 
-The model's weights are random (seeded; the last layer small). The cost does depend on the data
+The workers run with glibc's allocator told to keep large blocks (:data:`ALLOCATOR`), so that
+a step's multi-megabyte temporaries are not returned to the OS and faulted in again on every call,
+at a rate that depends on what the process ran before. The model's weights are random (seeded; the
+last layer small). The cost does depend on the data
 through the convolution (a raw random field timed the 16-channel CNN 2x slower than the suite's
 test fields), hence the spin-up.
 
@@ -45,6 +48,11 @@ BUILDS = {"linear_4x1": {"hidden": 4, "layers": 1, "weights_per": "step"},
 SPIN_UP = 2.0
 BATCHES = (1, 16, 64)
 STEPS = (2, 12)
+#: glibc's allocator kept from handing large blocks back to the OS between calls, in both trees' workers:
+#: otherwise each call re-faults its multi-megabyte temporaries, and how often depends on the process's
+#: history (the per-stage 16-channel CNN at batch 64 timed 44 ms per step with these, 87 ms without, in
+#: fresh processes of either tree, and 46 vs 70 ms between two workers that had run other cases first)
+ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
 #: end states of the two trees must agree to this fraction of their largest value (float32)
 ROUND_OFF = 1e-4
 
@@ -222,7 +230,7 @@ def main(argv=None) -> int:
     run = Run("li_host_cost", argv, prog=PROG)
     # one thread by torch.set_num_threads in the worker, as the Kolmogorov suite times (OMP_NUM_THREADS=1 in
     # the environment instead measured the learned step 10-50 % slower at 32², batch 16, on this CPU)
-    with worker_trees(__file__, args.before, drop=("OMP_NUM_THREADS", "MKL_NUM_THREADS")) as trees:
+    with worker_trees(__file__, args.before, env=ALLOCATOR, drop=("OMP_NUM_THREADS", "MKL_NUM_THREADS")) as trees:
         rows = measure(trees, args.rounds, args.per_ask, run.log)
     report = run.report(rounds=args.rounds, trees=list(trees), rows=rows, after_commit=code_commit(),
                         before_tree=None if args.before is None else str(args.before))
