@@ -78,11 +78,19 @@ def loadavg() -> list[float] | None:
         return None
 
 
+#: environment variables that change what a timing measures (threads, glibc's allocator): recorded
+#: with every run, since the command line alone does not show them
+TIMING_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+              "MALLOC_ARENA_MAX", "LD_PRELOAD")
+
+
 def machine(**extra: Any) -> dict[str, Any]:
-    """CPUs, library versions and torch's thread count, plus ``extra`` (e.g. ``jax=...``)."""
+    """CPUs, library versions, torch's thread count and the :data:`TIMING_ENV` variables that are
+    set, plus ``extra`` (e.g. ``jax=...``)."""
+    env = {k: os.environ[k] for k in TIMING_ENV if k in os.environ}
     return {"cpus": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-            "attsolver": attsolver.__version__, **extra}
+            "attsolver": attsolver.__version__, **({"env": env} if env else {}), **extra}
 
 
 class Run:
@@ -386,8 +394,9 @@ def provenance_lines(report: dict[str, Any], *, unfinished: str = "setting", sof
                     f"{m.get('cpus', '?')} CPUs, torch {m.get('torch', '?')} ({m.get('torch_threads', 1)} thread)"
                     f"{software}, Python {m.get('python', '?')}")
     m = m if isinstance(m, dict) else {}
+    env = " ".join(f"{k}={v}" for k, v in (m.get("env") or {}).items())
     lines = [
-        f"Produced by `{report['command']}` on {report['date']}"
+        f"Produced by `{(env + ' ') if env else ''}{report['command']}` on {report['date']}"
         + (f", code at `{report['code_commit']}`" if report.get("code_commit") else "")
         + ("" if report.get("complete", True) else
            f" — **incomplete: the run stopped before every {unfinished} finished**") + ".",

@@ -27,6 +27,23 @@ def test_report_provenance_lines_flag_an_unfinished_run():
     assert provenance_lines(rep)[0] == "Produced by `attsolver bench x` on 2026-01-01 00:00 UTC, code at `abc1234+dirty`."
 
 
+def test_a_run_record_names_the_timing_environment_and_the_page_shows_it(monkeypatch):
+    """Thread and allocator variables change what a timing measures and are not on the command line."""
+    suite = _suite()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    rec = suite.Run("x", ["--quick"]).record
+    assert rec["machine"]["env"]["MALLOC_TRIM_THRESHOLD_"] == "4294967296"
+    assert "MALLOC_MMAP_THRESHOLD_" not in rec["machine"]["env"]
+    rec.update(command="attsolver bench x --quick", date="2026-01-01 00:00 UTC", complete=True, wall_time_s=1.0)
+    assert suite.provenance_lines(rec)[0].startswith(
+        "Produced by `MALLOC_TRIM_THRESHOLD_=4294967296 attsolver bench x --quick` on")
+    for k in suite.TIMING_ENV:
+        monkeypatch.delenv(k, raising=False)
+    assert "env" not in suite.Run("x", []).record["machine"]
+
+
 def test_a_run_record_names_the_commit_it_ran():
     suite = _suite()
     rec = suite.Run("x", ["--quick"]).record
