@@ -154,3 +154,9 @@ def test_the_oracle_refuses_a_malformed_model_stencil_naming_the_option(capsys):
     with pytest.raises(SystemExit):
         _oracle().main(["--model-stencil", "4by3", "--out", "unused"])
     assert "--model-stencil must be WxT" in capsys.readouterr().err
+
+
+def test_the_oracle_refuses_fewer_than_two_test_initial_conditions(capsys):
+    with pytest.raises(SystemExit):
+        _oracle().main(["--n-test", "1", "--out", "unused"])
+    assert "--n-test must be >= 2" in capsys.readouterr().err

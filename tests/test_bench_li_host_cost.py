@@ -52,3 +52,10 @@ def test_the_page_shows_each_trees_x_and_the_ratio():
                      "x_before_over_after": 1.25}]}
     md = b.to_markdown(rep)
     assert "| re1000, 64² | linear, 4x1 | 16 |" in md and "1.60 [1.50, 1.70]" in md and "1.25×" in md
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--per-ask", "0"]])
+def test_the_suite_refuses_no_rounds_naming_the_options(capsys, argv):
+    with pytest.raises(SystemExit):
+        _bench().main(argv)
+    assert "--rounds and --per-ask must be >= 1" in capsys.readouterr().err
