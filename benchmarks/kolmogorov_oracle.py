@@ -335,15 +335,15 @@ def _run(args, run) -> dict[str, Any]:
         pred = rollout(k.system_for("fd", n), "ssprk3", k.spectral_restrict(ref[:, 0], n), t, k.dt_for(n))
         scores[f"fd-{n}"] = k.score(k.spectral_restrict(pred, n0), ref0, t_np, [])
         run.log(f"fd-{n}: t95 {scores[f'fd-{n}']['t95']['full']:.2f} ({time.perf_counter() - t0:.0f}s)")
-    variants = [v for v in globals()["variants"](n0) if (args.only is None or v[0] in args.only)
-                and (args.model is not None or "model" not in (v[1] or {}))]
+    chosen = [v for v in variants(n0) if (args.only is None or v[0] in args.only)
+              and (args.model is not None or "model" not in (v[1] or {}))]
     host = None
     if args.model:  # the trained learned interpolation (its build: the arguments below)
         stencil = k.li_stencil(SimpleNamespace(li_stencil=args.model_stencil, li_base=args.model_base))
         host = k.build_learned_interpolation(args.model_hidden, args.model_layers, args.model_weights_per, **stencil)
         host.interpolation.load_state_dict(torch.load(args.model, weights_only=True))
     w0 = ref0[:, 0]
-    for name, opts, div in variants:
+    for name, opts, div in chosen:
         t0 = time.perf_counter()
         if opts is not None and "model" in opts:
             opts = {**{kk: vv for kk, vv in opts.items() if kk != "model"}, "interpolation": host.interpolation}
@@ -351,7 +351,7 @@ def _run(args, run) -> dict[str, Any]:
         scores[name] = k.score(rollout(system, "ssprk3", w0, t, k.DT32 / div), ref0, t_np, [])
         run.log(f"{name}: t95 {scores[name]['t95']['full']:.2f}, k10 {scores[name]['t95']['k10']:.2f} "
                 f"({time.perf_counter() - t0:.0f}s)")
-    names = [v[0] for v in variants]
+    names = [v[0] for v in chosen]
     report = run.report(setup={"regime": args.regime, "physics": k.PHYSICS, "coarse_n": n0, "ref_n": k.REF_N,
                                "dt": k.DT32, "model": args.model, "n_test": args.n_test, "t_eval": args.t_eval,
                                "test_seed": args.test_seed, "fd_ladder": ladder, "n_boot": args.n_boot},

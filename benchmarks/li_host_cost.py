@@ -32,6 +32,7 @@ test fields), hence the spin-up.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -135,7 +136,11 @@ def worker() -> int:
 
 def same_results(answers: dict[str, dict]) -> float:
     """The largest difference of the trees' end states over the largest value (FD and learned);
-    an ``AssertionError`` above :data:`ROUND_OFF`."""
+    an ``AssertionError`` above :data:`ROUND_OFF` or where an end state is not finite (a difference
+    with a NaN would compare as no difference)."""
+    for tree, answer in answers.items():
+        if not all(math.isfinite(v) for values in answer.values() for v in values):
+            raise AssertionError(f"the {tree} tree's end state is not finite: the timed solve blew up")
     first, *rest = answers.values()
     worst = 0.0
     for name in first:

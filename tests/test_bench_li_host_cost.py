@@ -38,6 +38,8 @@ def test_trees_whose_end_states_differ_beyond_round_off_are_refused():
     assert b.same_results({"before": a, "after": close}) == pytest.approx(1e-6 / 3.0)
     with pytest.raises(AssertionError, match="differ by"):
         b.same_results({"before": a, "after": {"fd": a["fd"], "li": [3.0, 1.1, 0.0]}})
+    with pytest.raises(AssertionError, match="after tree's end state is not finite"):
+        b.same_results({"before": a, "after": {"fd": a["fd"], "li": [3.0, math.nan, 0.0]}})
 
 
 def test_the_page_shows_each_trees_x_and_the_ratio():

@@ -65,11 +65,6 @@ WEIGHTS_PER = ("stage", "step")
 _TOL = 1e-9
 
 
-def _roll(a: Tensor, di: int, dj: int) -> Tensor:
-    """``a`` at ``(i + di, j + dj)``: ``i`` along x (last axis), ``j`` along y."""
-    return torch.roll(a, shifts=(-dj, -di), dims=(-2, -1))
-
-
 def stencil(width: int, transverse: int) -> list[tuple[int, int]]:
     """Offsets ``(o, b)`` of the cells of a face's stencil: ``o`` across the face (the face
     of cell ``i`` lies between cells ``i`` and ``i + 1``), ``b`` along it; ``o`` varies fastest."""
@@ -130,6 +125,11 @@ def _halo_width(cells: list[tuple[int, int]]) -> int:
     return max(max(abs(o), abs(b)) for o, b in cells)
 
 
+def _wrapped(w: Tensor, halo: Halo | None, width: int) -> Halo:
+    """The caller's wrapped copy of ``w`` if it reaches ``width`` cells, else a new one."""
+    return halo if halo is not None and halo.p >= width else Halo(w, width)
+
+
 def _face_values(q: Halo, weights: Tensor | list[float], cells: list[tuple[int, int]], axis: str) -> Tensor:
     """``sum_k weights_k omega_k`` at every x-face (``axis="x"``) or y-face: ``weights`` is
     ``[..., S, n, n]`` or ``S`` numbers (a fixed scheme; zeros skipped), ``q`` the wrapped field."""
@@ -149,8 +149,8 @@ def flux_advection(w: Tensor, u: Tensor, v: Tensor, wx: Tensor, wy: Tensor,
     """``-div(u omega)`` in flux form with face values ``sum_k w_k omega_k`` (``wx``, ``wy``:
     ``[..., S, n, n]`` weights at the x- and y-faces; ``u``, ``v`` from :func:`face_velocities`).
     The stencil's cells are views of one wrapped copy of ``w``: ``halo`` (at least
-    :meth:`LearnedInterpolation.halo` cells wide) when the caller has one, else made here."""
-    q = halo if halo is not None and halo.p >= _halo_width(cells) else Halo(w, _halo_width(cells))
+    :attr:`LearnedInterpolation.halo` cells wide) when the caller has one, else made here."""
+    q = _wrapped(w, halo, _halo_width(cells))
     return _divergence(u * _face_values(q, wx, cells, "x"), v * _face_values(q, wy, cells, "y"), dx)
 
 
@@ -213,6 +213,8 @@ class LearnedInterpolation(nn.Module):
         self.register_buffer("trained_for_json", torch.tensor(list(json.dumps(self.meta, sort_keys=True).encode()),
                                                               dtype=torch.uint8))
         self.cells = stencil(width, transverse)
+        #: how many cells around a face the stencil reaches (the wrap a caller's Halo of w needs)
+        self.halo = _halo_width(self.cells)
         a = constraint_matrix(width, transverse, degree)
         _, s, vh = torch.linalg.svd(a)
         rank = int((s > 1e-10 * s[0]).sum())
@@ -323,12 +325,6 @@ class LearnedInterpolation(nn.Module):
                 f"trained with) or build the model with weights_per='stage'")
         self._stages = _StageTracker(tuple(float(c) for c in tab.c), float(step_size))
 
-    @property
-    def halo(self) -> int:
-        """How many cells around a face its stencil reaches (the wrap a caller's
-        :class:`~attsolver.systems._halo.Halo` of ``w`` needs to be reused here)."""
-        return _halo_width(self.cells)
-
     def advection(self, w: Tensor, psi: Tensor, dx: float, t: Tensor | float | None = None,
                   halo: Halo | None = None) -> Tensor:
         """``-div(u omega)`` with the learned face values (``t``: the stage's time, which
@@ -353,7 +349,7 @@ class LearnedInterpolation(nn.Module):
         p = next(self.net.parameters())
         d = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype) / self.input_scale
         d = d.reshape(*batch, 2, *w.shape[-2:])
-        q = halo if halo is not None and halo.p >= self.halo else Halo(w, self.halo)
+        q = _wrapped(w, halo, self.halo)
         base = self.w0.tolist()
         fx = u * (_face_values(q, base, self.cells, "x") + d[..., 0, :, :])
         fy = v * (_face_values(q, base, self.cells, "y") + d[..., 1, :, :])
