@@ -99,6 +99,9 @@ REGIMES: dict[str, dict[str, Any]] = {
                "coarse_n": 64, "ref_n": 256, "spin_n": 128,
                "dt_coarse": 0.01},  # Courant ~0.57 at 64^2 for the measured max |u| + |v| (about 5.6 after spin-up)
 }
+#: each regime's full-size test protocol (frames, spin-up, FD ladder): the suite's settings and the oracle's
+PROTOCOL = {"re500": {"frame": 0.1, "t_spin": 12.0, "fd_ladder": [32, 40, 48, 56, 64, 80, 96, 128]},
+            "re1000": {"frame": 0.2, "t_spin": 10.0, "fd_ladder": [64, 80, 96, 112, 128, 160, 192, 256]}}
 PHYSICS = REGIMES["re500"]["physics"]
 REF_N = 128
 COARSE_N = 32
@@ -951,10 +954,10 @@ def parse_args(argv):
         ap.error("--n-test must be >= 16 (Kochkov's protocol averages over 16 initial conditions)")
     q = args.quick
     args.li_frame = 0.1
-    args.t_spin = 8.0 if q else 12.0
+    args.t_spin = 8.0 if q else PROTOCOL["re500"]["t_spin"]
     args.t_eval = 3.0 if q else 8.0
     args.t_long = 6.0 if q else 20.0
-    args.frame = 0.1
+    args.frame = PROTOCOL["re500"]["frame"]
     args.n_train = 4 if q else 8
     args.t_train = 1.0 if q else 2.0
     args.iterations = args.iterations or (40 if q else 150)
@@ -965,7 +968,7 @@ def parse_args(argv):
     args.li_val_n = args.li_val_n or (4 if q else 8)
     args.li_val_t = args.li_val_t or (2.0 if q else 4.0)
     args.li_t_train = 1.0 if q else 3.0
-    args.fd_ladder = [32, 48, 64, 96] if q else [32, 40, 48, 56, 64, 80, 96, 128]
+    args.fd_ladder = [32, 48, 64, 96] if q else list(PROTOCOL["re500"]["fd_ladder"])
     args.spectral_ladder = [32, 48, 64] if q else [32, 40, 48, 56, 64, 80, 96]
     args.batches = [1, 16, 64]
     args.rounds = args.rounds or (3 if q else 5)
@@ -1029,14 +1032,15 @@ def re1000_settings(ap, args, argv):
         args.kinds = ["li"]
     if args.n_test < 2:
         ap.error("--n-test must be >= 2 for --regime re1000 (the bootstrap resamples initial conditions)")
-    args.t_spin, args.t_eval, args.t_long = 10.0, 8.0, 20.0
-    args.frame, args.li_frame = 0.2, 0.1  # 0.2: an integer number of steps at every rung (n a multiple of 16)
+    args.t_spin, args.t_eval, args.t_long = PROTOCOL["re1000"]["t_spin"], 8.0, 20.0
+    # frames of 0.2: an integer number of steps at every rung (n a multiple of 16)
+    args.frame, args.li_frame = PROTOCOL["re1000"]["frame"], 0.1
     args.n_train, args.t_train, args.batch = 8, 2.0, 6
     args.iterations, args.unroll = args.iterations or 150, args.unroll or 8
     args.li_epochs, args.li_train, args.li_t_train = args.li_epochs or 4, args.li_train or 8, 2.0
     args.li_val_n, args.li_val_t = args.li_val_n or 8, args.li_val_t or 4.0
     args.li_ramp = min(args.li_ramp, args.li_epochs)
-    args.fd_ladder = [64, 80, 96, 112, 128, 160, 192, 256]
+    args.fd_ladder = list(PROTOCOL["re1000"]["fd_ladder"])
     args.spectral_ladder = [64, 80, 96, 112, 128, 160, 192]
     args.batches, args.rounds, args.n_boot = [1, 16, 64], args.rounds or 3, 1000
     args.check_n = 512 if "--check-n" not in given else args.check_n

@@ -280,14 +280,9 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
-#: regime -> the bench's test-set settings (frame, spin-up) and FD ladder (``attsolver bench kolmogorov``)
-SETTINGS = {"re500": {"frame": 0.1, "t_spin": 12.0, "ladder": [32, 40, 48, 56, 64, 80, 96, 128]},
-            "re1000": {"frame": 0.2, "t_spin": 10.0, "ladder": [64, 80, 96, 112, 128, 160, 192, 256]}}
-
-
 def main(argv=None) -> int:
     ap = parser("kolmogorov_oracle", __doc__.split("\n\n")[0], out="out/bench-kolmogorov-oracle")
-    ap.add_argument("--regime", choices=sorted(SETTINGS), default="re500",
+    ap.add_argument("--regime", choices=sorted(k.PROTOCOL), default="re500",
                     help="re500 (32² base, the default) or re1000 (64² base): the bench's regimes and test sets")
     ap.add_argument("--cache", default="out/kolmogorov_cache", help="the Kolmogorov bench's data cache")
     ap.add_argument("--test-seed", type=int, default=k.TEST_SEED)
@@ -319,7 +314,7 @@ def main(argv=None) -> int:
 
 def _run(args, run) -> dict[str, Any]:
     """The ladder and every variant on the regime's cached test set (inside :func:`k.regime`)."""
-    setting = SETTINGS[args.regime]
+    setting = k.PROTOCOL[args.regime]  # the bench's own test set (frames, spin-up) and FD ladder
     args.t_eval, args.frame, args.t_spin = 8.0, setting["frame"], setting["t_spin"]
     n0 = k.COARSE_N
     test = k.versioned_h5(Path(args.cache), f"test_{args.regime}_f_{args.n_test}_t{args.t_eval:g}_f{args.frame:g}"
@@ -328,7 +323,7 @@ def _run(args, run) -> dict[str, Any]:
     t, t_np = test.t, test.t.numpy()
     ref = test.y.to(k.DTYPE)
     ref0 = k.spectral_restrict(ref, n0)
-    ladder = setting["ladder"]
+    ladder = setting["fd_ladder"]
     scores: dict[str, Any] = {}
     for n in ladder:
         t0 = time.perf_counter()
