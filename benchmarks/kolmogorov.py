@@ -335,7 +335,8 @@ def validation_t95(host: InterpolationHost, w_val: torch.Tensor, t: torch.Tensor
 def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden: int, log, layers: int = 3,
                                 weights_per: str = "stage", unroll: int = 8, ramp: int | None = None,
                                 validation: dict[str, Any] | None = None, stencil: dict[str, Any] | None = None,
-                                checkpoint_steps: int | None = None) -> tuple[InterpolationHost, dict[str, Any]]:
+                                checkpoint_steps: int | None = None,
+                                loss: str = "mse") -> tuple[InterpolationHost, dict[str, Any]]:
     """Kochkov's learned interpolation in the 32^2 FD solver, trained through :func:`attsolver.fit`
     as ``examples/kolmogorov_learned_interpolation.py`` does: the CNN inside every RK stage
     (``weights_per="stage"``) or once per step (``"step"``), rollout schedule 1 -> 2 -> 4 -> ...
@@ -350,7 +351,9 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
     counted from the first epoch of the final window (:class:`attsolver.training.ScoreStopping`
     with that warm-up: a change of window moves the score for reasons other than over-fitting).
     ``checkpoint_steps``: fit's gradient checkpointing over the unroll (the same gradients in
-    memory that does not grow with the window; long windows at 64^2)."""
+    memory that does not grow with the window; long windows at 64^2).  ``loss``: fit's training loss,
+    ``"mse"`` or ``"correlation"`` (1 - the rolled-out vorticity's correlation with the data per
+    frame, the measure t95 reads)."""
     torch.manual_seed(0)
     host = build_learned_interpolation(hidden, layers, weights_per, **(stencil or {}))
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
@@ -366,7 +369,7 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
                              warmup=sched[-1][0])
     history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
                   patience=None, progress=False, grad_clip=1.0, check=False, seed=0, on_epoch_end=stop,
-                  restore_best=stop is None, checkpoint_steps=checkpoint_steps)
+                  restore_best=stop is None, checkpoint_steps=checkpoint_steps, loss=loss)
     log(f"    fit {history.epochs_run} epochs in {history.wall_time_s:.0f}s, val loss {history.val_loss[0]:.3g} -> "
         f"{history.val_loss[-1]:.3g}")
     info = {"seconds": history.wall_time_s, "loss_first": float(history.train_loss[0]),
@@ -374,7 +377,7 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
             "epochs": epochs, "epochs_run": history.epochs_run, "schedule": sched, "trajectories": len(data),
             "t_train": float(data.t[-1]), "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden,
             "layers": layers, "weights_per": weights_per, "unroll": unroll, "ramp": ramp,
-            "checkpoint_steps": checkpoint_steps}
+            "checkpoint_steps": checkpoint_steps, "loss": loss}
     if stop is not None:
         stop.restore()
         info["validation"] = {**stop.record(), **{k: v for k, v in validation.items() if k not in ("w", "t")},
@@ -931,6 +934,10 @@ def parse_args(argv):
                     help="learned-interpolation stencil: W cells across a face (even), T along it (odd); default 4x1")
     ap.add_argument("--li-base", default="centred2", choices=("centred2", "centred4"),
                     help="the consistent scheme an untrained learned interpolation equals (default centred2)")
+    ap.add_argument("--li-loss", default="mse", choices=("mse", "correlation"),
+                    help="the learned interpolation's training loss (fit's loss): the squared error of the "
+                         "rolled-out vorticity (default), or 'correlation': 1 - its correlation with the "
+                         "reference per frame, the measure t95 reads")
     ap.add_argument("--rounds", type=int, default=None,
                     help="interleaved timing rounds (default 5; quick 3; re1000 3): more rounds narrow the "
                          "per-step cost's spread on a loaded machine")
@@ -1089,7 +1096,8 @@ def _li_cache_name(args, tag: str) -> str:
     arch = (args.li_hidden, args.li_layers, args.li_weights_per)
     suffix = (f"_h{args.li_hidden}" + ("" if arch == (16, 3, "stage") else f"l{args.li_layers}_{args.li_weights_per}")
               + ("" if args.li_unroll == 8 else f"_u{args.li_unroll}")
-              + ("" if (args.li_stencil, args.li_base) == ("4x1", "centred2") else f"_s{args.li_stencil}{args.li_base}"))
+              + ("" if (args.li_stencil, args.li_base) == ("4x1", "centred2") else f"_s{args.li_stencil}{args.li_base}")
+              + ("" if args.li_loss == "mse" else f"_{args.li_loss}"))
     if args.li_patience > 0:
         suffix += (f"_es{args.li_patience}e{args.li_val_every}r{args.li_ramp}v{args.li_val_n}x{args.li_val_t:g}"
                    + ("" if args.val_seed == VAL_SEED else f"_vseed{args.val_seed}"))
@@ -1136,7 +1144,8 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
                                                              layers=args.li_layers, weights_per=args.li_weights_per,
                                                              unroll=args.li_unroll, log=log, validation=li_val,
                                                              ramp=args.li_ramp if li_val is not None else None,
-                                                             stencil=stencil, checkpoint_steps=args.li_checkpoint_steps)
+                                                             stencil=stencil, checkpoint_steps=args.li_checkpoint_steps,
+                                                             loss=args.li_loss)
             torch.save(host.interpolation.state_dict(), path)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
         models[LI] = host
@@ -1324,7 +1333,7 @@ def run_protocol(args, argv) -> int:
                "li_hidden": args.li_hidden, "li_layers": args.li_layers, "li_weights_per": args.li_weights_per,
                "li_unroll": args.li_unroll, "li_patience": args.li_patience, "li_val_every": args.li_val_every,
                "li_val_n": args.li_val_n, "li_val_t": args.li_val_t, "val_seed": args.val_seed, "li_ramp": args.li_ramp,
-               "li_stencil": args.li_stencil, "li_base": args.li_base,
+               "li_stencil": args.li_stencil, "li_base": args.li_base, "li_loss": args.li_loss,
                "bands": BANDS, "n_boot": args.n_boot, "regime": args.regime, "frame": args.frame,
                "step_scale": args.step_scale,
                "test_seed": args.test_seed, "train_seed": args.train_seed,

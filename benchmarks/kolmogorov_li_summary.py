@@ -88,8 +88,9 @@ def _build(r: dict[str, Any]) -> str:
     sc = s.get("step_scale") or {}
     steps = ("" if all(v == 1 for v in sc.values()) else
              f"; steps: FD and learned {sc['fd']:g}×, spectral {sc['spectral']:g}× the Courant-0.5 step")
+    loss = "" if tr.get("loss", "mse") == "mse" else f", loss {tr['loss']}"  # recorded since --li-loss
     return (f"{cnn} ({tr['parameters']} params), "
-            f"weights per {per}, {epochs}, unroll ≤ {tr.get('unroll', 8)} intervals, "
+            f"weights per {per}, {epochs}{loss}, unroll ≤ {tr.get('unroll', 8)} intervals, "
             f"{tr['trajectories']} traj × {tr['t_train']:g}{steps}")
 
 

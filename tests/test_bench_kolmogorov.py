@@ -372,6 +372,12 @@ def test_learned_interpolation_defaults_early_stopping_and_the_earlier_builds():
     assert kol._li_cache_name(fixed, "re500_f") == "li_re500_f_32x3_e12_h4l1_step_seed91500"  # the earlier fresh run
     fresh = kol.parse_args(["--kinds", "li", "--val-seed", "91700"])
     assert kol._li_cache_name(fresh, "re500_f").endswith("_es4e1r12v8x4_vseed91700")
+    assert a.li_loss == "mse"  # a model trained on another loss is another file, never reused silently
+    corr = kol.parse_args(["--kinds", "li", "--val-seed", "91700", "--li-loss", "correlation"])
+    assert kol._li_cache_name(corr, "re500_f") == kol._li_cache_name(fresh, "re500_f").replace(
+        "_es4e1r12v8x4", "_correlation_es4e1r12v8x4")
+    with pytest.raises(SystemExit):
+        kol.parse_args(["--kinds", "li", "--li-loss", "relative"])
     r1000 = kol.parse_args(["--regime", "re1000"])
     assert (r1000.li_weights_per, r1000.li_hidden, r1000.li_layers, r1000.li_train, r1000.li_epochs,
             r1000.li_patience) == ("stage", 16, 3, 8, 4, 0)
@@ -381,3 +387,23 @@ def test_learned_interpolation_defaults_early_stopping_and_the_earlier_builds():
             kol.parse_args(["--kinds", "li", *clash])
     with pytest.raises(SystemExit):
         kol.parse_args(["--li-patience", "-1"])
+
+
+def test_learned_interpolation_trains_on_the_correlation_loss_and_records_it():
+    """``--li-loss correlation`` reaches fit: the fit's loss is 1 - the rolled-out vorticity's
+    correlation per frame (between 0 and 2; fit's own tests check it against numpy), and the
+    training record names it."""
+    from attsolver import solve
+    from attsolver.data import TrajectoryDataset
+    kol = _suite()
+    system = kol.system_for("fd", kol.COARSE_N)
+    w0 = system.sample_initial(5, generator=torch.Generator().manual_seed(4), dtype=torch.float32)
+    w0 = solve(system, w0, torch.tensor([0.0, 1.0], dtype=torch.float64), method="ssprk3",
+               step_size=kol.dt_for(kol.COARSE_N))[-1]
+    t = torch.arange(4, dtype=torch.float64) * 0.1
+    y = solve(system, w0, t, method="ssprk3", step_size=kol.dt_for(kol.COARSE_N) / 4).transpose(0, 1).contiguous()
+    data = TrajectoryDataset(t=t, y=y, system=system.config())
+    host, info = kol.train_learned_interpolation(data, epochs=1, hidden=4, layers=1, weights_per="step", unroll=2,
+                                                 log=lambda *_: None, loss="correlation")
+    assert info["loss"] == "correlation" and info["epochs_run"] == 1
+    assert 0.0 < info["val_loss"][0] < 2.0

@@ -1,6 +1,8 @@
 """fit(loss=...): the relative loss (each sample's error over the uncorrected solver's, plus a
 floor of a fraction of the median) against hand computations, its invariances, its floor, its
-checkpoints; the default mean squared error unchanged."""
+checkpoints; the correlation loss (1 - Pearson per frame of a rollout window) against numpy's
+corrcoef, its check level and its refusal of one-step training; the default mean squared error
+unchanged."""
 
 from __future__ import annotations
 
@@ -233,9 +235,9 @@ def test_a_checkpoint_from_before_the_loss_option_resumes_as_mse(data, tmp_path)
 
 
 def test_bad_loss_names_the_argument_and_the_choices(data):
-    with pytest.raises(ValueError, match="loss must be one of 'mse', 'relative', got 'foo'"):
+    with pytest.raises(ValueError, match="loss must be one of 'mse', 'relative', 'correlation', got 'foo'"):
         _fit(_model(), data, loss="foo")
-    with pytest.raises(TypeError, match="loss must be a string, one of 'mse', 'relative'"):
+    with pytest.raises(TypeError, match="loss must be a string, one of 'mse', 'relative', 'correlation'"):
         _fit(_model(), data, loss=None)
 
 
@@ -262,3 +264,95 @@ def test_a_blown_up_classical_sample_weighs_nothing_and_leaves_the_floor_alone()
     assert weights.floor(1) == pytest.approx(FLOOR_FRACTION * float(finite.median()), rel=1e-14)
     weighted = weights.weigh(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), "train", torch.arange(4), 1)
     assert float(weighted[1]) == 0.0 and float(weighted[3]) == 0.0 and bool(torch.isfinite(weighted).all())
+
+
+# --------------------------------------------------------------------------- loss="correlation"
+
+def _pearson_loss(pred, obs):
+    """Each window's mean over frames of 1 - numpy's Pearson correlation (the definition)."""
+    import numpy as np
+    out = []
+    for p_w, o_w in zip(pred.reshape(pred.shape[0], pred.shape[1], -1).numpy(),
+                        obs.reshape(obs.shape[0], obs.shape[1], -1).numpy()):
+        out.append(np.mean([1.0 - np.corrcoef(p, o)[0, 1] for p, o in zip(p_w, o_w)]))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_correlation_error_is_one_minus_pearson_and_blind_to_offset_and_positive_scale():
+    from attsolver.training.loss import correlation_error
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(5, 4, 3, 6, generator=g, dtype=torch.float64)
+    pred = obs + 0.7 * torch.randn(5, 4, 3, 6, generator=g, dtype=torch.float64)
+    got = correlation_error(pred, obs)
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, _pearson_loss(pred, obs), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(correlation_error(3.0 * pred + 2.5, obs), got, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(correlation_error(obs, obs), torch.zeros(5, dtype=torch.float64), atol=1e-14, rtol=0)
+    torch.testing.assert_close(correlation_error(-obs, obs), torch.full((5,), 2.0, dtype=torch.float64),
+                               atol=1e-14, rtol=0)
+    constant = torch.zeros_like(obs)  # no pattern: no correlation, 1 - 0
+    torch.testing.assert_close(correlation_error(constant, obs), torch.ones(5, dtype=torch.float64))
+    bad = pred.clone()
+    bad[1, 2, 0, 0] = float("nan")  # a blown-up frame makes that window's loss non-finite
+    assert torch.isfinite(correlation_error(bad, obs)).tolist() == [True, False, True, True, True]
+
+
+def _l96_data():
+    from attsolver.systems import Lorenz96
+    return generate_trajectories(Lorenz96(N=8), 6, t_final=0.6, dt=0.1, seed=2, progress=False)
+
+
+def test_correlation_rollout_loss_is_the_hand_computed_one():
+    """Windows of 2 data intervals of Lorenz-96 (8 sites), 2 RK4 steps per interval: the
+    validation loss is the mean over windows and frames of 1 - Pearson(pred / s, obs / s)."""
+    data = _l96_data()
+    torch.manual_seed(0)
+    model = NeurVec(8, method="rk4", step_size=0.05, width=16, dtype=torch.float64)
+    history = _fit(model, data, loss="correlation", rollout_steps=2, epochs=2, lr=1e-3)
+    assert history.loss == "correlation" and model.training_info["fit"]["loss"] == "correlation"
+    model.eval()
+    _, val = data.split([4, 2], seed=0)
+    s = 2 * model.output_scale(0.05).detach()  # the normalisation of the squared error (m = 2 steps)
+    starts = val.y[:, :-2].reshape(-1, 8)
+    target = torch.stack([val.y[:, 1:-1], val.y[:, 2:]], dim=2).reshape(-1, 2, 8)
+    with torch.no_grad():
+        pred = attsolver.solve(data.make_system(), starts, data.t[:3] - data.t[0], method="rk4", step_size=0.05,
+                               corrector=model)[1:].transpose(0, 1)
+    expected = _pearson_loss(pred / s, target / s).mean()
+    assert history.val_loss[-1] == pytest.approx(float(expected), rel=1e-10)
+    assert 0.0 <= history.val_loss[-1] < 2.0
+
+
+def test_correlation_zero_loss_of_the_check_is_the_uncorrected_rollouts():
+    """The end-of-fit check's "learned nothing" level is on the loss's own scale: the uncorrected
+    rollout's mean 1 - rho over the validation windows of the best epoch's length."""
+    data = _l96_data()
+    torch.manual_seed(0)
+    model = NeurVec(8, method="rk4", step_size=0.05, width=16, dtype=torch.float64)
+    history = _fit(model, data, loss="correlation", rollout_steps=2, epochs=1, check=True, restore_best=True)
+    _, val = data.split([4, 2], seed=0)
+    s = 2 * model.output_scale(0.05).detach()
+    starts = val.y[:, :-2].reshape(-1, 8)
+    target = torch.stack([val.y[:, 1:-1], val.y[:, 2:]], dim=2).reshape(-1, 2, 8)
+    with torch.no_grad():
+        pred = attsolver.solve(data.make_system(), starts, data.t[:3] - data.t[0], method="rk4",
+                               step_size=0.05)[1:].transpose(0, 1)
+    assert history.check["zero_loss"] == pytest.approx(float(_pearson_loss(pred / s, target / s).mean()), rel=1e-9)
+
+
+def test_correlation_loss_refuses_one_step_training(data):
+    with pytest.raises(ValueError, match="loss='correlation'.*one-step training.*rollout_steps >= 1"):
+        _fit(_model(), data, loss="correlation")
+
+
+def test_correlation_loss_trains_a_corrector_that_beats_the_uncorrected_rollouts_correlation():
+    """Forward Euler on Lorenz-96 (h = 0.05, 2 steps per data interval) decorrelates visibly over a
+    window; a corrector trained on the correlation loss lowers the uncorrected rollout's mean
+    1 - rho on the validation windows by at least 30 % (measured: 46 %)."""
+    from attsolver.systems import Lorenz96
+    data = generate_trajectories(Lorenz96(N=8), 32, t_final=1.0, dt=0.1, seed=2, progress=False)
+    torch.manual_seed(0)
+    model = NeurVec(8, method="euler", step_size=0.05, width=32, dtype=torch.float64)
+    history = _fit(model, data, loss="correlation", rollout_steps=2, epochs=40, lr=3e-3, check=True,
+                   restore_best=True)
+    assert history.best_loss < 0.7 * history.check["zero_loss"]

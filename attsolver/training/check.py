@@ -17,6 +17,7 @@ from ..correctors import Corrector
 from ..integrate import solve
 from .arguments import check_data
 from .history import FitCheckWarning, FitHistory, format_ratio
+from .loss import correlation_error
 from .targets import classical_steps
 
 __all__ = ["check_result", "residual_to_noise"]
@@ -116,7 +117,8 @@ def _rollout(model, part, data, f, args: dict[str, Any], m: int, which: str) -> 
 
 def _zero_loss(model, zero_part, f, args: dict[str, Any], m: int, is_auto: bool) -> float:
     """The loss of the zero correction on ``zero_part``: the uncorrected one-step residuals or
-    the uncorrected rollout over k data intervals from every observed state."""
+    the uncorrected rollout over k data intervals from every observed state (the mean squared
+    error, or with ``loss="correlation"`` the mean of ``1 - rho`` over the same frames)."""
     method, h = args["method"], args["step_size"]
     scale = model.output_scale(h).detach().cpu().to(torch.float64)
     yz = zero_part.y.to(torch.float64)
@@ -129,8 +131,8 @@ def _zero_loss(model, zero_part, f, args: dict[str, Any], m: int, is_auto: bool)
     x, terms = yz[:, :n_w], []
     for j in range(1, k + 1):
         x = classical_steps(method, f, x, tz[j - 1:j - 1 + n_w], h, m, is_auto)
-        d = (x - yz[:, j:j + n_w]).reshape(yz.shape[0], n_w, -1) / (m * scale)
-        terms.append(d.square().mean(dim=-1))
+        d, o = (a.reshape(yz.shape[0] * n_w, 1, -1) / (m * scale) for a in (x, yz[:, j:j + n_w]))
+        terms.append(correlation_error(d, o) if args.get("loss") == "correlation" else (d - o).square().mean(dim=(1, 2)))
     return float(torch.stack(terms).mean())
 
 

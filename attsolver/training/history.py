@@ -43,8 +43,9 @@ class FitHistory:
             *normalised* residual (1.0 = no better than the zero correction when the residuals
             have zero mean); with ``loss="relative"`` each sample's error over the zero
             correction's plus a floor (about 1.0 = no better than no corrector;
-            :mod:`attsolver.training.loss`).
-        loss: the training loss, ``"mse"`` or ``"relative"``.
+            :mod:`attsolver.training.loss`); with ``loss="correlation"`` the mean of one minus
+            the predicted and observed states' correlation (0: the same pattern at every frame).
+        loss: the training loss, ``"mse"``, ``"relative"`` or ``"correlation"``.
         rollout_steps: one entry per epoch run: the data intervals per training window that
             epoch used (0: one-step targets); it follows ``rollout_schedule`` when one is given.
         best_epoch: 1-based epoch with the lowest monitored loss (0 if none ran); under a

@@ -21,7 +21,7 @@ from .arguments import check_data
 from .checkpoint import clone_state, epoch_payload, load_for_resume, restore, run_settings, write_checkpoint
 from .distributed import all_sum, epoch_order, wrap
 from .history import FitHistory, NonFiniteLossError
-from .loss import RelativeWeights
+from .loss import RelativeWeights, correlation_error
 from .schedule import as_pairs
 from .targets import Prepared, batch_of, prepare
 
@@ -41,6 +41,7 @@ class Objective(nn.Module):
         self.t_grid = t_grid  # float64 data times
         self.autonomous = autonomous
         self.checkpoint_steps = args.get("checkpoint_steps")
+        self.correlation = args.get("loss") == "correlation"
 
     def forward(self, kind: str, batch: tuple[Tensor, ...]) -> Tensor:
         return self.per_sample(kind, batch, self.corrector)
@@ -74,7 +75,10 @@ class Objective(nn.Module):
                                    corrector=corrector, options=opts)[1:].transpose(0, 1))
                 order.append(sel)
             pred = torch.cat(parts)[torch.argsort(torch.cat(order))]
-        err = (pred - targets) / (self.m * scale).reshape(c.state_shape)
+        s = (self.m * scale).reshape(c.state_shape)
+        if self.correlation:
+            return correlation_error(pred / s, targets / s)
+        err = (pred - targets) / s
         return err.square().reshape(err.shape[0], -1).mean(dim=1)
 
 
@@ -171,6 +175,11 @@ def _set_up(corrector, data, f, autonomous, args, ckpt_path, resume, rank, world
         and ckpt_path.exists() else None
     schedule = args["schedule"]
     one_step = not schedule.scheduled and args["rollout_steps"] == 0 and m == 1
+    if one_step and args["loss"] == "correlation":
+        raise ValueError(
+            "fit: loss='correlation' compares rolled-out states frame by frame, and this is one-step training "
+            "(rollout_steps=0 with data one step apart): pass rollout_steps >= 1 (or a rollout_schedule), "
+            "or loss='mse'")
     train_set, stats = prepare(corrector, train_data, f, autonomous, m, args, one_step=one_step,
                                fit_stats=resumed is None)
     val = None if val_data is None else prepare(corrector, val_data, f, autonomous, m, args, one_step=one_step,

@@ -1,4 +1,4 @@
-"""``fit``'s training loss: ``"mse"`` or ``"relative"``.
+"""``fit``'s training loss: ``"mse"``, ``"relative"`` or ``"correlation"``.
 
 ``"mse"`` (the default) averages each sample's normalised squared error ``e_i`` (a one-step
 pair's, or a rollout window's, as :mod:`.trainer` describes).  ``"relative"`` divides it by the
@@ -11,6 +11,20 @@ is the scale on which a corrector must beat the classical step: below 1 the corr
 better than no corrector, above 1 worse.  Under ``"mse"`` a sample whose classical error is tiny
 (a state near a fixed point, where the error is proportional to the distance from it) weighs
 nothing, and the corrector may leave an absolute error there many times the classical one.
+
+``"correlation"`` (rollout training only) scores each window by the mean, over its frames, of
+``1 - rho``, with ``rho`` the Pearson correlation across the state's components (each divided by
+the scale ``"mse"`` normalises it with) of the predicted and the observed state at that frame:
+
+    loss_i = mean_j (1 - corr(pred_ij, obs_ij)),   0 (the same pattern) .. 2 (the opposite one).
+
+It is the error measure of chaotic fields, whose skill is read off the time their correlation
+with the truth stays above a threshold (Kochkov et al. 2021's vorticity correlation; for a
+zero-mean field, such as the vorticity of a periodic flow, the Pearson correlation is that
+uncentred one).  A squared error of a decorrelating rollout can be lowered by damping its small
+scales towards the mean, the correlation cannot; it is blind to a change of amplitude, so a model
+that drifts in amplitude is not penalised for it (the rollout's physics must hold the amplitude,
+as a flux-form advection does).  A frame with a constant state has no correlation: it scores 1.
 
 A window whose classical rollout blew up (non-finite) has ``z_i = inf``: any finite correction
 beats it, and it weighs nothing; the median is over the finite ones.
@@ -41,10 +55,10 @@ from torch import Tensor
 from .._validate import one_of
 from .targets import Prepared, batch_of
 
-__all__ = ["LOSSES", "FLOOR_FRACTION", "check_loss", "relative_loss", "RelativeWeights"]
+__all__ = ["LOSSES", "FLOOR_FRACTION", "check_loss", "relative_loss", "correlation_error", "RelativeWeights"]
 
 #: the losses ``fit(loss=...)`` accepts
-LOSSES = ("mse", "relative")
+LOSSES = ("mse", "relative", "correlation")
 #: the floor added to the zero correction's per-sample error, as a fraction of its median over
 #: the training samples (module docstring: why 0.1)
 FLOOR_FRACTION = 0.1
@@ -62,6 +76,18 @@ def check_loss(loss: Any) -> str:
 def relative_loss(err: Tensor, zero_err: Tensor, floor: float) -> Tensor:
     """Per-sample relative losses ``err / (zero_err + floor)`` (``err``, ``zero_err``: ``[b]``)."""
     return err / (zero_err + floor)
+
+
+def correlation_error(pred: Tensor, obs: Tensor) -> Tensor:
+    """Each window's mean over its frames of ``1 - rho`` (module docstring): ``pred`` and ``obs``
+    are ``[b, k, *state]``, already normalised per component; returns ``[b]``.  Non-finite
+    predictions give a non-finite loss (``fit`` stops on it)."""
+    p = pred.reshape(pred.shape[0], pred.shape[1], -1)
+    q = obs.reshape(obs.shape[0], obs.shape[1], -1)
+    p = p - p.mean(dim=-1, keepdim=True)
+    q = q - q.mean(dim=-1, keepdim=True)
+    rho = (p * q).sum(dim=-1) / (p.norm(dim=-1) * q.norm(dim=-1)).clamp_min(torch.finfo(p.dtype).tiny)
+    return (1 - rho).mean(dim=1)
 
 
 class RelativeWeights:

@@ -35,7 +35,9 @@ Without ``resume`` an existing file is an error unless ``overwrite=True``.
 
 **Loss** (:mod:`.loss`).  ``loss="relative"`` divides each sample's squared error by the zero
 correction's on the same sample plus a floor (0.1 of the median over the training samples): the
-scale on which the corrector must beat the classical step.
+scale on which the corrector must beat the classical step.  ``loss="correlation"`` (rollout
+training) scores each window by one minus the Pearson correlation of the predicted and observed
+states, averaged over its frames.
 
 **Distributed** (:mod:`.distributed`).  Under ``torchrun --nproc_per_node=N`` (or with a
 process group already initialised) the model is wrapped in DistributedDataParallel (gloo on
@@ -133,7 +135,10 @@ def fit(
             the window; ``None`` (default) keeps every step's graph.
         loss: ``"mse"`` (default), or ``"relative"``: each sample's squared error over the
             uncorrected solver's on it plus a floor (:mod:`attsolver.training.loss`), for data whose
-            classical error varies by orders of magnitude (e.g. near a fixed point).
+            classical error varies by orders of magnitude (e.g. near a fixed point), or
+            ``"correlation"`` (rollout training only): each window's mean over its frames of one
+            minus the Pearson correlation of the predicted and observed states, the skill measure
+            of chaotic fields (:mod:`attsolver.training.loss`).
 
     Returns:
         A :class:`FitHistory`.
