@@ -79,7 +79,7 @@ from attsolver.systems import LearnedInterpolation, NavierStokes2D, NavierStokes
 from attsolver.systems.grid import prolong_2d as prolong  # k.prolong: the tests' name
 from attsolver.systems.grid import restrict_2d as spectral_restrict
 from attsolver.systems.navier_stokes import energy_spectrum
-from attsolver.training import ScoreStopping
+from attsolver.training import NonFiniteLossError, ScoreStopping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks._suite import (Run, figure, fingerprint, finite, parser, provenance_lines, timings,  # noqa: E402
@@ -353,7 +353,10 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
     ``checkpoint_steps``: fit's gradient checkpointing over the unroll (the same gradients in
     memory that does not grow with the window; long windows at 64^2).  ``loss``: fit's training loss,
     ``"mse"`` or ``"correlation"`` (1 - the rolled-out vorticity's correlation with the data per
-    frame, the measure t95 reads)."""
+    frame, the measure t95 reads).  With ``validation``, a training or validation rollout that
+    becomes non-finite ends the training (fit's :class:`NonFiniteLossError`) and the best
+    validation-t95 weights of the epochs before it are kept; ``info["diverged"]`` records the
+    epoch and the error (``None`` when training ran to its stop)."""
     torch.manual_seed(0)
     host = build_learned_interpolation(hidden, layers, weights_per, **(stencil or {}))
     phases = [2**i for i in range(int(math.log2(unroll)) + 1)]
@@ -367,9 +370,19 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
             return v
         stop = ScoreStopping(host, score, every=validation["every"], patience=validation["patience"],
                              warmup=sched[-1][0])
-    history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16, rollout_schedule=sched,
-                  patience=None, progress=False, grad_clip=1.0, check=False, seed=0, on_epoch_end=stop,
-                  restore_best=stop is None, checkpoint_steps=checkpoint_steps, loss=loss)
+    started, diverged = time.perf_counter(), None
+    try:
+        history = fit(host, data, system=host.system(), epochs=epochs, lr=1e-3, batch_size=16,
+                      rollout_schedule=sched, patience=None, progress=False, grad_clip=1.0, check=False, seed=0,
+                      on_epoch_end=stop, restore_best=stop is None, checkpoint_steps=checkpoint_steps, loss=loss)
+    except NonFiniteLossError as err:
+        # a rollout blew up (the model left its stable states): with early stopping the best
+        # validation-t95 weights of the epochs before it are a result, recorded as such
+        if stop is None or stop.best_state is None or err.history is None or not err.history.train_loss:
+            raise
+        history, diverged = err.history, {"epoch": err.epoch, "message": str(err)}
+        history.wall_time_s = time.perf_counter() - started
+        log(f"    training stopped in epoch {err.epoch}: {err}")
     log(f"    fit {history.epochs_run} epochs in {history.wall_time_s:.0f}s, val loss {history.val_loss[0]:.3g} -> "
         f"{history.val_loss[-1]:.3g}")
     info = {"seconds": history.wall_time_s, "loss_first": float(history.train_loss[0]),
@@ -377,7 +390,7 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
             "epochs": epochs, "epochs_run": history.epochs_run, "schedule": sched, "trajectories": len(data),
             "t_train": float(data.t[-1]), "parameters": sum(p.numel() for p in host.parameters()), "hidden": hidden,
             "layers": layers, "weights_per": weights_per, "unroll": unroll, "ramp": ramp,
-            "checkpoint_steps": checkpoint_steps, "loss": loss}
+            "checkpoint_steps": checkpoint_steps, "loss": loss, "diverged": diverged}
     if stop is not None:
         stop.restore()
         info["validation"] = {**stop.record(), **{k: v for k, v in validation.items() if k not in ("w", "t")},
@@ -751,8 +764,12 @@ def _validation_lines(r: dict[str, Any]) -> list[str]:
     v = r["training"].get(li, {}).get("validation")
     if not v:
         return []
+    diverged = r["training"][li].get("diverged")
     stop = (f"stopped after epoch {v['stopped_epoch']} ({v['patience']} evaluations without improvement)"
-            if v["stopped_epoch"] else f"ran to the cap of {r['training'][li]['epochs']} epochs")
+            if v["stopped_epoch"] else
+            f"stopped in epoch {diverged['epoch']}, where a training or validation rollout became non-finite "
+            f"(fit: {diverged['message']})" if diverged else
+            f"ran to the cap of {r['training'][li]['epochs']} epochs")
     L = ["", "## Learned interpolation: early stopping on validation t95", "",
          f"Every {v['every']} epoch(s) the learned solver is rolled out from {v['n']} validation initial conditions "
          f"(seed {v['seed']}, distinct from the training and test seeds) to t = {v['horizon']:g} and scored by the "

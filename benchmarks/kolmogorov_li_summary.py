@@ -82,6 +82,8 @@ def _build(r: dict[str, Any]) -> str:
     epochs = (f"early stop on validation t95 (best {v['best_score']:.2f}): best epoch {v['best_epoch']} of "
               f"{tr['epochs_run']} run (cap "
               f"{tr['epochs']}, patience {v['patience']})" if v else f"{tr['epochs']} epochs")
+    if tr.get("diverged"):  # recorded since training keeps its best weights when a rollout blows up
+        epochs += f"; training stopped in epoch {tr['diverged']['epoch']} by a non-finite rollout"
     stencil = s.get("li_stencil", "4x1")
     if (stencil, s.get("li_base", "centred2")) != ("4x1", "centred2"):  # recorded since --li-stencil
         cnn += f", stencil {stencil} from {s['li_base']}"

@@ -389,21 +389,64 @@ def test_learned_interpolation_defaults_early_stopping_and_the_earlier_builds():
         kol.parse_args(["--li-patience", "-1"])
 
 
+def _tiny_fd_data(kol, n_traj=5, frames=4):
+    """A few spun-up 32² FD trajectories (frames every 0.1) standing in for the reference data."""
+    from attsolver import solve
+    from attsolver.data import TrajectoryDataset
+    system = kol.system_for("fd", kol.COARSE_N)
+    w0 = system.sample_initial(n_traj, generator=torch.Generator().manual_seed(4), dtype=torch.float32)
+    w0 = solve(system, w0, torch.tensor([0.0, 1.0], dtype=torch.float64), method="ssprk3",
+               step_size=kol.dt_for(kol.COARSE_N))[-1]
+    t = torch.arange(frames, dtype=torch.float64) * 0.1
+    y = solve(system, w0, t, method="ssprk3", step_size=kol.dt_for(kol.COARSE_N) / 4).transpose(0, 1).contiguous()
+    return TrajectoryDataset(t=t, y=y, system=system.config())
+
+
 def test_learned_interpolation_trains_on_the_correlation_loss_and_records_it():
     """``--li-loss correlation`` reaches fit: the fit's loss is 1 - the rolled-out vorticity's
     correlation per frame (between 0 and 2; fit's own tests check it against numpy), and the
     training record names it."""
-    from attsolver import solve
-    from attsolver.data import TrajectoryDataset
     kol = _suite()
-    system = kol.system_for("fd", kol.COARSE_N)
-    w0 = system.sample_initial(5, generator=torch.Generator().manual_seed(4), dtype=torch.float32)
-    w0 = solve(system, w0, torch.tensor([0.0, 1.0], dtype=torch.float64), method="ssprk3",
-               step_size=kol.dt_for(kol.COARSE_N))[-1]
-    t = torch.arange(4, dtype=torch.float64) * 0.1
-    y = solve(system, w0, t, method="ssprk3", step_size=kol.dt_for(kol.COARSE_N) / 4).transpose(0, 1).contiguous()
-    data = TrajectoryDataset(t=t, y=y, system=system.config())
+    data = _tiny_fd_data(kol)
     host, info = kol.train_learned_interpolation(data, epochs=1, hidden=4, layers=1, weights_per="step", unroll=2,
                                                  log=lambda *_: None, loss="correlation")
-    assert info["loss"] == "correlation" and info["epochs_run"] == 1
+    assert info["loss"] == "correlation" and info["epochs_run"] == 1 and info["diverged"] is None
     assert 0.0 < info["val_loss"][0] < 2.0
+
+
+def test_learned_interpolation_keeps_its_best_weights_when_a_rollout_blows_up(monkeypatch):
+    """With early stopping, a rollout that becomes non-finite in epoch 2 ends the training without
+    losing epoch 1: the best validation-t95 weights (epoch 1's) are kept and the record says where
+    and why it stopped; with no epoch to keep, the error propagates."""
+    kol = _suite()
+    data = _tiny_fd_data(kol)
+    made, hooks = [], []
+    real = kol.build_learned_interpolation
+    monkeypatch.setattr(kol, "build_learned_interpolation", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    snapshot = {}
+
+    def log(msg):  # after epoch 1's validation score: remember the weights, then poison the CNN
+        if "validation t95" in msg and not hooks:
+            snapshot.update({k: v.clone() for k, v in made[-1].state_dict().items()})
+            hooks.append(made[-1].interpolation.net.register_forward_hook(lambda m, i, o: o + 1e3))
+
+    val = {"w": data.y[:2], "t": data.t, "every": 1, "patience": 3, "seed": 1}
+    host, info = kol.train_learned_interpolation(data, epochs=3, hidden=4, layers=1, weights_per="step", unroll=2,
+                                                 log=log, validation=val)
+    hooks[0].remove()
+    assert info["diverged"]["epoch"] == 2 and "non-finite" in info["diverged"]["message"]
+    assert info["epochs_run"] == 1 and info["validation"]["best_epoch"] == 1
+    assert all(torch.equal(v, snapshot[k]) for k, v in host.state_dict().items())
+    md = "\n".join(kol._validation_lines({"setup": {"coarse_n": kol.COARSE_N}, "training": {kol.LI: info}}))
+    assert "stopped in epoch 2, where a training or validation rollout became non-finite" in md
+    hooks.clear()
+
+    def poisoned(*a, **k):  # a CNN that blows every rollout up from the first batch: nothing to keep
+        host = real(*a, **k)
+        hooks.append(host.interpolation.net.register_forward_hook(lambda m, i, o: o + 1e3))
+        return host
+
+    monkeypatch.setattr(kol, "build_learned_interpolation", poisoned)
+    with pytest.raises(kol.NonFiniteLossError):
+        kol.train_learned_interpolation(data, epochs=1, hidden=4, layers=1, weights_per="step", unroll=2,
+                                        log=lambda *_: None, validation=val)

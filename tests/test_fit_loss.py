@@ -248,6 +248,11 @@ def test_cli_train_passes_the_loss(data, tmp_path, capsys):
                  str(tmp_path / "m.pt")])
     assert code == 0
     assert load_corrector(tmp_path / "m.pt").training_info["fit"]["loss"] == "relative"
+    code = main(["train", "linear", "--data", str(tmp_path / "d.h5"), "--method", "euler", "--step", "0.1",
+                 "--corrector", "neurvec", "--epochs", "1", "--no-progress", "--loss", "correlation",
+                 "--rollout-steps", "2", "-o", str(tmp_path / "c.pt")])
+    assert code == 0
+    assert load_corrector(tmp_path / "c.pt").training_info["fit"]["loss"] == "correlation"
 
 
 def test_a_blown_up_classical_sample_weighs_nothing_and_leaves_the_floor_alone():

@@ -238,9 +238,32 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(linear_data, t
     with pytest.raises(NonFiniteLossError, match=r"non-finite in epoch 3, batch 0.*still holds epoch 2") as e:
         quick_fit(model, train, epochs=4, checkpoint=path, resume=True)
     assert e.value.epoch == 3 and e.value.checkpoint == path
+    h = e.value.history  # the completed epochs' record comes with the error (the resumed two)
+    assert h.epochs_run == 2 and len(h.train_loss) == len(h.val_loss) == 2 and h.loss == "mse"
     assert path.read_bytes() == saved
     good = read_checkpoint(path)["model"]["state_dict"]
     assert all(torch.equal(v, good[k]) for k, v in model.state_dict().items())
+
+
+def test_a_validation_rollout_that_blows_up_stops_fit_with_the_epochs_so_far(linear_data):
+    """A non-finite validation loss after epoch 2 (a hook poisons the corrector's output once
+    training has run two epochs): fit raises, naming the epoch, with the history of epoch 1 and
+    the callback's view of it intact (what a caller keeping its own best weights needs)."""
+    train, _ = linear_data
+    torch.manual_seed(0)
+    model = NeurVec(2, method="euler", step_size=0.1, width=16)
+    seen = []
+
+    def poison_after_1(epoch, history):
+        seen.append(epoch)
+        if epoch == 1:
+            model.register_forward_hook(lambda module, inputs, out: out if module.training else out * float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match=r"validation loss is nan after epoch 2") as e:
+        quick_fit(model, train, epochs=4, on_epoch_end=poison_after_1)
+    assert e.value.epoch == 2 and seen == [1]
+    h = e.value.history
+    assert h.epochs_run == 1 and len(h.train_loss) == len(h.val_loss) == 1 and all(map(math.isfinite, h.val_loss))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -210,7 +210,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--rollout-steps", type=nonneg_int, default=0, help="k-interval rollout loss (default 0: one-step)")
     p.add_argument("--loss", choices=LOSSES, default="mse",
-                   help="mse (default), or relative: each sample's error over the uncorrected step's (see fit)")
+                   help="mse (default); relative: each sample's error over the uncorrected step's; correlation "
+                        "(with --rollout-steps >= 1): 1 - the rollout's correlation with the data per frame (see fit)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience (<= 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, split and shuffling")

@@ -19,13 +19,17 @@ class NonFiniteLossError(FloatingPointError):
         epoch: the epoch (1-based) in which it happened.
         batch: the batch index (0-based) within that epoch.
         checkpoint: the checkpoint path left untouched (the last completed epoch), or ``None``.
+        history: the :class:`FitHistory` of the epochs completed before it (their losses,
+            windows and learning rates; ``epochs_run`` counts them), or ``None``.
     """
 
-    def __init__(self, message: str, *, epoch: int, batch: int, checkpoint: Path | None):
+    def __init__(self, message: str, *, epoch: int, batch: int, checkpoint: Path | None,
+                 history: FitHistory | None = None):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
         self.checkpoint = checkpoint
+        self.history = history
 
 
 class FitCheckWarning(UserWarning):

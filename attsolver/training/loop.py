@@ -256,7 +256,7 @@ def _train_epoch(run: _Run, epoch: int, k: int) -> float:
                 f"{float(loss.detach()):g}, gradient norm {float(gnorm):g}); the corrector is back at its "
                 f"state after epoch {epoch} and {_kept(run, epoch)}. Lower lr (now "
                 f"{run.scheduler.get_last_lr()[0]:g}), set grad_clip, or check the data for outliers",
-                epoch=epoch + 1, batch=b, checkpoint=run.ckpt_path,
+                epoch=epoch + 1, batch=b, checkpoint=run.ckpt_path, history=_so_far(run, epoch),
             )
         run.optimizer.step()
         loss_sum += float(loss.detach()) * len(idx)
@@ -276,7 +276,7 @@ def _end_epoch(run: _Run, epoch: int, k: int, train_loss: float) -> float:
         raise NonFiniteLossError(
             f"the validation loss is {val_loss} after epoch {epoch + 1} (training loss {train_loss:g}); "
             f"{_kept(run, epoch)}. Check the validation data for outliers or overflow, or lower lr",
-            epoch=epoch + 1, batch=-1, checkpoint=run.ckpt_path,
+            epoch=epoch + 1, batch=-1, checkpoint=run.ckpt_path, history=_so_far(run, epoch),
         )
     history.train_loss.append(train_loss)
     history.val_loss.append(val_loss)
@@ -297,6 +297,13 @@ def _end_epoch(run: _Run, epoch: int, k: int, train_loss: float) -> float:
         write_checkpoint(run.ckpt_path, epoch_payload(run.corrector, run.best_state, run.optimizer, run.scheduler,
                                                       epoch + 1, history, run.bad_epochs, run.stopped, run.settings))
     return val_loss
+
+
+def _so_far(run: _Run, epoch: int) -> FitHistory:
+    """The history of the epochs completed before a failure in ``epoch`` (0-based)."""
+    run.history.epochs_run = epoch
+    run.history.loss = run.args["loss"]
+    return run.history
 
 
 def _kept(run: _Run, epoch: int) -> str:
