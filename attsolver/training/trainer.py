@@ -133,12 +133,9 @@ def fit(
             in recomputed segments of this many steps (``solve``'s ``options["checkpoint_steps"]``,
             see docs/guide/gradients.md): the same gradients in memory that does not grow with
             the window; ``None`` (default) keeps every step's graph.
-        loss: ``"mse"`` (default), or ``"relative"``: each sample's squared error over the
-            uncorrected solver's on it plus a floor (:mod:`attsolver.training.loss`), for data whose
-            classical error varies by orders of magnitude (e.g. near a fixed point), or
-            ``"correlation"`` (rollout training only): each window's mean over its frames of one
-            minus the Pearson correlation of the predicted and observed states, the skill measure
-            of chaotic fields (:mod:`attsolver.training.loss`).
+        loss: ``"mse"`` (default); ``"relative"``: each sample's squared error over the uncorrected
+            solver's plus a floor; ``"correlation"`` (rollouts only): one minus the per-frame
+            correlation of predicted and observed states (:mod:`attsolver.training.loss`: when).
 
     Returns:
         A :class:`FitHistory`.
