@@ -50,6 +50,12 @@ The fresh test set's table (test seed 91000: the runs' test set must be one, the
         benchmarks/results/kolmogorov_li_fresh/kolmogorov.json benchmarks/results/kolmogorov_li_fresh_es_r5/kolmogorov.json \\
         benchmarks/results/kolmogorov_li_fresh_es/kolmogorov.json \\
         benchmarks/results/kolmogorov_li_fresh_levers/{stage_l1,step_l1_c4,step_l1_s4x3,step_l1_s4x3c4,step_h8l2_s4x3}/kolmogorov.json
+
+Depth, data and the training loss on the same fresh test set (the first row: the README row):
+
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_capacity/summary.md \
+        benchmarks/results/kolmogorov_li_fresh_es_fasthost/kolmogorov.json \
+        benchmarks/results/kolmogorov_li_capacity/{l1_corr,h8l4,h16l4,h16l6,h16l4_t128}/kolmogorov.json
 """
 
 from __future__ import annotations
