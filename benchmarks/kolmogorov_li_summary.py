@@ -35,7 +35,8 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es}_n16_steps/kolmogorov.json \\
         "benchmarks/results/kolmogorov_re1000_levers/l1_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \\
         "benchmarks/results/kolmogorov_re1000_levers/h8l2_s4x3_u16_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \
-        benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps/kolmogorov.json \
+        "benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps_alone/kolmogorov.json::re-timed alone from the cached model (load 1.0)"
 
 (the two ``_n16`` runs after the first four: the same cached models re-scored on 16 test initial
 conditions, ``--n-test 16``; runs that differ only in their test-set size share a table, each row
@@ -44,7 +45,8 @@ the linear map's and the 16-interval CNN's 16-IC runs again with each ladder at 
 step, ``--step-scale``'s default, their build cells naming the steps; the two ``_fasthost`` rows: those two
 runs again after the learned host's cost work, ``N="the host reads its stencils from one wrapped copy
 (58cea3c)"``: a ``PATH::NOTE`` argument ends its row's build cell with the note; the last row: an
-8-channel 4-layer CNN, the depth lever of the Re = 500 capacity table, on the same protocol.)
+8-channel 4-layer CNN, the depth lever of the Re = 500 capacity table, on the same protocol, trained
+beside another job, then re-timed alone from its cached model.)
 
 The fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
