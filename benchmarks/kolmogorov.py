@@ -378,7 +378,7 @@ def train_learned_interpolation(data: TrajectoryDataset, *, epochs: int, hidden:
     except NonFiniteLossError as err:
         # a rollout blew up (the model left its stable states): with early stopping the best
         # validation-t95 weights of the epochs before it are a result, recorded as such
-        if stop is None or stop.best_state is None or err.history is None or not err.history.train_loss:
+        if stop is None or stop.best_state is None:  # no scored epoch to keep
             raise
         history, diverged = err.history, {"epoch": err.epoch, "message": str(err)}
         history.wall_time_s = time.perf_counter() - started
@@ -765,11 +765,13 @@ def _validation_lines(r: dict[str, Any]) -> list[str]:
     if not v:
         return []
     diverged = r["training"][li].get("diverged")
-    stop = (f"stopped after epoch {v['stopped_epoch']} ({v['patience']} evaluations without improvement)"
-            if v["stopped_epoch"] else
-            f"stopped in epoch {diverged['epoch']}, where a training or validation rollout became non-finite "
-            f"(fit: {diverged['message']})" if diverged else
-            f"ran to the cap of {r['training'][li]['epochs']} epochs")
+    if v["stopped_epoch"]:
+        stop = f"stopped after epoch {v['stopped_epoch']} ({v['patience']} evaluations without improvement)"
+    elif diverged:
+        stop = (f"stopped in epoch {diverged['epoch']}, where a training or validation rollout became non-finite "
+                f"(fit: {diverged['message']})")
+    else:
+        stop = f"ran to the cap of {r['training'][li]['epochs']} epochs"
     L = ["", "## Learned interpolation: early stopping on validation t95", "",
          f"Every {v['every']} epoch(s) the learned solver is rolled out from {v['n']} validation initial conditions "
          f"(seed {v['seed']}, distinct from the training and test seeds) to t = {v['horizon']:g} and scored by the "

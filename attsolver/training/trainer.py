@@ -135,7 +135,7 @@ def fit(
             the window; ``None`` (default) keeps every step's graph.
         loss: ``"mse"`` (default); ``"relative"``: each sample's squared error over the uncorrected
             solver's plus a floor; ``"correlation"`` (rollouts only): one minus the per-frame
-            correlation of predicted and observed states (:mod:`attsolver.training.loss`: when).
+            correlation of predicted and observed states (when to use which: :mod:`attsolver.training.loss`).
 
     Returns:
         A :class:`FitHistory`.
