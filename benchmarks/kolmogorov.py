@@ -70,7 +70,7 @@ import torch
 
 import attsolver
 from attsolver import fit, solve
-from attsolver._io import atomic_write_text
+from attsolver._io import atomic_path, atomic_write_text
 from attsolver.correctors import AttSolverConv, ConvCorrector, InterpolationHost, NeurVecConv, load_corrector
 from attsolver.data import TrajectoryDataset, add_noise, load_h5, save_h5
 from attsolver.evaluate.ladder import Rung, band_limit, place_on_ladder, time_until
@@ -235,13 +235,15 @@ def system_of(c: dict[str, Any], models: dict[str, Any]):
     return system_for(c["base"], c["n"]), BASES[c["base"]][1], model
 
 
-def rollout(c: dict[str, Any], models: dict[str, Any], w0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``[B, nt, n, n]`` from ``w0 [B, n, n]`` (no finiteness check: blow-ups are scored)."""
+def rollout(c: dict[str, Any], models: dict[str, Any], w0: torch.Tensor, t: torch.Tensor,
+            guard: str | None = None) -> torch.Tensor | tuple[torch.Tensor, Any]:
+    """``[B, nt, n, n]`` from ``w0 [B, n, n]`` (no finiteness check: blow-ups are scored); with
+    ``guard`` (a learned interpolation's, :mod:`attsolver.systems.interpolation_guard`) also its report."""
     system, method, corrector = system_of(c, models)
     with torch.no_grad():
-        sol = solve(system, w0, t, method=method, step_size=step_of(c), corrector=corrector,
-                    options={"check_finite": False})
-    return sol.transpose(0, 1)
+        out = solve(system, w0, t, method=method, step_size=step_of(c), corrector=corrector,
+                    options={"check_finite": False}, guard=guard, return_stats=guard is not None)
+    return out.transpose(0, 1) if guard is None else (out[0].transpose(0, 1), out[1].guard)
 
 
 def predict(c: dict[str, Any], models: dict[str, Any], ref: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -715,8 +717,31 @@ def _contender_lines(r: dict[str, Any]) -> list[str]:
                  + f" | {1e3 * tm['per_step']['1'][k]:.3g} [{1e3 * q[0]:.3g}, {1e3 * q[1]:.3g}] | "
                  + f"{1e3 * tm['setup']['1'][k]:.3g} | "
                  + " | ".join(f"{1e3 * tm['per_time_per_trajectory'][str(b)][k]:.3g}" for b in tm["batches"])
-                 + " | " + (f"{bl['blown_up']}/{bl['n']}" if bl else "—") + " |")
+                 + " | " + (_blowup_cell(bl) if bl else "—") + " |")
     return L
+
+
+def _blowup_cell(b: dict[str, Any]) -> str:
+    """``k/n``, and with a learned interpolation's guard what it does to them."""
+    g = b.get("guarded")
+    if g is None:
+        return f"{b['blown_up']}/{b['n']}"
+    fell = (f"{g['flagged']} fell back, first at t = {min(g['first_flag_times']):.3g}" if g["flagged"]
+            else "none fell back")
+    return f"{b['blown_up']}/{b['n']}; guarded {g['blown_up']}/{b['n']} ({fell})"
+
+
+def _guard_note(k: str, b: dict[str, Any]) -> str:
+    g = b["guarded"]
+    text = (f"{k} with its guard (`solve(..., guard=\"fallback\")`: a trajectory whose max |w| or whose weights' "
+            f"departure from the base scheme leaves the training domain, {g['domain']}, takes the base scheme's "
+            f"weights from then on): {g['blown_up']}/{b['n']} blow-ups by t = {b['t_long']:g} against "
+            f"{b['blown_up']}/{b['n']} without it; ")
+    if not g["flagged"]:
+        return text + "no trajectory left the domain, so the guarded rollouts are the scored ones."
+    return text + (f"{g['flagged']} trajectories fell back (first at t = "
+                   + ", ".join(f"{x:.3g}" for x in g["first_flag_times"]) + f"; {'; '.join(g['reasons'])}), "
+                   f"{g['flagged_before_t_eval']} of them before the scored horizon t = {g['t_eval']:g}.")
 
 
 def to_markdown(r: dict[str, Any]) -> str:
@@ -885,6 +910,9 @@ def honest_notes(r: dict[str, Any]) -> list[str]:
         "is per initial condition).",
     ]
     blown = [k for k, b in r["blowups"].items() if b["blown_up"]]
+    for k, b in r["blowups"].items():
+        if b.get("guarded"):
+            notes.append(_guard_note(k, b))
     notes.append(("Blow-ups over the long rollout (non-finite or |w| > 5× the reference maximum) by t = "
                   f"{p['t_long']:g}: " + ", ".join(f"{k} {r['blowups'][k]['blown_up']}/{r['blowups'][k]['n']}"
                                                   for k in blown)) if blown else
@@ -1165,8 +1193,11 @@ def correctors(args, cache: Path, tag: str, train_sets: dict[float, TrajectoryDa
                                                              ramp=args.li_ramp if li_val is not None else None,
                                                              stencil=stencil, checkpoint_steps=args.li_checkpoint_steps,
                                                              loss=args.li_loss)
-            torch.save(host.interpolation.state_dict(), path)
+            with atomic_path(path) as tmp:  # a killed run leaves no half-written model in the cache
+                torch.save(host.interpolation.state_dict(), tmp)
             atomic_write_text(path.with_suffix(".json"), json.dumps(training[LI]))
+        if not host.interpolation.has_domain:  # saved before domains existed, or its training blew up
+            host.record_interpolation_domain(li_set.y)  # what fit records: its training states
         models[LI] = host
         contenders[LI] = {"base": "fd", "n": COARSE_N, "model": LI}
     return contenders, models, training
@@ -1193,15 +1224,29 @@ def reference_check(args, contenders, preds, scores, ref, t, log) -> dict[str, A
 
 
 def blowups_of(args, contenders, models, ref) -> dict[str, Any]:
-    """Blow-ups of the 32^2 contenders over a long rollout (non-finite or |w| > 5x the reference's max)."""
+    """Blow-ups of the 32^2 contenders over a long rollout (non-finite or |w| > 5x the reference's max);
+    a learned interpolation's also with its guard falling back to the base scheme (``"guarded"``:
+    the blow-ups then, the trajectories it flagged, when, and how many before the scored horizon)."""
     t_long = torch.tensor([0.0, args.t_long], dtype=torch.float64)
     bound = 5.0 * float(ref.abs().max())
     out = {}
+
+    def blown(end):
+        return ~torch.isfinite(end).all(dim=(-2, -1)) | (end.abs().amax(dim=(-2, -1)) > bound)
+
     for name, c in contenders.items():
         if c["n"] == COARSE_N:
-            end = rollout(c, models, spectral_restrict(ref[:, 0], COARSE_N), t_long)[:, -1]
-            bad = ~torch.isfinite(end).all(dim=(-2, -1)) | (end.abs().amax(dim=(-2, -1)) > bound)
-            out[name] = {"blown_up": int(bad.sum()), "n": int(len(end)), "t_long": args.t_long, "bound": bound}
+            w0 = spectral_restrict(ref[:, 0], COARSE_N)
+            bad = blown(rollout(c, models, w0, t_long)[:, -1])
+            out[name] = {"blown_up": int(bad.sum()), "n": int(len(bad)), "t_long": args.t_long, "bound": bound}
+            if isinstance(models.get(c.get("model", "")), InterpolationHost):
+                sol, report = rollout(c, models, w0, t_long, guard="fallback")
+                first = report.first_time[report.flagged]
+                out[name]["guarded"] = {
+                    "blown_up": int(blown(sol[:, -1]).sum()), "flagged": int(report.flagged.sum()),
+                    "first_flag_times": [round(float(x), 4) for x in first],
+                    "flagged_before_t_eval": int((first <= args.t_eval).sum()), "t_eval": args.t_eval,
+                    "reasons": sorted(set(report.reasons.values())), "domain": models[c["model"]].interpolation.domain_text}
     return out
 
 

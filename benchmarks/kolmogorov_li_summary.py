@@ -145,7 +145,9 @@ def row(path: Path, n_test: bool = False, note: str = "") -> tuple[str, str]:
              " / ".join(f"{r['cost_multiples'][k][li]:.1f}" for k in ("1", "16", "64")),
              _speedup(ea["1"][li]["fd"]), _speedup(e16), _speedup(ea["64"][li]["fd"]),
              f"{rate:.2f}^{h:.2f} / {x16:.2f} = {rh:.2f} / {x16:.2f} = {e16['speedup']:.2f}",
-             f"{b['blown_up']}/{b['n']} by t = {b['t_long']:g}",
+             f"{b['blown_up']}/{b['n']} by t = {b['t_long']:g}" + (
+                 f" (guarded: {b['guarded']['blown_up']}/{b['n']}, {b['guarded']['flagged']} fell back)"
+                 if b.get("guarded") else ""),
              f"{_mark(s16)}{s16['n']:.0f}², {_mark(s16)}{s16['halvings']:.2f} h; "
              + " / ".join(_speedup(ea[k][li]["spectral"]) for k in ("1", "16", "64")),
              f"{r['training'][li]['seconds']:.0f}"]

@@ -200,6 +200,10 @@ def test_tiny_kolmogorov_benchmark_end_to_end(tmp_path):
     assert r["scores"]["fd-64"]["nrmse"]["0.5"] < r["scores"]["fd-32"]["nrmse"]["0.5"]
     assert r["scores"]["spectral-64"]["nrmse"]["0.5"] < r["scores"]["spectral-32"]["nrmse"]["0.5"]
     assert all(b["blown_up"] == 0 for b in r["blowups"].values())
+    # the learned interpolation's long rollout again under its guard (fit recorded the domain)
+    g = r["blowups"]["fd-32+learned-interp"]["guarded"]
+    assert g["blown_up"] == 0 and g["flagged"] == len(g["first_flag_times"]) >= g["flagged_before_t_eval"]
+    assert "max |omega|" in g["domain"] and "with its guard" in md
     assert r["reference_check"]["corr_at_end"]["full"] > 0.9
     assert "## Equivalent grid and speed-up" in md and "attsolver bench kolmogorov --tiny" in md
     assert "Skipped" in md  # the tiny run never times exponax
@@ -232,6 +236,16 @@ def test_tiny_kolmogorov_benchmark_end_to_end(tmp_path):
     assert "largest unchanged" in (tmp_path / "steps" / "kolmogorov_steps.md").read_text()
     with pytest.raises(SystemExit, match="viscosity"):
         st.main(["--regime", "re1000", "--test", str(test_h5), "--out", str(tmp_path / "steps2")])
+    # the guard suite on the run's cache: its model, the domain from its training set, the run's blow-up count
+    gd = load_script("benchmarks/kolmogorov_li_guard.py")
+    assert gd.main(["--cache", str(tmp_path / "cache"), "--size", "tiny", "--t-long", str(r["setup"]["t_long"]), "--rounds", "1",
+                    "--out", str(tmp_path / "guard")]) == 0
+    rg = json.loads((tmp_path / "guard" / "kolmogorov_li_guard.json").read_text())
+    (row,) = rg["models"].values()
+    assert row["blown_up"] == r["blowups"]["fd-32+learned-interp"]["blown_up"]
+    assert row["guarded_blown_up"] == g["blown_up"] and row["flagged"] == g["flagged"]
+    assert row["scored_rollouts_unchanged"] == row["n"] - row["flagged_in_scored_horizon"]
+    assert row["cost"]["ratio"] > 0 and "| guard cost |" in (tmp_path / "guard" / "kolmogorov_li_guard.md").read_text()
 
 
 @pytest.mark.slow  # imports jax (seconds)

@@ -6,7 +6,9 @@ parameters of a corrector; :class:`InterpolationHost` is a corrector whose corre
 and whose only learned part is the interpolation, so ``fit(host, data,
 system=host.system(), rollout_schedule=...)`` trains the interpolation by unrolling the solver
 (the loss is back-propagated through every step and stage of ``solve``), with ``fit``'s
-schedules, validation split, early stopping and checkpoints.
+schedules, validation split, early stopping and checkpoints.  ``fit`` also records the
+interpolation's training domain (:meth:`InterpolationHost.record_interpolation_domain`), which
+``solve(host.system(), ..., guard="fallback")`` checks against.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..systems.interpolation_domain import record_interpolation_domain
 from ..systems.learned_interpolation import LearnedInterpolation
 from ..systems.navier_stokes import NavierStokes2DFD
 from .base import Corrector
@@ -48,6 +51,12 @@ class InterpolationHost(Corrector):
         m = self.interpolation.meta
         return NavierStokes2DFD(n=m["n"], nu=m["nu"], drag=m["drag"], forcing_wavenumber=m["forcing_wavenumber"],
                                 forcing_amplitude=self.forcing_amplitude, interpolation=self.interpolation)
+
+    def record_interpolation_domain(self, states: Tensor, **margins: Any) -> Tensor:
+        """Record the interpolation's training domain from its training states ``[..., n, n]``
+        (``fit`` calls it; :func:`attsolver.systems.record_interpolation_domain`): what
+        ``solve(self.system(), ..., guard=...)`` checks against."""
+        return record_interpolation_domain(self.interpolation, states, **margins)
 
     def forward(self, t: Tensor | None, y: Tensor, dy: Tensor, h: float) -> Tensor:
         """No post-step correction: the learned part acts inside the right-hand side."""

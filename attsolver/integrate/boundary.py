@@ -35,6 +35,8 @@ from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise
                      raise_nonfinite)
 from .error_bounds import solve_with_error_bounds
 from .guard import GUARD_MODES, domain_of, guarded_loop
+from ..systems.learned_interpolation import LearnedInterpolation
+from .interpolation_guard import guarded_interpolation, solve_with_interpolation_guard
 from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
 from .per_sample import solve_per_sample
 from .stats import CountedRHS, SolveStats, WallBudget, WallBudgetExceeded
@@ -93,9 +95,9 @@ def solve(
         return_stats: also return a :class:`SolveStats` (steps, ``f`` evaluations, wall time, ...).
         progress: for long fixed-step solves: a tqdm bar on a terminal, log lines (logger
             ``attsolver.progress``) otherwise; the result is the same as without progress.
-        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score the corrected
-            steps against the corrector's training domain; one warning names the first time and
-            trajectory outside) or ``"fallback"`` (also redo a flagged sample's step at ``h / 4``).
+        guard: ``None`` (default: the plain loop, bit for bit), ``"warn"`` (score the corrected steps, or a learned
+            interpolation's weights, against the training domain; one warning names the first time and trajectory
+            outside) or ``"fallback"`` (redo a flagged step at ``h / 4``; an interpolation: its base scheme).
         guard_check_every: with ``guard``, also check a window every this many steps against classical
             and refined shadow solves (:mod:`attsolver.integrate.guard`); ``None``: off.
         event: a terminal event ``event(t, y)``, one value per sample (fixed-step methods, dopri5/8,
@@ -117,6 +119,8 @@ def solve(
     """
     if return_error_bounds:  # checked before the solve, attached after it
         return solve_with_error_bounds(solve, locals())
+    if guard is not None and corrector is None and guarded_interpolation(f) is not None:
+        return solve_with_interpolation_guard(solve, locals())  # the guard in the model, armed around the solve
     spec = get_method(method)
     if isinstance(t, Tensor) and t.ndim == 2 and not return_stats and guard is None and event is None:
         return solve_per_sample(solve, spec, f, y0, t, step_size=step_size, corrector=corrector, options=options)
@@ -124,8 +128,6 @@ def solve(
     y0, t, options = _validated(spec, f, y0, t, options, corrector=corrector, event=event, guard=guard,
                                 guard_check_every=guard_check_every)
     if progress and event is None and spec.kind == "fixed" and len(t) > 2:
-        step_grid(t.detach().cpu().double().numpy(), step_size, time_eps=time_eps(t),
-                  max_steps=options.get("max_steps", DEFAULT_MAX_STEPS), y0=y0)
         return _solve_in_pieces(f, y0, t, method=method, step_size=step_size, corrector=corrector,
                                 options=raw_options, return_stats=return_stats, guard=guard,
                                 guard_check_every=guard_check_every)
@@ -198,7 +200,12 @@ def _check_guard(guard, corrector, options, check_every) -> None:
     if guard not in GUARD_MODES:
         raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
     if corrector is None:
-        raise ValueError(f"guard={guard!r} scores a corrector's steps; give corrector= or guard=None")
+        raise ValueError(f"guard={guard!r} scores a corrector's steps or a learned interpolation's weights; give "
+                         "corrector=, or f a system built with interpolation=, or guard=None")
+    if isinstance(getattr(corrector, "interpolation", None), LearnedInterpolation):
+        raise ValueError(f"guard={guard!r} with an InterpolationHost as corrector= would fall back to the same "
+                         "learned right-hand side; guard the interpolation itself: solve(host.system(), y0, t, "
+                         f"method=..., step_size=..., guard={guard!r}) without corrector=")
     domain_of(corrector)
     if options and options.get("compile", False):
         raise ValueError("guard= runs the eager loop; drop options={'compile': True} or use guard=None")
@@ -380,7 +387,10 @@ def _integrate(plan: StepPlan, f, options: dict[str, Any]) -> Tensor:
 
 def _solve_in_pieces(f, y0, t, *, method, step_size, corrector, options, return_stats, guard=None,
                      guard_check_every=None, pieces: int = 100):
-    """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress."""
+    """``solve`` over consecutive slices of ``t`` (shared end points), reporting progress; the
+    whole step grid is checked first."""
+    step_grid(t.detach().cpu().double().numpy(), step_size, time_eps=time_eps(t),
+              max_steps=(options or {}).get("max_steps", DEFAULT_MAX_STEPS), y0=y0)
     n = len(t) - 1
     bounds = sorted({round(i * n / min(pieces, n)) for i in range(min(pieces, n) + 1)})
     outs, y, stats = [y0.unsqueeze(0)], y0, []

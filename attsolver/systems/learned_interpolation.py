@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from .._validate import is_integer
 from ..steppers.tableau import TABLEAUS
 from ._halo import Halo
+from .interpolation_guard import GuardRun, domain_tensor, domain_text
 
 __all__ = ["LearnedInterpolation", "BASE_SCHEMES", "WEIGHTS_PER", "face_velocities", "flux_advection",
            "check_weights"]
@@ -209,6 +210,9 @@ class LearnedInterpolation(nn.Module):
         self.form = form
         self.weights_per = weights_per
         self._stages: _StageTracker | None = None  # armed by start_solve
+        self._guard: GuardRun | None = None  # armed by solve(..., guard=...)
+        # the training domain (interpolation_guard): zeros until recorded; saved with the weights
+        self.register_buffer("domain", domain_tensor(0.0, 0.0, 0.0, 0.0))
         # what it was built for, saved with the weights (a tensor, so state dicts stay tensors)
         self.register_buffer("trained_for_json", torch.tensor(list(json.dumps(self.meta, sort_keys=True).encode()),
                                                               dtype=torch.uint8))
@@ -273,7 +277,9 @@ class LearnedInterpolation(nn.Module):
             )
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Refuse weights saved from a model built for another flow or base scheme."""
+        """Refuse weights saved from a model built for another flow or base scheme (weights saved
+        before domains existed load with none recorded)."""
+        state_dict.setdefault(prefix + "domain", domain_tensor(0.0, 0.0, 0.0, 0.0))
         saved = state_dict.get(prefix + "trained_for_json")
         if saved is not None:
             theirs = json.loads(bytes(saved.tolist()).decode())
@@ -284,6 +290,43 @@ class LearnedInterpolation(nn.Module):
                     f"LearnedInterpolation with what it was trained for to load them"
                 )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def has_domain(self) -> bool:
+        """Whether a training domain is recorded (``record_interpolation_domain``; ``fit`` does it)."""
+        return bool(torch.isfinite(self.domain).all()) and bool((self.domain[2:] >= 1).all())  # margins >= 1
+
+    @property
+    def domain_text(self) -> str:
+        """The recorded domain in words (or that none is)."""
+        return domain_text(self.domain) if self.has_domain else "no training domain recorded"
+
+    def arm_guard(self, mode: str) -> GuardRun:
+        """Start a guarded solve (``solve(system, ..., guard=mode)`` calls it): every weight
+        computation until :meth:`disarm_guard` is checked against the domain
+        (:mod:`attsolver.systems.interpolation_guard`)."""
+        if not self.has_domain:
+            raise ValueError(
+                "guard= needs the learned interpolation's training domain, and this model has none recorded; "
+                "record it from the training states: attsolver.systems.record_interpolation_domain(model, states) "
+                "(fit records it for an InterpolationHost)")
+        self._guard = GuardRun(mode, self.domain)
+        return self._guard
+
+    def disarm_guard(self) -> None:
+        """End a guarded solve."""
+        self._guard = None
+
+    def _guarded(self, w: Tensor, t, wx: Tensor, wy: Tensor) -> tuple[Tensor, Tensor]:
+        """The weights after the guard's check: the base scheme's on the trajectories to fall back."""
+        w0 = self.w0.to(wx.device, wx.dtype)[:, None, None]
+        dep = torch.maximum((wx.detach() - w0).abs().amax(dim=(-3, -2, -1)),
+                            (wy.detach() - w0).abs().amax(dim=(-3, -2, -1)))
+        back = self._guard.check(w, dep, t)
+        if back is None:
+            return wx, wy
+        back = back[..., None, None, None]
+        return torch.where(back, w0, wx), torch.where(back, w0, wy)
 
     def check_consistency(self) -> None:
         """Refuse a base scheme or null-space basis that breaks the constraint."""
@@ -332,23 +375,29 @@ class LearnedInterpolation(nn.Module):
         of ``w`` the caller already has, reused if it is wide enough)."""
         u, v = face_velocities(psi, dx)
         if self.form == "flux":
-            return self._flux_form(w, u, v, dx, halo)
+            return self._flux_form(w, u, v, dx, halo, t)
         tracker = self._stages if self.weights_per == "step" and t is not None else None
         if tracker is None or tracker.starts_step(float(t), w.shape):
             wx, wy = self(w, u, v)
+            if self._guard is not None:
+                wx, wy = self._guarded(w, t, wx, wy)
             if tracker is not None:
                 tracker.weights = (wx, wy)
         else:
             wx, wy = tracker.weights
         return flux_advection(w, u, v, wx, wy, self.cells, dx, halo)
 
-    def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float, halo: Halo | None = None) -> Tensor:
+    def _flux_form(self, w: Tensor, u: Tensor, v: Tensor, dx: float, halo: Halo | None = None, t=None) -> Tensor:
         """The second form: base face values plus a learned correction of them."""
         batch = w.shape[:-2]
         x = torch.stack([w, u, v], dim=-3).reshape(-1, 3, *w.shape[-2:]) * self.input_scale
         p = next(self.net.parameters())
         d = self.net(x.to(p.dtype) if x.dtype != p.dtype else x).to(w.dtype) / self.input_scale
         d = d.reshape(*batch, 2, *w.shape[-2:])
+        if self._guard is not None:  # the departure from the base scheme is the correction itself
+            back = self._guard.check(w, d.detach().abs().amax(dim=(-3, -2, -1)), t)
+            if back is not None:
+                d = torch.where(back[..., None, None, None], torch.zeros((), dtype=d.dtype, device=d.device), d)
         q = _wrapped(w, halo, self.halo)
         base = self.w0.tolist()
         fx = u * (_face_values(q, base, self.cells, "x") + d[..., 0, :, :])

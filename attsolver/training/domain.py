@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._validate import finite_number
-from ..correctors import Corrector
+from ..correctors import Corrector, InterpolationHost
 from ..integrate.guard import TrainingDomain, guard_features
 from ..integrate.guard_probe import PROBE_RTOL, PROBES
 from .arguments import as_dataset, right_hand_side
@@ -74,6 +74,8 @@ def record_domain(corrector: Corrector, data: Any, *, f: Any = None, max_samples
     if pieces[0][4] is not None and probe_rtol is not None:  # the right-hand-side probe: the first data set's states
         domain = domain.with_probes(*pieces[0][4], probe_rtol)
     corrector.domain = domain
+    if isinstance(corrector, InterpolationHost):  # the learned part inside f has a domain of its own
+        corrector.record_interpolation_domain(torch.cat([d.y.reshape(-1, *d.y.shape[2:]) for d in sets]))
     return domain
 
 
