@@ -37,6 +37,7 @@ import torch
 
 from attsolver import solve
 from attsolver.systems.interpolation_guard import DEPARTURE_MARGIN, STATE_MARGIN
+from attsolver.systems.interpolation_domain import weight_departure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks import kolmogorov as k  # noqa: E402
@@ -99,6 +100,7 @@ def rollouts(c, models, ref, t_long, t_eval) -> dict[str, Any]:
         return ~torch.isfinite(end).all(dim=(-2, -1)) | (end.abs().amax(dim=(-2, -1)) > bound)
 
     plain = blown(k.rollout(c, models, w0, tl)[:, -1])
+    histories = {int(i): blowup_history(c, models, w0[i], t_long) for i in plain.nonzero().reshape(-1)}
     sol, report = k.rollout(c, models, w0, tl, guard="fallback")
     first = report.first_time[report.flagged]
     te = t_eval[t_eval <= SCORED + 1e-9]
@@ -109,7 +111,30 @@ def rollouts(c, models, ref, t_long, t_eval) -> dict[str, Any]:
             "bound": bound, "t_long": t_long, "flagged": int(report.flagged.sum()),
             "first_flag_times": [round(float(x), 4) for x in first], "reasons": sorted(set(report.reasons.values())),
             "scored_horizon": float(te[-1]), "flagged_in_scored_horizon": int(rep8.flagged.sum()),
-            "scored_rollouts_unchanged": int(sum(same))}
+            "scored_rollouts_unchanged": int(sum(same)), "blowup_histories": histories,
+            "guarded_end_max_abs_w": [float(x) for x in sol[:, -1].abs().amax(dim=(-2, -1))]}
+
+
+def blowup_history(c, models, w0: torch.Tensor, t_long: float, frame: float = 0.05) -> dict[str, Any]:
+    """How one unguarded trajectory (``w0 [n, n]``) blows up: every ``frame`` from 1.5 time units
+    before its first overflow-bound crossing, ``max |omega|``, the largest ``|u| + |v|`` against
+    the CFL limit ``dx / step``, and the departure of its weights from the base scheme."""
+    host = models[c["model"]]
+    system = host.system()
+    t = torch.arange(0.0, t_long + 1e-9, frame, dtype=torch.float64)
+    sol = k.rollout(c, models, w0[None], t)[0]
+    peak = sol.abs().amax(dim=(-2, -1)).nan_to_num(float("inf"))
+    over = int(torch.nonzero(peak > 2 * peak[0]).reshape(-1)[0]) if bool((peak > 2 * peak[0]).any()) else len(t) - 1
+    rows = []
+    for i in range(max(0, over - int(round(1.5 / frame))), min(len(t), over + 4)):
+        w = sol[i]
+        row = {"t": round(float(t[i]), 4), "max_abs_w": float(peak[i])}
+        if bool(torch.isfinite(w).all()):
+            u, v = system.velocity(w)
+            dep = weight_departure(host.interpolation, system, w[None])
+            row.update(max_speed=float((u.abs() + v.abs()).max()), departure=dep)
+        rows.append(row)
+    return {"cfl_speed": system.dx / k.step_of(c), "frames": rows}
 
 
 def guard_cost(c, models, w, rounds: int) -> dict[str, Any]:
@@ -196,6 +221,15 @@ def to_markdown(r: dict[str, Any]) -> str:
     reasons = sorted({x for m in r["models"].values() for x in m["reasons"]})
     if reasons:
         L += ["", "What flagged them: " + "; ".join(reasons) + "."]
+    for m in r["models"].values():
+        for i, h in m.get("blowup_histories", {}).items():
+            L += ["", f"How `{m['model']}` blows up on test initial condition {i} without the guard (its largest "
+                  f"|u| + |v| against the CFL speed dx / step = {h['cfl_speed']:.3g}; the departure of its weights "
+                  f"from the base scheme against the training maximum {m['domain'][1]:.3g}; with the guard its max "
+                  f"|w| at t = {s['t_long']:g} is {m['guarded_end_max_abs_w'][int(i)]:.3g}):", "",
+                  "| t | max \\|w\\| | max \\|u\\| + \\|v\\| | departure |", "|---|---|---|---|"]
+            L += [f"| {f['t']:g} | {f['max_abs_w']:.4g} | " + (f"{f['max_speed']:.3g} | {f['departure']:.3g} |"
+                                                              if "max_speed" in f else "— | — |") for f in h["frames"]]
     return "\n".join(L) + "\n"
 
 

@@ -12,7 +12,7 @@ from .interpolation_guard import DEPARTURE_MARGIN, STATE_MARGIN, domain_tensor
 from .learned_interpolation import LearnedInterpolation, face_velocities
 from .navier_stokes import NavierStokes2DFD
 
-__all__ = ["record_interpolation_domain", "DOMAIN_STATES"]
+__all__ = ["record_interpolation_domain", "weight_departure", "DOMAIN_STATES"]
 
 #: at most this many training states (a seeded draw) make the domain
 DOMAIN_STATES = 4096
@@ -51,20 +51,19 @@ def record_interpolation_domain(model: LearnedInterpolation, states: Tensor, *, 
         w = w[torch.randperm(len(w), generator=torch.Generator().manual_seed(seed))[:max_states].to(w.device)]
     m = model.meta
     system = NavierStokes2DFD(n=n, nu=m["nu"], drag=m["drag"], forcing_wavenumber=m["forcing_wavenumber"])
-    guard, model._guard = model._guard, None  # the departure of the unguarded model
-    try:
-        departure = max(_departure(model, system, chunk) for chunk in w.split(256))
-    finally:
-        model._guard = guard
+    departure = max(weight_departure(model, system, chunk) for chunk in w.split(256))
     if not math.isfinite(departure):
         raise ValueError("the model's weights are not finite on its training states; it cannot have a domain")
     model.domain.copy_(domain_tensor(float(w.abs().max()), departure, state_margin, departure_margin))
     return model.domain.clone()
 
 
-def _departure(model: LearnedInterpolation, system: NavierStokes2DFD, w: Tensor) -> float:
+@torch.no_grad()
+def weight_departure(model: LearnedInterpolation, system: NavierStokes2DFD, w: Tensor) -> float:
     """The largest departure of the model's face weights (flux form: its face-value correction)
-    from the base scheme's over the fields ``w [B, n, n]``."""
+    from the base scheme's over the fields ``w [B, n, n]`` (what the guard compares; the model's
+    own forward, unguarded)."""
+    w = w.to(next(model.net.parameters()).dtype)
     u, v = face_velocities(system.streamfunction(w), system.dx)
     if model.form == "flux":
         x = torch.stack([w, u, v], dim=-3) * model.input_scale

@@ -107,29 +107,35 @@ class GuardRun:
         self.mode = mode
         self.max_state, self.max_departure = d[0] * d[2], d[1] * d[3]
         self.report: InterpolationGuardReport | None = None
+        self._any = False  # whether any trajectory has been flagged (the fallback's mask is needed)
 
     def check(self, w: Tensor, departure: Tensor, t) -> Tensor | None:
         """Flag the trajectories of ``w [..., n, n]`` outside the domain (``departure``: their
         weights' largest departure from the base scheme, ``w``'s batch shape); returns the
-        trajectories to fall back (``"fallback"``: every one flagged so far) or ``None``."""
+        trajectories to fall back (``"fallback"``: every one flagged so far) or ``None``.
+
+        The usual case (every trajectory inside, none flagged before) is a handful of tensor
+        operations and one read on the host; the bookkeeping runs only when something is out."""
         state = w.detach().abs().amax(dim=(-2, -1)).reshape(-1)
         dep = departure.detach().reshape(-1)
-        new = ~(state <= self.max_state) | ~(dep <= self.max_departure)  # NaN is outside
+        new = ~((state <= self.max_state) & (dep <= self.max_departure))  # NaN is outside
         r = self.report
         if r is None or r.flagged.shape != new.shape:
             r = self.report = InterpolationGuardReport(
-                self.mode, torch.zeros_like(new), torch.full(new.shape, math.inf, dtype=torch.float64))
+                self.mode, torch.zeros(new.shape, dtype=torch.bool), torch.full(new.shape, math.inf, dtype=torch.float64))
+            self._any = False
         r.checks += 1
-        fresh = new & ~r.flagged
-        if bool(fresh.any()):
+        if bool(new.any()):
+            fresh = (new.cpu() & ~r.flagged).nonzero().reshape(-1).tolist()
             time = float(t) if t is not None else math.nan
-            for i in fresh.nonzero().reshape(-1).tolist():
+            for i in fresh:
                 r.first_time[i] = time
                 r.reasons[i] = self._reason(float(state[i]), float(dep[i]))
-            r.flagged |= fresh.to(r.flagged.device)
-        if self.mode != "fallback" or not bool(r.flagged.any()):
+                r.flagged[i] = True
+            self._any = True
+        if self.mode != "fallback" or not self._any:
             return None
-        return r.flagged.reshape(w.shape[:-2])
+        return r.flagged.to(w.device).reshape(w.shape[:-2])
 
     def _reason(self, state: float, dep: float) -> str:
         if not (math.isfinite(state) and math.isfinite(dep)):

@@ -320,8 +320,8 @@ class LearnedInterpolation(nn.Module):
     def _guarded(self, w: Tensor, t, wx: Tensor, wy: Tensor) -> tuple[Tensor, Tensor]:
         """The weights after the guard's check: the base scheme's on the trajectories to fall back."""
         w0 = self.w0.to(wx.device, wx.dtype)[:, None, None]
-        dep = torch.maximum((wx.detach() - w0).abs().amax(dim=(-3, -2, -1)),
-                            (wy.detach() - w0).abs().amax(dim=(-3, -2, -1)))
+        dims = (-3, -2, -1)  # (abs().amax: several times faster than an inf-norm on the CPU)
+        dep = torch.maximum((wx.detach() - w0).abs_().amax(dim=dims), (wy.detach() - w0).abs_().amax(dim=dims))
         back = self._guard.check(w, dep, t)
         if back is None:
             return wx, wy
