@@ -46,6 +46,8 @@ from benchmarks._suite import Run, parser, write_report  # noqa: E402
 SCHEMA = 1
 STEPS = (2, 12)
 BATCH = 16
+#: the long rollouts' output interval (the same steps as one interval), for :func:`margins_used`
+MARGIN_FRAME = 0.25
 #: the bench's run sizes -> the letter of its cache tag
 SIZES = {"full": "f", "quick": "q", "tiny": "t"}
 #: the suite's scored horizon (its t95 are censored there)
@@ -99,7 +101,10 @@ def rollouts(c, models, ref, t_long, t_eval) -> dict[str, Any]:
     def blown(end):
         return ~torch.isfinite(end).all(dim=(-2, -1)) | (end.abs().amax(dim=(-2, -1)) > bound)
 
-    plain = blown(k.rollout(c, models, w0, tl)[:, -1])
+    frames = torch.arange(0.0, t_long + 1e-9, MARGIN_FRAME, dtype=torch.float64)  # the same steps, more outputs
+    long = k.rollout(c, models, w0, frames)
+    plain = blown(long[:, -1])
+    margins = margins_used(models[c["model"]], long[~plain])
     histories = {int(i): blowup_history(c, models, w0[i], t_long) for i in plain.nonzero().reshape(-1)}
     sol, report = k.rollout(c, models, w0, tl, guard="fallback")
     first = report.first_time[report.flagged]
@@ -111,8 +116,20 @@ def rollouts(c, models, ref, t_long, t_eval) -> dict[str, Any]:
             "bound": bound, "t_long": t_long, "flagged": int(report.flagged.sum()),
             "first_flag_times": [round(float(x), 4) for x in first], "reasons": sorted(set(report.reasons.values())),
             "scored_horizon": float(te[-1]), "flagged_in_scored_horizon": int(rep8.flagged.sum()),
-            "scored_rollouts_unchanged": int(sum(same)), "blowup_histories": histories,
+            "scored_rollouts_unchanged": int(sum(same)), "blowup_histories": histories, "margins_used": margins,
             "guarded_end_max_abs_w": [float(x) for x in sol[:, -1].abs().amax(dim=(-2, -1))]}
+
+
+def margins_used(host, sol: torch.Tensor) -> dict[str, float]:
+    """How close the trajectories that did not blow up (``sol [B, nt, n, n]``) came to the guard's
+    thresholds: their largest ``max |omega|`` and weights' departure over the training maxima."""
+    d = host.interpolation.domain
+    fields = sol.reshape(-1, *sol.shape[-2:])
+    if len(fields) == 0:
+        return {"state": float("nan"), "departure": float("nan")}
+    system = host.system()
+    dep = max(weight_departure(host.interpolation, system, chunk) for chunk in fields.split(256))
+    return {"state": float(fields.abs().max()) / float(d[0]), "departure": dep / float(d[1])}
 
 
 def blowup_history(c, models, w0: torch.Tensor, t_long: float, frame: float = 0.05) -> dict[str, Any]:
@@ -208,12 +225,17 @@ def to_markdown(r: dict[str, Any]) -> str:
          f"t = {min(s['t_eval'], SCORED):g}, guarded against unguarded, bit for bit. "
          f"Cost: per-step CPU time with the guard over without it, batch {s['batch']}, one thread, median "
          f"[quartiles] over {s['rounds']} interleaved rounds.", "",
-         "| model | params | training maxima: max \\|w\\|, departure | blow-ups | guarded blow-ups | fell back (first t) "
-         "| scored rollouts unchanged | guard cost |", "|---|---|---|---|---|---|---|---|"]
+         f"Closest approach: over the trajectories that did not blow up (every {MARGIN_FRAME:g} time units to "
+         f"t = {s['t_long']:g}), the largest max |w| and departure over the training maxima; the guard flags above "
+         f"{STATE_MARGIN:g} and {DEPARTURE_MARGIN:g}.", "",
+         "| model | params | training maxima: max \\|w\\|, departure | closest approach: max \\|w\\|, departure "
+         "| blow-ups | guarded blow-ups | fell back (first t) | scored rollouts unchanged | guard cost |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for m in r["models"].values():
         c = m["cost"]
         L.append(f"| {m['hidden']} ch × {m['layers']} layers, {m['trajectories']} traj (`{m['model']}`) | "
-                 f"{m['parameters']} | {m['domain'][0]:.3g}, {m['domain'][1]:.3g} | {m['blown_up']}/{m['n']} | "
+                 f"{m['parameters']} | {m['domain'][0]:.3g}, {m['domain'][1]:.3g} | "
+                 f"{m['margins_used']['state']:.2f}×, {m['margins_used']['departure']:.2f}× | {m['blown_up']}/{m['n']} | "
                  f"{m['guarded_blown_up']}/{m['n']} | {m['flagged']}"
                  + (f" ({', '.join(f'{x:.3g}' for x in m['first_flag_times'])})" if m["flagged"] else "")
                  + f" | {m['scored_rollouts_unchanged']}/{m['n']} | {c['ratio']:.3f}× [{c['ratio_q1_q3'][0]:.3f}, "
