@@ -197,7 +197,7 @@ def _run(args, run) -> dict[str, Any]:
         models = {k.LI: host}
         t0 = time.perf_counter()
         row = {"model": path.name, "parameters": record["parameters"], "hidden": record["hidden"],
-               "layers": record["layers"], "trajectories": record["trajectories"],
+               "layers": record["layers"], "trajectories": record["trajectories"], "loss": record.get("loss", "mse"),
                "domain": [float(x) for x in host.interpolation.domain], "domain_text": host.interpolation.domain_text,
                **rollouts(c, models, ref, args.t_long, test.t)}
         row["cost"] = guard_cost(c, models, w, args.rounds)
@@ -233,7 +233,7 @@ def to_markdown(r: dict[str, Any]) -> str:
          "|---|---|---|---|---|---|---|---|---|"]
     for m in r["models"].values():
         c = m["cost"]
-        L.append(f"| {m['hidden']} ch × {m['layers']} layers, {m['trajectories']} traj (`{m['model']}`) | "
+        L.append(f"| {_build(m)} (`{m['model']}`) | "
                  f"{m['parameters']} | {m['domain'][0]:.3g}, {m['domain'][1]:.3g} | "
                  f"{m['margins_used']['state']:.2f}×, {m['margins_used']['departure']:.2f}× | {m['blown_up']}/{m['n']} | "
                  f"{m['guarded_blown_up']}/{m['n']} | {m['flagged']}"
@@ -253,6 +253,12 @@ def to_markdown(r: dict[str, Any]) -> str:
             L += [f"| {f['t']:g} | {f['max_abs_w']:.4g} | " + (f"{f['max_speed']:.3g} | {f['departure']:.3g} |"
                                                               if "max_speed" in f else "— | — |") for f in h["frames"]]
     return "\n".join(L) + "\n"
+
+
+def _build(m: dict[str, Any]) -> str:
+    arch = "linear 3×3 map" if m["layers"] == 1 else f"{m['hidden']} ch × {m['layers']} layers"
+    loss = f", loss {m['loss']}" if m.get("loss", "mse") != "mse" else ""
+    return f"{arch}, {m['trajectories']} traj{loss}"
 
 
 def main(argv=None) -> int:
