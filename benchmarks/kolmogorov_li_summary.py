@@ -59,7 +59,7 @@ Depth, data and the training loss on the same fresh test set (the first row: the
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_capacity/summary.md \
         benchmarks/results/kolmogorov_li_fresh_es_fasthost/kolmogorov.json \
-        benchmarks/results/kolmogorov_li_capacity/{l1_corr,h4l4,h4l6,h8l4,h16l4,h16l6,h16l4_t128,h32l4,h32l6}/kolmogorov.json
+        benchmarks/results/kolmogorov_li_capacity/{l1_corr,h4l4,h4l6,h8l4,h16l4,h16l6,h16l4_t128,h32l4,h32l6,h32l6_e40}/kolmogorov.json
 
 The README row's model re-timed: its run, the same architecture trained on the correlation loss,
 and three more runs of the README row's command with ``--rounds 5``, one after another, alone:
