@@ -54,12 +54,17 @@ SIZES = {"full": "f", "quick": "q", "tiny": "t"}
 SCORED = 8.0
 
 
+def _seed_matches(stem: str, seed_tag: str) -> bool:
+    """Whether a cache name (without its hash) is of the seed of ``seed_tag`` (the default seed: no tag)."""
+    return stem.endswith(seed_tag) if seed_tag else re.search(r"_seed\d+$", stem) is None
+
+
 def models_in(cache: Path, regime: str, train_seed: int) -> list[Path]:
     """The cache's learned interpolations of ``regime`` (the cache tag, e.g. ``re500_f``) trained on
     ``train_seed``'s data (with a record)."""
     tag = k._seed_tag(train_seed, k.TRAIN_SEED)
-    return sorted(p for p in cache.glob(f"li_{regime}_*.pt") if p.with_suffix(".json").exists()
-                  and (p.stem.endswith(tag) if tag else re.search(r"_seed\d+$", p.stem) is None))
+    return sorted(p for p in cache.glob(f"li_{regime}_*.pt")
+                  if p.with_suffix(".json").exists() and _seed_matches(p.stem, tag))
 
 
 def load_model(path: Path):
@@ -83,9 +88,7 @@ def training_states(cache: Path, regime: str, record: dict[str, Any], train_seed
 
 def cached_set(cache: Path, prefix: str, seed_tag: str) -> Path:
     """The bench's cached data set ``<prefix>...<seed_tag>_<hash>.h5`` (the default seed: no tag)."""
-    found = sorted(p for p in cache.glob(f"{prefix}*.h5")
-                   if (lambda stem: stem.endswith(seed_tag) if seed_tag else re.search(r"_seed\d+$", stem) is None)(
-                       p.stem.rsplit("_", 1)[0]))
+    found = sorted(p for p in cache.glob(f"{prefix}*.h5") if _seed_matches(p.stem.rsplit("_", 1)[0], seed_tag))
     if not found:
         raise FileNotFoundError(f"no data set {prefix}*{seed_tag}_*.h5 in {cache} (run attsolver bench kolmogorov "
                                 "with this cache first)")

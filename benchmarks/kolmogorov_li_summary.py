@@ -34,8 +34,8 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es,l1_t16_es_stage}_n16/kolmogorov.json \\
         benchmarks/results/kolmogorov_re1000_levers/{l1_t16_es,h8l2_s4x3_u16_t16_es}_n16_steps/kolmogorov.json \\
         "benchmarks/results/kolmogorov_re1000_levers/l1_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \\
-        "benchmarks/results/kolmogorov_re1000_levers/h8l2_s4x3_u16_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \
-        benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps/kolmogorov.json \
+        "benchmarks/results/kolmogorov_re1000_levers/h8l2_s4x3_u16_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \\
+        benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps/kolmogorov.json \\
         "benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps_alone/kolmogorov.json::re-timed alone from the cached model (load 1.0)"
 
 (the two ``_n16`` runs after the first four: the same cached models re-scored on 16 test initial
@@ -57,18 +57,18 @@ The fresh test set's table (test seed 91000: the runs' test set must be one, the
 
 Depth, data and the training loss on the same fresh test set (the first row: the README row):
 
-    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_capacity/summary.md \
-        benchmarks/results/kolmogorov_li_fresh_es_fasthost/kolmogorov.json \
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_capacity/summary.md \\
+        benchmarks/results/kolmogorov_li_fresh_es_fasthost/kolmogorov.json \\
         benchmarks/results/kolmogorov_li_capacity/{l1_corr,h4l4,h4l6,h8l4,h16l4,h16l6,h16l4_t128,h32l4,h32l6,h32l6_e40}/kolmogorov.json
 
 The README row's model re-timed: its run, the same architecture trained on the correlation loss,
 and three more runs of the README row's command with ``--rounds 5``, one after another, alone:
 
-    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_repeat/summary.md \
-        benchmarks/results/kolmogorov_li_fresh_es_fasthost/kolmogorov.json \
-        benchmarks/results/kolmogorov_li_capacity/l1_corr/kolmogorov.json \
-        "benchmarks/results/kolmogorov_li_repeat/rep1/kolmogorov.json::repeat 1" \
-        "benchmarks/results/kolmogorov_li_repeat/rep2/kolmogorov.json::repeat 2" \
+    python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_li_repeat/summary.md \\
+        benchmarks/results/kolmogorov_li_fresh_es_fasthost/kolmogorov.json \\
+        benchmarks/results/kolmogorov_li_capacity/l1_corr/kolmogorov.json \\
+        "benchmarks/results/kolmogorov_li_repeat/rep1/kolmogorov.json::repeat 1" \\
+        "benchmarks/results/kolmogorov_li_repeat/rep2/kolmogorov.json::repeat 2" \\
         "benchmarks/results/kolmogorov_li_repeat/rep3/kolmogorov.json::repeat 3"
 """
 

@@ -21,6 +21,7 @@ from .._validate import positive_int
 from ..steppers import get_method
 from ..steppers.adaptive import StepSizeUnderflow
 from ..steppers.registry import MethodSpec
+from ..systems.learned_interpolation import LearnedInterpolation
 from .call_cache import coarse_known, f_known, note_coarse_quiet, note_f, stepper_for, times_entry_again
 from .checks import (DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL_S, CheckedCorrector,
                      check_corrector, check_dtype, check_f, check_no_grad_through, check_options,
@@ -34,8 +35,7 @@ from .events_adaptive import EVENT_ADAPTIVE_METHODS, adaptive_event_solve
 from .errors import (NonFiniteSolutionError, all_finite, over_whole_solve, raise_if_nonfinite_adaptive,
                      raise_nonfinite)
 from .error_bounds import solve_with_error_bounds
-from .guard import GUARD_MODES, domain_of, guarded_loop
-from ..systems.learned_interpolation import LearnedInterpolation
+from .guard import check_guard_request, domain_of, guarded_loop
 from .interpolation_guard import guarded_interpolation, solve_with_interpolation_guard
 from .loop import StepPlan, fixed_loop, stage_times, time_differentiable_loop
 from .per_sample import solve_per_sample
@@ -166,9 +166,7 @@ def _validated(spec: MethodSpec, f, y0, t, options, *, corrector, event, guard, 
     """One validation for every path (progress on or off, fixed or adaptive): ``(y0, t,
     options)`` checked, the result's size, the dtype and gradients included.  (The whole
     solve's step budget: by ``solve`` before its pieces, else by ``_solve_fixed``.)"""
-    _check_guard(guard, corrector, options, guard_check_every)
-    if guard is not None and event is not None:
-        raise ValueError("guard= and event= do not combine yet: pass one of them")
+    _check_guard(guard, corrector, options, guard_check_every, event)
     if event is not None and isinstance(t, Tensor) and t.ndim == 2:
         raise ValueError("event= takes a 1-D t (one grid for the batch), not a per-sample grid [batch, n_t]; for "
                          "each sample's own step size use options={'per_sample': True} (dopri5, dopri8, kvaerno5)")
@@ -189,16 +187,15 @@ def _max_output_bytes(options) -> int:
     return DEFAULT_MAX_OUTPUT_BYTES
 
 
-def _check_guard(guard, corrector, options, check_every) -> None:
-    """``guard`` is ``None`` or a mode, needs a corrector with a domain and the eager loop."""
+def _check_guard(guard, corrector, options, check_every, event) -> None:
+    """``guard`` is ``None`` or a mode, needs a corrector with a domain, the eager loop and no event."""
     if guard is None:
         if check_every is not None:
             raise ValueError("guard_check_every needs guard='warn' or 'fallback'")
         return
     if check_every is not None:
         positive_int("guard_check_every", check_every)
-    if guard not in GUARD_MODES:
-        raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
+    check_guard_request(guard, options, event)
     if corrector is None:
         raise ValueError(f"guard={guard!r} scores a corrector's steps or a learned interpolation's weights; give "
                          "corrector=, or f a system built with interpolation=, or guard=None")
@@ -207,8 +204,6 @@ def _check_guard(guard, corrector, options, check_every) -> None:
                          "learned right-hand side; guard the interpolation itself: solve(host.system(), y0, t, "
                          f"method=..., step_size=..., guard={guard!r}) without corrector=")
     domain_of(corrector)
-    if options and options.get("compile", False):
-        raise ValueError("guard= runs the eager loop; drop options={'compile': True} or use guard=None")
 
 
 def _solve_adaptive(spec: MethodSpec, f, y0: Tensor, t: Tensor, *, step_size, corrector,

@@ -62,7 +62,7 @@ from .guard_probe import PROBE_RTOL, check_probes, probe_difference, probe_sente
 from .guard_system import system_compared, system_mismatch
 from .loop import Outputs, StepPlan
 
-__all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES",
+__all__ = ["TrainingDomain", "GuardReport", "OutOfDomainWarning", "guarded_loop", "GUARD_MODES", "check_guard_request",
            "FALLBACK_SUBSTEPS", "MAX_FULL_COVARIANCE", "guard_features", "domain_of", "SCORE_EVERY",
            "POSTERIORI_EVERY", "POSTERIORI_RATIO", "POSTERIORI_WINDOW", "STICKY_FALLBACK", "check_ratio_pairs",
            "CHECK_SCHEDULE"]
@@ -282,6 +282,17 @@ class TrainingDomain:
 def _distance2(zc: Tensor, whiten: Tensor) -> Tensor:
     u = zc @ whiten if whiten.ndim == 2 else zc * whiten
     return u.square().sum(1)
+
+
+def check_guard_request(guard: str, options: Any, event: Any) -> None:
+    """What every guarded solve needs, a corrector's or a learned interpolation's: a known mode,
+    no event, the eager loop."""
+    if guard not in GUARD_MODES:
+        raise ValueError(f"guard must be None, 'warn' or 'fallback', got {guard!r}")
+    if event is not None:
+        raise ValueError("guard= and event= do not combine yet: pass one of them")
+    if isinstance(options, dict) and options.get("compile", False):
+        raise ValueError("guard= runs the eager loop; drop options={'compile': True} or use guard=None")
 
 
 def domain_of(corrector: Any) -> TrainingDomain:

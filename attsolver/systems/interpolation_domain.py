@@ -43,8 +43,7 @@ def record_interpolation_domain(model: LearnedInterpolation, states: Tensor, *, 
     if not isinstance(states, Tensor) or states.ndim < 2 or tuple(states.shape[-2:]) != (n, n) or states.is_complex():
         raise ValueError(f"states must be real vorticity fields [..., {n}, {n}] on the model's grid, got "
                          f"{tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__}")
-    p = model.domain
-    w = states.detach().reshape(-1, n, n).to(device=p.device, dtype=next(model.net.parameters()).dtype)
+    w = states.detach().reshape(-1, n, n).to(device=model.domain.device, dtype=next(model.net.parameters()).dtype)
     if len(w) == 0 or not bool(torch.isfinite(w).all()):
         raise ValueError("states must be a non-empty set of finite fields (the model's training states)")
     if len(w) > max_states:
