@@ -145,6 +145,21 @@ def test_the_fallback_keeps_a_blowing_up_trajectory_finite():
     assert stats.guard.n_flagged >= 1
 
 
+def test_a_network_with_non_finite_output_falls_back_to_the_base_scheme():
+    """NaN weights (a damaged parameter) are flagged as not finite at the first check: under
+    "fallback" the solve is the base scheme's, bit for bit, where the plain solve is refused."""
+    li, w = _model(), _states(b=2)
+    record_interpolation_domain(li, w)
+    with torch.no_grad():
+        li.net[0].weight.view(-1)[0] = float("nan")
+    with pytest.raises(Exception, match="NaN"):
+        _solve(li, w)
+    sol, stats = _solve(li, w, guard="fallback", return_stats=True)
+    assert torch.equal(sol, _solve(_model(scale=0.0), w))
+    assert stats.guard.flagged.tolist() == [True, True] and stats.guard.first[0] == 0.0
+    assert all("not finite" in r for r in stats.guard.reasons.values())
+
+
 def test_progress_pieces_keep_the_fallback_to_the_end():
     li, w = _model(), _states(b=2)
     record_interpolation_domain(li, w[:1])

@@ -10,7 +10,7 @@ import torch
 from attsolver import fit
 from attsolver.correctors import InterpolationHost
 from attsolver.data import TrajectoryDataset
-from attsolver.integrate import solve
+from attsolver.integrate import NonFiniteSolutionError, solve
 from attsolver.systems import LearnedInterpolation, NavierStokes2D, NavierStokes2DFD
 from attsolver.systems.grid import restrict_2d
 from attsolver.systems.learned_interpolation import check_weights, constraint_matrix, face_velocities, flux_advection
@@ -188,6 +188,29 @@ def test_refuses_inconsistent_weights():
     bad.w0[0] += 0.5
     with pytest.raises(ValueError, match="violate the consistency constraint"):
         NavierStokes2DFD(n=n, nu=NU, interpolation=bad)
+
+
+def test_refuses_a_network_with_non_finite_output_by_name():
+    """A NaN in the network's parameters makes every face weight NaN: refused as "not finite"
+    (with the count of bad entries), not as a consistency violation, whose moment error would be
+    NaN too and say nothing about the cause."""
+    n = 16
+    li = _model(n)
+    with torch.no_grad():
+        next(p for p in li.net.parameters() if p.dim() > 1).view(-1)[0] = float("nan")
+    s = NavierStokes2DFD(n=n, nu=NU, interpolation=li)
+    w0 = _field(n)
+    t = torch.linspace(0.0, 0.1, 2, dtype=torch.float64)
+    h = 0.25 * s.max_step_size(w0)
+    with pytest.raises(NonFiniteSolutionError, match="f itself produced them"):
+        solve(s, w0, t, method="ssprk3", step_size=h)  # solve's own check of f comes first
+    with pytest.raises(ValueError, match=r"x-face weights are not finite \(\d+ of \d+ entries NaN or inf\)"):
+        solve(s, w0, t, method="ssprk3", step_size=h, options={"check_finite": False})
+    w = torch.full((1, 4, 8, 8), 0.25, dtype=torch.float64)
+    check_weights(w, 4, 1, 0)  # the mean of four cells is exact to degree 0
+    w[0, 1, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"weights are not finite \(1 of 256 entries"):
+        check_weights(w, 4, 1, 0)
 
 
 def test_refuses_a_degree_the_base_scheme_does_not_reach():

@@ -93,14 +93,26 @@ def base_weights(base: str, width: int, transverse: int) -> Tensor:
 
 
 def check_weights(weights: Tensor, width: int, transverse: int, degree: int, what: str = "weights") -> None:
-    """Refuse face weights ``[..., S, n, n]`` that are not exact to polynomial ``degree``."""
+    """Refuse face weights ``[..., S, n, n]`` that are not finite, or not exact to polynomial
+    ``degree``."""
+    finite = torch.isfinite(weights.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(
+            f"{what} are not finite ({bad} of {finite.numel()} entries NaN or inf): the "
+            f"interpolation network's output is not finite on this state; check its parameters "
+            f"(torch.isfinite on each) and the state (a field far outside the training data), or "
+            f"solve with guard='fallback', which gives such a trajectory the base scheme's weights"
+        )
+    if weights.numel() == 0:
+        return
     a = constraint_matrix(width, transverse, degree).to(dtype=weights.dtype, device=weights.device)
     moments = torch.einsum("ms,...sij->...mij", a, weights.detach())
     target = torch.zeros_like(moments)
     target[..., 0, :, :] = 1.0
-    err = float((moments - target).abs().max()) if moments.numel() else 0.0
+    err = float((moments - target).abs().max())
     tol = 1e-3 if weights.dtype in (torch.float16, torch.bfloat16) else 1e-5
-    if not math.isfinite(err) or err > tol * max(1.0, float(weights.detach().abs().max())):
+    if err > tol * max(1.0, float(weights.detach().abs().max())):
         raise ValueError(
             f"{what} violate the consistency constraint (exact for polynomials of degree <= {degree}: "
             f"the weights sum to one{' and reproduce linear fields' if degree >= 1 else ''}); largest "
