@@ -51,10 +51,11 @@ beside another job, then re-timed alone from its cached model; after it, the wid
 channels × 4 layers, trained side by side with epoch caps of 40 and 32.)
 
 The Re = 1000 builds chosen on the validation seed, scored on a fresh test set (test seed 91000,
-16 initial conditions; the 8-channel build, then the 32-channel one, the best validation t95):
+16 initial conditions; the 8-channel build, then the 32-channel one, the best validation t95, then
+the linear map, the best payer on the comparison set, retrained from its seeds):
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_re1000_fresh/summary.md \\
-        benchmarks/results/kolmogorov_re1000_fresh/{h8l4,h32l4_e32}_t16_es_n16_steps/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_fresh/{h8l4,h32l4_e32,l1}_t16_es_n16_steps/kolmogorov.json
 
 The Re = 500 fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
