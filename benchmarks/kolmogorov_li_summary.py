@@ -37,7 +37,8 @@ The Re = 1000 levers with 16 training trajectories and early stopping on validat
         "benchmarks/results/kolmogorov_re1000_levers/h8l2_s4x3_u16_t16_es_n16_steps_fasthost/kolmogorov.json::$N" \\
         benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps/kolmogorov.json \\
         "benchmarks/results/kolmogorov_re1000_levers/h8l4_t16_es_n16_steps_alone/kolmogorov.json::re-timed alone from the cached model (load 1.0)" \\
-        benchmarks/results/kolmogorov_re1000_levers/{h16l4_e40,h32l4_e32}_t16_es_n16_steps/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_levers/{h16l4_e40,h32l4_e32}_t16_es_n16_steps/kolmogorov.json \\
+        "benchmarks/results/kolmogorov_re1000_levers/h16l4_e40_t16_es_n16_steps_alone/kolmogorov.json::re-timed alone from the cached model (load 1.0)"
 
 (the two ``_n16`` runs after the first four: the same cached models re-scored on 16 test initial
 conditions, ``--n-test 16``; runs that differ only in their test-set size share a table, each row
@@ -48,7 +49,8 @@ runs again after the learned host's cost work, ``N="the host reads its stencils 
 (58cea3c)"``: a ``PATH::NOTE`` argument ends its row's build cell with the note; the last row: an
 8-channel 4-layer CNN, the depth lever of the Re = 500 capacity table, on the same protocol, trained
 beside another job, then re-timed alone from its cached model; after it, the width lever: 16 and 32
-channels × 4 layers, trained side by side with epoch caps of 40 and 32.)
+channels × 4 layers, trained side by side with epoch caps of 40 and 32; the last row: the
+16-channel build re-timed alone from its cached model.)
 
 The Re = 1000 builds chosen on the validation seed, scored on a fresh test set (test seed 91000,
 16 initial conditions; the 8-channel build, then the 32-channel one, the best validation t95, then
