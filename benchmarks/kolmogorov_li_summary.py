@@ -58,11 +58,13 @@ the linear map, the best payer on the comparison set, retrained from its seeds):
 
     python benchmarks/kolmogorov_li_summary.py --out benchmarks/results/kolmogorov_re1000_fresh/summary.md \\
         benchmarks/results/kolmogorov_re1000_fresh/{h8l4,h32l4_e32,l1}_t16_es_n16_steps/kolmogorov.json \\
-        benchmarks/results/kolmogorov_re1000_fresh/{h8l4,l1}_t64_es_n16_steps/kolmogorov.json
+        benchmarks/results/kolmogorov_re1000_fresh/{h8l4,l1,h16l4}_t64_es_n16_steps/kolmogorov.json
 
-(the last two rows: the data lever, the 8-channel build and the linear map trained on 64
+(the last three rows: the data lever, the 8-channel build and the linear map trained on 64
 trajectories × 2 time units instead of 16, epoch cap 16 with the window at 8 intervals from
-epoch 4, ``--li-train 64 --li-epochs 16 --li-ramp 6``, trained side by side.)
+epoch 4, ``--li-train 64 --li-epochs 16 --li-ramp 6``, trained side by side; then the 16-channel
+build on the same data, trained beside the reference check of ``bench kolmogorov_reference`` and
+timed alone.)
 
 The Re = 500 fresh test set's table (test seed 91000: the runs' test set must be one, the script refuses a mix):
 
