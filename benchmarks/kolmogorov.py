@@ -100,8 +100,10 @@ REGIMES: dict[str, dict[str, Any]] = {
                "dt_coarse": 0.01},  # Courant ~0.57 at 64^2 for the measured max |u| + |v| (about 5.6 after spin-up)
 }
 #: each regime's full-size test protocol (frames, spin-up, FD ladder): the suite's settings and the oracle's
-PROTOCOL = {"re500": {"frame": 0.1, "t_spin": 12.0, "fd_ladder": [32, 40, 48, 56, 64, 80, 96, 128]},
-            "re1000": {"frame": 0.2, "t_spin": 10.0, "fd_ladder": [64, 80, 96, 112, 128, 160, 192, 256]}}
+PROTOCOL = {"re500": {"frame": 0.1, "t_spin": 12.0, "fd_ladder": [32, 40, 48, 56, 64, 80, 96, 128],
+                      "spectral_ladder": [32, 40, 48, 56, 64, 80, 96]},
+            "re1000": {"frame": 0.2, "t_spin": 10.0, "fd_ladder": [64, 80, 96, 112, 128, 160, 192, 256],
+                       "spectral_ladder": [64, 80, 96, 112, 128, 160, 192]}}
 PHYSICS = REGIMES["re500"]["physics"]
 REF_N = 128
 COARSE_N = 32
@@ -486,6 +488,32 @@ def _t95s(scores: dict[str, Any], band: str, t: np.ndarray, idx: np.ndarray | No
     for k, s in scores.items():
         c = s["corr"][band]
         out[k] = time_until(t, (c if idx is None else c[idx]).mean(0), THRESHOLD)
+    return out
+
+
+def placements(scores: dict[str, Any], t: np.ndarray, ladders: dict[str, list[tuple[str, int]]],
+               names: list[str], n_boot: int) -> dict[str, Any]:
+    """Accuracy only: per band, ladder (``{name: [(rung contender, n), ...]}``) and solver in
+    ``names``, the equivalent grid and halvings over :data:`COARSE_N` (:func:`place_on_ladder`),
+    bootstrap 5-95 % over the initial conditions (the same resamples for every entry)."""
+    rng = np.random.default_rng(0)
+    n_ic = next(iter(scores.values()))["corr"]["full"].shape[0]
+    draws = [None] + [rng.integers(0, n_ic, n_ic) for _ in range(n_boot)]
+    out: dict[str, Any] = {}
+    for band in BANDS:
+        per: dict[tuple[str, str], list] = {}
+        for d in draws:
+            t95 = _t95s(scores, band, t, d)
+            for lname, rungs in ladders.items():
+                ladder = [Rung(n, *t95[r], float(n) ** 3) for r, n in rungs]
+                for name in names:
+                    per.setdefault((lname, name), []).append(place_on_ladder(ladder, *t95[name]))
+        out[band] = {}
+        for (lname, name), ps in per.items():
+            h = np.log2(np.array([p["n"] for p in ps[1:]]) / COARSE_N)
+            out[band].setdefault(lname, {})[name] = {
+                "how": ps[0]["how"], "n": ps[0]["n"], "halvings": math.log2(ps[0]["n"] / COARSE_N),
+                "h_5_95": [float(np.percentile(h, 5)), float(np.percentile(h, 95))]}
     return out
 
 
@@ -1023,7 +1051,7 @@ def parse_args(argv):
     args.li_val_t = args.li_val_t or (2.0 if q else 4.0)
     args.li_t_train = 1.0 if q else 3.0
     args.fd_ladder = [32, 48, 64, 96] if q else list(PROTOCOL["re500"]["fd_ladder"])
-    args.spectral_ladder = [32, 48, 64] if q else [32, 40, 48, 56, 64, 80, 96]
+    args.spectral_ladder = [32, 48, 64] if q else list(PROTOCOL["re500"]["spectral_ladder"])
     args.batches = [1, 16, 64]
     args.rounds = args.rounds or (3 if q else 5)
     args.n_boot = 300 if q else 1000
@@ -1095,7 +1123,7 @@ def re1000_settings(ap, args, argv):
     args.li_val_n, args.li_val_t = args.li_val_n or 8, args.li_val_t or 4.0
     args.li_ramp = min(args.li_ramp, args.li_epochs)
     args.fd_ladder = list(PROTOCOL["re1000"]["fd_ladder"])
-    args.spectral_ladder = [64, 80, 96, 112, 128, 160, 192]
+    args.spectral_ladder = list(PROTOCOL["re1000"]["spectral_ladder"])
     args.batches, args.rounds, args.n_boot = [1, 16, 64], args.rounds or 3, 1000
     args.check_n = 512 if "--check-n" not in given else args.check_n
     args.check_ic = 2 if "--check-ic" not in given else args.check_ic

@@ -51,7 +51,6 @@ import numpy as np
 import torch
 
 from attsolver import solve
-from attsolver.evaluate.ladder import Rung, place_on_ladder
 from attsolver.systems import NavierStokes2DFD
 from attsolver.systems import learned_interpolation as li_module
 from attsolver.systems.learned_interpolation import base_weights, flux_advection, stencil
@@ -224,30 +223,11 @@ def rollout(system, method: str, w0: torch.Tensor, t: torch.Tensor, dt: float) -
         return solve(system, w0, t, method=method, step_size=dt, options={"check_finite": False}).transpose(0, 1)
 
 
-def place(t95_of: dict[str, tuple[float, bool]], ladder: list[int], name: str) -> dict[str, Any]:
-    rungs = [Rung(n, *t95_of[f"fd-{n}"], float(n) ** 3) for n in ladder]
-    p = place_on_ladder(rungs, *t95_of[name])
-    return {"how": p["how"], "n": p["n"], "halvings": math.log2(p["n"] / ladder[0])}
-
-
 def equivalent(scores: dict[str, Any], t: np.ndarray, ladder: list[int], names: list[str], n_boot: int
                ) -> dict[str, Any]:
     """Per band and variant: the equivalent FD grid, halvings, bootstrap 5-95 % over the ICs."""
-    rng = np.random.default_rng(0)
-    n_ic = next(iter(scores.values()))["corr"]["full"].shape[0]
-    draws = [None] + [rng.integers(0, n_ic, n_ic) for _ in range(n_boot)]
-    out: dict[str, Any] = {}
-    for band in k.BANDS:
-        per = {name: [] for name in names}
-        for d in draws:
-            t95 = k._t95s(scores, band, t, d)
-            for name in names:
-                per[name].append(place(t95, ladder, name))
-        out[band] = {}
-        for name, ps in per.items():
-            h = np.array([p["halvings"] for p in ps[1:]])
-            out[band][name] = {**ps[0], "h_5_95": [float(np.percentile(h, 5)), float(np.percentile(h, 95))]}
-    return out
+    placed = k.placements(scores, t, {"fd": [(f"fd-{n}", n) for n in ladder]}, names, n_boot)
+    return {band: by_ladder["fd"] for band, by_ladder in placed.items()}
 
 
 def to_markdown(r: dict[str, Any]) -> str:

@@ -30,7 +30,6 @@ Self-agreement is the vorticity correlation of two solves on the common ``COARSE
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 import time
@@ -42,7 +41,6 @@ import numpy as np
 import torch
 
 from attsolver.data import TrajectoryDataset
-from attsolver.evaluate.ladder import Rung, place_on_ladder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: benchmarks._suite
 from benchmarks import kolmogorov as k  # noqa: E402
@@ -50,7 +48,6 @@ from benchmarks._suite import Run, parser, write_report  # noqa: E402
 
 SCHEMA = 1
 BAND_TEXT = {"full": "full", "k10": "\\|k\\| ≤ 10"}  # escaped: a table cell
-SPECTRAL_LADDER = {"re500": [32, 40, 48, 64, 80, 96], "re1000": [64, 80, 96, 112, 128, 160, 192]}
 
 
 def finer_solve(ref: torch.Tensor, t: torch.Tensor, n: int, keep: int) -> torch.Tensor:
@@ -119,32 +116,6 @@ def load_model(path: Path):
     return host, b
 
 
-def placements(scores: dict[str, Any], t: np.ndarray, ladders: dict[str, list[tuple[str, int]]],
-               learned: list[str], n_boot: int) -> dict[str, Any]:
-    """Per band, ladder and learned build: the equivalent grid and halvings over the base grid
-    (:func:`place_on_ladder`, the suite's placement), bootstrap 5-95 % over the initial conditions
-    (the same resamples for every entry)."""
-    rng = np.random.default_rng(0)
-    n_ic = next(iter(scores.values()))["corr"]["full"].shape[0]
-    draws = [None] + [rng.integers(0, n_ic, n_ic) for _ in range(n_boot)]
-    out: dict[str, Any] = {}
-    for band in k.BANDS:
-        per: dict[tuple[str, str], list] = {}
-        for d in draws:
-            t95 = k._t95s(scores, band, t, d)
-            for lname, rungs in ladders.items():
-                ladder = [Rung(n, *t95[r], float(n) ** 3) for r, n in rungs]
-                for name in learned:
-                    per.setdefault((lname, name), []).append(place_on_ladder(ladder, *t95[name]))
-        out[band] = {}
-        for (lname, name), ps in per.items():
-            h = np.log2(np.array([p["n"] for p in ps[1:]]) / k.COARSE_N)
-            out[band].setdefault(lname, {})[name] = {
-                "how": ps[0]["how"], "n": ps[0]["n"], "halvings": math.log2(ps[0]["n"] / k.COARSE_N),
-                "h_5_95": [float(np.percentile(h, 5)), float(np.percentile(h, 95))]}
-    return out
-
-
 def main(argv=None) -> int:
     ap = parser("kolmogorov_reference", __doc__.split("\n\n")[0], out="out/bench-kolmogorov-reference")
     ap.add_argument("--regime", choices=sorted(k.PROTOCOL), default="re1000")
@@ -188,7 +159,7 @@ def _contenders(args, setting) -> tuple[dict[str, Any], dict[str, Any], dict[str
     """The ladders and the learned builds as the suite runs them (each ladder at its step scale)."""
     scale = k.STEP_SCALE[args.regime]
     fd = args.fd_ladder or setting["fd_ladder"]
-    sp = args.spectral_ladder or SPECTRAL_LADDER[args.regime]
+    sp = args.spectral_ladder or setting["spectral_ladder"]
     contenders = {f"fd-{n}": {"base": "fd", "n": n} for n in fd}
     contenders.update({f"spectral-{n}": {"base": "spectral", "n": n} for n in sp})
     models, builds = {}, {}
@@ -235,7 +206,7 @@ def _run(args, run) -> dict[str, Any]:
                 f"{scores['finer'][cname]['t95']['full']:.2f} against {args.finer}^2 ({time.perf_counter() - t0:.0f}s)")
     ladders = {b: [(cn, c["n"]) for cn, c in contenders.items() if c["base"] == b and "model" not in c]
                for b in ("fd", "spectral")}
-    placed = {r: placements(scores[r], t_np, ladders, list(models), args.n_boot) for r in refs}
+    placed = {r: k.placements(scores[r], t_np, ladders, list(models), args.n_boot) for r in refs}
     report = run.report(
         setup={"regime": args.regime, "physics": k.PHYSICS, "coarse_n": k.COARSE_N, "ref_n": k.REF_N,
                "finer": args.finer, "finest": args.finest, "finest_t": args.finest_t, "finest_ic": args.finest_ic,
@@ -303,7 +274,7 @@ def to_markdown(r: dict[str, Any]) -> str:
                         cells.append(f"{e['n']:.0f}², {mark}{e['halvings']:.2f} [{e['h_5_95'][0]:.2f}, "
                                      f"{e['h_5_95'][1]:.2f}]")
                 L.append(f"| `{name}` | {b['parameters']} | {BAND_TEXT[band]} | "
-                         + " | ".join(cells[i] for i in (0, 1, 2, 3)) + " |")
+                         + " | ".join(cells) + " |")
     return "\n".join(L) + "\n"
 
 
